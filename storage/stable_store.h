@@ -1,0 +1,153 @@
+// The stable-store contract: the one place where baton keeps state between
+// requests. Every backend (embedded RocksDB, replicated etcd) implements it,
+// and the framework's request pipeline is written against it alone.
+//
+// Model
+//   Keys and values are byte strings. Every present key has a version > 0;
+//   version 0 means "absent". A version is the store-wide revision of the
+//   commit that last wrote the key, so versions only grow: a key deleted and
+//   written again gets a version larger than any it had before.
+//
+// Durability
+//   Commit() returns OK only after its writes are durable: fsync'd to the
+//   local write-ahead log (embedded backend) or committed by a quorum
+//   (replicated backend). Nothing acknowledged is lost by a process crash.
+//
+// Error codes (absl::Status, gRPC's codes)
+//   kAborted            a commit condition failed (conflict). The key that
+//                       failed is in ConflictKey(status).
+//   kUnknown            the commit's outcome is unknown (e.g. a timeout after
+//                       the request was sent). The caller resolves it by
+//                       reading, never by blindly re-executing.
+//   kUnavailable        the store cannot serve now (closed, disk full, peer
+//                       unreachable). Nothing was written; retry later.
+//   kDataLoss           corruption detected.
+//   kInvalidArgument    malformed call (e.g. a key too large for the backend).
+//   kResourceExhausted  a backend limit (request size, operations per commit).
+//
+// Reserved key space
+//   Keys that start with kReservedPrefix belong to the framework (completion
+//   records, fencing epochs, client watermarks). The framework refuses
+//   application keys in that space, so applications cannot collide with it.
+//
+// Thread safety: implementations are thread-safe; any number of threads may
+// call any method concurrently.
+#ifndef BATON_STORAGE_STABLE_STORE_H_
+#define BATON_STORAGE_STABLE_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
+namespace baton::storage {
+
+// Every key that starts with this byte is reserved for the framework.
+inline constexpr std::string_view kReservedPrefix = "\xff";
+
+inline bool IsReservedKey(std::string_view key) {
+  return key.substr(0, kReservedPrefix.size()) == kReservedPrefix;
+}
+
+// A value together with its version. version == 0 means the key is absent
+// (and value is empty).
+struct Versioned {
+  std::string value;
+  uint64_t version = 0;
+
+  bool present() const { return version != 0; }
+};
+
+struct KeyValue {
+  std::string key;
+  std::string value;
+  uint64_t version = 0;
+};
+
+// A commit succeeds only if `key` currently has `expected_version`
+// (0: the key must be absent).
+struct Condition {
+  std::string key;
+  uint64_t expected_version = 0;
+};
+
+struct Write {
+  enum class Kind { kPut, kDelete };
+  Kind kind = Kind::kPut;
+  std::string key;
+  std::string value;  // Empty for kDelete.
+
+  static Write Put(std::string key, std::string value) {
+    return Write{Kind::kPut, std::move(key), std::move(value)};
+  }
+  static Write Delete(std::string key) {
+    return Write{Kind::kDelete, std::move(key), {}};
+  }
+};
+
+struct ScanOptions {
+  // Only keys that start with this prefix.
+  std::string prefix;
+  // Resume after this key (exclusive); empty: start at the prefix.
+  std::string start_after;
+  // At most this many entries. Default: 1000.
+  size_t limit = 1000;
+};
+
+class StableStore {
+ public:
+  virtual ~StableStore() = default;
+
+  // The current value and version of `key`; {"" , 0} when absent.
+  [[nodiscard]] virtual absl::StatusOr<Versioned> Get(std::string_view key) = 0;
+
+  // Present keys in key order, per `options`.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<KeyValue>> Scan(
+      const ScanOptions& options) = 0;
+
+  // Atomically: if every condition holds, apply every write. All or nothing;
+  // durable before OK is returned. Returns the revision assigned to the
+  // writes (the new version of every written key). A commit with no writes
+  // only checks its conditions and returns the current revision.
+  [[nodiscard]] virtual absl::StatusOr<uint64_t> Commit(
+      const std::vector<Condition>& conditions,
+      const std::vector<Write>& writes) = 0;
+
+  // OK when the store can currently accept commits. Cheap; used by health
+  // checks (e.g. the take-over agent stops campaigning when this fails).
+  [[nodiscard]] virtual absl::Status Ping() = 0;
+};
+
+// Conflicts: a kAborted status whose payload names the key that failed.
+inline constexpr std::string_view kConflictKeyPayload =
+    "type.baton.dev/conflict-key";
+
+inline absl::Status ConflictError(std::string_view key) {
+  absl::Status s = absl::AbortedError(
+      absl::StrCat("commit condition failed on key \"", absl::CHexEscape(key),
+                   "\""));
+  s.SetPayload(kConflictKeyPayload, absl::Cord(key));
+  return s;
+}
+
+inline bool IsConflict(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kAborted;
+}
+
+// The key named by a conflict status, if any.
+inline std::optional<std::string> ConflictKey(const absl::Status& s) {
+  std::optional<absl::Cord> p = s.GetPayload(kConflictKeyPayload);
+  if (!p) return std::nullopt;
+  return std::string(*p);
+}
+
+}  // namespace baton::storage
+
+#endif  // BATON_STORAGE_STABLE_STORE_H_
