@@ -1,0 +1,359 @@
+#include "takeover/daemon/config.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "yaml-cpp/yaml.h"
+
+namespace baton::takeover {
+namespace {
+
+constexpr uint16_t kDefaultPort = 7946;
+
+absl::Status Bad(const std::string& key, const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat("config: ", key, ": ", why));
+}
+
+bool IsIpv4(const std::string& s) {
+  in_addr a{};
+  return inet_pton(AF_INET, s.c_str(), &a) == 1;
+}
+bool IsIpv6(const std::string& s) {
+  std::string host = s.substr(0, s.find('%'));
+  in6_addr a{};
+  return inet_pton(AF_INET6, host.c_str(), &a) == 1;
+}
+
+// "1.2.3.4:7946", "[fd00::1]:7946", "1.2.3.4" (default port), "fd00::1" (default port).
+absl::Status ParseHostPort(const std::string& key, const std::string& text, std::string& host,
+                           uint16_t& port) {
+  std::string port_text;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string::npos) return Bad(key, "missing ']' in '" + text + "'");
+    host = text.substr(1, close - 1);
+    if (close + 1 < text.size()) {
+      if (text[close + 1] != ':') return Bad(key, "expected ':' after ']' in '" + text + "'");
+      port_text = text.substr(close + 2);
+    }
+  } else if (std::count(text.begin(), text.end(), ':') == 1) {
+    size_t colon = text.find(':');
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+  } else {
+    host = text;
+  }
+  if (!IsIpv4(host) && !IsIpv6(host)) {
+    return Bad(key, "'" + host + "' is not a numeric IPv4/IPv6 address (no DNS names)");
+  }
+  port = kDefaultPort;
+  if (!port_text.empty()) {
+    uint32_t p = 0;
+    if (!absl::SimpleAtoi(port_text, &p) || p == 0 || p > 65535) {
+      return Bad(key, "bad port '" + port_text + "'");
+    }
+    port = static_cast<uint16_t>(p);
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status Get(const YAML::Node& node, const std::string& key, T& out) {
+  try {
+    out = node.as<T>();
+  } catch (const YAML::Exception& e) {
+    return Bad(key, absl::StrCat("bad value '", YAML::Dump(node), "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GetDuration(const YAML::Node& node, const std::string& key, std::chrono::nanoseconds& out) {
+  std::string text;
+  if (absl::Status s = Get(node, key, text); !s.ok()) return s;
+  std::optional<std::chrono::nanoseconds> d = ParseDuration(text);
+  if (!d) return Bad(key, "bad duration '" + text + "' (e.g. 100ms, 1s, 250us)");
+  out = *d;
+  return absl::OkStatus();
+}
+
+absl::Status GetMs(const YAML::Node& node, const std::string& key, std::chrono::milliseconds& out) {
+  std::chrono::nanoseconds ns{};
+  if (absl::Status s = GetDuration(node, key, ns); !s.ok()) return s;
+  out = std::chrono::duration_cast<std::chrono::milliseconds>(ns);
+  return absl::OkStatus();
+}
+
+absl::Status CheckKeys(const YAML::Node& map, const std::string& where,
+                       const std::set<std::string>& allowed) {
+  for (const auto& kv : map) {
+    std::string k = kv.first.as<std::string>();
+    if (allowed.count(k) == 0) {
+      return Bad(absl::StrCat(where, k), "unknown key (typo?)");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
+  if (!root.IsMap()) return Bad("<top>", "the document must be a mapping");
+  if (absl::Status s = CheckKeys(root, "",
+                                 {"node_id", "peers", "key_file", "interface", "service_address",
+                                  "label", "bind_host", "timing", "announce", "preempt",
+                                  "health_check", "status_socket", "incarnation_file",
+                                  "log_level"});
+      !s.ok()) {
+    return s;
+  }
+  DaemonConfig c;
+  for (const char* required : {"node_id", "peers", "key_file", "interface", "service_address"}) {
+    if (!root[required]) return Bad(required, "missing (required)");
+  }
+  if (absl::Status s = Get(root["node_id"], "node_id", c.node_id); !s.ok()) return s;
+  if (c.node_id == 0) return Bad("node_id", "must be > 0");
+  if (absl::Status s = Get(root["key_file"], "key_file", c.key_file); !s.ok()) return s;
+  if (absl::Status s = Get(root["interface"], "interface", c.interface); !s.ok()) return s;
+  if (c.interface.empty() || c.interface.size() > 15) return Bad("interface", "1..15 characters");
+
+  std::string addr;
+  if (absl::Status s = Get(root["service_address"], "service_address", addr); !s.ok()) return s;
+  size_t slash = addr.find('/');
+  c.service_address = addr.substr(0, slash);
+  if (IsIpv4(c.service_address)) {
+    c.ipv6 = false;
+  } else if (IsIpv6(c.service_address) && c.service_address.find('%') == std::string::npos) {
+    c.ipv6 = true;
+  } else {
+    return Bad("service_address", "'" + addr + "' is not ADDRESS[/PREFIXLEN]");
+  }
+  const int max_len = c.ipv6 ? 128 : 32;
+  c.prefix_length = max_len;
+  if (slash != std::string::npos) {
+    if (!absl::SimpleAtoi(addr.substr(slash + 1), &c.prefix_length) || c.prefix_length < 1 ||
+        c.prefix_length > max_len) {
+      return Bad("service_address", absl::StrCat("prefix length must be 1..", max_len));
+    }
+  }
+
+  const YAML::Node peers = root["peers"];
+  if (!peers.IsSequence() || peers.size() == 0) return Bad("peers", "must be a non-empty list");
+  std::set<uint32_t> ids;
+  std::set<int> priorities;
+  for (size_t i = 0; i < peers.size(); ++i) {
+    const YAML::Node p = peers[i];
+    const std::string where = absl::StrCat("peers[", i, "].");
+    if (!p.IsMap()) return Bad(where, "must be a mapping {id, priority, address}");
+    if (absl::Status s = CheckKeys(p, where, {"id", "priority", "capacity", "address"}); !s.ok()) {
+      return s;
+    }
+    for (const char* required : {"id", "priority", "address"}) {
+      if (!p[required]) return Bad(where + required, "missing (required)");
+    }
+    DaemonPeerConfig peer;
+    if (absl::Status s = Get(p["id"], where + "id", peer.id); !s.ok()) return s;
+    if (peer.id == 0) return Bad(where + "id", "must be > 0");
+    if (!ids.insert(peer.id).second) return Bad(where + "id", absl::StrCat("duplicate id ", peer.id));
+    if (absl::Status s = Get(p["priority"], where + "priority", peer.priority); !s.ok()) return s;
+    if (!priorities.insert(peer.priority).second) {
+      return Bad(where + "priority", absl::StrCat("duplicate priority ", peer.priority,
+                                                  " (priorities must be unique)"));
+    }
+    if (p["capacity"]) {
+      if (absl::Status s = Get(p["capacity"], where + "capacity", peer.capacity); !s.ok()) return s;
+      if (peer.capacity < 0) return Bad(where + "capacity", "must be >= 0");
+    }
+    std::string a;
+    if (absl::Status s = Get(p["address"], where + "address", a); !s.ok()) return s;
+    if (absl::Status s = ParseHostPort(where + "address", a, peer.host, peer.port); !s.ok()) {
+      return s;
+    }
+    c.peers.push_back(peer);
+  }
+  std::sort(c.peers.begin(), c.peers.end(),
+            [](const DaemonPeerConfig& a, const DaemonPeerConfig& b) { return a.id < b.id; });
+  if (c.self() == nullptr) {
+    return Bad("peers", absl::StrCat("node_id ", c.node_id, " is not in the peer list"));
+  }
+
+  c.label = c.interface + ":bt";
+  if (root["label"]) {
+    if (absl::Status s = Get(root["label"], "label", c.label); !s.ok()) return s;
+  }
+  if (c.label.size() > 15 || c.label.size() <= c.interface.size() + 1 ||
+      c.label.rfind(c.interface + ":", 0) != 0) {
+    return Bad("label", "must be '<interface>:<suffix>', at most 15 characters");
+  }
+  if (root["bind_host"]) {
+    if (absl::Status s = Get(root["bind_host"], "bind_host", c.bind_host); !s.ok()) return s;
+    if (!IsIpv4(c.bind_host) && !IsIpv6(c.bind_host)) return Bad("bind_host", "not a numeric address");
+  }
+
+  if (const YAML::Node t = root["timing"]) {
+    if (!t.IsMap()) return Bad("timing", "must be a mapping");
+    for (const auto& kv : t) {
+      const std::string k = kv.first.as<std::string>();
+      const std::string key = "timing." + k;
+      if (k == "heartbeat") {
+        if (absl::Status s = GetDuration(kv.second, key, c.heartbeat); !s.ok()) return s;
+        if (c.heartbeat < std::chrono::milliseconds(1) || c.heartbeat > std::chrono::seconds(60)) {
+          return Bad(key, "must be between 1ms and 60s");
+        }
+        continue;
+      }
+      double v = 0;
+      if (absl::Status s = Get(kv.second, key, v); !s.ok()) return s;
+      if (!std::isfinite(v) || v < 0) return Bad(key, "must be a non-negative number");
+      if (k == "lease") {
+        if (v < 2) return Bad(key, "must be at least 2 heartbeats");
+        c.lease_heartbeats = v;
+      } else if (k == "max_drift") {
+        if (v >= 0.1) return Bad(key, "must be < 0.1 (a fraction, e.g. 0.001)");
+        c.max_drift = v;
+      } else if (k == "address_lifetime") {
+        c.address_lifetime_heartbeats = v;
+      } else {
+        c.extra_timing.emplace_back(k, v);
+      }
+    }
+  }
+  if (c.address_lifetime_heartbeats < c.lease_heartbeats) {
+    return Bad("timing.address_lifetime", "must be at least the lease (in heartbeats)");
+  }
+  if (const YAML::Node a = root["announce"]) {
+    if (!a.IsSequence() || a.size() > 32) return Bad("announce", "must be a list of up to 32 offsets");
+    c.announce_schedule.clear();
+    for (size_t i = 0; i < a.size(); ++i) {
+      std::chrono::nanoseconds d{};
+      if (absl::Status s = GetDuration(a[i], absl::StrCat("announce[", i, "]"), d); !s.ok()) return s;
+      c.announce_schedule.push_back(d);
+    }
+    std::sort(c.announce_schedule.begin(), c.announce_schedule.end());
+  }
+  if (root["preempt"]) {
+    if (absl::Status s = Get(root["preempt"], "preempt", c.preempt); !s.ok()) return s;
+  }
+  if (const YAML::Node h = root["health_check"]) {
+    if (absl::Status s = CheckKeys(h, "health_check.",
+                                   {"command", "tcp", "period", "timeout", "fall", "rise"});
+        !s.ok()) {
+      return s;
+    }
+    HealthCheckConfig& hc = c.health_check;
+    if (h["command"] && h["tcp"]) return Bad("health_check", "give either command or tcp, not both");
+    if (h["command"]) {
+      hc.kind = HealthCheckConfig::Kind::kCommand;
+      if (absl::Status s = Get(h["command"], "health_check.command", hc.command); !s.ok()) return s;
+      if (hc.command.empty()) return Bad("health_check.command", "empty");
+    } else if (h["tcp"]) {
+      hc.kind = HealthCheckConfig::Kind::kTcp;
+      std::string t;
+      if (absl::Status s = Get(h["tcp"], "health_check.tcp", t); !s.ok()) return s;
+      if (absl::Status s = ParseHostPort("health_check.tcp", t, hc.tcp_host, hc.tcp_port); !s.ok()) {
+        return s;
+      }
+      if (t.find(':') == std::string::npos || (t.front() == '[' && t.find("]:") == std::string::npos)) {
+        return Bad("health_check.tcp", "needs HOST:PORT");
+      }
+    } else {
+      return Bad("health_check", "needs command or tcp");
+    }
+    if (h["period"]) {
+      if (absl::Status s = GetMs(h["period"], "health_check.period", hc.period); !s.ok()) return s;
+    }
+    if (h["timeout"]) {
+      if (absl::Status s = GetMs(h["timeout"], "health_check.timeout", hc.timeout); !s.ok()) return s;
+    }
+    if (hc.period.count() < 1) return Bad("health_check.period", "must be >= 1ms");
+    if (hc.timeout.count() < 1) return Bad("health_check.timeout", "must be >= 1ms");
+    if (h["fall"]) {
+      if (absl::Status s = Get(h["fall"], "health_check.fall", hc.fall); !s.ok()) return s;
+    }
+    if (h["rise"]) {
+      if (absl::Status s = Get(h["rise"], "health_check.rise", hc.rise); !s.ok()) return s;
+    }
+    if (hc.fall < 1) return Bad("health_check.fall", "must be >= 1");
+    if (hc.rise < 1) return Bad("health_check.rise", "must be >= 1");
+  }
+  if (root["status_socket"]) {
+    if (absl::Status s = Get(root["status_socket"], "status_socket", c.status_socket); !s.ok()) return s;
+    if (c.status_socket.size() >= 108) return Bad("status_socket", "path longer than 107 bytes");
+  }
+  c.incarnation_file = absl::StrCat("/var/lib/baton/takeoverd-", c.node_id, ".incarnation");
+  if (root["incarnation_file"]) {
+    if (absl::Status s = Get(root["incarnation_file"], "incarnation_file", c.incarnation_file); !s.ok()) {
+      return s;
+    }
+  }
+  if (root["log_level"]) {
+    if (absl::Status s = Get(root["log_level"], "log_level", c.log_level); !s.ok()) return s;
+    static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
+    if (kLevels.count(c.log_level) == 0) return Bad("log_level", "trace|debug|info|warn|error");
+  }
+  return c;
+}
+
+}  // namespace
+
+const DaemonPeerConfig* DaemonConfig::self() const {
+  for (const DaemonPeerConfig& p : peers) {
+    if (p.id == node_id) return &p;
+  }
+  return nullptr;
+}
+
+std::optional<std::chrono::nanoseconds> ParseDuration(std::string_view text) {
+  std::string t(text);
+  size_t i = 0;
+  while (i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || t[i] == '.')) ++i;
+  if (i == 0) return std::nullopt;
+  double v = 0;
+  if (!absl::SimpleAtod(t.substr(0, i), &v) || !std::isfinite(v) || v < 0) return std::nullopt;
+  std::string unit = t.substr(i);
+  double scale = 0;
+  if (unit.empty() || unit == "ms") scale = 1e6;
+  else if (unit == "s") scale = 1e9;
+  else if (unit == "us") scale = 1e3;
+  else if (unit == "ns") scale = 1;
+  else if (unit == "m") scale = 60e9;
+  else return std::nullopt;
+  return std::chrono::nanoseconds(static_cast<int64_t>(std::llround(v * scale)));
+}
+
+absl::StatusOr<DaemonConfig> ParseDaemonConfig(std::string_view yaml) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config: not valid YAML: ", e.what()));
+  }
+  try {
+    return Parse(root);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config: ", e.what()));
+  }
+}
+
+absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    if (errno == EACCES) return absl::PermissionDeniedError("cannot read config " + path);
+    return absl::NotFoundError("cannot open config " + path);
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  absl::StatusOr<DaemonConfig> c = ParseDaemonConfig(ss.str());
+  if (!c.ok()) {
+    return absl::Status(c.status().code(), absl::StrCat(path, ": ", c.status().message()));
+  }
+  return c;
+}
+
+}  // namespace baton::takeover

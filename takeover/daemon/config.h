@@ -1,0 +1,109 @@
+// The configuration of baton-takeoverd, the standalone take-over daemon: which group it belongs
+// to, which service address it moves, how fast, and how it checks the local service.
+//
+// Read from YAML (see deploy/baton-takeoverd.example.yaml for every key with its default):
+//
+//   node_id: 1
+//   interface: eth0
+//   service_address: 10.78.0.100/24          # address/prefix length, IPv4 or IPv6
+//   key_file: /etc/baton/cluster.key          # >= 32 bytes, mode 0600
+//   peers:                                    # every member, this node included
+//     - {id: 1, priority: 150, address: 10.78.0.1:7946}
+//     - {id: 2, priority: 100, address: 10.78.0.2:7946}
+//   timing: {heartbeat: 100ms, lease: 10, address_lifetime: 30}   # lease etc. in heartbeats
+//
+// Parsing is pure (no file system access except LoadDaemonConfig reading the file); every error
+// is kInvalidArgument with a message naming the key, so the daemon can print it and exit 2.
+//
+// Thread-safety: plain values.
+#ifndef BATON_TAKEOVER_DAEMON_CONFIG_H_
+#define BATON_TAKEOVER_DAEMON_CONFIG_H_
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace baton::takeover {
+
+struct DaemonPeerConfig {
+  uint32_t id = 0;        // unique, > 0
+  int priority = 0;       // higher wins an election; unique within the group
+  int capacity = 1;       // how many service addresses it may hold. Default: 1
+  std::string host;       // numeric IPv4/IPv6 address of its take-over UDP port
+  uint16_t port = 0;      // UDP port. Default (when the address has none): 7946
+};
+
+struct HealthCheckConfig {
+  enum class Kind { kNone, kCommand, kTcp };
+  Kind kind = Kind::kNone;  // Default: none (the node is always healthy)
+  // kCommand: run through /bin/sh -c; exit status 0 = healthy.
+  std::string command;
+  // kTcp: a connect to host:port that succeeds within `timeout` = healthy.
+  std::string tcp_host;
+  uint16_t tcp_port = 0;
+  std::chrono::milliseconds period{1000};   // between checks. Default: 1 s
+  std::chrono::milliseconds timeout{1000};  // per check. Default: 1 s
+  int fall = 3;  // consecutive failures before the node drains. Default: 3
+  int rise = 2;  // consecutive successes before it campaigns again. Default: 2
+};
+
+struct DaemonConfig {
+  uint32_t node_id = 0;
+  std::vector<DaemonPeerConfig> peers;  // every member, this node included, sorted by id
+  std::string key_file;                 // cluster key (see LoadClusterKey)
+  std::string interface;                // where the service address lives, e.g. "eth0"
+  std::string service_address;          // numeric address without prefix length
+  int prefix_length = 0;                // e.g. 24; default: 32 (IPv4) / 128 (IPv6)
+  bool ipv6 = false;                    // service_address is IPv6
+  // Kernel label of the address: "<interface>:<suffix>", <= 15 chars (IPv4 only; IPv6 addresses
+  // are tagged by IFA_PROTO). Used to find stale addresses this daemon left behind.
+  // Default: "<interface>:bt".
+  std::string label;
+  // Local address the UDP socket binds to. Default: "::" (any, dual stack); port: own peer's.
+  std::string bind_host = "::";
+
+  // Timing. Everything but the heartbeat is a multiple of the heartbeat.
+  std::chrono::nanoseconds heartbeat = std::chrono::milliseconds(100);  // Default: 100 ms
+  double lease_heartbeats = 10;  // lease length. Default: 10 heartbeats
+  double max_drift = 0.001;      // bound on clock-rate difference. Default: 1e-3 (0.1 %)
+  // Kernel valid_lft of the address while held (refreshed every heartbeat): a backstop that
+  // removes the address if the daemon is paused or dead. Default: 30 heartbeats, at least 1 s
+  // (the kernel counts whole seconds).
+  double address_lifetime_heartbeats = 30;
+  // Gratuitous ARP / unsolicited NA rounds after taking the address, as offsets from the take-over
+  // (YAML: `announce: [0ms, 10ms, 50ms, 200ms, 1s]`). Default: that list.
+  std::vector<std::chrono::nanoseconds> announce_schedule = {
+      std::chrono::milliseconds(0), std::chrono::milliseconds(10), std::chrono::milliseconds(50),
+      std::chrono::milliseconds(200), std::chrono::seconds(1)};
+  // Any other core timing multiple given under `timing:` (name -> heartbeats); applied by name.
+  std::vector<std::pair<std::string, double>> extra_timing;
+
+  bool preempt = false;  // a higher-priority node takes the address back. Default: false
+  HealthCheckConfig health_check;
+  // Unix socket for `baton-takeoverd status`. Default: /run/baton-takeoverd.sock
+  std::string status_socket = "/run/baton-takeoverd.sock";
+  // Persisted transport incarnation. Default: /var/lib/baton/takeoverd-<node_id>.incarnation
+  std::string incarnation_file;
+  std::string log_level = "info";  // trace|debug|info|warn|error. Default: info
+
+  const DaemonPeerConfig* self() const;
+  // The part of `label` after "<interface>:".
+  std::string label_suffix() const { return label.substr(interface.size() + 1); }
+};
+
+// Parses YAML text. kInvalidArgument names the first bad or missing key.
+absl::StatusOr<DaemonConfig> ParseDaemonConfig(std::string_view yaml);
+// Reads and parses a file. kNotFound / kPermissionDenied for the file, else as ParseDaemonConfig.
+absl::StatusOr<DaemonConfig> LoadDaemonConfig(const std::string& path);
+
+// "100ms", "1.5s", "250us", "2m", bare number = milliseconds. nullopt if unparsable or < 0.
+std::optional<std::chrono::nanoseconds> ParseDuration(std::string_view text);
+
+}  // namespace baton::takeover
+
+#endif  // BATON_TAKEOVER_DAEMON_CONFIG_H_

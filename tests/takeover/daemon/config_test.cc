@@ -1,0 +1,132 @@
+// The daemon's YAML configuration: a good file yields the documented values and defaults; every
+// bad file is refused with a message naming the key (the daemon prints it and exits 2).
+#include "takeover/daemon/config.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace baton::takeover {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr char kGood[] = R"(
+node_id: 2
+interface: eth0
+service_address: 10.78.0.100/24
+key_file: /etc/baton/cluster.key
+peers:
+  - {id: 3, priority: 50, address: 10.78.0.3}
+  - {id: 1, priority: 150, address: "10.78.0.1:7000"}
+  - {id: 2, priority: 100, address: "[fd78::2]:7001", capacity: 2}
+timing: {heartbeat: 10ms, lease: 8, max_drift: 0.01, address_lifetime: 200}
+announce: [0ms, 5ms, 1s]
+preempt: true
+health_check: {tcp: "127.0.0.1:8080", period: 200ms, timeout: 50ms, fall: 2, rise: 1}
+status_socket: /tmp/x.sock
+)";
+
+TEST(DaemonConfigTest, ParsesEveryKey) {
+  absl::StatusOr<DaemonConfig> c = ParseDaemonConfig(kGood);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->node_id, 2u);
+  EXPECT_EQ(c->service_address, "10.78.0.100");
+  EXPECT_EQ(c->prefix_length, 24);
+  EXPECT_FALSE(c->ipv6);
+  ASSERT_EQ(c->peers.size(), 3u);
+  EXPECT_EQ(c->peers[0].id, 1u);  // sorted by id
+  EXPECT_EQ(c->peers[0].port, 7000);
+  EXPECT_EQ(c->peers[2].port, 7946);  // default port
+  ASSERT_NE(c->self(), nullptr);
+  EXPECT_EQ(c->self()->host, "fd78::2");
+  EXPECT_EQ(c->self()->port, 7001);
+  EXPECT_EQ(c->self()->capacity, 2);
+  EXPECT_EQ(c->heartbeat, milliseconds(10));
+  EXPECT_DOUBLE_EQ(c->lease_heartbeats, 8);
+  EXPECT_DOUBLE_EQ(c->max_drift, 0.01);
+  EXPECT_EQ(c->announce_schedule.size(), 3u);
+  EXPECT_TRUE(c->preempt);
+  EXPECT_EQ(c->health_check.kind, HealthCheckConfig::Kind::kTcp);
+  EXPECT_EQ(c->health_check.tcp_port, 8080);
+  EXPECT_EQ(c->health_check.period, milliseconds(200));
+  EXPECT_EQ(c->health_check.fall, 2);
+  EXPECT_EQ(c->label, "eth0:bt");
+  EXPECT_EQ(c->label_suffix(), "bt");
+  EXPECT_EQ(c->incarnation_file, "/var/lib/baton/takeoverd-2.incarnation");
+}
+
+TEST(DaemonConfigTest, DefaultsWhenOptionalKeysAreAbsent) {
+  absl::StatusOr<DaemonConfig> c = ParseDaemonConfig(R"(
+node_id: 1
+interface: eth0
+service_address: fd78::100
+key_file: k
+peers: [{id: 1, priority: 1, address: "::1"}]
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->ipv6);
+  EXPECT_EQ(c->prefix_length, 128);
+  EXPECT_EQ(c->heartbeat, milliseconds(100));
+  EXPECT_DOUBLE_EQ(c->lease_heartbeats, 10);
+  EXPECT_FALSE(c->preempt);
+  EXPECT_EQ(c->health_check.kind, HealthCheckConfig::Kind::kNone);
+  EXPECT_EQ(c->status_socket, "/run/baton-takeoverd.sock");
+  EXPECT_EQ(c->announce_schedule.size(), 5u);
+}
+
+std::string WithLine(const std::string& replace, const std::string& with) {
+  std::string s = kGood;
+  size_t at = s.find(replace);
+  EXPECT_NE(at, std::string::npos) << replace;
+  return s.replace(at, replace.size(), with);
+}
+
+TEST(DaemonConfigTest, BadConfigsNameTheKey) {
+  struct Case {
+    std::string yaml;
+    std::string key;
+  };
+  const Case cases[] = {
+      {"node_id: [", "not valid YAML"},
+      {WithLine("node_id: 2", "node_id: 9"), "not in the peer list"},
+      {WithLine("node_id: 2", "node_id: two"), "node_id"},
+      {WithLine("node_id: 2\n", ""), "node_id: missing"},
+      {WithLine("10.78.0.100/24", "10.78.0.100/33"), "service_address"},
+      {WithLine("10.78.0.100/24", "example.com"), "service_address"},
+      {WithLine("address: 10.78.0.3", "address: host3"), "peers[0].address"},
+      {WithLine("id: 3, priority: 50", "id: 1, priority: 50"), "duplicate id"},
+      {WithLine("priority: 50", "priority: 100"), "duplicate priority"},
+      {WithLine("heartbeat: 10ms", "heartbeat: fast"), "timing.heartbeat"},
+      {WithLine("lease: 8", "lease: 1"), "timing.lease"},
+      {WithLine("preempt: true", "prempt: true"), "prempt: unknown key"},
+      {WithLine("fall: 2", "fall: 0"), "health_check.fall"},
+      {WithLine("tcp: \"127.0.0.1:8080\"", "tcp: 127.0.0.1"), "health_check.tcp"},
+      {WithLine("interface: eth0", "interface: eth0\nlabel: wlan0:x"), "label"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<DaemonConfig> r = ParseDaemonConfig(c.yaml);
+    ASSERT_FALSE(r.ok()) << "accepted a bad config, expected error about " << c.key;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(std::string(r.status().message()).find(c.key), std::string::npos)
+        << r.status() << " does not mention " << c.key;
+  }
+}
+
+TEST(DaemonConfigTest, Durations) {
+  EXPECT_EQ(ParseDuration("10ms"), milliseconds(10));
+  EXPECT_EQ(ParseDuration("1.5s"), milliseconds(1500));
+  EXPECT_EQ(ParseDuration("250us"), std::chrono::microseconds(250));
+  EXPECT_EQ(ParseDuration("7"), milliseconds(7));
+  EXPECT_FALSE(ParseDuration("ms").has_value());
+  EXPECT_FALSE(ParseDuration("-1s").has_value());
+  EXPECT_FALSE(ParseDuration("1h").has_value());
+}
+
+TEST(DaemonConfigTest, MissingFileIsNotFound) {
+  EXPECT_EQ(LoadDaemonConfig("/nonexistent/baton.yaml").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace baton::takeover
