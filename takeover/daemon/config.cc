@@ -212,19 +212,28 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
       if (absl::Status s = Get(kv.second, key, v); !s.ok()) return s;
       if (!std::isfinite(v) || v < 0) return Bad(key, "must be a non-negative number");
       if (k == "lease") {
-        if (v < 2) return Bad(key, "must be at least 2 heartbeats");
+        if (v <= 1) return Bad(key, "must be more than one heartbeat");
         c.lease_heartbeats = v;
       } else if (k == "max_drift") {
         if (v >= 0.1) return Bad(key, "must be < 0.1 (a fraction, e.g. 0.001)");
         c.max_drift = v;
       } else if (k == "address_lifetime") {
         c.address_lifetime_heartbeats = v;
+      } else if (k == "grant_margin") {
+        c.grant_margin_heartbeats = v;
+      } else if (k == "remove_margin") {
+        c.remove_margin_heartbeats = v;
+      } else if (k == "peer_timeout") {
+        c.peer_timeout_heartbeats = v;
+      } else if (k == "discovery") {
+        c.discovery_heartbeats = v;
       } else {
-        c.extra_timing.emplace_back(k, v);
+        return Bad(key, "unknown key (heartbeat, lease, max_drift, grant_margin, remove_margin, "
+                        "peer_timeout, discovery, address_lifetime)");
       }
     }
   }
-  if (c.address_lifetime_heartbeats < c.lease_heartbeats) {
+  if (c.address_lifetime_heartbeats < c.lease_heartbeats.value_or(2.5)) {
     return Bad("timing.address_lifetime", "must be at least the lease (in heartbeats)");
   }
   if (const YAML::Node a = root["announce"]) {

@@ -67,21 +67,26 @@ struct DaemonConfig {
   // Local address the UDP socket binds to. Default: "::" (any, dual stack); port: own peer's.
   std::string bind_host = "::";
 
-  // Timing. Everything but the heartbeat is a multiple of the heartbeat.
+  // Timing (YAML `timing:`). Everything but the heartbeat and max_drift is a multiple of the
+  // heartbeat; an absent value keeps the core's default multiple (takeover/core/node.h,
+  // Timing::ForHeartbeat): lease 2.5, grant_margin 0.05, remove_margin 0.2, peer_timeout 2.5,
+  // discovery 3.
   std::chrono::nanoseconds heartbeat = std::chrono::milliseconds(100);  // Default: 100 ms
-  double lease_heartbeats = 10;  // lease length. Default: 10 heartbeats
-  double max_drift = 0.001;      // bound on clock-rate difference. Default: 1e-3 (0.1 %)
-  // Kernel valid_lft of the address while held (refreshed every heartbeat): a backstop that
-  // removes the address if the daemon is paused or dead. Default: 30 heartbeats, at least 1 s
-  // (the kernel counts whole seconds).
+  std::optional<double> lease_heartbeats;          // lease length
+  std::optional<double> grant_margin_heartbeats;   // extra time a grantor keeps a grant
+  std::optional<double> remove_margin_heartbeats;  // remove this long before the lease ends
+  std::optional<double> peer_timeout_heartbeats;   // silence after which a peer leaves the view
+  std::optional<double> discovery_heartbeats;      // start-up quiet period (at least GrantHold)
+  double max_drift = 0.001;  // bound on clock-rate error, a fraction. Default: 1e-3 (0.1 %)
+  // Kernel valid_lft of the address while held (refreshed while holding): a backstop that
+  // removes the address if the daemon is paused or dead. Default: 30 heartbeats; the kernel
+  // counts whole seconds, so at least 2 s is used.
   double address_lifetime_heartbeats = 30;
   // Gratuitous ARP / unsolicited NA rounds after taking the address, as offsets from the take-over
   // (YAML: `announce: [0ms, 10ms, 50ms, 200ms, 1s]`). Default: that list.
   std::vector<std::chrono::nanoseconds> announce_schedule = {
       std::chrono::milliseconds(0), std::chrono::milliseconds(10), std::chrono::milliseconds(50),
       std::chrono::milliseconds(200), std::chrono::seconds(1)};
-  // Any other core timing multiple given under `timing:` (name -> heartbeats); applied by name.
-  std::vector<std::pair<std::string, double>> extra_timing;
 
   bool preempt = false;  // a higher-priority node takes the address back. Default: false
   HealthCheckConfig health_check;

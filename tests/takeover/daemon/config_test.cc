@@ -43,7 +43,7 @@ TEST(DaemonConfigTest, ParsesEveryKey) {
   EXPECT_EQ(c->self()->port, 7001);
   EXPECT_EQ(c->self()->capacity, 2);
   EXPECT_EQ(c->heartbeat, milliseconds(10));
-  EXPECT_DOUBLE_EQ(c->lease_heartbeats, 8);
+  EXPECT_DOUBLE_EQ(c->lease_heartbeats.value_or(0), 8);
   EXPECT_DOUBLE_EQ(c->max_drift, 0.01);
   EXPECT_EQ(c->announce_schedule.size(), 3u);
   EXPECT_TRUE(c->preempt);
@@ -68,7 +68,7 @@ peers: [{id: 1, priority: 1, address: "::1"}]
   EXPECT_TRUE(c->ipv6);
   EXPECT_EQ(c->prefix_length, 128);
   EXPECT_EQ(c->heartbeat, milliseconds(100));
-  EXPECT_DOUBLE_EQ(c->lease_heartbeats, 10);
+  EXPECT_FALSE(c->lease_heartbeats.has_value());
   EXPECT_FALSE(c->preempt);
   EXPECT_EQ(c->health_check.kind, HealthCheckConfig::Kind::kNone);
   EXPECT_EQ(c->status_socket, "/run/baton-takeoverd.sock");
@@ -99,6 +99,7 @@ TEST(DaemonConfigTest, BadConfigsNameTheKey) {
       {WithLine("priority: 50", "priority: 100"), "duplicate priority"},
       {WithLine("heartbeat: 10ms", "heartbeat: fast"), "timing.heartbeat"},
       {WithLine("lease: 8", "lease: 1"), "timing.lease"},
+      {WithLine("lease: 8", "lease: 8, leese: 3"), "timing.leese"},
       {WithLine("preempt: true", "prempt: true"), "prempt: unknown key"},
       {WithLine("fall: 2", "fall: 0"), "health_check.fall"},
       {WithLine("tcp: \"127.0.0.1:8080\"", "tcp: 127.0.0.1"), "health_check.tcp"},
