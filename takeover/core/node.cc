@@ -1,0 +1,604 @@
+// Implementation of the lease protocol. The safety argument (why each margin
+// is what it is) is in docs/takeover.md; comments here point at its sections.
+#include "takeover/core/node.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "takeover/core/wire.h"
+
+namespace baton::takeover {
+namespace {
+
+constexpr Time kNever = Time::max();
+constexpr Time kLongAgo = Time::min();
+
+uint64_t ToWire(Time t) { return static_cast<uint64_t>(t.count()); }
+Time FromWire(uint64_t v) { return Time(static_cast<int64_t>(v)); }
+
+Time Scale(Time t, double f) {
+  return Time(static_cast<int64_t>(std::ceil(static_cast<double>(t.count()) * f)));
+}
+
+}  // namespace
+
+Timing Timing::ForHeartbeat(Time heartbeat) {
+  Timing t;
+  const double f = static_cast<double>(heartbeat.count()) /
+                   static_cast<double>(t.heartbeat.count());
+  t.heartbeat = heartbeat;
+  t.lease = Scale(t.lease, f);
+  t.grant_margin = Scale(t.grant_margin, f);
+  t.remove_margin = Scale(t.remove_margin, f);
+  t.peer_timeout = Scale(t.peer_timeout, f);
+  t.discovery = Scale(t.discovery, f);
+  return t;
+}
+
+// Docs "Margins": the grantor's hold, measured on the grantor's clock from
+// receipt, lasts at least lease×(1+ρ)/(1−ρ) of its clock, i.e. at least
+// lease/(1−ρ) real time, which is the longest real time the holder's `lease`
+// of its own clock can last.
+Time GrantHold(const Timing& timing) {
+  const double rho = timing.max_drift;
+  return Scale(timing.lease, (1.0 + rho) / (1.0 - rho)) + timing.grant_margin;
+}
+
+Time StartupQuiet(const Timing& timing) {
+  return std::max(timing.discovery, GrantHold(timing));
+}
+
+namespace {
+
+struct PeerState {
+  PeerConfig config;
+  bool heard = false;
+  Time last_heard = kLongAgo;  // Our clock.
+  uint64_t incarnation = 0;
+  Time last_send_time = kLongAgo;  // Sender's clock, for staleness.
+  bool quiet = false;
+  bool draining = false;
+  size_t view_size = 0;
+};
+
+struct PendingReply {
+  bool granted = false;
+  uint64_t echo = 0;
+  uint64_t epoch = 0;
+  Time wait{0};
+};
+
+struct SlotState {
+  // --- Grantor side (docs "Grants").
+  NodeId grantee = kNoNode;
+  Time grant_until = kLongAgo;  // Our clock.
+  uint64_t grant_epoch = 0;
+  // Highest epoch granted here or claimed by a confirmed holder, and to whom.
+  uint64_t max_epoch = 0;
+  NodeId max_epoch_owner = kNoNode;
+
+  // --- Candidate / holder side (docs "Leases").
+  bool campaigning = false;
+  Time campaign_start = kLongAgo;
+  uint64_t my_epoch = 0;
+  std::vector<Time> valid_until;  // Per peer index; lease believed per grantor.
+  bool added = false;
+  uint64_t held_epoch = 0;
+  Time retry_at = kNever;
+  Time release_until = kLongAgo;  // Advertise a release until then.
+
+  // --- Knowledge of others' holding (from their own claims).
+  NodeId claimed_holder = kNoNode;
+  uint64_t claimed_epoch = 0;
+  Time claim_heard = kLongAgo;
+};
+
+class NodeImpl final : public Node {
+ public:
+  NodeImpl(const GroupConfig& config, NodeId self, size_t self_index, Time now)
+      : config_(config),
+        timing_(config.timing),
+        self_(self),
+        self_index_(self_index),
+        majority_(config.peers.size() / 2 + 1),
+        grant_hold_(GrantHold(config.timing)),
+        quiet_until_(now + StartupQuiet(config.timing)),
+        incarnation_(now.count() == 0 ? 1 : static_cast<uint64_t>(now.count())),
+        next_heartbeat_(now),
+        last_now_(now) {
+    for (const PeerConfig& p : config.peers) {
+      PeerState ps;
+      ps.config = p;
+      peers_.push_back(ps);
+    }
+    slots_.resize(config.num_slots);
+    for (SlotState& s : slots_) s.valid_until.assign(peers_.size(), kLongAgo);
+    pending_replies_.resize(peers_.size());
+    send_to_.assign(peers_.size(), false);
+  }
+
+  void Receive(NodeId from, std::string_view payload, Time now) override {
+    Advance(now);
+    ExpireLeases(now);
+    const std::optional<size_t> idx = IndexOf(from);
+    std::optional<wire::Message> msg = wire::Decode(payload);
+    if (!idx || *idx == self_index_ || !msg) {
+      ++malformed_;
+    } else if (AcceptFresh(*idx, *msg, now)) {
+      Handle(*idx, *msg, now);
+    }
+    Evaluate(now);
+    Flush(now);
+  }
+
+  void Tick(Time now) override {
+    Advance(now);
+    ExpireLeases(now);
+    if (now >= next_heartbeat_) {
+      std::fill(send_to_.begin(), send_to_.end(), true);
+      send_to_[self_index_] = false;
+      heartbeat_due_ = true;
+      next_heartbeat_ = now + timing_.heartbeat;
+    }
+    Evaluate(now);
+    Flush(now);
+  }
+
+  Time NextTick() const override {
+    Time next = next_heartbeat_;
+    auto consider = [&](Time t) {
+      if (t > last_now_ && t < next) next = t;
+    };
+    consider(quiet_until_);
+    for (const PeerState& p : peers_) {
+      if (p.heard) consider(p.last_heard + timing_.peer_timeout);
+    }
+    for (const SlotState& s : slots_) {
+      if (s.added) consider(LeaseEnd(s) - timing_.remove_margin);
+      if (s.campaigning) consider(s.retry_at);
+      if (s.grantee != kNoNode) consider(s.grant_until);
+      if (s.claimed_holder != kNoNode) {
+        consider(s.claim_heard + timing_.peer_timeout);
+      }
+    }
+    return next;
+  }
+
+  void Drain(Time now) override {
+    Advance(now);
+    ExpireLeases(now);
+    draining_ = true;
+    for (uint32_t i = 0; i < slots_.size(); ++i) GiveUp(i, now);
+    Evaluate(now);
+    Flush(now);
+  }
+
+  std::vector<Outgoing> TakeMessages() override {
+    return std::exchange(out_, {});
+  }
+  std::vector<Action> TakeActions() override {
+    return std::exchange(actions_, {});
+  }
+
+  Status GetStatus(Time now) const override {
+    Status st;
+    st.self = self_;
+    st.quiet = now < quiet_until_;
+    st.draining = draining_;
+    st.malformed_messages = malformed_;
+    st.stale_messages = stale_;
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (i == self_index_ || InView(i, now)) st.view.push_back(peers_[i].config.id);
+    }
+    for (uint32_t i = 0; i < slots_.size(); ++i) {
+      const SlotState& s = slots_[i];
+      SlotStatus ss;
+      ss.slot = i;
+      if (s.added) {
+        ss.holder = self_;
+        ss.epoch = s.held_epoch;
+        ss.held_by_me = true;
+        ss.lease_remaining = std::max(Time(0), LeaseEnd(s) - now);
+      } else if (ClaimLive(s, now)) {
+        ss.holder = s.claimed_holder;
+        ss.epoch = s.claimed_epoch;
+      } else {
+        ss.epoch = s.max_epoch;
+      }
+      st.slots.push_back(ss);
+    }
+    return st;
+  }
+
+ private:
+  void Advance(Time now) { last_now_ = std::max(last_now_, now); }
+
+  std::optional<size_t> IndexOf(NodeId id) const {
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (peers_[i].config.id == id) return i;
+    }
+    return std::nullopt;
+  }
+
+  bool InView(size_t i, Time now) const {
+    return peers_[i].heard && now < peers_[i].last_heard + timing_.peer_timeout;
+  }
+  size_t ViewSize(Time now) const {
+    size_t n = 1;
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (i != self_index_ && InView(i, now)) ++n;
+    }
+    return n;
+  }
+  bool Quiet(Time now) const { return now < quiet_until_; }
+  bool ClaimLive(const SlotState& s, Time now) const {
+    return s.claimed_holder != kNoNode &&
+           now < s.claim_heard + timing_.peer_timeout;
+  }
+
+  // Rank for "who campaigns": higher priority, then lower id.
+  bool Outranks(size_t a, size_t b) const {
+    const PeerConfig& pa = peers_[a].config;
+    const PeerConfig& pb = peers_[b].config;
+    if (pa.priority != pb.priority) return pa.priority > pb.priority;
+    return pa.id < pb.id;
+  }
+  // A peer counts for "who campaigns" if we hear it, it hears a majority and it
+  // has not drained. Quiet peers count: after a simultaneous start every node
+  // is quiet for the same time, and the top one must win (property 3).
+  bool PeerEligible(size_t i, Time now) const {
+    const PeerState& p = peers_[i];
+    return InView(i, now) && !p.draining && p.view_size >= majority_;
+  }
+  bool IAmTop(Time now) const {
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (i != self_index_ && PeerEligible(i, now) && Outranks(i, self_index_)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // The k-th largest per-grantor validity (k = majority): the lease the node
+  // believes it has. kLongAgo if it has fewer than a majority of grants.
+  Time LeaseEnd(const SlotState& s) const {
+    std::vector<Time> v = s.valid_until;
+    std::sort(v.begin(), v.end(), std::greater<>());
+    return v[majority_ - 1];
+  }
+
+  // Drops messages from an older run of the peer or older than one already
+  // accepted (duplicates, reordering); docs "Messages".
+  bool AcceptFresh(size_t i, const wire::Message& m, Time now) {
+    PeerState& p = peers_[i];
+    const Time send_time = FromWire(m.send_time);
+    if (p.heard && m.incarnation == p.incarnation) {
+      if (send_time <= p.last_send_time) {
+        ++stale_;
+        return false;
+      }
+    } else if (p.heard && m.incarnation < p.incarnation && InView(i, now)) {
+      // Older run while the newer one is alive: a delayed message. (A lower
+      // incarnation is accepted once the newer one went silent: a host reboot
+      // resets the monotonic clock.)
+      ++stale_;
+      return false;
+    }
+    p.heard = true;
+    p.incarnation = m.incarnation;
+    p.last_send_time = send_time;
+    p.last_heard = now;
+    p.quiet = m.quiet;
+    p.draining = m.draining;
+    p.view_size = m.view.size();
+    return true;
+  }
+
+  void Handle(size_t from, const wire::Message& m, Time now) {
+    const NodeId from_id = peers_[from].config.id;
+    const bool replies_for_me = m.peer_incarnation == incarnation_;
+    for (const wire::SlotEntry& e : m.slots) {
+      if (e.slot >= slots_.size()) {
+        ++malformed_;
+        continue;
+      }
+      SlotState& s = slots_[e.slot];
+      // Knowledge: the sender's own claim to hold the slot.
+      if (e.holding) {
+        s.claimed_holder = from_id;
+        s.claimed_epoch = e.epoch;
+        s.claim_heard = now;
+        if (e.epoch > s.max_epoch) {
+          s.max_epoch = e.epoch;
+          s.max_epoch_owner = from_id;
+        }
+      } else if (s.claimed_holder == from_id) {
+        s.claimed_holder = kNoNode;
+      }
+      if (e.release && s.grantee == from_id) {
+        // The sender removed its address before sending this (driver
+        // contract), so the grant can go at once: planned hand-over.
+        s.grantee = kNoNode;
+        s.grant_until = kLongAgo;
+      }
+      if (e.request) {
+        PendingReply r = Decide(e.slot, from, e.request_epoch, now);
+        r.echo = ToWire(FromWire(m.send_time));
+        pending_replies_[from][e.slot] = r;
+        send_to_[from] = true;
+      }
+      if (e.reply && replies_for_me) OnReply(e.slot, from, e, now);
+    }
+  }
+
+  // The grantor's decision on a request (docs "Grants").
+  PendingReply Decide(uint32_t slot, size_t from, uint64_t epoch, Time now) {
+    SlotState& s = slots_[slot];
+    const NodeId id = peers_[from].config.id;
+    PendingReply r;
+    r.epoch = s.max_epoch;
+    if (Quiet(now)) {
+      r.wait = quiet_until_ - now;  // We forgot our grants: wait them out.
+      return r;
+    }
+    if (s.grantee != kNoNode && s.grantee != id && now < s.grant_until) {
+      r.wait = s.grant_until - now;
+      return r;
+    }
+    if (epoch == 0 || epoch < s.max_epoch ||
+        (epoch == s.max_epoch && s.max_epoch_owner != id)) {
+      return r;  // Epoch taken: the candidate retries above r.epoch.
+    }
+    s.grantee = id;
+    s.grant_until = now + grant_hold_;
+    s.grant_epoch = epoch;
+    s.max_epoch = epoch;
+    s.max_epoch_owner = id;
+    r.granted = true;
+    r.epoch = epoch;
+    return r;
+  }
+
+  void OnReply(uint32_t slot, size_t from, const wire::SlotEntry& e, Time now) {
+    SlotState& s = slots_[slot];
+    if (!s.campaigning) return;
+    const Time echo = FromWire(e.reply_echo);
+    // Only answers to requests of the current campaign count: a grant given
+    // before our release may since have been dropped.
+    if (echo < s.campaign_start || echo > now) return;
+    if (e.granted) {
+      if (e.reply_epoch != s.my_epoch) return;
+      s.valid_until[from] = std::max(s.valid_until[from], echo + timing_.lease);
+      return;
+    }
+    if (e.reply_epoch >= s.my_epoch && !s.added) {
+      // Our epoch is taken; propose a higher one at once.
+      s.my_epoch = e.reply_epoch + 1;
+      StartRound(slot, now);
+      return;
+    }
+    if (e.reply_wait_ns > 0) {
+      // Retry exactly when the obstacle is gone (padded for rate drift).
+      const Time wait = Scale(FromWire(e.reply_wait_ns), 1.0 + 2 * timing_.max_drift);
+      s.retry_at = std::min(s.retry_at, now + wait + Time(1000));
+    }
+  }
+
+  // Removes an address whose believed lease (less the margin) ran out. Runs
+  // first in every call, so a node resuming from a pause never acts on an
+  // expired lease (docs "Pauses").
+  void ExpireLeases(Time now) {
+    for (uint32_t i = 0; i < slots_.size(); ++i) {
+      SlotState& s = slots_[i];
+      if (s.added && now >= LeaseEnd(s) - timing_.remove_margin) GiveUp(i, now);
+    }
+  }
+
+  // Stops holding/campaigning for a slot: remove first, then release.
+  void GiveUp(uint32_t slot, Time now) {
+    SlotState& s = slots_[slot];
+    if (s.added) {
+      actions_.push_back({Action::Kind::kRemoveAddress, slot, s.held_epoch});
+      s.added = false;
+    }
+    if (s.campaigning) {
+      s.campaigning = false;
+      s.retry_at = kNever;
+      std::fill(s.valid_until.begin(), s.valid_until.end(), kLongAgo);
+      if (s.grantee == self_) {
+        s.grantee = kNoNode;
+        s.grant_until = kLongAgo;
+      }
+      s.release_until = now + grant_hold_;
+      std::fill(send_to_.begin(), send_to_.end(), true);
+      send_to_[self_index_] = false;
+    }
+  }
+
+  // Starts a request round for a slot now: self-grant and requests to all.
+  void StartRound(uint32_t slot, Time now) {
+    SlotState& s = slots_[slot];
+    s.campaign_start = now;
+    std::fill(s.valid_until.begin(), s.valid_until.end(), kLongAgo);
+    s.retry_at = now;
+  }
+
+  // Self-grant plus a request to every peer, stamped `now`.
+  void RequestRound(uint32_t slot, Time now) {
+    SlotState& s = slots_[slot];
+    s.retry_at = kNever;
+    PendingReply self = Decide(slot, self_index_, s.my_epoch, now);
+    if (self.granted) {
+      s.valid_until[self_index_] =
+          std::max(s.valid_until[self_index_], now + timing_.lease);
+    } else if (self.epoch >= s.my_epoch && !s.added) {
+      s.my_epoch = self.epoch + 1;
+      s.campaign_start = now;
+      std::fill(s.valid_until.begin(), s.valid_until.end(), kLongAgo);
+      self = Decide(slot, self_index_, s.my_epoch, now);
+      if (self.granted) s.valid_until[self_index_] = now + timing_.lease;
+    }
+    std::fill(send_to_.begin(), send_to_.end(), true);
+    send_to_[self_index_] = false;
+  }
+
+  bool ShouldCampaign(uint32_t slot, Time now) const {
+    const SlotState& s = slots_[slot];
+    if (draining_ || Quiet(now) || now < quiet_until_) return false;
+    if (ViewSize(now) < majority_ || !IAmTop(now)) return false;
+    if (ClaimLive(s, now) && s.claimed_holder != self_) return false;
+    if (s.grantee != kNoNode && s.grantee != self_ && now < s.grant_until) {
+      return false;  // Someone else holds (or is getting) our grant.
+    }
+    return true;
+  }
+
+  bool ShouldHandOver(Time now) const {
+    if (!config_.preempt) return false;
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (i != self_index_ && PeerEligible(i, now) && !peers_[i].quiet &&
+          Outranks(i, self_index_)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  void Evaluate(Time now) {
+    for (uint32_t i = 0; i < slots_.size(); ++i) {
+      SlotState& s = slots_[i];
+      if (s.added) {
+        if (ShouldHandOver(now)) GiveUp(i, now);
+      } else if (s.campaigning) {
+        if (!ShouldCampaign(i, now)) GiveUp(i, now);
+      } else if (ShouldCampaign(i, now)) {
+        s.campaigning = true;
+        s.my_epoch = (s.max_epoch_owner == self_ && s.max_epoch > 0)
+                         ? s.max_epoch  // Same holder again: keep the epoch.
+                         : s.max_epoch + 1;
+        StartRound(i, now);
+      }
+      if (s.campaigning && (heartbeat_due_ || now >= s.retry_at)) {
+        RequestRound(i, now);
+      }
+      // Add only once a majority granted the current campaign.
+      if (s.campaigning && !s.added &&
+          now < LeaseEnd(s) - timing_.remove_margin) {
+        s.added = true;
+        s.held_epoch = s.my_epoch;
+        s.claimed_holder = self_;
+        s.claimed_epoch = s.my_epoch;
+        s.claim_heard = now;
+        actions_.push_back({Action::Kind::kAddAddress, i, s.my_epoch});
+        actions_.push_back({Action::Kind::kAnnounce, i, s.my_epoch});
+        // Tell the peers at once, so they stop campaigning.
+        std::fill(send_to_.begin(), send_to_.end(), true);
+        send_to_[self_index_] = false;
+      }
+    }
+    heartbeat_due_ = false;
+  }
+
+  void Flush(Time now) {
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (!send_to_[i] || i == self_index_) continue;
+      send_to_[i] = false;
+      wire::Message m;
+      m.incarnation = incarnation_;
+      m.send_time = ToWire(now);
+      m.peer_incarnation = peers_[i].heard ? peers_[i].incarnation : 0;
+      m.quiet = Quiet(now);
+      m.draining = draining_;
+      for (size_t j = 0; j < peers_.size(); ++j) {
+        if (j == self_index_ || InView(j, now)) m.view.push_back(peers_[j].config.id);
+      }
+      for (uint32_t k = 0; k < slots_.size(); ++k) {
+        const SlotState& s = slots_[k];
+        wire::SlotEntry e;
+        e.slot = k;
+        e.holding = s.added;
+        e.holder = s.added ? self_ : (ClaimLive(s, now) ? s.claimed_holder : kNoNode);
+        e.epoch = s.added ? s.held_epoch : s.max_epoch;
+        e.request = s.campaigning;
+        e.request_epoch = s.my_epoch;
+        e.release = !s.campaigning && now < s.release_until;
+        auto it = pending_replies_[i].find(k);
+        if (it != pending_replies_[i].end()) {
+          e.reply = true;
+          e.granted = it->second.granted;
+          e.reply_echo = it->second.echo;
+          e.reply_epoch = it->second.epoch;
+          e.reply_wait_ns = static_cast<uint64_t>(std::max(Time(0), it->second.wait).count());
+        }
+        m.slots.push_back(e);
+      }
+      pending_replies_[i].clear();
+      out_.push_back({peers_[i].config.id, wire::Encode(m)});
+    }
+  }
+
+  const GroupConfig config_;
+  const Timing timing_;
+  const NodeId self_;
+  const size_t self_index_;
+  const size_t majority_;
+  const Time grant_hold_;
+  const Time quiet_until_;
+  const uint64_t incarnation_;
+  std::vector<PeerState> peers_;
+  std::vector<SlotState> slots_;
+  std::vector<std::map<uint32_t, PendingReply>> pending_replies_;
+  std::vector<bool> send_to_;
+  Time next_heartbeat_;
+  Time last_now_;
+  bool heartbeat_due_ = false;
+  bool draining_ = false;
+  uint64_t malformed_ = 0;
+  uint64_t stale_ = 0;
+  std::vector<Outgoing> out_;
+  std::vector<Action> actions_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Create(const GroupConfig& config,
+                                                   NodeId self, Time now) {
+  if (config.peers.empty()) return absl::InvalidArgumentError("empty peer group");
+  std::set<NodeId> ids;
+  std::optional<size_t> self_index;
+  for (size_t i = 0; i < config.peers.size(); ++i) {
+    const NodeId id = config.peers[i].id;
+    if (id == kNoNode) return absl::InvalidArgumentError("peer id kNoNode is reserved");
+    if (!ids.insert(id).second) {
+      return absl::InvalidArgumentError(absl::StrCat("duplicate peer id ", id));
+    }
+    if (id == self) self_index = i;
+  }
+  if (!self_index) {
+    return absl::InvalidArgumentError(absl::StrCat("self id ", self, " not in the group"));
+  }
+  const Timing& t = config.timing;
+  if (t.heartbeat <= Time(0)) return absl::InvalidArgumentError("heartbeat must be > 0");
+  if (t.lease <= t.heartbeat + t.remove_margin) {
+    return absl::InvalidArgumentError("lease must exceed heartbeat + remove_margin");
+  }
+  if (!(t.max_drift >= 0.0 && t.max_drift < 0.1)) {
+    return absl::InvalidArgumentError("max_drift must be in [0, 0.1)");
+  }
+  if (t.grant_margin < Time(0) || t.remove_margin < Time(0) ||
+      t.peer_timeout <= Time(0) || t.discovery < Time(0)) {
+    return absl::InvalidArgumentError("negative margin or non-positive peer_timeout");
+  }
+  if (config.num_slots < 1 || config.num_slots > wire::kMaxSlots) {
+    return absl::InvalidArgumentError("num_slots must be in [1, 1024]");
+  }
+  return std::unique_ptr<Node>(new NodeImpl(config, self, *self_index, now));
+}
+
+}  // namespace baton::takeover

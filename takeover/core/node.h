@@ -1,0 +1,182 @@
+// The lease-based IP take-over protocol (Fetzer & Suri, section 4), as a pure
+// state machine: no sockets, no clock reads, no threads, no randomness.
+//
+// A group of peers (static list) shares a number of "slots" (one service IP
+// each). A node holds a slot only while a *majority* of the group (the node
+// counts itself) has granted it a lease. A grantor grants a slot to at most one
+// node at a time and keeps the grant, on its own monotonic clock from when it
+// received the request, for GrantHold(timing) = lease*(1+ρ)/(1-ρ) + grant_margin,
+// while the holder believes its lease lasts `lease` from when it sent the
+// request. The holder's belief therefore always ends first in real time, and
+// because two majorities intersect, at most one node believes it holds a slot
+// at any real instant. The safety argument is in docs/takeover.md.
+//
+// Driver contract (takeover/daemon, tests/takeover/sim):
+//   * Call Tick(now) at or before NextTick(); call Receive() for every
+//     authenticated datagram; `now` is the node's own monotonic clock
+//     (CLOCK_MONOTONIC / steady_clock), never wall-clock time.
+//   * After every call, apply TakeActions() *before* sending TakeMessages():
+//     a release message may let another node take the slot, so the address
+//     must already be gone.
+//   * kRemoveAddress must take effect immediately; the driver also sets the
+//     kernel valid_lft as a backstop for a frozen daemon.
+//   * A node must be created fresh after a process restart (it then keeps
+//     quiet for StartupQuiet(timing): it forgot the grants it gave).
+//
+// Thread-safety: none. One Node per process, owned by one thread/event loop;
+// the caller serialises all calls.
+#ifndef BATON_TAKEOVER_CORE_NODE_H_
+#define BATON_TAKEOVER_CORE_NODE_H_
+
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace baton::takeover {
+
+using NodeId = uint32_t;
+// "No node": used for an unknown holder. Not a valid peer id.
+inline constexpr NodeId kNoNode = std::numeric_limits<NodeId>::max();
+
+// A node's own monotonic clock reading; the origin is arbitrary (clocks of
+// different nodes have unrelated offsets and rates within 1±max_drift).
+using Time = std::chrono::nanoseconds;
+
+struct PeerConfig {
+  NodeId id = 0;      // Unique in the group; must not be kNoNode.
+  int priority = 0;   // Higher wins; ties are broken by the lower id.
+  int capacity = 1;   // How many slots the peer can serve (used by the pool
+                      // assignment of the next issue; ignored for now).
+};
+
+// Timing of the protocol. All durations are on the node's own clock.
+// Defaults are for heartbeat 10 ms; Timing::ForHeartbeat(h) scales them.
+// Worst-case fail-over after a holder crash (docs/takeover.md):
+//   GrantHold() + heartbeat-phase + 3 × one-way delay,
+// typical ≈ GrantHold() − heartbeat/2 + 3 × one-way delay.
+struct Timing {
+  // Interval between rounds: heartbeats, view exchange and lease renewals.
+  // Default: 10 ms.
+  Time heartbeat = std::chrono::milliseconds(10);
+  // How long a holder believes a lease lasts, from when it *sent* the request
+  // that was granted. Default: 25 ms (2.5 × heartbeat: one lost round is
+  // survived without losing the lease).
+  Time lease = std::chrono::microseconds(25000);
+  // Upper bound ρ on the clock-rate error of every node, as a fraction
+  // (1e-3 = 1000 ppm, covers NTP slewing of CLOCK_MONOTONIC, max 500 ppm, plus
+  // oscillator error). No bound on clock offsets is assumed. Default: 1e-3.
+  double max_drift = 1e-3;
+  // Extra time a grantor keeps a grant beyond lease × (1+ρ)/(1−ρ).
+  // Default: 500 µs.
+  Time grant_margin = std::chrono::microseconds(500);
+  // A holder that could not renew removes the address this long before its
+  // believed lease expiry (time for the driver's netlink call).
+  // Default: 2 ms.
+  Time remove_margin = std::chrono::milliseconds(2);
+  // A peer is in this node's view if a message from it arrived within this
+  // time. Default: 25 ms (= lease, so a crashed holder leaves the view no later
+  // than its grants lapse).
+  Time peer_timeout = std::chrono::microseconds(25000);
+  // After start, a node neither campaigns nor grants for
+  // max(discovery, GrantHold()): it learns the view, so that a simultaneous
+  // start elects the highest priority, and it outlives the grants it forgot.
+  // Default: 30 ms (3 × heartbeat).
+  Time discovery = std::chrono::milliseconds(30);
+
+  // The defaults above scaled to another heartbeat (same multiples).
+  static Timing ForHeartbeat(Time heartbeat);
+};
+
+// How long a grantor keeps a grant after receiving a request:
+// ceil(lease × (1+ρ)/(1−ρ)) + grant_margin.
+Time GrantHold(const Timing& timing);
+// How long a freshly created node stays quiet: max(discovery, GrantHold()).
+Time StartupQuiet(const Timing& timing);
+
+struct GroupConfig {
+  std::vector<PeerConfig> peers;  // The whole group, including this node.
+  uint32_t num_slots = 1;         // Slots 0..num_slots-1. Default: 1; max 1024.
+  Timing timing;
+  // If true, a holder hands its slot over (as by Drain) to an eligible peer of
+  // higher priority. Default: false (property 4: only a failure changes the
+  // holder).
+  bool preempt = false;
+};
+
+struct Action {
+  enum class Kind {
+    kAddAddress,     // Start serving the slot's address (add it).
+    kRemoveAddress,  // Stop serving it now (remove it), before anything else.
+    kAnnounce,       // Send gratuitous ARP / unsolicited NA for the slot.
+  };
+  Kind kind;
+  uint32_t slot;
+  // The slot's epoch (fencing token) under which the node holds or held it.
+  // Strictly grows from one holder to the next.
+  uint64_t epoch;
+};
+
+// One encoded protocol message for peer `to`. At most one per peer per call.
+struct Outgoing {
+  NodeId to;
+  std::string payload;
+};
+
+// One node of the group. See the file comment for the driver contract.
+class Node {
+ public:
+  // Errors: kInvalidArgument for a bad configuration (empty or duplicate
+  // peers, `self` not in the group, non-positive heartbeat, lease not longer
+  // than heartbeat + remove_margin, max_drift outside [0, 0.1), num_slots
+  // outside [1, 1024]).
+  static absl::StatusOr<std::unique_ptr<Node>> Create(const GroupConfig& config,
+                                                      NodeId self, Time now);
+  virtual ~Node() = default;
+
+  // A message from peer `from` (already authenticated by the transport).
+  // Malformed, unknown-version or stale (reordered/duplicated) payloads are
+  // dropped and counted in Status; never crashes.
+  virtual void Receive(NodeId from, std::string_view payload, Time now) = 0;
+  // Advances timers: heartbeats, renewals, expiry, campaigns.
+  virtual void Tick(Time now) = 0;
+  // Call Tick at or before this time (on this node's clock).
+  virtual Time NextTick() const = 0;
+  // Planned hand-over: removes every held address, tells the peers to drop
+  // their grants, and never campaigns again (the process is about to stop).
+  virtual void Drain(Time now) = 0;
+  // Messages produced since the last call.
+  virtual std::vector<Outgoing> TakeMessages() = 0;
+  // Address actions produced since the last call, in order; a remove always
+  // precedes any add. Apply them before sending TakeMessages().
+  virtual std::vector<Action> TakeActions() = 0;
+
+  struct SlotStatus {
+    uint32_t slot = 0;
+    NodeId holder = kNoNode;  // Best knowledge of the current holder.
+    uint64_t epoch = 0;       // Holder's epoch as known here (0 = none yet).
+    bool held_by_me = false;  // The address is added here.
+    // While held_by_me: time left until the believed lease expiry
+    // (not the earlier removal deadline); else zero.
+    Time lease_remaining{0};
+  };
+  struct Status {
+    NodeId self = kNoNode;
+    std::vector<SlotStatus> slots;
+    std::vector<NodeId> view;  // Peers heard from recently, self included.
+    bool quiet = false;        // Still in the start-up quiet period.
+    bool draining = false;
+    uint64_t malformed_messages = 0;  // Dropped: undecodable.
+    uint64_t stale_messages = 0;      // Dropped: older than one already seen.
+  };
+  virtual Status GetStatus(Time now) const = 0;
+};
+
+}  // namespace baton::takeover
+
+#endif  // BATON_TAKEOVER_CORE_NODE_H_
