@@ -1,0 +1,137 @@
+// The HTTP/1.1 front end: Boost.Beast over Asio, feeding the request pipeline.
+//
+// Routing: a Router maps a method and a path pattern ("/kv/{key}/incr"; a
+// {name} segment matches one non-empty, percent-decoded path segment) to a
+// Handler. No pattern matches -> 404; a pattern matches but not the method ->
+// 405 with `Allow`.
+//
+// Request ids (see framework/pipeline.h), from headers:
+//   Idempotency-Key: "opaque"        IETF httpapi draft: a structured-field
+//                                    string; a bare token is accepted too.
+//   Baton-Client-Id: c1              baton's retrying client: client id,
+//   Baton-Seq: 42                    its sequence number,
+//   Baton-Ack: 40                    optional: all seq <= 40 were received.
+// Both schemes at once, or a malformed header -> 400. No id -> the request is
+// executed once per arrival.
+//
+// Statuses: the handler's Reply code is mapped (OK 200, kInvalidArgument 400,
+// kNotFound 404, kFailedPrecondition 412, kAlreadyExists 409, kAborted 409,
+// kResourceExhausted 429, kUnavailable 503, ...). Pipeline errors: key reused
+// with another request 422, same id still in progress 409 (+ Retry-After),
+// already acknowledged and collected 410, store unavailable 503
+// (+ Retry-After). Malformed HTTP 400, header too large 431, body too large
+// 413. Errors are JSON: {"error":{"status":413,"code":"...","message":"..."}}.
+// A replayed reply carries `Idempotent-Replayed: true`.
+//
+// Threads: `io_threads` run the Asio event loop (they never block); handlers
+// and store calls run on `worker_threads`. Requests on one connection are
+// read, executed and answered one after another, so pipelined requests are
+// answered in order.
+//
+// Thread safety: Start() returns a running server; Stop() may be called from
+// any thread, once or more.
+#ifndef BATON_FRAMEWORK_HTTP_SERVER_H_
+#define BATON_FRAMEWORK_HTTP_SERVER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "framework/handler.h"
+#include "framework/pipeline.h"
+
+namespace baton::framework {
+
+class Router {
+ public:
+  // Adds a route. `method` is an HTTP method ("GET"); `pattern` starts with
+  // '/'. Errors: kInvalidArgument (malformed pattern), kAlreadyExists (same
+  // method and pattern twice).
+  [[nodiscard]] absl::Status Add(std::string_view method,
+                                 std::string_view pattern,
+                                 std::shared_ptr<Handler> handler);
+
+  struct Match {
+    enum class Result { kFound, kNoRoute, kWrongMethod };
+    Result result = Result::kNoRoute;
+    Handler* handler = nullptr;
+    std::string pattern;
+    std::map<std::string, std::string, std::less<>> params;
+    std::vector<std::string> allowed_methods;  // For kWrongMethod.
+  };
+  // Matches a path (without query string).
+  Match Find(std::string_view method, std::string_view path) const;
+
+ private:
+  struct Route {
+    std::string method;
+    std::string pattern;
+    std::vector<std::string> segments;  // "{name}" for parameters.
+    std::shared_ptr<Handler> handler;
+  };
+  std::vector<Route> routes_;
+};
+
+struct HttpServerOptions {
+  // Address and port to listen on. Port 0: an ephemeral port (see port()).
+  // Default: 127.0.0.1:8080.
+  std::string address = "127.0.0.1";
+  uint16_t port = 8080;
+  // Threads running the event loop. Default: 1.
+  int io_threads = 1;
+  // Threads running handlers and blocking store calls. Bounds how many
+  // requests commit at once (and so how many share one fsync). Default: 64.
+  int worker_threads = 64;
+  // Largest request header block. Default: 8 KiB.
+  size_t max_header_bytes = 8 * 1024;
+  // Largest request body. Default: 1 MiB.
+  size_t max_body_bytes = 1024 * 1024;
+  // Time allowed for the next request's header to arrive on an open
+  // connection (idle keep-alive and slow senders). Default: 30 s.
+  absl::Duration idle_timeout = absl::Seconds(30);
+  // Time allowed to receive a request body once its header is in.
+  // Default: 10 s.
+  absl::Duration read_timeout = absl::Seconds(10);
+  // Time allowed to send a response. Default: 10 s.
+  absl::Duration write_timeout = absl::Seconds(10);
+  // Retry-After (seconds) on 503 and 409-in-progress. Default: 1 s.
+  int retry_after_seconds = 1;
+};
+
+class HttpServer {
+ public:
+  virtual ~HttpServer() = default;
+
+  // The bound port (the real one when options.port was 0).
+  virtual uint16_t port() const = 0;
+
+  // Stops accepting, closes connections, waits for running handlers, joins
+  // the threads. Idempotent; the destructor calls it.
+  virtual void Stop() = 0;
+};
+
+// Binds, listens and starts serving. `pipeline` must outlive the server.
+// Errors: kInvalidArgument (bad address/options), kUnavailable (cannot bind,
+// e.g. port in use).
+[[nodiscard]] absl::StatusOr<std::unique_ptr<HttpServer>> StartHttpServer(
+    const HttpServerOptions& options, Router router, RequestPipeline& pipeline);
+
+// The HTTP status for a reply code (200 for kOk).
+int HttpStatusForCode(absl::StatusCode code);
+
+// Parses an Idempotency-Key header value: an sf-string ("...", with \" and
+// \\ escapes) or, leniently, a bare token. Errors: kInvalidArgument.
+[[nodiscard]] absl::StatusOr<std::string> ParseIdempotencyKey(
+    std::string_view header);
+
+}  // namespace baton::framework
+
+#endif  // BATON_FRAMEWORK_HTTP_SERVER_H_

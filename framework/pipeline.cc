@@ -1,0 +1,751 @@
+#include "framework/pipeline.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "framework/absl_compat.h"
+#include "spdlog/spdlog.h"
+
+namespace baton::framework {
+
+using internal::AV;
+using internal::SV;
+using storage::Condition;
+using storage::KeyValue;
+using storage::Versioned;
+using storage::Write;
+
+namespace {
+
+// --- Key layout (see pipeline.h) -------------------------------------------
+
+const std::string& FrameworkPrefix() {
+  static const std::string* p =
+      new std::string(std::string(storage::kReservedPrefix) + "fw/");
+  return *p;
+}
+std::string RecordPrefix() { return FrameworkPrefix() + "c/"; }
+std::string IndexPrefix() { return FrameworkPrefix() + "t/"; }
+std::string WatermarkKey(std::string_view client) {
+  return absl::StrCat(FrameworkPrefix(), "w/", AV(client));
+}
+std::string Hex16(uint64_t v) { return absl::StrFormat("%016x", v); }
+
+// The part of a record key after RecordPrefix(); also the suffix of its age
+// index entry.
+std::string IdPart(const RequestId& id) {
+  if (id.kind == RequestId::Kind::kClientSeq) {
+    return absl::StrCat("s/", id.client_id, absl::string_view("\0", 1),
+                        Hex16(id.seq));
+  }
+  return absl::StrCat("k/", id.idempotency_key);
+}
+std::string ClientRecordPrefix(std::string_view client) {
+  return absl::StrCat(RecordPrefix(), "s/", AV(client),
+                      absl::string_view("\0", 1));
+}
+
+bool ParseHex16(std::string_view s, uint64_t* out) {
+  if (s.size() != 16) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    int d;
+    if (c >= '0' && c <= '9') {
+      d = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      d = c - 'a' + 10;
+    } else {
+      return false;
+    }
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  *out = v;
+  return true;
+}
+
+bool ValidClientId(std::string_view s) {
+  if (s.empty() || s.size() > 128) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return c > 0x20 && c < 0x7f; });
+}
+bool ValidIdempotencyKey(std::string_view s) {
+  if (s.empty() || s.size() > 255) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return c >= 0x20 && c < 0x7f; });
+}
+
+// --- Pipeline errors ------------------------------------------------------
+
+constexpr std::string_view kPipelineErrorPayload =
+    "type.baton.dev/pipeline-error";
+
+absl::Status MakePipelineError(absl::Status s, std::string_view kind) {
+  s.SetPayload(AV(kPipelineErrorPayload), absl::Cord(AV(kind)));
+  return s;
+}
+
+// --- Encoding of a completion record --------------------------------------
+
+void PutU64(std::string* out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+void PutBytes(std::string* out, std::string_view b) {
+  PutU64(out, b.size());
+  out->append(b);
+}
+bool GetU64(std::string_view* in, uint64_t* v) {
+  if (in->size() < 8) return false;
+  uint64_t r = 0;
+  for (int i = 0; i < 8; ++i) r = (r << 8) | static_cast<uint8_t>((*in)[i]);
+  in->remove_prefix(8);
+  *v = r;
+  return true;
+}
+bool GetBytes(std::string_view* in, std::string* out) {
+  uint64_t n;
+  if (!GetU64(in, &n) || in->size() < n) return false;
+  out->assign(in->data(), n);
+  in->remove_prefix(n);
+  return true;
+}
+
+constexpr std::string_view kRecordMagic = "bcr1";
+
+// --- The transaction ------------------------------------------------------
+
+absl::Status CheckKey(std::string_view key) {
+  if (key.empty()) return absl::InvalidArgumentError("empty key");
+  if (storage::IsReservedKey(key)) {
+    return absl::InvalidArgumentError(
+        "key is in the framework's reserved key space");
+  }
+  return absl::OkStatus();
+}
+
+class TransactionImpl : public Transaction {
+ public:
+  explicit TransactionImpl(storage::StableStore& store) : store_(store) {}
+
+  absl::StatusOr<Versioned> Get(std::string_view key) override {
+    if (absl::Status s = CheckKey(key); !s.ok()) return s;
+    if (auto it = writes_.find(key); it != writes_.end()) {
+      if (!it->second) return Versioned{};
+      return Versioned{*it->second, kUncommittedVersion};
+    }
+    absl::StatusOr<Versioned> v = store_.Get(key);
+    if (!v.ok()) return v.status();
+    reads_.emplace(std::string(key), v->version);
+    return v;
+  }
+
+  absl::StatusOr<std::vector<KeyValue>> Scan(std::string_view prefix,
+                                             std::string_view start_after,
+                                             size_t limit) override {
+    if (storage::IsReservedKey(prefix)) {
+      return absl::InvalidArgumentError(
+          "prefix is in the framework's reserved key space");
+    }
+    storage::ScanOptions opts;
+    opts.prefix = std::string(prefix);
+    opts.start_after = std::string(start_after);
+    opts.limit = limit;
+    absl::StatusOr<std::vector<KeyValue>> got = store_.Scan(opts);
+    if (!got.ok()) return got.status();
+    const bool truncated = got->size() >= limit;
+    std::map<std::string, KeyValue, std::less<>> merged;
+    for (KeyValue& kv : *got) {
+      if (storage::IsReservedKey(kv.key)) continue;
+      reads_.emplace(kv.key, kv.version);
+      std::string k = kv.key;
+      merged.emplace(std::move(k), std::move(kv));
+    }
+    const std::string last = merged.empty() ? "" : merged.rbegin()->first;
+    for (const auto& [key, value] : writes_) {
+      if (key.substr(0, prefix.size()) != prefix) continue;
+      if (!start_after.empty() && key <= start_after) continue;
+      if (truncated && key > last) continue;
+      if (!value) {
+        merged.erase(key);
+      } else {
+        merged[key] = KeyValue{key, *value, kUncommittedVersion};
+      }
+    }
+    std::vector<KeyValue> out;
+    for (auto& [key, kv] : merged) {
+      if (out.size() >= limit) break;
+      out.push_back(std::move(kv));
+    }
+    return out;
+  }
+
+  absl::Status Put(std::string_view key, std::string_view value) override {
+    if (absl::Status s = CheckKey(key); !s.ok()) return s;
+    writes_[std::string(key)] = std::string(value);
+    return absl::OkStatus();
+  }
+
+  absl::Status Delete(std::string_view key) override {
+    if (absl::Status s = CheckKey(key); !s.ok()) return s;
+    writes_[std::string(key)] = std::nullopt;
+    return absl::OkStatus();
+  }
+
+  bool has_writes() const { return !writes_.empty(); }
+  size_t read_count() const { return reads_.size(); }
+
+  std::vector<Condition> Conditions() const {
+    std::vector<Condition> c;
+    c.reserve(reads_.size() + 1);
+    for (const auto& [key, version] : reads_) c.push_back({key, version});
+    return c;
+  }
+  std::vector<Write> Writes() const {
+    std::vector<Write> w;
+    w.reserve(writes_.size() + 2);
+    for (const auto& [key, value] : writes_) {
+      w.push_back(value ? Write::Put(key, *value) : Write::Delete(key));
+    }
+    return w;
+  }
+
+ private:
+  storage::StableStore& store_;
+  std::map<std::string, uint64_t, std::less<>> reads_;
+  std::map<std::string, std::optional<std::string>, std::less<>> writes_;
+};
+
+class FunctionHandler : public Handler {
+ public:
+  explicit FunctionHandler(HandlerFunction fn) : fn_(std::move(fn)) {}
+  absl::StatusOr<Reply> Handle(const Request& request,
+                               Transaction& txn) override {
+    return fn_(request, txn);
+  }
+
+ private:
+  HandlerFunction fn_;
+};
+
+}  // namespace
+
+std::shared_ptr<Handler> MakeHandler(HandlerFunction fn) {
+  return std::make_shared<FunctionHandler>(std::move(fn));
+}
+
+PipelineError GetPipelineError(const absl::Status& status) {
+  auto p = status.GetPayload(AV(kPipelineErrorPayload));
+  if (!p) return PipelineError::kNone;
+  const std::string kind(*p);
+  if (kind == "key-reused") return PipelineError::kKeyReused;
+  if (kind == "in-progress") return PipelineError::kInProgress;
+  if (kind == "acknowledged") return PipelineError::kAlreadyAcknowledged;
+  if (kind == "unknown") return PipelineError::kOutcomeUnknown;
+  return PipelineError::kNone;
+}
+
+// A saved completion record.
+struct RequestPipeline::Record {
+  std::string fingerprint;
+  uint64_t token = 0;  // Which attempt wrote it (resolves kUnknown).
+  int64_t time_micros = 0;
+  Reply reply;
+
+  std::string Encode() const {
+    std::string out(kRecordMagic);
+    PutBytes(&out, fingerprint);
+    PutU64(&out, token);
+    PutU64(&out, static_cast<uint64_t>(time_micros));
+    PutU64(&out, static_cast<uint64_t>(reply.code));
+    PutBytes(&out, reply.content_type);
+    PutBytes(&out, reply.body);
+    return out;
+  }
+
+  static std::optional<Record> Decode(std::string_view in) {
+    if (in.substr(0, kRecordMagic.size()) != kRecordMagic) return std::nullopt;
+    in.remove_prefix(kRecordMagic.size());
+    Record r;
+    uint64_t time = 0, code = 0;
+    if (!GetBytes(&in, &r.fingerprint) || !GetU64(&in, &r.token) ||
+        !GetU64(&in, &time) || !GetU64(&in, &code) ||
+        !GetBytes(&in, &r.reply.content_type) ||
+        !GetBytes(&in, &r.reply.body) || !in.empty()) {
+      return std::nullopt;
+    }
+    r.time_micros = static_cast<int64_t>(time);
+    r.reply.code = static_cast<absl::StatusCode>(code);
+    return r;
+  }
+};
+
+// Marks an id as running in this process; wakes waiters when done.
+class RequestPipeline::InFlightGuard {
+ public:
+  InFlightGuard(RequestPipeline* p, std::string key)
+      : p_(p), key_(std::move(key)) {}
+  ~InFlightGuard() {
+    absl::MutexLock lock(&p_->mu_);
+    p_->in_flight_.erase(key_);
+    p_->in_flight_done_.SignalAll();
+  }
+
+ private:
+  RequestPipeline* p_;
+  std::string key_;
+};
+
+RequestPipeline::RequestPipeline(storage::StableStore& store, Clock& clock,
+                                 PipelineOptions options)
+    : store_(store),
+      clock_(clock),
+      options_(options),
+      // Distinguishes this process's attempts from other processes' when a
+      // kUnknown commit is resolved; only affects the "replayed" flag.
+      instance_nonce_((static_cast<uint64_t>(std::random_device()()) << 32) ^
+                      std::random_device()()) {}
+
+RequestPipeline::~RequestPipeline() { StopBackgroundGc(); }
+
+std::string RequestPipeline::Fingerprint(const Request& request) {
+  std::string data;
+  data.reserve(request.operation.size() + request.path.size() +
+               request.body.size() + 24);
+  PutBytes(&data, request.operation);
+  PutBytes(&data, request.path);
+  PutBytes(&data, request.body);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) !=
+      1) {
+    spdlog::critical("EVP_Digest(SHA-256) failed");
+    std::abort();
+  }
+  return std::string(reinterpret_cast<const char*>(md), len);
+}
+
+absl::StatusOr<std::optional<RequestPipeline::Record>>
+RequestPipeline::ReadRecord(const std::string& key) {
+  absl::StatusOr<Versioned> v = store_.Get(key);
+  if (!v.ok()) return v.status();
+  if (!v->present()) return std::optional<Record>();
+  std::optional<Record> r = Record::Decode(v->value);
+  if (!r) {
+    return absl::DataLossError(
+        absl::StrCat("corrupt completion record \"", absl::CHexEscape(key),
+                     "\""));
+  }
+  return r;
+}
+
+absl::StatusOr<PipelineResult> RequestPipeline::Execute(const RequestId& id,
+                                                        const Request& request,
+                                                        Handler& handler) {
+  switch (id.kind) {
+    case RequestId::Kind::kNone:
+      return ExecuteUnkeyed(request, handler);
+    case RequestId::Kind::kClientSeq:
+      if (!ValidClientId(id.client_id)) {
+        return absl::InvalidArgumentError(
+            "client id must be 1..128 printable ASCII characters without "
+            "spaces");
+      }
+      if (id.acked) {
+        absl::MutexLock lock(&mu_);
+        uint64_t& a = pending_acks_[id.client_id];
+        a = std::max(a, *id.acked);
+      }
+      break;
+    case RequestId::Kind::kIdempotencyKey:
+      if (!ValidIdempotencyKey(id.idempotency_key)) {
+        return absl::InvalidArgumentError(
+            "idempotency key must be 1..255 printable ASCII characters");
+      }
+      break;
+  }
+
+  const std::string record_key = RecordPrefix() + IdPart(id);
+  const std::string fingerprint = Fingerprint(request);
+  bool watermark_checked = false;
+  // The wait is real time (not the injected clock): it bounds how long a
+  // client's connection is held, not a protocol decision.
+  const absl::Time deadline = absl::Now() + options_.in_flight_wait;
+  for (;;) {
+    absl::StatusOr<std::optional<Record>> rec = ReadRecord(record_key);
+    if (!rec.ok()) return rec.status();
+    if (*rec) {
+      if ((*rec)->fingerprint != fingerprint) {
+        return MakePipelineError(
+            absl::FailedPreconditionError(
+                "this request id was already used for a different request"),
+            "key-reused");
+      }
+      replayed_.fetch_add(1, std::memory_order_relaxed);
+      return PipelineResult{std::move((*rec)->reply), true};
+    }
+    // GC persists a client's watermark before it deletes the records below
+    // it, and we read the record before the watermark: a collected record is
+    // always noticed here, so its request is never executed again.
+    if (id.kind == RequestId::Kind::kClientSeq && !watermark_checked) {
+      absl::StatusOr<Versioned> wm = store_.Get(WatermarkKey(id.client_id));
+      if (!wm.ok()) return wm.status();
+      uint64_t acked = 0;
+      if (wm->present() && absl::SimpleAtoi(wm->value, &acked) &&
+          id.seq <= acked) {
+        return MakePipelineError(
+            absl::FailedPreconditionError(absl::StrCat(
+                "request ", id.seq, " of client ", id.client_id,
+                " was acknowledged by the client and its record collected")),
+            "acknowledged");
+      }
+      watermark_checked = true;
+    }
+    absl::MutexLock lock(&mu_);
+    if (in_flight_.emplace(record_key, 1).second) break;
+    waited_.fetch_add(1, std::memory_order_relaxed);
+    while (in_flight_.contains(record_key)) {
+      if (in_flight_done_.WaitWithDeadline(&mu_, deadline) &&
+          in_flight_.contains(record_key)) {
+        return MakePipelineError(
+            absl::AbortedError("a request with this id is still in progress; "
+                               "retry later"),
+            "in-progress");
+      }
+    }
+    // The first attempt finished: its record (if any) answers us.
+  }
+  InFlightGuard guard(this, record_key);
+  return ExecuteKeyed(id, record_key, request, handler);
+}
+
+absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
+    const RequestId& id, const std::string& record_key, const Request& request,
+    Handler& handler) {
+  const std::string fingerprint = Fingerprint(request);
+  const uint64_t token =
+      instance_nonce_ ^ (attempt_counter_.fetch_add(1) * 0x9e3779b97f4a7c15ULL);
+
+  // A record found after our commit attempt: ours (token) or a concurrent
+  // process's attempt at the same id.
+  auto answer_from = [&](Record& r) -> absl::StatusOr<PipelineResult> {
+    if (r.fingerprint != fingerprint) {
+      return MakePipelineError(
+          absl::FailedPreconditionError(
+              "this request id was already used for a different request"),
+          "key-reused");
+    }
+    if (r.token == token) {
+      executed_.fetch_add(1, std::memory_order_relaxed);
+      return PipelineResult{std::move(r.reply), false};
+    }
+    replayed_.fetch_add(1, std::memory_order_relaxed);
+    return PipelineResult{std::move(r.reply), true};
+  };
+
+  for (int attempt = 1;; ++attempt) {
+    if (attempt > options_.max_attempts) {
+      return absl::AbortedError(absl::StrCat(
+          "request conflicted with concurrent requests ",
+          options_.max_attempts, " times; retry"));
+    }
+    if (attempt > 1) reruns_.fetch_add(1, std::memory_order_relaxed);
+    TransactionImpl txn(store_);
+    absl::StatusOr<Reply> reply = handler.Handle(request, txn);
+    if (!reply.ok()) return reply.status();
+
+    std::vector<Condition> conditions = txn.Conditions();
+    if (!txn.has_writes()) {
+      if (txn.read_count() > 1) {
+        absl::StatusOr<uint64_t> c = store_.Commit(conditions, {});
+        if (!c.ok() && storage::IsConflict(c.status())) continue;
+        if (!c.ok()) return c.status();
+      }
+      read_only_.fetch_add(1, std::memory_order_relaxed);
+      return PipelineResult{*std::move(reply), false};
+    }
+
+    Record record{fingerprint, token, absl::ToUnixMicros(clock_.Now()), *reply};
+    conditions.push_back({record_key, 0});
+    std::vector<Write> writes = txn.Writes();
+    writes.push_back(Write::Put(record_key, record.Encode()));
+    writes.push_back(Write::Put(
+        absl::StrCat(IndexPrefix(),
+                     Hex16(static_cast<uint64_t>(std::max<int64_t>(
+                         record.time_micros, 0))),
+                     "/", IdPart(id)),
+        ""));
+    absl::StatusOr<uint64_t> c = store_.Commit(conditions, writes);
+    if (c.ok()) {
+      executed_.fetch_add(1, std::memory_order_relaxed);
+      return PipelineResult{*std::move(reply), false};
+    }
+    const absl::Status& s = c.status();
+    if (storage::IsConflict(s)) {
+      std::optional<std::string> key = storage::ConflictKey(s);
+      if (!key || *key == record_key) {
+        absl::StatusOr<std::optional<Record>> r = ReadRecord(record_key);
+        if (!r.ok()) return r.status();
+        if (*r) return answer_from(**r);
+      }
+      continue;  // A read changed: run the handler again on fresh state.
+    }
+    if (s.code() == absl::StatusCode::kUnknown) {
+      unknown_outcomes_.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("commit outcome unknown ({}); resolving by reading the "
+                   "completion record",
+                   std::string(s.message()));
+      absl::StatusOr<std::optional<Record>> r = ReadRecord(record_key);
+      if (!r.ok()) return r.status();
+      if (*r) return answer_from(**r);
+      // Absent now. Running again is safe: every attempt commits only if the
+      // record is absent, so at most one of them (the lost one, if it lands
+      // late, or this one) ever commits, and the other finds its record.
+      continue;
+    }
+    return s;
+  }
+}
+
+absl::StatusOr<PipelineResult> RequestPipeline::ExecuteUnkeyed(
+    const Request& request, Handler& handler) {
+  for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
+    if (attempt > 1) reruns_.fetch_add(1, std::memory_order_relaxed);
+    TransactionImpl txn(store_);
+    absl::StatusOr<Reply> reply = handler.Handle(request, txn);
+    if (!reply.ok()) return reply.status();
+    std::vector<Condition> conditions = txn.Conditions();
+    if (!txn.has_writes()) {
+      if (txn.read_count() > 1) {
+        absl::StatusOr<uint64_t> c = store_.Commit(conditions, {});
+        if (!c.ok() && storage::IsConflict(c.status())) continue;
+        if (!c.ok()) return c.status();
+      }
+      read_only_.fetch_add(1, std::memory_order_relaxed);
+      return PipelineResult{*std::move(reply), false};
+    }
+    absl::StatusOr<uint64_t> c = store_.Commit(conditions, txn.Writes());
+    if (c.ok()) {
+      executed_.fetch_add(1, std::memory_order_relaxed);
+      return PipelineResult{*std::move(reply), false};
+    }
+    if (storage::IsConflict(c.status())) continue;
+    if (c.status().code() == absl::StatusCode::kUnknown) {
+      unknown_outcomes_.fetch_add(1, std::memory_order_relaxed);
+      // Without a request id there is no record to resolve it by; the client
+      // must not retry blindly.
+      return MakePipelineError(
+          absl::UnknownError(absl::StrCat(
+              "commit outcome unknown (request had no idempotency key): ",
+              std::string(c.status().message()))),
+          "unknown");
+    }
+    return c.status();
+  }
+  return absl::AbortedError(
+      absl::StrCat("request conflicted with concurrent requests ",
+                   options_.max_attempts, " times; retry"));
+}
+
+// --- Garbage collection ---------------------------------------------------
+
+absl::StatusOr<size_t> RequestPipeline::CollectGarbage() {
+  absl::MutexLock gc_lock(&gc_mu_);
+  absl::StatusOr<size_t> by_ack = CollectByWatermark();
+  absl::StatusOr<size_t> by_age = CollectByAge();
+  if (!by_ack.ok()) return by_ack.status();
+  if (!by_age.ok()) return by_age.status();
+  collected_.fetch_add(*by_ack + *by_age, std::memory_order_relaxed);
+  return *by_ack + *by_age;
+}
+
+absl::StatusOr<size_t> RequestPipeline::CollectByWatermark() {
+  absl::flat_hash_map<std::string, uint64_t> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    pending.swap(pending_acks_);
+  }
+  auto requeue = [&](auto it) {
+    absl::MutexLock lock(&mu_);
+    for (; it != pending.end(); ++it) {
+      uint64_t& a = pending_acks_[it->first];
+      a = std::max(a, it->second);
+    }
+  };
+  size_t deleted = 0;
+  for (auto it = pending.begin(); it != pending.end(); ++it) {
+    const std::string& client = it->first;
+    const uint64_t acked = it->second;
+    // 1. Persist the watermark (it only grows), so that Execute() refuses a
+    //    late duplicate of a collected request instead of running it again.
+    const std::string wkey = WatermarkKey(client);
+    absl::Status persisted = absl::AbortedError("watermark contention");
+    for (int tries = 0; tries < 8; ++tries) {
+      absl::StatusOr<Versioned> cur = store_.Get(wkey);
+      if (!cur.ok()) {
+        persisted = cur.status();
+        break;
+      }
+      uint64_t stored = 0;
+      if (cur->present() && !absl::SimpleAtoi(cur->value, &stored)) stored = 0;
+      if (acked <= stored) {
+        persisted = absl::OkStatus();
+        break;
+      }
+      absl::StatusOr<uint64_t> c = store_.Commit(
+          {{wkey, cur->version}}, {Write::Put(wkey, absl::StrCat(acked))});
+      persisted = c.status();
+      if (c.ok() || !storage::IsConflict(c.status())) break;
+    }
+    if (!persisted.ok()) {
+      requeue(it);
+      return persisted;
+    }
+    // 2. Delete the client's records with seq <= acked; they are ordered by
+    //    seq under the client's prefix, so this stops at the first newer one.
+    const std::string prefix = ClientRecordPrefix(client);
+    std::string start_after;
+    for (;;) {
+      absl::StatusOr<std::vector<KeyValue>> kvs =
+          store_.Scan({prefix, start_after, options_.gc_batch});
+      if (!kvs.ok()) {
+        requeue(it);
+        return kvs.status();
+      }
+      std::vector<Write> deletes;
+      bool done = kvs->size() < options_.gc_batch;
+      for (const KeyValue& kv : *kvs) {
+        uint64_t seq = 0;
+        if (!ParseHex16(std::string_view(kv.key).substr(prefix.size()), &seq)) {
+          continue;
+        }
+        if (seq > acked) {
+          done = true;
+          break;
+        }
+        deletes.push_back(Write::Delete(kv.key));
+      }
+      if (!deletes.empty()) {
+        absl::StatusOr<uint64_t> c = store_.Commit({}, deletes);
+        if (!c.ok()) {
+          requeue(it);
+          return c.status();
+        }
+        deleted += deletes.size();
+      }
+      if (done || kvs->empty()) break;
+      start_after = kvs->back().key;
+    }
+  }
+  return deleted;
+}
+
+absl::StatusOr<size_t> RequestPipeline::CollectByAge() {
+  const int64_t cutoff =
+      absl::ToUnixMicros(clock_.Now() - options_.retention);
+  const std::string index_prefix = IndexPrefix();
+  const std::string record_prefix = RecordPrefix();
+  size_t deleted = 0;
+  std::string start_after;
+  for (;;) {
+    absl::StatusOr<std::vector<KeyValue>> kvs =
+        store_.Scan({index_prefix, start_after, options_.gc_batch});
+    if (!kvs.ok()) return kvs.status();
+    std::vector<Condition> conditions;
+    std::vector<Write> writes;
+    size_t records = 0;
+    bool done = kvs->size() < options_.gc_batch;
+    for (const KeyValue& kv : *kvs) {
+      std::string_view rest = std::string_view(kv.key).substr(index_prefix.size());
+      uint64_t micros = 0;
+      if (rest.size() < 17 || !ParseHex16(rest.substr(0, 16), &micros)) {
+        writes.push_back(Write::Delete(kv.key));  // Not ours; malformed.
+        continue;
+      }
+      if (static_cast<int64_t>(micros) > cutoff) {
+        done = true;
+        break;
+      }
+      const std::string rkey = record_prefix + std::string(rest.substr(17));
+      absl::StatusOr<Versioned> r = store_.Get(rkey);
+      if (!r.ok()) return r.status();
+      if (r->present()) {
+        std::optional<Record> rec = Record::Decode(r->value);
+        // The id may have been reused after an earlier collection: only a
+        // record at least as old as this entry goes.
+        if (!rec || rec->time_micros <= cutoff) {
+          conditions.push_back({rkey, r->version});
+          writes.push_back(Write::Delete(rkey));
+          ++records;
+        }
+      }
+      writes.push_back(Write::Delete(kv.key));
+    }
+    if (!writes.empty()) {
+      absl::StatusOr<uint64_t> c = store_.Commit(conditions, writes);
+      if (!c.ok()) {
+        if (storage::IsConflict(c.status())) break;  // Next pass re-reads.
+        return c.status();
+      }
+      deleted += records;
+    }
+    if (done || kvs->empty()) break;
+    start_after = kvs->back().key;
+  }
+  return deleted;
+}
+
+void RequestPipeline::StartBackgroundGc() {
+  absl::MutexLock lock(&mu_);
+  if (gc_thread_.joinable()) return;
+  gc_stop_ = false;
+  gc_thread_ = std::thread([this] { GcLoop(); });
+}
+
+void RequestPipeline::StopBackgroundGc() {
+  {
+    absl::MutexLock lock(&mu_);
+    gc_stop_ = true;
+    gc_wake_.SignalAll();
+  }
+  if (gc_thread_.joinable()) gc_thread_.join();
+}
+
+void RequestPipeline::GcLoop() {
+  mu_.Lock();
+  while (!gc_stop_) {
+    gc_wake_.WaitWithTimeout(&mu_, options_.gc_interval);
+    if (gc_stop_) break;
+    mu_.Unlock();
+    absl::StatusOr<size_t> n = CollectGarbage();
+    if (!n.ok()) {
+      spdlog::warn("completion-record GC failed: {}", n.status().ToString());
+    } else if (*n > 0) {
+      spdlog::info("completion-record GC deleted {} records", *n);
+    }
+    mu_.Lock();
+  }
+  mu_.Unlock();
+}
+
+PipelineStats RequestPipeline::Stats() const {
+  PipelineStats s;
+  s.executed = executed_.load();
+  s.replayed = replayed_.load();
+  s.read_only = read_only_.load();
+  s.reruns = reruns_.load();
+  s.unknown_outcomes = unknown_outcomes_.load();
+  s.waited = waited_.load();
+  s.collected = collected_.load();
+  return s;
+}
+
+}  // namespace baton::framework

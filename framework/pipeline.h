@@ -1,0 +1,218 @@
+// The request pipeline: makes a handler's execution exactly-once and durable.
+//
+//   1. Identify  the request by its RequestId: (client id, sequence number)
+//                from the retrying client, or an opaque idempotency key.
+//   2. Dedup     a completion record exists -> its reply, byte for byte,
+//                flagged as a replay; the same id with a different request
+//                (SHA-256 fingerprint over operation, path and body) ->
+//                PipelineError::kKeyReused, never the old reply; a retry that
+//                arrives while the first attempt runs in this process waits
+//                for it (PipelineOptions::in_flight_wait), then gets
+//                PipelineError::kInProgress. Never a second execution.
+//   3. Execute   the handler on a fresh Transaction.
+//   4. Commit    one atomic commit: read versions unchanged + completion
+//                record absent -> the writes + the completion record (reply,
+//                fingerprint, time) + its GC index entry. A conflict on the
+//                read set re-runs the handler (at most max_attempts runs, then
+//                kAborted); a conflict on the record returns the record; an
+//                unknown outcome (kUnknown) is resolved by reading the record,
+//                and if it is absent the handler runs again under the same
+//                "record absent" condition, so at most one run ever commits.
+//   5. Reply     Execute() returns only after the commit is durable.
+//   6. GC        CollectGarbage() (or the background thread started by
+//                StartBackgroundGc) deletes completion records at or below a
+//                client's acknowledged watermark and records older than the
+//                retention, through ordered indexes (no full scan).
+//
+// Requests without an id (RequestId::None()) are executed once per arrival:
+// no dedup and no completion record. Requests whose handler writes nothing
+// (read-only) store no completion record either: a retry runs them again.
+//
+// Framework keys live under storage::kReservedPrefix + "fw/":
+//   \xff fw/c/s/<client>\0<seq, 16 hex>   completion record (client, seq)
+//   \xff fw/c/k/<idempotency key>         completion record (key)
+//   \xff fw/t/<micros, 16 hex>/<id part>  age index entry of a record
+//   \xff fw/w/<client>                    client's collected watermark
+//
+// Thread safety: thread-safe; Execute() blocks on store calls and is meant to
+// be called from worker threads, any number concurrently.
+#ifndef BATON_FRAMEWORK_PIPELINE_H_
+#define BATON_FRAMEWORK_PIPELINE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "framework/clock.h"
+#include "framework/handler.h"
+#include "storage/stable_store.h"
+
+namespace baton::framework {
+
+// Who a request is, for dedup.
+struct RequestId {
+  enum class Kind { kNone, kClientSeq, kIdempotencyKey };
+  Kind kind = Kind::kNone;
+  // kClientSeq: 1..128 printable ASCII characters, no spaces.
+  std::string client_id;
+  uint64_t seq = 0;
+  // kIdempotencyKey: 1..255 printable ASCII characters.
+  std::string idempotency_key;
+  // kClientSeq only, optional: the client has received the replies of all
+  // its requests with seq <= acked; their records may be collected.
+  std::optional<uint64_t> acked;
+
+  static RequestId None() { return {}; }
+  static RequestId ClientSeq(std::string client, uint64_t seq,
+                             std::optional<uint64_t> acked = std::nullopt) {
+    RequestId id;
+    id.kind = Kind::kClientSeq;
+    id.client_id = std::move(client);
+    id.seq = seq;
+    id.acked = acked;
+    return id;
+  }
+  static RequestId Key(std::string key) {
+    RequestId id;
+    id.kind = Kind::kIdempotencyKey;
+    id.idempotency_key = std::move(key);
+    return id;
+  }
+};
+
+struct PipelineOptions {
+  // Runs of the handler for one request when its reads conflict with
+  // concurrent commits; then the request fails with kAborted. Default: 16.
+  int max_attempts = 16;
+  // How long a retry waits for a first attempt of the same id that is still
+  // running in this process, before PipelineError::kInProgress.
+  // Default: 5 s.
+  absl::Duration in_flight_wait = absl::Seconds(5);
+  // Completion records older than this are collected. Default: 24 h.
+  absl::Duration retention = absl::Hours(24);
+  // Period of the background GC thread (StartBackgroundGc). Default: 60 s.
+  absl::Duration gc_interval = absl::Seconds(60);
+  // GC deletes at most this many records per commit. Default: 256.
+  size_t gc_batch = 256;
+};
+
+// What the pipeline answers: the reply and whether it is a replay of a saved
+// one (HTTP: `Idempotent-Replayed: true`).
+struct PipelineResult {
+  Reply reply;
+  bool replayed = false;
+};
+
+// Pipeline-level failures, told apart from handler and store errors.
+enum class PipelineError {
+  kNone,
+  // The id was used before for a different request (HTTP 422).
+  kKeyReused,
+  // The first attempt of this id is still running here (HTTP 409, retry).
+  kInProgress,
+  // (client, seq) at or below the client's collected watermark: the client
+  // acknowledged it and its record is gone, so it cannot be answered again
+  // and must not be executed again (HTTP 410).
+  kAlreadyAcknowledged,
+  // A request without id whose commit outcome is unknown (HTTP 500).
+  kOutcomeUnknown,
+};
+
+// The PipelineError carried by `status` (kNone for other errors).
+PipelineError GetPipelineError(const absl::Status& status);
+
+struct PipelineStats {
+  uint64_t executed = 0;        // Requests whose handler run was committed.
+  uint64_t replayed = 0;        // Requests answered from a completion record.
+  uint64_t read_only = 0;       // Requests without writes (no record).
+  uint64_t reruns = 0;          // Handler re-runs after a conflict.
+  uint64_t unknown_outcomes = 0;// Commits that returned kUnknown.
+  uint64_t waited = 0;          // Retries that waited for a running attempt.
+  uint64_t collected = 0;       // Completion records deleted by GC.
+};
+
+class RequestPipeline {
+ public:
+  // `store` and `clock` must outlive the pipeline.
+  RequestPipeline(storage::StableStore& store, Clock& clock,
+                  PipelineOptions options = {});
+  ~RequestPipeline();  // Stops background GC.
+
+  RequestPipeline(const RequestPipeline&) = delete;
+  RequestPipeline& operator=(const RequestPipeline&) = delete;
+
+  // Runs `request` through the pipeline (see the file comment).
+  // Errors: kInvalidArgument (malformed id), the PipelineErrors above
+  // (see GetPipelineError), kAborted (conflicts after max_attempts),
+  // kUnavailable and other store errors (nothing was committed), and any
+  // non-OK status the handler returned.
+  [[nodiscard]] absl::StatusOr<PipelineResult> Execute(const RequestId& id,
+                                                       const Request& request,
+                                                       Handler& handler);
+
+  // One garbage-collection pass; returns how many completion records it
+  // deleted. Safe to call concurrently with Execute().
+  [[nodiscard]] absl::StatusOr<size_t> CollectGarbage();
+
+  // A thread that calls CollectGarbage() every options.gc_interval until
+  // StopBackgroundGc() or destruction. Idempotent.
+  void StartBackgroundGc();
+  void StopBackgroundGc();
+
+  PipelineStats Stats() const;
+
+  // SHA-256 over operation, path and body (length-prefixed); what a
+  // completion record is matched against.
+  static std::string Fingerprint(const Request& request);
+
+ private:
+  struct Record;
+  class InFlightGuard;
+
+  absl::StatusOr<std::optional<Record>> ReadRecord(const std::string& key);
+  absl::StatusOr<PipelineResult> ExecuteUnkeyed(const Request& request,
+                                                Handler& handler);
+  absl::StatusOr<PipelineResult> ExecuteKeyed(const RequestId& id,
+                                              const std::string& record_key,
+                                              const Request& request,
+                                              Handler& handler);
+  absl::StatusOr<size_t> CollectByWatermark();
+  absl::StatusOr<size_t> CollectByAge();
+  void GcLoop();
+
+  storage::StableStore& store_;
+  Clock& clock_;
+  const PipelineOptions options_;
+
+  absl::Mutex mu_;
+  // Ids whose first attempt is running in this process.
+  absl::flat_hash_map<std::string, int> in_flight_ ABSL_GUARDED_BY(mu_);
+  absl::CondVar in_flight_done_;
+  // Acknowledged watermarks seen in requests, not yet applied by GC.
+  absl::flat_hash_map<std::string, uint64_t> pending_acks_ ABSL_GUARDED_BY(mu_);
+  bool gc_stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::CondVar gc_wake_;
+  std::thread gc_thread_;
+
+  absl::Mutex gc_mu_;  // One GC pass at a time.
+
+  std::atomic<uint64_t> attempt_counter_{0};
+  const uint64_t instance_nonce_;
+
+  std::atomic<uint64_t> executed_{0}, replayed_{0}, read_only_{0}, reruns_{0},
+      unknown_outcomes_{0}, waited_{0}, collected_{0};
+};
+
+}  // namespace baton::framework
+
+#endif  // BATON_FRAMEWORK_PIPELINE_H_
