@@ -1,0 +1,112 @@
+// baton-takeoverd: moves one service IP address between hosts with baton's lease protocol.
+//
+//   baton-takeoverd --config /etc/baton/takeoverd.yaml      run (SIGTERM/SIGINT: hand over, exit)
+//   baton-takeoverd --config FILE --check-config            validate the config and exit
+//   baton-takeoverd status --socket PATH [--json]           print a running daemon's status
+//
+// Exit status: 0 after a clean stop, 1 on a runtime error (e.g. bind or netlink failure),
+// 2 on a bad command line or configuration, 3 if `status` finds no daemon.
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "spdlog/sinks/stdout_sinks.h"
+#include "spdlog/spdlog.h"
+#include "takeover/daemon/config.h"
+#include "takeover/daemon/daemon.h"
+#include "takeover/drivers/clock.h"
+
+namespace {
+
+int RunStatus(const std::string& socket, bool json) {
+  absl::StatusOr<nlohmann::json> s = baton::takeover::QueryStatus(socket);
+  if (!s.ok()) {
+    std::cerr << "baton-takeoverd status: " << s.status().message() << "\n";
+    return 3;
+  }
+  if (json) {
+    std::cout << s->dump(2) << "\n";
+  } else {
+    std::cout << baton::takeover::FormatStatus(*s);
+  }
+  return 0;
+}
+
+int RunDaemon(const std::string& config_path, const std::string& log_level,
+              const std::string& status_socket, const std::string& incarnation_file,
+              bool check_only) {
+  absl::StatusOr<baton::takeover::DaemonConfig> config =
+      baton::takeover::LoadDaemonConfig(config_path);
+  if (!config.ok()) {
+    std::cerr << "baton-takeoverd: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (!log_level.empty()) config->log_level = log_level;
+  if (!status_socket.empty()) config->status_socket = status_socket;
+  if (!incarnation_file.empty()) config->incarnation_file = incarnation_file;
+  spdlog::set_level(spdlog::level::from_str(config->log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%f %^%l%$ [node " + std::to_string(config->node_id) + "] %v");
+
+  boost::asio::io_context io;
+  const baton::takeover::Clock& clock = baton::takeover::SteadyClock::Get();
+  absl::StatusOr<std::unique_ptr<baton::takeover::TakeoverDaemon>> daemon =
+      baton::takeover::TakeoverDaemon::Create(io, clock, *std::move(config));
+  if (!daemon.ok()) {
+    std::cerr << "baton-takeoverd: " << daemon.status().ToString() << "\n";
+    return daemon.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  if (check_only) {
+    std::cout << "config ok\n";
+    return 0;
+  }
+  if (absl::Status s = (*daemon)->Start(); !s.ok()) {
+    spdlog::error("start failed: {}", s.ToString());
+    return 1;
+  }
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      spdlog::info("signal {}", sig);
+      (*daemon)->Shutdown([&] { io.stop(); });
+      wait_signal();
+    });
+  };
+  wait_signal();
+  io.run();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"baton-takeoverd: lease-based service IP take-over"};
+  std::string config_path, log_level, status_socket, incarnation_file;
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "YAML configuration file");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error (overrides the config)")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--status-socket", status_socket, "unix socket for status (overrides the config)");
+  app.add_option("--incarnation-file", incarnation_file, "transport incarnation state file (overrides the config)");
+  app.add_flag("--check-config", check_only, "validate the configuration and exit");
+  CLI::App* status = app.add_subcommand("status", "print the status of a running daemon");
+  std::string socket = "/run/baton-takeoverd.sock";
+  bool json = false;
+  status->add_option("-s,--socket", socket, "the daemon's status socket")->capture_default_str();
+  status->add_flag("--json", json, "print JSON");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  if (status->parsed()) return RunStatus(socket, json);
+  if (config_path.empty()) {
+    std::cerr << "baton-takeoverd: --config FILE is required\n" << app.help();
+    return 2;
+  }
+  return RunDaemon(config_path, log_level, status_socket, incarnation_file, check_only);
+}
