@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdarg>
+#include <cstdio>
 #include <deque>
 #include <string>
 #include <string_view>
@@ -15,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
 #include "rocksdb/write_batch.h"
@@ -97,6 +100,42 @@ std::string PrefixSuccessor(std::string_view prefix) {
   }
   return s;
 }
+
+// RocksDB's own log goes to spdlog instead of a LOG file in the database
+// directory: on a full disk, RocksDB 7.8 aborts (assertion in
+// WritableFileWriter) when it logs to a LOG file whose earlier write failed,
+// and a store must survive a full disk. RocksDB's chatty INFO lines become
+// spdlog debug lines.
+class SpdlogRocksDbLogger final : public rocksdb::Logger {
+ public:
+  SpdlogRocksDbLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL) {}
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format,
+            va_list ap) override {
+    spdlog::level::level_enum to = spdlog::level::debug;
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL &&
+        level != rocksdb::InfoLogLevel::HEADER_LEVEL) {
+      to = spdlog::level::err;
+    } else if (level == rocksdb::InfoLogLevel::WARN_LEVEL) {
+      to = spdlog::level::warn;
+    }
+    if (!spdlog::should_log(to)) return;
+    char buffer[1024];
+    va_list copy;
+    va_copy(copy, ap);
+    int n = std::vsnprintf(buffer, sizeof(buffer), format, copy);
+    va_end(copy);
+    std::string_view line(buffer, n < 0 ? 0
+                                        : std::min(static_cast<size_t>(n),
+                                                   sizeof(buffer) - 1));
+    while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+    spdlog::log(to, "rocksdb: {}", line);
+  }
+};
 
 class RocksDbStoreImpl final : public RocksDbStore {
  public:
@@ -486,8 +525,8 @@ class RocksDbStoreImpl final : public RocksDbStore {
     options.create_if_missing = options_.create_if_missing;
     options.create_missing_column_families = true;
     options.write_buffer_size = options_.write_buffer_bytes;
-    options.keep_log_file_num = 4;
     options.max_background_jobs = 2;
+    options.info_log = std::make_shared<SpdlogRocksDbLogger>();
 
     std::vector<rocksdb::ColumnFamilyDescriptor> families = {
         {rocksdb::kDefaultColumnFamilyName,
