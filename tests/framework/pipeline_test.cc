@@ -1,0 +1,437 @@
+// Unit tests of the request pipeline against an in-memory store: the
+// exactly-once promises (replay byte for byte, no second execution under
+// concurrent retries, kUnknown resolved by reading), bounded conflict
+// re-runs, read-only requests, garbage collection with an injected clock,
+// and the reserved key space.
+#include "framework/pipeline.h"
+
+#include <atomic>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "tests/framework/memory_store.h"
+
+namespace baton::framework {
+namespace {
+
+using testing::MemoryStore;
+
+Request MakeRequest(std::string body, std::string path = "/counter") {
+  Request r;
+  r.operation = "POST /counter";
+  r.path = std::move(path);
+  r.body = std::move(body);
+  return r;
+}
+
+int64_t ReadInt(MemoryStore& store, const std::string& key) {
+  auto v = store.Get(key);
+  EXPECT_TRUE(v.ok());
+  int64_t n = 0;
+  if (v->present()) {
+    EXPECT_TRUE(absl::SimpleAtoi(v->value, &n));
+  }
+  return n;
+}
+
+// Increments "n" and answers with the new value plus a random tag, so a
+// re-execution would be visible in the reply too.
+class CounterHandler : public Handler {
+ public:
+  absl::StatusOr<Reply> Handle(const Request& request,
+                               Transaction& txn) override {
+    calls.fetch_add(1);
+    auto v = txn.Get("n");
+    if (!v.ok()) return v.status();
+    int64_t n = 0;
+    if (v->present() && !absl::SimpleAtoi(v->value, &n)) {
+      return absl::InternalError("bad counter");
+    }
+    if (delay) delay();
+    ++n;
+    if (absl::Status s = txn.Put("n", absl::StrCat(n)); !s.ok()) return s;
+    return Reply::Json(absl::StatusCode::kOk,
+                       absl::StrCat("{\"n\":", n, ",\"tag\":", rng(), "}"));
+  }
+  std::atomic<int> calls{0};
+  std::function<void()> delay;
+  std::mt19937_64 rng{42};
+};
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  MemoryStore store_;
+  SimulatedClock clock_;
+};
+
+TEST_F(PipelineTest, ReplayIsByteForByteAndFlagged) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  auto first = p.Execute(RequestId::Key("k1"), MakeRequest("+1"), h);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->replayed);
+  auto again = p.Execute(RequestId::Key("k1"), MakeRequest("+1"), h);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->reply, first->reply);
+  EXPECT_EQ(h.calls.load(), 1);
+  EXPECT_EQ(ReadInt(store_, "n"), 1);
+
+  // A different key is a different request.
+  auto other = p.Execute(RequestId::Key("k2"), MakeRequest("+1"), h);
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->replayed);
+  EXPECT_EQ(ReadInt(store_, "n"), 2);
+}
+
+TEST_F(PipelineTest, ClientSeqIdsAreDeduplicatedPerClient) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  ASSERT_TRUE(p.Execute(RequestId::ClientSeq("a", 1), MakeRequest("x"), h).ok());
+  ASSERT_TRUE(p.Execute(RequestId::ClientSeq("b", 1), MakeRequest("x"), h).ok());
+  auto r = p.Execute(RequestId::ClientSeq("a", 1), MakeRequest("x"), h);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->replayed);
+  EXPECT_EQ(ReadInt(store_, "n"), 2);
+}
+
+TEST_F(PipelineTest, SameKeyDifferentBodyIsRejectedAndChangesNothing) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  ASSERT_TRUE(p.Execute(RequestId::Key("k"), MakeRequest("a"), h).ok());
+  for (const Request& other :
+       {MakeRequest("b"), MakeRequest("a", "/other/path")}) {
+    auto r = p.Execute(RequestId::Key("k"), other, h);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(GetPipelineError(r.status()), PipelineError::kKeyReused);
+  }
+  EXPECT_EQ(h.calls.load(), 1);
+  EXPECT_EQ(ReadInt(store_, "n"), 1);
+}
+
+TEST_F(PipelineTest, ConcurrentDuplicatesExecuteOnce) {
+  RequestPipeline p1(store_, clock_);
+  // A second pipeline on the same store plays a second server process: the
+  // in-process wait does not cover it, the commit condition must.
+  RequestPipeline p2(store_, clock_);
+  CounterHandler h;
+  h.delay = [] { std::this_thread::sleep_for(std::chrono::milliseconds(5)); };
+  constexpr int kThreads = 16;
+  std::vector<absl::StatusOr<PipelineResult>> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      results[i] = (i % 2 ? p1 : p2)
+                       .Execute(RequestId::Key("dup"), MakeRequest("+1"), h);
+    });
+  }
+  for (auto& t : threads) t.join();
+  int fresh = 0;
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->reply, results[0]->reply);
+    fresh += !r->replayed;
+  }
+  EXPECT_EQ(fresh, 1);
+  EXPECT_EQ(ReadInt(store_, "n"), 1);
+}
+
+TEST_F(PipelineTest, RetryWhileFirstAttemptRunsGetsInProgressAfterWait) {
+  PipelineOptions o;
+  o.in_flight_wait = absl::Milliseconds(50);
+  RequestPipeline p(store_, clock_, o);
+  absl::Notification entered, release;
+  CounterHandler h;
+  h.delay = [&] {
+    entered.Notify();
+    release.WaitForNotification();
+  };
+  absl::StatusOr<PipelineResult> first;
+  std::thread t([&] {
+    first = p.Execute(RequestId::Key("slow"), MakeRequest("+1"), h);
+  });
+  entered.WaitForNotification();
+  auto second = p.Execute(RequestId::Key("slow"), MakeRequest("+1"), h);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(GetPipelineError(second.status()), PipelineError::kInProgress);
+  release.Notify();
+  t.join();
+  ASSERT_TRUE(first.ok());
+  auto third = p.Execute(RequestId::Key("slow"), MakeRequest("+1"), h);
+  ASSERT_TRUE(third.ok());
+  EXPECT_TRUE(third->replayed);
+  EXPECT_EQ(third->reply, first->reply);
+  EXPECT_EQ(h.calls.load(), 1);
+}
+
+TEST_F(PipelineTest, ConflictReRunsAreBounded) {
+  PipelineOptions o;
+  o.max_attempts = 4;
+  RequestPipeline p(store_, clock_, o);
+  CounterHandler h;
+  // Another writer changes "n" between every read and commit.
+  store_.SetBeforeCommit([&] { store_.ForcePut("n", "100"); });
+  auto r = p.Execute(RequestId::Key("c"), MakeRequest("+1"), h);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(h.calls.load(), 4);
+  EXPECT_EQ(p.Stats().reruns, 3u);
+  // Nothing recorded: a later retry runs normally.
+  store_.SetBeforeCommit(nullptr);
+  auto ok = p.Execute(RequestId::Key("c"), MakeRequest("+1"), h);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_FALSE(ok->replayed);
+  EXPECT_EQ(ReadInt(store_, "n"), 101);
+}
+
+TEST_F(PipelineTest, ConflictOnceThenCommitsOnFreshState) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  std::atomic<int> hits{0};
+  store_.SetBeforeCommit([&] {
+    if (hits.fetch_add(1) == 0) store_.ForcePut("n", "10");
+  });
+  auto r = p.Execute(RequestId::Key("c"), MakeRequest("+1"), h);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(h.calls.load(), 2);
+  EXPECT_EQ(ReadInt(store_, "n"), 11);  // The re-run saw the concurrent write.
+}
+
+TEST_F(PipelineTest, UnknownOutcomeThatHappenedIsNotExecutedAgain) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  store_.InjectCommitResult(absl::UnknownError("timeout"), /*apply=*/true);
+  auto r = p.Execute(RequestId::Key("u"), MakeRequest("+1"), h);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->replayed);  // It was our own commit.
+  EXPECT_EQ(h.calls.load(), 1);
+  EXPECT_EQ(ReadInt(store_, "n"), 1);
+  auto again = p.Execute(RequestId::Key("u"), MakeRequest("+1"), h);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->reply, r->reply);
+}
+
+TEST_F(PipelineTest, UnknownOutcomeThatDidNotHappenRunsOnceMore) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  store_.InjectCommitResult(absl::UnknownError("timeout"), /*apply=*/false);
+  auto r = p.Execute(RequestId::Key("u"), MakeRequest("+1"), h);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(h.calls.load(), 2);
+  EXPECT_EQ(ReadInt(store_, "n"), 1);
+}
+
+TEST_F(PipelineTest, UnknownOutcomeWithoutIdIsReportedNotRetried) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  store_.InjectCommitResult(absl::UnknownError("timeout"), /*apply=*/false);
+  auto r = p.Execute(RequestId::None(), MakeRequest("+1"), h);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(GetPipelineError(r.status()), PipelineError::kOutcomeUnknown);
+  EXPECT_EQ(h.calls.load(), 1);
+}
+
+TEST_F(PipelineTest, RequestsWithoutIdExecuteOncePerArrival) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  for (int i = 0; i < 3; ++i) {
+    auto r = p.Execute(RequestId::None(), MakeRequest("+1"), h);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r->replayed);
+  }
+  EXPECT_EQ(ReadInt(store_, "n"), 3);
+  EXPECT_EQ(store_.CountWithPrefix(std::string(storage::kReservedPrefix)), 0u);
+}
+
+TEST_F(PipelineTest, StoreUnavailableIsReportedAndNothingIsRecorded) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  store_.SetUnavailable(true);
+  auto r = p.Execute(RequestId::Key("x"), MakeRequest("+1"), h);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  store_.SetUnavailable(false);
+  auto ok = p.Execute(RequestId::Key("x"), MakeRequest("+1"), h);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_FALSE(ok->replayed);
+  EXPECT_EQ(ReadInt(store_, "n"), 1);
+}
+
+TEST_F(PipelineTest, ReadOnlyRequestsStoreNoRecord) {
+  RequestPipeline p(store_, clock_);
+  store_.ForcePut("a", "1");
+  store_.ForcePut("b", "2");
+  auto reader = MakeHandler([](const Request&, Transaction& txn)
+                                -> absl::StatusOr<Reply> {
+    auto a = txn.Get("a");
+    auto b = txn.Get("b");
+    if (!a.ok() || !b.ok()) return absl::InternalError("read failed");
+    return Reply::Text(absl::StatusCode::kOk, a->value + b->value);
+  });
+  auto r = p.Execute(RequestId::Key("ro"), MakeRequest(""), *reader);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->reply.body, "12");
+  EXPECT_EQ(store_.CountWithPrefix(std::string(storage::kReservedPrefix)), 0u);
+  EXPECT_EQ(p.Stats().read_only, 1u);
+}
+
+TEST_F(PipelineTest, HandlerErrorDiscardsWrites) {
+  RequestPipeline p(store_, clock_);
+  auto h = MakeHandler([](const Request&, Transaction& txn)
+                           -> absl::StatusOr<Reply> {
+    if (!txn.Put("x", "1").ok()) return absl::InternalError("put");
+    return absl::InvalidArgumentError("bad input");
+  });
+  auto r = p.Execute(RequestId::Key("e"), MakeRequest(""), *h);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(store_.Get("x")->present());
+  EXPECT_EQ(store_.CountWithPrefix(std::string(storage::kReservedPrefix)), 0u);
+}
+
+TEST_F(PipelineTest, ReservedKeysAreRefused) {
+  RequestPipeline p(store_, clock_);
+  const std::string reserved = std::string(storage::kReservedPrefix) + "fw/x";
+  auto h = MakeHandler([&](const Request&, Transaction& txn)
+                           -> absl::StatusOr<Reply> {
+    EXPECT_EQ(txn.Get(reserved).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(txn.Scan(reserved).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(txn.Delete(reserved).code(), absl::StatusCode::kInvalidArgument);
+    if (absl::Status s = txn.Put(reserved, "evil"); !s.ok()) return s;
+    return Reply::Text(absl::StatusCode::kOk, "wrote");
+  });
+  auto r = p.Execute(RequestId::Key("r"), MakeRequest(""), *h);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(store_.Get(reserved)->present());
+}
+
+TEST_F(PipelineTest, TransactionReadsItsOwnWritesAndMergesScans) {
+  RequestPipeline p(store_, clock_);
+  store_.ForcePut("p/a", "1");
+  store_.ForcePut("p/b", "2");
+  auto h = MakeHandler([](const Request&, Transaction& txn)
+                           -> absl::StatusOr<Reply> {
+    if (!txn.Put("p/c", "3").ok() || !txn.Delete("p/a").ok()) {
+      return absl::InternalError("write");
+    }
+    auto c = txn.Get("p/c");
+    EXPECT_EQ(c->value, "3");
+    EXPECT_EQ(c->version, kUncommittedVersion);
+    EXPECT_FALSE(txn.Get("p/a")->present());
+    auto scan = txn.Scan("p/");
+    if (!scan.ok()) return scan.status();
+    std::string keys;
+    for (const auto& kv : *scan) keys += kv.key + "=" + kv.value + ";";
+    return Reply::Text(absl::StatusCode::kOk, keys);
+  });
+  auto r = p.Execute(RequestId::None(), MakeRequest(""), *h);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->reply.body, "p/b=2;p/c=3;");
+  EXPECT_FALSE(store_.Get("p/a")->present());
+  EXPECT_EQ(store_.Get("p/c")->value, "3");
+}
+
+TEST_F(PipelineTest, GcByWatermarkCollectsAcknowledgedAndRefusesTheirRetries) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  for (uint64_t seq = 1; seq <= 5; ++seq) {
+    ASSERT_TRUE(
+        p.Execute(RequestId::ClientSeq("c", seq), MakeRequest("+1"), h).ok());
+  }
+  // Another client's records must survive c's watermark.
+  ASSERT_TRUE(
+      p.Execute(RequestId::ClientSeq("d", 1), MakeRequest("+1"), h).ok());
+  ASSERT_TRUE(p.Execute(RequestId::ClientSeq("c", 6, /*acked=*/3),
+                        MakeRequest("+1"), h)
+                  .ok());
+  auto n = p.CollectGarbage();
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 3u);
+  EXPECT_EQ(ReadInt(store_, "n"), 7);
+
+  auto late = p.Execute(RequestId::ClientSeq("c", 2), MakeRequest("+1"), h);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(GetPipelineError(late.status()),
+            PipelineError::kAlreadyAcknowledged);
+  for (auto id : {RequestId::ClientSeq("c", 4), RequestId::ClientSeq("d", 1)}) {
+    auto kept = p.Execute(id, MakeRequest("+1"), h);
+    ASSERT_TRUE(kept.ok());
+    EXPECT_TRUE(kept->replayed);
+  }
+  EXPECT_EQ(ReadInt(store_, "n"), 7);  // Nothing ran twice.
+}
+
+TEST_F(PipelineTest, GcByAgeUsesTheInjectedClock) {
+  PipelineOptions o;
+  o.retention = absl::Hours(24);
+  o.gc_batch = 2;  // Several batches.
+  RequestPipeline p(store_, clock_, o);
+  CounterHandler h;
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(p.Execute(RequestId::Key(absl::StrCat("old", i)),
+                          MakeRequest("+1"), h)
+                    .ok());
+  }
+  clock_.Advance(absl::Hours(23));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(p.Execute(RequestId::Key(absl::StrCat("new", i)),
+                          MakeRequest("+1"), h)
+                    .ok());
+  }
+  auto none = p.CollectGarbage();
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0u);
+  clock_.Advance(absl::Hours(2));  // old*: 25 h; new*: 2 h.
+  auto n = p.CollectGarbage();
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 5u);
+  auto kept = p.Execute(RequestId::Key("new1"), MakeRequest("+1"), h);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_TRUE(kept->replayed);
+  // Records plus index entries: only the 3 new ones remain.
+  const std::string fw = std::string(storage::kReservedPrefix) + "fw/";
+  EXPECT_EQ(store_.CountWithPrefix(fw + "c/"), 3u);
+  EXPECT_EQ(store_.CountWithPrefix(fw + "t/"), 3u);
+}
+
+TEST_F(PipelineTest, BackgroundGcRunsWithoutBlockingRequests) {
+  PipelineOptions o;
+  o.retention = absl::Seconds(1);
+  o.gc_interval = absl::Milliseconds(10);
+  RequestPipeline p(store_, clock_, o);
+  CounterHandler h;
+  ASSERT_TRUE(p.Execute(RequestId::Key("a"), MakeRequest("+1"), h).ok());
+  clock_.Advance(absl::Seconds(5));
+  p.StartBackgroundGc();
+  const std::string fw = std::string(storage::kReservedPrefix) + "fw/c/";
+  for (int i = 0; i < 500 && store_.CountWithPrefix(fw) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(store_.CountWithPrefix(fw), 0u);
+  p.StopBackgroundGc();
+}
+
+TEST_F(PipelineTest, MalformedIdsAreRejected) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  for (auto id : {RequestId::Key(""), RequestId::Key(std::string(300, 'a')),
+                  RequestId::ClientSeq("has space", 1),
+                  RequestId::ClientSeq("", 1)}) {
+    auto r = p.Execute(id, MakeRequest("+1"), h);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(h.calls.load(), 0);
+}
+
+}  // namespace
+}  // namespace baton::framework
