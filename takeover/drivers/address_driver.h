@@ -19,6 +19,13 @@
 // detection would keep the address tentative (unusable) for about a second
 // after a take-over, and the lease protocol already ensures one holder.
 //
+// IPv4 primary/secondary: Linux deletes an interface's secondary addresses
+// of a subnet together with its primary one (unless
+// net.ipv4.conf.<if>.promote_secondaries=1). A service address added in the
+// subnet of the host's own address is a secondary and harmless to remove; add
+// the host's address first, or give the service address a /32 prefix (its own
+// subnet, never anyone's primary).
+//
 // Errors (netlink errors are converted in one place):
 //   kAlreadyExists     EEXIST: the address is already on the interface
 //   kNotFound          EADDRNOTAVAIL (address absent) / ENODEV (no interface)
