@@ -8,14 +8,22 @@
 #     ns ${P}hN  NET.N  --+
 #     ns ${P}c   NET.250--'   the client
 #
+# With -k every host also gets eth1 on a second bridge br1 (the "cluster network", NET2.K/24,
+# NET2 default 10.79.0): take-over daemons talk over it, so `cut` can separate a host from the
+# other hosts completely while the client still reaches it over br0 (bridge port isolation alone
+# cannot cut one host from two others that still talk to each other).
+#
 # NET defaults to 10.78.0 (a /24 that exists only inside these namespaces); no namespace has a
 # default route, so nothing leaves this private L2 segment. Every namespace the lab makes carries a
 # marker (the alias "batonlab" on its loopback); the script never touches a namespace without it.
 #
 # Usage:
-#   lab.sh up      -p PREFIX [-n N] [-s NET] [-6]   build the lab (N hosts, default 3; NET: first
+#   lab.sh up      -p PREFIX [-n N] [-s NET] [-6] [-k [-S NET2]]
+#                                                    build the lab (N hosts, default 3; NET: first
 #                                                    three octets of the /24, default 10.78.0 or
-#                                                    $BATON_LAB_NET; -6: also ULA fd78::K/64)
+#                                                    $BATON_LAB_NET; -6: also ULA fd78::K/64;
+#                                                    -k: cluster network on eth1, NET2 default
+#                                                    10.79.0 or $BATON_LAB_NET2)
 #   lab.sh down    -p PREFIX                         kill every process inside the lab's namespaces
 #                                                    (by PID, from `ip netns pids`) and delete them;
 #                                                    idempotent
@@ -24,9 +32,12 @@
 #   lab.sh restore -p PREFIX hK                      bring hK's bridge port back up (after crash)
 #   lab.sh isolate -p PREFIX hK...                   cut these hosts from each other (bridge port
 #                                                    isolation); the client still reaches them
-#   lab.sh heal    -p PREFIX [hK...]                 undo isolate (all hosts when none given)
+#   lab.sh cut     -p PREFIX hK...                   (-k labs) cut these hosts' cluster links: each
+#                                                    loses the other hosts, keeps the client
+#   lab.sh heal    -p PREFIX [hK...]                 undo isolate and cut (all hosts when none given)
 #   lab.sh exec    -p PREFIX NODE cmd...             run cmd in NODE's namespace (h1.., c, sw)
 #   lab.sh ip      -p PREFIX NODE                    print NODE's address (h1.., c, vip)
+#   lab.sh cip     -p PREFIX hK                      print hK's cluster-network address (-k labs)
 #   lab.sh ns      -p PREFIX NODE                    print NODE's namespace name
 #   lab.sh pids    -p PREFIX NODE                    print the PIDs running in NODE's namespace
 #   lab.sh list    -p PREFIX                         print the lab's namespaces
@@ -46,7 +57,7 @@ die() { echo "lab.sh: $*" >&2; exit 1; }
 CMD=$1; shift
 [[ $CMD == -h || $CMD == --help || $CMD == help ]] && usage 0
 
-PFX=""; N=3; NET=${BATON_LAB_NET:-10.78.0}; V6=0; PORT_ONLY=0
+PFX=""; N=3; NET=${BATON_LAB_NET:-10.78.0}; NET2=${BATON_LAB_NET2:-10.79.0}; V6=0; PORT_ONLY=0; CLUSTER=0
 ARGS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -54,6 +65,8 @@ while [[ $# -gt 0 ]]; do
     -n) N=${2:-}; shift 2 ;;
     -s) NET=${2:-}; shift 2 ;;
     -6) V6=1; shift ;;
+    -k) CLUSTER=1; shift ;;
+    -S) NET2=${2:-}; shift 2 ;;
     --port-only) PORT_ONLY=1; shift ;;
     --) shift; ARGS+=("$@"); break ;;
     *) ARGS+=("$@"); break ;;   # the first non-option starts the positional arguments
@@ -63,6 +76,7 @@ done
 [[ $PFX =~ ^[A-Za-z0-9_-]{1,12}$ ]] || { echo "lab.sh: -p PREFIX is required ([A-Za-z0-9_-]{1,12})" >&2; exit 2; }
 [[ $N =~ ^[1-9][0-9]?$ ]] || { echo "lab.sh: bad -n $N (1..99)" >&2; exit 2; }
 [[ $NET =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]] || { echo "lab.sh: bad -s $NET (want A.B.C)" >&2; exit 2; }
+[[ $NET2 =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ && $NET2 != "$NET" ]] || { echo "lab.sh: bad -S $NET2 (want A.B.C, not NET)" >&2; exit 2; }
 [[ $EUID -eq 0 ]] || die "must run as root"
 
 NS_SW=${PFX}sw; NS_C=${PFX}c
@@ -151,13 +165,24 @@ lab_up() {
   mkns "$NS_C"; attach c "$NS_C" "$CLIENT_HOST"
   for (( k = 1; k <= N; k++ )); do mkns "${PFX}h$k"; attach "h$k" "${PFX}h$k" "$k"; done
   local want=$(( N + 1 )) i
+  if (( CLUSTER )); then
+    ip -n "$NS_SW" link add br1 type bridge stp_state 0 forward_delay 0
+    ip -n "$NS_SW" link set br1 up
+    for (( k = 1; k <= N; k++ )); do
+      ip -n "$NS_SW" link add "cl-h$k" type veth peer name eth1 netns "${PFX}h$k"
+      ip -n "$NS_SW" link set "cl-h$k" master br1 up
+      ip -n "${PFX}h$k" addr add "$NET2.$k/24" dev eth1
+      ip -n "${PFX}h$k" link set eth1 up
+    done
+    want=$(( want + N ))
+  fi
   for (( i = 0; i < 50; i++ )); do
     [[ $(bridge -n "$NS_SW" link show | grep -c 'state forwarding') -ge $want ]] && break
     sleep 0.1
   done
   [[ $(bridge -n "$NS_SW" link show | grep -c 'state forwarding') -ge $want ]] || die "bridge ports not forwarding"
   trap - ERR
-  echo "lab '$PFX' up: hosts ${PFX}h1..${PFX}h$N ($NET.1..$NET.$N), client ${PFX}c ($NET.$CLIENT_HOST), switch ${PFX}sw; suggested service address $NET.$VIP_HOST/24"
+  echo "lab '$PFX' up: hosts ${PFX}h1..${PFX}h$N ($NET.1..$NET.$N), client ${PFX}c ($NET.$CLIENT_HOST), switch ${PFX}sw; suggested service address $NET.$VIP_HOST/24$( (( CLUSTER )) && echo "; cluster network $NET2.1..$NET2.$N on eth1")"
 }
 
 case $CMD in
@@ -175,17 +200,28 @@ case $CMD in
     host_num "${ARGS[0]}" >/dev/null; node_ns "${ARGS[0]}" >/dev/null
     ip -n "$NS_SW" link set "sw-${ARGS[0]}" up
     ;;
-  isolate|heal)
+  isolate|heal|cut)
     hosts=("${ARGS[@]}")
+    node_ns sw >/dev/null
     if [[ $CMD == heal && ${#hosts[@]} -eq 0 ]]; then
-      node_ns sw >/dev/null
       mapfile -t hosts < <(ip -n "$NS_SW" -o link show | grep -o 'sw-h[0-9]*' | sort -u | sed 's/^sw-//')
     fi
     [[ ${#hosts[@]} -ge 1 ]] || usage 2
-    state=on; [[ $CMD == heal ]] && state=off
-    node_ns sw >/dev/null
     for h in "${hosts[@]}"; do host_num "$h" >/dev/null; node_ns "$h" >/dev/null; done
-    for h in "${hosts[@]}"; do bridge -n "$NS_SW" link set dev "sw-$h" isolated "$state"; done
+    has_cluster() { ip -n "$NS_SW" link show "cl-$1" >/dev/null 2>&1; }
+    for h in "${hosts[@]}"; do
+      case $CMD in
+        isolate) bridge -n "$NS_SW" link set dev "sw-$h" isolated on ;;
+        cut) has_cluster "$h" || die "lab '$PFX' has no cluster network (up -k)"
+             ip -n "$NS_SW" link set "cl-$h" down ;;
+        heal) bridge -n "$NS_SW" link set dev "sw-$h" isolated off
+              if has_cluster "$h"; then ip -n "$NS_SW" link set "cl-$h" up; fi ;;
+      esac
+    done
+    ;;
+  cip)
+    [[ ${#ARGS[@]} -eq 1 ]] || usage 2
+    echo "$NET2.$(host_num "${ARGS[0]}")"
     ;;
   exec)
     [[ ${#ARGS[@]} -ge 2 ]] || usage 2
