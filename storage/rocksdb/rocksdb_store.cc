@@ -5,6 +5,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -528,6 +529,12 @@ class RocksDbStoreImpl final : public RocksDbStore {
     options.max_background_jobs = 2;
     options.info_log = std::make_shared<SpdlogRocksDbLogger>();
 
+    if (options_.create_if_missing) {
+      // Made here rather than by RocksDB, which logs a misleading error for a
+      // missing directory on every first open.
+      std::error_code ec;
+      std::filesystem::create_directory(options_.path, ec);
+    }
     std::vector<rocksdb::ColumnFamilyDescriptor> families = {
         {rocksdb::kDefaultColumnFamilyName,
          rocksdb::ColumnFamilyOptions(options)},
