@@ -1,0 +1,37 @@
+// Configuration of baton-kvserver: a YAML file (samples/kvservice/kvservice.yaml
+// documents every key) whose values command-line flags may override.
+#ifndef BATON_SAMPLES_KVSERVICE_CONFIG_H_
+#define BATON_SAMPLES_KVSERVICE_CONFIG_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "framework/http_server.h"
+#include "framework/pipeline.h"
+
+namespace baton::kvservice {
+
+struct KvServerConfig {
+  // Data directory of the embedded RocksDB store (created with its parents).
+  // Default: ./var/kvdata
+  std::string data_dir = "./var/kvdata";
+  // fsync every commit before replying. Default: true. false only for tests
+  // that do not test durability across machine crashes.
+  bool sync = true;
+  // spdlog level: trace, debug, info, warn, error. Default: info.
+  std::string log_level = "info";
+  framework::HttpServerOptions http;
+  framework::PipelineOptions pipeline;
+};
+
+// Parses "host:port" (port 0: ephemeral) into `http`. kInvalidArgument on error.
+[[nodiscard]] absl::Status ParseListen(const std::string& listen,
+                                       framework::HttpServerOptions* http);
+
+// Loads a YAML config on top of the defaults. Unknown keys and wrong types
+// are kInvalidArgument (naming the key); an unreadable file kNotFound.
+[[nodiscard]] absl::StatusOr<KvServerConfig> LoadConfig(const std::string& path);
+
+}  // namespace baton::kvservice
+
+#endif  // BATON_SAMPLES_KVSERVICE_CONFIG_H_

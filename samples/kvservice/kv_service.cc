@@ -1,0 +1,204 @@
+#include "samples/kvservice/kv_service.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "nlohmann/json.hpp"
+
+namespace baton::kvservice {
+namespace {
+
+using framework::MakeHandler;
+using framework::Reply;
+using framework::Request;
+using framework::Transaction;
+using json = nlohmann::json;
+
+std::string Dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Reply Error(absl::StatusCode code, std::string_view message,
+            const json* current = nullptr) {
+  json j = {{"error", {{"code", code == absl::StatusCode::kNotFound
+                                        ? "not_found"
+                                    : code == absl::StatusCode::kFailedPrecondition
+                                        ? "precondition_failed"
+                                        : "invalid_argument"},
+                       {"message", message}}}};
+  if (current) j["current"] = *current;
+  return Reply::Json(code, Dump(j));
+}
+
+struct Entry {
+  json value;
+  int64_t version = 0;
+};
+
+// The stored form of a key: {"value": <json>, "version": n}.
+absl::StatusOr<std::optional<Entry>> Load(Transaction& txn,
+                                          std::string_view key) {
+  auto v = txn.Get(key);
+  if (!v.ok()) return v.status();
+  if (!v->present()) return std::optional<Entry>();
+  json j = json::parse(v->value, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("version")) {
+    return absl::DataLossError("stored value is not a kv entry");
+  }
+  return std::optional<Entry>(Entry{j["value"], j["version"].get<int64_t>()});
+}
+
+absl::StatusOr<Reply> Save(Transaction& txn, std::string_view key,
+                           const json& value, int64_t version) {
+  json stored = {{"value", value}, {"version", version}};
+  if (absl::Status s = txn.Put(key, Dump(stored)); !s.ok()) return s;
+  return Reply::Json(absl::StatusCode::kOk,
+                     Dump({{"key", key}, {"value", value}, {"version", version}}));
+}
+
+// Parses the body as a JSON object; nullopt (and *error set) if it is not.
+std::optional<json> ParseObject(const Request& req, Reply* error,
+                                bool allow_empty = false) {
+  if (allow_empty && req.body.empty()) return json::object();
+  json j = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    *error = Error(absl::StatusCode::kInvalidArgument,
+                   "request body must be a JSON object");
+    return std::nullopt;
+  }
+  return j;
+}
+
+absl::StatusOr<Reply> HandleGet(const Request& req, Transaction& txn) {
+  std::string_view key = req.Param("key");
+  auto e = Load(txn, key);
+  if (!e.ok()) return e.status();
+  if (!*e) return Error(absl::StatusCode::kNotFound, "no such key");
+  return Reply::Json(absl::StatusCode::kOk,
+                     Dump({{"key", key},
+                           {"value", (*e)->value},
+                           {"version", (*e)->version}}));
+}
+
+absl::StatusOr<Reply> HandlePut(const Request& req, Transaction& txn) {
+  Reply error;
+  std::optional<json> body = ParseObject(req, &error);
+  if (!body) return error;
+  if (!body->contains("value")) {
+    return Error(absl::StatusCode::kInvalidArgument,
+                 "body must have a \"value\"");
+  }
+  std::string_view key = req.Param("key");
+  auto e = Load(txn, key);
+  if (!e.ok()) return e.status();
+  return Save(txn, key, (*body)["value"], *e ? (*e)->version + 1 : 1);
+}
+
+absl::StatusOr<Reply> HandleDelete(const Request& req, Transaction& txn) {
+  std::string_view key = req.Param("key");
+  auto e = Load(txn, key);
+  if (!e.ok()) return e.status();
+  if (!*e) return Error(absl::StatusCode::kNotFound, "no such key");
+  if (absl::Status s = txn.Delete(key); !s.ok()) return s;
+  return Reply::Json(
+      absl::StatusCode::kOk,
+      Dump({{"key", key}, {"deleted", true}, {"version", (*e)->version}}));
+}
+
+absl::StatusOr<Reply> HandleCas(const Request& req, Transaction& txn) {
+  Reply error;
+  std::optional<json> body = ParseObject(req, &error);
+  if (!body) return error;
+  if (!body->contains("expected") || !body->contains("value")) {
+    return Error(absl::StatusCode::kInvalidArgument,
+                 "body must have \"expected\" and \"value\"");
+  }
+  std::string_view key = req.Param("key");
+  auto e = Load(txn, key);
+  if (!e.ok()) return e.status();
+  const json& expected = (*body)["expected"];
+  const json current = *e ? (*e)->value : json(nullptr);
+  if ((expected.is_null() && *e) || (!expected.is_null() && current != expected)) {
+    return Error(absl::StatusCode::kFailedPrecondition,
+                 "current value differs from \"expected\"", &current);
+  }
+  return Save(txn, key, (*body)["value"], *e ? (*e)->version + 1 : 1);
+}
+
+absl::StatusOr<Reply> HandleIncr(const Request& req, Transaction& txn) {
+  Reply error;
+  std::optional<json> body = ParseObject(req, &error, /*allow_empty=*/true);
+  if (!body) return error;
+  int64_t by = 1;
+  if (body->contains("by")) {
+    const json& b = (*body)["by"];
+    if (!b.is_number_integer()) {
+      return Error(absl::StatusCode::kInvalidArgument,
+                   "\"by\" must be an integer");
+    }
+    by = b.get<int64_t>();
+  }
+  std::string_view key = req.Param("key");
+  auto e = Load(txn, key);
+  if (!e.ok()) return e.status();
+  int64_t n = 0;
+  if (*e) {
+    if (!(*e)->value.is_number_integer()) {
+      return Error(absl::StatusCode::kFailedPrecondition,
+                   "value is not an integer", &(*e)->value);
+    }
+    n = (*e)->value.get<int64_t>();
+  }
+  return Save(txn, key, n + by, *e ? (*e)->version + 1 : 1);
+}
+
+absl::StatusOr<Reply> HandleAppend(const Request& req, Transaction& txn) {
+  Reply error;
+  std::optional<json> body = ParseObject(req, &error);
+  if (!body) return error;
+  if (!body->contains("value") || !(*body)["value"].is_string()) {
+    return Error(absl::StatusCode::kInvalidArgument,
+                 "body must have a string \"value\"");
+  }
+  std::string_view key = req.Param("key");
+  auto e = Load(txn, key);
+  if (!e.ok()) return e.status();
+  std::string s;
+  if (*e) {
+    if (!(*e)->value.is_string()) {
+      return Error(absl::StatusCode::kFailedPrecondition,
+                   "value is not a string", &(*e)->value);
+    }
+    s = (*e)->value.get<std::string>();
+  }
+  s += (*body)["value"].get<std::string>();
+  return Save(txn, key, s, *e ? (*e)->version + 1 : 1);
+}
+
+}  // namespace
+
+absl::Status RegisterKvRoutes(framework::Router& router) {
+  struct R {
+    const char* method;
+    const char* pattern;
+    framework::HandlerFunction fn;
+  };
+  const R routes[] = {
+      {"GET", "/kv/{key}", HandleGet},
+      {"PUT", "/kv/{key}", HandlePut},
+      {"DELETE", "/kv/{key}", HandleDelete},
+      {"POST", "/kv/{key}/cas", HandleCas},
+      {"POST", "/kv/{key}/incr", HandleIncr},
+      {"POST", "/kv/{key}/append", HandleAppend},
+  };
+  for (const R& r : routes) {
+    if (absl::Status s = router.Add(r.method, r.pattern, MakeHandler(r.fn));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace baton::kvservice

@@ -1,0 +1,169 @@
+// baton-kvserver: the sample key-value service over HTTP/1.1 on the embedded
+// RocksDB store. Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime
+// failure (store cannot open, port in use), 2 bad configuration or flags.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "framework/clock.h"
+#include "framework/http_server.h"
+#include "framework/pipeline.h"
+#include "samples/kvservice/config.h"
+#include "samples/kvservice/kv_service.h"
+#include "spdlog/spdlog.h"
+#include "storage/rocksdb/rocksdb_store.h"
+
+namespace {
+
+using baton::kvservice::KvServerConfig;
+
+void PrintUsage(const std::string& host, uint16_t port) {
+  const std::string base = "http://" + host + ":" + std::to_string(port);
+  std::printf(
+      "baton-kvserver listening on %s\n"
+      "Try (a retry with the same Idempotency-Key is answered from the saved "
+      "reply, never executed twice):\n"
+      "  curl -i -X PUT %s/kv/greeting -H 'Idempotency-Key: \"put-1\"' -d "
+      "'{\"value\":\"hello\"}'\n"
+      "  curl -i %s/kv/greeting\n"
+      "  curl -i -X POST %s/kv/visits/incr -H 'Idempotency-Key: \"incr-1\"' "
+      "-d '{\"by\":1}'\n"
+      "  curl -i -X POST %s/kv/visits/incr -H 'Idempotency-Key: \"incr-1\"' "
+      "-d '{\"by\":1}'   # replay: same reply, Idempotent-Replayed: true\n"
+      "  curl -i -X POST %s/kv/greeting/cas -H 'Idempotency-Key: \"cas-1\"' "
+      "-d '{\"expected\":\"hello\",\"value\":\"hi\"}'\n"
+      "  curl -i -X POST %s/kv/log/append -H 'Idempotency-Key: \"app-1\"' "
+      "-d '{\"value\":\"line\\n\"}'\n"
+      "  curl -i -X DELETE %s/kv/greeting -H 'Idempotency-Key: \"del-1\"'\n",
+      base.c_str(), base.c_str(), base.c_str(), base.c_str(), base.c_str(),
+      base.c_str(), base.c_str(), base.c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"baton sample key-value service (exactly-once over HTTP)"};
+  std::string config_path, listen, data_dir, log_level, ready_file;
+  int io_threads = 0, worker_threads = 0;
+  bool no_sync = false;
+  app.add_option("--config", config_path, "YAML config file");
+  app.add_option("--listen", listen, "host:port to listen on (port 0: any)");
+  app.add_option("--data-dir", data_dir, "store directory");
+  app.add_option("--io-threads", io_threads, "event-loop threads");
+  app.add_option("--worker-threads", worker_threads, "handler threads");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_option("--ready-file", ready_file,
+                 "write host:port here once listening (for tests)");
+  app.add_flag("--no-sync", no_sync,
+               "do not fsync commits (tests only: a machine crash loses "
+               "acknowledged writes)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+
+  KvServerConfig config;
+  if (!config_path.empty()) {
+    absl::StatusOr<KvServerConfig> loaded =
+        baton::kvservice::LoadConfig(config_path);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "baton-kvserver: %s\n",
+                   std::string(loaded.status().message()).c_str());
+      return 2;
+    }
+    config = *std::move(loaded);
+  }
+  if (!listen.empty()) {
+    if (absl::Status s = baton::kvservice::ParseListen(listen, &config.http);
+        !s.ok()) {
+      std::fprintf(stderr, "baton-kvserver: %s\n",
+                   std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  if (!data_dir.empty()) config.data_dir = data_dir;
+  if (io_threads > 0) config.http.io_threads = io_threads;
+  if (worker_threads > 0) config.http.worker_threads = worker_threads;
+  if (!log_level.empty()) config.log_level = log_level;
+  if (no_sync) config.sync = false;
+  spdlog::level::level_enum level = spdlog::level::from_str(config.log_level);
+  if (level == spdlog::level::off && config.log_level != "off") {
+    std::fprintf(stderr, "baton-kvserver: unknown log level \"%s\"\n",
+                 config.log_level.c_str());
+    return 2;
+  }
+  spdlog::set_level(level);
+
+  // Signals are taken by sigwait() below; block them before any thread starts
+  // so that every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) {
+    spdlog::error("cannot create data directory {}: {}", config.data_dir,
+                  ec.message());
+    return 1;
+  }
+  baton::storage::RocksDbOptions store_options;
+  store_options.path = config.data_dir;
+  store_options.sync = config.sync;
+  auto store = baton::storage::OpenRocksDbStore(store_options);
+  if (!store.ok()) {
+    spdlog::error("cannot open store {}: {}", config.data_dir,
+                  std::string(store.status().message()));
+    return 1;
+  }
+
+  baton::framework::RequestPipeline pipeline(**store,
+                                             baton::framework::RealClock(),
+                                             config.pipeline);
+  baton::framework::Router router;
+  if (absl::Status s = baton::kvservice::RegisterKvRoutes(router); !s.ok()) {
+    spdlog::error("routes: {}", std::string(s.message()));
+    return 1;
+  }
+  auto server = baton::framework::StartHttpServer(config.http,
+                                                  std::move(router), pipeline);
+  if (!server.ok()) {
+    spdlog::error("{}", std::string(server.status().message()));
+    return 1;
+  }
+  const uint16_t port = (*server)->port();
+  if (!ready_file.empty()) {
+    // Written then renamed, so a reader never sees a partial file.
+    const std::string tmp = ready_file + ".tmp";
+    {
+      std::ofstream f(tmp, std::ios::trunc);
+      f << config.http.address << ":" << port << "\n";
+    }
+    std::filesystem::rename(tmp, ready_file, ec);
+  }
+  spdlog::info("serving on {}:{} (data {}, sync {}, {} io / {} worker threads)",
+               config.http.address, port, config.data_dir, config.sync,
+               config.http.io_threads, config.http.worker_threads);
+  PrintUsage(config.http.address, port);
+  pipeline.StartBackgroundGc();
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {}: shutting down", sig);
+  (*server)->Stop();
+  pipeline.StopBackgroundGc();
+  return 0;
+}
