@@ -464,7 +464,9 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
     const UdpTransportStats ts = transport_->GetStats();
     json dropped = json::object();
     for (size_t r = 0; r < static_cast<size_t>(DropReason::kCount); ++r) {
-      dropped[std::string(DropReasonName(static_cast<DropReason>(r)))] = ts.dropped[r];
+      std::string name(DropReasonName(static_cast<DropReason>(r)));
+      std::replace(name.begin(), name.end(), ' ', '_');  // "bad mac" -> "bad_mac": easy to query
+      dropped[name] = ts.dropped[r];
     }
     j["transport"] = {{"sent", ts.sent},
                       {"send_failed", ts.send_failed},

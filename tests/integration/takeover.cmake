@@ -1,0 +1,23 @@
+# Take-over lab tests: baton-takeoverd in network namespaces built by scripts/lab.sh, real kernel
+# addresses, a client probing every 2 ms. Root only (skip outside root, fail under CI=true), never
+# two at once (RESOURCE_LOCK lab). Each takes well under two minutes.
+# The lab tools are defined in bench/failover.cmake, which CMake reads after tests/; generator
+# expressions resolve them at generate time.
+if(TARGET baton-takeoverd AND EXISTS ${PROJECT_SOURCE_DIR}/bench/failover.cmake)
+  set(_takeover_env
+    "TAKEOVERD=$<TARGET_FILE:baton-takeoverd>"
+    "RESPONDER=$<TARGET_FILE:baton-udp-responder>"
+    "PROBER=$<TARGET_FILE:baton-udp-prober>"
+    "INJECT=$<TARGET_FILE:baton-udp-inject>")
+  foreach(name crash partition priority forgery)
+    if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/takeover_${name}.sh)
+      add_test(NAME takeover_${name} COMMAND ${CMAKE_CURRENT_LIST_DIR}/takeover_${name}.sh)
+      set_tests_properties(takeover_${name} PROPERTIES
+        LABELS "root;lab"
+        RESOURCE_LOCK lab
+        SKIP_RETURN_CODE 77
+        TIMEOUT 120
+        ENVIRONMENT "${_takeover_env}")
+    endif()
+  endforeach()
+endif()

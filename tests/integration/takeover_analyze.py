@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Analysis helpers of the take-over lab tests (timestamps: wall clock, seconds since the epoch).
+
+  single-holder VIP [--until HOST=T ...] MON...   exit 1 if the `ip -ts monitor address` logs
+                                                  (mon-<host>.log) show two hosts holding VIP at
+                                                  once; a host listed in --until is considered to
+                                                  hold nothing after T (it crashed: port down).
+  order VIP T OLD_MON NEW_MON                     exit 1 unless OLD's first "Deleted VIP" after T
+                                                  precedes NEW's first add of VIP after T; prints
+                                                  both times and the gap.
+  outage CLIENT_LOG T OLD NEW                     prints the client outage (ms) between the last
+                                                  answer from OLD and the first from NEW after T;
+                                                  exit 1 if NEW never answered.
+  first-ok CLIENT_LOG T HOST                      prints ms from T to the first answer from HOST.
+"""
+import datetime
+import os
+import sys
+
+
+def vip_events(path, vip):
+    out = []
+    for line in open(path, errors="replace"):
+        if line.startswith("[") and f" {vip}/" in line:
+            ts = datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
+            out.append((ts, "del" if "Deleted" in line else "add"))
+    return out
+
+
+def host_of(path):
+    return os.path.basename(path)[len("mon-"):-len(".log")]
+
+
+def single_holder(args):
+    vip, until, mons = args[0], {}, []
+    i = 1
+    while i < len(args):
+        if args[i] == "--until":
+            h, t = args[i + 1].split("=")
+            until[h] = float(t)
+            i += 2
+        else:
+            mons.append(args[i])
+            i += 1
+    intervals = []  # (start, end, host)
+    for m in mons:
+        h = host_of(m)
+        start = None
+        for ts, kind in vip_events(m, vip):
+            if kind == "add" and start is None:
+                start = ts
+            elif kind == "del" and start is not None:
+                intervals.append((start, ts, h))
+                start = None
+        if start is not None:
+            intervals.append((start, float("inf"), h))
+    intervals = [(s, min(e, until.get(h, e)), h) for s, e, h in intervals]
+    intervals = [iv for iv in intervals if iv[1] > iv[0]]
+    intervals.sort()
+    bad = 0
+    for a in range(len(intervals)):
+        for b in range(a + 1, len(intervals)):
+            sa, ea, ha = intervals[a]
+            sb, eb, hb = intervals[b]
+            if ha != hb and sb < ea and sa < eb:
+                print(f"two holders: {ha} [{sa:.6f}, {ea:.6f}] and {hb} [{sb:.6f}, {eb:.6f}]")
+                bad += 1
+    print(f"hold intervals: {len(intervals)}, overlaps between hosts: {bad}")
+    return 1 if bad else 0
+
+
+def order(args):
+    vip, t, old, new = args[0], float(args[1]), args[2], args[3]
+    dels = [ts for ts, k in vip_events(old, vip) if k == "del" and ts >= t]
+    adds = [ts for ts, k in vip_events(new, vip) if k == "add" and ts >= t]
+    if not dels:
+        print(f"{host_of(old)} never removed {vip} after the partition")
+        return 1
+    if not adds:
+        print(f"{host_of(new)} never added {vip} after the partition")
+        return 1
+    gap = (adds[0] - dels[0]) * 1e3
+    print(f"{host_of(old)} Deleted at +{(dels[0] - t) * 1e3:.1f} ms, {host_of(new)} added at "
+          f"+{(adds[0] - t) * 1e3:.1f} ms (removal precedes add by {gap:.1f} ms)")
+    return 0 if dels[0] < adds[0] else 1
+
+
+def rows(path):
+    for line in open(path):
+        f = line.split()
+        if len(f) == 5 and f[2] in ("OK", "FAIL"):
+            yield float(f[1]), f[2], f[3]
+
+
+def outage(args):
+    log, t, old, new = args[0], float(args[1]), args[2], args[3]
+    last_old = max((ts for ts, st, h in rows(log) if st == "OK" and h == old), default=None)
+    first_new = next((ts for ts, st, h in rows(log) if st == "OK" and h == new and ts >= t), None)
+    if first_new is None or last_old is None:
+        print(f"no answer from {new} after the fault")
+        return 1
+    print(f"{(first_new - last_old) * 1e3:.1f}")
+    return 0
+
+
+def first_ok(args):
+    log, t, host = args[0], float(args[1]), args[2]
+    first = next((ts for ts, st, h in rows(log) if st == "OK" and h == host and ts >= t), None)
+    if first is None:
+        print(f"no answer from {host} after {t}")
+        return 1
+    print(f"{(first - t) * 1e3:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    cmds = {"single-holder": single_holder, "order": order, "outage": outage, "first-ok": first_ok}
+    if len(sys.argv) < 2 or sys.argv[1] not in cmds:
+        print(__doc__)
+        sys.exit(2)
+    sys.exit(cmds[sys.argv[1]](sys.argv[2:]))

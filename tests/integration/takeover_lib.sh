@@ -1,0 +1,170 @@
+# Shared harness of the take-over lab tests (tests/integration/takeover_*.sh); sourced, not run.
+# Builds a lab with scripts/lab.sh (three hosts, client, cluster network), runs baton-takeoverd and
+# a UDP responder on every host, a prober in the client, `ip -ts monitor address` in every host,
+# and a poller that records any instant at which two hosts hold the service address.
+# Everything runs inside namespaces this test creates; `cleanup` (trap EXIT) removes them on every
+# exit path. Environment (set by CTest, see takeover.cmake): TAKEOVERD, RESPONDER, PROBER, INJECT.
+set -euo pipefail
+export LC_ALL=C
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../testing/require_root.sh
+. "$REPO/tests/testing/require_root.sh"
+: "${TAKEOVERD:?set TAKEOVERD to the baton-takeoverd binary}"
+: "${RESPONDER:?set RESPONDER to baton-udp-responder}"
+: "${PROBER:?set PROBER to baton-udp-prober}"
+LAB=$REPO/scripts/lab.sh
+PY=$(command -v python3)
+
+# Unique per run: concurrent runs (other engineers, other tests) never share a namespace.
+PFX=${PFX:-tk$$${TEST_TAG:-}}
+PFX=${PFX:0:12}
+WORK=$(mktemp -d "/tmp/baton-${TEST_NAME:-takeover}.XXXXXX")
+HB=${HB:-50ms}            # heartbeat of the daemons under test
+DPORT=7946                # daemons' UDP port (cluster network)
+SPORT=7777                # responders' port
+NHOSTS=3
+declare -A PRIO=([h1]=150 [h2]=100 [h3]=50)
+BG_PIDS=()                # helpers running outside the namespaces (poller)
+FAILED=1
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S.%3N)" "$*"; }
+fail() { log "FAIL: $*"; exit 1; }
+
+cleanup() {
+  local rc=$? p
+  for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  "$LAB" down -p "$PFX" || true
+  if (( rc != 0 )) || [[ -n ${KEEP:-} ]]; then
+    log "logs in $WORK (exit $rc); last daemon lines:"
+    for f in "$WORK"/h*.log; do [[ -f $f ]] && { echo "--- $f"; tail -n 15 "$f"; }; done
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# wait_until SECONDS CMD... : poll CMD every 10 ms until it succeeds (0) or time runs out (1).
+wait_until() {
+  local end=$(( ${EPOCHREALTIME/./} + ${1%.*} * 1000000 )); shift
+  while ! "$@"; do
+    (( ${EPOCHREALTIME/./} < end )) || return 1
+    sleep 0.01
+  done
+}
+
+ns() { echo "${PFX}$1"; }
+lab_up() {
+  "$LAB" up -p "$PFX" -n "$NHOSTS" -k >/dev/null
+  VIP=$("$LAB" ip -p "$PFX" vip)
+  head -c 32 /dev/urandom > "$WORK/cluster.key"
+  chmod 600 "$WORK/cluster.key"
+}
+
+# write_config hK [extra yaml lines]: hK's daemon config (cluster network, heartbeat $HB).
+write_config() {
+  local h=$1 k=${1#h} i
+  {
+    echo "node_id: $k"
+    echo "interface: eth0"
+    echo "service_address: $VIP/24"
+    echo "key_file: $WORK/cluster.key"
+    echo "bind_host: $("$LAB" cip -p "$PFX" "$h")"
+    echo "status_socket: $WORK/$h.sock"
+    echo "incarnation_file: $WORK/$h.incarnation"
+    echo "timing: {heartbeat: $HB}"
+    echo "peers:"
+    for (( i = 1; i <= NHOSTS; i++ )); do
+      echo "  - {id: $i, priority: ${PRIO[h$i]}, address: \"$("$LAB" cip -p "$PFX" "h$i"):$DPORT\"}"
+    done
+    if [[ $# -ge 2 ]]; then printf "%s\n" "${@:2}"; fi
+  } > "$WORK/$h.yaml"
+}
+
+start_daemon() {   # start_daemon hK  (config must exist)
+  "$LAB" exec -p "$PFX" "$1" "$TAKEOVERD" --config "$WORK/$1.yaml" >> "$WORK/$1.log" 2>&1 &
+  disown $!
+}
+start_responder() {
+  "$LAB" exec -p "$PFX" "$1" "$RESPONDER" --name "$1" --port "$SPORT" --max-seconds 300 \
+    > "$WORK/resp-$1.log" 2>&1 &
+  disown $!
+}
+start_monitor() {
+  ip -n "$(ns "$1")" -ts monitor address >> "$WORK/mon-$1.log" 2>&1 &
+  disown $!
+}
+start_prober() {   # writes $WORK/client.log; $WORK/steady after 1 s of answers from one host
+  "$LAB" exec -p "$PFX" c "$PROBER" --target "$VIP" --port "$SPORT" --period-ms 2 --timeout-ms 20 \
+    --max-seconds 240 --steady-seconds 1 --steady-file "$WORK/steady" --stop-file "$WORK/stop" \
+    --log "$WORK/client.log" > "$WORK/prober.err" 2>&1 &
+  disown $!
+}
+stop_prober() { touch "$WORK/stop"; sleep 0.2; }
+
+# start_host hK: monitor, responder and daemon on hK.
+start_host() { start_monitor "$1"; start_responder "$1"; start_daemon "$1"; }
+
+has_vip() { ip -n "$(ns "$1")" -4 -o addr show dev eth0 2>/dev/null | grep -q " $VIP/"; }
+# Hosts listed in $WORK/dead crashed (bridge port down): an address left in a dead host's
+# namespace reaches nobody, as on a powered-off machine, so holders() ignores them.
+holders() {   # space-separated live hosts that hold the address now
+  local h i out=()
+  for (( i = 1; i <= NHOSTS; i++ )); do
+    h=h$i
+    grep -qx "$h" "$WORK/dead" 2>/dev/null && continue
+    has_vip "$h" && out+=("$h")
+  done
+  echo "${out[*]:-}"
+}
+# crash_host hK: bridge port down, every process in hK SIGKILLed; prints the crash time.
+crash_host() {
+  echo "$1" >> "$WORK/dead"
+  local t=$EPOCHREALTIME
+  "$LAB" crash -p "$PFX" "$1"
+  echo "$1=$t" >> "$WORK/until"
+  echo "$t"
+}
+# revive_host hK: as after a reboot: the address the dead daemon left must be gone (the kernel
+# valid_lft backstop removes it), then the port comes back up.
+revive_host() {
+  wait_until 10 bash -c "! ip -n $(ns "$1") -4 -o addr show dev eth0 | grep -q ' $VIP/'" \
+    || fail "the address left on crashed $1 did not expire (valid_lft backstop)"
+  "$LAB" restore -p "$PFX" "$1"
+  sed -i "/^$1\$/d" "$WORK/dead"
+}
+sole_holder_is() { [[ $(holders) == "$1" ]]; }
+any_sole_holder() { local h; h=$(holders); [[ -n $h && $h != *" "* ]]; }
+
+# A background poller: every 10 ms checks `ip addr` on all hosts and appends any instant with two
+# holders to $WORK/double. Bounded life.
+start_poller() {
+  (
+    end=$(( ${EPOCHREALTIME/./} + 200000000 ))
+    while (( ${EPOCHREALTIME/./} < end )); do
+      h=$(holders)
+      if [[ $h == *" "* ]]; then echo "$EPOCHREALTIME $h" >> "$WORK/double"; fi
+      sleep 0.01
+    done
+  ) &
+  BG_PIDS+=($!)
+}
+assert_never_two_holders() {
+  if [[ -s $WORK/double ]]; then
+    fail "two hosts held $VIP at once (ip addr polling): $(head -3 "$WORK/double")"
+  fi
+  local until=()
+  if [[ -f $WORK/until ]]; then
+    while read -r u; do until+=(--until "$u"); done < "$WORK/until"
+  fi
+  "$PY" "$HERE/takeover_analyze.py" single-holder "$VIP" "${until[@]}" "$WORK"/mon-h*.log \
+    || fail "ip monitor shows two holders at once"
+}
+
+status() { "$TAKEOVERD" status --socket "$WORK/$1.sock" --json; }
+# status_field hK python-expression-on-j : e.g. status_field h1 'j["epoch"]'
+status_field() { status "$1" | "$PY" -c "import json,sys; j=json.load(sys.stdin); print($2)"; }
