@@ -109,23 +109,33 @@ TEST_F(AddressDriverTest, KernelRemovesAddressWhenLifetimeRunsOut) {
   ASSERT_TRUE(driver_->Add(P("10.77.0.10/24"), "va", seconds(1), seconds(1)).ok());
   ASSERT_TRUE(driver_->Add(P("2001:db8:77::10/64"), "va", seconds(1), seconds(1)).ok());
   ASSERT_TRUE(driver_->Add(P("10.77.0.20/24"), "va", seconds(2), seconds(2)).ok());
+  ASSERT_TRUE(driver_->Add(P("2001:db8:77::20/64"), "va", seconds(2), seconds(2)).ok());
   bool gone = false;
   for (int i = 0; i < 16 && !gone; ++i) {  // up to 4 s
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
     absl::Status refreshed = driver_->Refresh(P("10.77.0.20/24"), "va", seconds(2), seconds(2));
+    ASSERT_TRUE(refreshed.ok()) << refreshed;
+    refreshed = driver_->Refresh(P("2001:db8:77::20/64"), "va", seconds(2), seconds(2));
     ASSERT_TRUE(refreshed.ok()) << refreshed;
     gone = !*driver_->Has(P("10.77.0.10/24"), "va") &&
            !*driver_->Has(P("2001:db8:77::10/64"), "va");
   }
   EXPECT_TRUE(gone) << IpAddr();
   EXPECT_TRUE(*driver_->Has(P("10.77.0.20/24"), "va")) << "refreshed address expired";
+  EXPECT_TRUE(*driver_->Has(P("2001:db8:77::20/64"), "va")) << "refreshed address expired";
   absl::Status refresh = driver_->Refresh(P("10.77.0.10/24"), "va", seconds(30), seconds(30));
   EXPECT_EQ(refresh.code(), absl::StatusCode::kNotFound) << refresh;
   EXPECT_FALSE(*driver_->Has(P("10.77.0.10/24"), "va"));
   // Refresh really pushes the kernel lifetime forward.
   ASSERT_TRUE(driver_->Refresh(P("10.77.0.20/24"), "va", seconds(50), seconds(40)).ok());
+  ASSERT_TRUE(driver_->Refresh(P("2001:db8:77::20/64"), "va", seconds(60), seconds(45)).ok());
   std::string out = IpAddr();
   EXPECT_NE(out.find("valid_lft 50sec preferred_lft 40sec"), std::string::npos) << out;
+  EXPECT_NE(out.find("valid_lft 60sec preferred_lft 45sec"), std::string::npos) << out;
+  // Still ours after a refresh (label and tag kept), so RemoveStale finds it.
+  absl::StatusOr<std::vector<ManagedAddress>> ours = driver_->List("va");
+  ASSERT_TRUE(ours.ok());
+  EXPECT_EQ(ours->size(), 2u);
 }
 
 TEST_F(AddressDriverTest, RemoveStaleRemovesOnlyOurAddresses) {
