@@ -39,6 +39,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -129,11 +130,16 @@ class StableStore {
 inline constexpr std::string_view kConflictKeyPayload =
     "type.baton.dev/conflict-key";
 
+// Debian's abseil is built with its own absl::string_view (not an alias of
+// std::string_view), hence the explicit conversions below.
+inline absl::string_view ToAbsl(std::string_view s) {
+  return absl::string_view(s.data(), s.size());
+}
+
 inline absl::Status ConflictError(std::string_view key) {
-  absl::Status s = absl::AbortedError(
-      absl::StrCat("commit condition failed on key \"", absl::CHexEscape(key),
-                   "\""));
-  s.SetPayload(kConflictKeyPayload, absl::Cord(key));
+  absl::Status s = absl::AbortedError(absl::StrCat(
+      "commit condition failed on key \"", absl::CHexEscape(ToAbsl(key)), "\""));
+  s.SetPayload(ToAbsl(kConflictKeyPayload), absl::Cord(ToAbsl(key)));
   return s;
 }
 
@@ -143,7 +149,7 @@ inline bool IsConflict(const absl::Status& s) {
 
 // The key named by a conflict status, if any.
 inline std::optional<std::string> ConflictKey(const absl::Status& s) {
-  std::optional<absl::Cord> p = s.GetPayload(kConflictKeyPayload);
+  absl::optional<absl::Cord> p = s.GetPayload(ToAbsl(kConflictKeyPayload));
   if (!p) return std::nullopt;
   return std::string(*p);
 }
