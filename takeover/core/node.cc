@@ -16,8 +16,10 @@
 namespace baton::takeover {
 namespace {
 
-constexpr Time kNever = Time::max();
-constexpr Time kLongAgo = Time::min();
+// Far past/future sentinels, with headroom so that adding or subtracting a
+// margin never overflows.
+constexpr Time kNever = Time::max() / 4;
+constexpr Time kLongAgo = Time::min() / 4;
 
 uint64_t ToWire(Time t) { return static_cast<uint64_t>(t.count()); }
 Time FromWire(uint64_t v) { return Time(static_cast<int64_t>(v)); }
@@ -61,7 +63,12 @@ struct PeerState {
   bool heard = false;
   Time last_heard = kLongAgo;  // Our clock.
   uint64_t incarnation = 0;
-  Time last_send_time = kLongAgo;  // Sender's clock, for staleness.
+  uint64_t last_seq = 0;  // Highest message counter seen (this incarnation).
+  // Per slot: counter of the newest request and release seen from the peer,
+  // so that a delayed release never drops a newer grant and a delayed
+  // request never revives a released one.
+  std::vector<uint64_t> request_seq;
+  std::vector<uint64_t> release_seq;
   bool quiet = false;
   bool draining = false;
   size_t view_size = 0;
@@ -82,6 +89,11 @@ struct SlotState {
   // Highest epoch granted here or claimed by a confirmed holder, and to whom.
   uint64_t max_epoch = 0;
   NodeId max_epoch_owner = kNoNode;
+  // Highest epoch heard of from anyone (gossip), and its owner: a floor for
+  // our own proposals, so that a node that forgot (restart) still proposes
+  // above what the live group remembers.
+  uint64_t known_epoch = 0;
+  NodeId known_owner = kNoNode;
 
   // --- Candidate / holder side (docs "Leases").
   bool campaigning = false;
@@ -130,8 +142,8 @@ class NodeImpl final : public Node {
     std::optional<wire::Message> msg = wire::Decode(payload);
     if (!idx || *idx == self_index_ || !msg) {
       ++malformed_;
-    } else if (AcceptFresh(*idx, *msg, now)) {
-      Handle(*idx, *msg, now);
+    } else if (const Freshness f = Classify(*idx, *msg, now); f != Freshness::kDrop) {
+      Handle(*idx, *msg, f == Freshness::kNewest, now);
     }
     Evaluate(now);
     Flush(now);
@@ -273,35 +285,45 @@ class NodeImpl final : public Node {
     return v[majority_ - 1];
   }
 
-  // Drops messages from an older run of the peer or older than one already
-  // accepted (duplicates, reordering); docs "Messages".
-  bool AcceptFresh(size_t i, const wire::Message& m, Time now) {
+  enum class Freshness { kDrop, kOld, kNewest };
+  // Messages from an older run of the peer are dropped. Within a run,
+  // duplicated or reordered messages still carry useful replies and
+  // requests (guarded per slot in Handle), but only the newest one updates
+  // what we know of the peer's state; docs "Messages".
+  Freshness Classify(size_t i, const wire::Message& m, Time now) {
     PeerState& p = peers_[i];
-    const Time send_time = FromWire(m.send_time);
-    if (p.heard && m.incarnation == p.incarnation) {
-      if (send_time <= p.last_send_time) {
+    if (p.heard && m.incarnation != p.incarnation) {
+      if (m.incarnation < p.incarnation && InView(i, now)) {
+        // Older run while the newer one is alive: a delayed message. (A lower
+        // incarnation is accepted once the newer one went silent: a host
+        // reboot resets the monotonic clock.)
         ++stale_;
-        return false;
+        return Freshness::kDrop;
       }
-    } else if (p.heard && m.incarnation < p.incarnation && InView(i, now)) {
-      // Older run while the newer one is alive: a delayed message. (A lower
-      // incarnation is accepted once the newer one went silent: a host reboot
-      // resets the monotonic clock.)
-      ++stale_;
-      return false;
+      p.heard = false;
     }
-    p.heard = true;
-    p.incarnation = m.incarnation;
-    p.last_send_time = send_time;
+    if (!p.heard) {
+      p.heard = true;
+      p.incarnation = m.incarnation;
+      p.last_seq = 0;
+      p.request_seq.assign(slots_.size(), 0);
+      p.release_seq.assign(slots_.size(), 0);
+    }
     p.last_heard = now;
+    if (m.seq <= p.last_seq) {
+      ++stale_;
+      return Freshness::kOld;
+    }
+    p.last_seq = m.seq;
     p.quiet = m.quiet;
     p.draining = m.draining;
     p.view_size = m.view.size();
-    return true;
+    return Freshness::kNewest;
   }
 
-  void Handle(size_t from, const wire::Message& m, Time now) {
-    const NodeId from_id = peers_[from].config.id;
+  void Handle(size_t from, const wire::Message& m, bool newest, Time now) {
+    PeerState& peer = peers_[from];
+    const NodeId from_id = peer.config.id;
     const bool replies_for_me = m.peer_incarnation == incarnation_;
     for (const wire::SlotEntry& e : m.slots) {
       if (e.slot >= slots_.size()) {
@@ -309,8 +331,20 @@ class NodeImpl final : public Node {
         continue;
       }
       SlotState& s = slots_[e.slot];
+      if (newest && e.epoch > s.known_epoch) {
+        s.known_epoch = e.epoch;
+        s.known_owner = e.holder;
+      }
+      if (newest && Quiet(now) && e.epoch > s.max_epoch) {
+        // A restarted node forgot its grants; while it may not grant anyway it
+        // adopts the group's highest epoch as its refusal floor.
+        s.max_epoch = e.epoch;
+        s.max_epoch_owner = e.holder;
+      }
       // Knowledge: the sender's own claim to hold the slot.
-      if (e.holding) {
+      if (!newest) {
+        // Only requests and replies of an old message still count.
+      } else if (e.holding) {
         s.claimed_holder = from_id;
         s.claimed_epoch = e.epoch;
         s.claim_heard = now;
@@ -321,13 +355,17 @@ class NodeImpl final : public Node {
       } else if (s.claimed_holder == from_id) {
         s.claimed_holder = kNoNode;
       }
-      if (e.release && s.grantee == from_id) {
+      if (e.release && m.seq > peer.request_seq[e.slot]) {
+        peer.release_seq[e.slot] = std::max(peer.release_seq[e.slot], m.seq);
+      }
+      if (e.release && s.grantee == from_id && m.seq > peer.request_seq[e.slot]) {
         // The sender removed its address before sending this (driver
         // contract), so the grant can go at once: planned hand-over.
         s.grantee = kNoNode;
         s.grant_until = kLongAgo;
       }
-      if (e.request) {
+      if (e.request && m.seq > peer.release_seq[e.slot]) {
+        peer.request_seq[e.slot] = std::max(peer.request_seq[e.slot], m.seq);
         PendingReply r = Decide(e.slot, from, e.request_epoch, now);
         r.echo = ToWire(FromWire(m.send_time));
         pending_replies_[from][e.slot] = r;
@@ -479,9 +517,12 @@ class NodeImpl final : public Node {
         if (!ShouldCampaign(i, now)) GiveUp(i, now);
       } else if (ShouldCampaign(i, now)) {
         s.campaigning = true;
-        s.my_epoch = (s.max_epoch_owner == self_ && s.max_epoch > 0)
-                         ? s.max_epoch  // Same holder again: keep the epoch.
-                         : s.max_epoch + 1;
+        // Same holder again (nobody took a newer epoch): keep the epoch;
+        // otherwise propose above everything we heard of.
+        const uint64_t floor = std::max(s.max_epoch, s.known_epoch);
+        const bool mine = (s.max_epoch == floor && s.max_epoch_owner == self_) ||
+                          (s.known_epoch == floor && s.known_owner == self_);
+        s.my_epoch = (mine && floor > 0) ? floor : floor + 1;
         StartRound(i, now);
       }
       if (s.campaigning && (heartbeat_due_ || now >= s.retry_at)) {
@@ -512,6 +553,7 @@ class NodeImpl final : public Node {
       wire::Message m;
       m.incarnation = incarnation_;
       m.send_time = ToWire(now);
+      m.seq = ++seq_;
       m.peer_incarnation = peers_[i].heard ? peers_[i].incarnation : 0;
       m.quiet = Quiet(now);
       m.draining = draining_;
@@ -523,7 +565,8 @@ class NodeImpl final : public Node {
         wire::SlotEntry e;
         e.slot = k;
         e.holding = s.added;
-        e.holder = s.added ? self_ : (ClaimLive(s, now) ? s.claimed_holder : kNoNode);
+        // (holder, epoch): our highest epoch and the node it was granted to.
+        e.holder = s.added ? self_ : s.max_epoch_owner;
         e.epoch = s.added ? s.held_epoch : s.max_epoch;
         e.request = s.campaigning;
         e.request_epoch = s.my_epoch;
@@ -561,6 +604,7 @@ class NodeImpl final : public Node {
   bool draining_ = false;
   uint64_t malformed_ = 0;
   uint64_t stale_ = 0;
+  uint64_t seq_ = 0;
   std::vector<Outgoing> out_;
   std::vector<Action> actions_;
 };

@@ -62,7 +62,7 @@ class Reader {
 }  // namespace
 
 // Layout (little-endian):
-//   'B' 'T' version:u8 flags:u8 incarnation:u64 send_time:u64 peer_inc:u64
+//   'B' 'T' version:u8 flags:u8 incarnation:u64 send_time:u64 seq:u64 peer_inc:u64
 //   view_count:u16 view_count × id:u32
 //   slot_count:u16 slot_count × {
 //     slot:u32 flags:u8 holder:u32 epoch:u64
@@ -78,6 +78,7 @@ std::string Encode(const Message& m) {
                                   (m.draining ? kMsgDraining : 0)));
   PutU64(out, m.incarnation);
   PutU64(out, m.send_time);
+  PutU64(out, m.seq);
   PutU64(out, m.peer_incarnation);
   PutU16(out, static_cast<uint16_t>(m.view.size()));
   for (uint32_t id : m.view) PutU32(out, id);
@@ -114,6 +115,7 @@ std::optional<Message> Decode(std::string_view bytes) {
   m.draining = (flags & kMsgDraining) != 0;
   m.incarnation = r.U64();
   m.send_time = r.U64();
+  m.seq = r.U64();
   m.peer_incarnation = r.U64();
   uint16_t view_count = r.U16();
   if (!r.ok() || view_count > kMaxView) return std::nullopt;

@@ -24,8 +24,9 @@ inline constexpr uint32_t kMaxView = 1024;
 // stated; a receiver never compares them with its own clock.
 struct SlotEntry {
   uint32_t slot = 0;
-  // Sender's knowledge: the holder it believes in (kNoNode = none) and the
-  // highest confirmed epoch it knows.
+  // Sender's knowledge: the highest epoch it granted or saw claimed, and the
+  // node that epoch belongs to (UINT32_MAX = none). If `holding`, the
+  // sender's own epoch and id.
   uint32_t holder = UINT32_MAX;
   uint64_t epoch = 0;
   // Sender holds the slot itself (confirmed by a majority), with `epoch`.
@@ -47,6 +48,7 @@ struct SlotEntry {
 struct Message {
   uint64_t incarnation = 0;  // Sender's clock at its start (identifies a run).
   uint64_t send_time = 0;    // Sender's clock when the message was made.
+  uint64_t seq = 0;          // Per-incarnation message counter (staleness).
   // The receiver's incarnation as the sender knows it (0 = unknown). Replies
   // in the message answer requests of that incarnation only.
   uint64_t peer_incarnation = 0;

@@ -1,0 +1,294 @@
+// Unit tests of the take-over node, driven message by message with explicit
+// clocks: grants, refusals with their wait, renewal, expiry, epochs, drain,
+// restart quiet, configuration errors.
+#include "takeover/core/node.h"
+
+#include <map>
+
+#include "gtest/gtest.h"
+#include "takeover/core/wire.h"
+
+namespace baton::takeover {
+namespace {
+
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+
+GroupConfig Group3() {
+  GroupConfig g;
+  g.peers = {{1, 30, 1}, {2, 20, 1}, {3, 10, 1}};
+  return g;
+}
+
+// Three nodes on one shared clock with instant, hand-routed delivery.
+class Net {
+ public:
+  explicit Net(GroupConfig g) : group_(std::move(g)) {
+    for (const PeerConfig& p : group_.peers) Start(p.id);
+  }
+  void Start(NodeId id) {
+    auto n = Node::Create(group_, id, now_);
+    EXPECT_TRUE(n.ok()) << n.status();
+    nodes_[id] = std::move(*n);
+    up_[id] = true;
+  }
+  void Crash(NodeId id) { up_[id] = false; }
+  Node& node(NodeId id) { return *nodes_.at(id); }
+  // Advances time in 100 µs steps, ticking due nodes and delivering every
+  // message instantly (unless cut).
+  void RunFor(Time d) {
+    const Time end = now_ + d;
+    while (now_ < end) {
+      now_ += microseconds(100);
+      for (auto& [id, n] : nodes_) {
+        if (up_[id] && n->NextTick() <= now_) n->Tick(now_);
+      }
+      Pump();
+    }
+  }
+  void Pump() {
+    for (int guard = 0; guard < 100; ++guard) {
+      bool any = false;
+      for (auto& [id, n] : nodes_) {
+        if (!up_[id]) continue;
+        for (const Action& a : n->TakeActions()) actions_[id].push_back(a);
+        for (Outgoing& o : n->TakeMessages()) {
+          any = true;
+          if (up_[o.to] && !cut_[id] && !cut_[o.to]) {
+            nodes_.at(o.to)->Receive(id, o.payload, now_);
+          }
+        }
+      }
+      if (!any) return;
+    }
+  }
+  NodeId Holder() {
+    NodeId h = kNoNode;
+    for (auto& [id, n] : nodes_) {
+      if (!up_[id]) continue;
+      if (n->GetStatus(now_).slots[0].held_by_me) {
+        EXPECT_EQ(h, kNoNode) << "two holders";
+        h = id;
+      }
+    }
+    return h;
+  }
+  Time now() const { return now_; }
+  std::map<NodeId, std::vector<Action>> actions_;
+  std::map<NodeId, bool> cut_;
+
+ private:
+  GroupConfig group_;
+  Time now_{1'000'000'000};
+  std::map<NodeId, std::unique_ptr<Node>> nodes_;
+  std::map<NodeId, bool> up_;
+};
+
+TEST(Node, CreateRejectsBadConfig) {
+  GroupConfig g = Group3();
+  EXPECT_EQ(Node::Create(g, 9, Time(0)).status().code(), absl::StatusCode::kInvalidArgument);
+  GroupConfig dup = g;
+  dup.peers.push_back({1, 5, 1});
+  EXPECT_FALSE(Node::Create(dup, 1, Time(0)).ok());
+  GroupConfig empty;
+  EXPECT_FALSE(Node::Create(empty, 1, Time(0)).ok());
+  GroupConfig short_lease = g;
+  short_lease.timing.lease = short_lease.timing.heartbeat;
+  EXPECT_FALSE(Node::Create(short_lease, 1, Time(0)).ok());
+  GroupConfig drift = g;
+  drift.timing.max_drift = 0.5;
+  EXPECT_FALSE(Node::Create(drift, 1, Time(0)).ok());
+  GroupConfig slots = g;
+  slots.num_slots = 0;
+  EXPECT_FALSE(Node::Create(slots, 1, Time(0)).ok());
+  EXPECT_TRUE(Node::Create(g, 1, Time(0)).ok());
+}
+
+TEST(Node, GrantHoldPadsForDrift) {
+  Timing t;
+  // 25 ms × 1.001/0.999 = 25.05005 ms, + 0.5 ms margin.
+  EXPECT_NEAR(static_cast<double>(GrantHold(t).count()), 25.55005e6, 1e3);
+  EXPECT_EQ(StartupQuiet(t), milliseconds(30));
+  Timing t100 = Timing::ForHeartbeat(milliseconds(100));
+  EXPECT_EQ(t100.lease, milliseconds(250));
+  EXPECT_EQ(t100.remove_margin, milliseconds(20));
+}
+
+TEST(Node, HighestPriorityBecomesHolderWithAddThenAnnounce) {
+  Net net(Group3());
+  net.RunFor(milliseconds(100));
+  EXPECT_EQ(net.Holder(), 1u);
+  const std::vector<Action>& a = net.actions_[1];
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[0].kind, Action::Kind::kAddAddress);
+  EXPECT_EQ(a[1].kind, Action::Kind::kAnnounce);
+  EXPECT_EQ(a[0].epoch, 1u);
+  EXPECT_TRUE(net.actions_[2].empty());
+  const Node::Status st = net.node(2).GetStatus(net.now());
+  EXPECT_EQ(st.slots[0].holder, 1u);
+  EXPECT_EQ(st.slots[0].epoch, 1u);
+  EXPECT_EQ(st.view.size(), 3u);
+}
+
+TEST(Node, RenewalKeepsLeaseAndEpoch) {
+  Net net(Group3());
+  net.RunFor(milliseconds(100));
+  ASSERT_EQ(net.Holder(), 1u);
+  net.RunFor(milliseconds(1000));
+  EXPECT_EQ(net.Holder(), 1u);
+  EXPECT_EQ(net.actions_[1].size(), 2u);  // No remove, no second add.
+  const Node::Status st = net.node(1).GetStatus(net.now());
+  EXPECT_EQ(st.slots[0].epoch, 1u);
+  EXPECT_GT(st.slots[0].lease_remaining, milliseconds(10));
+}
+
+TEST(Node, CutOffHolderRemovesBeforeLeaseEndsAndNextGetsHigherEpoch) {
+  Net net(Group3());
+  net.RunFor(milliseconds(100));
+  ASSERT_EQ(net.Holder(), 1u);
+  net.cut_[1] = true;
+  const Time cut = net.now();
+  net.RunFor(milliseconds(25));
+  // The lease is 25 ms from the last renewal sent (≤ cut); removal 2 ms before.
+  ASSERT_EQ(net.actions_[1].size(), 3u);
+  EXPECT_EQ(net.actions_[1][2].kind, Action::Kind::kRemoveAddress);
+  net.RunFor(milliseconds(30));
+  EXPECT_EQ(net.Holder(), 2u);
+  ASSERT_FALSE(net.actions_[2].empty());
+  EXPECT_EQ(net.actions_[2][0].kind, Action::Kind::kAddAddress);
+  EXPECT_EQ(net.actions_[2][0].epoch, 2u);
+  EXPECT_LT(net.now() - cut, milliseconds(60));
+}
+
+TEST(Node, CrashedHolderIsReplacedAfterGrantsLapse) {
+  Net net(Group3());
+  net.RunFor(milliseconds(100));
+  net.Crash(1);
+  const Time crash = net.now();
+  Time took = Time::max();
+  for (int i = 0; i < 500 && took == Time::max(); ++i) {
+    net.RunFor(microseconds(100));
+    if (net.Holder() == 2u) took = net.now() - crash;
+  }
+  EXPECT_LE(took, GrantHold(Timing{}) + milliseconds(1));
+  EXPECT_GE(took, GrantHold(Timing{}) - milliseconds(10) - milliseconds(1));
+}
+
+TEST(Node, GrantorRefusesSecondCandidateAndSaysHowLong) {
+  GroupConfig g = Group3();
+  auto grantor = *Node::Create(g, 3, Time(0));
+  const Time t0 = milliseconds(100);  // After the quiet period.
+  grantor->Tick(t0);
+  grantor->TakeMessages();
+  auto request = [](NodeId /*from*/, uint64_t epoch, Time at) {
+    wire::Message m;
+    m.incarnation = 5;
+    m.send_time = static_cast<uint64_t>(at.count());
+    m.seq = static_cast<uint64_t>(at.count());
+    m.view = {1, 2, 3};
+    wire::SlotEntry e;
+    e.request = true;
+    e.request_epoch = epoch;
+    m.slots = {e};
+    return wire::Encode(m);
+  };
+  auto reply_to = [&](NodeId to) {
+    for (Outgoing& o : grantor->TakeMessages()) {
+      if (o.to == to) return *wire::Decode(o.payload);
+    }
+    ADD_FAILURE() << "no reply";
+    return wire::Message{};
+  };
+  grantor->Receive(1, request(1, 1, t0), t0);
+  wire::Message r1 = reply_to(1);
+  ASSERT_TRUE(r1.slots[0].reply);
+  EXPECT_TRUE(r1.slots[0].granted);
+  EXPECT_EQ(r1.slots[0].reply_epoch, 1u);
+  EXPECT_EQ(r1.slots[0].reply_echo, static_cast<uint64_t>(t0.count()));
+
+  const Time t1 = t0 + milliseconds(5);
+  grantor->Receive(2, request(2, 2, t1), t1);
+  wire::Message r2 = reply_to(2);
+  ASSERT_TRUE(r2.slots[0].reply);
+  EXPECT_FALSE(r2.slots[0].granted);
+  EXPECT_EQ(r2.slots[0].reply_wait_ns,
+            static_cast<uint64_t>((GrantHold(g.timing) - milliseconds(5)).count()));
+  EXPECT_EQ(r2.slots[0].reply_epoch, 1u);
+
+  // Once the grant lapsed, the second candidate gets it with a higher epoch;
+  // a stale epoch is refused.
+  const Time t2 = t0 + GrantHold(g.timing);
+  grantor->Receive(2, request(2, 1, t2), t2);
+  EXPECT_FALSE(reply_to(2).slots[0].granted);
+  const Time t3 = t2 + milliseconds(1);
+  grantor->Receive(2, request(2, 2, t3), t3);
+  wire::Message r3 = reply_to(2);
+  EXPECT_TRUE(r3.slots[0].granted);
+  EXPECT_EQ(r3.slots[0].reply_epoch, 2u);
+}
+
+TEST(Node, RestartedNodeRefusesDuringQuietPeriod) {
+  GroupConfig g = Group3();
+  auto n = *Node::Create(g, 3, milliseconds(10));
+  wire::Message m;
+  m.incarnation = 5;
+  m.send_time = 1;
+  m.seq = 1;
+  wire::SlotEntry e;
+  e.request = true;
+  e.request_epoch = 1;
+  m.slots = {e};
+  n->Receive(1, wire::Encode(m), milliseconds(15));
+  bool saw = false;
+  for (Outgoing& o : n->TakeMessages()) {
+    wire::Message r = *wire::Decode(o.payload);
+    if (o.to != 1) continue;
+    saw = true;
+    EXPECT_TRUE(r.quiet);
+    EXPECT_FALSE(r.slots[0].granted);
+    EXPECT_EQ(r.slots[0].reply_wait_ns,
+              static_cast<uint64_t>((StartupQuiet(g.timing) - milliseconds(5)).count()));
+  }
+  EXPECT_TRUE(saw);
+  EXPECT_TRUE(n->GetStatus(milliseconds(15)).quiet);
+}
+
+TEST(Node, DrainRemovesThenNextTakesOverAtOnce) {
+  Net net(Group3());
+  net.RunFor(milliseconds(100));
+  ASSERT_EQ(net.Holder(), 1u);
+  net.node(1).Drain(net.now());
+  net.Pump();
+  ASSERT_EQ(net.actions_[1].back().kind, Action::Kind::kRemoveAddress);
+  // Instant delivery: the release, the request and the grant all happen now.
+  EXPECT_EQ(net.Holder(), 2u);
+  EXPECT_EQ(net.actions_[2][0].epoch, 2u);
+  net.RunFor(milliseconds(500));
+  EXPECT_EQ(net.Holder(), 2u);  // The drained node never campaigns again.
+  EXPECT_TRUE(net.node(1).GetStatus(net.now()).draining);
+}
+
+TEST(Node, NoMajorityNoHolder) {
+  Net net(Group3());
+  net.Crash(2);
+  net.Crash(3);
+  net.RunFor(milliseconds(300));
+  EXPECT_EQ(net.Holder(), kNoNode);
+}
+
+TEST(Node, SingleNodeGroupHoldsAlone) {
+  GroupConfig g;
+  g.peers = {{4, 1, 1}};
+  g.num_slots = 3;
+  auto n = *Node::Create(g, 4, Time(0));
+  for (Time t = Time(0); t < milliseconds(100); t += milliseconds(1)) {
+    if (n->NextTick() <= t) n->Tick(t);
+  }
+  const Node::Status st = n->GetStatus(milliseconds(100));
+  ASSERT_EQ(st.slots.size(), 3u);
+  for (const auto& s : st.slots) EXPECT_TRUE(s.held_by_me);
+  EXPECT_TRUE(n->TakeMessages().empty());
+}
+
+}  // namespace
+}  // namespace baton::takeover
