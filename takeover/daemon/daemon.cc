@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -465,7 +466,8 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
     json dropped = json::object();
     for (size_t r = 0; r < static_cast<size_t>(DropReason::kCount); ++r) {
       std::string name(DropReasonName(static_cast<DropReason>(r)));
-      std::replace(name.begin(), name.end(), ' ', '_');  // "bad mac" -> "bad_mac": easy to query
+      // "bad MAC" -> "bad_mac": easy to query from scripts.
+      for (char& ch : name) ch = ch == ' ' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       dropped[name] = ts.dropped[r];
     }
     j["transport"] = {{"sent", ts.sent},

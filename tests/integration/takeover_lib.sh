@@ -26,6 +26,7 @@ DPORT=7946                # daemons' UDP port (cluster network)
 SPORT=7777                # responders' port
 NHOSTS=3
 declare -A PRIO=([h1]=150 [h2]=100 [h3]=50)
+CAP_PIDS=()
 BG_PIDS=()                # helpers running outside the namespaces (poller)
 FAILED=1
 
