@@ -2,8 +2,9 @@
 // Puts, measured in the same run on the same disk.
 //
 // For each writer count (default 1, 16, 64) it alternates runs of the raw
-// baseline and of the store (each `--seconds` long, `--reps` times) and prints
-// the medians and the ratio store/raw. Each store commit is what the request
+// baseline and of the store (each `--seconds` long, `--reps` times, which one
+// goes first alternating too) and prints the medians and the ratio store/raw
+// of the median throughputs. Each store commit is what the request
 // pipeline does at its smallest: one condition (key absent) and one put.
 //
 //   baton-storage-bench [--threads 1,16,64] [--seconds 3] [--reps 3]
@@ -134,13 +135,21 @@ int Main(int argc, char** argv) {
       raw_options.threads = threads;
       raw_options.duration = duration;
       raw_options.value_bytes = value_bytes;
-      absl::StatusOr<ThroughputResult> raw = MeasureRawRocksDbSyncedPuts(raw_options);
+      // Alternate which system runs first, so that a drift of the disk or
+      // of the machine's load does not favour one of them.
+      absl::StatusOr<ThroughputResult> raw = absl::UnavailableError("not run");
+      absl::StatusOr<StoreRun> store = absl::UnavailableError("not run");
+      if (rep % 2 == 0) {
+        raw = MeasureRawRocksDbSyncedPuts(raw_options);
+        if (raw.ok()) store = MeasureStoreCommits(dir, threads, duration, value_bytes);
+      } else {
+        store = MeasureStoreCommits(dir, threads, duration, value_bytes);
+        if (store.ok()) raw = MeasureRawRocksDbSyncedPuts(raw_options);
+      }
       if (!raw.ok()) {
         std::fprintf(stderr, "raw rocksdb: %s\n", raw.status().ToString().c_str());
         return 1;
       }
-      absl::StatusOr<StoreRun> store =
-          MeasureStoreCommits(dir, threads, duration, value_bytes);
       if (!store.ok()) {
         std::fprintf(stderr, "store: %s\n", store.status().ToString().c_str());
         return 1;
