@@ -324,7 +324,7 @@ class AddressDriverImpl final : public AddressDriver {
       bool done = false;
       int errnum = 0;
     } result;
-    std::unique_ptr<nl_cb, NlCbDeleter> cb(nl_cb_clone(nl_socket_get_cb(sock_.get())));
+    std::unique_ptr<nl_cb, NlCbDeleter> cb(CloneSocketCb());
     if (!cb) return absl::UnavailableError("address driver: out of memory");
     nl_cb_err(
         cb.get(), NL_CB_CUSTOM,
@@ -352,6 +352,15 @@ class AddressDriverImpl final : public AddressDriver {
     return absl::OkStatus();
   }
 
+  // A private copy of the socket's callbacks. nl_socket_get_cb() returns a
+  // new reference, which must be dropped again.
+  nl_cb* CloneSocketCb() {
+    nl_cb* socket_cb = nl_socket_get_cb(sock_.get());
+    nl_cb* copy = nl_cb_clone(socket_cb);
+    nl_cb_put(socket_cb);
+    return copy;
+  }
+
   absl::StatusOr<std::vector<KernelAddress>> DumpAll() {
     ifaddrmsg req{};
     req.ifa_family = AF_UNSPEC;
@@ -363,7 +372,7 @@ class AddressDriverImpl final : public AddressDriver {
       std::vector<KernelAddress> out;
       int errnum = 0;
     } ctx;
-    std::unique_ptr<nl_cb, NlCbDeleter> cb(nl_cb_clone(nl_socket_get_cb(sock_.get())));
+    std::unique_ptr<nl_cb, NlCbDeleter> cb(CloneSocketCb());
     if (!cb) return absl::UnavailableError("address driver: out of memory");
     nl_cb_set(
         cb.get(), NL_CB_VALID, NL_CB_CUSTOM,
