@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# failover.sh -- baton's fail-over benchmark, run side by side with the reference keepalived
+# measurement (/work/shared/peers/keepalived-failover.sh, run unchanged) in one invocation, at equal
+# heartbeat / advert intervals.
+#
+# baton's lab (scripts/lab.sh, namespace prefix bfo by default, subnet 10.78.0.0/24):
+#     bfoh1 10.78.0.1  baton-takeoverd prio 150 + UDP responder --.
+#     bfoh2 10.78.0.2  baton-takeoverd prio 100 + UDP responder --+-- bridge br0 in bfosw
+#     bfoh3 10.78.0.3  baton-takeoverd prio  50 + UDP responder --+
+#     bfoc  10.78.0.250 client: 1 UDP request / 2 ms to 10.78.0.100, 20 ms timeout
+#   The daemons talk over a second bridge (br1, 10.79.0.0/24, "cluster network"). Three hosts,
+#   because a majority-lease protocol cannot survive the loss of one of two hosts; keepalived runs
+#   in its own two-host lab (prefix kfo by default), exactly as its script builds it.
+# Per run (fresh lab each time): h1 must hold the address alone, the client must see 2 s of
+# uninterrupted answers from h1, and h1 must have held it for SETTLE s; then, after a random delay
+# in [0, interval), the fault:
+#   crash      h1's bridge ports go down and every process on h1 is SIGKILLed.
+#              outage = send time of the first answer from another host - last answer from h1.
+#   partition  h1 is cut from h2 and h3 (cluster link down); the client still reaches all three.
+#              split brain = two hosts held the address at the same time (`ip -ts monitor` in every
+#              host + `ip addr` polling). After HOLD s (+ random phase) the cut heals; post-heal
+#              stuck time = the longest client gap after healing (0 when never interrupted).
+# The keepalived runs use the reference script's own definitions (same client period, timeout,
+# steady period, random phase; its SETTLE is 6 s because of keepalived's delayed GARP burst).
+#
+# Usage: failover.sh [-i 1,0.1,0.01] [-n 10] [-s crash,partition] [-o OUTDIR] [-b BUILD_DIR]
+#                    [-p PREFIX] [-P KA_PREFIX] [-K] [-B]
+#   -i  comma separated intervals in seconds (baton heartbeat = keepalived advert_int)
+#   -n  runs per scenario, system and interval (default 10)
+#   -K  baton only (skip keepalived);  -B  keepalived only (skip baton)
+#   -b  build directory with takeover/daemon/baton-takeoverd and bench/baton-udp-{responder,prober}
+#       (default: ../build-todaemon, then ../build)
+# Output: OUTDIR/{baton,keepalived}-<interval>/ (per-run logs, results.jsonl), OUTDIR/summary.jsonl,
+# and the table (also OUTDIR/table.txt). Needs root, iproute2, keepalived, python3.
+set -euo pipefail
+export LC_ALL=C
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+LAB=$REPO/scripts/lab.sh
+KA_SCRIPT=${KA_SCRIPT:-/work/shared/peers/keepalived-failover.sh}
+INTERVALS=1,0.1,0.01; N=10; SCENARIOS=crash,partition; OUT=""; BUILD=""; PFX=bfo; KA_PFX=kfo
+RUN_KA=1; RUN_BATON=1
+usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit "${1:-0}"; }
+while getopts "i:n:s:o:b:p:P:KBh" opt; do
+  case $opt in
+    i) INTERVALS=$OPTARG ;; n) N=$OPTARG ;; s) SCENARIOS=$OPTARG ;; o) OUT=$OPTARG ;;
+    b) BUILD=$OPTARG ;; p) PFX=$OPTARG ;; P) KA_PFX=$OPTARG ;; K) RUN_KA=0 ;; B) RUN_BATON=0 ;;
+    h) usage 0 ;; *) usage 2 ;;
+  esac
+done
+[[ $N =~ ^[1-9][0-9]*$ ]] || { echo "bad -n $N" >&2; exit 2; }
+[[ $PFX != "$KA_PFX" ]] || { echo "-p and -P must differ" >&2; exit 2; }
+[[ $EUID -eq 0 ]] || { echo "must run as root" >&2; exit 1; }
+if [[ -z $BUILD ]]; then
+  for b in "$REPO/build-todaemon" "$REPO/build"; do
+    [[ -x $b/takeover/daemon/baton-takeoverd ]] && { BUILD=$b; break; }
+  done
+fi
+TAKEOVERD=$BUILD/takeover/daemon/baton-takeoverd
+RESPONDER=$BUILD/bench/baton-udp-responder
+PROBER=$BUILD/bench/baton-udp-prober
+for f in "$TAKEOVERD" "$RESPONDER" "$PROBER"; do
+  [[ -x $f ]] || { echo "missing $f (build: ninja baton-takeoverd baton-udp-responder baton-udp-prober)" >&2; exit 1; }
+done
+(( RUN_KA == 0 )) || [[ -x $KA_SCRIPT ]] || { echo "missing $KA_SCRIPT" >&2; exit 1; }
+PY=$(command -v python3)
+OUT=${OUT:-/tmp/baton-failover.$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+CMDLINE="$0 $*"
+
+VIP=10.78.0.100; SPORT=7777; DPORT=7946
+PERIOD_MS=2; TIMEOUT_MS=20; STEADY=2; SETTLE=2; HOLD=2; POST_HEAL=2
+declare -A PRIO=([h1]=150 [h2]=100 [h3]=50)
+
+calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
+now() { printf '%s' "$EPOCHREALTIME"; }
+wait_until() {   # wait_until SECONDS CMD...
+  local limit_us; limit_us=$(awk -v l="$1" 'BEGIN { printf "%d", l*1000000 }'); shift
+  local end=$(( ${EPOCHREALTIME/./} + limit_us ))
+  while ! "$@"; do (( ${EPOCHREALTIME/./} < end )) || return 1; sleep 0.01; done
+}
+sleep_until() { local d; d=$(calc "$1 - $(now)"); awk -v d="$d" 'BEGIN { exit !(d > 0) }' && sleep "$d" || true; }
+rand_phase() { awk -v r="$RANDOM" -v a="$1" 'BEGIN { printf "%.6f", r / 32768 * a }'; }
+
+cleanup() { "$LAB" down -p "$PFX" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT TERM
+
+ns() { echo "${PFX}$1"; }
+has_vip() { ip -n "$(ns "$1")" -4 -o addr show dev eth0 2>/dev/null | grep -q " $VIP/"; }
+holders() { local h out=(); for h in h1 h2 h3; do grep -qx "$h" "$RUN/dead" 2>/dev/null && continue; has_vip "$h" && out+=("$h"); done; echo "${out[*]:-}"; }
+h1_sole() { [[ $(holders) == h1 ]]; }
+new_sole() { local h; h=$(holders); [[ -n $h && $h != *" "* && $h != h1 ]]; }
+event() { echo "$1 $2" >> "$RUN/events"; }
+client_saw_other() { awk -v t="$1" '$3 == "OK" && $4 != "h1" && $2 >= t { f = 1; exit } END { exit !f }' "$RUN/client.log" 2>/dev/null; }
+addrs() { ip -n "$(ns "$1")" -4 -o addr show dev eth0 | awk '{print $4}' | paste -sd, -; }
+
+baton_run() {   # baton_run SCENARIO INTERVAL I
+  local scen=$1 iv=$2 i=$3 h k t t_master
+  RUN=$BOUT/$scen-$i; rm -rf "$RUN"; mkdir -p "$RUN"; : > "$RUN/events"
+  "$LAB" up -p "$PFX" -n 3 -k >/dev/null
+  head -c 32 /dev/urandom > "$RUN/cluster.key"; chmod 600 "$RUN/cluster.key"
+  for h in h1 h2 h3; do
+    {
+      echo "node_id: ${h#h}"; echo "interface: eth0"; echo "service_address: $VIP/24"
+      echo "key_file: $RUN/cluster.key"; echo "bind_host: $("$LAB" cip -p "$PFX" "$h")"
+      echo "status_socket: $RUN/$h.sock"; echo "incarnation_file: $RUN/$h.incarnation"
+      echo "timing: {heartbeat: ${iv}s}"; echo "peers:"
+      for k in 1 2 3; do echo "  - {id: $k, priority: ${PRIO[h$k]}, address: \"$("$LAB" cip -p "$PFX" "h$k"):$DPORT\"}"; done
+    } > "$RUN/$h.yaml"
+    ip -n "$(ns "$h")" -ts monitor address > "$RUN/monitor-$h.log" 2>&1 & disown $!
+    "$LAB" exec -p "$PFX" "$h" "$RESPONDER" --name "$h" --port "$SPORT" --max-seconds 300 > /dev/null 2>&1 & disown $!
+  done
+  for h in h1 h2 h3; do "$LAB" exec -p "$PFX" "$h" "$TAKEOVERD" --config "$RUN/$h.yaml" > "$RUN/takeoverd-$h.log" 2>&1 & disown $!; done
+  if ! wait_until "$(calc "10 + 5*$iv")" h1_sole; then
+    event error "h1 did not become sole holder: $(holders)"
+  else
+    t_master=$(now)
+    "$LAB" exec -p "$PFX" c "$PROBER" --target "$VIP" --port "$SPORT" --period-ms "$PERIOD_MS" \
+      --timeout-ms "$TIMEOUT_MS" --max-seconds 120 --steady-seconds "$STEADY" --steady-file "$RUN/steady" \
+      --stop-file "$RUN/stop" --log "$RUN/client.log" > "$RUN/prober.err" 2>&1 & disown $!
+    if ! wait_until 15 test -s "$RUN/steady"; then
+      event error "client never saw ${STEADY}s of steady answers"
+    elif [[ $(cat "$RUN/steady") != h1 ]]; then
+      event error "steady answers came from $(cat "$RUN/steady"), not h1"
+    else
+      sleep_until "$(calc "$t_master + $SETTLE + $(rand_phase "$iv")")"
+      if ! h1_sole; then
+        event error "address not on h1 alone before the fault: $(holders)"
+      elif [[ $scen == crash ]]; then
+        echo h1 > "$RUN/dead"
+        t=$(now)
+        "$LAB" crash -p "$PFX" h1
+        ip -n "$(ns sw)" link set cl-h1 down
+        event crash "$t"
+        wait_until "$(calc "5 + 5*$iv")" client_saw_other "$t" || event error "no answer from another host within $(calc "5 + 5*$iv")s"
+        [[ $(holders) == *" "* ]] && event split_brain 1
+        sleep 1
+        [[ $(holders) == *" "* ]] && event split_brain 1
+      else
+        t=$(now)
+        "$LAB" cut -p "$PFX" h1
+        event partition "$t"
+        local t_end split=0
+        t_end=$(calc "$t + 5 + 5*$iv")
+        # watch for two holders until a new holder is alone, then hold the partition
+        while awk -v e="$t_end" -v n="$(now)" 'BEGIN { exit !(n < e) }'; do
+          local hs; hs=$(holders)
+          if [[ $hs == *" "* ]]; then split=1; event split_evidence "$(now) h1: $(addrs h1) | h2: $(addrs h2) | h3: $(addrs h3)"; fi
+          new_sole && break
+          sleep 0.005
+        done
+        event split_brain "$split"
+        sleep_until "$(calc "$(now) + $HOLD + $(rand_phase "$iv")")"
+        [[ $(holders) == *" "* ]] && event split_brain 1
+        t=$(now); "$LAB" heal -p "$PFX"; event heal "$t"
+        sleep "$POST_HEAL"
+        [[ $(holders) == *" "* ]] && event split_brain 1
+      fi
+    fi
+    touch "$RUN/stop"; sleep 0.1
+  fi
+  "$LAB" down -p "$PFX" >/dev/null
+  "$PY" "$HERE/failover_analyze.py" run "$scen" "$RUN" "$VIP" | tee -a "$BOUT/results.jsonl" | "$PY" -c '
+import json, sys
+r = json.loads(sys.stdin.read()); keys = [k for k in r if k not in ("mode", "run", "split_evidence")]
+print("  baton " + r["run"] + ": " + ", ".join(f"{k}={r[k]}" for k in keys))'
+}
+
+echo "# $CMDLINE"
+echo "# output: $OUT; baton build: $BUILD; keepalived reference: $KA_SCRIPT"
+for iv in ${INTERVALS//,/ }; do
+  [[ $iv =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "bad interval $iv" >&2; exit 2; }
+  if (( RUN_BATON )); then
+    BOUT=$OUT/baton-$iv; mkdir -p "$BOUT"; : > "$BOUT/results.jsonl"
+    echo "== baton, heartbeat ${iv}s, N=$N, $SCENARIOS"
+    for scen in ${SCENARIOS//,/ }; do
+      for (( i = 1; i <= N; i++ )); do baton_run "$scen" "$iv" "$i"; done
+    done
+  fi
+  if (( RUN_KA )); then
+    echo "== keepalived, advert_int ${iv}s, N=$N, $SCENARIOS: $KA_SCRIPT -i $iv -n $N -s $SCENARIOS -p $KA_PFX -o $OUT/keepalived-$iv"
+    "$KA_SCRIPT" -i "$iv" -n "$N" -s "$SCENARIOS" -p "$KA_PFX" -o "$OUT/keepalived-$iv" | sed 's/^/  /'
+  fi
+done
+echo
+echo "# $CMDLINE   (client: 1 UDP request / ${PERIOD_MS} ms, ${TIMEOUT_MS} ms timeout; baton: 3 hosts; keepalived: 2 hosts, reference script)" | tee "$OUT/table.txt"
+"$PY" "$HERE/failover_analyze.py" table "$OUT" | tee -a "$OUT/table.txt"
+echo "JSON lines: $OUT/summary.jsonl"

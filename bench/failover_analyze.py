@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Per-run analysis and the summary table of bench/failover.sh.
+
+  run MODE RUN_DIR VIP        one JSON object for one baton run (appended to results.jsonl);
+                              the same keys as the reference keepalived script's analysis.
+  table OUT_DIR               the side-by-side table from OUT_DIR/{baton,keepalived}-<i>/results.jsonl
+                              (printed; JSON lines to OUT_DIR/summary.jsonl)
+Client log lines: "<seq> <send time> OK|FAIL <host>|- <rtt ms>|-" (+ LATE/DUP lines).
+"""
+import datetime
+import glob
+import json
+import os
+import statistics
+import sys
+
+
+def load_events(d):
+    ev = {}
+    for line in open(f"{d}/events"):
+        k, v = line.split(None, 1)
+        ev[k] = v.strip()
+    return ev
+
+
+def load_client(d):
+    rows, extra = [], []
+    for line in open(f"{d}/client.log"):
+        f = line.split()
+        if len(f) != 5:
+            continue
+        r = dict(seq=int(f[0]), t=float(f[1]), st=f[2], host=f[3])
+        (rows if r["st"] in ("OK", "FAIL") else extra).append(r)
+    rows.sort(key=lambda r: r["seq"])
+    return rows, extra
+
+
+def vip_events(path, vip):
+    out = []
+    if not os.path.exists(path):
+        return out
+    for line in open(path, errors="replace"):
+        if line.startswith("[") and f" {vip}/" in line:
+            ts = datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
+            out.append((ts, "del" if "Deleted" in line else "add"))
+    return out
+
+
+def ms(a, b):
+    return None if a is None or b is None else round((b - a) * 1e3, 1)
+
+
+def first(seq, cond):
+    return next((x for x in seq if cond(x)), None)
+
+
+def max_gap(rs):
+    """As in the reference: (longest interval without an answer in ms, #FAIL in it, still open?)."""
+    best, last_ok, cur = (0.0, 0, False), None, 0
+    for r in rs:
+        if r["st"] == "OK":
+            if last_ok is not None and cur and (r["t"] - last_ok) * 1e3 > best[0]:
+                best = (round((r["t"] - last_ok) * 1e3, 1), cur, False)
+            last_ok, cur = r["t"], 0
+        else:
+            cur += 1
+    if cur and last_ok is not None and (rs[-1]["t"] - last_ok) * 1e3 > best[0]:
+        best = (round((rs[-1]["t"] - last_ok) * 1e3, 1), cur, True)
+    return best
+
+
+def hold_intervals(path, vip, until=None):
+    iv, start = [], None
+    for ts, kind in vip_events(path, vip):
+        if kind == "add" and start is None:
+            start = ts
+        elif kind == "del" and start is not None:
+            iv.append((start, ts))
+            start = None
+    if start is not None:
+        iv.append((start, float("inf")))
+    if until is not None:
+        iv = [(s, min(e, until)) for s, e in iv if s < until]
+    return iv
+
+
+def overlap_ms(a, b):
+    tot = 0.0
+    for s1, e1 in a:
+        for s2, e2 in b:
+            lo, hi = max(s1, s2), min(e1, e2)
+            if hi > lo:
+                tot += hi - lo
+    return tot * 1e3
+
+
+def run(mode, d, vip):
+    ev = load_events(d)
+    rows, extra = load_client(d)
+    res = dict(mode=mode, run=os.path.basename(d), requests=len(rows),
+               dup=sum(r["st"] == "DUP" for r in extra), late=sum(r["st"] == "LATE" for r in extra))
+    if "error" in ev:
+        res["error"] = ev["error"]
+    ok = [r for r in rows if r["st"] == "OK"]
+    others = [h for h in ("h2", "h3")]
+    if mode == "crash" and "crash" in ev:
+        T = float(ev["crash"])
+        last_h1 = max((r["t"] for r in ok if r["host"] == "h1"), default=None)
+        first_new = first(ok, lambda r: r["host"] != "h1" and r["t"] >= T)
+        new_host = first_new["host"] if first_new else None
+        first_new_t = first_new["t"] if first_new else None
+        add = None
+        for h in others:
+            a = first(vip_events(f"{d}/monitor-{h}.log", vip), lambda e: e[1] == "add" and e[0] >= T)
+            if a and (add is None or a[0] < add):
+                add = a[0]
+        # two live holders at once among the survivors (h1 is dead from T on)
+        iv = {h: hold_intervals(f"{d}/monitor-{h}.log", vip) for h in others}
+        res.update(
+            outage_ms=ms(last_h1, first_new_t),
+            new_host=new_host,
+            crash_to_new_vip_ms=ms(T, add),
+            crash_to_client_ok_ms=ms(T, first_new_t),
+            last_h1_ok_vs_crash_ms=ms(T, last_h1),
+            fails_in_outage=sum(r["st"] == "FAIL" for r in rows
+                                if last_h1 and first_new_t and last_h1 < r["t"] < first_new_t),
+            h1_ok_after_first_new=sum(r["host"] == "h1" for r in ok if first_new_t and r["t"] > first_new_t),
+            fails_after_first_new=sum(r["st"] == "FAIL" for r in rows if first_new_t and r["t"] > first_new_t),
+            fails_before_crash=sum(r["st"] == "FAIL" for r in rows if T - 2 <= r["t"] < T),
+            two_holders=overlap_ms(iv["h2"], iv["h3"]) > 0 or ev.get("split_brain") == "1",
+            recovered=first_new is not None)
+    elif mode == "partition" and "partition" in ev:
+        Tp, Th = float(ev["partition"]), float(ev.get("heal", "inf"))
+        iv = {h: hold_intervals(f"{d}/monitor-{h}.log", vip) for h in ("h1", "h2", "h3")}
+        both_ms = overlap_ms(iv["h1"], iv["h2"] + iv["h3"]) + overlap_ms(iv["h2"], iv["h3"])
+        h1_del = first(vip_events(f"{d}/monitor-h1.log", vip), lambda e: e[1] == "del" and e[0] >= Tp)
+        new_add = None
+        for h in others:
+            a = first(vip_events(f"{d}/monitor-{h}.log", vip), lambda e: e[1] == "add" and e[0] >= Tp)
+            if a and (new_add is None or a[0] < new_add):
+                new_add = a[0]
+        c_new = first(ok, lambda r: r["host"] != "h1" and r["t"] >= Tp)
+        during = [r for r in rows if Tp <= r["t"] < Th]
+        after = [r for r in rows if r["t"] >= Th]
+        gap_after = max_gap([r for r in rows if r["t"] >= Th - 0.05])
+        last = after[-1] if after else None
+        res.update(
+            split_brain=ev.get("split_brain") == "1" or both_ms > 0,
+            split_brain_ms=round(both_ms, 1),
+            split_evidence=ev.get("split_evidence", ""),
+            partition_to_h1_vip_gone_ms=ms(Tp, h1_del[0] if h1_del else None),
+            partition_to_new_vip_ms=ms(Tp, new_add),
+            removal_before_add=bool(h1_del and new_add and h1_del[0] < new_add),
+            partition_to_client_on_new_ms=ms(Tp, c_new["t"] if c_new else None),
+            hosts_seen_during=sorted({r["host"] for r in during if r["st"] == "OK"}),
+            fails_during=sum(r["st"] == "FAIL" for r in during),
+            gap_during_ms=max_gap(during)[0],
+            post_heal_outage_ms=gap_after[0], post_heal_fails=gap_after[1],
+            post_heal_outage_open=gap_after[2],
+            post_heal_final_host=(last["host"] if last and last["st"] == "OK" else "none"),
+            post_heal_recovered=bool(last and last["st"] == "OK"))
+    return res
+
+
+def table(out):
+    systems = []
+    for path in sorted(glob.glob(f"{out}/*/results.jsonl")):
+        sysname, interval = os.path.basename(os.path.dirname(path)).split("-", 1)
+        rs = [json.loads(l) for l in open(path) if l.strip()]
+        systems.append((float(interval), sysname, rs))
+    systems.sort(key=lambda x: (-x[0], x[1]))
+    lines, summary = [], []
+    hdr = (f"{'interval':>8} {'system':<10} {'crash outage median':>19} {'max':>8} {'runs':>5} "
+           f"{'split brain':>11} {'post-heal stuck median':>22} {'max':>8} {'runs':>5} {'failed':>6}")
+    lines.append(hdr)
+    lines.append("-" * len(hdr))
+    med = {}
+    for interval, name, rs in systems:
+        good = [r for r in rs if "error" not in r]
+        crash = [r["outage_ms"] for r in good if r["mode"] == "crash" and r.get("outage_ms") is not None]
+        part = [r for r in good if r["mode"] == "partition"]
+        stuck = [r["post_heal_outage_ms"] for r in part if r.get("post_heal_outage_ms") is not None]
+        sb = sum(bool(r.get("split_brain")) for r in part)
+        failed = len(rs) - len(good)
+        not_recovered = sum(not r.get("recovered", True) for r in good if r["mode"] == "crash")
+        s = dict(system=name, interval_s=interval,
+                 crash_runs=len(crash), crash_outage_median_ms=statistics.median(crash) if crash else None,
+                 crash_outage_max_ms=max(crash) if crash else None,
+                 crash_outage_min_ms=min(crash) if crash else None,
+                 crash_not_recovered=not_recovered,
+                 partition_runs=len(part), split_brain_runs=sb,
+                 post_heal_stuck_median_ms=statistics.median(stuck) if stuck else None,
+                 post_heal_stuck_max_ms=max(stuck) if stuck else None,
+                 post_heal_still_stuck_at_end=sum(bool(r.get("post_heal_outage_open")) for r in part),
+                 failed_runs=failed)
+        summary.append(s)
+        med[(interval, name)] = s["crash_outage_median_ms"]
+        f = lambda v: "n/a" if v is None else f"{v:.1f}"
+        lines.append(f"{interval:>7g}s {name:<10} {f(s['crash_outage_median_ms']):>16} ms {f(s['crash_outage_max_ms']):>5} ms "
+                     f"{len(crash):>5} {sb:>5}/{len(part):<5} {f(s['post_heal_stuck_median_ms']):>19} ms "
+                     f"{f(s['post_heal_stuck_max_ms']):>5} ms {len(stuck):>5} {failed:>6}")
+    lines.append("")
+    for interval in sorted({k[0] for k in med}, reverse=True):
+        b, k = med.get((interval, "baton")), med.get((interval, "keepalived"))
+        if b is not None and k:
+            lines.append(f"interval {interval:g}s: baton/keepalived median crash outage = {b:.1f}/{k:.1f} ms = {b / k:.2f}")
+    with open(f"{out}/summary.jsonl", "w") as fh:
+        for s in summary:
+            fh.write(json.dumps(s) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 5 and sys.argv[1] == "run":
+        print(json.dumps(run(sys.argv[2], sys.argv[3], sys.argv[4])))
+    elif len(sys.argv) == 3 and sys.argv[1] == "table":
+        table(sys.argv[2])
+    else:
+        print(__doc__)
+        sys.exit(2)
