@@ -1,0 +1,362 @@
+// Durable PUTs/s over HTTP (keep-alive) through the whole baton path: Beast
+// front end -> request pipeline (dedup read, handler, one atomic commit of
+// state + completion record) -> RocksDB store with fsync, against two
+// baselines measured in the same run on the same disk:
+//   raw    RocksDB synced Puts with as many writer threads (bench/raw_rocksdb.h)
+//   redis  redis-server with appendonly yes + appendfsync always, driven by
+//          redis-benchmark SET with as many clients (if installed; --redis)
+// Each figure is the median of --reps runs of --seconds each; ratios are
+// baton/raw and baton/redis of the medians. Every PUT carries a unique
+// Idempotency-Key (so every request writes a completion record, the path
+// users care about). A "nosync" run of baton (fsync off) shows how much of the
+// time is the disk; commits/fsync and CPU time per request show the rest.
+//
+//   baton-http-bench [--clients 1,16,64] [--seconds 2] [--reps 3]
+//                    [--dir /var/tmp] [--value-bytes 100] [--redis=true]
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>  // Before Asio: Boost 1.74 uses std::exchange without it.
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "bench/raw_rocksdb.h"
+#include "boost/asio.hpp"
+#include "boost/beast/core.hpp"
+#include "boost/beast/http.hpp"
+#include "framework/clock.h"
+#include "framework/http_server.h"
+#include "framework/pipeline.h"
+#include "samples/kvservice/kv_service.h"
+#include "spdlog/spdlog.h"
+#include "storage/rocksdb/rocksdb_store.h"
+
+extern char** environ;
+
+namespace baton::bench {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
+         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+struct BatonRun {
+  ThroughputResult result;
+  double commits_per_fsync = 0;
+  double cpu_us_per_request = 0;  // Whole process: server and clients.
+};
+
+absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
+                                      std::chrono::milliseconds duration,
+                                      size_t value_bytes, bool sync) {
+  std::string tmpl = dir + "/http-bench-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    return absl::UnavailableError(absl::StrCat("mkdtemp in ", dir));
+  }
+  const std::string path = tmpl;
+  storage::RocksDbOptions so;
+  so.path = path + "/db";
+  so.sync = sync;
+  auto opened = storage::OpenRocksDb(so);
+  if (!opened.ok()) return opened.status();
+  std::unique_ptr<storage::RocksDbStore> store = std::move(*opened);
+  BatonRun run;
+  {
+    framework::RequestPipeline pipeline(*store, framework::RealClock());
+    framework::Router router;
+    if (absl::Status s = kvservice::RegisterKvRoutes(router); !s.ok()) return s;
+    framework::HttpServerOptions ho;
+    ho.port = 0;
+    ho.worker_threads = std::max(16, clients);
+    auto server = framework::StartHttpServer(ho, std::move(router), pipeline);
+    if (!server.ok()) return server.status();
+    const uint16_t port = (*server)->port();
+
+    const std::string body =
+        absl::StrCat(R"({"value":")", std::string(value_bytes, 'v'), "\"}");
+    std::vector<std::vector<double>> latencies(static_cast<size_t>(clients));
+    std::atomic<bool> failed{false};
+    const uint64_t fsyncs_before = store->Stats().batches_written;
+    const uint64_t commits_before = store->Stats().commits_ok;
+    const double cpu_before = CpuSeconds();
+    const Clock::time_point start = Clock::now();
+    const Clock::time_point end = start + duration;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < clients; ++t) {
+      threads.emplace_back([&, t] {
+        try {
+          net::io_context ioc;
+          tcp::socket socket(ioc);
+          socket.connect(
+              tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+          socket.set_option(tcp::no_delay(true));
+          beast::flat_buffer buffer;
+          std::vector<double>& mine = latencies[static_cast<size_t>(t)];
+          for (uint64_t i = 0;; ++i) {
+            const Clock::time_point before = Clock::now();
+            if (before >= end) break;
+            const std::string id = absl::StrCat("c", t, "-", i);
+            http::request<http::string_body> req{http::verb::put,
+                                                 "/kv/" + id, 11};
+            req.set(http::field::host, "127.0.0.1");
+            req.set("Idempotency-Key", "\"" + id + "\"");
+            req.set(http::field::content_type, "application/json");
+            req.body() = body;
+            req.prepare_payload();
+            http::write(socket, req);
+            http::response<http::string_body> res;
+            http::read(socket, buffer, res);
+            if (res.result_int() != 200) {
+              spdlog::error("PUT -> {} {}", res.result_int(), res.body());
+              failed = true;
+              return;
+            }
+            mine.push_back(std::chrono::duration<double, std::micro>(
+                               Clock::now() - before)
+                               .count());
+          }
+        } catch (const std::exception& e) {
+          spdlog::error("client: {}", e.what());
+          failed = true;
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    const double seconds =
+        std::chrono::duration<double>(Clock::now() - start).count();
+    const double cpu = CpuSeconds() - cpu_before;
+    (*server)->Stop();
+    if (failed) return absl::InternalError("a client failed");
+    std::vector<double> all;
+    for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+    run.result = Summarize(std::move(all), seconds);
+    const uint64_t fsyncs = store->Stats().batches_written - fsyncs_before;
+    const uint64_t commits = store->Stats().commits_ok - commits_before;
+    run.commits_per_fsync = fsyncs ? static_cast<double>(commits) / fsyncs : 0;
+    run.cpu_us_per_request =
+        run.result.ops ? cpu * 1e6 / static_cast<double>(run.result.ops) : 0;
+  }
+  (void)store->Close();
+  store.reset();
+  std::filesystem::remove_all(path);
+  return run;
+}
+
+// redis-server with appendfsync always on a free loopback port, driven by
+// redis-benchmark SET; nullopt if redis is not installed or fails.
+class Redis {
+ public:
+  static std::optional<Redis> Start(const std::string& dir) {
+    if (!std::filesystem::exists("/usr/bin/redis-server") ||
+        !std::filesystem::exists("/usr/bin/redis-benchmark")) {
+      return std::nullopt;
+    }
+    Redis r;
+    std::string tmpl = dir + "/http-bench-redis-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) return std::nullopt;
+    r.dir_ = tmpl;
+    r.port_ = 20000 + static_cast<int>(::getpid() % 20000);
+    std::vector<std::string> args = {
+        "/usr/bin/redis-server", "--port", std::to_string(r.port_),
+        "--bind", "127.0.0.1", "--dir", r.dir_, "--appendonly", "yes",
+        "--appendfsync", "always", "--save", "", "--daemonize", "no",
+        "--logfile", r.dir_ + "/redis.log"};
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawn(&r.pid_, argv[0], nullptr, nullptr, argv.data(),
+                    environ) != 0) {
+      return std::nullopt;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    return r;
+  }
+  Redis() = default;
+  Redis(Redis&& o) noexcept
+      : pid_(std::exchange(o.pid_, -1)), port_(o.port_), dir_(o.dir_) {}
+  ~Redis() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      ::waitpid(pid_, nullptr, 0);
+      std::filesystem::remove_all(dir_);
+    }
+  }
+
+  // SETs/s and p50/p99 (us) at `clients` connections for about `seconds`.
+  std::optional<ThroughputResult> Measure(int clients, double seconds,
+                                          size_t value_bytes,
+                                          double expected_rate) {
+    const uint64_t n = std::max<uint64_t>(
+        2000, static_cast<uint64_t>(expected_rate * seconds));
+    const std::string cmd = absl::StrCat(
+        "/usr/bin/redis-benchmark -h 127.0.0.1 -p ", port_, " -t set -c ",
+        clients, " -n ", n, " -d ", value_bytes, " -r 1000000 -q --csv 2>&1");
+    FILE* f = ::popen(cmd.c_str(), "r");
+    if (!f) return std::nullopt;
+    char line[1024];
+    std::optional<ThroughputResult> out;
+    while (std::fgets(line, sizeof line, f)) {
+      // "SET","rps","avg","min","p50","p95","p99","max" (milliseconds).
+      if (std::string_view(line).substr(0, 5) != "\"SET\"") continue;
+      std::vector<std::string> cols = absl::StrSplit(line, ',');
+      auto num = [&](size_t i) {
+        double d = 0;
+        if (i < cols.size()) {
+          std::string c = cols[i];
+          c.erase(std::remove(c.begin(), c.end(), '"'), c.end());
+          c.erase(std::remove(c.begin(), c.end(), '\n'), c.end());
+          (void)absl::SimpleAtod(c, &d);
+        }
+        return d;
+      };
+      ThroughputResult r;
+      r.ops_per_sec = num(1);
+      r.p50_us = num(4) * 1000;
+      r.p99_us = num(6) * 1000;
+      r.ops = n;
+      r.seconds = r.ops_per_sec > 0 ? n / r.ops_per_sec : 0;
+      out = r;
+    }
+    ::pclose(f);
+    return out;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string dir_;
+};
+
+template <typename T, typename F>
+double Median(const std::vector<T>& runs, F field) {
+  std::vector<double> v;
+  for (const T& r : runs) v.push_back(field(r));
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"baton durable HTTP PUTs/s vs raw RocksDB and Redis (fsync always)"};
+  std::string clients_list = "1,16,64";
+  double seconds = 2;
+  int reps = 3;
+  std::string dir = "/var/tmp";
+  size_t value_bytes = 100;
+  bool with_redis = true;
+  bool with_nosync = true;
+  app.add_option("--clients", clients_list, "comma-separated client counts");
+  app.add_option("--seconds", seconds, "length of each run");
+  app.add_option("--reps", reps, "runs per figure (median reported)");
+  app.add_option("--dir", dir, "directory on the disk under test");
+  app.add_option("--value-bytes", value_bytes, "bytes per value");
+  app.add_option("--redis", with_redis, "measure redis appendfsync always");
+  app.add_option("--nosync", with_nosync, "also measure baton with fsync off");
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::warn);
+
+  std::vector<int> counts;
+  for (absl::string_view c : absl::StrSplit(clients_list, ',')) {
+    int n = 0;
+    if (!absl::SimpleAtoi(c, &n) || n < 1) {
+      std::fprintf(stderr, "bad --clients\n");
+      return 2;
+    }
+    counts.push_back(n);
+  }
+  std::optional<Redis> redis =
+      with_redis ? Redis::Start(dir) : std::optional<Redis>();
+  const auto dur = std::chrono::milliseconds(static_cast<int>(seconds * 1000));
+
+  std::printf(
+      "%-7s %12s %12s %12s %12s %8s %8s %10s %10s %10s %9s %9s\n", "clients",
+      "raw_rocksdb", "redis_af", "baton_http", "baton_nosync", "b/raw",
+      "b/redis", "p50_us", "p99_us", "redis_p99", "commit/fs", "cpu_us/rq");
+  for (int c : counts) {
+    std::vector<ThroughputResult> raws, rediss;
+    std::vector<BatonRun> batons, nosyncs;
+    for (int rep = 0; rep < reps; ++rep) {
+      RawRocksDbOptions ro;
+      ro.dir = dir;
+      ro.threads = c;
+      ro.duration = dur;
+      ro.value_bytes = value_bytes;
+      auto raw = MeasureRawRocksDbSyncedPuts(ro);
+      if (!raw.ok()) {
+        std::fprintf(stderr, "raw: %s\n", raw.status().ToString().c_str());
+        return 1;
+      }
+      raws.push_back(*raw);
+      auto b = MeasureBaton(dir, c, dur, value_bytes, /*sync=*/true);
+      if (!b.ok()) {
+        std::fprintf(stderr, "baton: %s\n", b.status().ToString().c_str());
+        return 1;
+      }
+      batons.push_back(*b);
+      if (with_nosync) {
+        auto n = MeasureBaton(dir, c, dur, value_bytes, /*sync=*/false);
+        if (n.ok()) nosyncs.push_back(*n);
+      }
+      if (redis) {
+        auto r = redis->Measure(c, seconds, value_bytes, b->result.ops_per_sec);
+        if (r) rediss.push_back(*r);
+      }
+    }
+    auto rate = [](const ThroughputResult& r) { return r.ops_per_sec; };
+    const double raw = Median(raws, rate);
+    const double red = Median(rediss, rate);
+    const double bat =
+        Median(batons, [](const BatonRun& r) { return r.result.ops_per_sec; });
+    const double nos =
+        Median(nosyncs, [](const BatonRun& r) { return r.result.ops_per_sec; });
+    std::printf(
+        "%-7d %12.0f %12.0f %12.0f %12.0f %8.2f %8.2f %10.0f %10.0f %10.0f "
+        "%9.1f %9.0f\n",
+        c, raw, red, bat, nos, raw ? bat / raw : 0, red ? bat / red : 0,
+        Median(batons, [](const BatonRun& r) { return r.result.p50_us; }),
+        Median(batons, [](const BatonRun& r) { return r.result.p99_us; }),
+        Median(rediss, [](const ThroughputResult& r) { return r.p99_us; }),
+        Median(batons, [](const BatonRun& r) { return r.commits_per_fsync; }),
+        Median(batons, [](const BatonRun& r) { return r.cpu_us_per_request; }));
+    std::fflush(stdout);
+  }
+  std::printf(
+      "\nrates are ops/s (medians of %d runs of %.1f s); b/raw = baton_http / "
+      "raw_rocksdb, b/redis = baton_http / redis_af (redis-server appendonly, "
+      "appendfsync always, redis-benchmark SET);\ncommit/fs = store commits "
+      "per WAL fsync; cpu_us/rq = process CPU (server + in-process clients) "
+      "per request.\n",
+      reps, seconds);
+  return 0;
+}
+
+}  // namespace
+}  // namespace baton::bench
+
+int main(int argc, char** argv) { return baton::bench::Main(argc, argv); }
