@@ -124,6 +124,16 @@ TEST(DaemonConfigTest, Durations) {
   EXPECT_FALSE(ParseDuration("1h").has_value());
 }
 
+// The shipped example must stay valid: users copy it.
+TEST(DaemonConfigTest, ShippedExampleParses) {
+  absl::StatusOr<DaemonConfig> c =
+      LoadDaemonConfig(std::string(BATON_SOURCE_DIR) + "/deploy/baton-takeoverd.example.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->peers.size(), 3u);
+  EXPECT_EQ(c->health_check.kind, HealthCheckConfig::Kind::kTcp);
+  EXPECT_EQ(c->heartbeat, milliseconds(100));
+}
+
 TEST(DaemonConfigTest, MissingFileIsNotFound) {
   EXPECT_EQ(LoadDaemonConfig("/nonexistent/baton.yaml").status().code(),
             absl::StatusCode::kNotFound);
