@@ -130,9 +130,11 @@ baton_run() {   # baton_run SCENARIO INTERVAL I
         event error "address not on h1 alone before the fault: $(holders)"
       elif [[ $scen == crash ]]; then
         echo h1 > "$RUN/dead"
+        # As the reference does: the time stamp, then at once the ports (both of h1's links in one
+        # netlink batch: a power loss), then SIGKILL of everything on h1.
         t=$(now)
+        ip -n "$(ns sw)" -batch - <<< $'link set sw-h1 down\nlink set cl-h1 down'
         "$LAB" crash -p "$PFX" h1
-        ip -n "$(ns sw)" link set cl-h1 down
         event crash "$t"
         wait_until "$(calc "5 + 5*$iv")" client_saw_other "$t" || event error "no answer from another host within $(calc "5 + 5*$iv")s"
         [[ $(holders) == *" "* ]] && event split_brain 1
@@ -140,7 +142,7 @@ baton_run() {   # baton_run SCENARIO INTERVAL I
         [[ $(holders) == *" "* ]] && event split_brain 1
       else
         t=$(now)
-        "$LAB" cut -p "$PFX" h1
+        ip -n "$(ns sw)" link set cl-h1 down      # = lab.sh cut h1, without the script's start-up time
         event partition "$t"
         local t_end split=0
         t_end=$(calc "$t + 5 + 5*$iv")

@@ -27,9 +27,10 @@
 #   lab.sh down    -p PREFIX                         kill every process inside the lab's namespaces
 #                                                    (by PID, from `ip netns pids`) and delete them;
 #                                                    idempotent
-#   lab.sh crash   -p PREFIX hK [--port-only]        host crash: hK's bridge port goes down, then
-#                                                    every process in hK is SIGKILLed
-#   lab.sh restore -p PREFIX hK                      bring hK's bridge port back up (after crash)
+#   lab.sh crash   -p PREFIX hK [--port-only]        host crash: all of hK's bridge ports (br0 and,
+#                                                    with -k, br1) go down at once, then every
+#                                                    process in hK is SIGKILLed
+#   lab.sh restore -p PREFIX hK                      bring hK's bridge ports back up (after crash)
 #   lab.sh isolate -p PREFIX hK...                   cut these hosts from each other (bridge port
 #                                                    isolation); the client still reaches them
 #   lab.sh cut     -p PREFIX hK...                   (-k labs) cut these hosts' cluster links: each
@@ -192,13 +193,20 @@ case $CMD in
     [[ ${#ARGS[@]} -eq 1 ]] || usage 2
     host_num "${ARGS[0]}" >/dev/null
     ns=$(node_ns "${ARGS[0]}")
-    ip -n "$NS_SW" link set "sw-${ARGS[0]}" down
+    # A power loss silences every link of the host at the same instant: one netlink batch for the
+    # service port and (with -k) the cluster port, before anything is killed.
+    batch="link set sw-${ARGS[0]} down"
+    if ip -n "$NS_SW" link show "cl-${ARGS[0]}" >/dev/null 2>&1; then
+      batch+=$'\n'"link set cl-${ARGS[0]} down"
+    fi
+    ip -n "$NS_SW" -batch - <<< "$batch"
     if (( ! PORT_ONLY )); then kill_ns KILL "$ns"; wait_empty "$ns" 30 || echo "lab.sh: warning: processes left in $ns" >&2; fi
     ;;
   restore)
     [[ ${#ARGS[@]} -eq 1 ]] || usage 2
     host_num "${ARGS[0]}" >/dev/null; node_ns "${ARGS[0]}" >/dev/null
     ip -n "$NS_SW" link set "sw-${ARGS[0]}" up
+    if ip -n "$NS_SW" link show "cl-${ARGS[0]}" >/dev/null 2>&1; then ip -n "$NS_SW" link set "cl-${ARGS[0]}" up; fi
     ;;
   isolate|heal|cut)
     hosts=("${ARGS[@]}")
