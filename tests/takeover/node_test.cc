@@ -84,7 +84,7 @@ class Net {
   std::map<NodeId, bool> up_;
 };
 
-TEST(Node, CreateRejectsBadConfig) {
+TEST(TakeoverNode, CreateRejectsBadConfig) {
   GroupConfig g = Group3();
   EXPECT_EQ(Node::Create(g, 9, Time(0)).status().code(), absl::StatusCode::kInvalidArgument);
   GroupConfig dup = g;
@@ -104,7 +104,7 @@ TEST(Node, CreateRejectsBadConfig) {
   EXPECT_TRUE(Node::Create(g, 1, Time(0)).ok());
 }
 
-TEST(Node, GrantHoldPadsForDrift) {
+TEST(TakeoverNode, GrantHoldPadsForDrift) {
   Timing t;
   // 25 ms × 1.001/0.999 = 25.05005 ms, + 0.5 ms margin.
   EXPECT_NEAR(static_cast<double>(GrantHold(t).count()), 25.55005e6, 1e3);
@@ -114,7 +114,7 @@ TEST(Node, GrantHoldPadsForDrift) {
   EXPECT_EQ(t100.remove_margin, milliseconds(20));
 }
 
-TEST(Node, HighestPriorityBecomesHolderWithAddThenAnnounce) {
+TEST(TakeoverNode, HighestPriorityBecomesHolderWithAddThenAnnounce) {
   Net net(Group3());
   net.RunFor(milliseconds(100));
   EXPECT_EQ(net.Holder(), 1u);
@@ -130,7 +130,7 @@ TEST(Node, HighestPriorityBecomesHolderWithAddThenAnnounce) {
   EXPECT_EQ(st.view.size(), 3u);
 }
 
-TEST(Node, RenewalKeepsLeaseAndEpoch) {
+TEST(TakeoverNode, RenewalKeepsLeaseAndEpoch) {
   Net net(Group3());
   net.RunFor(milliseconds(100));
   ASSERT_EQ(net.Holder(), 1u);
@@ -142,7 +142,7 @@ TEST(Node, RenewalKeepsLeaseAndEpoch) {
   EXPECT_GT(st.slots[0].lease_remaining, milliseconds(10));
 }
 
-TEST(Node, CutOffHolderRemovesBeforeLeaseEndsAndNextGetsHigherEpoch) {
+TEST(TakeoverNode, CutOffHolderRemovesBeforeLeaseEndsAndNextGetsHigherEpoch) {
   Net net(Group3());
   net.RunFor(milliseconds(100));
   ASSERT_EQ(net.Holder(), 1u);
@@ -160,7 +160,7 @@ TEST(Node, CutOffHolderRemovesBeforeLeaseEndsAndNextGetsHigherEpoch) {
   EXPECT_LT(net.now() - cut, milliseconds(60));
 }
 
-TEST(Node, CrashedHolderIsReplacedAfterGrantsLapse) {
+TEST(TakeoverNode, CrashedHolderIsReplacedAfterGrantsLapse) {
   Net net(Group3());
   net.RunFor(milliseconds(100));
   net.Crash(1);
@@ -174,7 +174,7 @@ TEST(Node, CrashedHolderIsReplacedAfterGrantsLapse) {
   EXPECT_GE(took, GrantHold(Timing{}) - milliseconds(10) - milliseconds(1));
 }
 
-TEST(Node, GrantorRefusesSecondCandidateAndSaysHowLong) {
+TEST(TakeoverNode, GrantorRefusesSecondCandidateAndSaysHowLong) {
   GroupConfig g = Group3();
   auto grantor = *Node::Create(g, 3, Time(0));
   const Time t0 = milliseconds(100);  // After the quiet period.
@@ -227,7 +227,7 @@ TEST(Node, GrantorRefusesSecondCandidateAndSaysHowLong) {
   EXPECT_EQ(r3.slots[0].reply_epoch, 2u);
 }
 
-TEST(Node, RestartedNodeRefusesDuringQuietPeriod) {
+TEST(TakeoverNode, RestartedNodeRefusesDuringQuietPeriod) {
   GroupConfig g = Group3();
   auto n = *Node::Create(g, 3, milliseconds(10));
   wire::Message m;
@@ -253,7 +253,7 @@ TEST(Node, RestartedNodeRefusesDuringQuietPeriod) {
   EXPECT_TRUE(n->GetStatus(milliseconds(15)).quiet);
 }
 
-TEST(Node, DrainRemovesThenNextTakesOverAtOnce) {
+TEST(TakeoverNode, DrainRemovesThenNextTakesOverAtOnce) {
   Net net(Group3());
   net.RunFor(milliseconds(100));
   ASSERT_EQ(net.Holder(), 1u);
@@ -268,7 +268,7 @@ TEST(Node, DrainRemovesThenNextTakesOverAtOnce) {
   EXPECT_TRUE(net.node(1).GetStatus(net.now()).draining);
 }
 
-TEST(Node, NoMajorityNoHolder) {
+TEST(TakeoverNode, NoMajorityNoHolder) {
   Net net(Group3());
   net.Crash(2);
   net.Crash(3);
@@ -276,7 +276,7 @@ TEST(Node, NoMajorityNoHolder) {
   EXPECT_EQ(net.Holder(), kNoNode);
 }
 
-TEST(Node, SingleNodeGroupHoldsAlone) {
+TEST(TakeoverNode, SingleNodeGroupHoldsAlone) {
   GroupConfig g;
   g.peers = {{4, 1, 1}};
   g.num_slots = 3;

@@ -36,7 +36,7 @@ Message Sample() {
   return m;
 }
 
-TEST(Wire, RoundTrip) {
+TEST(TakeoverWire, RoundTrip) {
   const Message m = Sample();
   std::optional<Message> d = Decode(Encode(m));
   ASSERT_TRUE(d.has_value());
@@ -59,7 +59,7 @@ TEST(Wire, RoundTrip) {
   EXPECT_EQ(d->slots[1].reply_wait_ns, 1000u);
 }
 
-TEST(Wire, EveryTruncationAndTrailingByteIsRejected) {
+TEST(TakeoverWire, EveryTruncationAndTrailingByteIsRejected) {
   const std::string good = Encode(Sample());
   for (size_t len = 0; len < good.size(); ++len) {
     EXPECT_FALSE(Decode(good.substr(0, len)).has_value()) << "length " << len;
@@ -67,7 +67,7 @@ TEST(Wire, EveryTruncationAndTrailingByteIsRejected) {
   EXPECT_FALSE(Decode(good + '\0').has_value());
 }
 
-TEST(Wire, WrongMagicVersionOrFlagsIsRejected) {
+TEST(TakeoverWire, WrongMagicVersionOrFlagsIsRejected) {
   std::string s = Encode(Sample());
   s[0] = 'X';
   EXPECT_FALSE(Decode(s).has_value());
@@ -79,7 +79,7 @@ TEST(Wire, WrongMagicVersionOrFlagsIsRejected) {
   EXPECT_FALSE(Decode(s).has_value());
 }
 
-TEST(Wire, HugeCountsAreRejectedWithoutAllocating) {
+TEST(TakeoverWire, HugeCountsAreRejectedWithoutAllocating) {
   std::string s = Encode(Message{});
   // view_count is at offset 36 (after magic, version, flags, four u64).
   s[36] = static_cast<char>(0xff);
@@ -89,7 +89,7 @@ TEST(Wire, HugeCountsAreRejectedWithoutAllocating) {
 
 // Fuzz-like: random bytes and random mutations of a valid message never
 // crash the decoder, and a Node fed them counts them as malformed.
-TEST(Wire, RandomBytesNeverCrashAndAreCounted) {
+TEST(TakeoverWire, RandomBytesNeverCrashAndAreCounted) {
   std::mt19937_64 g(20261126);
   GroupConfig group;
   group.peers = {{1, 1, 1}, {2, 2, 1}, {3, 3, 1}};
@@ -121,7 +121,7 @@ TEST(Wire, RandomBytesNeverCrashAndAreCounted) {
   EXPECT_LT(accepted, 20000);
 }
 
-TEST(Wire, MessageFromUnknownPeerIsMalformed) {
+TEST(TakeoverWire, MessageFromUnknownPeerIsMalformed) {
   GroupConfig group;
   group.peers = {{1, 1, 1}, {2, 2, 1}};
   auto node = Node::Create(group, 1, Time(0));
