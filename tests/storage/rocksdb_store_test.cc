@@ -405,6 +405,7 @@ TEST(RocksDbStoreTest, FullDiskIsUnavailableAndRecovers) {
   // until the disk is felt, and a little longer: after a failure the store
   // reopens RocksDB, which frees some space, so commits may succeed and fail
   // again. Every commit is two keys; a failed one must leave neither.
+  absl::Status first_failure;
   absl::Status failure;
   int failures = 0;
   for (int i = 0; i < 2000 && failures < 3; ++i) {
@@ -417,6 +418,7 @@ TEST(RocksDbStoreTest, FullDiskIsUnavailableAndRecovers) {
     }
     ++failures;
     failure = r.status();
+    if (failures == 1) first_failure = failure;
     EXPECT_EQ(failure.code(), absl::StatusCode::kUnavailable) << failure;
     EXPECT_FALSE(store->Get(a).value_or(Versioned{"", 1}).present())
         << "failed commit half-applied: " << failure;
@@ -424,10 +426,11 @@ TEST(RocksDbStoreTest, FullDiskIsUnavailableAndRecovers) {
         << "failed commit half-applied: " << failure;
   }
   ASSERT_GT(failures, 0) << "the disk never filled";
-  std::cout << "on a full disk: " << failure << "\n";
-  EXPECT_TRUE(absl::StrContains(failure.message(), "disk full") ||
-              absl::StrContains(failure.message(), "space"))
-      << failure;
+  std::cout << "on a full disk: " << first_failure << "\n";
+  // The first failure is the disk filling up; later ones may be RocksDB's
+  // background work failing in other ways on the still-full disk.
+  EXPECT_TRUE(absl::StrContains(first_failure.message(), "disk full"))
+      << first_failure;
 
   for (const auto& [key, revision] : acked) {
     absl::StatusOr<Versioned> v = store->Get(key);
