@@ -3,11 +3,14 @@
 # h1 crashes and h2 takes over, h1 comes back (port up, fresh daemon, as after a reboot) and must
 # NOT take the address back: only a failure moves it (no preempt). The stale address the killed
 # daemon left on h1 must disappear by itself (kernel valid_lft backstop) before h1 is revived.
+# Also: a stale labelled address left on h3 by an "earlier run" is removed when its daemon starts.
 TEST_NAME=takeover_priority TEST_TAG=c
 . "$(dirname "$0")/takeover_lib.sh"
 
 lab_up
 for h in h1 h2 h3; do write_config "$h"; start_monitor "$h"; start_responder "$h"; done
+# A leftover of an earlier run on the lowest-priority host (our label, long lifetime).
+ip -n "$(ns h3)" addr add "$VIP/24" dev eth0 label eth0:bt valid_lft 300 preferred_lft 300
 start_poller
 # Simultaneous start: all three daemons are launched back to back, within a few milliseconds.
 for h in h3 h2 h1; do start_daemon "$h"; done
@@ -17,6 +20,7 @@ for h in h1 h2 h3; do
   wait_until 5 bash -c "[[ \$('$TAKEOVERD' status --socket '$WORK/$h.sock' --json | '$PY' -c 'import json,sys; print(json.load(sys.stdin)[\"holder\"])') == 1 ]]" \
     || fail "$h does not report h1 as holder"
 done
+grep -q "removed stale address $VIP/24" "$WORK/h3.log" || fail "h3 did not remove the stale address at start-up"
 E1=$(status_field h1 'j["epoch"]')
 log "simultaneous start: h1 holds (epoch $E1), all agree"
 
