@@ -165,7 +165,7 @@ ScheduleResult RunRandomSchedule(uint64_t seed, bool trace) {
         sim.Crash(victim);
         break;
       case 6:
-        if (!sim.IsUp(victim)) sim.Start(victim);
+        if (!sim.IsUp(victim)) sim.Start(victim, /*reboot=*/g() % 2 == 0);
         break;
       case 7:
         sim.network().loss = kLoss[g() % 5];

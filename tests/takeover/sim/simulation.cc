@@ -75,8 +75,13 @@ void Simulation::Violation(const std::string& what) {
   Trace("VIOLATION " + what);
 }
 
-void Simulation::Start(NodeId id) {
+void Simulation::Start(NodeId id, bool reboot) {
   SimNode& n = N(id);
+  if (reboot && !n.node) {
+    std::uniform_int_distribution<int64_t> offset(-options_.max_clock_offset.count(),
+                                                  options_.max_clock_offset.count());
+    n.offset = offset(rng_);
+  }
   absl::StatusOr<std::unique_ptr<Node>> node =
       Node::Create(options_.group, id, Local(n, now_));
   if (!node.ok()) {

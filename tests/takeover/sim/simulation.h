@@ -78,7 +78,10 @@ class Simulation {
   const std::vector<NodeId>& ids() const { return ids_; }
 
   // Scenario control; takes effect at now().
-  void Start(NodeId id);  // (Re)creates the node; its clock keeps running.
+  // (Re)creates the node. Its clock keeps running (process restart), or with
+  // `reboot` starts again from a new random origin (host reboot: the
+  // monotonic clock resets).
+  void Start(NodeId id, bool reboot = false);
   void Crash(NodeId id);  // Host crash: the node and its address vanish.
   void Pause(NodeId id, RealTime duration);  // Neither receives nor ticks.
   bool IsUp(NodeId id) const;
