@@ -17,6 +17,7 @@
 
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -35,6 +36,11 @@ struct StoreContractParam {
   // Makes a fresh, empty store and returns its opener.
   std::function<StoreOpener()> new_store;
 };
+
+// Test names and ctest names show the backend's name, not the param's bytes.
+inline void PrintTo(const StoreContractParam& param, std::ostream* os) {
+  *os << param.name;
+}
 
 inline std::string StoreContractParamName(
     const ::testing::TestParamInfo<StoreContractParam>& info) {
