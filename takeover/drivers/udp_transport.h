@@ -78,7 +78,7 @@ inline constexpr uint8_t kDatagramVersion = 1;
 // Why a received datagram was dropped. Each reason is counted and logged at
 // most once per `UdpTransportOptions::drop_log_interval`.
 enum class DropReason : int {
-  kTruncated = 0,      // shorter than header + MAC, or length field too large
+  kTruncated = 0,      // shorter than header + MAC, or size != what the length field says
   kOversized,          // longer than header + max_payload_bytes + MAC
   kBadMagic,           // not a baton datagram
   kBadVersion,         // unknown version or non-zero flags
