@@ -282,6 +282,36 @@ TEST_P(StoreContractTest, BinaryKeysAndValuesRoundTrip) {
       << "the conflict key keeps its NUL byte";
 }
 
+// Fencing as docs/storage.md describes it: a holder's commits condition on the
+// version of the slot's epoch key; a take-over rewrites the key, after which
+// every commit of the old holder conflicts on that key.
+TEST_P(StoreContractTest, FencingEpochKeyRejectsTheOldHolder) {
+  const std::string fence = std::string(kReservedPrefix) + "fence/slot-1";
+  // Holder A takes epoch 1.
+  BATON_ASSERT_OK_AND_ASSIGN(uint64_t a_fence,
+                             store_->Commit({{fence, 0}}, Puts({{fence, "1"}})));
+  BATON_ASSERT_OK_AND_ASSIGN(uint64_t a_write,
+                             store_->Commit({{fence, a_fence}}, Puts({{"state", "from A"}})));
+  EXPECT_GT(a_write, a_fence);
+
+  // Holder B takes over with epoch 2.
+  BATON_ASSERT_OK_AND_ASSIGN(Versioned seen, store_->Get(fence));
+  BATON_ASSERT_OK_AND_ASSIGN(uint64_t b_fence,
+                             store_->Commit({{fence, seen.version}}, Puts({{fence, "2"}})));
+
+  // A, still believing it holds the slot, is fenced off.
+  absl::StatusOr<uint64_t> late =
+      store_->Commit({{fence, a_fence}}, Puts({{"state", "late write from A"}}));
+  ASSERT_TRUE(IsConflict(late.status())) << late.status();
+  EXPECT_EQ(ConflictKey(late.status()), std::optional<std::string>(fence));
+
+  BATON_ASSERT_OK_AND_ASSIGN(uint64_t b_write,
+                             store_->Commit({{fence, b_fence}}, Puts({{"state", "from B"}})));
+  BATON_ASSERT_OK_AND_ASSIGN(Versioned state, store_->Get("state"));
+  EXPECT_EQ(state.value, "from B");
+  EXPECT_EQ(state.version, b_write);
+}
+
 // Many threads increment a few counters by read-modify-write commits that
 // condition on the version they read. Every successful commit must count
 // exactly once: no lost update, no double apply.
