@@ -84,6 +84,7 @@ struct PendingReply {
 struct SlotState {
   // --- Grantor side (docs "Grants").
   NodeId grantee = kNoNode;
+  uint64_t grantee_incarnation = 0;  // Only that run of the grantee may release.
   Time grant_until = kLongAgo;  // Our clock.
   uint64_t grant_epoch = 0;
   // Highest epoch granted here or claimed by a confirmed holder, and to whom.
@@ -358,7 +359,8 @@ class NodeImpl final : public Node {
       if (e.release && m.seq > peer.request_seq[e.slot]) {
         peer.release_seq[e.slot] = std::max(peer.release_seq[e.slot], m.seq);
       }
-      if (e.release && s.grantee == from_id && m.seq > peer.request_seq[e.slot]) {
+      if (e.release && s.grantee == from_id && s.grantee_incarnation == m.incarnation &&
+          m.seq > peer.request_seq[e.slot]) {
         // The sender removed its address before sending this (driver
         // contract), so the grant can go at once: planned hand-over.
         s.grantee = kNoNode;
@@ -394,6 +396,7 @@ class NodeImpl final : public Node {
       return r;  // Epoch taken: the candidate retries above r.epoch.
     }
     s.grantee = id;
+    s.grantee_incarnation = from == self_index_ ? incarnation_ : peers_[from].incarnation;
     s.grant_until = now + grant_hold_;
     s.grant_epoch = epoch;
     s.max_epoch = epoch;
@@ -488,7 +491,7 @@ class NodeImpl final : public Node {
 
   bool ShouldCampaign(uint32_t slot, Time now) const {
     const SlotState& s = slots_[slot];
-    if (draining_ || Quiet(now) || now < quiet_until_) return false;
+    if (draining_ || Quiet(now)) return false;
     if (ViewSize(now) < majority_ || !IAmTop(now)) return false;
     if (ClaimLive(s, now) && s.claimed_holder != self_) return false;
     if (s.grantee != kNoNode && s.grantee != self_ && now < s.grant_until) {
