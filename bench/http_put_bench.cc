@@ -271,6 +271,7 @@ int Main(int argc, char** argv) {
   size_t value_bytes = 100;
   bool with_redis = true;
   bool with_nosync = true;
+  bool with_raw = true;
   app.add_option("--clients", clients_list, "comma-separated client counts");
   app.add_option("--seconds", seconds, "length of each run");
   app.add_option("--reps", reps, "runs per figure (median reported)");
@@ -278,6 +279,8 @@ int Main(int argc, char** argv) {
   app.add_option("--value-bytes", value_bytes, "bytes per value");
   app.add_option("--redis", with_redis, "measure redis appendfsync always");
   app.add_option("--nosync", with_nosync, "also measure baton with fsync off");
+  app.add_option("--raw", with_raw,
+                 "measure the raw RocksDB baseline (false: e.g. to profile)");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
@@ -307,12 +310,14 @@ int Main(int argc, char** argv) {
       ro.threads = c;
       ro.duration = dur;
       ro.value_bytes = value_bytes;
-      auto raw = MeasureRawRocksDbSyncedPuts(ro);
-      if (!raw.ok()) {
-        std::fprintf(stderr, "raw: %s\n", raw.status().ToString().c_str());
-        return 1;
+      if (with_raw) {
+        auto raw = MeasureRawRocksDbSyncedPuts(ro);
+        if (!raw.ok()) {
+          std::fprintf(stderr, "raw: %s\n", raw.status().ToString().c_str());
+          return 1;
+        }
+        raws.push_back(*raw);
       }
-      raws.push_back(*raw);
       auto b = MeasureBaton(dir, c, dur, value_bytes, /*sync=*/true);
       if (!b.ok()) {
         std::fprintf(stderr, "baton: %s\n", b.status().ToString().c_str());

@@ -239,6 +239,7 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void ReadHeader();
   void OnHeader(beast::error_code ec, size_t);
+  void ReadBody();
   void OnBody(beast::error_code ec, size_t);
   void OnReadError(beast::error_code ec);
   void Dispatch();
@@ -362,6 +363,23 @@ void Session::OnHeader(beast::error_code ec, size_t) {
   if (ec) return OnReadError(ec);
   if (parser_->is_done()) return Dispatch();
   stream_.expires_after(ToChrono(server_->options().read_timeout));
+  // Clients such as curl send "Expect: 100-continue" for larger bodies and
+  // wait (curl: 1 s) for the interim response before sending the body.
+  if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+    static constexpr std::string_view kContinue =
+        "HTTP/1.1 100 Continue\r\n\r\n";
+    net::async_write(
+        stream_, net::buffer(kContinue.data(), kContinue.size()),
+        [self = shared_from_this()](beast::error_code wec, size_t) {
+          if (wec) return self->Close();
+          self->ReadBody();
+        });
+    return;
+  }
+  ReadBody();
+}
+
+void Session::ReadBody() {
   http::async_read(
       stream_, buffer_, *parser_,
       beast::bind_front_handler(&Session::OnBody, shared_from_this()));

@@ -297,6 +297,17 @@ TEST_F(KvHttpTest, KeepAliveAndPipelinedRequestsAreAnsweredInOrder) {
   }
 }
 
+TEST_F(KvHttpTest, ExpectContinueGetsAnInterimResponse) {
+  Conn c(server_->port());
+  const std::string body = R"({"value":"after-100"})";
+  c.Send("PUT /kv/e HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+  EXPECT_EQ(c.Read().status, 100);
+  c.Send(body);
+  EXPECT_EQ(c.Read().status, 200);
+  EXPECT_EQ(Value("e"), "after-100");
+}
+
 TEST_F(KvHttpTest, SlowClientsAreTimedOut) {
   Conn idle(server_->port());
   Conn slow(server_->port());
