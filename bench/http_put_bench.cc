@@ -74,7 +74,8 @@ struct BatonRun {
 
 absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
                                       std::chrono::milliseconds duration,
-                                      size_t value_bytes, bool sync) {
+                                      size_t value_bytes, bool sync,
+                                      int workers, int io_threads) {
   std::string tmpl = dir + "/http-bench-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) {
     return absl::UnavailableError(absl::StrCat("mkdtemp in ", dir));
@@ -93,7 +94,8 @@ absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
     if (absl::Status s = kvservice::RegisterKvRoutes(router); !s.ok()) return s;
     framework::HttpServerOptions ho;
     ho.port = 0;
-    ho.worker_threads = std::max(16, clients);
+    ho.worker_threads = workers > 0 ? workers : std::max(16, clients);
+    ho.io_threads = io_threads;
     auto server = framework::StartHttpServer(ho, std::move(router), pipeline);
     if (!server.ok()) return server.status();
     const uint16_t port = (*server)->port();
@@ -272,6 +274,8 @@ int Main(int argc, char** argv) {
   bool with_redis = true;
   bool with_nosync = true;
   bool with_raw = true;
+  int workers = 0;
+  int io_threads = 1;
   app.add_option("--clients", clients_list, "comma-separated client counts");
   app.add_option("--seconds", seconds, "length of each run");
   app.add_option("--reps", reps, "runs per figure (median reported)");
@@ -281,6 +285,9 @@ int Main(int argc, char** argv) {
   app.add_option("--nosync", with_nosync, "also measure baton with fsync off");
   app.add_option("--raw", with_raw,
                  "measure the raw RocksDB baseline (false: e.g. to profile)");
+  app.add_option("--worker-threads", workers,
+                 "server worker threads (0: max(16, clients))");
+  app.add_option("--io-threads", io_threads, "server event-loop threads");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
@@ -318,14 +325,16 @@ int Main(int argc, char** argv) {
         }
         raws.push_back(*raw);
       }
-      auto b = MeasureBaton(dir, c, dur, value_bytes, /*sync=*/true);
+      auto b = MeasureBaton(dir, c, dur, value_bytes, /*sync=*/true, workers,
+                            io_threads);
       if (!b.ok()) {
         std::fprintf(stderr, "baton: %s\n", b.status().ToString().c_str());
         return 1;
       }
       batons.push_back(*b);
       if (with_nosync) {
-        auto n = MeasureBaton(dir, c, dur, value_bytes, /*sync=*/false);
+        auto n = MeasureBaton(dir, c, dur, value_bytes, /*sync=*/false,
+                              workers, io_threads);
         if (n.ok()) nosyncs.push_back(*n);
       }
       if (redis) {

@@ -107,7 +107,7 @@ class KvHttpTest : public ::testing::Test {
     storage::RocksDbOptions so;
     so.path = dir_.string();
     so.sync = false;  // Durability is the crash test's subject, not this one's.
-    auto store = storage::OpenRocksDbStore(so);
+    auto store = storage::OpenRocksDb(so);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
     framework::PipelineOptions po;
@@ -149,7 +149,7 @@ class KvHttpTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
-  std::unique_ptr<storage::StableStore> store_;
+  std::unique_ptr<storage::RocksDbStore> store_;
   std::unique_ptr<framework::RequestPipeline> pipeline_;
   std::unique_ptr<framework::HttpServer> server_;
 };
@@ -306,6 +306,16 @@ TEST_F(KvHttpTest, ExpectContinueGetsAnInterimResponse) {
   c.Send(body);
   EXPECT_EQ(c.Read().status, 200);
   EXPECT_EQ(Value("e"), "after-100");
+}
+
+TEST_F(KvHttpTest, StoreUnavailableIs503WithRetryAfter) {
+  ASSERT_TRUE(store_->Close().ok());
+  for (const std::string& raw :
+       {Req("GET", "/kv/x"), Req("POST", "/kv/x/incr", "", Key("u1"))}) {
+    Resp r = Call(raw);
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_EQ(r.retry_after, "1");
+  }
 }
 
 TEST_F(KvHttpTest, SlowClientsAreTimedOut) {
