@@ -1,0 +1,156 @@
+// The replicated stable store: StableStore (storage/stable_store.h) on an
+// etcd v3 cluster (tested with etcd 3.4), for services whose hosts must all
+// reach the same state and must not depend on one disk or one host. A commit
+// is acknowledged after a quorum of etcd members has it in its raft log.
+//
+//   baton::storage::EtcdOptions options;
+//   options.endpoints = {"10.0.0.1:2379", "10.0.0.2:2379", "10.0.0.3:2379"};
+//   options.key_prefix = "kvservice/";
+//   absl::StatusOr<std::unique_ptr<StableStore>> store =
+//       baton::storage::OpenEtcdStore(options);
+//
+// Mapping (details in docs/etcd.md)
+//   key K            etcd key  key_prefix + K
+//   version          the key's mod_revision (store-wide, so it only grows)
+//   Commit           one etcd Txn: compare mod_revision == expected version
+//                    per condition (0 = absent), then puts/deletes; the
+//                    txn's header revision is the returned revision
+//   Scan             one Range over [key_prefix+prefix, its prefix end)
+//   Ping             Maintenance.Status: OK when the member has a leader
+//                    and no alarm
+//
+// Error codes, beyond the contract's
+//   kUnavailable        no endpoint could be reached within dial_timeout, no
+//                       leader, or etcd refused before applying (nothing was
+//                       written). The message names every endpoint tried.
+//   kUnknown            Commit only: the request was sent but no answer came
+//                       (deadline, lost connection, etcd's own "request timed
+//                       out"). Resolve by reading, never by re-executing.
+//   kResourceExhausted  a commit over max_request_bytes or with more than
+//                       max_txn_ops conditions or writes; refused before
+//                       sending.
+//   kUnauthenticated / kPermissionDenied  wrong credentials / etcd's RBAC.
+//   kInvalidArgument    bad options at open.
+//
+// Thread safety: the store is thread-safe; share one per process (it keeps
+// one HTTP/2 connection per endpoint, multiplexing concurrent calls).
+#ifndef BATON_STORAGE_ETCD_ETCD_STORE_H_
+#define BATON_STORAGE_ETCD_ETCD_STORE_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "storage/stable_store.h"
+
+namespace baton::storage {
+
+struct EtcdOptions {
+  // Client URLs of the cluster's members, "host:port", optionally with an
+  // "http://" or "https://" scheme. Calls go to the last endpoint that
+  // answered and move on to the next one when it cannot be reached.
+  // Default: {"127.0.0.1:2379"} (etcd's default client port).
+  std::vector<std::string> endpoints = {"127.0.0.1:2379"};
+
+  // Every key is stored in etcd as key_prefix + key, so several services (or
+  // tests) share a cluster without seeing each other's keys. Must not be
+  // empty: etcd refuses the empty key, which the contract allows.
+  // Default: "baton/".
+  std::string key_prefix = "baton/";
+
+  // How long a call waits for a connection to one endpoint before it tries
+  // the next. Default: 2000 ms.
+  std::chrono::milliseconds dial_timeout{2000};
+
+  // Deadline of one request to one endpoint. A commit that misses it returns
+  // kUnknown; a read moves on to the next endpoint. Keep it above etcd's
+  // leader election time (etcd's --election-timeout, default 1 s).
+  // Default: 5000 ms.
+  std::chrono::milliseconds request_timeout{5000};
+
+  // TLS: used when tls_ca_file is set or an endpoint says "https://". PEM
+  // files; tls_cert_file and tls_key_file (client certificate) only when the
+  // server asks for one. Default: empty (plain TCP).
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+
+  // etcd user and password (etcd's auth enabled). The store authenticates on
+  // first use and again whenever etcd says the token is invalid or expired.
+  // Default: empty (no auth).
+  std::string username;
+  std::string password;
+
+  // etcd's --max-request-bytes. A commit whose encoded request (plus 1 KiB
+  // for etcd's raft envelope) exceeds it is refused with kResourceExhausted
+  // before sending. Set it to the server's value. Default: 1.5 MiB (1572864,
+  // etcd's default).
+  size_t max_request_bytes = 1572864;
+
+  // etcd's --max-txn-ops. A commit with more conditions, or more distinct
+  // written keys, is refused with kResourceExhausted before sending.
+  // Default: 128 (etcd's default).
+  size_t max_txn_ops = 128;
+
+  // Largest response accepted (a Scan of large values). Default: 64 MiB.
+  size_t max_response_bytes = 64u << 20;
+};
+
+// What the store has done so far; for tests, metrics and logs.
+struct EtcdStoreStats {
+  // Times a call moved to another endpoint than the last good one.
+  uint64_t failovers = 0;
+  // Commits answered kUnknown.
+  uint64_t unknown_outcomes = 0;
+  // Successful Authenticate calls (first one included).
+  uint64_t authentications = 0;
+};
+
+namespace etcd_internal {
+class Client;
+}  // namespace etcd_internal
+
+// The etcd-backed store, for callers that want more than the contract.
+class EtcdStore : public StableStore {
+ public:
+  ~EtcdStore() override;
+
+  [[nodiscard]] absl::StatusOr<Versioned> Get(std::string_view key) override;
+  [[nodiscard]] absl::StatusOr<std::vector<KeyValue>> Scan(const ScanOptions& options) override;
+  [[nodiscard]] absl::StatusOr<uint64_t> Commit(const std::vector<Condition>& conditions,
+                                                const std::vector<Write>& writes) override;
+  [[nodiscard]] absl::Status Ping() override;
+
+  EtcdStoreStats Stats() const;
+  // The endpoint calls currently go to.
+  std::string CurrentEndpoint() const;
+
+  // The gRPC connection underneath (storage/etcd/etcd_client.h, which
+  // includes gRPC); for benchmarks that send raw etcd requests through the
+  // very same stubs. Owned by the store.
+  etcd_internal::Client& client() { return *client_; }
+
+ private:
+  friend absl::StatusOr<std::unique_ptr<EtcdStore>> OpenEtcd(const EtcdOptions&);
+  EtcdStore(EtcdOptions options, std::unique_ptr<etcd_internal::Client> client);
+
+  const EtcdOptions options_;
+  std::unique_ptr<etcd_internal::Client> client_;
+};
+
+// Opens a store on the cluster. Does not contact etcd (an unreachable cluster
+// shows up as kUnavailable on the first call, and the store keeps trying);
+// fails with kInvalidArgument for bad options (no endpoints, empty prefix,
+// unreadable TLS files).
+[[nodiscard]] absl::StatusOr<std::unique_ptr<EtcdStore>> OpenEtcd(
+    const EtcdOptions& options);
+[[nodiscard]] absl::StatusOr<std::unique_ptr<StableStore>> OpenEtcdStore(
+    const EtcdOptions& options);
+
+}  // namespace baton::storage
+
+#endif  // BATON_STORAGE_ETCD_ETCD_STORE_H_
