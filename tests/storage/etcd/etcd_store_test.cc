@@ -1,0 +1,466 @@
+// The etcd backend against real etcd processes that the test starts on
+// loopback (ephemeral ports, temp data dir, killed by PID at the end and when
+// the test process dies): the shared StableStore contract on one member and
+// on a three-member cluster, plus what only a replicated, networked store can
+// be tested for (a member killed mid-run, limits, a store that is down,
+// outcome-unknown commits, key prefixes, auth tokens).
+//
+// No etcd binary: every test fails under CI=true and is skipped otherwise.
+#include "storage/etcd/etcd_store.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "storage/etcd/testing/etcd_launcher.h"
+#include "tests/storage/store_contract_test.h"
+
+namespace baton::storage {
+namespace {
+
+using testing::EtcdCluster;
+using testing::EtcdLaunchOptions;
+using testing::StoreContractParam;
+using testing::StoreContractParamName;
+using testing::StoreContractTest;
+using testing::StoreOpener;
+
+using std::chrono::milliseconds;
+
+// Fails under CI=true, skips otherwise, when no etcd binary is installed.
+class RequireEtcd : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    absl::StatusOr<std::string> binary = EtcdCluster::FindBinary();
+    if (binary.ok()) return;
+    const char* ci = std::getenv("CI");
+    if (ci != nullptr && std::string(ci) == "true") {
+      FAIL() << binary.status() << " (required under CI=true)";
+    }
+    GTEST_SKIP() << binary.status();
+  }
+};
+
+// Timeouts short enough that fail-over tests finish quickly, long enough for
+// a loaded two-core machine.
+EtcdOptions TestOptions(const EtcdCluster& cluster, std::string prefix) {
+  EtcdOptions o;
+  o.endpoints = cluster.ClientEndpoints();
+  o.key_prefix = std::move(prefix);
+  o.dial_timeout = milliseconds(500);
+  o.request_timeout = milliseconds(3000);
+  return o;
+}
+
+// One cluster per size per test process (ctest runs every test in a process
+// of its own), started on first use and killed when the process exits.
+EtcdCluster* SharedCluster(int members, absl::Status* error) {
+  static std::map<int, std::unique_ptr<EtcdCluster>>* clusters =
+      new std::map<int, std::unique_ptr<EtcdCluster>>();
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = clusters->find(members);
+  if (it != clusters->end()) return it->second.get();
+  EtcdLaunchOptions options;
+  options.members = members;
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> c = EtcdCluster::Start(options);
+  if (!c.ok()) {
+    *error = c.status();
+    return nullptr;
+  }
+  EtcdCluster* raw = c->get();
+  (*clusters)[members] = std::move(*c);
+  // Kill at exit, also after a failed assertion (PDEATHSIG covers crashes).
+  static bool registered = [] {
+    std::atexit([] { delete clusters; });
+    return true;
+  }();
+  (void)registered;
+  return raw;
+}
+
+std::string UniquePrefix() {
+  static std::atomic<int> n{0};
+  return absl::StrCat("test-", ::getpid(), "-", n++, "/");
+}
+
+StoreContractParam EtcdParam(std::string name, int members) {
+  return StoreContractParam{
+      std::move(name), [members]() -> StoreOpener {
+        absl::Status error;
+        EtcdCluster* cluster = SharedCluster(members, &error);
+        const std::string prefix = UniquePrefix();
+        return [cluster, error, prefix]() -> absl::StatusOr<std::unique_ptr<StableStore>> {
+          if (cluster == nullptr) return error;
+          return OpenEtcdStore(TestOptions(*cluster, prefix));
+        };
+      }};
+}
+
+INSTANTIATE_TEST_SUITE_P(Etcd, StoreContractTest,
+                         ::testing::Values(EtcdParam("EtcdSingleNode", 1),
+                                           EtcdParam("EtcdThreeMembers", 3)),
+                         StoreContractParamName);
+
+// ---------------------------------------------------------------------------
+// etcd-specific tests; each starts the cluster it needs.
+
+class EtcdStoreTest : public ::testing::Test {
+ protected:
+  void Start(int members, std::vector<std::string> extra_args = {}) {
+    EtcdLaunchOptions options;
+    options.members = members;
+    options.extra_args = std::move(extra_args);
+    absl::StatusOr<std::unique_ptr<EtcdCluster>> c = EtcdCluster::Start(options);
+    ASSERT_TRUE(c.ok()) << c.status();
+    cluster_ = std::move(*c);
+  }
+
+  std::unique_ptr<EtcdStore> Open(EtcdOptions options) {
+    absl::StatusOr<std::unique_ptr<EtcdStore>> s = OpenEtcd(options);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  std::unique_ptr<EtcdCluster> cluster_;
+};
+
+uint32_t TestSeed() {
+  if (const char* env = std::getenv("BATON_TEST_SEED")) {
+    return static_cast<uint32_t>(std::strtoul(env, nullptr, 10));
+  }
+  return std::random_device{}();
+}
+
+// Threads increment counters by read-modify-write commits while the member
+// the client talks to is SIGKILLed. Each attempt also writes its own record
+// key in the same commit, so afterwards every attempt's fate can be read:
+// acknowledged → applied; conflict or unavailable → not applied; unknown →
+// resolved by reading. The counter must equal the number of applied records
+// (every increment present exactly once), and commits must succeed after the
+// kill (the client failed over).
+TEST_F(EtcdStoreTest, MemberKilledDuringConflictingIncrementsLosesNothing) {
+  ASSERT_NO_FATAL_FAILURE(Start(3));
+  const uint32_t seed = TestSeed();
+  SCOPED_TRACE(absl::StrCat("seed=", seed, " (BATON_TEST_SEED replays the key choice)"));
+  std::unique_ptr<EtcdStore> store = Open(TestOptions(*cluster_, "failover/"));
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Ping().ok());
+  const std::string first = store->CurrentEndpoint();
+  ASSERT_EQ(first, cluster_->ClientEndpoint(0));
+
+  constexpr int kThreads = 6;
+  constexpr int kAttempts = 40;
+  constexpr int kCounters = 2;
+  enum Outcome { kNone, kOk, kConflict, kUnavailable, kUnknown, kOther };
+  std::vector<std::vector<Outcome>> outcome(kThreads, std::vector<Outcome>(kAttempts, kNone));
+  std::vector<std::vector<int>> counter_of(kThreads, std::vector<int>(kAttempts, 0));
+  std::atomic<int> acked{0};
+  std::atomic<bool> killed{false};
+  std::atomic<int> acked_after_kill{0};
+  std::mutex errors_mu;
+  std::vector<std::string> other_errors;
+
+  auto record_key = [](int t, int i) { return absl::StrCat("rec/", t, "/", i); };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(seed + static_cast<uint32_t>(t));
+      for (int i = 0; i < kAttempts; ++i) {
+        const int c = static_cast<int>(rng() % kCounters);
+        counter_of[t][i] = c;
+        const std::string key = absl::StrCat("counter/", c);
+        absl::StatusOr<Versioned> cur = store->Get(key);
+        if (!cur.ok()) {
+          outcome[t][i] = absl::IsUnavailable(cur.status()) ? kUnavailable : kOther;
+          if (outcome[t][i] == kOther) {
+            std::lock_guard<std::mutex> l(errors_mu);
+            other_errors.push_back(cur.status().ToString());
+          }
+          continue;
+        }
+        const int64_t n = cur->present() ? std::stoll(cur->value) : 0;
+        const bool after_kill = killed.load();
+        absl::StatusOr<uint64_t> r = store->Commit(
+            {{key, cur->version}, {record_key(t, i), 0}},
+            {Write::Put(key, std::to_string(n + 1)), Write::Put(record_key(t, i), "1")});
+        if (r.ok()) {
+          outcome[t][i] = kOk;
+          acked++;
+          if (after_kill) acked_after_kill++;
+        } else if (IsConflict(r.status())) {
+          outcome[t][i] = kConflict;
+        } else if (absl::IsUnavailable(r.status())) {
+          outcome[t][i] = kUnavailable;
+        } else if (absl::IsUnknown(r.status())) {
+          outcome[t][i] = kUnknown;
+        } else {
+          outcome[t][i] = kOther;
+          std::lock_guard<std::mutex> l(errors_mu);
+          other_errors.push_back(r.status().ToString());
+        }
+      }
+    });
+  }
+  // Kill the member in use once a few increments are in.
+  for (int waited = 0; acked.load() < 20 && waited < 400; ++waited) {
+    std::this_thread::sleep_for(milliseconds(25));
+  }
+  ASSERT_TRUE(cluster_->Kill(0).ok());
+  killed = true;
+  for (std::thread& th : threads) th.join();
+
+  EXPECT_TRUE(other_errors.empty()) << other_errors.front();
+  EXPECT_GT(acked_after_kill.load(), 0) << "no commit succeeded after the kill: no fail-over";
+  EXPECT_NE(store->CurrentEndpoint(), first);
+  EXPECT_GE(store->Stats().failovers, 1u);
+
+  // Resolve every attempt by reading (from the surviving members).
+  int64_t applied[kCounters] = {};
+  int unknown = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kAttempts; ++i) {
+      absl::StatusOr<Versioned> rec = store->Get(record_key(t, i));
+      ASSERT_TRUE(rec.ok()) << rec.status();
+      switch (outcome[t][i]) {
+        case kOk:
+          EXPECT_TRUE(rec->present()) << "acknowledged increment " << t << "/" << i << " lost";
+          break;
+        case kConflict:
+        case kUnavailable:
+        case kNone:
+          EXPECT_FALSE(rec->present()) << "failed attempt " << t << "/" << i << " applied";
+          break;
+        case kUnknown:
+          ++unknown;
+          break;
+        case kOther:
+          break;
+      }
+      if (rec->present()) applied[counter_of[t][i]]++;
+    }
+  }
+  for (int c = 0; c < kCounters; ++c) {
+    absl::StatusOr<Versioned> v = store->Get(absl::StrCat("counter/", c));
+    ASSERT_TRUE(v.ok()) << v.status();
+    const int64_t stored = v->present() ? std::stoll(v->value) : 0;
+    EXPECT_EQ(stored, applied[c]) << "counter " << c << ": every applied increment once";
+  }
+  std::printf("fail-over run: %d acknowledged (%d after the kill), %d unknown, %llu failovers\n",
+              acked.load(), acked_after_kill.load(), unknown,
+              static_cast<unsigned long long>(store->Stats().failovers));
+}
+
+TEST_F(EtcdStoreTest, OversizedCommitRefusedBeforeSending) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  std::unique_ptr<EtcdStore> store = Open(TestOptions(*cluster_, "size/"));
+  ASSERT_NE(store, nullptr);
+
+  // Over etcd's default 1.5 MiB: refused by the client.
+  absl::StatusOr<uint64_t> big =
+      store->Commit({}, {Write::Put("big", std::string(2 << 20, 'x'))});
+  ASSERT_EQ(big.status().code(), absl::StatusCode::kResourceExhausted) << big.status();
+  EXPECT_TRUE(absl::StrContains(big.status().message(), "max_request_bytes"));
+  EXPECT_TRUE(absl::StrContains(big.status().message(), "not sent"));
+  // Many values that add up past the limit, too.
+  std::vector<Write> many;
+  for (int i = 0; i < 20; ++i) many.push_back(Write::Put(absl::StrCat("k", i), std::string(100000, 'y')));
+  EXPECT_EQ(store->Commit({}, many).status().code(), absl::StatusCode::kResourceExhausted);
+
+  // Just under it: etcd takes it, so the client's limit is etcd's.
+  absl::StatusOr<uint64_t> fits =
+      store->Commit({}, {Write::Put("fits", std::string(1400 * 1024, 'z'))});
+  ASSERT_TRUE(fits.ok()) << fits.status();
+
+  // A lower configured limit is enforced by the client alone (etcd would
+  // accept 4 KiB): proof that the refusal happens before sending.
+  EtcdOptions small = TestOptions(*cluster_, "size/");
+  small.max_request_bytes = 2048;
+  std::unique_ptr<EtcdStore> strict = Open(small);
+  absl::StatusOr<uint64_t> refused = strict->Commit({}, {Write::Put("k", std::string(4096, 'a'))});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  absl::StatusOr<Versioned> k = store->Get("k");
+  ASSERT_TRUE(k.ok());
+  EXPECT_FALSE(k->present());
+}
+
+TEST_F(EtcdStoreTest, TooManyOperationsRefusedBeforeSending) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  std::unique_ptr<EtcdStore> store = Open(TestOptions(*cluster_, "ops/"));
+  ASSERT_NE(store, nullptr);
+  std::vector<Write> writes;
+  for (int i = 0; i < 128; ++i) writes.push_back(Write::Put(absl::StrCat("k", i), "v"));
+  absl::StatusOr<uint64_t> ok = store->Commit({}, writes);
+  ASSERT_TRUE(ok.ok()) << "128 operations are etcd's default limit: " << ok.status();
+
+  writes.push_back(Write::Put("k128", "v"));
+  absl::StatusOr<uint64_t> over = store->Commit({}, writes);
+  ASSERT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted) << over.status();
+  EXPECT_TRUE(absl::StrContains(over.status().message(), "max_txn_ops"));
+  absl::StatusOr<Versioned> k128 = store->Get("k128");
+  ASSERT_TRUE(k128.ok());
+  EXPECT_FALSE(k128->present());
+
+  std::vector<Condition> conditions;
+  for (int i = 0; i < 129; ++i) conditions.push_back({absl::StrCat("c", i), 0});
+  EXPECT_EQ(store->Commit(conditions, {}).status().code(), absl::StatusCode::kResourceExhausted);
+
+  // Writing one key twice counts once and the last write wins (etcd itself
+  // refuses duplicate keys in a txn).
+  absl::StatusOr<uint64_t> dup =
+      store->Commit({}, {Write::Put("d", "first"), Write::Delete("d"), Write::Put("d", "last")});
+  ASSERT_TRUE(dup.ok()) << dup.status();
+  absl::StatusOr<Versioned> d = store->Get("d");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->value, "last");
+}
+
+TEST_F(EtcdStoreTest, StoreDownIsUnavailableWithClearMessage) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  std::unique_ptr<EtcdStore> store = Open(TestOptions(*cluster_, "down/"));
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit({}, {Write::Put("k", "v")}).ok());
+  ASSERT_TRUE(cluster_->Kill(0).ok());
+  const std::string endpoint = cluster_->ClientEndpoint(0);
+
+  absl::Status ping = store->Ping();
+  EXPECT_EQ(ping.code(), absl::StatusCode::kUnavailable) << ping;
+  EXPECT_TRUE(absl::StrContains(ping.message(), endpoint)) << ping;
+  absl::StatusOr<Versioned> get = store->Get("k");
+  EXPECT_EQ(get.status().code(), absl::StatusCode::kUnavailable) << get.status();
+  absl::StatusOr<uint64_t> commit = store->Commit({}, {Write::Put("k", "w")});
+  EXPECT_EQ(commit.status().code(), absl::StatusCode::kUnavailable) << commit.status();
+  EXPECT_TRUE(absl::StrContains(commit.status().message(), "nothing was written"))
+      << commit.status();
+
+  // The member comes back: the same store object works again, and the
+  // refused commit indeed wrote nothing.
+  ASSERT_TRUE(cluster_->Restart(0).ok());
+  ASSERT_TRUE(cluster_->WaitReady(0, milliseconds(20000)).ok());
+  absl::StatusOr<Versioned> again = store->Get("k");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->value, "v");
+
+  // A store whose only endpoint never listened.
+  EtcdOptions nowhere = TestOptions(*cluster_, "down/");
+  nowhere.endpoints = {"127.0.0.1:1"};
+  std::unique_ptr<EtcdStore> lost = Open(nowhere);
+  absl::Status p = lost->Ping();
+  EXPECT_EQ(p.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(absl::StrContains(p.message(), "127.0.0.1:1")) << p;
+}
+
+// A paused member (SIGSTOP) accepts the request on its open socket and never
+// answers: the commit's outcome is unknown, which the caller resolves by
+// reading once the member is back.
+TEST_F(EtcdStoreTest, UnansweredCommitIsUnknownAndResolvedByReading) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  EtcdOptions options = TestOptions(*cluster_, "unknown/");
+  options.request_timeout = milliseconds(400);
+  std::unique_ptr<EtcdStore> store = Open(options);
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<uint64_t> r1 = store->Commit({}, {Write::Put("k", "before")});
+  ASSERT_TRUE(r1.ok()) << r1.status();
+
+  ASSERT_TRUE(cluster_->Pause(0).ok());
+  absl::StatusOr<uint64_t> r2 = store->Commit({{"k", *r1}}, {Write::Put("k", "after")});
+  ASSERT_TRUE(cluster_->Resume(0).ok());
+  ASSERT_EQ(r2.status().code(), absl::StatusCode::kUnknown) << r2.status();
+  EXPECT_TRUE(absl::StrContains(r2.status().message(), "resolve by reading"));
+  EXPECT_EQ(store->Stats().unknown_outcomes, 1u);
+
+  // Resolve: either the commit happened (new version) or it did not (old
+  // value and version) — never something in between.
+  ASSERT_TRUE(cluster_->WaitReady(0, milliseconds(20000)).ok());
+  absl::StatusOr<Versioned> v = store->Get("k");
+  ASSERT_TRUE(v.ok()) << v.status();
+  if (v->value == "after") {
+    EXPECT_GT(v->version, *r1);
+  } else {
+    EXPECT_EQ(v->value, "before");
+    EXPECT_EQ(v->version, *r1);
+  }
+  // And the store carries on, conditioned on what was read.
+  EXPECT_TRUE(store->Commit({{"k", v->version}}, {Write::Put("k", "next")}).ok());
+}
+
+TEST_F(EtcdStoreTest, KeyPrefixIsolatesTwoStores) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  std::unique_ptr<EtcdStore> a = Open(TestOptions(*cluster_, "svc-a/"));
+  std::unique_ptr<EtcdStore> b = Open(TestOptions(*cluster_, "svc-b/"));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  absl::StatusOr<uint64_t> ra = a->Commit({{"k", 0}}, {Write::Put("k", "from a")});
+  ASSERT_TRUE(ra.ok()) << ra.status();
+  // b's "k" is a different etcd key: absent, and its own commit succeeds.
+  absl::StatusOr<Versioned> bk = b->Get("k");
+  ASSERT_TRUE(bk.ok());
+  EXPECT_FALSE(bk->present());
+  absl::StatusOr<uint64_t> rb = b->Commit({{"k", 0}}, {Write::Put("k", "from b")});
+  ASSERT_TRUE(rb.ok()) << rb.status();
+  absl::StatusOr<Versioned> ak = a->Get("k");
+  ASSERT_TRUE(ak.ok());
+  EXPECT_EQ(ak->value, "from a");
+  EXPECT_EQ(ak->version, *ra);
+
+  absl::StatusOr<std::vector<KeyValue>> all = a->Scan({.prefix = "", .start_after = "", .limit = 100});
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].key, "k");
+  EXPECT_EQ((*all)[0].value, "from a");
+  // A prefix that is a string prefix of the other's ("svc-a" vs "svc-a/")
+  // is the caller's business; "/"-terminated prefixes never overlap.
+}
+
+// With etcd auth on and a 1-second token TTL, the store authenticates, and
+// after the token expired re-authenticates without the caller noticing.
+TEST_F(EtcdStoreTest, AuthTokenIsRefreshedAfterItExpires) {
+  ASSERT_NO_FATAL_FAILURE(Start(1, {"--auth-token=simple", "--auth-token-ttl=1"}));
+  ASSERT_TRUE(cluster_->Etcdctl(0, {"user", "add", "root:s3cret"}).ok());
+  ASSERT_TRUE(cluster_->Etcdctl(0, {"auth", "enable"}).ok());
+
+  EtcdOptions options = TestOptions(*cluster_, "auth/");
+  options.username = "root";
+  options.password = "s3cret";
+  std::unique_ptr<EtcdStore> store = Open(options);
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<uint64_t> r1 = store->Commit({}, {Write::Put("k", "1")});
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  EXPECT_EQ(store->Stats().authentications, 1u);
+
+  std::this_thread::sleep_for(milliseconds(2500));  // > TTL: the token expires
+  absl::StatusOr<uint64_t> r2 = store->Commit({{"k", *r1}}, {Write::Put("k", "2")});
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_GE(store->Stats().authentications, 2u) << "expired token was not refreshed";
+
+  EtcdOptions wrong = options;
+  wrong.password = "nope";
+  std::unique_ptr<EtcdStore> intruder = Open(wrong);
+  absl::StatusOr<Versioned> denied = intruder->Get("k");
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kUnauthenticated) << denied.status();
+  EtcdOptions anonymous = options;
+  anonymous.username.clear();
+  std::unique_ptr<EtcdStore> anon = Open(anonymous);
+  absl::StatusOr<Versioned> anon_get = anon->Get("k");
+  EXPECT_FALSE(anon_get.ok()) << "auth is on: an anonymous read must fail";
+}
+
+}  // namespace
+}  // namespace baton::storage
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  ::testing::AddGlobalTestEnvironment(new baton::storage::RequireEtcd());
+  return RUN_ALL_TESTS();
+}
