@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "spdlog/spdlog.h"
+#include "storage/etcd/etcd_client.h"
 #include "storage/etcd/etcd_store.h"
 
 namespace baton::storage::testing {
@@ -271,6 +272,35 @@ absl::Status EtcdCluster::WaitReady(int member, std::chrono::milliseconds timeou
       "etcd ", members_[static_cast<size_t>(member)].name, " not ready within ",
       timeout.count(), " ms: ", last.message(), "; log tail:\n",
       Tail(LogPath(member), 2000)));
+}
+
+absl::StatusOr<int> EtcdCluster::Leader(int member) {
+  // Ask each running member its own id (header.member_id) and `member` the
+  // leader's id.
+  std::vector<uint64_t> ids(members_.size(), 0);
+  uint64_t leader = 0;
+  for (int i = 0; i < size(); ++i) {
+    if (members_[static_cast<size_t>(i)].pid <= 0) continue;
+    EtcdOptions options;
+    options.endpoints = {ClientEndpoint(i)};
+    options.dial_timeout = std::chrono::milliseconds(500);
+    options.request_timeout = std::chrono::milliseconds(2000);
+    absl::StatusOr<std::unique_ptr<etcd_internal::Client>> client =
+        etcd_internal::Client::Create(options);
+    if (!client.ok()) return client.status();
+    etcdserverpb::StatusResponse resp;
+    absl::Status s = (*client)->Call(
+        etcd_internal::CallKind::kRead, [&](etcd_internal::Endpoint& ep, grpc::ClientContext& ctx) {
+          return ep.maintenance->Status(&ctx, etcdserverpb::StatusRequest(), &resp);
+        });
+    if (!s.ok()) return s;
+    ids[static_cast<size_t>(i)] = resp.header().member_id();
+    if (i == member) leader = resp.leader();
+  }
+  for (int i = 0; i < size(); ++i) {
+    if (leader != 0 && ids[static_cast<size_t>(i)] == leader) return i;
+  }
+  return absl::NotFoundError("no leader among the running members");
 }
 
 absl::StatusOr<std::string> EtcdCluster::Etcdctl(int member,

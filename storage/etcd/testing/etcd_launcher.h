@@ -65,6 +65,9 @@ class EtcdCluster {
   absl::Status Resume(int member);
   // Starts a killed member again on the same ports and data.
   absl::Status Restart(int member);
+  // The member that is the raft leader now, as `member` sees it; kNotFound
+  // when it reports none.
+  absl::StatusOr<int> Leader(int member);
   // Waits until `member` reports a leader.
   absl::Status WaitReady(int member, std::chrono::milliseconds timeout);
 
