@@ -16,6 +16,12 @@ namespace {
 
 // etcd reads the auth token from this gRPC metadata key.
 constexpr char kTokenMetadata[] = "token";
+// With this metadata a member without a leader refuses at once ("etcdserver:
+// no leader", before anything reaches raft) instead of holding a write until
+// the deadline, which would make its outcome unknown. etcd's own client sets
+// it the same way (WithRequireLeader).
+constexpr char kRequireLeaderMetadata[] = "hasleader";
+constexpr char kRequireLeaderValue[] = "true";
 
 absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
@@ -182,6 +188,7 @@ std::string Client::Token() const {
 
 void Client::Prepare(grpc::ClientContext& context) {
   context.set_deadline(After(options_.request_timeout));
+  context.AddMetadata(kRequireLeaderMetadata, kRequireLeaderValue);
   if (!options_.username.empty()) {
     std::string token = Token();
     if (!token.empty()) context.AddMetadata(kTokenMetadata, token);

@@ -387,6 +387,39 @@ TEST_F(EtcdStoreTest, StoreDownIsUnavailableWithClearMessage) {
   EXPECT_TRUE(absl::StrContains(p.message(), "127.0.0.1:1")) << p;
 }
 
+// A member cut off from the majority knows it has no leader and refuses at
+// once: a commit there is kUnavailable (nothing written), not a write held
+// until the deadline and then kUnknown.
+TEST_F(EtcdStoreTest, MemberWithoutQuorumRefusesWithUnavailable) {
+  ASSERT_NO_FATAL_FAILURE(Start(3));
+  EtcdOptions options = TestOptions(*cluster_, "minority/");
+  options.endpoints = {cluster_->ClientEndpoint(2)};
+  options.request_timeout = milliseconds(10000);
+  std::unique_ptr<EtcdStore> store = Open(options);
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<uint64_t> r1 = store->Commit({}, {Write::Put("k", "1")});
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  ASSERT_TRUE(cluster_->Kill(0).ok());
+  ASSERT_TRUE(cluster_->Kill(1).ok());
+  // The survivor drops its leader (or steps down, with etcd's CheckQuorum)
+  // after an election timeout (500 ms here).
+  absl::Status ping;
+  for (int i = 0; i < 100; ++i) {
+    ping = store->Ping();
+    if (!ping.ok()) break;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_EQ(ping.code(), absl::StatusCode::kUnavailable) << ping;
+  const auto t0 = std::chrono::steady_clock::now();
+  absl::StatusOr<uint64_t> r2 = store->Commit({{"k", *r1}}, {Write::Put("k", "2")});
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r2.status().code(), absl::StatusCode::kUnavailable) << r2.status();
+  EXPECT_TRUE(absl::StrContains(r2.status().message(), "no leader")) << r2.status();
+  EXPECT_LT(took, milliseconds(5000)) << "refused at once, not at the 10 s deadline";
+  absl::StatusOr<Versioned> get = store->Get("k");
+  EXPECT_EQ(get.status().code(), absl::StatusCode::kUnavailable) << get.status();
+}
+
 // A paused member (SIGSTOP) accepts the request on its open socket and never
 // answers: the commit's outcome is unknown, which the caller resolves by
 // reading once the member is back.
