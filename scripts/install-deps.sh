@@ -15,7 +15,7 @@ PKGS=(
   # services used by tests and benchmarks (started by the tests themselves)
   etcd-server etcd-client keepalived redis-server
   # lab, tests, benchmarks
-  iproute2 iputils-ping procps psmisc curl gnuplot-nox python3
+  iproute2 iputils-ping procps psmisc curl gnuplot-nox python3 openssl
 )
 
 missing=()
