@@ -139,12 +139,13 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(EtcdLaunchOption
 
 absl::Status EtcdCluster::Spawn(int i, bool initial) {
   Member& m = members_[static_cast<size_t>(i)];
+  const std::string scheme = options_.tls_cert_file.empty() ? "http" : "https";
   std::vector<std::string> args = {
       binary_,
       "--name", m.name,
       "--data-dir", m.data_dir,
-      "--listen-client-urls", absl::StrCat("http://127.0.0.1:", m.client_port),
-      "--advertise-client-urls", absl::StrCat("http://127.0.0.1:", m.client_port),
+      "--listen-client-urls", absl::StrCat(scheme, "://127.0.0.1:", m.client_port),
+      "--advertise-client-urls", absl::StrCat(scheme, "://127.0.0.1:", m.client_port),
       "--listen-peer-urls", absl::StrCat("http://127.0.0.1:", m.peer_port),
       "--initial-advertise-peer-urls", absl::StrCat("http://127.0.0.1:", m.peer_port),
       "--initial-cluster", initial_cluster_,
@@ -155,6 +156,14 @@ absl::Status EtcdCluster::Spawn(int i, bool initial) {
       "--logger", "zap",
       "--log-level", "warn",
   };
+  if (!options_.tls_cert_file.empty()) {
+    args.insert(args.end(), {"--cert-file", options_.tls_cert_file, "--key-file",
+                             options_.tls_key_file});
+    if (!options_.tls_client_ca_file.empty()) {
+      args.insert(args.end(),
+                  {"--client-cert-auth", "--trusted-ca-file", options_.tls_client_ca_file});
+    }
+  }
   for (const std::string& a : options_.extra_args) args.push_back(a);
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -243,12 +252,23 @@ absl::Status EtcdCluster::Restart(int member) {
   return Spawn(member, /*initial=*/false);
 }
 
-absl::Status EtcdCluster::WaitReady(int member, std::chrono::milliseconds timeout) {
+EtcdOptions EtcdCluster::ClientOptions(int member) const {
   EtcdOptions options;
   options.endpoints = {ClientEndpoint(member)};
   options.key_prefix = "baton-launcher/";
   options.dial_timeout = std::chrono::milliseconds(200);
   options.request_timeout = std::chrono::milliseconds(1000);
+  if (!options_.tls_cert_file.empty()) {
+    options.tls_ca_file = options_.tls_ca_file;
+    options.tls_cert_file = options_.tls_client_cert_file;
+    options.tls_key_file = options_.tls_client_key_file;
+    if (options.tls_ca_file.empty()) options.endpoints[0] = "https://" + options.endpoints[0];
+  }
+  return options;
+}
+
+absl::Status EtcdCluster::WaitReady(int member, std::chrono::milliseconds timeout) {
+  EtcdOptions options = ClientOptions(member);
   absl::StatusOr<std::unique_ptr<StableStore>> store = OpenEtcdStore(options);
   if (!store.ok()) return store.status();
   // Test support, not a library path: reading the clock here directly is
@@ -281,8 +301,7 @@ absl::StatusOr<int> EtcdCluster::Leader(int member) {
   uint64_t leader = 0;
   for (int i = 0; i < size(); ++i) {
     if (members_[static_cast<size_t>(i)].pid <= 0) continue;
-    EtcdOptions options;
-    options.endpoints = {ClientEndpoint(i)};
+    EtcdOptions options = ClientOptions(i);
     options.dial_timeout = std::chrono::milliseconds(500);
     options.request_timeout = std::chrono::milliseconds(2000);
     absl::StatusOr<std::unique_ptr<etcd_internal::Client>> client =

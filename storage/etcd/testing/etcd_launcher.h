@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "storage/etcd/etcd_store.h"
 
 namespace baton::storage::testing {
 
@@ -37,6 +38,19 @@ struct EtcdLaunchOptions {
   std::chrono::milliseconds start_timeout{30000};
   // More etcd flags, e.g. "--auth-token-ttl=1".
   std::vector<std::string> extra_args;
+
+  // TLS on the client port (https://) when tls_cert_file is set: the
+  // server's certificate and key (PEM, valid for IP 127.0.0.1) and the CA
+  // that signed it, which the launcher's own readiness checks trust. With
+  // tls_client_ca_file, etcd also requires a client certificate signed by it
+  // (--client-cert-auth); the launcher then presents tls_client_cert_file /
+  // tls_client_key_file. Peers talk plain HTTP on loopback. Default: empty.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_ca_file;
+  std::string tls_client_ca_file;
+  std::string tls_client_cert_file;
+  std::string tls_client_key_file;
 };
 
 class EtcdCluster {
@@ -88,6 +102,8 @@ class EtcdCluster {
   };
   EtcdCluster() = default;
   absl::Status Spawn(int member, bool initial);
+  // Options for the launcher's own connections to `member`.
+  EtcdOptions ClientOptions(int member) const;
 
   EtcdLaunchOptions options_;
   std::string binary_;

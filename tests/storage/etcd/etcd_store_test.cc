@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -480,6 +481,69 @@ TEST_F(EtcdStoreTest, KeyPrefixIsolatesTwoStores) {
   EXPECT_EQ((*all)[0].value, "from a");
   // A prefix that is a string prefix of the other's ("svc-a" vs "svc-a/")
   // is the caller's business; "/"-terminated prefixes never overlap.
+}
+
+// Makes a throw-away CA, a server certificate for IP 127.0.0.1 and a client
+// certificate with the openssl CLI, in `dir`.
+bool MakeCertificates(const std::string& dir) {
+  const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  const std::string script = absl::StrCat(
+      "set -e; cd '", dir, "';",
+      "openssl req -x509 ", ec, " -keyout ca.key -out ca.crt -days 1 -subj /CN=baton-test-ca;",
+      "printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext;",
+      "printf 'extendedKeyUsage=clientAuth\n' > client.ext;",
+      "for who in server client; do",
+      "  openssl req ", ec, " -keyout \\$who.key -out \\$who.csr -subj /CN=baton-\\$who;",
+      "  openssl x509 -req -in \\$who.csr -CA ca.crt -CAkey ca.key -CAcreateserial",
+      "    -out \\$who.crt -days 1 -extfile \\$who.ext;",
+      "done");
+  const std::string cmd = absl::StrCat("bash -c \"", script, "\" >'", dir, "/openssl.log' 2>&1");
+  return std::system(cmd.c_str()) == 0;
+}
+
+// TLS with a client certificate: the store talks to an https:// etcd that
+// requires one; without the CA, or without a client certificate, it cannot.
+TEST_F(EtcdStoreTest, TlsWithClientCertificate) {
+  std::string dir = ::testing::TempDir() + "baton-etcd-tls-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  ASSERT_TRUE(MakeCertificates(dir)) << "openssl failed, see " << dir << "/openssl.log";
+  EtcdLaunchOptions launch;
+  launch.tls_cert_file = dir + "/server.crt";
+  launch.tls_key_file = dir + "/server.key";
+  launch.tls_ca_file = dir + "/ca.crt";
+  launch.tls_client_ca_file = dir + "/ca.crt";
+  launch.tls_client_cert_file = dir + "/client.crt";
+  launch.tls_client_key_file = dir + "/client.key";
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> c = EtcdCluster::Start(launch);
+  ASSERT_TRUE(c.ok()) << c.status();
+  cluster_ = std::move(*c);
+
+  EtcdOptions options = TestOptions(*cluster_, "tls/");
+  options.tls_ca_file = dir + "/ca.crt";
+  options.tls_cert_file = dir + "/client.crt";
+  options.tls_key_file = dir + "/client.key";
+  std::unique_ptr<EtcdStore> store = Open(options);
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<uint64_t> r = store->Commit({{"k", 0}}, {Write::Put("k", "over tls")});
+  ASSERT_TRUE(r.ok()) << r.status();
+  absl::StatusOr<Versioned> v = store->Get("k");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->value, "over tls");
+  EXPECT_TRUE(store->Ping().ok());
+
+  EtcdOptions plain = TestOptions(*cluster_, "tls/");
+  EXPECT_EQ(Open(plain)->Get("k").status().code(), absl::StatusCode::kUnavailable);
+  EtcdOptions no_client_cert = options;
+  no_client_cert.tls_cert_file.clear();
+  no_client_cert.tls_key_file.clear();
+  EXPECT_EQ(Open(no_client_cert)->Get("k").status().code(), absl::StatusCode::kUnavailable);
+  EtcdOptions missing = options;
+  missing.tls_ca_file = dir + "/nope.crt";
+  EXPECT_EQ(OpenEtcd(missing).status().code(), absl::StatusCode::kInvalidArgument);
+
+  cluster_.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 // With etcd auth on and a 1-second token TTL, the store authenticates, and
