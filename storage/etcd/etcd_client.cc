@@ -93,6 +93,11 @@ absl::Status FinalStatus(const grpc::Status& s, const std::string& target) {
     return absl::ResourceExhaustedError(
         absl::StrCat(msg, " (server limit lower than EtcdOptions says?)"));
   }
+  if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
+      MessageHas(s, {"user name is empty"})) {
+    return absl::UnauthenticatedError(
+        absl::StrCat(msg, " (etcd has auth enabled: set EtcdOptions.username and password)"));
+  }
   if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
       MessageHas(s, {"database space exceeded"})) {
     return absl::UnavailableError(absl::StrCat(
@@ -220,7 +225,7 @@ bool Client::WaitConnected(Endpoint& ep) {
 absl::Status Client::EnsureToken(Endpoint& ep, bool refresh) {
   if (options_.username.empty()) return absl::OkStatus();
   absl::MutexLock lock(&token_mu_);
-  if (!refresh && !token_.empty()) return absl::OkStatus();
+  if (!refresh && authenticated_) return absl::OkStatus();
   etcdserverpb::AuthenticateRequest req;
   req.set_name(options_.username);
   req.set_password(options_.password);
@@ -228,6 +233,12 @@ absl::Status Client::EnsureToken(Endpoint& ep, bool refresh) {
   grpc::ClientContext ctx;
   ctx.set_deadline(After(options_.request_timeout));
   grpc::Status s = ep.auth->Authenticate(&ctx, req, &resp);
+  if (!s.ok() && MessageHas(s, {"authentication is not enabled"})) {
+    // Credentials configured, auth off on the cluster: go on without a token.
+    token_.clear();
+    authenticated_ = true;
+    return absl::OkStatus();
+  }
   if (!s.ok()) {
     if (Classify(s, CallKind::kRead) == FailureClass::kNotApplied) {
       return absl::UnavailableError(
@@ -239,6 +250,7 @@ absl::Status Client::EnsureToken(Endpoint& ep, bool refresh) {
         "\" failed: ", s.error_message()));
   }
   token_ = resp.token();
+  authenticated_ = true;
   authentications_.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }

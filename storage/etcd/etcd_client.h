@@ -88,8 +88,13 @@ class Client {
   std::vector<std::unique_ptr<Endpoint>> endpoints_;
   std::atomic<size_t> current_{0};
 
+  // Held across Authenticate, so that concurrent callers wait for one token
+  // instead of each asking for their own.
   mutable absl::Mutex token_mu_;
   std::string token_ ABSL_GUARDED_BY(token_mu_);
+  // True once Authenticate answered (token_ may stay empty: credentials were
+  // configured but the cluster has auth disabled).
+  bool authenticated_ ABSL_GUARDED_BY(token_mu_) = false;
 
   std::atomic<uint64_t> failovers_{0};
   std::atomic<uint64_t> unknown_outcomes_{0};
