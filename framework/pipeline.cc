@@ -424,13 +424,12 @@ absl::StatusOr<PipelineResult> RequestPipeline::Execute(const RequestId& id,
     // The first attempt finished: its record (if any) answers us.
   }
   InFlightGuard guard(this, record_key);
-  return ExecuteKeyed(id, record_key, request, handler);
+  return ExecuteKeyed(id, record_key, fingerprint, request, handler);
 }
 
 absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
-    const RequestId& id, const std::string& record_key, const Request& request,
-    Handler& handler) {
-  const std::string fingerprint = Fingerprint(request);
+    const RequestId& id, const std::string& record_key,
+    const std::string& fingerprint, const Request& request, Handler& handler) {
   const uint64_t token =
       instance_nonce_ ^ (attempt_counter_.fetch_add(1) * 0x9e3779b97f4a7c15ULL);
 

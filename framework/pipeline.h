@@ -165,7 +165,8 @@ class RequestPipeline {
   [[nodiscard]] absl::StatusOr<size_t> CollectGarbage();
 
   // A thread that calls CollectGarbage() every options.gc_interval until
-  // StopBackgroundGc() or destruction. Idempotent.
+  // StopBackgroundGc() or destruction. Idempotent. Call Start/Stop from one
+  // owning thread (they are not meant to race with each other).
   void StartBackgroundGc();
   void StopBackgroundGc();
 
@@ -184,6 +185,7 @@ class RequestPipeline {
                                                 Handler& handler);
   absl::StatusOr<PipelineResult> ExecuteKeyed(const RequestId& id,
                                               const std::string& record_key,
+                                              const std::string& fingerprint,
                                               const Request& request,
                                               Handler& handler);
   absl::StatusOr<size_t> CollectByWatermark();
