@@ -1,0 +1,61 @@
+// baton-kvserver's YAML config: the shipped file loads, mistakes are named.
+#include "samples/kvservice/config.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace baton::kvservice {
+namespace {
+
+std::string WriteTemp(const std::string& text) {
+  const std::string path = std::filesystem::temp_directory_path() /
+                           ("baton-kvconfig-" + std::to_string(::getpid()) + ".yaml");
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(KvConfigTest, ShippedConfigLoads) {
+  auto c = LoadConfig(BATON_KVSERVICE_YAML);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->http.address, "127.0.0.1");
+  EXPECT_EQ(c->http.port, 8080);
+  EXPECT_EQ(c->data_dir, "./var/kvdata");
+  EXPECT_TRUE(c->sync);
+  EXPECT_EQ(c->http.max_header_bytes, 8192u);
+  EXPECT_EQ(c->http.max_body_bytes, 1048576u);
+  EXPECT_EQ(c->pipeline.retention, absl::Hours(24));
+}
+
+TEST(KvConfigTest, MistakesAreNamed) {
+  struct Case {
+    const char* yaml;
+    const char* mentions;
+  } cases[] = {
+      {"bogus: 1\n", "bogus"},
+      {"http:\n  max_body: 3\n", "http.max_body"},
+      {"http:\n  worker_threads: many\n", "http.worker_threads"},
+      {"listen: nohost\n", "host:port"},
+      {"pipeline:\n  retention_hours: -1\n", "retention_hours"},
+      {"listen: [1, 2\n", "not valid YAML"},
+  };
+  for (const Case& c : cases) {
+    const std::string path = WriteTemp(c.yaml);
+    auto got = LoadConfig(path);
+    std::filesystem::remove(path);
+    ASSERT_FALSE(got.ok()) << c.yaml;
+    EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument) << c.yaml;
+    EXPECT_NE(std::string(got.status().message()).find(c.mentions),
+              std::string::npos)
+        << got.status();
+  }
+  EXPECT_EQ(LoadConfig("/nonexistent/x.yaml").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace baton::kvservice
