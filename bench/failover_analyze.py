@@ -147,6 +147,7 @@ def run(mode, d, vip):
         res.update(
             split_brain=ev.get("split_brain") == "1" or both_ms > 0,
             split_brain_ms=round(both_ms, 1),
+            poll_races=sum(1 for _ in open(f"{d}/poll_race")) if os.path.exists(f"{d}/poll_race") else 0,
             split_evidence=ev.get("split_evidence", ""),
             partition_to_h1_vip_gone_ms=ms(Tp, h1_del[0] if h1_del else None),
             partition_to_new_vip_ms=ms(Tp, new_add),

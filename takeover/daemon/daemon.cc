@@ -54,9 +54,7 @@ Timing TimingFromConfig(const DaemonConfig& c) {
   return t;
 }
 
-absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::asio::io_context& io,
-                                                                       const Clock& clock,
-                                                                       DaemonConfig config) {
+absl::Status TakeoverDaemon::Validate(const DaemonConfig& config, const Clock& clock) {
   absl::StatusOr<IpPrefix> prefix =
       IpPrefix::Parse(absl::StrCat(config.service_address, "/", config.prefix_length));
   if (!prefix.ok()) return prefix.status();
@@ -67,11 +65,24 @@ absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::as
   group.num_slots = 1;
   group.timing = TimingFromConfig(config);
   group.preempt = config.preempt;
-  // Validates the group and timing as the core sees them, before anything touches the system.
   absl::StatusOr<std::unique_ptr<Node>> probe = Node::Create(group, config.node_id, clock.Now());
   if (!probe.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("config refused by the core: ", probe.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config refused by the core: ", probe.status().message()));
   }
+  absl::StatusOr<std::string> key = LoadClusterKey(config.key_file);
+  if (!key.ok()) return key.status();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::asio::io_context& io,
+                                                                       const Clock& clock,
+                                                                       DaemonConfig config) {
+  // Validates the group and timing as the core sees them, before anything touches the system.
+  if (absl::Status s = Validate(config, clock); !s.ok()) return s;
+  absl::StatusOr<IpPrefix> prefix =
+      IpPrefix::Parse(absl::StrCat(config.service_address, "/", config.prefix_length));
+  if (!prefix.ok()) return prefix.status();
   absl::StatusOr<std::string> key = LoadClusterKey(config.key_file);
   if (!key.ok()) return key.status();
   EnsureParentDirectory(config.incarnation_file);

@@ -45,6 +45,10 @@ class TakeoverDaemon {
   // Validates the config against the core and the drivers, loads the key, picks the transport
   // incarnation. Errors: kInvalidArgument (config the core or drivers refuse), key-file and
   // incarnation-file errors as in udp_transport.h.
+  // Checks everything Create checks that needs no state change: the service prefix, the group
+  // and timing as the core sees them, the key file. For `--check-config`. Same errors as Create.
+  [[nodiscard]] static absl::Status Validate(const DaemonConfig& config, const Clock& clock);
+
   static absl::StatusOr<std::unique_ptr<TakeoverDaemon>> Create(boost::asio::io_context& io,
                                                                 const Clock& clock,
                                                                 DaemonConfig config);

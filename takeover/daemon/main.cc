@@ -5,7 +5,8 @@
 //   baton-takeoverd status --socket PATH [--json]           print a running daemon's status
 //
 // Exit status: 0 after a clean stop, 1 on a runtime error (e.g. bind or netlink failure),
-// 2 on a bad command line or configuration, 3 if `status` finds no daemon.
+// 2 on a bad command line or configuration (including an unusable key file), 3 if `status`
+// finds no daemon.
 #include <iostream>
 #include <string>
 
@@ -50,17 +51,26 @@ int RunDaemon(const std::string& config_path, const std::string& log_level,
   spdlog::set_level(spdlog::level::from_str(config->log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%f %^%l%$ [node " + std::to_string(config->node_id) + "] %v");
 
-  boost::asio::io_context io;
   const baton::takeover::Clock& clock = baton::takeover::SteadyClock::Get();
+  if (check_only) {  // validates without writing any state (no incarnation, no socket)
+    if (absl::Status s = baton::takeover::TakeoverDaemon::Validate(*config, clock); !s.ok()) {
+      std::cerr << "baton-takeoverd: " << s.ToString() << "\n";
+      return 2;
+    }
+    std::cout << "config ok\n";
+    return 0;
+  }
+  boost::asio::io_context io;
   absl::StatusOr<std::unique_ptr<baton::takeover::TakeoverDaemon>> daemon =
       baton::takeover::TakeoverDaemon::Create(io, clock, *std::move(config));
   if (!daemon.ok()) {
     std::cerr << "baton-takeoverd: " << daemon.status().ToString() << "\n";
-    return daemon.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
-  }
-  if (check_only) {
-    std::cout << "config ok\n";
-    return 0;
+    // A bad configuration (also a key file that is missing, too short or world-readable) is 2.
+    const absl::StatusCode c = daemon.status().code();
+    return c == absl::StatusCode::kInvalidArgument || c == absl::StatusCode::kNotFound ||
+                   c == absl::StatusCode::kPermissionDenied
+               ? 2
+               : 1;
   }
   if (absl::Status s = (*daemon)->Start(); !s.ok()) {
     spdlog::error("start failed: {}", s.ToString());

@@ -113,10 +113,11 @@ start_host() { start_monitor "$1"; start_responder "$1"; start_daemon "$1"; }
 has_vip() { ip -n "$(ns "$1")" -4 -o addr show dev eth0 2>/dev/null | grep -q " $VIP/"; }
 # Hosts listed in $WORK/dead crashed (bridge port down): an address left in a dead host's
 # namespace reaches nobody, as on a powered-off machine, so holders() ignores them.
-holders() {   # space-separated live hosts that hold the address now
-  local h i out=()
-  for (( i = 1; i <= NHOSTS; i++ )); do
-    h=h$i
+holders() {   # space-separated live hosts that hold the address now; -r: read in reverse order
+  local h i out=() order=()
+  for (( i = 1; i <= NHOSTS; i++ )); do order+=("h$i"); done
+  if [[ ${1:-} == -r ]]; then order=(); for (( i = NHOSTS; i >= 1; i-- )); do order+=("h$i"); done; fi
+  for h in "${order[@]}"; do
     grep -qx "$h" "$WORK/dead" 2>/dev/null && continue
     has_vip "$h" && out+=("$h")
   done
@@ -141,14 +142,20 @@ revive_host() {
 sole_holder_is() { [[ $(holders) == "$1" ]]; }
 any_sole_holder() { local h; h=$(holders); [[ -n $h && $h != *" "* ]]; }
 
-# A background poller: every 10 ms checks `ip addr` on all hosts and appends any instant with two
-# holders to $WORK/double. Bounded life.
+# A background poller: every 10 ms reads `ip addr` on all hosts and appends any instant with two
+# holders to $WORK/double. One reading per host is not a snapshot (a clean move -- removal, then
+# add -- can look like two holders if the old holder is read before its removal and the new one
+# after its add), so a hit counts only if a second reading in the opposite order confirms it; the
+# kernel-timestamped monitor logs are the exact check (assert_never_two_holders). Bounded life.
 start_poller() {
   (
     end=$(( ${EPOCHREALTIME/./} + 200000000 ))
     while (( ${EPOCHREALTIME/./} < end )); do
       h=$(holders)
-      if [[ $h == *" "* ]]; then echo "$EPOCHREALTIME $h" >> "$WORK/double"; fi
+      if [[ $h == *" "* ]]; then
+        h2=$(holders -r)
+        if [[ $h2 == *" "* ]]; then echo "$EPOCHREALTIME $h / $h2" >> "$WORK/double"; fi
+      fi
       sleep 0.01
     done
   ) &

@@ -14,13 +14,14 @@ ip -n "$(ns h3)" addr add "$VIP/24" dev eth0 label eth0:bt valid_lft 300 preferr
 start_poller
 # Simultaneous start: all three daemons are launched back to back, within a few milliseconds.
 for h in h3 h2 h1; do start_daemon "$h"; done
+wait_until 10 grep -q "removed stale address $VIP/24" "$WORK/h3.log" \
+  || fail "h3 did not remove the stale address at start-up"
 wait_until 15 any_sole_holder || fail "no single holder after a simultaneous start: '$(holders)'"
 [[ $(holders) == h1 ]] || fail "simultaneous start elected $(holders), not the highest priority h1"
 for h in h1 h2 h3; do
   wait_until 5 bash -c "[[ \$('$TAKEOVERD' status --socket '$WORK/$h.sock' --json | '$PY' -c 'import json,sys; print(json.load(sys.stdin)[\"holder\"])') == 1 ]]" \
     || fail "$h does not report h1 as holder"
 done
-grep -q "removed stale address $VIP/24" "$WORK/h3.log" || fail "h3 did not remove the stale address at start-up"
 E1=$(status_field h1 'j["epoch"]')
 log "simultaneous start: h1 holds (epoch $E1), all agree"
 

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# baton-takeoverd's command line, without root or a kernel: a bad config exits 2 with a message
+# naming the key; --check-config accepts a good config without writing any state; `status` on a
+# socket nobody listens on exits 3. Usage: cli_test.sh /path/to/baton-takeoverd
+set -euo pipefail
+D=${1:?usage: cli_test.sh BATON_TAKEOVERD}
+W=$(mktemp -d /tmp/baton-takeoverd-cli.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+expect_rc() {  # expect_rc RC CMD... ; output in $W/out
+  local want=$1 rc=0; shift
+  "$@" > "$W/out" 2>&1 || rc=$?
+  [[ $rc == "$want" ]] || fail "'$*' exited $rc, expected $want: $(cat "$W/out")"
+}
+head -c 32 /dev/urandom > "$W/key"; chmod 600 "$W/key"
+cat > "$W/good.yaml" <<YAML
+node_id: 1
+interface: eth0
+service_address: 10.78.0.100/24
+key_file: $W/key
+incarnation_file: $W/inc/state
+peers: [{id: 1, priority: 2, address: "10.79.0.1:7946"}, {id: 2, priority: 1, address: "10.79.0.2"}]
+YAML
+expect_rc 0 "$D" --config "$W/good.yaml" --check-config
+grep -q "config ok" "$W/out" || fail "no 'config ok'"
+[[ ! -e $W/inc ]] || fail "--check-config wrote state"
+
+sed 's/heartbeat: .*//; s/^node_id: 1/node_id: 7/' "$W/good.yaml" > "$W/bad.yaml"
+expect_rc 2 "$D" --config "$W/bad.yaml"
+grep -q "node_id 7 is not in the peer list" "$W/out" || fail "bad config message: $(cat "$W/out")"
+printf 'node_id: 1\ntimming: {}\n' > "$W/typo.yaml"
+expect_rc 2 "$D" --config "$W/typo.yaml" --check-config
+grep -q "timming: unknown key" "$W/out" || fail "typo message: $(cat "$W/out")"
+chmod 644 "$W/key"
+expect_rc 2 "$D" --config "$W/good.yaml" --check-config
+expect_rc 2 "$D"
+expect_rc 2 "$D" --config "$W/missing.yaml"
+expect_rc 3 "$D" status --socket "$W/nobody.sock"
+echo PASS
