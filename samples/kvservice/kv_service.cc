@@ -150,7 +150,12 @@ absl::StatusOr<Reply> HandleIncr(const Request& req, Transaction& txn) {
     }
     n = (*e)->value.get<int64_t>();
   }
-  return Save(txn, key, n + by, *e ? (*e)->version + 1 : 1);
+  int64_t sum = 0;
+  if (__builtin_add_overflow(n, by, &sum)) {
+    return Error(absl::StatusCode::kFailedPrecondition,
+                 "increment would overflow a 64-bit integer", &(*e)->value);
+  }
+  return Save(txn, key, sum, *e ? (*e)->version + 1 : 1);
 }
 
 absl::StatusOr<Reply> HandleAppend(const Request& req, Transaction& txn) {

@@ -233,6 +233,7 @@ TEST_F(KvHttpTest, BadRequestsGetTheRight4xxAndChangeNothing) {
       {Req("PUT", "/kv/n", R"({"nope":9})"), 400},
       {Req("POST", "/kv/n/incr", R"({"by":"x"})"), 400},
       {Req("POST", "/kv/n/append", R"({"value":"x"})"), 412},
+      {Req("POST", "/kv/n/incr", R"({"by":9223372036854775807})"), 412},
       {Req("POST", "/kv/n/cas", R"({"value":9})"), 400},
       {Req("PUT", "/kv/%FFfw", R"({"value":9})"), 400},
       {Req("POST", "/kv/n/incr", "", "Baton-Seq: 3\r\n"), 400},
