@@ -191,13 +191,13 @@ std::string Client::Token() const {
   return token_;
 }
 
-void Client::Prepare(grpc::ClientContext& context) {
+std::string Client::Prepare(grpc::ClientContext& context) {
   context.set_deadline(After(options_.request_timeout));
   context.AddMetadata(kRequireLeaderMetadata, kRequireLeaderValue);
-  if (!options_.username.empty()) {
-    std::string token = Token();
-    if (!token.empty()) context.AddMetadata(kTokenMetadata, token);
-  }
+  if (options_.username.empty()) return std::string();
+  std::string token = Token();
+  if (!token.empty()) context.AddMetadata(kTokenMetadata, token);
+  return token;
 }
 
 Endpoint& Client::CurrentEndpoint() {
@@ -222,10 +222,10 @@ bool Client::WaitConnected(Endpoint& ep) {
   return ep.channel->WaitForConnected(deadline);
 }
 
-absl::Status Client::EnsureToken(Endpoint& ep, bool refresh) {
+absl::Status Client::EnsureToken(Endpoint& ep, const std::string* stale) {
   if (options_.username.empty()) return absl::OkStatus();
   absl::MutexLock lock(&token_mu_);
-  if (!refresh && authenticated_) return absl::OkStatus();
+  if (authenticated_ && (stale == nullptr || token_ != *stale)) return absl::OkStatus();
   etcdserverpb::AuthenticateRequest req;
   req.set_name(options_.username);
   req.set_password(options_.password);
@@ -267,7 +267,7 @@ absl::Status Client::Call(CallKind kind, const Rpc& rpc) {
                                  options_.dial_timeout.count(), " ms"));
       continue;
     }
-    absl::Status auth = EnsureToken(ep, /*refresh=*/false);
+    absl::Status auth = EnsureToken(ep, /*stale=*/nullptr);
     if (absl::IsUnavailable(auth)) {
       why.push_back(std::string(auth.message()));
       continue;
@@ -277,7 +277,7 @@ absl::Status Client::Call(CallKind kind, const Rpc& rpc) {
     bool refreshed = false;
     for (;;) {
       grpc::ClientContext ctx;
-      Prepare(ctx);
+      const std::string token = Prepare(ctx);
       const grpc::Status s = rpc(ep, ctx);
       if (s.ok()) {
         size_t expected = start;
@@ -291,7 +291,7 @@ absl::Status Client::Call(CallKind kind, const Rpc& rpc) {
       if (c == FailureClass::kBadToken && !refreshed && !options_.username.empty()) {
         // etcd checks the token before proposing: nothing was applied.
         refreshed = true;
-        absl::Status again = EnsureToken(ep, /*refresh=*/true);
+        absl::Status again = EnsureToken(ep, &token);
         if (again.ok()) continue;
         if (!absl::IsUnavailable(again)) return again;
         why.push_back(std::string(again.message()));

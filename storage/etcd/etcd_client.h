@@ -66,9 +66,10 @@ class Client {
   using Rpc = std::function<grpc::Status(Endpoint&, grpc::ClientContext&)>;
   [[nodiscard]] absl::Status Call(CallKind kind, const Rpc& rpc);
 
-  // Sets the deadline and the auth token on a context, as Call() does; for
-  // the benchmark's raw requests.
-  void Prepare(grpc::ClientContext& context);
+  // Sets the deadline, etcd's require-leader flag and the auth token on a
+  // context, as Call() does (also for the benchmark's raw requests). Returns
+  // the token it set ("" for none).
+  std::string Prepare(grpc::ClientContext& context);
 
   Endpoint& CurrentEndpoint();
   const EtcdOptions& options() const { return options_; }
@@ -80,8 +81,10 @@ class Client {
 
   // Connected within dial_timeout?
   bool WaitConnected(Endpoint& endpoint);
-  // Gets a token when auth is configured and none is held (or `refresh`).
-  absl::Status EnsureToken(Endpoint& endpoint, bool refresh);
+  // Gets a token when auth is configured and none is held yet; with
+  // `stale`, a new one unless another thread already replaced *stale (so a
+  // token expiring under many callers costs one Authenticate, not one each).
+  absl::Status EnsureToken(Endpoint& endpoint, const std::string* stale);
   std::string Token() const;
 
   const EtcdOptions options_;
