@@ -71,7 +71,11 @@ struct PeerState {
   std::vector<uint64_t> release_seq;
   bool quiet = false;
   bool draining = false;
-  size_t view_size = 0;
+  std::vector<uint32_t> view;  // As last reported by the peer.
+  Time present_since = kLongAgo;  // When it last came into our view.
+  // The peer's membership as last reported (for counting acknowledgements).
+  uint64_t config_version = 0;
+  std::vector<uint32_t> members;
 };
 
 struct PendingReply {
@@ -104,6 +108,10 @@ struct SlotState {
   bool added = false;
   uint64_t held_epoch = 0;
   Time retry_at = kNever;
+  // A request round ran in this call: the messages of this call carry the
+  // request. Other messages (replies, news) do not, so that a reply never
+  // asks for a reply (two candidates would otherwise ping-pong forever).
+  bool request_now = false;
   Time release_until = kLongAgo;  // Advertise a release until then.
 
   // --- Knowledge of others' holding (from their own claims).
@@ -114,13 +122,17 @@ struct SlotState {
 
 class NodeImpl final : public Node {
  public:
-  NodeImpl(const GroupConfig& config, NodeId self, size_t self_index, Time now)
+  NodeImpl(const GroupConfig& config, NodeId self, size_t self_index, Time now,
+           const std::optional<Membership>& restored)
       : config_(config),
         timing_(config.timing),
         self_(self),
         self_index_(self_index),
-        majority_(config.peers.size() / 2 + 1),
         grant_hold_(GrantHold(config.timing)),
+        commit_wait_(Scale(GrantHold(config.timing),
+                           (1.0 + config.timing.max_drift) / (1.0 - config.timing.max_drift)) +
+                     config.timing.grant_margin),
+        start_(now),
         quiet_until_(now + StartupQuiet(config.timing)),
         incarnation_(now.count() == 0 ? 1 : static_cast<uint64_t>(now.count())),
         next_heartbeat_(now),
@@ -134,6 +146,12 @@ class NodeImpl final : public Node {
     for (SlotState& s : slots_) s.valid_until.assign(peers_.size(), kLongAgo);
     pending_replies_.resize(peers_.size());
     send_to_.assign(peers_.size(), false);
+    member_.assign(peers_.size(), true);
+    if (restored && config.timing.shrink_after > Time(0)) {
+      cfg_version_ = restored->version;
+      member_ = SetOf(restored->members);
+      if (!restored->old_members.empty()) old_member_ = SetOf(restored->old_members);
+    }
   }
 
   void Receive(NodeId from, std::string_view payload, Time now) override {
@@ -169,6 +187,7 @@ class NodeImpl final : public Node {
       if (t > last_now_ && t < next) next = t;
     };
     consider(quiet_until_);
+    consider(commit_at_);
     for (const PeerState& p : peers_) {
       if (p.heard) consider(p.last_heard + timing_.peer_timeout);
     }
@@ -198,6 +217,11 @@ class NodeImpl final : public Node {
   std::vector<Action> TakeActions() override {
     return std::exchange(actions_, {});
   }
+  std::optional<Membership> TakeMembershipToPersist() override {
+    if (!persist_pending_) return std::nullopt;
+    persist_pending_ = false;
+    return CurrentMembership();
+  }
 
   Status GetStatus(Time now) const override {
     Status st;
@@ -206,6 +230,7 @@ class NodeImpl final : public Node {
     st.draining = draining_;
     st.malformed_messages = malformed_;
     st.stale_messages = stale_;
+    st.membership = CurrentMembership();
     for (size_t i = 0; i < peers_.size(); ++i) {
       if (i == self_index_ || InView(i, now)) st.view.push_back(peers_[i].config.id);
     }
@@ -242,12 +267,145 @@ class NodeImpl final : public Node {
   bool InView(size_t i, Time now) const {
     return peers_[i].heard && now < peers_[i].last_heard + timing_.peer_timeout;
   }
-  size_t ViewSize(Time now) const {
-    size_t n = 1;
-    for (size_t i = 0; i < peers_.size(); ++i) {
-      if (i != self_index_ && InView(i, now)) ++n;
+  // --- Membership (docs "Serial failures").
+  std::vector<bool> SetOf(const std::vector<NodeId>& ids) const {
+    std::vector<bool> set(peers_.size(), false);
+    for (NodeId id : ids) {
+      if (std::optional<size_t> i = IndexOf(id)) set[*i] = true;
     }
-    return n;
+    return set;
+  }
+  std::vector<uint32_t> IdsOf(const std::vector<bool>& set) const {
+    std::vector<uint32_t> ids;
+    for (size_t i = 0; i < set.size(); ++i) {
+      if (set[i]) ids.push_back(peers_[i].config.id);
+    }
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  }
+  Membership CurrentMembership() const {
+    Membership m;
+    m.version = cfg_version_;
+    m.members = IdsOf(member_);
+    if (Joint()) m.old_members = IdsOf(old_member_);
+    return m;
+  }
+  bool Joint() const { return !old_member_.empty(); }
+  static size_t MajorityOf(const std::vector<bool>& set) {
+    return static_cast<size_t>(std::count(set.begin(), set.end(), true)) / 2 + 1;
+  }
+  // True if the ids in `view` contain a majority of `set`.
+  bool HasMajority(const std::vector<uint32_t>& view, const std::vector<bool>& set) const {
+    size_t n = 0;
+    for (uint32_t id : view) {
+      if (std::optional<size_t> i = IndexOf(id); i && set[*i]) ++n;
+    }
+    return n >= MajorityOf(set);
+  }
+  // True if `view` has a majority of the members (and of the old members
+  // while a change is under way).
+  bool ViewHasMajority(const std::vector<uint32_t>& view) const {
+    return HasMajority(view, member_) && (!Joint() || HasMajority(view, old_member_));
+  }
+  std::vector<uint32_t> MyView(Time now) const {
+    std::vector<uint32_t> v;
+    for (size_t j = 0; j < peers_.size(); ++j) {
+      if (j == self_index_ || InView(j, now)) v.push_back(peers_[j].config.id);
+    }
+    return v;
+  }
+  void SetConfig(uint64_t version, std::vector<bool> members, std::vector<bool> old_members) {
+    cfg_version_ = version;
+    member_ = std::move(members);
+    old_member_ = std::move(old_members);
+    commit_at_ = kNever;
+    persist_pending_ = true;
+    std::fill(send_to_.begin(), send_to_.end(), true);
+    send_to_[self_index_] = false;
+  }
+  // Learns the membership from a peer's message (before its requests are
+  // decided). A peer at a higher stable version committed it, so adopting it
+  // is safe; a proposal (joint) one version up from ours is acknowledged.
+  void LearnConfig(size_t from, const wire::Message& m) {
+    PeerState& p = peers_[from];
+    p.config_version = m.config_version;
+    p.members = m.members;
+    if (timing_.shrink_after <= Time(0)) return;
+    const std::vector<bool> members = SetOf(m.members);
+    // A committed membership (version, set) is known from a stable sender,
+    // and from a changing sender as the base of its change: a change of
+    // version w is only ever made on top of the committed w−1. Adopt it if
+    // it is newer than ours, or if ours is a change of that same version
+    // still under way (a conflicting proposal that now can never commit,
+    // since at most one membership per version commits).
+    const bool joint = !m.old_members.empty();
+    const uint64_t committed_version = joint ? m.config_version - 1 : m.config_version;
+    const std::vector<bool> committed = joint ? SetOf(m.old_members) : members;
+    if (m.config_version > 0 &&
+        (committed_version > cfg_version_ ||
+         (committed_version == cfg_version_ && (Joint() || committed != member_)))) {
+      SetConfig(committed_version, committed, {});
+    }
+    if (joint && !Joint() && m.config_version == cfg_version_ + 1 &&
+        SetOf(m.old_members) == member_) {
+      SetConfig(m.config_version, members, member_);  // Acknowledge the change.
+    }
+  }
+  // True if no peer in our view reports hearing peer `i` (makes conflicting
+  // proposals from nodes with different views less likely).
+  bool NobodyHears(size_t i, Time now) const {
+    const uint32_t id = peers_[i].config.id;
+    for (size_t j = 0; j < peers_.size(); ++j) {
+      if (j == self_index_ || j == i || !InView(j, now)) continue;
+      const std::vector<uint32_t>& v = peers_[j].view;
+      if (std::find(v.begin(), v.end(), id) != v.end()) return false;
+    }
+    return true;
+  }
+  bool SameConfig(const wire::Message& m) const {
+    return m.config_version == cfg_version_ && SetOf(m.members) == member_;
+  }
+  // Proposes a new membership (shrink/grow) or completes one under way.
+  void EvaluateMembership(Time now) {
+    if (timing_.shrink_after <= Time(0)) return;
+    if (Joint()) {
+      if (commit_at_ == kNever) {
+        // Acknowledged by a majority of the old members (ourselves included):
+        // no lease under the old membership alone can be formed any more;
+        // those formed before end within commit_wait_.
+        std::vector<uint32_t> acked = {self_};
+        for (size_t i = 0; i < peers_.size(); ++i) {
+          const PeerState& p = peers_[i];
+          if (i == self_index_ || !p.heard) continue;
+          // Only an acknowledgement of this very change counts (a node of a
+          // higher version may have acknowledged a conflicting proposal).
+          if (p.config_version == cfg_version_ && SetOf(p.members) == member_) {
+            acked.push_back(p.config.id);
+          }
+        }
+        if (HasMajority(acked, old_member_)) commit_at_ = now + commit_wait_;
+      }
+      if (now >= commit_at_) SetConfig(cfg_version_, member_, {});
+      return;
+    }
+    if (draining_ || Quiet(now) || !member_[self_index_]) return;
+    if (!ViewHasMajority(MyView(now)) || !IAmTop(now)) return;
+    std::vector<bool> next = member_;
+    bool changed = false;
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (i == self_index_) continue;
+      const PeerState& p = peers_[i];
+      const Time last = p.heard ? p.last_heard : start_;
+      if (member_[i] && now - last >= timing_.shrink_after && NobodyHears(i, now)) {
+        next[i] = false;
+        changed = true;
+      } else if (!member_[i] && InView(i, now) && !p.draining &&
+                 now - p.present_since >= timing_.shrink_after) {
+        next[i] = true;
+        changed = true;
+      }
+    }
+    if (changed) SetConfig(cfg_version_ + 1, std::move(next), member_);
   }
   bool Quiet(Time now) const { return now < quiet_until_; }
   bool ClaimLive(const SlotState& s, Time now) const {
@@ -267,7 +425,7 @@ class NodeImpl final : public Node {
   // is quiet for the same time, and the top one must win (property 3).
   bool PeerEligible(size_t i, Time now) const {
     const PeerState& p = peers_[i];
-    return InView(i, now) && !p.draining && p.view_size >= majority_;
+    return InView(i, now) && !p.draining && member_[i] && ViewHasMajority(p.view);
   }
   bool IAmTop(Time now) const {
     for (size_t i = 0; i < peers_.size(); ++i) {
@@ -281,9 +439,20 @@ class NodeImpl final : public Node {
   // The k-th largest per-grantor validity (k = majority): the lease the node
   // believes it has. kLongAgo if it has fewer than a majority of grants.
   Time LeaseEnd(const SlotState& s) const {
-    std::vector<Time> v = s.valid_until;
-    std::sort(v.begin(), v.end(), std::greater<>());
-    return v[majority_ - 1];
+    Time end = KthValid(s, member_);
+    if (Joint()) end = std::min(end, KthValid(s, old_member_));
+    return end;
+  }
+  Time KthValid(const SlotState& s, const std::vector<bool>& set) const {
+    std::vector<Time> v;
+    for (size_t i = 0; i < set.size(); ++i) {
+      if (set[i]) v.push_back(s.valid_until[i]);
+    }
+    const size_t k = MajorityOf(set);
+    if (v.size() < k) return kLongAgo;
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k - 1), v.end(),
+                     std::greater<>());
+    return v[k - 1];
   }
 
   enum class Freshness { kDrop, kOld, kNewest };
@@ -310,6 +479,7 @@ class NodeImpl final : public Node {
       p.request_seq.assign(slots_.size(), 0);
       p.release_seq.assign(slots_.size(), 0);
     }
+    if (!InView(i, now)) p.present_since = now;
     p.last_heard = now;
     if (m.seq <= p.last_seq) {
       ++stale_;
@@ -318,7 +488,7 @@ class NodeImpl final : public Node {
     p.last_seq = m.seq;
     p.quiet = m.quiet;
     p.draining = m.draining;
-    p.view_size = m.view.size();
+    p.view = m.view;
     return Freshness::kNewest;
   }
 
@@ -326,6 +496,8 @@ class NodeImpl final : public Node {
     PeerState& peer = peers_[from];
     const NodeId from_id = peer.config.id;
     const bool replies_for_me = m.peer_incarnation == incarnation_;
+    if (newest) LearnConfig(from, m);
+    const bool same_config = SameConfig(m);
     for (const wire::SlotEntry& e : m.slots) {
       if (e.slot >= slots_.size()) {
         ++malformed_;
@@ -368,7 +540,7 @@ class NodeImpl final : public Node {
       }
       if (e.request && m.seq > peer.release_seq[e.slot]) {
         peer.request_seq[e.slot] = std::max(peer.request_seq[e.slot], m.seq);
-        PendingReply r = Decide(e.slot, from, e.request_epoch, now);
+        PendingReply r = Decide(e.slot, from, e.request_epoch, same_config, now);
         r.echo = ToWire(FromWire(m.send_time));
         pending_replies_[from][e.slot] = r;
         send_to_[from] = true;
@@ -378,13 +550,21 @@ class NodeImpl final : public Node {
   }
 
   // The grantor's decision on a request (docs "Grants").
-  PendingReply Decide(uint32_t slot, size_t from, uint64_t epoch, Time now) {
+  PendingReply Decide(uint32_t slot, size_t from, uint64_t epoch, bool same_config,
+                      Time now) {
     SlotState& s = slots_[slot];
     const NodeId id = peers_[from].config.id;
     PendingReply r;
     r.epoch = s.max_epoch;
     if (Quiet(now)) {
       r.wait = quiet_until_ - now;  // We forgot our grants: wait them out.
+      return r;
+    }
+    // Grants are only given between nodes that agree on the membership, to a
+    // member, by a node whose grant counts (docs "Serial failures"). The
+    // refusal's message carries our membership, so the requester catches up.
+    if (!same_config || !member_[from] ||
+        !(member_[self_index_] || (Joint() && old_member_[self_index_]))) {
       return r;
     }
     if (s.grantee != kNoNode && s.grantee != id && now < s.grant_until) {
@@ -474,7 +654,8 @@ class NodeImpl final : public Node {
   void RequestRound(uint32_t slot, Time now) {
     SlotState& s = slots_[slot];
     s.retry_at = kNever;
-    PendingReply self = Decide(slot, self_index_, s.my_epoch, now);
+    s.request_now = true;
+    PendingReply self = Decide(slot, self_index_, s.my_epoch, true, now);
     if (self.granted) {
       s.valid_until[self_index_] =
           std::max(s.valid_until[self_index_], now + timing_.lease);
@@ -482,7 +663,7 @@ class NodeImpl final : public Node {
       s.my_epoch = self.epoch + 1;
       s.campaign_start = now;
       std::fill(s.valid_until.begin(), s.valid_until.end(), kLongAgo);
-      self = Decide(slot, self_index_, s.my_epoch, now);
+      self = Decide(slot, self_index_, s.my_epoch, true, now);
       if (self.granted) s.valid_until[self_index_] = now + timing_.lease;
     }
     std::fill(send_to_.begin(), send_to_.end(), true);
@@ -491,8 +672,8 @@ class NodeImpl final : public Node {
 
   bool ShouldCampaign(uint32_t slot, Time now) const {
     const SlotState& s = slots_[slot];
-    if (draining_ || Quiet(now)) return false;
-    if (ViewSize(now) < majority_ || !IAmTop(now)) return false;
+    if (draining_ || Quiet(now) || !member_[self_index_]) return false;
+    if (!ViewHasMajority(MyView(now)) || !IAmTop(now)) return false;
     if (ClaimLive(s, now) && s.claimed_holder != self_) return false;
     if (s.grantee != kNoNode && s.grantee != self_ && now < s.grant_until) {
       return false;  // Someone else holds (or is getting) our grant.
@@ -512,6 +693,7 @@ class NodeImpl final : public Node {
   }
 
   void Evaluate(Time now) {
+    EvaluateMembership(now);
     for (uint32_t i = 0; i < slots_.size(); ++i) {
       SlotState& s = slots_[i];
       if (s.added) {
@@ -560,9 +742,10 @@ class NodeImpl final : public Node {
       m.peer_incarnation = peers_[i].heard ? peers_[i].incarnation : 0;
       m.quiet = Quiet(now);
       m.draining = draining_;
-      for (size_t j = 0; j < peers_.size(); ++j) {
-        if (j == self_index_ || InView(j, now)) m.view.push_back(peers_[j].config.id);
-      }
+      m.view = MyView(now);
+      m.config_version = cfg_version_;
+      m.members = IdsOf(member_);
+      if (Joint()) m.old_members = IdsOf(old_member_);
       for (uint32_t k = 0; k < slots_.size(); ++k) {
         const SlotState& s = slots_[k];
         wire::SlotEntry e;
@@ -571,7 +754,7 @@ class NodeImpl final : public Node {
         // (holder, epoch): our highest epoch and the node it was granted to.
         e.holder = s.added ? self_ : s.max_epoch_owner;
         e.epoch = s.added ? s.held_epoch : s.max_epoch;
-        e.request = s.campaigning;
+        e.request = s.campaigning && s.request_now;
         e.request_epoch = s.my_epoch;
         e.release = !s.campaigning && now < s.release_until;
         auto it = pending_replies_[i].find(k);
@@ -587,14 +770,21 @@ class NodeImpl final : public Node {
       pending_replies_[i].clear();
       out_.push_back({peers_[i].config.id, wire::Encode(m)});
     }
+    for (SlotState& s : slots_) s.request_now = false;
   }
 
   const GroupConfig config_;
   const Timing timing_;
   const NodeId self_;
   const size_t self_index_;
-  const size_t majority_;
   const Time grant_hold_;
+  // How long after a majority of the old members acknowledged a membership
+  // change the new membership alone may be used: every lease formed under
+  // the old one has a grant from an acknowledger, given before it
+  // acknowledged, which lapses within GrantHold of its clock (padded again
+  // for the rate difference between its clock and ours).
+  const Time commit_wait_;
+  const Time start_;
   const Time quiet_until_;
   const uint64_t incarnation_;
   std::vector<PeerState> peers_;
@@ -604,6 +794,11 @@ class NodeImpl final : public Node {
   Time next_heartbeat_;
   Time last_now_;
   bool heartbeat_due_ = false;
+  uint64_t cfg_version_ = 0;
+  std::vector<bool> member_;      // By peer index.
+  std::vector<bool> old_member_;  // Non-empty while a change is under way.
+  Time commit_at_ = kNever;
+  bool persist_pending_ = false;
   bool draining_ = false;
   uint64_t malformed_ = 0;
   uint64_t stale_ = 0;
@@ -615,7 +810,8 @@ class NodeImpl final : public Node {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Create(const GroupConfig& config,
-                                                   NodeId self, Time now) {
+                                                   NodeId self, Time now,
+                                                   const std::optional<Membership>& restored) {
   if (config.peers.empty()) return absl::InvalidArgumentError("empty peer group");
   std::set<NodeId> ids;
   std::optional<size_t> self_index;
@@ -645,7 +841,21 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const GroupConfig& config,
   if (config.num_slots < 1 || config.num_slots > wire::kMaxSlots) {
     return absl::InvalidArgumentError("num_slots must be in [1, 1024]");
   }
-  return std::unique_ptr<Node>(new NodeImpl(config, self, *self_index, now));
+  if (t.shrink_after < Time(0)) return absl::InvalidArgumentError("negative shrink_after");
+  if (restored) {
+    for (const std::vector<NodeId>* list : {&restored->members, &restored->old_members}) {
+      for (NodeId id : *list) {
+        if (!ids.count(id)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("restored membership names unknown peer ", id));
+        }
+      }
+    }
+    if (restored->members.empty()) {
+      return absl::InvalidArgumentError("restored membership is empty");
+    }
+  }
+  return std::unique_ptr<Node>(new NodeImpl(config, self, *self_index, now, restored));
 }
 
 }  // namespace baton::takeover

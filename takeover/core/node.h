@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -88,6 +89,13 @@ struct Timing {
   // start elects the highest priority, and it outlives the grants it forgot.
   // Default: 30 ms (3 × heartbeat).
   Time discovery = std::chrono::milliseconds(30);
+  // Serial failures: once a member has been missing from the view of a
+  // connected majority for this long, the survivors shrink the group to
+  // exclude it, and a non-member that has been back in the view this long is
+  // added again (docs/takeover.md "Serial failures"). Requires the driver to
+  // persist TakeMembershipToPersist(). Zero disables membership changes: the
+  // group is the static peer list. Default: 0 (disabled).
+  Time shrink_after{0};
 
   // The defaults above scaled to another heartbeat (same multiples).
   static Timing ForHeartbeat(Time heartbeat);
@@ -98,6 +106,14 @@ struct Timing {
 Time GrantHold(const Timing& timing);
 // How long a freshly created node stays quiet: max(discovery, GrantHold()).
 Time StartupQuiet(const Timing& timing);
+
+// The group's current membership (changes only when Timing::shrink_after > 0).
+struct Membership {
+  uint64_t version = 0;             // 0 = the static peer list of GroupConfig.
+  std::vector<NodeId> members;      // Sorted; the nodes whose grants count.
+  std::vector<NodeId> old_members;  // Non-empty while a change is under way:
+                                    // leases need a majority of both.
+};
 
 struct GroupConfig {
   std::vector<PeerConfig> peers;  // The whole group, including this node.
@@ -135,8 +151,12 @@ class Node {
   // peers, `self` not in the group, non-positive heartbeat, lease not longer
   // than heartbeat + remove_margin, max_drift outside [0, 0.1), num_slots
   // outside [1, 1024]).
-  static absl::StatusOr<std::unique_ptr<Node>> Create(const GroupConfig& config,
-                                                      NodeId self, Time now);
+  // `restored`: the membership last returned by TakeMembershipToPersist() in
+  // an earlier run of this node, if any (required for safety when
+  // shrink_after > 0; ignored otherwise).
+  static absl::StatusOr<std::unique_ptr<Node>> Create(
+      const GroupConfig& config, NodeId self, Time now,
+      const std::optional<Membership>& restored = std::nullopt);
   virtual ~Node() = default;
 
   // A message from peer `from` (already authenticated by the transport).
@@ -155,6 +175,10 @@ class Node {
   // Address actions produced since the last call, in order; a remove always
   // precedes any add. Apply them before sending TakeMessages().
   virtual std::vector<Action> TakeActions() = 0;
+  // A membership change to store durably (fsync) *before* sending the
+  // messages of the same call, and to pass to Create after a restart; nullopt
+  // if nothing changed. Never returns a value while shrink_after == 0.
+  virtual std::optional<Membership> TakeMembershipToPersist() = 0;
 
   struct SlotStatus {
     uint32_t slot = 0;
@@ -171,6 +195,7 @@ class Node {
     std::vector<NodeId> view;  // Peers heard from recently, self included.
     bool quiet = false;        // Still in the start-up quiet period.
     bool draining = false;
+    Membership membership;
     uint64_t malformed_messages = 0;  // Dropped: undecodable.
     uint64_t stale_messages = 0;      // Dropped: older than one already seen.
   };

@@ -64,6 +64,7 @@ class Reader {
 // Layout (little-endian):
 //   'B' 'T' version:u8 flags:u8 incarnation:u64 send_time:u64 seq:u64 peer_inc:u64
 //   view_count:u16 view_count × id:u32
+//   config_version:u64 members_count:u16 × id:u32 old_count:u16 × id:u32
 //   slot_count:u16 slot_count × {
 //     slot:u32 flags:u8 holder:u32 epoch:u64
 //     [request] request_epoch:u64
@@ -82,6 +83,11 @@ std::string Encode(const Message& m) {
   PutU64(out, m.peer_incarnation);
   PutU16(out, static_cast<uint16_t>(m.view.size()));
   for (uint32_t id : m.view) PutU32(out, id);
+  PutU64(out, m.config_version);
+  PutU16(out, static_cast<uint16_t>(m.members.size()));
+  for (uint32_t id : m.members) PutU32(out, id);
+  PutU16(out, static_cast<uint16_t>(m.old_members.size()));
+  for (uint32_t id : m.old_members) PutU32(out, id);
   PutU16(out, static_cast<uint16_t>(m.slots.size()));
   for (const SlotEntry& s : m.slots) {
     uint8_t flags = (s.holding ? kSlotHolding : 0) |
@@ -121,6 +127,13 @@ std::optional<Message> Decode(std::string_view bytes) {
   if (!r.ok() || view_count > kMaxView) return std::nullopt;
   m.view.reserve(view_count);
   for (uint16_t i = 0; i < view_count && r.ok(); ++i) m.view.push_back(r.U32());
+  m.config_version = r.U64();
+  for (std::vector<uint32_t>* list : {&m.members, &m.old_members}) {
+    const uint16_t count = r.U16();
+    if (!r.ok() || count > kMaxView) return std::nullopt;
+    list->reserve(count);
+    for (uint16_t i = 0; i < count && r.ok(); ++i) list->push_back(r.U32());
+  }
   uint16_t slot_count = r.U16();
   if (!r.ok() || slot_count > kMaxSlots) return std::nullopt;
   m.slots.reserve(slot_count);

@@ -55,6 +55,11 @@ struct Message {
   bool quiet = false;        // Sender is in its start-up quiet period.
   bool draining = false;     // Sender has drained (never campaigns again).
   std::vector<uint32_t> view;  // Peers the sender hears from (self included).
+  // The sender's membership: version, members, and the previous members
+  // while a change is under way (empty otherwise).
+  uint64_t config_version = 0;
+  std::vector<uint32_t> members;
+  std::vector<uint32_t> old_members;
   std::vector<SlotEntry> slots;
 };
 

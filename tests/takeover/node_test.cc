@@ -102,6 +102,16 @@ TEST(TakeoverNode, CreateRejectsBadConfig) {
   slots.num_slots = 0;
   EXPECT_FALSE(Node::Create(slots, 1, Time(0)).ok());
   EXPECT_TRUE(Node::Create(g, 1, Time(0)).ok());
+  GroupConfig shrink = g;
+  shrink.timing.shrink_after = milliseconds(500);
+  Membership unknown{2, {1, 7}, {}};
+  EXPECT_FALSE(Node::Create(shrink, 1, Time(0), unknown).ok());
+  Membership restored{2, {1, 2}, {}};
+  auto n = Node::Create(shrink, 1, Time(0), restored);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ((*n)->GetStatus(Time(0)).membership.version, 2u);
+  EXPECT_EQ((*n)->GetStatus(Time(0)).membership.members, (std::vector<NodeId>{1, 2}));
+  EXPECT_FALSE((*n)->TakeMembershipToPersist().has_value());
 }
 
 TEST(TakeoverNode, GrantHoldPadsForDrift) {
@@ -186,6 +196,7 @@ TEST(TakeoverNode, GrantorRefusesSecondCandidateAndSaysHowLong) {
     m.send_time = static_cast<uint64_t>(at.count());
     m.seq = static_cast<uint64_t>(at.count());
     m.view = {1, 2, 3};
+    m.members = {1, 2, 3};  // Same membership as the grantor (version 0).
     wire::SlotEntry e;
     e.request = true;
     e.request_epoch = epoch;

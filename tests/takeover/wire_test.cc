@@ -17,6 +17,9 @@ Message Sample() {
   m.peer_incarnation = 99;
   m.quiet = true;
   m.view = {1, 2, 5};
+  m.config_version = 3;
+  m.members = {1, 2};
+  m.old_members = {1, 2, 5};
   SlotEntry a;
   a.slot = 0;
   a.holder = 2;
@@ -46,6 +49,9 @@ TEST(TakeoverWire, RoundTrip) {
   EXPECT_TRUE(d->quiet);
   EXPECT_FALSE(d->draining);
   EXPECT_EQ(d->view, (std::vector<uint32_t>{1, 2, 5}));
+  EXPECT_EQ(d->config_version, 3u);
+  EXPECT_EQ(d->members, (std::vector<uint32_t>{1, 2}));
+  EXPECT_EQ(d->old_members, (std::vector<uint32_t>{1, 2, 5}));
   ASSERT_EQ(d->slots.size(), 2u);
   EXPECT_TRUE(d->slots[0].holding);
   EXPECT_TRUE(d->slots[0].request);

@@ -11,6 +11,7 @@ struct Simulation::SimNode {
   long double rate = 1.0;
   int64_t offset = 0;
   std::unique_ptr<Node> node;  // Null while crashed / not started.
+  std::optional<Membership> persisted;  // Survives crashes (the driver's fsync).
   RealTime paused_until{0};
   std::vector<Event> inbox;  // Datagrams that arrived during a pause.
   struct SlotCheck {
@@ -83,7 +84,7 @@ void Simulation::Start(NodeId id, bool reboot) {
     n.offset = offset(rng_);
   }
   absl::StatusOr<std::unique_ptr<Node>> node =
-      Node::Create(options_.group, id, Local(n, now_));
+      Node::Create(options_.group, id, Local(n, now_), n.persisted);
   if (!node.ok()) {
     Violation("Create failed: " + std::string(node.status().message()));
     return;
@@ -163,6 +164,18 @@ void Simulation::BeforeCall(SimNode& n) {
 
 void Simulation::AfterCall(SimNode& n) {
   const Time local = Local(n, now_);
+  if (std::optional<Membership> m = n.node->TakeMembershipToPersist()) {
+    n.persisted = std::move(m);
+    Trace("node " + std::to_string(n.id) + " membership v" +
+          std::to_string(n.persisted->version) + " members " +
+          std::to_string(n.persisted->members.size()) + " [" +
+          [&] {
+            std::string ids;
+            for (NodeId id : n.persisted->members) ids += std::to_string(id) + ",";
+            return ids;
+          }() + "]" +
+          (n.persisted->old_members.empty() ? "" : " (joint)"));
+  }
   for (const Action& a : n.node->TakeActions()) {
     if (a.slot >= n.slots.size()) {
       Violation("action for unknown slot");
@@ -299,6 +312,17 @@ void Simulation::RunUntil(RealTime until) {
     const bool message_first = !queue_.empty() && queue_.top().at <= next;
     if (message_first) next = queue_.top().at;
     if (next > until) break;
+    // A protocol that keeps exchanging messages or waking up without time
+    // passing would hang the simulation: report it as a failure instead.
+    same_instant_events_ = next == now_ ? same_instant_events_ + 1 : 0;
+    if (same_instant_events_ > 100000) {
+      Violation("livelock: 100000 events without time passing");
+      break;
+    }
+    if (queue_.size() > 1000000 || messages_sent_ > 20000000) {
+      Violation("message storm: too many datagrams");
+      break;
+    }
     now_ = next;
     if (message_first) {
       Event e = queue_.top();

@@ -147,6 +147,7 @@ class Simulation {
   std::vector<RealTime> last_add_time_;
   RealTime last_crash_ = RealTime::min() / 4;
   uint64_t messages_sent_ = 0;
+  uint64_t same_instant_events_ = 0;
   std::string trace_;
 };
 
