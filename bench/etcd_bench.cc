@@ -13,10 +13,10 @@
 // For each caller count (default 1, 16, 64) it runs `--reps` rounds of each
 // system, `--seconds` long, alternating which goes first, and prints median
 // throughput, p50/p99 latency over all rounds, and store/raw of the medians.
-// Starts its own single-member loopback etcd (data in --dir) unless
-// --endpoints is given.
+// Starts its own loopback etcd (one member unless --members; data in --dir)
+// unless --endpoints is given.
 //
-//   baton-etcd-bench [--callers 1,16,64] [--seconds 3] [--reps 3]
+//   baton-etcd-bench [--callers 1,16,64] [--seconds 3] [--reps 3] [--members 1]
 //                    [--value-bytes 128] [--record-bytes 512]
 //                    [--dir /var/tmp] [--endpoints host:port,...]
 #include <algorithm>
@@ -118,7 +118,9 @@ int Main(int argc, char** argv) {
   size_t record_bytes = 512;
   std::string dir = "/var/tmp";
   std::vector<std::string> endpoints;
+  int members = 1;
   app.add_option("--callers", callers, "concurrent callers per run")->delimiter(',');
+  app.add_option("--members", members, "members of the loopback etcd it starts");
   app.add_option("--seconds", seconds, "length of one run");
   app.add_option("--reps", reps, "rounds per system and caller count");
   app.add_option("--value-bytes", value_bytes, "state value size");
@@ -132,9 +134,9 @@ int Main(int argc, char** argv) {
   std::unique_ptr<storage::testing::EtcdCluster> cluster;
   if (endpoints.empty()) {
     storage::testing::EtcdLaunchOptions launch;
-    launch.members = 1;
+    launch.members = members;
     launch.temp_root = dir;
-    // etcd's default raft timing: a single member does not depend on it.
+    // etcd's default raft timing.
     launch.heartbeat_ms = 100;
     launch.election_ms = 1000;
     absl::StatusOr<std::unique_ptr<storage::testing::EtcdCluster>> c =
@@ -196,8 +198,9 @@ int Main(int argc, char** argv) {
     return s.ok() && resp.succeeded();
   };
 
-  std::printf("etcd %s, commit = 1 condition + put %zu B + put %zu B, %d x %d s per system\n",
-              endpoints.front().c_str(), value_bytes, record_bytes, reps, seconds);
+  std::printf("etcd %s (%zu endpoints), commit = 1 condition + put %zu B + put %zu B, %d x %d s per system\n",
+              endpoints.front().c_str(), endpoints.size(), value_bytes, record_bytes, reps,
+              seconds);
   std::printf("%8s | %12s %8s %8s | %12s %8s %8s | %6s\n", "callers", "store ops/s",
               "p50 ms", "p99 ms", "raw ops/s", "p50 ms", "p99 ms", "ratio");
   for (int n : callers) {

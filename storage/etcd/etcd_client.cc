@@ -303,6 +303,8 @@ absl::Status Client::Call(CallKind kind, const Rpc& rpc) {
       }
       if (c == FailureClass::kUnknown) {
         unknown_outcomes_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("etcd at {}: commit sent but not answered ({}): outcome unknown",
+                     ep.target, s.error_message());
         // The member did not answer: let the next call start elsewhere.
         size_t expected = i;
         if (n > 1 && current_.compare_exchange_strong(expected, (i + 1) % n)) {
