@@ -43,7 +43,7 @@ Timing Timing::ForHeartbeat(Time heartbeat) {
   return t;
 }
 
-// Docs "Margins": the grantor's hold, measured on the grantor's clock from
+// Docs "Leases": the grantor's hold, measured on the grantor's clock from
 // receipt, lasts at least lease×(1+ρ)/(1−ρ) of its clock, i.e. at least
 // lease/(1−ρ) real time, which is the longest real time the holder's `lease`
 // of its own clock can last.
@@ -296,9 +296,12 @@ class NodeImpl final : public Node {
   }
   // True if the ids in `view` contain a majority of `set`.
   bool HasMajority(const std::vector<uint32_t>& view, const std::vector<bool>& set) const {
+    // Distinct ids only: a peer's list is trusted for who it names, not for
+    // how often.
+    const std::vector<bool> in_view = SetOf(view);
     size_t n = 0;
-    for (uint32_t id : view) {
-      if (std::optional<size_t> i = IndexOf(id); i && set[*i]) ++n;
+    for (size_t i = 0; i < set.size(); ++i) {
+      if (set[i] && in_view[i]) ++n;
     }
     return n >= MajorityOf(set);
   }

@@ -58,9 +58,10 @@ struct PeerConfig {
 
 // Timing of the protocol. All durations are on the node's own clock.
 // Defaults are for heartbeat 10 ms; Timing::ForHeartbeat(h) scales them.
-// Worst-case fail-over after a holder crash (docs/takeover.md):
-//   GrantHold() + heartbeat-phase + 3 × one-way delay,
-// typical ≈ GrantHold() − heartbeat/2 + 3 × one-way delay.
+// Fail-over after a holder's host crashes (docs/takeover.md), with one-way
+// delay d and φ ∈ [0, heartbeat) the time since the holder's last renewal:
+//   GrantHold() + 3d − φ;  worst GrantHold() + 3d, typical
+//   GrantHold() + 3d − heartbeat/2 (23.5 ms at the defaults and d = 1 ms).
 struct Timing {
   // Interval between rounds: heartbeats, view exchange and lease renewals.
   // Default: 10 ms.
