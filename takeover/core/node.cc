@@ -391,8 +391,11 @@ class NodeImpl final : public Node {
       if (now >= commit_at_) SetConfig(cfg_version_, member_, {});
       return;
     }
-    if (draining_ || Quiet(now) || !member_[self_index_]) return;
-    if (!ViewHasMajority(MyView(now)) || !IAmTop(now)) return;
+    // Only the holder of slot 0 proposes: there is at most one at any time,
+    // and it can only have become holder at the current membership, so two
+    // different changes of the same version are rarely proposed at once.
+    if (draining_ || Quiet(now) || !member_[self_index_] || !slots_[0].added) return;
+    if (!ViewHasMajority(MyView(now))) return;
     std::vector<bool> next = member_;
     bool changed = false;
     for (size_t i = 0; i < peers_.size(); ++i) {
