@@ -238,6 +238,53 @@ TEST(TakeoverNode, GrantorRefusesSecondCandidateAndSaysHowLong) {
   EXPECT_EQ(r3.slots[0].reply_epoch, 2u);
 }
 
+// A release delayed behind a newer request of the same node must not drop
+// the grant that the newer request obtained (the requester counts on it).
+TEST(TakeoverNode, DelayedReleaseDoesNotDropNewerGrant) {
+  GroupConfig g = Group3();
+  auto grantor = *Node::Create(g, 3, Time(0));
+  const Time t0 = milliseconds(100);
+  grantor->Tick(t0);
+  grantor->TakeMessages();
+  auto message = [](uint64_t seq, Time at, bool request, bool release) {
+    wire::Message m;
+    m.incarnation = 5;
+    m.send_time = static_cast<uint64_t>(at.count());
+    m.seq = seq;
+    m.view = {1, 2, 3};
+    m.members = {1, 2, 3};
+    wire::SlotEntry e;
+    e.request = request;
+    e.request_epoch = 1;
+    e.release = release;
+    m.slots = {e};
+    return wire::Encode(m);
+  };
+  auto granted_to = [&](NodeId to) {
+    for (Outgoing& o : grantor->TakeMessages()) {
+      if (o.to == to) return wire::Decode(o.payload)->slots[0].granted;
+    }
+    return false;
+  };
+  grantor->Receive(1, message(7, t0, true, false), t0);  // Newer request first.
+  EXPECT_TRUE(granted_to(1));
+  grantor->Receive(1, message(6, t0, false, true), t0 + milliseconds(1));  // Older release.
+  grantor->TakeMessages();
+  wire::Message other;
+  other.incarnation = 9;
+  other.seq = 1;
+  other.send_time = 1;
+  other.view = {1, 2, 3};
+  other.members = {1, 2, 3};
+  wire::SlotEntry e;
+  e.request = true;
+  e.request_epoch = 2;
+  other.slots = {e};
+  grantor->Receive(2, wire::Encode(other), t0 + milliseconds(2));
+  EXPECT_FALSE(granted_to(2)) << "the delayed release dropped node 1's grant";
+  EXPECT_EQ(grantor->GetStatus(t0).stale_messages, 1u);
+}
+
 TEST(TakeoverNode, RestartedNodeRefusesDuringQuietPeriod) {
   GroupConfig g = Group3();
   auto n = *Node::Create(g, 3, milliseconds(10));

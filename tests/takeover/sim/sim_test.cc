@@ -509,6 +509,34 @@ TEST(TakeoverSim, SerialFailuresShrinkTheGroup) {
   }
 }
 
+// A process pause longer than the lease: the others take over meanwhile;
+// the paused holder, on resuming with stale state, removes its address before
+// anything else (the checker fails otherwise) and does not take it back.
+TEST(TakeoverSim, PausedHolderRemovesFirstOnResume) {
+  for (uint64_t seed = 1; seed <= 30; ++seed) {
+    std::mt19937_64 g(seed);
+    SimOptions o;
+    o.seed = seed;
+    o.group = MakeGroup(3, g, true);
+    Simulation sim(o);
+    for (NodeId id : sim.ids()) sim.Start(id);
+    sim.RunUntil(milliseconds(200) + PickTime(g, microseconds(0), milliseconds(10)));
+    const NodeId old = sim.Holder();
+    ASSERT_NE(old, kNoNode);
+    sim.Pause(old, PickTime(g, milliseconds(60), milliseconds(300)));
+    sim.RunUntil(sim.now() + milliseconds(600));
+    ASSERT_TRUE(sim.ok()) << "seed " << seed << ": " << sim.violations()[0];
+    const NodeId now_holder = sim.Holder();
+    EXPECT_NE(now_holder, kNoNode);
+    EXPECT_NE(now_holder, old) << "seed " << seed;
+    bool old_removed = false;
+    for (const HoldEvent& e : sim.history()) {
+      if (e.node == old && !e.added) old_removed = true;
+    }
+    EXPECT_TRUE(old_removed) << "seed " << seed;
+  }
+}
+
 struct BrokenResult {
   int schedules = 0;
   int with_violation = 0;
