@@ -243,7 +243,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnBody(beast::error_code ec, size_t);
   void OnReadError(beast::error_code ec);
   void Dispatch();
-  void Write(std::shared_ptr<HttpResponse> res);
+  // `dispatched`: the response of a request counted in responding().
+  void Write(std::shared_ptr<HttpResponse> res, bool dispatched = false);
   void OnWrite(beast::error_code ec, size_t);
   void Close();
 
@@ -251,6 +252,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<HttpResponse> res_;
+  bool dispatched_ = false;
   ServerImpl* server_;
 };
 
@@ -299,14 +301,23 @@ class ServerImpl : public HttpServer {
       beast::error_code ec;
       acceptor_.close(ec);
     });
+    // Drain: requests already executing finish and their responses are
+    // sent; connections that send another request are closed (Dispatch).
+    workers_.join();
+    for (int64_t ms = absl::ToInt64Milliseconds(options_.drain_timeout);
+         responding_.load() > 0 && ms > 0; --ms) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     ioc_.stop();
     for (std::thread& t : io_threads_) t.join();
     io_threads_.clear();
-    workers_.join();
   }
 
   const HttpServerOptions& options() const { return options_; }
   net::thread_pool& workers() { return workers_; }
+  bool stopping() const { return stopped_.load(); }
+  // Requests dispatched whose response is not yet written.
+  std::atomic<int64_t>& responding() { return responding_; }
 
   std::shared_ptr<HttpResponse> Handle(const HttpRequest& req);
 
@@ -340,6 +351,7 @@ class ServerImpl : public HttpServer {
   std::vector<std::thread> io_threads_;
   uint16_t port_ = 0;
   std::atomic<bool> stopped_{false};
+  std::atomic<int64_t> responding_{0};
 };
 
 void Session::Run() {
@@ -425,6 +437,8 @@ void Session::OnReadError(beast::error_code ec) {
 }
 
 void Session::Dispatch() {
+  if (server_->stopping()) return Close();
+  server_->responding().fetch_add(1);
   auto req = std::make_shared<HttpRequest>(parser_->release());
   // No read timeout while the request executes: the client is waiting.
   stream_.expires_never();
@@ -432,12 +446,13 @@ void Session::Dispatch() {
     std::shared_ptr<HttpResponse> res = self->server_->Handle(*req);
     net::post(self->stream_.get_executor(),
               [self, res = std::move(res)]() mutable {
-                self->Write(std::move(res));
+                self->Write(std::move(res), /*dispatched=*/true);
               });
   });
 }
 
-void Session::Write(std::shared_ptr<HttpResponse> res) {
+void Session::Write(std::shared_ptr<HttpResponse> res, bool dispatched) {
+  dispatched_ = dispatched;
   res_ = std::move(res);
   stream_.expires_after(ToChrono(server_->options().write_timeout));
   http::async_write(
@@ -446,7 +461,11 @@ void Session::Write(std::shared_ptr<HttpResponse> res) {
 }
 
 void Session::OnWrite(beast::error_code ec, size_t) {
-  if (ec || res_->need_eof()) return Close();
+  if (dispatched_) {
+    dispatched_ = false;
+    server_->responding().fetch_sub(1);
+  }
+  if (ec || res_->need_eof() || server_->stopping()) return Close();
   res_.reset();
   ReadHeader();
 }

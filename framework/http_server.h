@@ -102,6 +102,9 @@ struct HttpServerOptions {
   absl::Duration read_timeout = absl::Seconds(10);
   // Time allowed to send a response. Default: 10 s.
   absl::Duration write_timeout = absl::Seconds(10);
+  // Stop() waits this long for the responses of requests that were already
+  // executing to be sent. Default: 5 s.
+  absl::Duration drain_timeout = absl::Seconds(5);
   // Retry-After (seconds) on 503 and 409-in-progress. Default: 1 s.
   int retry_after_seconds = 1;
 };
@@ -113,8 +116,10 @@ class HttpServer {
   // The bound port (the real one when options.port was 0).
   virtual uint16_t port() const = 0;
 
-  // Stops accepting, closes connections, waits for running handlers, joins
-  // the threads. Idempotent; the destructor calls it.
+  // Stops accepting; requests already executing finish and their responses
+  // are sent (up to drain_timeout); connections are then closed and the
+  // threads joined. Idempotent; the destructor calls it. Not from a handler
+  // (it waits for the worker threads).
   virtual void Stop() = 0;
 };
 
