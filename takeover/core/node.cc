@@ -123,7 +123,7 @@ struct SlotState {
 class NodeImpl final : public Node {
  public:
   NodeImpl(const GroupConfig& config, NodeId self, size_t self_index, Time now,
-           const std::optional<Membership>& restored)
+           const std::optional<PersistentState>& restored)
       : config_(config),
         timing_(config.timing),
         self_(self),
@@ -148,10 +148,22 @@ class NodeImpl final : public Node {
     send_to_.assign(peers_.size(), false);
     member_.assign(peers_.size(), true);
     if (restored && config.timing.shrink_after > Time(0)) {
-      cfg_version_ = restored->version;
-      member_ = SetOf(restored->members);
-      if (!restored->old_members.empty()) old_member_ = SetOf(restored->old_members);
+      const Membership& m = restored->membership;
+      cfg_version_ = m.version;
+      member_ = SetOf(m.members);
+      if (!m.old_members.empty()) old_member_ = SetOf(m.old_members);
     }
+    if (restored) {
+      for (size_t i = 0; i < slots_.size() && i < restored->epochs.size(); ++i) {
+        slots_[i].max_epoch = restored->epochs[i];
+        slots_[i].known_epoch = restored->epochs[i];
+        if (i < restored->epoch_owners.size()) {
+          slots_[i].max_epoch_owner = restored->epoch_owners[i];
+          slots_[i].known_owner = restored->epoch_owners[i];
+        }
+      }
+    }
+    persisted_epochs_ = EpochFloors();
   }
 
   void Receive(NodeId from, std::string_view payload, Time now) override {
@@ -217,10 +229,16 @@ class NodeImpl final : public Node {
   std::vector<Action> TakeActions() override {
     return std::exchange(actions_, {});
   }
-  std::optional<Membership> TakeMembershipToPersist() override {
-    if (!persist_pending_) return std::nullopt;
+  std::optional<PersistentState> TakeStateToPersist() override {
+    std::vector<uint64_t> epochs = EpochFloors();
+    if (!persist_pending_ && epochs == persisted_epochs_) return std::nullopt;
     persist_pending_ = false;
-    return CurrentMembership();
+    persisted_epochs_ = epochs;
+    PersistentState st;
+    st.membership = CurrentMembership();
+    st.epochs = std::move(epochs);
+    for (const SlotState& s : slots_) st.epoch_owners.push_back(s.max_epoch_owner);
+    return st;
   }
 
   Status GetStatus(Time now) const override {
@@ -291,6 +309,11 @@ class NodeImpl final : public Node {
     return m;
   }
   bool Joint() const { return !old_member_.empty(); }
+  std::vector<uint64_t> EpochFloors() const {
+    std::vector<uint64_t> v;
+    for (const SlotState& s : slots_) v.push_back(s.max_epoch);
+    return v;
+  }
   static size_t MajorityOf(const std::vector<bool>& set) {
     return static_cast<size_t>(std::count(set.begin(), set.end(), true)) / 2 + 1;
   }
@@ -804,7 +827,8 @@ class NodeImpl final : public Node {
   std::vector<bool> member_;      // By peer index.
   std::vector<bool> old_member_;  // Non-empty while a change is under way.
   Time commit_at_ = kNever;
-  bool persist_pending_ = false;
+  bool persist_pending_ = false;           // Membership changed.
+  std::vector<uint64_t> persisted_epochs_;  // Epoch floors last handed out.
   bool draining_ = false;
   uint64_t malformed_ = 0;
   uint64_t stale_ = 0;
@@ -817,7 +841,7 @@ class NodeImpl final : public Node {
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Create(const GroupConfig& config,
                                                    NodeId self, Time now,
-                                                   const std::optional<Membership>& restored) {
+                                                   const std::optional<PersistentState>& restored) {
   if (config.peers.empty()) return absl::InvalidArgumentError("empty peer group");
   std::set<NodeId> ids;
   std::optional<size_t> self_index;
@@ -849,7 +873,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const GroupConfig& config,
   }
   if (t.shrink_after < Time(0)) return absl::InvalidArgumentError("negative shrink_after");
   if (restored) {
-    for (const std::vector<NodeId>* list : {&restored->members, &restored->old_members}) {
+    const Membership& m = restored->membership;
+    for (const std::vector<NodeId>* list : {&m.members, &m.old_members}) {
       for (NodeId id : *list) {
         if (!ids.count(id)) {
           return absl::InvalidArgumentError(
@@ -857,7 +882,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const GroupConfig& config,
         }
       }
     }
-    if (restored->members.empty()) {
+    if (m.members.empty() && t.shrink_after > Time(0)) {
       return absl::InvalidArgumentError("restored membership is empty");
     }
   }

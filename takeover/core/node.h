@@ -116,6 +116,16 @@ struct Membership {
                                     // leases need a majority of both.
 };
 
+// What a node should keep across restarts (see Node::TakeStateToPersist).
+struct PersistentState {
+  Membership membership;
+  // Per slot: the highest epoch this node granted or saw claimed, and the
+  // node it belongs to. Restored, it keeps epochs strictly growing even when
+  // every node that knew the latest epoch restarts.
+  std::vector<uint64_t> epochs;
+  std::vector<NodeId> epoch_owners;
+};
+
 struct GroupConfig {
   std::vector<PeerConfig> peers;  // The whole group, including this node.
   uint32_t num_slots = 1;         // Slots 0..num_slots-1. Default: 1; max 1024.
@@ -152,12 +162,14 @@ class Node {
   // peers, `self` not in the group, non-positive heartbeat, lease not longer
   // than heartbeat + remove_margin, max_drift outside [0, 0.1), num_slots
   // outside [1, 1024]).
-  // `restored`: the membership last returned by TakeMembershipToPersist() in
-  // an earlier run of this node, if any (required for safety when
-  // shrink_after > 0; ignored otherwise).
+  // `restored`: the state last returned by TakeStateToPersist() in an
+  // earlier run of this node, if any. Required for safety when
+  // shrink_after > 0; otherwise optional (without it, epochs can repeat after
+  // all nodes that knew the latest one restarted; the membership part is
+  // ignored while shrink_after == 0).
   static absl::StatusOr<std::unique_ptr<Node>> Create(
       const GroupConfig& config, NodeId self, Time now,
-      const std::optional<Membership>& restored = std::nullopt);
+      const std::optional<PersistentState>& restored = std::nullopt);
   virtual ~Node() = default;
 
   // A message from peer `from` (already authenticated by the transport).
@@ -176,10 +188,11 @@ class Node {
   // Address actions produced since the last call, in order; a remove always
   // precedes any add. Apply them before sending TakeMessages().
   virtual std::vector<Action> TakeActions() = 0;
-  // A membership change to store durably (fsync) *before* sending the
-  // messages of the same call, and to pass to Create after a restart; nullopt
-  // if nothing changed. Never returns a value while shrink_after == 0.
-  virtual std::optional<Membership> TakeMembershipToPersist() = 0;
+  // State to store durably (fsync) *before* sending the messages of the same
+  // call, and to pass to Create after a restart; nullopt if nothing changed.
+  // Changes only when the membership changes or a slot's epoch floor rises
+  // (a new holder), never on renewals.
+  virtual std::optional<PersistentState> TakeStateToPersist() = 0;
 
   struct SlotStatus {
     uint32_t slot = 0;

@@ -104,14 +104,16 @@ TEST(TakeoverNode, CreateRejectsBadConfig) {
   EXPECT_TRUE(Node::Create(g, 1, Time(0)).ok());
   GroupConfig shrink = g;
   shrink.timing.shrink_after = milliseconds(500);
-  Membership unknown{2, {1, 7}, {}};
+  PersistentState unknown{{2, {1, 7}, {}}, {}, {}};
   EXPECT_FALSE(Node::Create(shrink, 1, Time(0), unknown).ok());
-  Membership restored{2, {1, 2}, {}};
+  PersistentState restored{{2, {1, 2}, {}}, {7}, {2}};
   auto n = Node::Create(shrink, 1, Time(0), restored);
   ASSERT_TRUE(n.ok());
-  EXPECT_EQ((*n)->GetStatus(Time(0)).membership.version, 2u);
-  EXPECT_EQ((*n)->GetStatus(Time(0)).membership.members, (std::vector<NodeId>{1, 2}));
-  EXPECT_FALSE((*n)->TakeMembershipToPersist().has_value());
+  const Node::Status st = (*n)->GetStatus(Time(0));
+  EXPECT_EQ(st.membership.version, 2u);
+  EXPECT_EQ(st.membership.members, (std::vector<NodeId>{1, 2}));
+  EXPECT_EQ(st.slots[0].epoch, 7u);  // The restored epoch floor.
+  EXPECT_FALSE((*n)->TakeStateToPersist().has_value());
 }
 
 TEST(TakeoverNode, GrantHoldPadsForDrift) {

@@ -109,15 +109,19 @@ ScheduleResult RunRandomSchedule(uint64_t seed, bool trace) {
   // A third of the schedules let the group shrink and grow (serial failures).
   static const int kShrinkMs[] = {0, 0, 0, 0, 100, 300};
   o.group.timing.shrink_after = milliseconds(kShrinkMs[g() % 6]);
+  // A quarter of the static-group schedules run without persisted state
+  // (epochs may then repeat after crashes; everything else must hold).
+  o.persist = o.group.timing.shrink_after > Time(0) || g() % 4 != 0;
 
   ScheduleResult r;
   char desc[256];
   std::snprintf(desc, sizeof desc,
-                "n=%d drift=%g preempt=%d slots=%u shrink_after=%lldms delay=[%lld,%lld]us "
-                "loss=%g dup=%g",
+                "n=%d drift=%g preempt=%d slots=%u shrink_after=%lldms persist=%d "
+                "delay=[%lld,%lld]us loss=%g dup=%g",
                 n,
                 o.group.timing.max_drift, o.group.preempt ? 1 : 0, o.group.num_slots,
                 static_cast<long long>(o.group.timing.shrink_after.count() / 1000000),
+                o.persist ? 1 : 0,
                 static_cast<long long>(o.network.min_delay.count() / 1000),
                 static_cast<long long>(o.network.max_delay.count() / 1000), o.network.loss,
                 o.network.duplicate);

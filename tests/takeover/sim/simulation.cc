@@ -11,7 +11,7 @@ struct Simulation::SimNode {
   long double rate = 1.0;
   int64_t offset = 0;
   std::unique_ptr<Node> node;  // Null while crashed / not started.
-  std::optional<Membership> persisted;  // Survives crashes (the driver's fsync).
+  std::optional<PersistentState> persisted;  // Survives crashes (the driver's fsync).
   RealTime paused_until{0};
   std::vector<Event> inbox;  // Datagrams that arrived during a pause.
   struct SlotCheck {
@@ -84,7 +84,8 @@ void Simulation::Start(NodeId id, bool reboot) {
     n.offset = offset(rng_);
   }
   absl::StatusOr<std::unique_ptr<Node>> node =
-      Node::Create(options_.group, id, Local(n, now_), n.persisted);
+      Node::Create(options_.group, id, Local(n, now_),
+                   options_.persist ? n.persisted : std::nullopt);
   if (!node.ok()) {
     Violation("Create failed: " + std::string(node.status().message()));
     return;
@@ -164,17 +165,19 @@ void Simulation::BeforeCall(SimNode& n) {
 
 void Simulation::AfterCall(SimNode& n) {
   const Time local = Local(n, now_);
-  if (std::optional<Membership> m = n.node->TakeMembershipToPersist()) {
-    n.persisted = std::move(m);
-    Trace("node " + std::to_string(n.id) + " membership v" +
-          std::to_string(n.persisted->version) + " members " +
-          std::to_string(n.persisted->members.size()) + " [" +
-          [&] {
-            std::string ids;
-            for (NodeId id : n.persisted->members) ids += std::to_string(id) + ",";
-            return ids;
-          }() + "]" +
-          (n.persisted->old_members.empty() ? "" : " (joint)"));
+  if (std::optional<PersistentState> st = n.node->TakeStateToPersist()) {
+    const bool membership_changed =
+        !n.persisted || n.persisted->membership.version != st->membership.version ||
+        n.persisted->membership.members != st->membership.members ||
+        n.persisted->membership.old_members != st->membership.old_members;
+    n.persisted = std::move(st);
+    const Membership& m = n.persisted->membership;
+    if (membership_changed && m.version > 0) {
+      std::string ids;
+      for (NodeId id : m.members) ids += std::to_string(id) + ",";
+      Trace("node " + std::to_string(n.id) + " membership v" + std::to_string(m.version) +
+            " members [" + ids + "]" + (m.old_members.empty() ? "" : " (joint)"));
+    }
   }
   for (const Action& a : n.node->TakeActions()) {
     if (a.slot >= n.slots.size()) {
@@ -210,7 +213,7 @@ void Simulation::AfterCall(SimNode& n) {
         // may have forgotten it: a crash (amnesia) since shortly before the
         // last add excuses a repeat (docs/takeover.md "Epochs").
         const RealTime window_start = last_add_time_[a.slot] - 2 * StartupQuiet(options_.group.timing);
-        const bool amnesia = last_crash_ >= window_start;
+        const bool amnesia = !options_.persist && last_crash_ >= window_start;
         if (last_node != kNoNode && !amnesia &&
             (last_node == n.id ? a.epoch < last_epoch : a.epoch <= last_epoch)) {
           Violation("epoch did not grow: node " + std::to_string(n.id) + " epoch " +

@@ -13,8 +13,9 @@
 // resumes from a pause; the checker additionally fails if a node whose belief
 // lapsed while its address was added does anything but remove it next.
 // A crash (host crash) removes the address. Epochs must grow strictly from
-// one holder to the next, except right after a crash: a restarted node forgot
-// the epochs it granted (documented limitation, docs/takeover.md).
+// one holder to the next; without persisted state (SimOptions::persist =
+// false), except right after a crash: a restarted node forgot the epochs it
+// granted (docs/takeover.md "Epochs").
 //
 // Everything is driven by one seed; the same seed replays the same run.
 // Not thread-safe.
@@ -55,6 +56,10 @@ struct SimOptions {
   double clock_drift = 1e-3;
   // Max |offset| of a node's clock origin. Default: 1000 s.
   RealTime max_clock_offset = std::chrono::seconds(1000);
+  // Nodes keep TakeStateToPersist() across crashes (the driver's fsync) and
+  // get it back on restart. Without it, epochs may repeat after a crash, and
+  // the checker excuses that. Default: true.
+  bool persist = true;
   // Record a human-readable trace (for replaying a failing seed).
   bool trace = false;
 };
