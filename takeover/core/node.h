@@ -14,7 +14,8 @@
 // Driver contract (takeover/daemon, tests/takeover/sim):
 //   * Call Tick(now) at or before NextTick(); call Receive() for every
 //     authenticated datagram; `now` is the node's own monotonic clock
-//     (CLOCK_MONOTONIC / steady_clock), never wall-clock time.
+//     (CLOCK_BOOTTIME preferred: CLOCK_MONOTONIC / steady_clock stops while
+//     the host is suspended), never wall-clock time.
 //   * After every call, apply TakeActions() *before* sending TakeMessages():
 //     a release message may let another node take the slot, so the address
 //     must already be gone.
@@ -22,6 +23,9 @@
 //     kernel valid_lft as a backstop for a frozen daemon.
 //   * A node must be created fresh after a process restart (it then keeps
 //     quiet for StartupQuiet(timing): it forgot the grants it gave).
+//   * Store TakeStateToPersist() durably before sending the messages of the
+//     same call and pass it to Create after a restart (strictly growing
+//     epochs across restarts; required when Timing::shrink_after > 0).
 //
 // Thread-safety: none. One Node per process, owned by one thread/event loop;
 // the caller serialises all calls.
@@ -94,7 +98,7 @@ struct Timing {
   // connected majority for this long, the survivors shrink the group to
   // exclude it, and a non-member that has been back in the view this long is
   // added again (docs/takeover.md "Serial failures"). Requires the driver to
-  // persist TakeMembershipToPersist(). Zero disables membership changes: the
+  // persist TakeStateToPersist(). Zero disables membership changes: the
   // group is the static peer list. Default: 0 (disabled).
   Time shrink_after{0};
 
