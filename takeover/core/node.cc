@@ -7,10 +7,12 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <unordered_map>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "takeover/core/assignment.h"
 #include "takeover/core/wire.h"
 
 namespace baton::takeover {
@@ -76,6 +78,13 @@ struct PeerState {
   // The peer's membership as last reported (for counting acknowledgements).
   uint64_t config_version = 0;
   std::vector<uint32_t> members;
+  // Pool: the peer's advertised capacity (config value until heard), the
+  // slots it drained alone, and whether its reported view has a majority of
+  // our membership (cached: recomputed when either changes).
+  int capacity = 0;
+  std::vector<bool> drained;
+  size_t drained_count = 0;
+  bool view_majority = false;
 };
 
 struct PendingReply {
@@ -113,6 +122,7 @@ struct SlotState {
   // asks for a reply (two candidates would otherwise ping-pong forever).
   bool request_now = false;
   Time release_until = kLongAgo;  // Advertise a release until then.
+  bool drained_here = false;      // Drain(slot): we do not campaign for it.
 
   // --- Knowledge of others' holding (from their own claims).
   NodeId claimed_holder = kNoNode;
@@ -140,9 +150,15 @@ class NodeImpl final : public Node {
     for (const PeerConfig& p : config.peers) {
       PeerState ps;
       ps.config = p;
+      ps.capacity = std::max(0, p.capacity);
+      ps.drained.assign(config.num_slots, false);
+      index_[p.id] = peers_.size();
       peers_.push_back(ps);
     }
+    capacity_ = peers_[self_index].capacity;
+    rebalance_ = config.rebalance || (config.preempt && config.num_slots > 1);
     slots_.resize(config.num_slots);
+    assigned_.assign(config.num_slots, kNoNode);
     for (SlotState& s : slots_) s.valid_until.assign(peers_.size(), kLongAgo);
     pending_replies_.resize(peers_.size());
     send_to_.assign(peers_.size(), false);
@@ -223,6 +239,39 @@ class NodeImpl final : public Node {
     Flush(now);
   }
 
+  void Drain(uint32_t slot, Time now) override {
+    Advance(now);
+    ExpireLeases(now);
+    if (slot < slots_.size()) {
+      slots_[slot].drained_here = true;
+      GiveUp(slot, now);
+      SendToAll();  // Peers learn the drained flag and reassign the slot.
+    }
+    Evaluate(now);
+    Flush(now);
+  }
+
+  void Undrain(uint32_t slot, Time now) override {
+    Advance(now);
+    ExpireLeases(now);
+    if (slot < slots_.size() && slots_[slot].drained_here) {
+      slots_[slot].drained_here = false;
+      SendToAll();
+    }
+    Evaluate(now);
+    Flush(now);
+  }
+
+  void SetCapacity(int capacity, Time now) override {
+    Advance(now);
+    ExpireLeases(now);
+    capacity_ = std::max(0, capacity);
+    peers_[self_index_].capacity = capacity_;
+    SendToAll();
+    Evaluate(now);  // Releases slots above the new capacity first thing.
+    Flush(now);
+  }
+
   std::vector<Outgoing> TakeMessages() override {
     return std::exchange(out_, {});
   }
@@ -249,6 +298,11 @@ class NodeImpl final : public Node {
     st.malformed_messages = malformed_;
     st.stale_messages = stale_;
     st.membership = CurrentMembership();
+    st.capacity = capacity_;
+    st.shed_slots = shed_now_;
+    st.takeovers = takeovers_;
+    st.releases = releases_;
+    st.sheds = sheds_;
     for (size_t i = 0; i < peers_.size(); ++i) {
       if (i == self_index_ || InView(i, now)) st.view.push_back(peers_[i].config.id);
     }
@@ -256,6 +310,9 @@ class NodeImpl final : public Node {
       const SlotState& s = slots_[i];
       SlotStatus ss;
       ss.slot = i;
+      ss.assigned = assigned_[i];
+      ss.shed = i >= slots_.size() - shed_now_;
+      if (s.added) ++st.capacity_used;
       if (s.added) {
         ss.holder = self_;
         ss.epoch = s.held_epoch;
@@ -276,10 +333,13 @@ class NodeImpl final : public Node {
   void Advance(Time now) { last_now_ = std::max(last_now_, now); }
 
   std::optional<size_t> IndexOf(NodeId id) const {
-    for (size_t i = 0; i < peers_.size(); ++i) {
-      if (peers_[i].config.id == id) return i;
-    }
-    return std::nullopt;
+    auto it = index_.find(id);
+    if (it == index_.end()) return std::nullopt;
+    return it->second;
+  }
+  void SendToAll() {
+    std::fill(send_to_.begin(), send_to_.end(), true);
+    send_to_[self_index_] = false;
   }
 
   bool InView(size_t i, Time now) const {
@@ -348,6 +408,7 @@ class NodeImpl final : public Node {
     persist_pending_ = true;
     std::fill(send_to_.begin(), send_to_.end(), true);
     send_to_[self_index_] = false;
+    for (PeerState& p : peers_) p.view_majority = ViewHasMajority(p.view);
   }
   // Learns the membership from a peer's message (before its requests are
   // decided). A peer at a higher stable version committed it, so adopting it
@@ -454,15 +515,7 @@ class NodeImpl final : public Node {
   // is quiet for the same time, and the top one must win (property 3).
   bool PeerEligible(size_t i, Time now) const {
     const PeerState& p = peers_[i];
-    return InView(i, now) && !p.draining && member_[i] && ViewHasMajority(p.view);
-  }
-  bool IAmTop(Time now) const {
-    for (size_t i = 0; i < peers_.size(); ++i) {
-      if (i != self_index_ && PeerEligible(i, now) && Outranks(i, self_index_)) {
-        return false;
-      }
-    }
-    return true;
+    return InView(i, now) && !p.draining && member_[i] && p.view_majority;
   }
 
   // The k-th largest per-grantor validity (k = majority): the lease the node
@@ -525,7 +578,11 @@ class NodeImpl final : public Node {
     PeerState& peer = peers_[from];
     const NodeId from_id = peer.config.id;
     const bool replies_for_me = m.peer_incarnation == incarnation_;
-    if (newest) LearnConfig(from, m);
+    if (newest) {
+      LearnConfig(from, m);
+      peer.view_majority = ViewHasMajority(peer.view);
+      peer.capacity = static_cast<int>(std::min<uint32_t>(m.capacity, 1u << 20));
+    }
     const bool same_config = SameConfig(m);
     for (const wire::SlotEntry& e : m.slots) {
       if (e.slot >= slots_.size()) {
@@ -533,6 +590,10 @@ class NodeImpl final : public Node {
         continue;
       }
       SlotState& s = slots_[e.slot];
+      if (newest && e.drained != peer.drained[e.slot]) {
+        peer.drained[e.slot] = e.drained;
+        peer.drained_count += e.drained ? 1 : static_cast<size_t>(-1);
+      }
       if (newest && e.epoch > s.known_epoch) {
         s.known_epoch = e.epoch;
         s.known_owner = e.holder;
@@ -656,6 +717,7 @@ class NodeImpl final : public Node {
     if (s.added) {
       actions_.push_back({Action::Kind::kRemoveAddress, slot, s.held_epoch});
       s.added = false;
+      ++releases_;
     }
     if (s.campaigning) {
       s.campaigning = false;
@@ -699,10 +761,14 @@ class NodeImpl final : public Node {
     send_to_[self_index_] = false;
   }
 
-  bool ShouldCampaign(uint32_t slot, Time now) const {
+  // `my_majority`: ViewHasMajority(MyView(now)), computed once per call.
+  // In place of the single-slot rule "outranks every eligible peer", the pool
+  // assignment names the campaigner; with one slot and capacities >= 1 it
+  // names exactly the top eligible node (docs "Pool of addresses").
+  bool ShouldCampaign(uint32_t slot, bool my_majority, Time now) const {
     const SlotState& s = slots_[slot];
     if (draining_ || Quiet(now) || !member_[self_index_]) return false;
-    if (!ViewHasMajority(MyView(now)) || !IAmTop(now)) return false;
+    if (!my_majority || assigned_[slot] != self_ || s.drained_here) return false;
     if (ClaimLive(s, now) && s.claimed_holder != self_) return false;
     if (s.grantee != kNoNode && s.grantee != self_ && now < s.grant_until) {
       return false;  // Someone else holds (or is getting) our grant.
@@ -721,15 +787,79 @@ class NodeImpl final : public Node {
     return false;
   }
 
+  // Computes the pool assignment from our view (docs "Pool of addresses").
+  // Returns whether we are a candidate ourselves.
+  bool ComputeAssignment(bool my_majority, Time now) {
+    AssignmentInput in;
+    in.num_slots = static_cast<uint32_t>(slots_.size());
+    in.rebalance = rebalance_;
+    const bool self_candidate = !draining_ && member_[self_index_] && my_majority;
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      const PeerState& p = peers_[i];
+      const bool candidate = i == self_index_ ? self_candidate : PeerEligible(i, now);
+      if (!candidate) continue;
+      in.candidates.push_back({p.config.id, p.config.priority, p.capacity});
+      if (i == self_index_) {
+        for (uint32_t k = 0; k < slots_.size(); ++k) {
+          if (slots_[k].drained_here) in.excluded.push_back({k, self_});
+        }
+      } else if (p.drained_count > 0) {
+        for (uint32_t k = 0; k < slots_.size(); ++k) {
+          if (p.drained[k]) in.excluded.push_back({k, p.config.id});
+        }
+      }
+    }
+    in.holders.reserve(slots_.size());
+    for (const SlotState& s : slots_) {
+      if (s.added) {
+        in.holders.push_back(self_);
+      } else if (ClaimLive(s, now) && s.claimed_holder != self_) {
+        in.holders.push_back(s.claimed_holder);
+      } else {
+        in.holders.push_back(kNoNode);
+      }
+    }
+    Assignment a = Assign(in);
+    assigned_ = std::move(a.slot_owner);
+    shed_now_ = a.shed;
+    return self_candidate;
+  }
+
   void Evaluate(Time now) {
     EvaluateMembership(now);
+    const bool my_majority = ViewHasMajority(MyView(now));
+    const bool self_candidate = ComputeAssignment(my_majority, now);
+    const bool pool = slots_.size() > 1;
+    // Never above our capacity: after SetCapacity lowered it, release the
+    // highest-numbered slots (held or being campaigned for) first.
+    int used = 0;
+    for (const SlotState& s : slots_) used += (s.added || s.campaigning) ? 1 : 0;
+    for (uint32_t i = static_cast<uint32_t>(slots_.size()); i-- > 0 && used > capacity_;) {
+      if (slots_[i].added || slots_[i].campaigning) {
+        if (slots_[i].added && assigned_[i] == kNoNode) ++sheds_;
+        GiveUp(i, now);
+        --used;
+      }
+    }
     for (uint32_t i = 0; i < slots_.size(); ++i) {
       SlotState& s = slots_[i];
       if (s.added) {
-        if (ShouldHandOver(now)) GiveUp(i, now);
+        if (!pool) {
+          if (ShouldHandOver(now)) GiveUp(i, now);
+        } else if (self_candidate && assigned_[i] != self_) {
+          // Shed, over capacity, or rebalanced away. (Without a majority
+          // view our assignment means nothing; the lease decides.)
+          if (assigned_[i] == kNoNode) ++sheds_;
+          GiveUp(i, now);
+          --used;
+        }
       } else if (s.campaigning) {
-        if (!ShouldCampaign(i, now)) GiveUp(i, now);
-      } else if (ShouldCampaign(i, now)) {
+        if (!ShouldCampaign(i, my_majority, now)) {
+          GiveUp(i, now);
+          --used;
+        }
+      } else if (used < capacity_ && ShouldCampaign(i, my_majority, now)) {
+        ++used;
         s.campaigning = true;
         // Same holder again (nobody took a newer epoch): keep the epoch;
         // otherwise propose above everything we heard of.
@@ -751,6 +881,7 @@ class NodeImpl final : public Node {
         s.claimed_epoch = s.my_epoch;
         s.claim_heard = now;
         actions_.push_back({Action::Kind::kAddAddress, i, s.my_epoch});
+        ++takeovers_;
         actions_.push_back({Action::Kind::kAnnounce, i, s.my_epoch});
         // Tell the peers at once, so they stop campaigning.
         std::fill(send_to_.begin(), send_to_.end(), true);
@@ -773,6 +904,7 @@ class NodeImpl final : public Node {
       m.draining = draining_;
       m.view = MyView(now);
       m.config_version = cfg_version_;
+      m.capacity = static_cast<uint32_t>(capacity_);
       m.members = IdsOf(member_);
       if (Joint()) m.old_members = IdsOf(old_member_);
       for (uint32_t k = 0; k < slots_.size(); ++k) {
@@ -786,6 +918,7 @@ class NodeImpl final : public Node {
         e.request = s.campaigning && s.request_now;
         e.request_epoch = s.my_epoch;
         e.release = !s.campaigning && now < s.release_until;
+        e.drained = s.drained_here;
         auto it = pending_replies_[i].find(k);
         if (it != pending_replies_[i].end()) {
           e.reply = true;
@@ -830,6 +963,15 @@ class NodeImpl final : public Node {
   bool persist_pending_ = false;           // Membership changed.
   std::vector<uint64_t> persisted_epochs_;  // Epoch floors last handed out.
   bool draining_ = false;
+  // Pool (docs "Pool of addresses").
+  std::unordered_map<NodeId, size_t> index_;  // Peer id -> index.
+  int capacity_ = 0;
+  bool rebalance_ = false;
+  std::vector<NodeId> assigned_;  // Last computed assignment, per slot.
+  uint32_t shed_now_ = 0;
+  uint64_t takeovers_ = 0;
+  uint64_t releases_ = 0;
+  uint64_t sheds_ = 0;
   uint64_t malformed_ = 0;
   uint64_t stale_ = 0;
   uint64_t seq_ = 0;

@@ -56,8 +56,10 @@ using Time = std::chrono::nanoseconds;
 struct PeerConfig {
   NodeId id = 0;      // Unique in the group; must not be kNoNode.
   int priority = 0;   // Higher wins; ties are broken by the lower id.
-  int capacity = 1;   // How many slots the peer can serve (used by the pool
-                      // assignment of the next issue; ignored for now).
+  int capacity = 1;   // Most slots the peer may hold at once (>= 0; 0 = grants
+                      // only, never holds). Default: 1. A node's own value
+                      // can be changed at run time (Node::SetCapacity) and
+                      // is advertised in its messages.
 };
 
 // Timing of the protocol. All durations are on the node's own clock.
@@ -138,6 +140,13 @@ struct GroupConfig {
   // higher priority. Default: false (property 4: only a failure changes the
   // holder).
   bool preempt = false;
+  // Pool (num_slots > 1): a node that recovers, or whose capacity grows,
+  // takes slots over from more loaded nodes until loads differ by at most
+  // one (docs/takeover.md "Pool of addresses"). Each move is a planned
+  // hand-over (about one round trip of outage for that address). Default:
+  // false: only a failure, a capacity change or a drain moves an address.
+  // In a pool, preempt = true implies rebalance.
+  bool rebalance = false;
 };
 
 struct Action {
@@ -187,6 +196,16 @@ class Node {
   // Planned hand-over: removes every held address, tells the peers to drop
   // their grants, and never campaigns again (the process is about to stop).
   virtual void Drain(Time now) = 0;
+  // Planned hand-over of one slot: removes its address if held, tells the
+  // peers to drop their grants, and stops this node from campaigning for it
+  // (its peers learn that from the messages and assign it elsewhere) until
+  // Undrain(slot). Out-of-range slots are ignored.
+  virtual void Drain(uint32_t slot, Time now) = 0;
+  virtual void Undrain(uint32_t slot, Time now) = 0;
+  // Changes this node's capacity (clamped to >= 0). Lowering it below the
+  // number of slots held releases the highest-numbered ones at once; the new
+  // value is advertised to the peers, whose assignment follows it.
+  virtual void SetCapacity(int capacity, Time now) = 0;
   // Messages produced since the last call.
   virtual std::vector<Outgoing> TakeMessages() = 0;
   // Address actions produced since the last call, in order; a remove always
@@ -206,6 +225,10 @@ class Node {
     // While held_by_me: time left until the believed lease expiry
     // (not the earlier removal deadline); else zero.
     Time lease_remaining{0};
+    // Who should campaign for the slot according to this node's view (the
+    // pool assignment, takeover/core/assignment.h); kNoNode if nobody.
+    NodeId assigned = kNoNode;
+    bool shed = false;  // Unassigned for lack of capacity in this view.
   };
   struct Status {
     NodeId self = kNoNode;
@@ -216,6 +239,14 @@ class Node {
     Membership membership;
     uint64_t malformed_messages = 0;  // Dropped: undecodable.
     uint64_t stale_messages = 0;      // Dropped: older than one already seen.
+    int capacity = 0;                 // This node's current capacity.
+    int capacity_used = 0;            // Slots held here now.
+    uint32_t shed_slots = 0;          // Slots shed in this node's view now.
+    // Counters since Create: addresses added here (take-overs), removed here
+    // (releases, any reason), and removed because the slot became shed.
+    uint64_t takeovers = 0;
+    uint64_t releases = 0;
+    uint64_t sheds = 0;
   };
   virtual Status GetStatus(Time now) const = 0;
 };

@@ -16,8 +16,9 @@ constexpr uint8_t kSlotRequest = 1 << 1;
 constexpr uint8_t kSlotRelease = 1 << 2;
 constexpr uint8_t kSlotReply = 1 << 3;
 constexpr uint8_t kSlotGranted = 1 << 4;
+constexpr uint8_t kSlotDrained = 1 << 5;
 constexpr uint8_t kSlotKnownFlags =
-    kSlotHolding | kSlotRequest | kSlotRelease | kSlotReply | kSlotGranted;
+    kSlotHolding | kSlotRequest | kSlotRelease | kSlotReply | kSlotGranted | kSlotDrained;
 
 void PutU8(std::string& out, uint8_t v) { out.push_back(static_cast<char>(v)); }
 void PutU16(std::string& out, uint16_t v) {
@@ -65,6 +66,7 @@ class Reader {
 //   'B' 'T' version:u8 flags:u8 incarnation:u64 send_time:u64 seq:u64 peer_inc:u64
 //   view_count:u16 view_count × id:u32
 //   config_version:u64 members_count:u16 × id:u32 old_count:u16 × id:u32
+//   capacity:u32
 //   slot_count:u16 slot_count × {
 //     slot:u32 flags:u8 holder:u32 epoch:u64
 //     [request] request_epoch:u64
@@ -88,13 +90,15 @@ std::string Encode(const Message& m) {
   for (uint32_t id : m.members) PutU32(out, id);
   PutU16(out, static_cast<uint16_t>(m.old_members.size()));
   for (uint32_t id : m.old_members) PutU32(out, id);
+  PutU32(out, m.capacity);
   PutU16(out, static_cast<uint16_t>(m.slots.size()));
   for (const SlotEntry& s : m.slots) {
     uint8_t flags = (s.holding ? kSlotHolding : 0) |
                     (s.request ? kSlotRequest : 0) |
                     (s.release ? kSlotRelease : 0) |
                     (s.reply ? kSlotReply : 0) |
-                    (s.reply && s.granted ? kSlotGranted : 0);
+                    (s.reply && s.granted ? kSlotGranted : 0) |
+                    (s.drained ? kSlotDrained : 0);
     PutU32(out, s.slot);
     PutU8(out, flags);
     PutU32(out, s.holder);
@@ -134,6 +138,7 @@ std::optional<Message> Decode(std::string_view bytes) {
     list->reserve(count);
     for (uint16_t i = 0; i < count && r.ok(); ++i) list->push_back(r.U32());
   }
+  m.capacity = r.U32();
   uint16_t slot_count = r.U16();
   if (!r.ok() || slot_count > kMaxSlots) return std::nullopt;
   m.slots.reserve(slot_count);
@@ -147,6 +152,7 @@ std::optional<Message> Decode(std::string_view bytes) {
     s.release = (sf & kSlotRelease) != 0;
     s.reply = (sf & kSlotReply) != 0;
     s.granted = (sf & kSlotGranted) != 0;
+    s.drained = (sf & kSlotDrained) != 0;
     if (s.granted && !s.reply) return std::nullopt;
     s.holder = r.U32();
     s.epoch = r.U64();

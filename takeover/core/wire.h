@@ -15,7 +15,8 @@ namespace baton::takeover::wire {
 
 inline constexpr uint8_t kMagic0 = 'B';
 inline constexpr uint8_t kMagic1 = 'T';
-inline constexpr uint8_t kVersion = 1;
+// Version 2 (pool): adds the sender's capacity and the per-slot drained flag.
+inline constexpr uint8_t kVersion = 2;
 // Decoding limits (a message naming more is malformed).
 inline constexpr uint32_t kMaxSlots = 1024;
 inline constexpr uint32_t kMaxView = 1024;
@@ -43,6 +44,8 @@ struct SlotEntry {
   uint64_t reply_echo = 0;    // send_time of the request answered (receiver's clock).
   uint64_t reply_epoch = 0;   // Granted epoch; on refusal the grantor's highest epoch.
   uint64_t reply_wait_ns = 0; // On refusal: how long the grantor's obstacle lasts.
+  // The sender will not campaign for this slot (Node::Drain(slot)).
+  bool drained = false;
 };
 
 struct Message {
@@ -60,6 +63,7 @@ struct Message {
   uint64_t config_version = 0;
   std::vector<uint32_t> members;
   std::vector<uint32_t> old_members;
+  uint32_t capacity = 0;     // Sender's current capacity (pool assignment).
   std::vector<SlotEntry> slots;
 };
 

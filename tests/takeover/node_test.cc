@@ -199,6 +199,7 @@ TEST(TakeoverNode, GrantorRefusesSecondCandidateAndSaysHowLong) {
     m.seq = static_cast<uint64_t>(at.count());
     m.view = {1, 2, 3};
     m.members = {1, 2, 3};  // Same membership as the grantor (version 0).
+    m.capacity = 1;         // As configured (a capacity-0 peer is never assigned).
     wire::SlotEntry e;
     e.request = true;
     e.request_epoch = epoch;
@@ -338,7 +339,7 @@ TEST(TakeoverNode, NoMajorityNoHolder) {
 
 TEST(TakeoverNode, SingleNodeGroupHoldsAlone) {
   GroupConfig g;
-  g.peers = {{4, 1, 1}};
+  g.peers = {{4, 1, 3}};
   g.num_slots = 3;
   auto n = *Node::Create(g, 4, Time(0));
   for (Time t = Time(0); t < milliseconds(100); t += milliseconds(1)) {
@@ -347,7 +348,52 @@ TEST(TakeoverNode, SingleNodeGroupHoldsAlone) {
   const Node::Status st = n->GetStatus(milliseconds(100));
   ASSERT_EQ(st.slots.size(), 3u);
   for (const auto& s : st.slots) EXPECT_TRUE(s.held_by_me);
+  EXPECT_EQ(st.capacity_used, 3);
+  EXPECT_EQ(st.takeovers, 3u);
   EXPECT_TRUE(n->TakeMessages().empty());
+}
+
+// Capacity bounds what a node holds: the most important slots are served,
+// the rest shed; lowering the capacity releases the highest-numbered slot at
+// once, raising it takes the shed slot up again.
+TEST(TakeoverNode, CapacityBoundsHeldSlotsAndShedsTheLowestRanked) {
+  GroupConfig g;
+  g.peers = {{4, 1, 2}};
+  g.num_slots = 3;
+  auto n = *Node::Create(g, 4, Time(0));
+  Time t = Time(0);
+  auto run = [&](Time until) {
+    for (; t < until; t += milliseconds(1)) {
+      if (n->NextTick() <= t) n->Tick(t);
+    }
+  };
+  run(milliseconds(100));
+  Node::Status st = n->GetStatus(t);
+  EXPECT_TRUE(st.slots[0].held_by_me);
+  EXPECT_TRUE(st.slots[1].held_by_me);
+  EXPECT_FALSE(st.slots[2].held_by_me);
+  EXPECT_TRUE(st.slots[2].shed);
+  EXPECT_EQ(st.shed_slots, 1u);
+  EXPECT_EQ(st.capacity_used, 2);
+  n->TakeActions();
+
+  n->SetCapacity(1, t);
+  const std::vector<Action> removed = n->TakeActions();
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0].kind, Action::Kind::kRemoveAddress);
+  EXPECT_EQ(removed[0].slot, 1u);
+  st = n->GetStatus(t);
+  EXPECT_EQ(st.capacity_used, 1);
+  EXPECT_EQ(st.releases, 1u);
+  EXPECT_EQ(st.sheds, 1u);  // Slot 1 is now beyond the total capacity.
+  run(t + milliseconds(100));
+  EXPECT_EQ(n->GetStatus(t).capacity_used, 1);
+
+  n->SetCapacity(3, t);
+  run(t + milliseconds(100));
+  st = n->GetStatus(t);
+  EXPECT_EQ(st.capacity_used, 3);
+  EXPECT_EQ(st.shed_slots, 0u);
 }
 
 }  // namespace
