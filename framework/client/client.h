@@ -1,0 +1,137 @@
+// baton's retrying client: sends requests so that a crash of the server (or a
+// take-over of its address by another host) is invisible to the caller except
+// as latency.
+//
+//   auto transport = client::MakeHttpTransport({.host = "kv.example", .port = 8080});
+//   client::RetryingClient c(std::move(*transport), {});
+//   client::CallResult r = c.Send({.method = "POST", .target = "/kv/n/incr",
+//                                  .body = R"({"by":1})"});
+//   if (r.status.ok()) use(r.response.body, r.response.replayed, r.attempts);
+//
+// Every request gets a request id (client id + sequence number) that every
+// retry of it reuses, so the server executes it at most once and answers
+// retries from the completion record. Each request also carries the client's
+// acknowledged watermark (the highest seq such that this client will never
+// send any seq <= it again), so the server can drop those records.
+// Retry policy: framework/client/retry.h.
+//
+// A client id must not be shared by two live clients, and a client that is
+// restarted with the same id must start above every seq it used before
+// (ClientOptions::first_seq); the default, a random id per client object,
+// needs neither.
+//
+// Thread safety: thread-safe; any number of calls may run at once.
+#ifndef BATON_FRAMEWORK_CLIENT_CLIENT_H_
+#define BATON_FRAMEWORK_CLIENT_CLIENT_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "framework/client/retry.h"
+#include "framework/client/transport.h"
+
+namespace baton::framework::client {
+
+struct ClientOptions {
+  // Client id sent with every request: 1..128 printable ASCII, no spaces.
+  // Default: empty = "c-" + 16 random hex digits.
+  std::string client_id;
+  // Sequence number of the first request. Default: 1.
+  uint64_t first_seq = 1;
+  // Send the acknowledged watermark (Baton-Ack). Default: true.
+  bool send_ack = true;
+  RetryOptions retry;
+  // Threads that run asynchronous calls (SendAsync); each runs one call's
+  // retry loop at a time. Default: 8.
+  int async_threads = 8;
+};
+
+// The outcome of a call, with what it took.
+struct CallResult {
+  // OK when the server gave a final answer (whatever its code: look at
+  // response.code). kDeadlineExceeded: gave up after the deadline (the request
+  // may or may not have been executed; retrying it with the same seq is not
+  // possible, its id is acknowledged). kInvalidArgument: bad call.
+  absl::Status status;
+  Response response;  // The final answer (or the last one, if any).
+  uint64_t seq = 0;   // The request's sequence number.
+  int attempts = 0;   // Attempts made (1: no retry).
+  // When the first attempt started, when its first failure was seen
+  // (InfiniteFuture if none), and when the call ended (Environment time).
+  absl::Time started;
+  absl::Time first_failure = absl::InfiniteFuture();
+  absl::Time finished;
+  // finished - first_failure when an attempt failed, else zero: the outage
+  // this request saw.
+  absl::Duration outage;
+};
+
+class RetryingClient {
+ public:
+  // `env`: time, sleep, randomness (RealEnvironment() outside tests); must
+  // outlive the client.
+  RetryingClient(std::unique_ptr<Transport> transport, ClientOptions options,
+                 Environment& env = RealEnvironment());
+  ~RetryingClient();  // Finishes queued asynchronous calls first.
+
+  RetryingClient(const RetryingClient&) = delete;
+  RetryingClient& operator=(const RetryingClient&) = delete;
+
+  // Sends `call` with a new seq and retries it until a final answer or the
+  // deadline. Blocks.
+  CallResult Send(const Call& call);
+
+  // Sends `call` with a caller-chosen idempotency key instead of a seq (for
+  // keys that must survive a client restart). Same retries.
+  CallResult SendWithKey(const Call& call, const std::string& idempotency_key);
+
+  // Asynchronous forms: the retry loop runs on one of the client's threads.
+  std::future<CallResult> SendAsync(const Call& call);
+  void SendAsync(const Call& call, std::function<void(CallResult)> done);
+
+  const std::string& client_id() const { return client_id_; }
+  // The current acknowledged watermark.
+  uint64_t acked() const;
+
+ private:
+  CallResult Run(const Call& call, IdHeaders id, bool track_seq);
+  uint64_t NextSeq();
+  void Finish(uint64_t seq);
+  void Worker();
+
+  std::unique_ptr<Transport> transport_;
+  const ClientOptions options_;
+  Environment& env_;
+  std::string client_id_;
+
+  mutable absl::Mutex mu_;
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_);
+  // Seqs issued and not finished; the watermark is just below the smallest.
+  std::set<uint64_t> outstanding_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex queue_mu_;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  std::vector<std::thread> workers_;
+};
+
+// Whether an attempt's outcome may be retried with the same id: transport
+// errors kUnavailable/kDeadlineExceeded; HTTP 503, HTTP 409 with error code
+// request_in_progress or aborted; gRPC UNAVAILABLE, DEADLINE_EXCEEDED, and
+// ABORTED with error code request_in_progress or aborted. Never a replay.
+bool IsRetryable(const absl::StatusOr<Response>& outcome);
+
+}  // namespace baton::framework::client
+
+#endif  // BATON_FRAMEWORK_CLIENT_CLIENT_H_

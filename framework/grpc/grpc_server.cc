@@ -1,0 +1,337 @@
+#include "framework/grpc/grpc_server.h"
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/generic/async_generic_service.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "spdlog/spdlog.h"
+
+namespace baton::framework {
+namespace {
+
+// Longest id metadata value accepted (idempotency keys are 1..255).
+constexpr size_t kMaxIdValueBytes = 255;
+
+grpc::Status ToGrpc(absl::StatusCode code, std::string message) {
+  return grpc::Status(static_cast<grpc::StatusCode>(code), std::move(message));
+}
+
+// A fixed pool of threads running queued jobs.
+class WorkerPool {
+ public:
+  explicit WorkerPool(int n) {
+    for (int i = 0; i < std::max(n, 1); ++i) {
+      threads_.emplace_back([this] { Loop(); });
+    }
+  }
+  ~WorkerPool() { Stop(); }
+  void Submit(std::function<void()> job) {
+    absl::MutexLock lock(&mu_);
+    jobs_.push_back(std::move(job));
+  }
+  void Stop() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](WorkerPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
+              return p->stopping_ || !p->jobs_.empty();
+            },
+            this));
+        if (jobs_.empty()) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> jobs_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+class Service;
+
+// One call: read the request message, run the pipeline on a worker, answer.
+class CallReactor : public grpc::ServerGenericBidiReactor {
+ public:
+  CallReactor(Service* service, grpc::GenericCallbackServerContext* ctx,
+              Handler* handler)
+      : service_(service), ctx_(ctx), handler_(handler) {
+    StartRead(&request_);
+  }
+  void OnReadDone(bool ok) override;
+  void OnDone() override { delete this; }
+
+ private:
+  void Run();
+  void FinishWithError(absl::StatusCode code, const std::string& name,
+                       std::string message) {
+    ctx_->AddTrailingMetadata("baton-error", name);
+    Finish(ToGrpc(code, std::move(message)));
+  }
+
+  Service* service_;
+  grpc::GenericCallbackServerContext* ctx_;
+  Handler* handler_;
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer response_;
+};
+
+class Service : public grpc::CallbackGenericService {
+ public:
+  Service(GrpcRouter router, RequestPipeline& pipeline, int workers)
+      : router_(std::move(router)), pipeline_(pipeline), pool_(workers) {}
+
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext* ctx) override {
+    framework::Handler* h = router_.Find(ctx->method());
+    if (h == nullptr) {
+      class Unknown : public grpc::ServerGenericBidiReactor {
+       public:
+        explicit Unknown(grpc::GenericCallbackServerContext* ctx) {
+          ctx->AddTrailingMetadata("baton-error", "unknown_method");
+          Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                              absl::StrCat("unknown method \"", ctx->method(),
+                                           "\"")));
+        }
+        void OnDone() override { delete this; }
+      };
+      return new Unknown(ctx);
+    }
+    return new CallReactor(this, ctx, h);
+  }
+
+  RequestPipeline& pipeline() { return pipeline_; }
+  WorkerPool& pool() { return pool_; }
+
+ private:
+  GrpcRouter router_;
+  RequestPipeline& pipeline_;
+  WorkerPool pool_;
+};
+
+void CallReactor::OnReadDone(bool ok) {
+  if (!ok) {
+    FinishWithError(absl::StatusCode::kInvalidArgument, "bad_request",
+                    "no request message");
+    return;
+  }
+  service_->pool().Submit([this] { Run(); });
+}
+
+void CallReactor::Run() {
+  Request r;
+  r.operation = ctx_->method();
+  r.path = ctx_->method();
+  std::vector<grpc::Slice> slices;
+  if (!request_.Dump(&slices).ok()) {
+    FinishWithError(absl::StatusCode::kInvalidArgument, "bad_request",
+                    "unreadable request message");
+    return;
+  }
+  for (const grpc::Slice& s : slices) {
+    r.body.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  for (const auto& [k, v] : ctx_->client_metadata()) {
+    std::string name(k.data(), k.size());
+    auto [it, inserted] = r.metadata.emplace(name, std::string(v.data(), v.size()));
+    if (!inserted) absl::StrAppend(&it->second, ",", std::string(v.data(), v.size()));
+  }
+  absl::StatusOr<RequestId> id = RequestIdFromMetadata(r.metadata);
+  if (!id.ok()) {
+    FinishWithError(absl::StatusCode::kInvalidArgument, "bad_request_id",
+                    std::string(id.status().message()));
+    return;
+  }
+  absl::StatusOr<PipelineResult> result;
+  try {
+    result = service_->pipeline().Execute(*id, r, *handler_);
+  } catch (const std::exception& e) {
+    spdlog::error("handler for {} threw: {}", r.operation, e.what());
+    result = absl::InternalError("handler failed");
+  }
+  if (!result.ok()) {
+    FinishWithError(result.status().code(), GrpcErrorName(result.status()),
+                    std::string(result.status().message()));
+    return;
+  }
+  if (result->replayed) ctx_->AddTrailingMetadata("idempotent-replayed", "true");
+  const Reply& reply = result->reply;
+  if (reply.code != absl::StatusCode::kOk) {
+    Finish(ToGrpc(reply.code, reply.body));
+    return;
+  }
+  grpc::Slice slice(reply.body);
+  response_ = grpc::ByteBuffer(&slice, 1);
+  StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+}
+
+class GrpcServerImpl : public GrpcServer {
+ public:
+  GrpcServerImpl(std::unique_ptr<Service> service,
+                 std::unique_ptr<grpc::Server> server, uint16_t port)
+      : service_(std::move(service)), server_(std::move(server)), port_(port) {}
+  ~GrpcServerImpl() override { Stop(); }
+  uint16_t port() const override { return port_; }
+  void Stop() override {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    // Workers keep running during Shutdown: calls in progress finish.
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    server_->Wait();
+    service_->pool().Stop();
+  }
+
+ private:
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+  const uint16_t port_;
+  absl::Mutex mu_;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+bool ParseU64(const std::string& s, uint64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return absl::SimpleAtoi(s, out);
+}
+
+}  // namespace
+
+absl::Status GrpcRouter::Add(std::string_view full_method,
+                             std::shared_ptr<Handler> handler) {
+  const size_t slash = full_method.rfind('/');
+  if (full_method.size() < 4 || full_method[0] != '/' || slash == 0 ||
+      slash + 1 == full_method.size() || handler == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gRPC method must be \"/package.Service/Method\", got \"",
+        std::string(full_method), "\""));
+  }
+  if (!methods_.emplace(std::string(full_method), std::move(handler)).second) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("method ", std::string(full_method), " added twice"));
+  }
+  return absl::OkStatus();
+}
+
+Handler* GrpcRouter::Find(std::string_view full_method) const {
+  auto it = methods_.find(full_method);
+  return it == methods_.end() ? nullptr : it->second.get();
+}
+
+absl::StatusOr<RequestId> RequestIdFromMetadata(
+    const std::map<std::string, std::string, std::less<>>& md) {
+  auto get = [&](const char* name) -> const std::string* {
+    auto it = md.find(name);
+    return it == md.end() ? nullptr : &it->second;
+  };
+  const std::string* key = get("idempotency-key");
+  const std::string* client = get("baton-client-id");
+  const std::string* seq = get("baton-seq");
+  const std::string* ack = get("baton-ack");
+  for (const std::string* v : {key, client, seq, ack}) {
+    if (v != nullptr && v->size() > kMaxIdValueBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "request id metadata longer than ", kMaxIdValueBytes, " bytes"));
+    }
+  }
+  if (key != nullptr && (client || seq || ack)) {
+    return absl::InvalidArgumentError(
+        "idempotency-key and baton-client-id/baton-seq are exclusive");
+  }
+  if (key != nullptr) {
+    if (key->empty()) return absl::InvalidArgumentError("empty idempotency-key");
+    return RequestId::Key(*key);
+  }
+  if (!client && !seq && !ack) return RequestId::None();
+  if (!client || !seq) {
+    return absl::InvalidArgumentError(
+        "baton-client-id and baton-seq must come together (baton-ack is "
+        "optional with them)");
+  }
+  uint64_t s = 0, a = 0;
+  if (!ParseU64(*seq, &s)) {
+    return absl::InvalidArgumentError("baton-seq must be a decimal integer");
+  }
+  std::optional<uint64_t> acked;
+  if (ack) {
+    if (!ParseU64(*ack, &a)) {
+      return absl::InvalidArgumentError("baton-ack must be a decimal integer");
+    }
+    acked = a;
+  }
+  return RequestId::ClientSeq(*client, s, acked);
+}
+
+std::string GrpcErrorName(const absl::Status& status) {
+  switch (GetPipelineError(status)) {
+    case PipelineError::kKeyReused: return "idempotency_key_reused";
+    case PipelineError::kInProgress: return "request_in_progress";
+    case PipelineError::kAlreadyAcknowledged: return "request_already_acknowledged";
+    case PipelineError::kOutcomeUnknown: return "outcome_unknown";
+    case PipelineError::kNone: break;
+  }
+  return absl::AsciiStrToLower(absl::StatusCodeToString(status.code()));
+}
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(
+    const GrpcServerOptions& options, GrpcRouter router,
+    RequestPipeline& pipeline) {
+  if (options.worker_threads < 1 || options.max_message_bytes < 1 ||
+      options.max_metadata_bytes < 1 || options.address.empty()) {
+    return absl::InvalidArgumentError("bad gRPC server options");
+  }
+  auto service = std::make_unique<Service>(std::move(router), pipeline,
+                                           options.worker_threads);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  const std::string host = options.address.find(':') != std::string::npos
+                               ? absl::StrCat("[", options.address, "]")
+                               : options.address;
+  builder.AddListeningPort(absl::StrCat(host, ":", options.port),
+                           grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE,
+                             options.max_metadata_bytes);
+  // Without this, a restarted server on the same port fails to bind while
+  // the old socket lingers; gRPC sets SO_REUSEADDR, but make it explicit.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.RegisterCallbackGenericService(service.get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", host, ":", options.port, " for gRPC"));
+  }
+  return std::unique_ptr<GrpcServer>(new GrpcServerImpl(
+      std::move(service), std::move(server), static_cast<uint16_t>(port)));
+}
+
+}  // namespace baton::framework

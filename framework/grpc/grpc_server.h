@@ -1,0 +1,115 @@
+// The gRPC front end: serves the same handlers (framework/handler.h) through
+// the same request pipeline as the HTTP front end, over gRPC, as a generic
+// service (any unary method; messages are passed to handlers as bytes), so it
+// needs no generated code of its own.
+//
+//   GrpcRouter router;
+//   (void)router.Add("/baton.kv.v1.Kv/Put", put_handler);
+//   auto server = StartGrpcServer({.port = 9090}, std::move(router), pipeline);
+//
+// A handler gets a Request with operation = path = the full method name,
+// body = the serialized request message, metadata = the client's metadata.
+// Its Reply becomes: kOk -> the reply body as the response message; any other
+// code -> that gRPC status code with the body as the status message.
+//
+// Request ids from metadata (the HTTP headers' names in lower case):
+//   idempotency-key: abc              an opaque key (1..255 printable ASCII)
+//   baton-client-id: c1               baton's retrying client: client id,
+//   baton-seq: 42                     its sequence number,
+//   baton-ack: 40                     optional: all seq <= 40 were received.
+// Missing id -> executed once per arrival (like HTTP). Both schemes at once,
+// a seq without client id or the reverse, non-numeric or oversized values
+// -> INVALID_ARGUMENT with `baton-error: bad_request_id`.
+//
+// Status codes: absl::StatusCode values map 1:1 to gRPC codes (kUnavailable =
+// retry, kAborted = conflict, kFailedPrecondition = fenced/precondition).
+// Framework errors (not handler replies) carry trailing metadata
+// `baton-error` with the code names of the HTTP front end:
+//   unknown method                         UNIMPLEMENTED       unknown_method
+//   id reused for another request          FAILED_PRECONDITION idempotency_key_reused
+//   same id still running                  ABORTED             request_in_progress
+//   conflicts exhausted max_attempts       ABORTED             aborted
+//   seq at/below the collected watermark   FAILED_PRECONDITION request_already_acknowledged
+//   no id, commit outcome unknown          UNKNOWN             outcome_unknown
+//   store unavailable                      UNAVAILABLE         unavailable
+//   request message too large              RESOURCE_EXHAUSTED  (gRPC's own)
+// A reply served from a completion record carries trailing metadata
+// `idempotent-replayed: true`.
+//
+// Threads: gRPC's callback threads never block; handlers and store calls run
+// on `worker_threads`.
+//
+// Thread safety: StartGrpcServer returns a running server; Stop() may be
+// called from any thread, once or more.
+#ifndef BATON_FRAMEWORK_GRPC_GRPC_SERVER_H_
+#define BATON_FRAMEWORK_GRPC_GRPC_SERVER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "framework/handler.h"
+#include "framework/pipeline.h"
+
+namespace baton::framework {
+
+class GrpcRouter {
+ public:
+  // Adds a unary method by its full name ("/package.Service/Method").
+  // Errors: kInvalidArgument (not of that form), kAlreadyExists.
+  [[nodiscard]] absl::Status Add(std::string_view full_method,
+                                 std::shared_ptr<Handler> handler);
+  // The handler of a method, or nullptr.
+  Handler* Find(std::string_view full_method) const;
+
+ private:
+  std::map<std::string, std::shared_ptr<Handler>, std::less<>> methods_;
+};
+
+struct GrpcServerOptions {
+  // Address and port to listen on. Port 0: an ephemeral port (see port()).
+  // Default: 127.0.0.1:9090.
+  std::string address = "127.0.0.1";
+  uint16_t port = 9090;
+  // Threads running handlers and blocking store calls. Default: 16.
+  int worker_threads = 16;
+  // Largest request message. Default: 1 MiB (as HTTP's max_body_bytes).
+  int max_message_bytes = 1024 * 1024;
+  // Largest total of the request's metadata, enforced by gRPC (larger ->
+  // the call fails with RESOURCE_EXHAUSTED/INTERNAL before reaching baton).
+  // Default: 8 KiB (as HTTP's max_header_bytes).
+  int max_metadata_bytes = 8 * 1024;
+};
+
+class GrpcServer {
+ public:
+  virtual ~GrpcServer() = default;
+  // The bound port (the real one when options.port was 0).
+  virtual uint16_t port() const = 0;
+  // Stops accepting, lets running calls finish (up to 5 s), joins the
+  // threads. Idempotent; the destructor calls it.
+  virtual void Stop() = 0;
+};
+
+// Binds, listens and starts serving. `pipeline` must outlive the server.
+// Errors: kInvalidArgument (bad options), kUnavailable (cannot bind).
+[[nodiscard]] absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(
+    const GrpcServerOptions& options, GrpcRouter router,
+    RequestPipeline& pipeline);
+
+// The request id in gRPC metadata (names in lower case; see above).
+// Errors: kInvalidArgument naming the problem.
+[[nodiscard]] absl::StatusOr<RequestId> RequestIdFromMetadata(
+    const std::map<std::string, std::string, std::less<>>& metadata);
+
+// The `baton-error` name of a pipeline/store error (see the table above).
+std::string GrpcErrorName(const absl::Status& status);
+
+}  // namespace baton::framework
+
+#endif  // BATON_FRAMEWORK_GRPC_GRPC_SERVER_H_
