@@ -75,6 +75,18 @@ absl::Status ParseListen(const std::string& listen,
   return absl::OkStatus();
 }
 
+absl::Status ParseGrpcListen(const std::string& listen,
+                             framework::GrpcServerOptions* grpc) {
+  framework::HttpServerOptions parsed;
+  if (absl::Status s = ParseListen(listen, &parsed); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("grpc_listen must be host:port, got \"", listen, "\""));
+  }
+  grpc->address = parsed.address;
+  grpc->port = parsed.port;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<KvServerConfig> LoadConfig(const std::string& path) {
   if (!std::filesystem::exists(path)) {
     return absl::NotFoundError(absl::StrCat("config file ", path, " not found"));
@@ -89,7 +101,8 @@ absl::StatusOr<KvServerConfig> LoadConfig(const std::string& path) {
   KvServerConfig c;
   if (root.IsNull()) return c;
   if (absl::Status s = CheckKeys(
-          root, "", {"listen", "data_dir", "sync", "log_level", "http", "pipeline"});
+          root, "", {"listen", "grpc_listen", "data_dir", "sync", "log_level", "http",
+                 "grpc", "pipeline"});
       !s.ok()) {
     return s;
   }
@@ -97,6 +110,16 @@ absl::StatusOr<KvServerConfig> LoadConfig(const std::string& path) {
   if (absl::Status s = Read(root, "listen", "", &listen); !s.ok()) return s;
   if (!listen.empty()) {
     if (absl::Status s = ParseListen(listen, &c.http); !s.ok()) return s;
+  }
+  std::string grpc_listen;
+  if (absl::Status s = Read(root, "grpc_listen", "", &grpc_listen); !s.ok()) {
+    return s;
+  }
+  if (!grpc_listen.empty()) {
+    if (absl::Status s = ParseGrpcListen(grpc_listen, &c.grpc); !s.ok()) {
+      return s;
+    }
+    c.grpc_enabled = true;
   }
   if (absl::Status s = Read(root, "data_dir", "", &c.data_dir); !s.ok()) return s;
   if (absl::Status s = Read(root, "sync", "", &c.sync); !s.ok()) return s;
@@ -123,6 +146,26 @@ absl::StatusOr<KvServerConfig> LoadConfig(const std::string& path) {
           ReadMs(h, "write_timeout_ms", "http", &c.http.write_timeout,
                  absl::Milliseconds(1))}) {
       if (!s.ok()) return s;
+    }
+  }
+  if (YAML::Node g = root["grpc"]) {
+    if (absl::Status s = CheckKeys(g, "grpc",
+                                   {"worker_threads", "max_message_bytes",
+                                    "max_metadata_bytes"});
+        !s.ok()) {
+      return s;
+    }
+    for (absl::Status s :
+         {Read(g, "worker_threads", "grpc", &c.grpc.worker_threads),
+          Read(g, "max_message_bytes", "grpc", &c.grpc.max_message_bytes),
+          Read(g, "max_metadata_bytes", "grpc", &c.grpc.max_metadata_bytes)}) {
+      if (!s.ok()) return s;
+    }
+    if (c.grpc.worker_threads < 1 || c.grpc.max_message_bytes < 1 ||
+        c.grpc.max_metadata_bytes < 1) {
+      return absl::InvalidArgumentError(
+          "grpc.worker_threads, grpc.max_message_bytes and "
+          "grpc.max_metadata_bytes must be >= 1");
     }
   }
   if (YAML::Node p = root["pipeline"]) {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "framework/grpc/grpc_server.h"
 #include "framework/http_server.h"
 #include "framework/pipeline.h"
 
@@ -21,8 +22,17 @@ struct KvServerConfig {
   // spdlog level: trace, debug, info, warn, error. Default: info.
   std::string log_level = "info";
   framework::HttpServerOptions http;
+  // Serve gRPC (samples/kvservice/proto/kv.proto) beside HTTP, on the same
+  // store, at grpc.address:grpc.port. Default: false (the shipped
+  // kvservice.yaml turns it on at 127.0.0.1:9090).
+  bool grpc_enabled = false;
+  framework::GrpcServerOptions grpc;
   framework::PipelineOptions pipeline;
 };
+
+// Parses "host:port" (port 0: ephemeral) into `grpc` for the gRPC listener.
+[[nodiscard]] absl::Status ParseGrpcListen(const std::string& listen,
+                                           framework::GrpcServerOptions* grpc);
 
 // Parses "host:port" (port 0: ephemeral) into `http`. kInvalidArgument on error.
 [[nodiscard]] absl::Status ParseListen(const std::string& listen,

@@ -1,5 +1,5 @@
-// baton-kvserver: the sample key-value service over HTTP/1.1 on the embedded
-// RocksDB store. Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime
+// baton-kvserver: the sample key-value service over HTTP/1.1 and (when
+// configured) gRPC, both on one pipeline over the embedded RocksDB store. Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime
 // failure (store cannot open, port in use), 2 bad configuration or flags.
 #include <pthread.h>
 #include <signal.h>
@@ -12,9 +12,11 @@
 
 #include "CLI/CLI.hpp"
 #include "framework/clock.h"
+#include "framework/grpc/grpc_server.h"
 #include "framework/http_server.h"
 #include "framework/pipeline.h"
 #include "samples/kvservice/config.h"
+#include "samples/kvservice/kv_grpc.h"
 #include "samples/kvservice/kv_service.h"
 #include "spdlog/spdlog.h"
 #include "storage/rocksdb/rocksdb_store.h"
@@ -43,6 +45,26 @@ void PrintUsage(const std::string& host, uint16_t port) {
       "  curl -i -X DELETE %s/kv/greeting -H 'Idempotency-Key: \"del-1\"'\n",
       base.c_str(), base.c_str(), base.c_str(), base.c_str(), base.c_str(),
       base.c_str(), base.c_str(), base.c_str());
+  const std::string hp = host + ":" + std::to_string(port);
+  std::printf(
+      "With baton's retrying client (a request id per call, retried until "
+      "answered; prints attempts and the replay flag):\n"
+      "  build/samples/kvservice/baton-kv --http %s incr visits\n",
+      hp.c_str());
+  std::fflush(stdout);
+}
+
+void PrintGrpcUsage(const std::string& host, uint16_t port) {
+  const std::string hp = host + ":" + std::to_string(port);
+  std::printf(
+      "gRPC (samples/kvservice/proto/kv.proto, service baton.kv.v1.Kv) on "
+      "%s, same store:\n"
+      "  build/samples/kvservice/baton-kv --grpc %s put greeting '\"hello\"'\n"
+      "  build/samples/kvservice/baton-kv --grpc %s incr visits\n"
+      "  grpcurl -plaintext -import-path samples/kvservice/proto -proto kv.proto "
+      "-H 'idempotency-key: incr-2' -d '{\"key\":\"visits\"}' %s "
+      "baton.kv.v1.Kv/Incr\n",
+      hp.c_str(), hp.c_str(), hp.c_str(), hp.c_str());
   std::fflush(stdout);
 }
 
@@ -50,11 +72,15 @@ void PrintUsage(const std::string& host, uint16_t port) {
 
 int main(int argc, char** argv) {
   CLI::App app{"baton sample key-value service (exactly-once over HTTP)"};
-  std::string config_path, listen, data_dir, log_level, ready_file;
+  std::string config_path, listen, grpc_listen, data_dir, log_level,
+      ready_file;
   int io_threads = 0, worker_threads = 0;
   bool no_sync = false;
   app.add_option("--config", config_path, "YAML config file");
   app.add_option("--listen", listen, "host:port to listen on (port 0: any)");
+  app.add_option("--grpc-listen", grpc_listen,
+                 "host:port for gRPC beside HTTP (port 0: any; \"off\": no "
+                 "gRPC)");
   app.add_option("--data-dir", data_dir, "store directory");
   app.add_option("--io-threads", io_threads, "event-loop threads");
   app.add_option("--worker-threads", worker_threads, "handler threads");
@@ -91,6 +117,18 @@ int main(int argc, char** argv) {
                    std::string(s.message()).c_str());
       return 2;
     }
+  }
+  if (grpc_listen == "off") {
+    config.grpc_enabled = false;
+  } else if (!grpc_listen.empty()) {
+    if (absl::Status s =
+            baton::kvservice::ParseGrpcListen(grpc_listen, &config.grpc);
+        !s.ok()) {
+      std::fprintf(stderr, "baton-kvserver: %s\n",
+                   std::string(s.message()).c_str());
+      return 2;
+    }
+    config.grpc_enabled = true;
   }
   if (!data_dir.empty()) config.data_dir = data_dir;
   if (io_threads > 0) config.http.io_threads = io_threads;
@@ -145,12 +183,33 @@ int main(int argc, char** argv) {
     return 1;
   }
   const uint16_t port = (*server)->port();
+  std::unique_ptr<baton::framework::GrpcServer> grpc_server;
+  if (config.grpc_enabled) {
+    baton::framework::GrpcRouter grpc_router;
+    if (absl::Status s = baton::kvservice::RegisterKvGrpcMethods(grpc_router);
+        !s.ok()) {
+      spdlog::error("gRPC methods: {}", std::string(s.message()));
+      return 1;
+    }
+    auto g = baton::framework::StartGrpcServer(config.grpc,
+                                               std::move(grpc_router), pipeline);
+    if (!g.ok()) {
+      spdlog::error("{}", std::string(g.status().message()));
+      (*server)->Stop();
+      return 1;
+    }
+    grpc_server = *std::move(g);
+  }
   if (!ready_file.empty()) {
-    // Written then renamed, so a reader never sees a partial file.
+    // Written then renamed, so a reader never sees a partial file. Line 1:
+    // HTTP host:port; line 2 (with gRPC): gRPC host:port.
     const std::string tmp = ready_file + ".tmp";
     {
       std::ofstream f(tmp, std::ios::trunc);
       f << config.http.address << ":" << port << "\n";
+      if (grpc_server) {
+        f << config.grpc.address << ":" << grpc_server->port() << "\n";
+      }
     }
     std::filesystem::rename(tmp, ready_file, ec);
   }
@@ -158,11 +217,16 @@ int main(int argc, char** argv) {
                config.http.address, port, config.data_dir, config.sync,
                config.http.io_threads, config.http.worker_threads);
   PrintUsage(config.http.address, port);
+  if (grpc_server) {
+    spdlog::info("gRPC on {}:{}", config.grpc.address, grpc_server->port());
+    PrintGrpcUsage(config.grpc.address, grpc_server->port());
+  }
   pipeline.StartBackgroundGc();
 
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("signal {}: shutting down", sig);
+  if (grpc_server) grpc_server->Stop();
   (*server)->Stop();
   pipeline.StopBackgroundGc();
   return 0;
