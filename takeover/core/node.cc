@@ -478,7 +478,23 @@ class NodeImpl final : public Node {
     // Only the holder of slot 0 proposes: there is at most one at any time,
     // and it can only have become holder at the current membership, so two
     // different changes of the same version are rarely proposed at once.
-    if (draining_ || Quiet(now) || !member_[self_index_] || !slots_[0].added) return;
+    // In a pool whose members in view all lack capacity nobody can hold slot
+    // 0 (say the group shrank to capacity-0 grantors); then the top-ranked
+    // eligible member proposes, or returning nodes could never be added. It
+    // must have been top for a view timeout plus a round first: right after a
+    // partition heals two nodes that do not hear each other yet would both
+    // be "top" and propose conflicting changes (which stall, see the docs).
+    const bool fallback = assigned_[0] == kNoNode && !ClaimLive(slots_[0], now) &&
+                          IAmTopEligible(now) && ViewHasMajority(MyView(now));
+    if (!fallback) {
+      fallback_since_ = kNever;
+    } else if (fallback_since_ == kNever) {
+      fallback_since_ = now;
+    }
+    const bool proposer =
+        slots_[0].added ||
+        (fallback && now - fallback_since_ >= timing_.peer_timeout + timing_.heartbeat);
+    if (draining_ || Quiet(now) || !member_[self_index_] || !proposer) return;
     if (!ViewHasMajority(MyView(now))) return;
     std::vector<bool> next = member_;
     bool changed = false;
@@ -516,6 +532,13 @@ class NodeImpl final : public Node {
   bool PeerEligible(size_t i, Time now) const {
     const PeerState& p = peers_[i];
     return InView(i, now) && !p.draining && member_[i] && p.view_majority;
+  }
+
+  bool IAmTopEligible(Time now) const {
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (i != self_index_ && PeerEligible(i, now) && Outranks(i, self_index_)) return false;
+    }
+    return true;
   }
 
   // The k-th largest per-grantor validity (k = majority): the lease the node
@@ -960,6 +983,7 @@ class NodeImpl final : public Node {
   std::vector<bool> member_;      // By peer index.
   std::vector<bool> old_member_;  // Non-empty while a change is under way.
   Time commit_at_ = kNever;
+  Time fallback_since_ = kNever;  // Top proposer without a slot-0 holder since.
   bool persist_pending_ = false;           // Membership changed.
   std::vector<uint64_t> persisted_epochs_;  // Epoch floors last handed out.
   bool draining_ = false;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -87,10 +88,16 @@ struct ScheduleResult {
 // One random fault schedule: faults for 1.5 s, then heal (all nodes up,
 // connected, no loss) and check that a single holder is established and
 // kept (properties 2 and 4) while the checker watches property 1 throughout.
-ScheduleResult RunRandomSchedule(uint64_t seed, bool trace) {
-  std::mt19937_64 g(seed * 0x9E3779B97F4A7C15ULL + 7);
+//
+// With `pool`, the group carries 2–8 slots with random capacities 0–3 (total
+// capacity often below the number of slots) and optional rebalancing, and the
+// faults also change capacities and drain single slots. After healing, the
+// min(slots, total capacity) most important slots must be held and the rest
+// shed; the checker also holds every node to its capacity at every instant.
+ScheduleResult RunRandomSchedule(uint64_t seed, bool trace, bool pool = false) {
+  std::mt19937_64 g(seed * 0x9E3779B97F4A7C15ULL + (pool ? 11 : 7));
   static const int kSizes[] = {2, 3, 3, 3, 4, 5, 5, 5};
-  const int n = kSizes[g() % 8];
+  const int n = pool ? 3 + static_cast<int>(g() % 3) : kSizes[g() % 8];
   SimOptions o;
   o.seed = seed;
   o.trace = trace;
@@ -112,14 +119,20 @@ ScheduleResult RunRandomSchedule(uint64_t seed, bool trace) {
   // A quarter of the static-group schedules run without persisted state
   // (epochs may then repeat after crashes; everything else must hold).
   o.persist = o.group.timing.shrink_after > Time(0) || g() % 4 != 0;
+  if (pool) {
+    o.group.num_slots = 2 + static_cast<uint32_t>(g() % 7);
+    for (PeerConfig& p : o.group.peers) p.capacity = static_cast<int>(g() % 4);
+    o.group.rebalance = g() % 3 == 0;
+  }
 
   ScheduleResult r;
   char desc[256];
   std::snprintf(desc, sizeof desc,
-                "n=%d drift=%g preempt=%d slots=%u shrink_after=%lldms persist=%d "
+                "n=%d drift=%g preempt=%d slots=%u rebalance=%d shrink_after=%lldms persist=%d "
                 "delay=[%lld,%lld]us loss=%g dup=%g",
                 n,
                 o.group.timing.max_drift, o.group.preempt ? 1 : 0, o.group.num_slots,
+                o.group.rebalance ? 1 : 0,
                 static_cast<long long>(o.group.timing.shrink_after.count() / 1000000),
                 o.persist ? 1 : 0,
                 static_cast<long long>(o.network.min_delay.count() / 1000),
@@ -147,7 +160,7 @@ ScheduleResult RunRandomSchedule(uint64_t seed, bool trace) {
     if (t >= fault_end) break;
     sim.RunUntil(t);
     const NodeId victim = ids[g() % ids.size()];
-    switch (g() % 9) {
+    switch (g() % (pool ? 12 : 9)) {
       case 0: {  // Symmetric partition into two random sides.
         sim.HealPartitions();
         std::vector<bool> side(ids.size());
@@ -187,6 +200,15 @@ ScheduleResult RunRandomSchedule(uint64_t seed, bool trace) {
         sim.RunUntil(t + PickTime(g, microseconds(0), milliseconds(20)));
         sim.Crash(victim);
         break;
+      case 9:  // Pool: capacity change (a restart restores the configured one).
+        sim.SetCapacity(victim, static_cast<int>(g() % 4));
+        break;
+      case 10:
+        sim.DrainSlot(victim, static_cast<uint32_t>(g() % o.group.num_slots));
+        break;
+      case 11:
+        sim.DrainSlot(victim, static_cast<uint32_t>(g() % o.group.num_slots), false);
+        break;
     }
   }
   // Heal: everything up and connected, no loss (duplicates and jitter stay).
@@ -196,16 +218,41 @@ ScheduleResult RunRandomSchedule(uint64_t seed, bool trace) {
   for (NodeId id : ids) {
     if (!sim.IsUp(id)) sim.Start(id);
   }
-  const RealTime settled = fault_end + milliseconds(400);
+  int64_t total_capacity = 0;
+  RealTime healed = fault_end;
+  if (pool) {
+    // Undrain every slot once no node is paused any more (pauses last at
+    // most 80 ms; a paused node ignores the call).
+    healed = fault_end + milliseconds(100);
+    sim.RunUntil(healed);
+    for (NodeId id : ids) {
+      for (uint32_t k = 0; k < o.group.num_slots; ++k) sim.DrainSlot(id, k, false);
+      total_capacity += sim.Capacity(id);
+    }
+  }
+  // Slots 0..served-1 must be held after healing, the rest shed.
+  const uint32_t served =
+      pool ? static_cast<uint32_t>(std::min<int64_t>(o.group.num_slots, total_capacity))
+           : o.group.num_slots;
+  // A pool may have to wait for a shrunk group to grow back before the
+  // capacity of the returning nodes counts.
+  const RealTime settle = pool && o.group.timing.shrink_after > Time(0) ? milliseconds(800)
+                                                                         : milliseconds(400);
+  const RealTime settled = healed + settle;
   sim.RunUntil(settled);
   r.shrink = o.group.timing.shrink_after > Time(0);
   std::vector<std::string> liveness;
   std::vector<NodeId> holders;
   for (uint32_t s = 0; s < o.group.num_slots; ++s) {
     holders.push_back(sim.Holder(s));
-    if (holders.back() == kNoNode) {
-      liveness.push_back("property 2: no holder of slot " + std::to_string(s) +
-                           " 400 ms after healing");
+    if (s < served && holders.back() == kNoNode) {
+      liveness.push_back("property 2: no holder of slot " + std::to_string(s) + " " +
+                         std::to_string(settle.count() / 1000000) + " ms after healing");
+    }
+    if (s >= served && holders.back() != kNoNode) {
+      liveness.push_back("load shedding: slot " + std::to_string(s) + " held by node " +
+                         std::to_string(holders.back()) + " although total capacity is " +
+                         std::to_string(total_capacity));
     }
   }
   const size_t history_at_settle = sim.history().size();
@@ -265,6 +312,41 @@ TEST_P(TakeoverRandomSchedules, AtMostOneHolderAndLivenessAfterHeal) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shards, TakeoverRandomSchedules, ::testing::Range(0, kShards));
+
+// The pool: several slots, random capacities (often too few: load shedding),
+// capacity changes and single-slot drains among the faults. Replay:
+//   BATON_SIM_SEED=<seed> ctest -R TakeoverPoolRandomSchedules -V
+// BATON_SIM_POOL_SEEDS=<n> changes the schedules per shard (default 100, 4 shards).
+constexpr int kPoolShards = 4;
+class TakeoverPoolRandomSchedules : public ::testing::TestWithParam<int> {};
+
+TEST_P(TakeoverPoolRandomSchedules, NoSlotOnTwoNodesNoNodeOverCapacityShedLowestRanked) {
+  if (std::optional<uint64_t> seed = EnvSeed()) {
+    if (GetParam() != 0) GTEST_SKIP() << "replaying BATON_SIM_SEED in shard 0";
+    ScheduleResult r = RunRandomSchedule(*seed, true, /*pool=*/true);
+    std::printf("seed %llu: %s\n%s", static_cast<unsigned long long>(*seed),
+                r.description.c_str(), r.trace.c_str());
+    for (const std::string& f : r.failures) ADD_FAILURE() << f;
+    return;
+  }
+  const char* env = std::getenv("BATON_SIM_POOL_SEEDS");
+  const int per_shard = (env != nullptr && *env != '\0') ? std::atoi(env) : 100;
+  int failed = 0;
+  for (int i = 0; i < per_shard && failed < 3; ++i) {
+    const uint64_t seed = 500000000ULL + static_cast<uint64_t>(GetParam()) * 1000003ULL + i;
+    ScheduleResult r = RunRandomSchedule(seed, false, /*pool=*/true);
+    if (!r.failures.empty()) {
+      ++failed;
+      std::string all;
+      for (const std::string& f : r.failures) all += "\n  " + f;
+      ADD_FAILURE() << "seed " << seed << " (" << r.description << "):" << all << "\n"
+                    << ReplayHint(seed, "TakeoverPoolRandomSchedules");
+    }
+  }
+  std::printf("%d pool schedules\n", per_shard);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shards, TakeoverPoolRandomSchedules, ::testing::Range(0, kPoolShards));
 
 // Property 3: a fault-free simultaneous start elects the highest priority,
 // and (property 4) nothing changes afterwards.
@@ -661,6 +743,297 @@ TEST(TakeoverSim, FailoverTimeAtHeartbeat10ms) {
   EXPECT_LT(median, 36.0);
   EXPECT_LE(max, bound);
   EXPECT_GE(outage_ms.front(), bound - 0.5 - 10 - 0.5);
+}
+
+// ---------------------------------------------------------------------------
+// Pool of addresses (docs/takeover.md "Pool of addresses").
+
+// Holders of every slot at now().
+std::vector<NodeId> Holders(const Simulation& sim) {
+  std::vector<NodeId> h;
+  for (uint32_t s = 0; s < sim.options().group.num_slots; ++s) h.push_back(sim.Holder(s));
+  return h;
+}
+
+// The paper's Figure 16. Servers S1, S2, S3 (ids 1–3) of capacity 2 and two
+// grantor-only hosts G4, G5 (capacity 0): with a static 5-node group, S1
+// alone with G4 and G5 is still a majority (a 3-node group would need the
+// group-shrink mechanism, which cannot shrink two members to one). The
+// addresses in order of importance: slot 0 = IP1, slot 1 = IP3, slot 2 = IP2
+// (the paper's outcome leaves IP2 unassigned, so IP2 is the least important);
+// priorities S1 > S3 > S2, so at start IPi is on Si.
+//   S3 crashes -> S1 takes IP3 (S1 and S2 both carry one; S1 has priority).
+//   S2 crashes -> S1 keeps IP1 and IP3 (capacity 2), IP2 is shed.
+//   S2 returns -> S2 serves IP2 again; nothing else moves.
+TEST(TakeoverPoolSim, PaperFigure16) {
+  constexpr NodeId kS1 = 1, kS2 = 2, kS3 = 3;
+  constexpr uint32_t kIp1 = 0, kIp3 = 1, kIp2 = 2;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    std::mt19937_64 g(seed);
+    SimOptions o;
+    o.seed = seed;
+    o.group.peers = {{kS1, 30, 2}, {kS2, 10, 2}, {kS3, 20, 2}, {4, 0, 0}, {5, 0, 0}};
+    o.group.num_slots = 3;
+    o.network.min_delay = microseconds(200);
+    o.network.max_delay = milliseconds(2);
+    o.network.duplicate = 0.05;
+    Simulation sim(o);
+    for (NodeId id : sim.ids()) sim.Start(id);
+    sim.RunUntil(milliseconds(200));
+    std::vector<NodeId> want(3);
+    want[kIp1] = kS1;
+    want[kIp2] = kS2;
+    want[kIp3] = kS3;
+    ASSERT_EQ(Holders(sim), want) << "seed " << seed << ": start";
+
+    sim.RunUntil(sim.now() + PickTime(g, microseconds(0), milliseconds(10)));
+    sim.Crash(kS3);
+    sim.RunUntil(sim.now() + milliseconds(100));
+    want[kIp3] = kS1;
+    ASSERT_EQ(Holders(sim), want) << "seed " << seed << ": after S3 crashed";
+
+    sim.Crash(kS2);
+    sim.RunUntil(sim.now() + milliseconds(100));
+    want[kIp2] = kNoNode;
+    ASSERT_EQ(Holders(sim), want) << "seed " << seed << ": after S2 crashed";
+    const Node::Status st = sim.NodeStatus(kS1);
+    EXPECT_EQ(st.capacity_used, 2);
+    EXPECT_EQ(st.shed_slots, 1u);
+    EXPECT_TRUE(st.slots[kIp2].shed);
+    EXPECT_EQ(st.takeovers, 2u);  // IP1 at start, IP3 after S3 crashed.
+
+    sim.Start(kS2);
+    sim.RunUntil(sim.now() + milliseconds(150));
+    want[kIp2] = kS2;
+    ASSERT_EQ(Holders(sim), want) << "seed " << seed << ": after S2 returned";
+    const size_t events = sim.history().size();
+    sim.RunUntil(sim.now() + milliseconds(300));
+    EXPECT_EQ(sim.history().size(), events) << "seed " << seed << ": an address moved";
+    ASSERT_TRUE(sim.ok()) << "seed " << seed << ": " << sim.violations()[0];
+  }
+}
+
+// Stickiness: a recovered node does not take addresses back (rebalance off),
+// and does with rebalance on, one hand-over per address to even the load.
+TEST(TakeoverPoolSim, RecoveredNodeTakesBackOnlyWithRebalance) {
+  for (bool rebalance : {false, true}) {
+    for (uint64_t seed = 1; seed <= 10; ++seed) {
+      SimOptions o;
+      o.seed = seed;
+      o.group.peers = {{1, 30, 3}, {2, 20, 3}, {3, 10, 3}};
+      o.group.num_slots = 6;
+      o.group.rebalance = rebalance;
+      Simulation sim(o);
+      for (NodeId id : sim.ids()) sim.Start(id);
+      sim.RunUntil(milliseconds(200));
+      sim.Crash(3);
+      sim.RunUntil(milliseconds(400));
+      for (NodeId h : Holders(sim)) ASSERT_NE(h, kNoNode) << "seed " << seed;
+      const std::vector<NodeId> before = Holders(sim);
+      sim.Start(3);
+      sim.RunUntil(milliseconds(800));
+      ASSERT_TRUE(sim.ok()) << "seed " << seed << ": " << sim.violations()[0];
+      const std::vector<NodeId> after = Holders(sim);
+      const auto on3 = std::count(after.begin(), after.end(), 3u);
+      if (rebalance) {
+        EXPECT_EQ(on3, 2) << "seed " << seed;
+        for (NodeId h : after) EXPECT_NE(h, kNoNode) << "seed " << seed;
+      } else {
+        EXPECT_EQ(after, before) << "seed " << seed;
+      }
+    }
+  }
+}
+
+// Drain(slot) moves one address in about one round trip; Undrain lets the
+// node be assigned again (but, sticky, nothing moves back).
+TEST(TakeoverPoolSim, DrainOneSlotMovesOnlyThatAddress) {
+  SimOptions o;
+  o.seed = 3;
+  o.group.peers = {{1, 30, 2}, {2, 20, 2}, {3, 10, 2}};
+  o.group.num_slots = 3;
+  o.network.min_delay = milliseconds(1);
+  o.network.max_delay = milliseconds(1);
+  Simulation sim(o);
+  for (NodeId id : sim.ids()) sim.Start(id);
+  sim.RunUntil(milliseconds(205));
+  ASSERT_EQ(Holders(sim), (std::vector<NodeId>{1, 2, 3}));
+  const RealTime drained = sim.now();
+  sim.DrainSlot(1, 0);
+  sim.RunUntil(drained + milliseconds(100));
+  ASSERT_TRUE(sim.ok()) << sim.violations()[0];
+  EXPECT_EQ(Holders(sim), (std::vector<NodeId>{2, 2, 3}));  // Least loaded by priority: 2.
+  const HoldEvent& add = sim.history().back();
+  EXPECT_TRUE(add.added);
+  EXPECT_EQ(add.slot, 0u);
+  EXPECT_LE(add.at - drained, milliseconds(4));
+  sim.DrainSlot(1, 0, false);
+  sim.RunUntil(sim.now() + milliseconds(100));
+  EXPECT_EQ(Holders(sim), (std::vector<NodeId>{2, 2, 3}));
+}
+
+// Lowering a holder's capacity releases its least important address at once;
+// another node with room takes it up.
+TEST(TakeoverPoolSim, LoweredCapacityMovesTheLeastImportantAddress) {
+  SimOptions o;
+  o.seed = 5;
+  o.group.peers = {{1, 30, 2}, {2, 20, 2}, {3, 10, 2}};
+  o.group.num_slots = 4;
+  Simulation sim(o);
+  for (NodeId id : sim.ids()) sim.Start(id);
+  sim.RunUntil(milliseconds(200));
+  ASSERT_EQ(Holders(sim), (std::vector<NodeId>{1, 2, 3, 1}));
+  sim.SetCapacity(1, 1);
+  sim.RunUntil(sim.now() + milliseconds(100));
+  ASSERT_TRUE(sim.ok()) << sim.violations()[0];
+  EXPECT_EQ(Holders(sim), (std::vector<NodeId>{1, 2, 3, 2}));
+  sim.SetCapacity(2, 0);
+  sim.SetCapacity(3, 0);
+  sim.RunUntil(sim.now() + milliseconds(100));
+  EXPECT_EQ(Holders(sim), (std::vector<NodeId>{1, kNoNode, kNoNode, kNoNode}));
+  sim.SetCapacity(3, 2);
+  sim.RunUntil(sim.now() + milliseconds(100));
+  EXPECT_EQ(Holders(sim), (std::vector<NodeId>{1, 3, 3, kNoNode}));
+  ASSERT_TRUE(sim.ok()) << sim.violations()[0];
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Per-address outage in a 3-host pool of 6 addresses at heartbeat 10 ms
+// (1 ms one-way delay): a host crashes, or drains, at a random phase; the
+// outage of each of its addresses is from then until another host adds it.
+// With capacity 2 the survivors can only carry 4: the two least important
+// addresses are shed (released by their holders) and the victim's more
+// important ones move; with capacity 3 everything moves. Prints the figures.
+TEST(TakeoverPoolSim, PerAddressOutageCrashVersusDrain) {
+  for (int capacity : {2, 3}) {
+    std::vector<double> crash_ms, drain_ms;
+    int shed_crash = 0;
+    for (bool drain : {false, true}) {
+      for (uint64_t seed = 1; seed <= 100; ++seed) {
+        std::mt19937_64 g(seed);
+        SimOptions o;
+        o.seed = seed;
+        o.group.peers = {{1, 30, capacity}, {2, 20, capacity}, {3, 10, capacity}};
+        o.group.num_slots = 6;
+        o.network.min_delay = milliseconds(1);
+        o.network.max_delay = milliseconds(1);
+        Simulation sim(o);
+        for (NodeId id : sim.ids()) sim.Start(id);
+        sim.RunUntil(milliseconds(200) + PickTime(g, microseconds(0), milliseconds(10)));
+        const std::vector<NodeId> before = Holders(sim);
+        for (NodeId h : before) ASSERT_NE(h, kNoNode) << "seed " << seed;
+        const NodeId victim = 1 + static_cast<NodeId>(g() % 3);
+        const RealTime at = sim.now();
+        const size_t first = sim.history().size();
+        if (drain) {
+          sim.Drain(victim);
+        } else {
+          sim.Crash(victim);
+        }
+        sim.RunUntil(at + milliseconds(200));
+        ASSERT_TRUE(sim.ok()) << "seed " << seed << ": " << sim.violations()[0];
+        for (uint32_t k = 0; k < 6; ++k) {
+          if (before[k] != victim) continue;
+          RealTime added = RealTime::max();
+          for (size_t i = first; i < sim.history().size(); ++i) {
+            const HoldEvent& e = sim.history()[i];
+            if (e.slot == k && e.added && e.node != victim) {
+              added = std::min(added, e.at);
+            }
+          }
+          if (added == RealTime::max()) {
+            shed_crash += drain ? 0 : 1;
+            continue;
+          }
+          (drain ? drain_ms : crash_ms)
+              .push_back(static_cast<double>((added - at).count()) / 1e6);
+        }
+      }
+    }
+    ASSERT_FALSE(crash_ms.empty());
+    ASSERT_FALSE(drain_ms.empty());
+    const double crash_max = *std::max_element(crash_ms.begin(), crash_ms.end());
+    const double drain_max = *std::max_element(drain_ms.begin(), drain_ms.end());
+    std::printf("pool 3 hosts x capacity %d, 6 addresses, heartbeat 10 ms, d = 1 ms, 100 runs each:\n"
+                "  crash: per-address outage median %.1f ms, max %.1f ms (%zu moved addresses)\n"
+                "  drain: per-address gap    median %.1f ms, max %.1f ms (%zu moved addresses)\n"
+                "  drain/crash median ratio %.2f\n",
+                capacity, Median(crash_ms), crash_max, crash_ms.size(), Median(drain_ms),
+                drain_max, drain_ms.size(), Median(drain_ms) / Median(crash_ms));
+    EXPECT_LT(Median(drain_ms), Median(crash_ms) / 3);
+    EXPECT_LE(crash_max, 40.0);
+  }
+}
+
+// Scale: 64 nodes, 1024 addresses, capacities 16–32, heartbeat 10 ms. Slow
+// (about a minute): runs only with BATON_SIM_SCALE=1. Prints messages per
+// round per node, bytes per message and the time to re-serve every address of
+// a crashed node.
+TEST(TakeoverPoolSim, ScaleRun64Nodes1024Addresses) {
+  const char* env = std::getenv("BATON_SIM_SCALE");
+  if (env == nullptr || std::string(env) != "1") GTEST_SKIP() << "set BATON_SIM_SCALE=1";
+  std::mt19937_64 g(42);
+  SimOptions o;
+  o.seed = 42;
+  for (NodeId id = 1; id <= 64; ++id) {
+    o.group.peers.push_back({id, static_cast<int>(g() % 100), 16 + static_cast<int>(g() % 17)});
+  }
+  o.group.num_slots = 1024;
+  Simulation sim(o);
+  for (NodeId id : sim.ids()) sim.Start(id);
+  RealTime t = RealTime(0);
+  RealTime converged = RealTime::max();
+  while (t < milliseconds(1000)) {
+    t += milliseconds(5);
+    sim.RunUntil(t);
+    const std::vector<NodeId> h = Holders(sim);
+    if (std::count(h.begin(), h.end(), kNoNode) == 0) {
+      converged = t;
+      break;
+    }
+  }
+  ASSERT_NE(converged, RealTime::max()) << "not all 1024 addresses held after 1 s";
+  const RealTime steady_start = sim.now() + milliseconds(50);
+  sim.RunUntil(steady_start);
+  const uint64_t m0 = sim.messages_sent();
+  const uint64_t b0 = sim.bytes_sent();
+  const RealTime steady = milliseconds(200);
+  sim.RunUntil(steady_start + steady);
+  const double rounds = static_cast<double>(steady / o.group.timing.heartbeat);
+  const double msgs = static_cast<double>(sim.messages_sent() - m0);
+  const double bytes = static_cast<double>(sim.bytes_sent() - b0);
+  // Crash the node carrying the most addresses.
+  std::map<NodeId, int> load;
+  for (NodeId h : Holders(sim)) ++load[h];
+  NodeId victim = 1;
+  for (const auto& [id, n] : load) {
+    if (n > load[victim]) victim = id;
+  }
+  const RealTime crash = sim.now();
+  sim.Crash(victim);
+  RealTime reserved = RealTime::max();
+  while (sim.now() < crash + milliseconds(500)) {
+    sim.RunUntil(sim.now() + milliseconds(1));
+    const std::vector<NodeId> h = Holders(sim);
+    if (std::count(h.begin(), h.end(), kNoNode) == 0) {
+      reserved = sim.now();
+      break;
+    }
+  }
+  ASSERT_TRUE(sim.ok()) << sim.violations()[0];
+  ASSERT_NE(reserved, RealTime::max()) << "addresses of the crashed node not re-served";
+  std::printf("scale: 64 nodes, 1024 addresses, capacity 16-32, heartbeat 10 ms:\n"
+              "  all held %.0f ms after a simultaneous start\n"
+              "  steady state: %.1f messages per round per node, %.0f bytes per message\n"
+              "  crash of the node carrying %d addresses: all re-served after %.1f ms\n",
+              static_cast<double>(converged.count()) / 1e6, msgs / rounds / 64.0,
+              bytes / msgs, load[victim],
+              static_cast<double>((reserved - crash).count()) / 1e6);
 }
 
 }  // namespace

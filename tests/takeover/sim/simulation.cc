@@ -21,6 +21,8 @@ struct Simulation::SimNode {
     uint64_t epoch = 0;
   };
   std::vector<SlotCheck> slots;
+  int capacity = 0;   // Current capacity (config, or the last SetCapacity).
+  RealTime wake{0};   // Real time of NextTick(), refreshed after every call.
 };
 
 Simulation::Simulation(SimOptions options)
@@ -37,6 +39,7 @@ Simulation::Simulation(SimOptions options)
     n->rate = 1.0L + static_cast<long double>(options_.clock_drift) * u;
     n->offset = offset(rng_);
     n->slots.resize(options_.group.num_slots);
+    n->capacity = p.capacity;
     ids_.push_back(p.id);
     nodes_[p.id] = std::move(n);
   }
@@ -91,6 +94,9 @@ void Simulation::Start(NodeId id, bool reboot) {
     return;
   }
   n.node = std::move(*node);
+  for (const PeerConfig& p : options_.group.peers) {
+    if (p.id == id) n.capacity = p.capacity;
+  }
   n.paused_until = now_;
   n.inbox.clear();
   Trace("start " + std::to_string(id));
@@ -138,6 +144,31 @@ void Simulation::Drain(NodeId id) {
   n.node->Drain(Local(n, now_));
   AfterCall(n);
 }
+
+void Simulation::DrainSlot(NodeId id, uint32_t slot, bool drain) {
+  SimNode& n = N(id);
+  if (!n.node || n.paused_until > now_) return;
+  Trace((drain ? "drain " : "undrain ") + std::to_string(id) + " slot " + std::to_string(slot));
+  BeforeCall(n);
+  if (drain) {
+    n.node->Drain(slot, Local(n, now_));
+  } else {
+    n.node->Undrain(slot, Local(n, now_));
+  }
+  AfterCall(n);
+}
+
+void Simulation::SetCapacity(NodeId id, int capacity) {
+  SimNode& n = N(id);
+  if (!n.node || n.paused_until > now_) return;
+  Trace("capacity " + std::to_string(id) + " = " + std::to_string(capacity));
+  BeforeCall(n);
+  n.capacity = std::max(0, capacity);
+  n.node->SetCapacity(capacity, Local(n, now_));
+  AfterCall(n);
+}
+
+int Simulation::Capacity(NodeId id) const { return N(id).capacity; }
 
 NodeId Simulation::Holder(uint32_t slot) const {
   for (const auto& [id, n] : nodes_) {
@@ -236,6 +267,12 @@ void Simulation::AfterCall(SimNode& n) {
     }
   }
   const Node::Status st = n.node->GetStatus(local);
+  int held = 0;
+  for (const SimNode::SlotCheck& c : n.slots) held += c.added ? 1 : 0;
+  if (held > n.capacity) {
+    Violation("node " + std::to_string(n.id) + " holds " + std::to_string(held) +
+              " slots, above its capacity " + std::to_string(n.capacity));
+  }
   for (const Node::SlotStatus& ss : st.slots) {
     SimNode::SlotCheck& c = n.slots[ss.slot];
     if (c.added && c.lapsed) {
@@ -249,10 +286,12 @@ void Simulation::AfterCall(SimNode& n) {
     if (c.added) c.belief_end = RealOf(n, local + ss.lease_remaining);
   }
   for (Outgoing& o : n.node->TakeMessages()) Send(n.id, std::move(o));
+  n.wake = RealOf(n, n.node->NextTick());
 }
 
 void Simulation::Send(NodeId from, Outgoing out) {
   ++messages_sent_;
+  bytes_sent_ += out.payload.size();
   if (!nodes_.count(out.to)) {
     Violation("message to unknown node");
     return;
@@ -304,7 +343,7 @@ void Simulation::RunUntil(RealTime until) {
     SimNode* wake = nullptr;
     for (auto& [id, n] : nodes_) {
       if (!n->node) continue;
-      RealTime w = std::max(RealOf(*n, n->node->NextTick()), n->paused_until);
+      RealTime w = std::max(n->wake, n->paused_until);
       if (!n->inbox.empty()) w = std::max(n->paused_until, now_);
       w = std::max(w, now_);
       if (w < next) {

@@ -3,7 +3,8 @@
 // simulated network (loss, duplication, reordering through random delay,
 // partitions including asymmetric ones), process pauses, crashes and
 // restarts, and a checker that verifies at every simulated instant that no two
-// nodes hold a slot.
+// nodes hold a slot, for every slot, and that no node holds more slots than
+// its capacity.
 //
 // Holding model (what the checker treats as "node N serves the address"):
 // from N's kAddAddress action until its kRemoveAddress action or its believed
@@ -97,6 +98,12 @@ class Simulation {
   NetworkOptions& network() { return options_.network; }
   // Calls Drain on a node now.
   void Drain(NodeId id);
+  // Calls Drain(slot) (drain = true) or Undrain(slot) on a node now.
+  void DrainSlot(NodeId id, uint32_t slot, bool drain = true);
+  // Calls SetCapacity on a node now; the checker then holds the node to it
+  // (until a restart, which goes back to the configured capacity).
+  void SetCapacity(NodeId id, int capacity);
+  int Capacity(NodeId id) const;
 
   // Runs all events up to and including `until`.
   void RunUntil(RealTime until);
@@ -111,6 +118,7 @@ class Simulation {
   // Status of an up node at now().
   Node::Status NodeStatus(NodeId id) const;
   uint64_t messages_sent() const { return messages_sent_; }
+  uint64_t bytes_sent() const { return bytes_sent_; }
   const std::string& trace() const { return trace_; }
 
  private:
@@ -152,6 +160,7 @@ class Simulation {
   std::vector<RealTime> last_add_time_;
   RealTime last_crash_ = RealTime::min() / 4;
   uint64_t messages_sent_ = 0;
+  uint64_t bytes_sent_ = 0;
   uint64_t same_instant_events_ = 0;
   std::string trace_;
 };
