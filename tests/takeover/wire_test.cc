@@ -20,6 +20,7 @@ Message Sample() {
   m.config_version = 3;
   m.members = {1, 2};
   m.old_members = {1, 2, 5};
+  m.capacity = 16;
   SlotEntry a;
   a.slot = 0;
   a.holder = 2;
@@ -35,6 +36,7 @@ Message Sample() {
   b.reply_epoch = 8;
   b.reply_wait_ns = 1000;
   b.release = true;
+  b.drained = true;
   m.slots = {a, b};
   return m;
 }
@@ -52,7 +54,10 @@ TEST(TakeoverWire, RoundTrip) {
   EXPECT_EQ(d->config_version, 3u);
   EXPECT_EQ(d->members, (std::vector<uint32_t>{1, 2}));
   EXPECT_EQ(d->old_members, (std::vector<uint32_t>{1, 2, 5}));
+  EXPECT_EQ(d->capacity, 16u);
   ASSERT_EQ(d->slots.size(), 2u);
+  EXPECT_FALSE(d->slots[0].drained);
+  EXPECT_TRUE(d->slots[1].drained);
   EXPECT_TRUE(d->slots[0].holding);
   EXPECT_TRUE(d->slots[0].request);
   EXPECT_EQ(d->slots[0].request_epoch, 9u);
@@ -79,6 +84,8 @@ TEST(TakeoverWire, WrongMagicVersionOrFlagsIsRejected) {
   EXPECT_FALSE(Decode(s).has_value());
   s = Encode(Sample());
   s[2] = static_cast<char>(kVersion + 1);
+  EXPECT_FALSE(Decode(s).has_value());
+  s[2] = static_cast<char>(kVersion - 1);  // A pre-pool (v1) peer: no capacity field.
   EXPECT_FALSE(Decode(s).has_value());
   s = Encode(Sample());
   s[3] = static_cast<char>(0x80);  // Unknown message flag.
