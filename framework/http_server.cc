@@ -9,6 +9,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -264,7 +265,15 @@ class ServerImpl : public HttpServer {
         router_(std::move(router)),
         pipeline_(pipeline),
         acceptor_(net::make_strand(ioc_)),
-        workers_(static_cast<size_t>(std::max(1, options.worker_threads))) {}
+        inline_(options.handler_threads ==
+                    HttpServerOptions::HandlerThreads::kIoThreads ||
+                (options.handler_threads ==
+                     HttpServerOptions::HandlerThreads::kAuto &&
+                 pipeline.ExecutesInline())) {
+    if (!inline_) {
+      workers_.emplace(static_cast<size_t>(std::max(1, options.worker_threads)));
+    }
+  }
 
   ~ServerImpl() override { Stop(); }
 
@@ -303,7 +312,13 @@ class ServerImpl : public HttpServer {
     });
     // Drain: requests already executing finish and their responses are
     // sent; connections that send another request are closed (Dispatch).
-    workers_.join();
+    if (workers_) workers_->join();
+    // Asynchronous executions always call back (the store answers every
+    // commit, also when it closes); their callbacks use the event loop, so
+    // they must all have run before it goes.
+    while (executing_.load() > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     for (int64_t ms = absl::ToInt64Milliseconds(options_.drain_timeout);
          responding_.load() > 0 && ms > 0; --ms) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -314,12 +329,21 @@ class ServerImpl : public HttpServer {
   }
 
   const HttpServerOptions& options() const { return options_; }
-  net::thread_pool& workers() { return workers_; }
+  bool runs_inline() const { return inline_; }
+  net::thread_pool& workers() { return *workers_; }
+  // Asynchronous executions whose callback has not finished.
+  std::atomic<int64_t>& executing() { return executing_; }
   bool stopping() const { return stopped_.load(); }
   // Requests dispatched whose response is not yet written.
   std::atomic<int64_t>& responding() { return responding_; }
 
   std::shared_ptr<HttpResponse> Handle(const HttpRequest& req);
+
+  // Handle() on the pipeline's asynchronous path: `done` gets the response,
+  // on this thread or on the store's commit thread.
+  void HandleAsync(
+      const HttpRequest& req,
+      absl::AnyInvocable<void(std::shared_ptr<HttpResponse>)> done);
 
  private:
   void Accept() {
@@ -342,12 +366,30 @@ class ServerImpl : public HttpServer {
 
   absl::StatusOr<RequestId> IdFromHeaders(const HttpRequest& req);
 
+  // A request routed and identified, ready for the pipeline.
+  struct Prepared {
+    unsigned version = 11;
+    bool keep_alive = true;
+    Handler* handler = nullptr;
+    RequestId id;
+    Request request;
+  };
+  // Routes and identifies `req`: the prepared request, or the error
+  // response to send instead (in *error).
+  std::optional<Prepared> Prepare(const HttpRequest& req,
+                                  std::shared_ptr<HttpResponse>* error);
+  std::shared_ptr<HttpResponse> Respond(
+      const Prepared& p, absl::StatusOr<PipelineResult> result);
+
   const HttpServerOptions options_;
   const Router router_;
   RequestPipeline& pipeline_;
   net::io_context ioc_;
   tcp::acceptor acceptor_;
-  net::thread_pool workers_;
+  // Handlers run on the event-loop threads (ExecuteAsync), not on workers_.
+  const bool inline_;
+  std::optional<net::thread_pool> workers_;  // Only when !inline_.
+  std::atomic<int64_t> executing_{0};
   std::vector<std::thread> io_threads_;
   uint16_t port_ = 0;
   std::atomic<bool> stopped_{false};
@@ -442,6 +484,23 @@ void Session::Dispatch() {
   auto req = std::make_shared<HttpRequest>(parser_->release());
   // No read timeout while the request executes: the client is waiting.
   stream_.expires_never();
+  if (server_->runs_inline()) {
+    ServerImpl* server = server_;
+    server->executing().fetch_add(1);
+    server->HandleAsync(
+        *req, [self = shared_from_this(), req,
+               server](std::shared_ptr<HttpResponse> res) mutable {
+          // Inline when already on this session's strand (errors, reads);
+          // else one post to the event loop (from the store's thread).
+          net::dispatch(self->stream_.get_executor(),
+                        [self, res = std::move(res)]() mutable {
+                          self->Write(std::move(res), /*dispatched=*/true);
+                        });
+          self.reset();
+          server->executing().fetch_sub(1);
+        });
+    return;
+  }
   net::post(server_->workers(), [self = shared_from_this(), req] {
     std::shared_ptr<HttpResponse> res = self->server_->Handle(*req);
     net::post(self->stream_.get_executor(),
@@ -519,35 +578,42 @@ absl::StatusOr<RequestId> ServerImpl::IdFromHeaders(const HttpRequest& req) {
   return RequestId::None();
 }
 
-std::shared_ptr<HttpResponse> ServerImpl::Handle(const HttpRequest& req) {
-  const unsigned version = req.version();
-  const bool keep_alive = req.keep_alive();
+std::optional<ServerImpl::Prepared> ServerImpl::Prepare(
+    const HttpRequest& req, std::shared_ptr<HttpResponse>* error) {
+  Prepared p;
+  p.version = req.version();
+  p.keep_alive = req.keep_alive();
   const std::string_view target(req.target().data(), req.target().size());
   const std::string_view path = target.substr(0, target.find('?'));
-  const std::string method(req.method_string());
+  const std::string_view method(req.method_string().data(),
+                                req.method_string().size());
 
   Router::Match m = router_.Find(method, path);
   if (m.result == Router::Match::Result::kNoRoute) {
-    return ErrorResponse(404, "not_found",
-                         absl::StrCat("no route for ", AV(path)), version,
-                         keep_alive);
+    *error = ErrorResponse(404, "not_found",
+                           absl::StrCat("no route for ", AV(path)), p.version,
+                           p.keep_alive);
+    return std::nullopt;
   }
   if (m.result == Router::Match::Result::kWrongMethod) {
-    auto res = ErrorResponse(
+    *error = ErrorResponse(
         405, "method_not_allowed",
-        absl::StrCat(method, " is not allowed on ", AV(path)), version,
-        keep_alive);
-    res->set(http::field::allow, absl::StrJoin(m.allowed_methods, ", "));
-    return res;
+        absl::StrCat(AV(method), " is not allowed on ", AV(path)), p.version,
+        p.keep_alive);
+    (*error)->set(http::field::allow, absl::StrJoin(m.allowed_methods, ", "));
+    return std::nullopt;
   }
   absl::StatusOr<RequestId> id = IdFromHeaders(req);
   if (!id.ok()) {
-    return ErrorResponse(400, "bad_request_id", SV(id.status().message()), version,
-                         keep_alive);
+    *error = ErrorResponse(400, "bad_request_id", SV(id.status().message()),
+                           p.version, p.keep_alive);
+    return std::nullopt;
   }
+  p.id = *std::move(id);
+  p.handler = m.handler;
 
-  Request r;
-  r.operation = absl::StrCat(method, " ", m.pattern);
+  Request& r = p.request;
+  r.operation = absl::StrCat(AV(method), " ", m.pattern);
   r.path = std::string(target);
   r.params = std::move(m.params);
   r.body = req.body();
@@ -555,17 +621,48 @@ std::shared_ptr<HttpResponse> ServerImpl::Handle(const HttpRequest& req) {
     std::string name = absl::AsciiStrToLower(
         absl::string_view(f.name_string().data(), f.name_string().size()));
     std::string_view value(f.value().data(), f.value().size());
-    auto [it, inserted] = r.metadata.emplace(name, value);
+    auto [it, inserted] = r.metadata.emplace(std::move(name), value);
     if (!inserted) absl::StrAppend(&it->second, ",", AV(value));
   }
+  return p;
+}
 
+std::shared_ptr<HttpResponse> ServerImpl::Handle(const HttpRequest& req) {
+  std::shared_ptr<HttpResponse> error;
+  std::optional<Prepared> p = Prepare(req, &error);
+  if (!p) return error;
   absl::StatusOr<PipelineResult> result;
   try {
-    result = pipeline_.Execute(*id, r, *m.handler);
+    result = pipeline_.Execute(p->id, p->request, *p->handler);
   } catch (const std::exception& e) {
-    spdlog::error("handler for {} threw: {}", r.operation, e.what());
+    spdlog::error("handler for {} threw: {}", p->request.operation, e.what());
     result = absl::InternalError("handler failed");
   }
+  return Respond(*p, std::move(result));
+}
+
+void ServerImpl::HandleAsync(
+    const HttpRequest& req,
+    absl::AnyInvocable<void(std::shared_ptr<HttpResponse>)> done) {
+  std::shared_ptr<HttpResponse> error;
+  std::optional<Prepared> prepared = Prepare(req, &error);
+  if (!prepared) return done(std::move(error));
+  // The callback owns the prepared request, which the pipeline reads until
+  // it calls back.
+  auto p = std::make_unique<Prepared>(*std::move(prepared));
+  Prepared* raw = p.get();
+  pipeline_.ExecuteAsync(
+      raw->id, raw->request, *raw->handler,
+      [this, p = std::move(p), done = std::move(done)](
+          absl::StatusOr<PipelineResult> result) mutable {
+        done(Respond(*p, std::move(result)));
+      });
+}
+
+std::shared_ptr<HttpResponse> ServerImpl::Respond(
+    const Prepared& p, absl::StatusOr<PipelineResult> result) {
+  const unsigned version = p.version;
+  const bool keep_alive = p.keep_alive;
   if (!result.ok()) {
     const absl::Status& s = result.status();
     std::shared_ptr<HttpResponse> res;

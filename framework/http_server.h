@@ -23,10 +23,15 @@
 // 413. Errors are JSON: {"error":{"status":413,"code":"...","message":"..."}}.
 // A replayed reply carries `Idempotent-Replayed: true`.
 //
-// Threads: `io_threads` run the Asio event loop (they never block); handlers
-// and store calls run on `worker_threads`. Requests on one connection are
-// read, executed and answered one after another, so pipelined requests are
-// answered in order.
+// Threads: `io_threads` run the Asio event loop. Where handlers run is
+// HttpServerOptions::handler_threads: by default (kAuto) on the event-loop
+// threads themselves when the store commits asynchronously (the embedded
+// RocksDB store: reads are local point gets, and the commit is handed to the
+// store's commit thread, which answers through the event loop: no thread
+// waits for an fsync and no worker hop), otherwise on `worker_threads`
+// (blocking store calls, e.g. etcd). Choose kWorkers for slow handlers.
+// Requests on one connection are read, executed and answered one after
+// another, so pipelined requests are answered in order.
 //
 // Thread safety: Start() returns a running server; Stop() may be called from
 // any thread, once or more.
@@ -87,8 +92,16 @@ struct HttpServerOptions {
   uint16_t port = 8080;
   // Threads running the event loop. Default: 1.
   int io_threads = 1;
-  // Threads running handlers and blocking store calls. Bounds how many
-  // requests commit at once (and so how many share one fsync). Default: 64.
+  // Where handlers run (see the file comment). kAuto: on the event-loop
+  // threads if the pipeline's store commits asynchronously
+  // (RequestPipeline::ExecutesInline), else on the workers. kIoThreads: on
+  // the event-loop threads, always (a blocking store then stalls the loop).
+  // kWorkers: on worker_threads, always. Default: kAuto.
+  enum class HandlerThreads { kAuto, kIoThreads, kWorkers };
+  HandlerThreads handler_threads = HandlerThreads::kAuto;
+  // Threads running handlers and blocking store calls when handlers run on
+  // workers (not started otherwise). Bounds how many requests commit at
+  // once (and so how many share one fsync). Default: 64.
   int worker_threads = 64;
   // Largest request header block. Default: 8 KiB.
   size_t max_header_bytes = 8 * 1024;

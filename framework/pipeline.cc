@@ -293,11 +293,7 @@ class RequestPipeline::InFlightGuard {
  public:
   InFlightGuard(RequestPipeline* p, std::string key)
       : p_(p), key_(std::move(key)) {}
-  ~InFlightGuard() {
-    absl::MutexLock lock(&p_->mu_);
-    p_->in_flight_.erase(key_);
-    p_->in_flight_done_.SignalAll();
-  }
+  ~InFlightGuard() { p_->ReleaseInFlight(key_); }
 
  private:
   RequestPipeline* p_;
@@ -347,12 +343,10 @@ RequestPipeline::ReadRecord(const std::string& key) {
   return r;
 }
 
-absl::StatusOr<PipelineResult> RequestPipeline::Execute(const RequestId& id,
-                                                        const Request& request,
-                                                        Handler& handler) {
+absl::Status RequestPipeline::CheckId(const RequestId& id) {
   switch (id.kind) {
     case RequestId::Kind::kNone:
-      return ExecuteUnkeyed(request, handler);
+      break;
     case RequestId::Kind::kClientSeq:
       if (!ValidClientId(id.client_id)) {
         return absl::InvalidArgumentError(
@@ -372,6 +366,242 @@ absl::StatusOr<PipelineResult> RequestPipeline::Execute(const RequestId& id,
       }
       break;
   }
+  return absl::OkStatus();
+}
+
+void RequestPipeline::ReleaseInFlight(const std::string& record_key) {
+  std::vector<absl::AnyInvocable<void()>> waiters;
+  {
+    absl::MutexLock lock(&mu_);
+    in_flight_.erase(record_key);
+    in_flight_done_.SignalAll();
+    auto it = in_flight_async_waiters_.find(record_key);
+    if (it != in_flight_async_waiters_.end()) {
+      waiters = std::move(it->second);
+      in_flight_async_waiters_.erase(it);
+    }
+  }
+  for (auto& w : waiters) w();
+}
+
+// --- Asynchronous execution -------------------------------------------------
+
+// One ExecuteAsync() call: the steps of Execute() as a chain of
+// continuations (lookup -> handler -> CommitAsync -> result). On the heap;
+// deletes itself after calling back.
+class RequestPipeline::AsyncExecution {
+ public:
+  AsyncExecution(RequestPipeline* p, const RequestId& id,
+                 const Request& request, Handler& handler,
+                 ExecuteCallback done)
+      : p_(p),
+        id_(id),
+        request_(request),
+        handler_(handler),
+        done_(std::move(done)) {}
+
+  void Start() {
+    if (id_.kind == RequestId::Kind::kNone) return RunAttempt();
+    if (absl::Status s = p_->CheckId(id_); !s.ok()) return Finish(s);
+    record_key_ = RecordPrefix() + IdPart(id_);
+    fingerprint_ = Fingerprint(request_);
+    Lookup();
+  }
+
+ private:
+  // Dedup: a stored record answers; otherwise take the in-flight mark, or
+  // wait (as a continuation) for the attempt that holds it.
+  void Lookup() {
+    absl::StatusOr<std::optional<Record>> rec = p_->ReadRecord(record_key_);
+    if (!rec.ok()) return Finish(rec.status());
+    if (*rec) {
+      if ((*rec)->fingerprint != fingerprint_) return Finish(KeyReused());
+      p_->replayed_.fetch_add(1, std::memory_order_relaxed);
+      return Finish(PipelineResult{std::move((*rec)->reply), true});
+    }
+    // See Execute(): the record is read before the watermark.
+    if (id_.kind == RequestId::Kind::kClientSeq && !watermark_checked_) {
+      absl::StatusOr<Versioned> wm = p_->store_.Get(WatermarkKey(id_.client_id));
+      if (!wm.ok()) return Finish(wm.status());
+      uint64_t acked = 0;
+      if (wm->present() && absl::SimpleAtoi(wm->value, &acked) &&
+          id_.seq <= acked) {
+        return Finish(MakePipelineError(
+            absl::FailedPreconditionError(absl::StrCat(
+                "request ", id_.seq, " of client ", id_.client_id,
+                " was acknowledged by the client and its record collected")),
+            "acknowledged"));
+      }
+      watermark_checked_ = true;
+    }
+    {
+      absl::MutexLock lock(&p_->mu_);
+      if (!p_->in_flight_.emplace(record_key_, 1).second) {
+        p_->waited_.fetch_add(1, std::memory_order_relaxed);
+        p_->in_flight_async_waiters_[record_key_].push_back(
+            [this] { Lookup(); });
+        return;
+      }
+    }
+    holds_in_flight_ = true;
+    token_ = p_->instance_nonce_ ^
+             (p_->attempt_counter_.fetch_add(1) * 0x9e3779b97f4a7c15ULL);
+    RunAttempt();
+  }
+
+  void RunAttempt() {
+    if (++attempt_ > p_->options_.max_attempts) {
+      return Finish(absl::AbortedError(
+          absl::StrCat("request conflicted with concurrent requests ",
+                       p_->options_.max_attempts, " times; retry")));
+    }
+    if (attempt_ > 1) p_->reruns_.fetch_add(1, std::memory_order_relaxed);
+    TransactionImpl txn(p_->store_);
+    absl::StatusOr<Reply> reply = absl::InternalError("handler failed");
+    try {
+      reply = handler_.Handle(request_, txn);
+    } catch (const std::exception& e) {
+      spdlog::error("handler for {} threw: {}", request_.operation, e.what());
+      reply = absl::InternalError("handler failed");
+    } catch (...) {
+      spdlog::error("handler for {} threw", request_.operation);
+      reply = absl::InternalError("handler failed");
+    }
+    if (!reply.ok()) return Finish(reply.status());
+    reply_ = *std::move(reply);
+
+    std::vector<Condition> conditions = txn.Conditions();
+    if (!txn.has_writes()) {
+      if (txn.read_count() <= 1) return FinishReadOnly();
+      // Several reads: check they were one consistent snapshot.
+      return p_->store_.CommitAsync(
+          std::move(conditions), {}, [this](absl::StatusOr<uint64_t> c) {
+            if (!c.ok() && storage::IsConflict(c.status())) return RunAttempt();
+            if (!c.ok()) return Finish(c.status());
+            FinishReadOnly();
+          });
+    }
+    std::vector<Write> writes = txn.Writes();
+    if (id_.kind == RequestId::Kind::kNone) {
+      return p_->store_.CommitAsync(
+          std::move(conditions), std::move(writes),
+          [this](absl::StatusOr<uint64_t> c) { OnUnkeyedCommitted(c.status()); });
+    }
+    Record record{fingerprint_, token_, absl::ToUnixMicros(p_->clock_.Now()),
+                  reply_};
+    conditions.push_back({record_key_, 0});
+    writes.push_back(Write::Put(record_key_, record.Encode()));
+    writes.push_back(Write::Put(
+        absl::StrCat(IndexPrefix(),
+                     Hex16(static_cast<uint64_t>(
+                         std::max<int64_t>(record.time_micros, 0))),
+                     "/", IdPart(id_)),
+        ""));
+    p_->store_.CommitAsync(
+        std::move(conditions), std::move(writes),
+        [this](absl::StatusOr<uint64_t> c) { OnKeyedCommitted(c.status()); });
+  }
+
+  void OnKeyedCommitted(const absl::Status& s) {
+    if (s.ok()) {
+      p_->executed_.fetch_add(1, std::memory_order_relaxed);
+      return Finish(PipelineResult{std::move(reply_), false});
+    }
+    if (storage::IsConflict(s)) {
+      std::optional<std::string> key = storage::ConflictKey(s);
+      if (!key || *key == record_key_) {
+        absl::StatusOr<std::optional<Record>> r = p_->ReadRecord(record_key_);
+        if (!r.ok()) return Finish(r.status());
+        if (*r) return AnswerFrom(**r);
+      }
+      return RunAttempt();  // A read changed: run again on fresh state.
+    }
+    if (s.code() == absl::StatusCode::kUnknown) {
+      p_->unknown_outcomes_.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("commit outcome unknown ({}); resolving by reading the "
+                   "completion record",
+                   std::string(s.message()));
+      absl::StatusOr<std::optional<Record>> r = p_->ReadRecord(record_key_);
+      if (!r.ok()) return Finish(r.status());
+      if (*r) return AnswerFrom(**r);
+      return RunAttempt();  // Safe: see ExecuteKeyed().
+    }
+    Finish(s);
+  }
+
+  void OnUnkeyedCommitted(const absl::Status& s) {
+    if (s.ok()) {
+      p_->executed_.fetch_add(1, std::memory_order_relaxed);
+      return Finish(PipelineResult{std::move(reply_), false});
+    }
+    if (storage::IsConflict(s)) return RunAttempt();
+    if (s.code() == absl::StatusCode::kUnknown) {
+      p_->unknown_outcomes_.fetch_add(1, std::memory_order_relaxed);
+      return Finish(MakePipelineError(
+          absl::UnknownError(absl::StrCat(
+              "commit outcome unknown (request had no idempotency key): ",
+              std::string(s.message()))),
+          "unknown"));
+    }
+    Finish(s);
+  }
+
+  void AnswerFrom(Record& r) {
+    if (r.fingerprint != fingerprint_) return Finish(KeyReused());
+    if (r.token == token_) {
+      p_->executed_.fetch_add(1, std::memory_order_relaxed);
+      return Finish(PipelineResult{std::move(r.reply), false});
+    }
+    p_->replayed_.fetch_add(1, std::memory_order_relaxed);
+    Finish(PipelineResult{std::move(r.reply), true});
+  }
+
+  void FinishReadOnly() {
+    p_->read_only_.fetch_add(1, std::memory_order_relaxed);
+    Finish(PipelineResult{std::move(reply_), false});
+  }
+
+  static absl::Status KeyReused() {
+    return MakePipelineError(
+        absl::FailedPreconditionError(
+            "this request id was already used for a different request"),
+        "key-reused");
+  }
+
+  void Finish(absl::StatusOr<PipelineResult> result) {
+    // Released before calling back: a waiting retry then finds the record.
+    if (holds_in_flight_) p_->ReleaseInFlight(record_key_);
+    ExecuteCallback done = std::move(done_);
+    delete this;
+    done(std::move(result));
+  }
+
+  RequestPipeline* const p_;
+  const RequestId id_;
+  const Request& request_;
+  Handler& handler_;
+  ExecuteCallback done_;
+  std::string record_key_;
+  std::string fingerprint_;
+  uint64_t token_ = 0;
+  int attempt_ = 0;
+  bool watermark_checked_ = false;
+  bool holds_in_flight_ = false;
+  Reply reply_;
+};
+
+void RequestPipeline::ExecuteAsync(const RequestId& id, const Request& request,
+                                   Handler& handler, ExecuteCallback done) {
+  (new AsyncExecution(this, id, request, handler, std::move(done)))->Start();
+}
+
+absl::StatusOr<PipelineResult> RequestPipeline::Execute(const RequestId& id,
+                                                        const Request& request,
+                                                        Handler& handler) {
+  if (id.kind == RequestId::Kind::kNone) {
+    return ExecuteUnkeyed(request, handler);
+  }
+  if (absl::Status s = CheckId(id); !s.ok()) return s;
 
   const std::string record_key = RecordPrefix() + IdPart(id);
   const std::string fingerprint = Fingerprint(request);

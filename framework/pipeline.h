@@ -35,7 +35,9 @@
 //   \xff fw/w/<client>                    client's collected watermark
 //
 // Thread safety: thread-safe; Execute() blocks on store calls and is meant to
-// be called from worker threads, any number concurrently.
+// be called from worker threads, any number concurrently. ExecuteAsync() runs
+// the same steps but does not wait for the commit: it is meant for event-loop
+// threads when the store commits asynchronously (ExecutesInline()).
 #ifndef BATON_FRAMEWORK_PIPELINE_H_
 #define BATON_FRAMEWORK_PIPELINE_H_
 
@@ -46,9 +48,11 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -160,6 +164,31 @@ class RequestPipeline {
                                                        const Request& request,
                                                        Handler& handler);
 
+  // Called once with what Execute() would have returned.
+  using ExecuteCallback =
+      absl::AnyInvocable<void(absl::StatusOr<PipelineResult>)>;
+
+  // Execute() without waiting for the commit: the dedup lookup and the
+  // handler run on the calling thread (they read the store); the commit is
+  // handed to StableStore::CommitAsync and `done` runs when it is durable,
+  // usually on the store's commit thread, or on the calling thread before
+  // ExecuteAsync returns (errors, read-only requests, a store without
+  // asynchronous commits). `done` must be short and must not block. Same
+  // steps, guarantees and errors as Execute(), except that a retry of an id
+  // whose first attempt is running here waits (without a thread) until that
+  // attempt finishes, however long, instead of giving up after
+  // in_flight_wait; handler re-runs after a conflict may run on the store's
+  // commit thread. A handler exception is caught and answered as kInternal.
+  // `request` and `handler` must stay valid until `done` has been called,
+  // and the pipeline until every callback has run.
+  void ExecuteAsync(const RequestId& id, const Request& request,
+                    Handler& handler, ExecuteCallback done);
+
+  // True when the store commits asynchronously (see
+  // StableStore::CommitsAsynchronously), so ExecuteAsync() never blocks on
+  // the disk and may run on event-loop threads.
+  bool ExecutesInline() const { return store_.CommitsAsynchronously(); }
+
   // One garbage-collection pass; returns how many completion records it
   // deleted. Safe to call concurrently with Execute().
   [[nodiscard]] absl::StatusOr<size_t> CollectGarbage();
@@ -179,6 +208,13 @@ class RequestPipeline {
  private:
   struct Record;
   class InFlightGuard;
+  class AsyncExecution;
+
+  // Validates `id`; notes its acknowledgement watermark for GC.
+  absl::Status CheckId(const RequestId& id);
+  // Ends the in-flight mark of `record_key`; wakes synchronous waiters and
+  // runs the continuations of asynchronous ones.
+  void ReleaseInFlight(const std::string& record_key);
 
   absl::StatusOr<std::optional<Record>> ReadRecord(const std::string& key);
   absl::StatusOr<PipelineResult> ExecuteUnkeyed(const Request& request,
@@ -200,6 +236,10 @@ class RequestPipeline {
   // Ids whose first attempt is running in this process.
   absl::flat_hash_map<std::string, int> in_flight_ ABSL_GUARDED_BY(mu_);
   absl::CondVar in_flight_done_;
+  // ExecuteAsync() calls waiting for an id in in_flight_: run (to look the
+  // id up again) when its first attempt finishes.
+  absl::flat_hash_map<std::string, std::vector<absl::AnyInvocable<void()>>>
+      in_flight_async_waiters_ ABSL_GUARDED_BY(mu_);
   // Acknowledged watermarks seen in requests, not yet applied by GC.
   absl::flat_hash_map<std::string, uint64_t> pending_acks_ ABSL_GUARDED_BY(mu_);
   bool gc_stop_ ABSL_GUARDED_BY(mu_) = false;

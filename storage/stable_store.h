@@ -42,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/cord.h"
@@ -120,6 +121,26 @@ class StableStore {
   [[nodiscard]] virtual absl::StatusOr<uint64_t> Commit(
       const std::vector<Condition>& conditions,
       const std::vector<Write>& writes) = 0;
+
+  // Called once with a commit's outcome (what Commit() would return).
+  using CommitCallback = absl::AnyInvocable<void(absl::StatusOr<uint64_t>)>;
+
+  // Commit() without parking the calling thread: `done` is called exactly
+  // once with the result, after the writes are durable (same guarantees and
+  // error codes as Commit()). `done` may run on the calling thread before
+  // CommitAsync returns (e.g. a refused commit, or a backend without native
+  // asynchronous commits) or on a store thread; it must be short and must
+  // not block (hand longer work to an executor). The default runs Commit()
+  // inline, so it blocks like Commit(); see CommitsAsynchronously().
+  virtual void CommitAsync(std::vector<Condition> conditions,
+                           std::vector<Write> writes, CommitCallback done) {
+    done(Commit(conditions, writes));
+  }
+
+  // True when CommitAsync() returns without waiting for the disk or the
+  // network (Get and Scan are then also expected to be fast, local reads),
+  // so callers may run whole requests on event-loop threads. Default: false.
+  virtual bool CommitsAsynchronously() const { return false; }
 
   // OK when the store can currently accept commits. Cheap; used by health
   // checks (e.g. the take-over agent stops campaigning when this fails).

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -146,6 +147,7 @@ class RocksDbStoreImpl final : public RocksDbStore {
   ~RocksDbStoreImpl() override {
     absl::Status s = Close();
     if (!s.ok()) spdlog::warn("rocksdb store: close: {}", s.ToString());
+    StopCommitter();
   }
 
   // Opens the database; called once, before the store is shared.
@@ -225,6 +227,37 @@ class RocksDbStoreImpl final : public RocksDbStore {
     return result;
   }
 
+  void CommitAsync(std::vector<Condition> conditions, std::vector<Write> writes,
+                   CommitCallback done) override {
+    absl::StatusOr<size_t> bytes = Validate(conditions, writes);
+    if (!bytes.ok()) {
+      CountResult(bytes.status());
+      done(bytes.status());
+      return;
+    }
+    auto* w = new AsyncWriter(std::move(conditions), std::move(writes), *bytes,
+                              std::move(done));
+    {
+      absl::MutexLock lock(&mu_);
+      if (!committer_stop_) {
+        if (!committer_.joinable()) {
+          committer_ = std::thread([this] { CommitterLoop(); });
+        }
+        writers_.push_back(w);
+        // The committer waits on a condition over writers_ and leading_,
+        // evaluated by this unlock: no explicit signal, and no wake-up at
+        // all while the committer is busy writing the previous group.
+        return;
+      }
+    }
+    // Closed: the committer is gone (or going); answer here.
+    w->result = absl::UnavailableError(
+        absl::StrCat("rocksdb store ", options_.path, " is closed"));
+    FinishAsync(w);
+  }
+
+  bool CommitsAsynchronously() const override { return true; }
+
   absl::Status Ping() override {
     {
       absl::ReaderMutexLock db_lock(&db_mu_);
@@ -246,6 +279,9 @@ class RocksDbStoreImpl final : public RocksDbStore {
       closed_ = true;
       CloseDbLocked();
     }
+    // Queued asynchronous commits fail with kUnavailable (RunGroup sees the
+    // closed database); then the committer thread exits.
+    StopCommitter();
     spdlog::info("rocksdb store {}: closed", options_.path);
     return absl::OkStatus();
   }
@@ -267,13 +303,38 @@ class RocksDbStoreImpl final : public RocksDbStore {
     Writer(const std::vector<Condition>* c, const std::vector<Write>* w,
            size_t b)
         : conditions(c), writes(w), bytes(b) {}
+    virtual ~Writer() = default;
     const std::vector<Condition>* conditions;
     const std::vector<Write>* writes;
     size_t bytes;
+    bool async = false;
     bool done = false;  // Guarded by mu_.
     absl::StatusOr<uint64_t> result = uint64_t{0};
-    absl::CondVar cv;
   };
+
+  // One CommitAsync(): owns its commit and callback; on the heap, deleted
+  // once its callback has run.
+  struct AsyncWriter final : Writer {
+    AsyncWriter(std::vector<Condition> c, std::vector<Write> w, size_t b,
+                CommitCallback d)
+        : Writer(nullptr, nullptr, b),
+          owned_conditions(std::move(c)),
+          owned_writes(std::move(w)),
+          callback(std::move(d)) {
+      conditions = &owned_conditions;
+      writes = &owned_writes;
+      async = true;
+    }
+    std::vector<Condition> owned_conditions;
+    std::vector<Write> owned_writes;
+    CommitCallback callback;
+  };
+
+  void FinishAsync(AsyncWriter* w) ABSL_LOCKS_EXCLUDED(mu_) {
+    CountResult(w->result.status());
+    w->callback(std::move(w->result));
+    delete w;
+  }
 
   static absl::Status KeyTooLarge(std::string_view key) {
     return absl::InvalidArgumentError(
@@ -324,14 +385,70 @@ class RocksDbStoreImpl final : public RocksDbStore {
   }
 
   // Queues `w`; returns its result once a leader (maybe this thread) has
-  // processed it. Modeled on LevelDB's DBImpl::Write.
+  // processed it. Modeled on LevelDB's DBImpl::Write; the leader is the
+  // thread of the commit at the queue's front, or the committer thread when
+  // the front is an asynchronous commit (which has no thread of its own).
   absl::StatusOr<uint64_t> RunInQueue(Writer* w) {
     absl::MutexLock lock(&mu_);
     writers_.push_back(w);
-    while (!w->done && w != writers_.front()) w->cv.Wait(&mu_);
+    WaitArgs args{this, w};
+    mu_.Await(absl::Condition(&MayProceed, &args));
     if (w->done) return std::move(w->result);
+    LeadOneGroupLocked();
+    return std::move(w->result);
+  }
 
-    // This thread leads: take the queued commits, up to the group limits.
+  // RunInQueue's wait: done, or at the front with no group being written.
+  // Evaluated by absl::Mutex with mu_ held.
+  struct WaitArgs {
+    RocksDbStoreImpl* self;
+    Writer* w;
+  };
+  static bool MayProceed(WaitArgs* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return a->w->done ||
+           (!a->self->leading_ && a->self->writers_.front() == a->w);
+  }
+  static bool CommitterMayProceed(RocksDbStoreImpl* self)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return (self->committer_stop_ && self->writers_.empty()) ||
+           (!self->leading_ && !self->writers_.empty() &&
+            self->writers_.front()->async);
+  }
+
+  // The committer thread: leads the groups whose front commit is
+  // asynchronous. While it writes a group (fsync), new commits queue up and
+  // form the next group, so it never needs waking per commit.
+  void CommitterLoop() {
+    absl::MutexLock lock(&mu_);
+    for (;;) {
+      mu_.Await(absl::Condition(&CommitterMayProceed, this));
+      if (writers_.empty()) return;  // Stopping and drained.
+      LeadOneGroupLocked();
+    }
+  }
+
+  void StopCommitter() ABSL_LOCKS_EXCLUDED(mu_) {
+    std::thread t;
+    {
+      absl::MutexLock lock(&mu_);
+      committer_stop_ = true;
+      t = std::move(committer_);
+    }
+    if (t.joinable()) {
+      if (t.get_id() == std::this_thread::get_id()) {
+        t.detach();  // Close() from a commit callback: the loop ends itself.
+      } else {
+        t.join();
+      }
+    }
+  }
+
+  // Takes the queued commits from the front (up to the group limits), writes
+  // them as one group without holding mu_, marks them done and runs the
+  // callbacks of asynchronous ones (without mu_). Called with mu_ held, by
+  // the thread whose commit is at the front or by the committer thread.
+  void LeadOneGroupLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    leading_ = true;
     std::vector<Writer*> group;
     size_t group_bytes = 0;
     for (Writer* next : writers_) {
@@ -352,13 +469,21 @@ class RocksDbStoreImpl final : public RocksDbStore {
     mu_.Lock();
 
     revision_ = new_revision;
+    std::vector<AsyncWriter*> callbacks;
     for (Writer* done : group) {
       writers_.pop_front();
-      done->done = true;
-      if (done != w) done->cv.Signal();
+      if (done->async) {
+        callbacks.push_back(static_cast<AsyncWriter*>(done));
+      } else {
+        done->done = true;
+      }
     }
-    if (!writers_.empty()) writers_.front()->cv.Signal();
-    return std::move(w->result);
+    leading_ = false;
+    if (!callbacks.empty()) {
+      mu_.Unlock();
+      for (AsyncWriter* a : callbacks) FinishAsync(a);
+      mu_.Lock();
+    }
   }
 
   // Checks, merges and writes one group; sets every writer's result. Returns
@@ -617,6 +742,12 @@ class RocksDbStoreImpl final : public RocksDbStore {
   mutable absl::Mutex mu_;
   std::deque<Writer*> writers_ ABSL_GUARDED_BY(mu_);
   uint64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
+  // A thread is writing a group (at most one at a time).
+  bool leading_ ABSL_GUARDED_BY(mu_) = false;
+  // Leads groups whose front commit is asynchronous; started by the first
+  // CommitAsync().
+  std::thread committer_ ABSL_GUARDED_BY(mu_);
+  bool committer_stop_ ABSL_GUARDED_BY(mu_) = false;
 
   mutable absl::Mutex stats_mu_;
   RocksDbStoreStats stats_ ABSL_GUARDED_BY(stats_mu_);
