@@ -112,6 +112,7 @@ CallResult RetryingClient::Run(const client::Call& call, IdHeaders id,
     const absl::Duration left = result.started + options_.retry.deadline - now;
     const absl::Duration timeout = std::min(options_.retry.attempt_timeout, left);
     ++result.attempts;
+    const absl::Time attempt_started = now;
     absl::StatusOr<Response> outcome =
         transport_->Attempt(call, id, timeout, /*fresh=*/result.attempts > 1);
     const absl::Time after = env_.Now();
@@ -125,7 +126,9 @@ CallResult RetryingClient::Run(const client::Call& call, IdHeaders id,
       break;
     }
     if (result.first_failure == absl::InfiniteFuture()) {
-      result.first_failure = after;
+      // The outage began when the failed attempt was sent (a reply that
+      // never came was lost at some point after that).
+      result.first_failure = attempt_started;
     }
     last_error = outcome.ok()
                      ? absl::Status(outcome->code, outcome->body)

@@ -67,8 +67,9 @@ struct CallResult {
   Response response;  // The final answer (or the last one, if any).
   uint64_t seq = 0;   // The request's sequence number.
   int attempts = 0;   // Attempts made (1: no retry).
-  // When the first attempt started, when its first failure was seen
-  // (InfiniteFuture if none), and when the call ended (Environment time).
+  // When the first attempt started, when the first attempt that failed was
+  // sent (InfiniteFuture if none failed), and when the call ended
+  // (Environment time).
   absl::Time started;
   absl::Time first_failure = absl::InfiniteFuture();
   absl::Time finished;
