@@ -126,7 +126,12 @@ baton_run() {   # baton_run SCENARIO INTERVAL I
     ip -n "$(ns "$h")" -ts monitor address > "$RUN/monitor-$h.log" 2>&1 & disown $!
     "$LAB" exec -p "$PFX" "$h" "$RESPONDER" --name "$h" --port "$SPORT" --max-seconds 300 > /dev/null 2>&1 & disown $!
   done
-  for h in h1 h2 h3; do "$LAB" exec -p "$PFX" "$h" "$TAKEOVERD" --config "$RUN/$h.yaml" > "$RUN/takeoverd-$h.log" 2>&1 & disown $!; done
+  # h1 starts first, as the reference starts keepalived on h1 in state MASTER: a "simultaneous"
+  # start elects the highest priority only if the daemons start within the discovery window
+  # (3 heartbeats = 30 ms at 10 ms), which `ip netns exec` start-up on a loaded machine can exceed.
+  "$LAB" exec -p "$PFX" h1 "$TAKEOVERD" --config "$RUN/h1.yaml" > "$RUN/takeoverd-h1.log" 2>&1 & disown $!
+  wait_until 5 test -S "$RUN/h1.sock" || true
+  for h in h2 h3; do "$LAB" exec -p "$PFX" "$h" "$TAKEOVERD" --config "$RUN/$h.yaml" > "$RUN/takeoverd-$h.log" 2>&1 & disown $!; done
   if ! wait_until "$(calc "10 + 5*$iv")" h1_sole; then
     event error "h1 did not become sole holder: $(holders)"
   else
@@ -177,10 +182,11 @@ baton_run() {   # baton_run SCENARIO INTERVAL I
     touch "$RUN/stop"; sleep 0.1
   fi
   "$LAB" down -p "$PFX" >/dev/null
+  # A failed analysis must not end the whole benchmark.
   "$PY" "$HERE/failover_analyze.py" run "$scen" "$RUN" "$VIP" | tee -a "$BOUT/results.jsonl" | "$PY" -c '
 import json, sys
 r = json.loads(sys.stdin.read()); keys = [k for k in r if k not in ("mode", "run", "split_evidence")]
-print("  baton " + r["run"] + ": " + ", ".join(f"{k}={r[k]}" for k in keys))'
+print("  baton " + r["run"] + ": " + ", ".join(f"{k}={r[k]}" for k in keys))' || echo "  baton $scen-$i: analysis failed"
 }
 
 echo "# $CMDLINE"

@@ -25,6 +25,8 @@ def load_events(d):
 
 def load_client(d):
     rows, extra = [], []
+    if not os.path.exists(f"{d}/client.log"):  # the run failed before the client started
+        return rows, extra
     for line in open(f"{d}/client.log"):
         f = line.split()
         if len(f) != 5:
