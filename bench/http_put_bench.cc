@@ -72,10 +72,90 @@ struct BatonRun {
   double cpu_us_per_request = 0;  // Whole process: server and clients.
 };
 
+// One closed-loop client connection of the event-driven client: sends a PUT,
+// waits for its response, records the latency, sends the next.
+class AsyncClient : public std::enable_shared_from_this<AsyncClient> {
+ public:
+  AsyncClient(net::io_context& ioc, int index, const std::string& body,
+              Clock::time_point end, std::vector<double>* latencies,
+              std::atomic<bool>* failed)
+      : socket_(ioc),
+        index_(index),
+        body_(body),
+        end_(end),
+        latencies_(latencies),
+        failed_(failed) {}
+
+  void Start(uint16_t port) {
+    beast::error_code ec;
+    socket_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port),
+                    ec);
+    if (!ec) socket_.set_option(tcp::no_delay(true), ec);
+    if (ec) return Fail(ec.message());
+    Next();
+  }
+
+ private:
+  void Next() {
+    before_ = Clock::now();
+    if (before_ >= end_) return;
+    const std::string id = absl::StrCat("c", index_, "-", seq_++);
+    req_ = {http::verb::put, "/kv/" + id, 11};
+    req_.set(http::field::host, "127.0.0.1");
+    req_.set("Idempotency-Key", "\"" + id + "\"");
+    req_.set(http::field::content_type, "application/json");
+    req_.body() = body_;
+    req_.prepare_payload();
+    http::async_write(socket_, req_,
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        if (ec) return self->Fail(ec.message());
+                        self->Read();
+                      });
+  }
+
+  void Read() {
+    res_ = {};
+    http::async_read(
+        socket_, buffer_, res_,
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          if (ec) return self->Fail(ec.message());
+          if (self->res_.result_int() != 200) {
+            return self->Fail(absl::StrCat("PUT -> ", self->res_.result_int(),
+                                           " ", self->res_.body()));
+          }
+          self->latencies_->push_back(
+              std::chrono::duration<double, std::micro>(Clock::now() -
+                                                        self->before_)
+                  .count());
+          self->Next();
+        });
+  }
+
+  void Fail(const std::string& why) {
+    spdlog::error("client: {}", why);
+    *failed_ = true;
+  }
+
+  tcp::socket socket_;
+  const int index_;
+  const std::string& body_;
+  const Clock::time_point end_;
+  std::vector<double>* latencies_;
+  std::atomic<bool>* failed_;
+  uint64_t seq_ = 0;
+  Clock::time_point before_;
+  beast::flat_buffer buffer_;
+  http::request<http::string_body> req_;
+  http::response<http::string_body> res_;
+};
+
 absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
                                       std::chrono::milliseconds duration,
                                       size_t value_bytes, bool sync,
-                                      int workers, int io_threads) {
+                                      int workers, int io_threads,
+                                      bool async_client,
+                                      framework::HttpServerOptions::HandlerThreads
+                                          handler_threads) {
   std::string tmpl = dir + "/http-bench-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) {
     return absl::UnavailableError(absl::StrCat("mkdtemp in ", dir));
@@ -96,6 +176,7 @@ absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
     ho.port = 0;
     ho.worker_threads = workers > 0 ? workers : std::max(16, clients);
     ho.io_threads = io_threads;
+    ho.handler_threads = handler_threads;
     auto server = framework::StartHttpServer(ho, std::move(router), pipeline);
     if (!server.ok()) return server.status();
     const uint16_t port = (*server)->port();
@@ -110,7 +191,20 @@ absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
     const Clock::time_point start = Clock::now();
     const Clock::time_point end = start + duration;
     std::vector<std::thread> threads;
-    for (int t = 0; t < clients; ++t) {
+    if (async_client) {
+      // Like redis-benchmark: one thread drives every connection.
+      threads.emplace_back([&] {
+        net::io_context ioc;
+        for (int t = 0; t < clients; ++t) {
+          std::make_shared<AsyncClient>(ioc, t, body, end,
+                                        &latencies[static_cast<size_t>(t)],
+                                        &failed)
+              ->Start(port);
+        }
+        ioc.run();
+      });
+    }
+    for (int t = 0; t < clients && !async_client; ++t) {
       threads.emplace_back([&, t] {
         try {
           net::io_context ioc;
@@ -276,6 +370,8 @@ int Main(int argc, char** argv) {
   bool with_raw = true;
   int workers = 0;
   int io_threads = 1;
+  std::string client_mode = "async";
+  std::string handlers = "auto";
   app.add_option("--clients", clients_list, "comma-separated client counts");
   app.add_option("--seconds", seconds, "length of each run");
   app.add_option("--reps", reps, "runs per figure (median reported)");
@@ -288,8 +384,22 @@ int Main(int argc, char** argv) {
   app.add_option("--worker-threads", workers,
                  "server worker threads (0: max(16, clients))");
   app.add_option("--io-threads", io_threads, "server event-loop threads");
+  app.add_option("--client", client_mode,
+                 "async: one event-loop thread drives every connection (as "
+                 "redis-benchmark does); threads: one blocking thread per "
+                 "connection")
+      ->check(CLI::IsMember({"async", "threads"}));
+  app.add_option("--handlers", handlers,
+                 "where the server runs handlers: auto, io (event loop), "
+                 "workers")
+      ->check(CLI::IsMember({"auto", "io", "workers"}));
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
+  const bool async_client = client_mode == "async";
+  using HT = framework::HttpServerOptions::HandlerThreads;
+  const HT handler_threads = handlers == "io"        ? HT::kIoThreads
+                             : handlers == "workers" ? HT::kWorkers
+                                                     : HT::kAuto;
 
   std::vector<int> counts;
   for (absl::string_view c : absl::StrSplit(clients_list, ',')) {
@@ -326,7 +436,7 @@ int Main(int argc, char** argv) {
         raws.push_back(*raw);
       }
       auto b = MeasureBaton(dir, c, dur, value_bytes, /*sync=*/true, workers,
-                            io_threads);
+                            io_threads, async_client, handler_threads);
       if (!b.ok()) {
         std::fprintf(stderr, "baton: %s\n", b.status().ToString().c_str());
         return 1;
@@ -334,7 +444,8 @@ int Main(int argc, char** argv) {
       batons.push_back(*b);
       if (with_nosync) {
         auto n = MeasureBaton(dir, c, dur, value_bytes, /*sync=*/false,
-                              workers, io_threads);
+                              workers, io_threads, async_client,
+                              handler_threads);
         if (n.ok()) nosyncs.push_back(*n);
       }
       if (redis) {
@@ -365,8 +476,11 @@ int Main(int argc, char** argv) {
       "raw_rocksdb, b/redis = baton_http / redis_af (redis-server appendonly, "
       "appendfsync always, redis-benchmark SET);\ncommit/fs = store commits "
       "per WAL fsync; cpu_us/rq = process CPU (server + in-process clients) "
-      "per request.\n",
-      reps, seconds);
+      "per request.\nbaton client: %s; server handlers: %s.\n",
+      reps, seconds,
+      async_client ? "async (one thread, like redis-benchmark)"
+                   : "threads (one blocking thread per connection)",
+      handlers.c_str());
   return 0;
 }
 
