@@ -337,12 +337,12 @@ class ServerImpl : public HttpServer {
   // Requests dispatched whose response is not yet written.
   std::atomic<int64_t>& responding() { return responding_; }
 
-  std::shared_ptr<HttpResponse> Handle(const HttpRequest& req);
+  std::shared_ptr<HttpResponse> Handle(HttpRequest& req);
 
   // Handle() on the pipeline's asynchronous path: `done` gets the response,
   // on this thread or on the store's commit thread.
   void HandleAsync(
-      const HttpRequest& req,
+      HttpRequest& req,
       absl::AnyInvocable<void(std::shared_ptr<HttpResponse>)> done);
 
  private:
@@ -376,7 +376,8 @@ class ServerImpl : public HttpServer {
   };
   // Routes and identifies `req`: the prepared request, or the error
   // response to send instead (in *error).
-  std::optional<Prepared> Prepare(const HttpRequest& req,
+  // Moves the body out of `req`.
+  std::optional<Prepared> Prepare(HttpRequest& req,
                                   std::shared_ptr<HttpResponse>* error);
   std::shared_ptr<HttpResponse> Respond(
       const Prepared& p, absl::StatusOr<PipelineResult> result);
@@ -481,15 +482,15 @@ void Session::OnReadError(beast::error_code ec) {
 void Session::Dispatch() {
   if (server_->stopping()) return Close();
   server_->responding().fetch_add(1);
-  auto req = std::make_shared<HttpRequest>(parser_->release());
   // No read timeout while the request executes: the client is waiting.
   stream_.expires_never();
   if (server_->runs_inline()) {
     ServerImpl* server = server_;
     server->executing().fetch_add(1);
+    HttpRequest req = parser_->release();
     server->HandleAsync(
-        *req, [self = shared_from_this(), req,
-               server](std::shared_ptr<HttpResponse> res) mutable {
+        req, [self = shared_from_this(),
+              server](std::shared_ptr<HttpResponse> res) mutable {
           // Inline when already on this session's strand (errors, reads);
           // else one post to the event loop (from the store's thread).
           net::dispatch(self->stream_.get_executor(),
@@ -501,6 +502,7 @@ void Session::Dispatch() {
         });
     return;
   }
+  auto req = std::make_shared<HttpRequest>(parser_->release());
   net::post(server_->workers(), [self = shared_from_this(), req] {
     std::shared_ptr<HttpResponse> res = self->server_->Handle(*req);
     net::post(self->stream_.get_executor(),
@@ -579,7 +581,7 @@ absl::StatusOr<RequestId> ServerImpl::IdFromHeaders(const HttpRequest& req) {
 }
 
 std::optional<ServerImpl::Prepared> ServerImpl::Prepare(
-    const HttpRequest& req, std::shared_ptr<HttpResponse>* error) {
+    HttpRequest& req, std::shared_ptr<HttpResponse>* error) {
   Prepared p;
   p.version = req.version();
   p.keep_alive = req.keep_alive();
@@ -616,7 +618,7 @@ std::optional<ServerImpl::Prepared> ServerImpl::Prepare(
   r.operation = absl::StrCat(AV(method), " ", m.pattern);
   r.path = std::string(target);
   r.params = std::move(m.params);
-  r.body = req.body();
+  r.body = std::move(req.body());
   for (const auto& f : req) {
     std::string name = absl::AsciiStrToLower(
         absl::string_view(f.name_string().data(), f.name_string().size()));
@@ -627,7 +629,7 @@ std::optional<ServerImpl::Prepared> ServerImpl::Prepare(
   return p;
 }
 
-std::shared_ptr<HttpResponse> ServerImpl::Handle(const HttpRequest& req) {
+std::shared_ptr<HttpResponse> ServerImpl::Handle(HttpRequest& req) {
   std::shared_ptr<HttpResponse> error;
   std::optional<Prepared> p = Prepare(req, &error);
   if (!p) return error;
@@ -642,7 +644,7 @@ std::shared_ptr<HttpResponse> ServerImpl::Handle(const HttpRequest& req) {
 }
 
 void ServerImpl::HandleAsync(
-    const HttpRequest& req,
+    HttpRequest& req,
     absl::AnyInvocable<void(std::shared_ptr<HttpResponse>)> done) {
   std::shared_ptr<HttpResponse> error;
   std::optional<Prepared> prepared = Prepare(req, &error);

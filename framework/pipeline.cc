@@ -321,8 +321,11 @@ std::string RequestPipeline::Fingerprint(const Request& request) {
   PutBytes(&data, request.body);
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) !=
-      1) {
+  // Fetched once: EVP_sha256() makes OpenSSL 3 look the algorithm up again
+  // (under a lock) on every digest.
+  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  if (sha256 == nullptr ||
+      EVP_Digest(data.data(), data.size(), md, &len, sha256, nullptr) != 1) {
     spdlog::critical("EVP_Digest(SHA-256) failed");
     std::abort();
   }
