@@ -9,6 +9,10 @@
 // one's conditions in order against the committed state plus the commits
 // accepted before it in the same group, writes the accepted ones as one
 // rocksdb::WriteBatch with one WAL fsync and hands every waiter its own result.
+// CommitAsync() joins the same queue without a thread of its own: when such a
+// commit is at the front, the store's committer thread (started by the first
+// CommitAsync) leads the group and runs the callbacks once the group is
+// durable, so no thread waits per request (CommitsAsynchronously() is true).
 // See docs/storage.md for the encoding and the error mapping.
 //
 // Thread safety: a store is thread-safe; any number of threads may call any
@@ -81,8 +85,10 @@ struct RocksDbStoreStats {
 class RocksDbStore : public StableStore {
  public:
   // Closes the database. Afterwards every call returns kUnavailable; commits
-  // queued behind a running group fail with kUnavailable. Waits for a running
-  // group to finish. Idempotent; the destructor calls it.
+  // queued behind a running group fail with kUnavailable (asynchronous ones
+  // get their callback with it before Close returns, unless Close is called
+  // from a commit callback). Waits for a running group to finish.
+  // Idempotent; the destructor calls it.
   [[nodiscard]] virtual absl::Status Close() = 0;
 
   virtual RocksDbStoreStats Stats() const = 0;
