@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,70 @@
 namespace {
 
 using baton::kvservice::KvServerConfig;
+
+// Test only (--test-kill-after-records N): a store that SIGKILLs its own
+// process right after the Nth commit that wrote a completion record became
+// durable, before the pipeline can send the reply: the "crash between commit
+// and send" that a retry must survive (tests/integration/client_crash_test).
+class KillAfterRecordsStore : public baton::storage::StableStore {
+ public:
+  KillAfterRecordsStore(baton::storage::StableStore& inner, int n)
+      : inner_(inner), left_(n) {}
+  absl::StatusOr<baton::storage::Versioned> Get(std::string_view key) override {
+    return inner_.Get(key);
+  }
+  absl::StatusOr<std::vector<baton::storage::KeyValue>> Scan(
+      const baton::storage::ScanOptions& o) override {
+    return inner_.Scan(o);
+  }
+  absl::StatusOr<uint64_t> Commit(
+      const std::vector<baton::storage::Condition>& conditions,
+      const std::vector<baton::storage::Write>& writes) override {
+    absl::StatusOr<uint64_t> r = inner_.Commit(conditions, writes);
+    After(r, writes);
+    return r;
+  }
+  void CommitAsync(std::vector<baton::storage::Condition> conditions,
+                   std::vector<baton::storage::Write> writes,
+                   CommitCallback done) override {
+    const bool record = HasRecord(writes);
+    inner_.CommitAsync(std::move(conditions), std::move(writes),
+                       [this, record, done = std::move(done)](
+                           absl::StatusOr<uint64_t> r) mutable {
+                         if (r.ok() && record) Count();
+                         done(std::move(r));
+                       });
+  }
+  bool CommitsAsynchronously() const override {
+    return inner_.CommitsAsynchronously();
+  }
+  absl::Status Ping() override { return inner_.Ping(); }
+
+ private:
+  static bool HasRecord(const std::vector<baton::storage::Write>& writes) {
+    const std::string prefix =
+        std::string(baton::storage::kReservedPrefix) + "fw/c/";
+    for (const auto& w : writes) {
+      if (w.kind == baton::storage::Write::Kind::kPut &&
+          w.key.compare(0, prefix.size(), prefix) == 0) {
+        return true;
+      }
+    }
+    return false;
+  }
+  void After(const absl::StatusOr<uint64_t>& r,
+             const std::vector<baton::storage::Write>& writes) {
+    if (r.ok() && HasRecord(writes)) Count();
+  }
+  void Count() {
+    if (--left_ == 0) {
+      std::fprintf(stderr, "baton-kvserver: --test-kill-after-records: SIGKILL\n");
+      raise(SIGKILL);
+    }
+  }
+  baton::storage::StableStore& inner_;
+  std::atomic<int> left_;
+};
 
 void PrintUsage(const std::string& host, uint16_t port) {
   const std::string base = "http://" + host + ":" + std::to_string(port);
@@ -76,6 +141,7 @@ int main(int argc, char** argv) {
       ready_file;
   int io_threads = 0, worker_threads = 0;
   bool no_sync = false;
+  int kill_after_records = 0;
   app.add_option("--config", config_path, "YAML config file");
   app.add_option("--listen", listen, "host:port to listen on (port 0: any)");
   app.add_option("--grpc-listen", grpc_listen,
@@ -90,6 +156,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-sync", no_sync,
                "do not fsync commits (tests only: a machine crash loses "
                "acknowledged writes)");
+  app.add_option("--test-kill-after-records", kill_after_records,
+                 "tests only: SIGKILL this process right after the Nth "
+                 "completion record is durable, before its reply is sent")
+      ->group("");  // Hidden from --help.
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -168,7 +238,13 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  baton::framework::RequestPipeline pipeline(**store,
+  std::unique_ptr<KillAfterRecordsStore> killer;
+  baton::storage::StableStore* serving_store = store->get();
+  if (kill_after_records > 0) {
+    killer = std::make_unique<KillAfterRecordsStore>(**store, kill_after_records);
+    serving_store = killer.get();
+  }
+  baton::framework::RequestPipeline pipeline(*serving_store,
                                              baton::framework::RealClock(),
                                              config.pipeline);
   baton::framework::Router router;

@@ -8,8 +8,15 @@
 //     replies are exactly 1..N (none lost, none applied twice);
 //   - requests in flight at a kill were answered after the restart (some
 //     took more than one attempt).
+// And, over each front end, a crash exactly between commit and send (the
+// server SIGKILLs itself right after the completion record is durable): the
+// client's retry to the restarted server gets the stored reply, flagged as a
+// replay, and the counter moved once.
 // Seed: BATON_SEED (environment) or random; printed.
+#include <sys/wait.h>
+
 #include <atomic>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -121,6 +128,61 @@ TEST(ClientCrashTest, KillNineDuringLoadLosesAndDuplicatesNothing) {
   EXPECT_EQ(server.Terminate(), 0);
   std::filesystem::remove_all(dir);
 }
+
+class CrashBetweenCommitAndSendTest
+    : public ::testing::TestWithParam<KvProtocol> {};
+
+TEST_P(CrashBetweenCommitAndSendTest, RetryGetsTheStoredReplyAsAReplay) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() /
+      ("baton_client_commit_kill_" + std::to_string(::getpid()) + "_" +
+       std::to_string(static_cast<int>(GetParam())));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  // Dies right after its 2nd completion record (the INCR below) is durable.
+  testing::KvServerProcess server(BATON_KVSERVER_PATH, dir,
+                                  {"--test-kill-after-records", "2"});
+  std::string error;
+  ASSERT_TRUE(server.Start(&error)) << error;
+  framework::client::ClientOptions o;
+  o.retry.attempt_timeout = absl::Seconds(2);
+  o.retry.deadline = absl::Seconds(30);
+  o.retry.max_backoff = absl::Milliseconds(100);
+  auto c = KvClient::Connect(GetParam(),
+                             GetParam() == KvProtocol::kHttp
+                                 ? server.http_endpoint()
+                                 : server.grpc_endpoint(),
+                             o);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE((*c)->Put("a", "1").ok());  // record 1
+  std::thread restarter([&] {
+    int status = 0;
+    ASSERT_TRUE(server.WaitExit(std::chrono::seconds(20), &status))
+        << "the server did not kill itself after the commit";
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    server.set_extra_args({});
+    std::string e;
+    ASSERT_TRUE(server.Start(&e)) << e;
+  });
+  KvResult r = (*c)->Incr("n", 7);  // record 2: committed, reply never sent
+  restarter.join();
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_GE(r.call.attempts, 2);
+  EXPECT_TRUE(r.replayed()) << "the retry must be answered from the record";
+  EXPECT_EQ(r.value_json, "7");
+  KvResult g = (*c)->Get("n");
+  ASSERT_TRUE(g.ok()) << g.error;
+  EXPECT_EQ(g.value_json, "7") << "INCR applied twice or lost";
+  EXPECT_EQ(server.Terminate(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BothFrontEnds, CrashBetweenCommitAndSendTest,
+    ::testing::Values(KvProtocol::kHttp, KvProtocol::kGrpc),
+    [](const ::testing::TestParamInfo<KvProtocol>& i) {
+      return std::string(i.param == KvProtocol::kHttp ? "Http" : "Grpc");
+    });
 
 }  // namespace
 }  // namespace baton

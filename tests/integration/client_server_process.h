@@ -84,6 +84,25 @@ class KvServerProcess {
     return true;
   }
 
+  // Arguments added to the next Start().
+  void set_extra_args(std::vector<std::string> args) { extra_ = std::move(args); }
+
+  // Waits up to `timeout` for the process to exit by itself; true if it did.
+  bool WaitExit(std::chrono::milliseconds timeout, int* status = nullptr) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (pid_ > 0) {
+      int st = 0;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        if (status) *status = st;
+        return true;
+      }
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return true;
+  }
+
   void Kill9() {
     if (pid_ <= 0) return;
     ::kill(pid_, SIGKILL);
