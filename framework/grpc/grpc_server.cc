@@ -88,7 +88,15 @@ class CallReactor : public grpc::ServerGenericBidiReactor {
   void OnDone() override { delete this; }
 
  private:
+  // Builds request_obj_ and id_ from the call; false if it was answered
+  // with an error.
+  bool Prepare();
+  // Blocking path (worker thread): Execute().
   void Run();
+  // Non-blocking path (this gRPC thread): ExecuteAsync(); the answer is
+  // sent from the store's completion callback.
+  void RunAsync();
+  void Respond(absl::StatusOr<PipelineResult> result);
   void FinishWithError(absl::StatusCode code, const std::string& name,
                        std::string message) {
     ctx_->AddTrailingMetadata("baton-error", name);
@@ -100,6 +108,8 @@ class CallReactor : public grpc::ServerGenericBidiReactor {
   Handler* handler_;
   grpc::ByteBuffer request_;
   grpc::ByteBuffer response_;
+  Request request_obj_;
+  RequestId id_;
 };
 
 class Service : public grpc::CallbackGenericService {
@@ -141,18 +151,22 @@ void CallReactor::OnReadDone(bool ok) {
                     "no request message");
     return;
   }
-  service_->pool().Submit([this] { Run(); });
+  if (service_->pipeline().ExecutesInline()) {
+    RunAsync();
+  } else {
+    service_->pool().Submit([this] { Run(); });
+  }
 }
 
-void CallReactor::Run() {
-  Request r;
+bool CallReactor::Prepare() {
+  Request& r = request_obj_;
   r.operation = ctx_->method();
   r.path = ctx_->method();
   std::vector<grpc::Slice> slices;
   if (!request_.Dump(&slices).ok()) {
     FinishWithError(absl::StatusCode::kInvalidArgument, "bad_request",
                     "unreadable request message");
-    return;
+    return false;
   }
   for (const grpc::Slice& s : slices) {
     r.body.append(reinterpret_cast<const char*>(s.begin()), s.size());
@@ -166,15 +180,34 @@ void CallReactor::Run() {
   if (!id.ok()) {
     FinishWithError(absl::StatusCode::kInvalidArgument, "bad_request_id",
                     std::string(id.status().message()));
-    return;
+    return false;
   }
+  id_ = *std::move(id);
+  return true;
+}
+
+void CallReactor::Run() {
+  if (!Prepare()) return;
   absl::StatusOr<PipelineResult> result;
   try {
-    result = service_->pipeline().Execute(*id, r, *handler_);
+    result = service_->pipeline().Execute(id_, request_obj_, *handler_);
   } catch (const std::exception& e) {
-    spdlog::error("handler for {} threw: {}", r.operation, e.what());
+    spdlog::error("handler for {} threw: {}", request_obj_.operation, e.what());
     result = absl::InternalError("handler failed");
   }
+  Respond(std::move(result));
+}
+
+void CallReactor::RunAsync() {
+  if (!Prepare()) return;
+  service_->pipeline().ExecuteAsync(
+      id_, request_obj_, *handler_,
+      [this](absl::StatusOr<PipelineResult> result) {
+        Respond(std::move(result));
+      });
+}
+
+void CallReactor::Respond(absl::StatusOr<PipelineResult> result) {
   if (!result.ok()) {
     FinishWithError(result.status().code(), GrpcErrorName(result.status()),
                     std::string(result.status().message()));

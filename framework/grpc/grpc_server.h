@@ -36,8 +36,11 @@
 // A reply served from a completion record carries trailing metadata
 // `idempotent-replayed: true`.
 //
-// Threads: gRPC's callback threads never block; handlers and store calls run
-// on `worker_threads`.
+// Threads: when the store commits asynchronously
+// (RequestPipeline::ExecutesInline(), e.g. RocksDB), a call runs the handler
+// on gRPC's callback thread and is answered from the store's commit callback
+// (RequestPipeline::ExecuteAsync): no thread waits for the disk. Otherwise
+// handlers and blocking store calls run on `worker_threads`.
 //
 // Thread safety: StartGrpcServer returns a running server; Stop() may be
 // called from any thread, once or more.
@@ -76,7 +79,8 @@ struct GrpcServerOptions {
   // Default: 127.0.0.1:9090.
   std::string address = "127.0.0.1";
   uint16_t port = 9090;
-  // Threads running handlers and blocking store calls. Default: 16.
+  // Threads running handlers and blocking store calls, for stores that do
+  // not commit asynchronously (otherwise unused). Default: 16.
   int worker_threads = 16;
   // Largest request message. Default: 1 MiB (as HTTP's max_body_bytes).
   int max_message_bytes = 1024 * 1024;
