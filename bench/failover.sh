@@ -181,6 +181,7 @@ baton_run() {   # baton_run SCENARIO INTERVAL I
     fi
     touch "$RUN/stop"; sleep 0.1
   fi
+  event end "$(now)"   # the analysis ignores what teardown does to the addresses
   "$LAB" down -p "$PFX" >/dev/null
   # A failed analysis must not end the whole benchmark.
   "$PY" "$HERE/failover_analyze.py" run "$scen" "$RUN" "$VIP" | tee -a "$BOUT/results.jsonl" | "$PY" -c '

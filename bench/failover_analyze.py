@@ -105,6 +105,10 @@ def run(mode, d, vip):
         res["error"] = ev["error"]
     ok = [r for r in rows if r["st"] == "OK"]
     others = [h for h in ("h2", "h3")]
+    # The measurement ends when the client stops, before the lab is torn down: teardown SIGTERMs
+    # the daemons (a cascade of hand-overs) and the monitors at once, so a monitor may die before
+    # it logs its host's removal. Hold intervals are clipped there.
+    end = float(ev["end"]) if "end" in ev else (rows[-1]["t"] + 0.1 if rows else float("inf"))
     if mode == "crash" and "crash" in ev:
         T = float(ev["crash"])
         last_h1 = max((r["t"] for r in ok if r["host"] == "h1"), default=None)
@@ -117,7 +121,7 @@ def run(mode, d, vip):
             if a and (add is None or a[0] < add):
                 add = a[0]
         # two live holders at once among the survivors (h1 is dead from T on)
-        iv = {h: hold_intervals(f"{d}/monitor-{h}.log", vip) for h in others}
+        iv = {h: hold_intervals(f"{d}/monitor-{h}.log", vip, end) for h in others}
         res.update(
             outage_ms=ms(last_h1, first_new_t),
             new_host=new_host,
@@ -133,7 +137,10 @@ def run(mode, d, vip):
             recovered=first_new is not None)
     elif mode == "partition" and "partition" in ev:
         Tp, Th = float(ev["partition"]), float(ev.get("heal", "inf"))
-        iv = {h: hold_intervals(f"{d}/monitor-{h}.log", vip) for h in ("h1", "h2", "h3")}
+        iv = {h: hold_intervals(f"{d}/monitor-{h}.log", vip, end) for h in ("h1", "h2", "h3")}
+        holder_changes_after_heal = sum(
+            1 for h in ("h1", "h2", "h3") for ts, k in vip_events(f"{d}/monitor-{h}.log", vip)
+            if k == "del" and Th <= ts < end)
         both_ms = overlap_ms(iv["h1"], iv["h2"] + iv["h3"]) + overlap_ms(iv["h2"], iv["h3"])
         h1_del = first(vip_events(f"{d}/monitor-h1.log", vip), lambda e: e[1] == "del" and e[0] >= Tp)
         new_add = None
@@ -159,6 +166,7 @@ def run(mode, d, vip):
             fails_during=sum(r["st"] == "FAIL" for r in during),
             gap_during_ms=max_gap(during)[0],
             post_heal_outage_ms=gap_after[0], post_heal_fails=gap_after[1],
+            removals_after_heal=holder_changes_after_heal,   # 0 = nothing moved after healing
             post_heal_outage_open=gap_after[2],
             post_heal_final_host=(last["host"] if last and last["st"] == "OK" else "none"),
             post_heal_recovered=bool(last and last["st"] == "OK"))
