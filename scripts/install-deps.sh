@@ -16,6 +16,8 @@ PKGS=(
   etcd-server etcd-client keepalived redis-server
   # lab, tests, benchmarks
   iproute2 iputils-ping procps psmisc curl gnuplot-nox python3 openssl
+  # kernel-enforced lease fence (takeover/drivers/nft_fence)
+  nftables libnftables-dev
 )
 
 missing=()
