@@ -711,16 +711,22 @@ class NodeImpl final : public Node {
       s.valid_until[from] = std::max(s.valid_until[from], echo + timing_.lease);
       return;
     }
+    if (e.reply_wait_ns > 0) {
+      // "Wait": the grantor is still quiet or its grant belongs to another
+      // node for a while. That says nothing about our epoch (a quiet grantor
+      // even reports our own epoch, adopted from our request, as its floor),
+      // so retry exactly when the obstacle is gone (padded for rate drift)
+      // with the same epoch; if the epoch is really taken, that retry's
+      // refusal says so. Bumping here made the epoch climb by one per round
+      // trip while a grantor was quiet (docs "Epochs": the start-up storm).
+      const Time wait = Scale(FromWire(e.reply_wait_ns), 1.0 + 2 * timing_.max_drift);
+      s.retry_at = std::min(s.retry_at, now + wait + Time(1000));
+      return;
+    }
     if (e.reply_epoch >= s.my_epoch && !s.added) {
       // Our epoch is taken; propose a higher one at once.
       s.my_epoch = e.reply_epoch + 1;
       StartRound(slot, now);
-      return;
-    }
-    if (e.reply_wait_ns > 0) {
-      // Retry exactly when the obstacle is gone (padded for rate drift).
-      const Time wait = Scale(FromWire(e.reply_wait_ns), 1.0 + 2 * timing_.max_drift);
-      s.retry_at = std::min(s.retry_at, now + wait + Time(1000));
     }
   }
 

@@ -132,6 +132,26 @@ void Simulation::Block(NodeId from, NodeId to, bool blocked) {
   Trace("link " + std::to_string(from) + "->" + std::to_string(to) +
         (blocked ? " cut" : " restored"));
 }
+void Simulation::Hold(NodeId from, NodeId to, size_t max_datagrams) {
+  held_[{from, to}].max_datagrams = max_datagrams;
+  Trace("link " + std::to_string(from) + "->" + std::to_string(to) + " holding");
+}
+
+void Simulation::Release(NodeId from, NodeId to) {
+  auto it = held_.find({from, to});
+  if (it == held_.end()) return;
+  std::vector<Outgoing> burst = std::move(it->second.datagrams);
+  held_.erase(it);
+  Trace("link " + std::to_string(from) + "->" + std::to_string(to) + " releases " +
+        std::to_string(burst.size()) + " held datagrams");
+  // In order, 10 µs apart (a queue drained onto the wire).
+  RealTime at = now_ + options_.network.min_delay;
+  for (Outgoing& o : burst) {
+    queue_.push(Event{at, seq_++, o.to, from, std::move(o.payload)});
+    at += std::chrono::microseconds(10);
+  }
+}
+
 void Simulation::HealPartitions() {
   blocked_.clear();
   Trace("partitions healed");
@@ -298,6 +318,12 @@ void Simulation::Send(NodeId from, Outgoing out) {
   }
   auto it = blocked_.find({from, out.to});
   if (it != blocked_.end() && it->second) return;
+  if (auto h = held_.find({from, out.to}); h != held_.end()) {
+    std::vector<Outgoing>& q = h->second.datagrams;
+    q.push_back(std::move(out));
+    if (q.size() > h->second.max_datagrams) q.erase(q.begin());
+    return;
+  }
   std::uniform_real_distribution<double> u(0.0, 1.0);
   if (u(rng_) < options_.network.loss) return;
   const int copies = u(rng_) < options_.network.duplicate ? 2 : 1;

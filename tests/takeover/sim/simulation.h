@@ -95,6 +95,14 @@ class Simulation {
   // Blocks datagrams from `from` to `to` (one direction).
   void Block(NodeId from, NodeId to, bool blocked = true);
   void HealPartitions();
+  // Holds back datagrams from `from` to `to` instead of dropping them,
+  // keeping the newest `max_datagrams`, like a kernel neighbour (ARP/NDP)
+  // queue of an unresolved next hop while a link is down. Release() sends the
+  // held datagrams on in their order (a burst of stale messages, as seen in
+  // the lab about one ARP retransmit interval after a partition healed) and
+  // stops holding. HealPartitions() does not release them.
+  void Hold(NodeId from, NodeId to, size_t max_datagrams);
+  void Release(NodeId from, NodeId to);
   NetworkOptions& network() { return options_.network; }
   // Calls Drain on a node now.
   void Drain(NodeId id);
@@ -154,6 +162,11 @@ class Simulation {
   std::map<NodeId, std::unique_ptr<SimNode>> nodes_;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
   std::map<std::pair<NodeId, NodeId>, bool> blocked_;
+  struct HeldLink {
+    size_t max_datagrams = 0;
+    std::vector<Outgoing> datagrams;
+  };
+  std::map<std::pair<NodeId, NodeId>, HeldLink> held_;
   std::vector<std::string> violations_;
   std::vector<HoldEvent> history_;
   std::vector<std::pair<NodeId, uint64_t>> last_add_;  // Per slot: node, epoch.
