@@ -108,7 +108,7 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
   if (absl::Status s = CheckKeys(root, "",
                                  {"node_id", "peers", "key_file", "interface", "service_address",
                                   "label", "bind_host", "timing", "announce", "preempt",
-                                  "health_check", "status_socket", "incarnation_file",
+                                  "kernel_fence", "health_check", "status_socket", "incarnation_file",
                                   "log_level"});
       !s.ok()) {
     return s;
@@ -248,6 +248,11 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
   }
   if (root["preempt"]) {
     if (absl::Status s = Get(root["preempt"], "preempt", c.preempt); !s.ok()) return s;
+  }
+  if (root["kernel_fence"]) {
+    bool fence = true;
+    if (absl::Status s = Get(root["kernel_fence"], "kernel_fence", fence); !s.ok()) return s;
+    c.kernel_fence = fence;
   }
   if (const YAML::Node h = root["health_check"]) {
     if (absl::Status s = CheckKeys(h, "health_check.",

@@ -89,6 +89,12 @@ struct DaemonConfig {
       std::chrono::milliseconds(200), std::chrono::seconds(1)};
 
   bool preempt = false;  // a higher-priority node takes the address back. Default: false
+  // Kernel-enforced lease (takeover/drivers/nft_fence.h): nftables drops traffic and ARP for the
+  // service address from a jiffy before the lease ends unless the daemon renewed it, so a frozen
+  // daemon stops answering within milliseconds, not valid_lft's seconds. YAML `kernel_fence:
+  // true|false`. Default (absent): on when nftables is usable here, else off with a warning;
+  // true: start-up fails if it is not usable.
+  std::optional<bool> kernel_fence;
   HealthCheckConfig health_check;
   // Unix socket for `baton-takeoverd status`. Default: /run/baton-takeoverd.sock
   std::string status_socket = "/run/baton-takeoverd.sock";

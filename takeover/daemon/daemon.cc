@@ -135,6 +135,9 @@ absl::Status TakeoverDaemon::Start() {
                  a.prefix.ToString(), a.label, a.ifname);
   }
 
+  // Before anything can be taken: a stale fence table is replaced by one that leases nothing.
+  if (absl::Status s = StartFence(); !s.ok()) return s;
+
   AnnouncerOptions nopt;
   nopt.schedule = config_.announce_schedule;
   absl::StatusOr<std::unique_ptr<Announcer>> announcer = Announcer::Create(nopt);
@@ -171,10 +174,11 @@ absl::Status TakeoverDaemon::Start() {
   const Timing& t = group_.timing;
   spdlog::info(
       "baton-takeoverd node {} started: {} on {} (label {}), {} peers, heartbeat {} ms, lease {} ms, "
-      "grant hold {} ms, start-up quiet {} ms, valid_lft {} s, preempt {}, incarnation {}",
+      "grant hold {} ms, start-up quiet {} ms, valid_lft {} s, kernel fence {}, preempt {}, "
+      "incarnation {}",
       config_.node_id, prefix_.ToString(), config_.interface, config_.label, config_.peers.size(),
       Ms(t.heartbeat), Ms(t.lease), Ms(GrantHold(t)), Ms(StartupQuiet(t)), ValidLifetime().count(),
-      config_.preempt, incarnation_);
+      fence_ ? fence_->table() : std::string("off"), config_.preempt, incarnation_);
   Pump();
   return absl::OkStatus();
 }
@@ -196,6 +200,7 @@ void TakeoverDaemon::OnTick() {
 
 void TakeoverDaemon::Pump() {
   for (const Action& a : node_->TakeActions()) ApplyAction(a);
+  SyncFence();
   for (Outgoing& m : node_->TakeMessages()) {
     if (absl::Status s = transport_->Send(m.to, m.payload); !s.ok()) {
       spdlog::debug("send to {} failed: {}", m.to, s.ToString());
@@ -213,6 +218,7 @@ void TakeoverDaemon::ApplyAction(const Action& action) {
       RemoveAddressIfPresent("lease not renewed or released");
       break;
     case Action::Kind::kAddAddress: {
+      SyncFence();  // lease the fence first, so the kernel answers from the first instant
       const std::chrono::seconds lft = ValidLifetime();
       absl::Status s = addresses_->Add(prefix_, config_.interface, config_.label, lft, lft);
       if (s.code() == absl::StatusCode::kAlreadyExists) {
@@ -242,6 +248,7 @@ void TakeoverDaemon::ApplyAction(const Action& action) {
 }
 
 void TakeoverDaemon::RemoveAddressIfPresent(const char* why) {
+  RevokeFence();  // the kernel stops answering first, then the address goes
   if (!holding_) return;
   absl::Status s = addresses_->Remove(prefix_, config_.interface);
   if (!s.ok() && s.code() != absl::StatusCode::kNotFound) {
@@ -257,6 +264,62 @@ void TakeoverDaemon::RemoveAddressIfPresent(const char* why) {
   ++removes_;
   holding_ = false;
   spdlog::debug("removed {} ({})", prefix_.ToString(), why);
+}
+
+absl::Status TakeoverDaemon::StartFence() {
+  if (config_.kernel_fence.has_value() && !*config_.kernel_fence) return absl::OkStatus();
+  // Named after the instance (label and node id): a restart finds and replaces its own table.
+  std::string table = absl::StrCat("baton_", config_.label_suffix(), "_", config_.node_id);
+  for (char& c : table) {
+    if (std::isalnum(static_cast<unsigned char>(c)) == 0) c = '_';
+  }
+  if (table.size() > 32) table.resize(32);
+  NftFenceOptions fopt;
+  fopt.table = table;
+  fopt.addresses = {prefix_.address.to_string()};
+  absl::StatusOr<std::unique_ptr<NftFence>> fence = NftFence::Create(clock_, std::move(fopt));
+  if (!fence.ok()) {
+    if (config_.kernel_fence.has_value()) {
+      return absl::Status(fence.status().code(),
+                          absl::StrCat("kernel_fence: ", fence.status().message()));
+    }
+    spdlog::warn(
+        "kernel fence unavailable ({}); a paused daemon's address answers until valid_lft ends",
+        fence.status().ToString());
+    return absl::OkStatus();
+  }
+  fence_ = *std::move(fence);
+  return absl::OkStatus();
+}
+
+void TakeoverDaemon::SyncFence() {
+  if (!fence_ || !node_) return;
+  const Time now = clock_.Now();
+  const Node::Status st = node_->GetStatus(now);
+  if (st.slots.empty() || !st.slots[0].held_by_me) {
+    RevokeFence();
+    return;
+  }
+  const Time end = now + st.slots[0].lease_remaining;
+  // Renewals move the end; re-reading the same lease must not cost a transaction.
+  if (end <= fence_end_ + std::chrono::microseconds(500)) return;
+  if (absl::Status s = fence_->Lease(prefix_.address.to_string(), end); !s.ok()) {
+    ++fence_errors_;
+    spdlog::error("kernel fence: cannot lease {}: {}", prefix_.ToString(), s.ToString());
+    return;
+  }
+  ++fence_updates_;
+  fence_end_ = end;
+}
+
+void TakeoverDaemon::RevokeFence() {
+  if (!fence_ || fence_end_ == Time(0)) return;
+  if (absl::Status s = fence_->Revoke(prefix_.address.to_string()); !s.ok()) {
+    ++fence_errors_;
+    spdlog::error("kernel fence: cannot revoke {}: {}", prefix_.ToString(), s.ToString());
+    return;
+  }
+  fence_end_ = Time(0);
 }
 
 void TakeoverDaemon::RefreshLifetime(bool force) {
@@ -360,6 +423,11 @@ void TakeoverDaemon::Shutdown(std::function<void()> done) {
 void TakeoverDaemon::Finish() {
   if (!alive_ || !*alive_) return;
   RemoveAddressIfPresent("shutdown");
+  if (fence_ && !holding_) {
+    if (absl::Status s = fence_->RemoveTables(); !s.ok()) {
+      spdlog::warn("kernel fence: cannot remove tables: {}", s.ToString());
+    }
+  }
   if (announcer_driver_) announcer_driver_->Cancel(prefix_.address);
   tick_timer_.cancel();
   if (health_) health_->Stop();
@@ -435,6 +503,9 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
   j["uptime_ms"] = Ms(now - started_);
   j["node_generation"] = node_generation_;
   j["role_changes"] = role_changes_;
+  j["kernel_fence"] = fence_ ? nlohmann::json(fence_->table()) : nlohmann::json(nullptr);
+  j["fence_updates"] = fence_updates_;
+  j["fence_errors"] = fence_errors_;
   std::vector<NodeId> view;
   if (node_) {
     const Node::Status st = node_->GetStatus(now);

@@ -1,7 +1,7 @@
 // baton-takeoverd's engine: wires the pure take-over core (takeover/core/node.h) to the drivers
 // (UDP transport, netlink address driver, announcer) on one Asio io_context, and adds what a
 // standalone daemon needs around them: removal of stale labelled addresses at start-up, the
-// kernel valid_lft backstop refreshed while holding, a health check of the local service
+// kernel valid_lft backstop refreshed while holding, the kernel-enforced lease (nft_fence.h), a health check of the local service
 // (unhealthy -> Drain; healthy again -> a fresh Node campaigns again), a graceful hand-over on
 // Shutdown() (SIGTERM), a status socket, and one log line per role change.
 //
@@ -32,6 +32,7 @@
 #include "takeover/drivers/address_driver.h"
 #include "takeover/drivers/announcer.h"
 #include "takeover/drivers/clock.h"
+#include "takeover/drivers/nft_fence.h"
 #include "takeover/drivers/udp_transport.h"
 
 namespace baton::takeover {
@@ -87,6 +88,11 @@ class TakeoverDaemon {
   void AcceptStatus();
   void Finish();
   std::chrono::seconds ValidLifetime() const;
+  // Kernel fence (config kernel_fence): installs the tables at Start; SyncFence sets the element's
+  // timeout to the core's lease end whenever that moves (every renewal), RevokeFence drops it.
+  absl::Status StartFence();
+  void SyncFence();
+  void RevokeFence();
 
   boost::asio::io_context& io_;
   const Clock& clock_;
@@ -103,6 +109,9 @@ class TakeoverDaemon {
   std::unique_ptr<Announcer> announcer_;
   std::unique_ptr<AsioAnnouncerDriver> announcer_driver_;
   std::unique_ptr<HealthChecker> health_;
+  std::unique_ptr<NftFence> fence_;  // null when kernel_fence is off or nftables is unusable
+  Time fence_end_{0};                // lease end the fence element was last set to; 0 = none
+  uint64_t fence_updates_ = 0, fence_errors_ = 0;
   boost::asio::steady_timer tick_timer_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> status_acceptor_;
 

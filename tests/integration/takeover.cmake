@@ -19,4 +19,14 @@ if(TARGET baton-takeoverd AND TARGET baton-udp-responder)
         ENVIRONMENT "${_takeover_env}")
     endif()
   endforeach()
+  # (f) a frozen holder (SIGSTOP) is fenced by the kernel within ms of its lease end.
+  if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/takeover_pause.sh)
+    add_test(NAME takeover_pause COMMAND ${CMAKE_CURRENT_LIST_DIR}/takeover_pause.sh)
+    set_tests_properties(takeover_pause PROPERTIES
+      LABELS "root;lab"
+      RESOURCE_LOCK lab
+      SKIP_RETURN_CODE 77
+      TIMEOUT 120
+      ENVIRONMENT "${_takeover_env}")
+  endif()
 endif()
