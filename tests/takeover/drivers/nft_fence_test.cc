@@ -1,0 +1,165 @@
+// Real-kernel tests of the nftables lease fence (takeover/drivers/nft_fence.h): each test builds
+// two namespaces joined by a veth pair -- "host" (holds the service address, runs the fence) and
+// "client" -- and checks what a user of the fence relies on: a leased address answers, an
+// element expires by itself after its timeout (a frozen daemon stops answering), a refresh keeps
+// it, ICMP and ARP for a fenced address get no answer, and a stale table is replaced at start-up.
+#include "takeover/drivers/nft_fence.h"
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "takeover/drivers/clock.h"
+#include "tests/takeover/drivers/netns_fixture.h"
+#include "tests/testing/require_root.h"
+
+namespace baton::takeover {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::EnterNetns;
+using testing::ScopedNetns;
+using testing::Sh;
+
+constexpr char kVip[] = "10.91.0.100";
+constexpr char kTable[] = "baton_fence_test";
+
+class NftFenceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    BATON_REQUIRE_ROOT();
+    testing::SweepStaleNamespaces();
+    ASSERT_TRUE(host_.ok()) << host_.error();
+    ASSERT_TRUE(client_.ok()) << client_.error();
+    const std::string veth = "btf" + std::to_string(::getpid() % 100000);
+    ASSERT_EQ(Sh("ip link add " + veth + "a netns " + host_.name() + " type veth peer name " +
+                 veth + "b netns " + client_.name()).exit_code, 0);
+    ASSERT_EQ(host_.Ip("link set " + veth + "a name eth0 up").exit_code, 0);
+    ASSERT_EQ(client_.Ip("link set " + veth + "b name eth0 up").exit_code, 0);
+    ASSERT_EQ(host_.Ip("addr add 10.91.0.1/24 dev eth0").exit_code, 0);
+    ASSERT_EQ(host_.Ip(std::string("addr add ") + kVip + "/24 dev eth0").exit_code, 0);
+    ASSERT_EQ(client_.Ip("addr add 10.91.0.2/24 dev eth0").exit_code, 0);
+  }
+
+  // Whether the service address answers an ICMP echo from the client, after forgetting its MAC
+  // so that ARP has to succeed too.
+  bool Answers() {
+    client_.Ip(std::string("neigh flush to ") + kVip);
+    return Sh("ip netns exec " + client_.name() + " ping -c1 -W0.3 " + kVip).exit_code == 0;
+  }
+  std::string HostNft(const std::string& args) {
+    return Sh("ip netns exec " + host_.name() + " nft " + args).output;
+  }
+  bool ElementPresent() {
+    return HostNft(std::string("list set inet ") + kTable + " leased4").find(kVip) !=
+           std::string::npos;
+  }
+  absl::StatusOr<std::unique_ptr<NftFence>> MakeFence() {
+    EnterNetns in(host_);
+    if (!in.ok()) return absl::InternalError("setns failed");
+    NftFenceOptions o;
+    o.table = kTable;
+    o.addresses = {kVip, "fd91::100"};
+    return NftFence::Create(clock_, o);
+  }
+  absl::Status Lease(NftFence& f, milliseconds length) {
+    EnterNetns in(host_);
+    return f.Lease(kVip, clock_.Now() + length);
+  }
+
+  const SteadyClock& clock_ = SteadyClock::Get();
+  ScopedNetns host_;
+  ScopedNetns client_;
+};
+
+TEST_F(NftFenceTest, FencedAddressGetsNoAnswerNeitherIcmpNorArp) {
+  ASSERT_TRUE(Answers()) << "the lab itself is broken";
+  auto fence = MakeFence();
+  ASSERT_TRUE(fence.ok()) << fence.status();
+  EXPECT_FALSE(Answers()) << "a fenced address answered";
+  // The ARP request for the address was dropped by the arp table, not just the echo.
+  EXPECT_EQ(client_.Ip(std::string("neigh show to ") + kVip).output.find("lladdr"),
+            std::string::npos);
+  const std::string arp = HostNft(std::string("list chain arp ") + kTable + " in");
+  EXPECT_EQ(arp.find("packets 0 "), std::string::npos) << arp;
+  // The host's own address on the same interface is untouched.
+  EXPECT_EQ(Sh("ip netns exec " + client_.name() + " ping -c1 -W0.3 10.91.0.1").exit_code, 0);
+
+  ASSERT_TRUE(Lease(**fence, milliseconds(5000)).ok());
+  EXPECT_TRUE(Answers()) << "a leased address did not answer";
+  {
+    EnterNetns in(host_);
+    ASSERT_TRUE((*fence)->Revoke(kVip).ok());
+  }
+  EXPECT_FALSE(Answers()) << "a revoked address answered";
+}
+
+TEST_F(NftFenceTest, ElementExpiresByItselfAfterItsTimeout) {
+  auto fence = MakeFence();
+  ASSERT_TRUE(fence.ok()) << fence.status();
+  const auto t0 = clock_.Now();
+  ASSERT_TRUE(Lease(**fence, milliseconds(150)).ok());
+  EXPECT_TRUE(ElementPresent()) << HostNft("list ruleset");
+  // Nobody refreshes (a frozen daemon): the kernel drops the element at 150 ms - margin.
+  std::this_thread::sleep_until(std::chrono::steady_clock::time_point(t0 + milliseconds(150)));
+  EXPECT_FALSE(ElementPresent()) << "element outlived its lease";
+  EXPECT_FALSE(Answers());
+}
+
+TEST_F(NftFenceTest, RefreshKeepsTheElementAndShortensOrLengthens) {
+  auto fence = MakeFence();
+  ASSERT_TRUE(fence.ok()) << fence.status();
+  const auto t0 = clock_.Now();
+  for (int i = 0; i < 10; ++i) {   // renewals every 30 ms of a 100 ms lease: 300 ms in all
+    ASSERT_TRUE(Lease(**fence, milliseconds(100)).ok());
+    std::this_thread::sleep_for(milliseconds(30));
+  }
+  EXPECT_GE(clock_.Now() - t0, milliseconds(300));
+  EXPECT_TRUE(ElementPresent()) << "a refreshed element expired";
+  EXPECT_TRUE(Answers());
+  // A refresh to a shorter end replaces the timeout too (a lease that shrank).
+  ASSERT_TRUE(Lease(**fence, milliseconds(40)).ok());
+  std::this_thread::sleep_for(milliseconds(45));
+  EXPECT_FALSE(ElementPresent());
+  // A lease already over fences at once.
+  ASSERT_TRUE(Lease(**fence, milliseconds(5000)).ok());
+  ASSERT_TRUE(Lease(**fence, milliseconds(1)).ok());
+  EXPECT_FALSE(ElementPresent());
+}
+
+TEST_F(NftFenceTest, StaleTableIsReplacedAtStartUp) {
+  // What a crashed run left: the same table with the address leased for a long time.
+  ASSERT_EQ(Sh("ip netns exec " + host_.name() + " nft 'add table inet " + kTable +
+               "; add set inet " + kTable + " leased4 { type ipv4_addr; flags timeout; }; " +
+               "add element inet " + kTable + " leased4 { " + kVip + " timeout 1h }; " +
+               "add chain inet " + kTable + " leftover'").exit_code, 0);
+  auto fence = MakeFence();
+  ASSERT_TRUE(fence.ok()) << fence.status();
+  EXPECT_FALSE(ElementPresent()) << "the stale lease survived";
+  EXPECT_EQ(HostNft(std::string("list table inet ") + kTable).find("leftover"), std::string::npos);
+  EXPECT_FALSE(Answers());
+  {
+    EnterNetns in(host_);
+    ASSERT_TRUE((*fence)->RemoveTables().ok());
+  }
+  EXPECT_EQ(HostNft("list tables").find(kTable), std::string::npos);
+  EXPECT_TRUE(Answers()) << "without the tables nothing is fenced";
+}
+
+TEST(NftFenceOptionsTest, RejectsBadOptions) {
+  const SteadyClock& clock = SteadyClock::Get();
+  NftFenceOptions o;
+  o.table = "bad name;";
+  o.addresses = {kVip};
+  EXPECT_EQ(NftFence::Create(clock, o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.table = "ok";
+  o.addresses = {"10.0.0.1/24"};
+  EXPECT_EQ(NftFence::Create(clock, o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.addresses = {};
+  EXPECT_EQ(NftFence::Create(clock, o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace baton::takeover
