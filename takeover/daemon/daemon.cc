@@ -310,6 +310,8 @@ void TakeoverDaemon::SyncFence() {
   }
   ++fence_updates_;
   fence_end_ = end;
+  // For measurements (tests/integration/takeover_pause.sh reads it): the lease end as seen now.
+  spdlog::debug("kernel fence: lease ends in {:.3f} ms", Ms(end - clock_.Now()));
 }
 
 void TakeoverDaemon::RevokeFence() {
