@@ -85,6 +85,14 @@ struct PeerState {
   std::vector<bool> drained;
   size_t drained_count = 0;
   bool view_majority = false;
+  // Late-message filter (docs "Late messages"): the smallest
+  // (our receipt time − its send time) seen, relaxed upward by kFloorRelax
+  // per unit of our time since `floor_at`. A message whose value exceeds it
+  // by more than late_limit_ was delayed at least that much longer than the
+  // fastest one: its requests, replies, claims and view are long out of date.
+  bool have_floor = false;
+  Time delay_floor{0};
+  Time floor_at{0};
 };
 
 struct PendingReply {
@@ -146,7 +154,9 @@ class NodeImpl final : public Node {
         quiet_until_(now + StartupQuiet(config.timing)),
         incarnation_(now.count() == 0 ? 1 : static_cast<uint64_t>(now.count())),
         next_heartbeat_(now),
-        last_now_(now) {
+        last_now_(now),
+        floor_relax_(2 * config.timing.max_drift + 1.0 / 32),
+        late_limit_(2 * config.timing.lease + config.timing.heartbeat) {
     for (const PeerConfig& p : config.peers) {
       PeerState ps;
       ps.config = p;
@@ -297,6 +307,7 @@ class NodeImpl final : public Node {
     st.draining = draining_;
     st.malformed_messages = malformed_;
     st.stale_messages = stale_;
+    st.late_messages = late_;
     st.membership = CurrentMembership();
     st.capacity = capacity_;
     st.shed_slots = shed_now_;
@@ -583,7 +594,27 @@ class NodeImpl final : public Node {
       p.last_seq = 0;
       p.request_seq.assign(slots_.size(), 0);
       p.release_seq.assign(slots_.size(), 0);
+      p.have_floor = false;  // A new run may have a new clock origin.
     }
+    // Late messages: a burst of datagrams held back while a link was down
+    // (the kernel's neighbour queue keeps them for seconds and releases them
+    // once the next hop resolves again) arrives in order with fresh sequence
+    // numbers, so only their age gives them away. Dropping one is a loss,
+    // which the protocol tolerates; processing a few hundred of them made
+    // a holder miss its renewals in the lab (docs "Late messages").
+    const Time sample = now - FromWire(m.send_time);
+    if (p.have_floor) {
+      const Time floor = p.delay_floor + Scale(now - p.floor_at, floor_relax_);
+      if (sample - floor > late_limit_) {
+        ++late_;
+        return Freshness::kDrop;
+      }
+      p.delay_floor = std::min(floor, sample);
+    } else {
+      p.have_floor = true;
+      p.delay_floor = sample;
+    }
+    p.floor_at = now;
     if (!InView(i, now)) p.present_since = now;
     p.last_heard = now;
     if (m.seq <= p.last_seq) {
@@ -630,6 +661,10 @@ class NodeImpl final : public Node {
       // Knowledge: the sender's own claim to hold the slot.
       if (!newest) {
         // Only requests and replies of an old message still count.
+      } else if (e.holding && ClaimLive(s, now) && s.claimed_holder != from_id &&
+                 e.epoch < s.claimed_epoch) {
+        // A claim from an earlier holding period (epochs strictly grow from
+        // one holder to the next), delivered late: keep the newer claim.
       } else if (e.holding) {
         s.claimed_holder = from_id;
         s.claimed_epoch = e.epoch;
@@ -1004,6 +1039,18 @@ class NodeImpl final : public Node {
   uint64_t sheds_ = 0;
   uint64_t malformed_ = 0;
   uint64_t stale_ = 0;
+  uint64_t late_ = 0;
+  // Late-message filter: the delay floor rises at this rate (our clock),
+  // which is well above 2ρ, the fastest a clock offset can change, so the
+  // floor never ends up above a message's true value by more than the drift
+  // since and a message judged late was truly delayed that long; and a
+  // lasting rise of the path delay by D stops the drops after about
+  // 32 × (D − late_limit_).
+  const double floor_relax_;
+  // A message later than the fastest by more than this is dropped:
+  // 2 × lease + heartbeat (60 ms at the defaults): its grant or request
+  // would have expired anyway, and ordinary jitter stays far below.
+  const Time late_limit_;
   uint64_t seq_ = 0;
   std::vector<Outgoing> out_;
   std::vector<Action> actions_;

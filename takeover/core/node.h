@@ -239,6 +239,9 @@ class Node {
     Membership membership;
     uint64_t malformed_messages = 0;  // Dropped: undecodable.
     uint64_t stale_messages = 0;      // Dropped: older than one already seen.
+    // Dropped: delayed more than 2 × lease + heartbeat beyond the fastest
+    // message from the same peer (a burst held back by a down link).
+    uint64_t late_messages = 0;
     int capacity = 0;                 // This node's current capacity.
     int capacity_used = 0;            // Slots held here now.
     uint32_t shed_slots = 0;          // Slots shed in this node's view now.

@@ -338,16 +338,45 @@ void Simulation::Send(NodeId from, Outgoing out) {
 void Simulation::Deliver(Event e) {
   SimNode& n = N(e.to);
   if (!n.node) return;
-  if (n.paused_until > now_) {
-    n.inbox.push_back(std::move(e));
+  const bool costly = options_.receive_cost > RealTime(0) || options_.drop_cost > RealTime(0);
+  if (n.paused_until > now_ || (costly && !n.inbox.empty())) {
+    n.inbox.push_back(std::move(e));  // Behind what queued up (socket order).
     return;
   }
+  ReceiveOne(n, e);
+}
+
+void Simulation::ReceiveOne(SimNode& n, Event& e) {
+  const bool costly = options_.receive_cost > RealTime(0) || options_.drop_cost > RealTime(0);
+  auto dropped = [&] {
+    const Node::Status st = n.node->GetStatus(Local(n, now_));
+    return st.malformed_messages + st.stale_messages + st.late_messages;
+  };
+  const uint64_t before = costly ? dropped() : 0;
   BeforeCall(n);
   n.node->Receive(e.from, e.payload, Local(n, now_));
   AfterCall(n);
+  if (!costly || !n.node) return;
+  const RealTime cost = dropped() > before ? options_.drop_cost : options_.receive_cost;
+  n.paused_until = std::max(n.paused_until, now_ + cost);
 }
 
 void Simulation::WakeNode(SimNode& n) {
+  if ((options_.receive_cost > RealTime(0) || options_.drop_cost > RealTime(0)) &&
+      !n.inbox.empty()) {
+    // Busy, not paused: timers that came due run between datagrams (an
+    // event loop), and one queued datagram is handled per wake-up.
+    if (n.wake <= now_) {
+      BeforeCall(n);
+      n.node->Tick(Local(n, now_));
+      AfterCall(n);
+      if (!n.node) return;
+    }
+    Event e = std::move(n.inbox.front());
+    n.inbox.erase(n.inbox.begin());
+    ReceiveOne(n, e);
+    return;
+  }
   // A resumed node first sees what queued up in its socket, then ticks.
   std::vector<Event> inbox = std::move(n.inbox);
   n.inbox.clear();

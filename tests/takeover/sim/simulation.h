@@ -61,6 +61,13 @@ struct SimOptions {
   // get it back on restart. Without it, epochs may repeat after a crash, and
   // the checker excuses that. Default: true.
   bool persist = true;
+  // Processing time of one Receive call, during which the node is busy:
+  // datagrams queue up behind it (like a socket buffer) and its timers wait.
+  // A datagram the core drops (counted as malformed, stale or late in its
+  // Status) costs drop_cost instead: it is only decoded, nothing is
+  // evaluated or sent. Defaults: 0 (instantaneous, the node is never busy).
+  RealTime receive_cost{0};
+  RealTime drop_cost{0};
   // Record a human-readable trace (for replaying a failing seed).
   bool trace = false;
 };
@@ -147,6 +154,7 @@ class Simulation {
   Time Local(const SimNode& n, RealTime t) const;
   RealTime RealOf(const SimNode& n, Time local) const;
   void Deliver(Event e);
+  void ReceiveOne(SimNode& n, Event& e);
   void WakeNode(SimNode& n);
   void AfterCall(SimNode& n);
   void BeforeCall(SimNode& n);
