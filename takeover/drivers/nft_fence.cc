@@ -148,20 +148,31 @@ absl::Status NftFence::Lease(const std::string& address, std::chrono::nanosecond
   const bool v6 = is_v6_[*i];
   // Read the clock as late as possible: the commit happens after it, so the margin only has to
   // cover the parse and the netlink round trip.
-  const int64_t ms = TimeoutMs(lease_end - clock_.Now() - options_.margin);
+  const std::chrono::nanoseconds before = clock_.Now();
+  const int64_t ms = TimeoutMs(lease_end - before - options_.margin);
   if (ms <= 0) return Revoke(address);
   // add (no-op if present) + delete + add-with-timeout: the only way to replace a timeout that
   // nft 1.0.6 / kernels before "update element" support offer, atomically and without ENOENT
   // when the element has just expired.
-  auto refresh = [&](const std::string& family, const std::string& set) {
+  auto refresh = [&](const std::string& family, const std::string& set, int64_t ms) {
     return absl::StrCat("add element ", family, " ", t, " ", set, " { ", address, " }\n",
                         "delete element ", family, " ", t, " ", set, " { ", address, " }\n",
                         "add element ", family, " ", t, " ", set, " { ", address, " timeout ",
                         ms, "ms }\n");
   };
-  std::string cmd = v6 ? refresh("inet", "leased6")
-                       : absl::StrCat(refresh("inet", "leased4"), refresh("arp", "leased"));
-  return Exec(cmd);
+  auto command = [&](int64_t ms) {
+    return v6 ? refresh("inet", "leased6", ms)
+              : absl::StrCat(refresh("inet", "leased4", ms), refresh("arp", "leased", ms));
+  };
+  if (absl::Status s = Exec(command(ms)); !s.ok()) return s;
+  // The kernel counts the timeout from its commit, at the end of the call. If the call took
+  // longer than the margin (the process was preempted in it), the element may outlive the lease
+  // by the excess: set it again, this time also discounting what the first call took.
+  const std::chrono::nanoseconds took = clock_.Now() - before;
+  if (took <= options_.margin) return absl::OkStatus();
+  const int64_t again = TimeoutMs(lease_end - clock_.Now() - options_.margin - took);
+  if (again <= 0) return Revoke(address);
+  return Exec(command(again));
 }
 
 absl::Status NftFence::Revoke(const std::string& address) {
