@@ -128,6 +128,9 @@ crash_host() {
   echo "$1" >> "$WORK/dead"
   local t=$EPOCHREALTIME
   "$LAB" crash -p "$PFX" "$1"
+  # When lab.sh returns, the host is certainly cut off; under load that can be
+  # well after $t, and requests sent in between may still be answered by it.
+  echo "$EPOCHREALTIME" > "$WORK/crashed-$1"
   echo "$1=$t" >> "$WORK/until"
   echo "$t"
 }
