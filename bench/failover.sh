@@ -29,8 +29,8 @@
 #   -i  comma separated intervals in seconds (baton heartbeat = keepalived advert_int)
 #   -n  runs per scenario, system and interval (default 10)
 #   -K  baton only (skip keepalived);  -B  keepalived only (skip baton)
-#   -b  build directory with takeover/daemon/baton-takeoverd and bench/baton-udp-{responder,prober}
-#       (default: ../build-todaemon, then ../build)
+#   -b  build directory with takeover/daemon/baton-takeoverd and bench/tools/baton-udp-{responder,prober}
+#       (default: ../build, the README's preset; build the targets named below first)
 # Output: OUTDIR/{baton,keepalived}-<interval>/ (per-run logs, results.jsonl), OUTDIR/summary.jsonl,
 # and the table (also OUTDIR/table.txt). Needs root, iproute2, keepalived, python3.
 set -euo pipefail
@@ -54,13 +54,13 @@ done
 [[ $PFX != "$KA_PFX" ]] || { echo "-p and -P must differ" >&2; exit 2; }
 [[ $EUID -eq 0 ]] || { echo "must run as root" >&2; exit 1; }
 if [[ -z $BUILD ]]; then
-  for b in "$REPO/build-todaemon" "$REPO/build"; do
+  for b in "$REPO/build"; do
     [[ -x $b/takeover/daemon/baton-takeoverd ]] && { BUILD=$b; break; }
   done
 fi
 TAKEOVERD=$BUILD/takeover/daemon/baton-takeoverd
-RESPONDER=$BUILD/bench/baton-udp-responder
-PROBER=$BUILD/bench/baton-udp-prober
+RESPONDER=$BUILD/bench/tools/baton-udp-responder
+PROBER=$BUILD/bench/tools/baton-udp-prober
 for f in "$TAKEOVERD" "$RESPONDER" "$PROBER"; do
   [[ -x $f ]] || { echo "missing $f (build: ninja baton-takeoverd baton-udp-responder baton-udp-prober)" >&2; exit 1; }
 done
