@@ -272,6 +272,17 @@ class NodeImpl final : public Node {
     Flush(now);
   }
 
+  void Resume(Time now) override {
+    Advance(now);
+    ExpireLeases(now);
+    if (draining_) {
+      draining_ = false;
+      SendToAll();  // Peers learn the cleared flag and count us again.
+    }
+    Evaluate(now);
+    Flush(now);
+  }
+
   void SetCapacity(int capacity, Time now) override {
     Advance(now);
     ExpireLeases(now);

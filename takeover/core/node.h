@@ -202,6 +202,14 @@ class Node {
   // Undrain(slot). Out-of-range slots are ignored.
   virtual void Drain(uint32_t slot, Time now) = 0;
   virtual void Undrain(uint32_t slot, Time now) = 0;
+  // Undoes Drain(now): the node may campaign and be assigned slots again
+  // (its peers see the cleared draining flag in its next messages), e.g.
+  // when the daemon's health check recovers, without re-creating the Node
+  // (which would cost a start-up quiet period and forget the grants it
+  // gives). Like a recovered node it does not take a slot from a live holder
+  // unless GroupConfig::preempt / rebalance say so. Slots drained one by one
+  // (Drain(slot)) stay drained until Undrain(slot). No-op if not draining.
+  virtual void Resume(Time now) = 0;
   // Changes this node's capacity (clamped to >= 0). Lowering it below the
   // number of slots held releases the highest-numbered ones at once; the new
   // value is advertised to the peers, whose assignment follows it.

@@ -329,6 +329,26 @@ TEST(TakeoverNode, DrainRemovesThenNextTakesOverAtOnce) {
   EXPECT_TRUE(net.node(1).GetStatus(net.now()).draining);
 }
 
+// Resume undoes Drain without re-creating the node: it does not take the slot
+// back from the live holder (property 4), but it is a candidate again: when
+// the holder crashes, the resumed top-priority node takes over.
+TEST(TakeoverNode, ResumedNodeCampaignsAgainWithoutPreempting) {
+  Net net(Group3());
+  net.RunFor(milliseconds(100));
+  ASSERT_EQ(net.Holder(), 1u);
+  net.node(1).Drain(net.now());
+  net.Pump();
+  ASSERT_EQ(net.Holder(), 2u);
+  net.node(1).Resume(net.now());
+  net.Pump();
+  EXPECT_FALSE(net.node(1).GetStatus(net.now()).draining);
+  net.RunFor(milliseconds(300));
+  EXPECT_EQ(net.Holder(), 2u);
+  net.Crash(2);
+  net.RunFor(milliseconds(200));
+  EXPECT_EQ(net.Holder(), 1u);
+}
+
 TEST(TakeoverNode, NoMajorityNoHolder) {
   Net net(Group3());
   net.Crash(2);
