@@ -93,6 +93,10 @@ struct PeerState {
   bool have_floor = false;
   Time delay_floor{0};
   Time floor_at{0};
+  // Start of the current run of late messages (kNever: none). A run longer
+  // than late_limit_ is a lasting shift, not a burst: the floor is re-based.
+  Time late_since = kNever;
+  Time last_late = kLongAgo;
 };
 
 struct PendingReply {
@@ -615,11 +619,21 @@ class NodeImpl final : public Node {
     // a holder miss its renewals in the lab (docs "Late messages").
     const Time sample = now - FromWire(m.send_time);
     if (p.have_floor) {
-      const Time floor = p.delay_floor + Scale(now - p.floor_at, floor_relax_);
+      Time floor = p.delay_floor + Scale(now - p.floor_at, floor_relax_);
       if (sample - floor > late_limit_) {
-        ++late_;
-        return Freshness::kDrop;
+        // A gap of late_limit_ between late messages starts a new run.
+        if (p.late_since == kNever || now - p.last_late > late_limit_) p.late_since = now;
+        p.last_late = now;
+        if (now - p.late_since <= late_limit_) {
+          ++late_;
+          return Freshness::kDrop;
+        }
+        // Still late after late_limit_: not a burst (which drains within
+        // milliseconds) but a lasting shift: a slower path, or the sender's
+        // clock stood still (a suspend with CLOCK_MONOTONIC). Re-base.
+        floor = sample;
       }
+      p.late_since = kNever;
       p.delay_floor = std::min(floor, sample);
     } else {
       p.have_floor = true;

@@ -13,6 +13,7 @@ namespace {
 
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
+using std::chrono::seconds;
 
 GroupConfig Group3() {
   GroupConfig g;
@@ -239,6 +240,64 @@ TEST(TakeoverNode, GrantorRefusesSecondCandidateAndSaysHowLong) {
   wire::Message r3 = reply_to(2);
   EXPECT_TRUE(r3.slots[0].granted);
   EXPECT_EQ(r3.slots[0].reply_epoch, 2u);
+}
+
+// Late messages (docs "Late messages"): a datagram delayed far beyond the
+// fastest from the same peer (a burst released from a kernel neighbour queue)
+// is dropped unanswered; a lasting shift (still late after the limit) is
+// accepted again, so a peer whose path became slower is not lost for long.
+TEST(TakeoverNode, LateRequestsAreDroppedButALastingShiftIsAccepted) {
+  GroupConfig g = Group3();
+  auto grantor = *Node::Create(g, 3, Time(0));
+  const Time t0 = milliseconds(100);  // After the quiet period.
+  grantor->Tick(t0);
+  grantor->TakeMessages();
+  uint64_t seq = 0;
+  auto request = [&](Time sent) {
+    wire::Message m;
+    m.incarnation = 5;
+    m.send_time = static_cast<uint64_t>(sent.count());
+    m.seq = ++seq;
+    m.view = {1, 2, 3};
+    m.members = {1, 2, 3};
+    m.capacity = 1;
+    wire::SlotEntry e;
+    e.request = true;
+    e.request_epoch = 1;
+    m.slots = {e};
+    return wire::Encode(m);
+  };
+  auto answered = [&] {
+    bool any = false;
+    for (const Outgoing& o : grantor->TakeMessages()) {
+      if (o.to == 1 && wire::Decode(o.payload)->slots[0].reply) any = true;
+    }
+    return any;
+  };
+  const Time limit = 2 * g.timing.lease + g.timing.heartbeat;
+  // Sender clock 1 s behind ours, delivery 1 ms: the floor.
+  grantor->Receive(1, request(t0 - seconds(1) - milliseconds(1)), t0);
+  EXPECT_TRUE(answered());
+  // Sent 2 ms later on its clock but arriving 500 ms later: late, dropped.
+  const Time t1 = t0 + milliseconds(500);
+  grantor->Receive(1, request(t0 - seconds(1) + milliseconds(1)), t1);
+  EXPECT_FALSE(answered());
+  EXPECT_EQ(grantor->GetStatus(t1).late_messages, 1u);
+  // A fresh one is answered.
+  grantor->Receive(1, request(t1 - seconds(1) - milliseconds(1)), t1);
+  EXPECT_TRUE(answered());
+  // From now on every message takes 200 ms: dropped at first, accepted once
+  // the run of late messages outlasts the limit.
+  Time t = t1;
+  int dropped = 0;
+  for (int i = 0; i < 20; ++i) {
+    t += milliseconds(10);
+    grantor->Receive(1, request(t - seconds(1) - milliseconds(200)), t);
+    if (!answered()) ++dropped;
+  }
+  EXPECT_GE(dropped, 1);
+  EXPECT_LE(milliseconds(10) * dropped, limit + milliseconds(10));
+  EXPECT_LT(dropped, 20);
 }
 
 // A release delayed behind a newer request of the same node must not drop
