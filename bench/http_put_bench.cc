@@ -11,8 +11,14 @@
 // users care about). A "nosync" run of baton (fsync off) shows how much of the
 // time is the disk; commits/fsync and CPU time per request show the rest.
 //
+// The baton clients run in this process: by default one event-loop thread
+// drives every connection (as redis-benchmark does for Redis); --client
+// threads gives each connection a blocking thread. --handlers picks where the
+// server runs handlers (auto: event loop with the embedded store; workers).
+//
 //   baton-http-bench [--clients 1,16,64] [--seconds 2] [--reps 3]
 //                    [--dir /var/tmp] [--value-bytes 100] [--redis=true]
+//                    [--client async|threads] [--handlers auto|io|workers]
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
