@@ -1,0 +1,114 @@
+// RequestPipeline::ExecuteAsync on the RocksDB store: duplicates of one request
+// id arriving concurrently run the handler once and all get the same reply; a
+// reused key with another body is refused.
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/notification.h"
+#include "framework/clock.h"
+#include "framework/pipeline.h"
+#include "gtest/gtest.h"
+#include "storage/rocksdb/rocksdb_store.h"
+
+namespace baton::framework {
+namespace {
+
+TEST(PipelineAsync, ConcurrentDuplicatesExecuteOnceAndGetTheSameReply) {
+  const std::string dir = absl::StrCat(::testing::TempDir(),
+                                       "/pipeline-async-", ::getpid());
+  std::filesystem::remove_all(dir);
+  absl::StatusOr<std::unique_ptr<storage::StableStore>> store =
+      storage::OpenRocksDbStore({.path = dir});
+  ASSERT_TRUE(store.ok()) << store.status();
+  RequestPipeline pipeline(**store, RealClock());
+  ASSERT_TRUE(pipeline.ExecutesInline());
+
+  std::atomic<int> runs{0};
+  std::shared_ptr<Handler> incr = MakeHandler(
+      [&](const Request& r, Transaction& txn) -> absl::StatusOr<Reply> {
+        ++runs;
+        absl::StatusOr<storage::Versioned> v = txn.Get("counter" + r.body);
+        if (!v.ok()) return v.status();
+        uint64_t c = 0;
+        if (v->present() && !absl::SimpleAtoi(v->value, &c)) {
+          return absl::InternalError("bad counter");
+        }
+        if (absl::Status s = txn.Put("counter" + r.body, absl::StrCat(c + 1));
+            !s.ok()) {
+          return s;
+        }
+        return Reply::Text(absl::StatusCode::kOk, absl::StrCat(c + 1));
+      });
+
+  constexpr int kKeys = 20, kThreads = 4, kPerThread = 50;
+  std::vector<Request> requests(kKeys);
+  for (int k = 0; k < kKeys; ++k) {
+    requests[k].operation = "POST /incr";
+    requests[k].path = "/incr";
+    requests[k].body = absl::StrCat(k);
+  }
+  std::atomic<int> fresh{0}, replayed{0}, failed{0};
+  std::mutex mu;
+  std::map<int, std::vector<std::string>> bodies;  // per key, every reply
+  absl::BlockingCounter pending(kThreads * kPerThread);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const int key = (t * kPerThread + i) % kKeys;
+        pipeline.ExecuteAsync(
+            RequestId::Key(absl::StrCat("key", key)), requests[key], *incr,
+            [&, key](absl::StatusOr<PipelineResult> r) {
+              if (!r.ok()) {
+                ++failed;
+              } else {
+                ++(r->replayed ? replayed : fresh);
+                std::lock_guard<std::mutex> lock(mu);
+                bodies[key].push_back(r->reply.body);
+              }
+              pending.DecrementCount();
+            });
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  pending.Wait();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(fresh.load(), kKeys);
+  EXPECT_EQ(replayed.load(), kThreads * kPerThread - kKeys);
+  EXPECT_EQ(runs.load(), kKeys) << "a duplicate ran the handler again";
+  for (int k = 0; k < kKeys; ++k) {
+    absl::StatusOr<storage::Versioned> v =
+        (*store)->Get(absl::StrCat("counter", k));
+    ASSERT_TRUE(v.ok());
+    EXPECT_EQ(v->value, "1") << "key " << k << " applied more than once";
+    for (const std::string& body : bodies[k]) EXPECT_EQ(body, "1");
+  }
+
+  Request other = requests[3];
+  other.body = "different";
+  absl::Notification done;
+  pipeline.ExecuteAsync(RequestId::Key("key3"), other, *incr,
+                        [&](absl::StatusOr<PipelineResult> r) {
+                          EXPECT_EQ(GetPipelineError(r.status()),
+                                    PipelineError::kKeyReused);
+                          done.Notify();
+                        });
+  done.WaitForNotification();
+  EXPECT_EQ(runs.load(), kKeys);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace baton::framework
