@@ -109,6 +109,7 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
                                  {"node_id", "peers", "key_file", "interface", "service_address",
                                   "label", "bind_host", "timing", "announce", "preempt",
                                   "kernel_fence", "health_check", "status_socket", "incarnation_file",
+                                  "state_file",
                                   "log_level"});
       !s.ok()) {
     return s;
@@ -227,9 +228,11 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
         c.peer_timeout_heartbeats = v;
       } else if (k == "discovery") {
         c.discovery_heartbeats = v;
+      } else if (k == "shrink_after") {
+        c.shrink_after_heartbeats = v;
       } else {
         return Bad(key, "unknown key (heartbeat, lease, max_drift, grant_margin, remove_margin, "
-                        "peer_timeout, discovery, address_lifetime)");
+                        "peer_timeout, discovery, address_lifetime, shrink_after)");
       }
     }
   }
@@ -305,6 +308,11 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
     if (absl::Status s = Get(root["incarnation_file"], "incarnation_file", c.incarnation_file); !s.ok()) {
       return s;
     }
+  }
+  c.state_file = absl::StrCat("/var/lib/baton/takeoverd-", c.node_id, ".state");
+  if (root["state_file"]) {
+    if (absl::Status s = Get(root["state_file"], "state_file", c.state_file); !s.ok()) return s;
+    if (c.state_file.empty()) return Bad("state_file", "must not be empty");
   }
   if (root["log_level"]) {
     if (absl::Status s = Get(root["log_level"], "log_level", c.log_level); !s.ok()) return s;

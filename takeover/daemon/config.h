@@ -77,6 +77,11 @@ struct DaemonConfig {
   std::optional<double> remove_margin_heartbeats;  // remove this long before the lease ends
   std::optional<double> peer_timeout_heartbeats;   // silence after which a peer leaves the view
   std::optional<double> discovery_heartbeats;      // start-up quiet period (at least GrantHold)
+  // Serial failures (YAML `timing.shrink_after`, in heartbeats): a member missing from the view of
+  // a connected majority this long is removed from the group, so that e.g. a 5-host group
+  // survives 3 serial crashes (docs/takeover.md "Serial failures"). Needs `state_file`.
+  // Default: 0 = off (the group is the static peer list).
+  double shrink_after_heartbeats = 0;
   double max_drift = 0.001;  // bound on clock-rate error, a fraction. Default: 1e-3 (0.1 %)
   // Kernel valid_lft of the address while held (refreshed while holding): a backstop that
   // removes the address if the daemon is paused or dead. Default: 30 heartbeats; the kernel
@@ -100,6 +105,10 @@ struct DaemonConfig {
   std::string status_socket = "/run/baton-takeoverd.sock";
   // Persisted transport incarnation. Default: /var/lib/baton/takeoverd-<node_id>.incarnation
   std::string incarnation_file;
+  // The core's persistent state (membership, epoch floors; takeover/daemon/state_file.h), written
+  // atomically before the messages that depend on it leave and restored at start-up. A corrupt
+  // or unreadable file stops the start-up (exit 2). Default: /var/lib/baton/takeoverd-<node_id>.state
+  std::string state_file;
   std::string log_level = "info";  // trace|debug|info|warn|error. Default: info
 
   const DaemonPeerConfig* self() const;

@@ -14,6 +14,7 @@
 #include <boost/asio/write.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "spdlog/spdlog.h"
 
 namespace baton::takeover {
@@ -51,6 +52,7 @@ Timing TimingFromConfig(const DaemonConfig& c) {
   if (c.peer_timeout_heartbeats) t.peer_timeout = Multiple(c.heartbeat, *c.peer_timeout_heartbeats);
   if (c.discovery_heartbeats) t.discovery = Multiple(c.heartbeat, *c.discovery_heartbeats);
   t.max_drift = c.max_drift;
+  if (c.shrink_after_heartbeats > 0) t.shrink_after = Multiple(c.heartbeat, c.shrink_after_heartbeats);
   return t;
 }
 
@@ -86,10 +88,27 @@ absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::as
   absl::StatusOr<std::string> key = LoadClusterKey(config.key_file);
   if (!key.ok()) return key.status();
   EnsureParentDirectory(config.incarnation_file);
+  // The core's state of an earlier run; a corrupt or unreadable file is never skipped (a node
+  // that forgot a membership change could help form a majority of the old group).
+  absl::StatusOr<std::optional<PersistentState>> restored = LoadPersistentState(config.state_file);
+  if (!restored.ok()) return restored.status();
+  EnsureParentDirectory(config.state_file);
   absl::StatusOr<uint64_t> incarnation = NextIncarnation(config.incarnation_file, clock.WallNow());
   if (!incarnation.ok()) return incarnation.status();
-  return std::unique_ptr<TakeoverDaemon>(
+  auto daemon = std::unique_ptr<TakeoverDaemon>(
       new TakeoverDaemon(io, clock, std::move(config), *std::move(key), *incarnation, *prefix));
+  daemon->restored_ = *std::move(restored);
+  if (daemon->restored_) {
+    // The core checks the restored membership against the peer list (e.g. a peer removed from
+    // the config since): refuse at start-up like any other config error.
+    absl::StatusOr<std::unique_ptr<Node>> probe =
+        Node::Create(daemon->group_, daemon->config_.node_id, clock.Now(), daemon->restored_);
+    if (!probe.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("state file ", daemon->config_.state_file,
+                                                     " refused by the core: ", probe.status().message()));
+    }
+  }
+  return daemon;
 }
 
 TakeoverDaemon::TakeoverDaemon(boost::asio::io_context& io, const Clock& clock, DaemonConfig config,
@@ -162,9 +181,14 @@ absl::Status TakeoverDaemon::Start() {
 
   if (absl::Status s = StartStatusSocket(); !s.ok()) return s;
 
-  absl::StatusOr<std::unique_ptr<Node>> node = Node::Create(group_, config_.node_id, now);
+  absl::StatusOr<std::unique_ptr<Node>> node = Node::Create(group_, config_.node_id, now, restored_);
   if (!node.ok()) return node.status();
   node_ = *std::move(node);
+  if (restored_) {
+    spdlog::info("restored state from {}: membership version {}, {} members, slot 0 epoch floor {}",
+                 config_.state_file, restored_->membership.version, restored_->membership.members.size(),
+                 restored_->epochs.empty() ? 0 : restored_->epochs[0]);
+  }
 
   if (config_.health_check.kind != HealthCheckConfig::Kind::kNone) {
     health_ = std::make_unique<HealthChecker>(io_, config_.health_check,
@@ -201,6 +225,29 @@ void TakeoverDaemon::OnTick() {
 void TakeoverDaemon::Pump() {
   for (const Action& a : node_->TakeActions()) ApplyAction(a);
   SyncFence();
+  // The core's contract: its state is durable before the messages of the same call leave. If the
+  // write fails, these messages are dropped (as if lost: safe) and the write is retried next time.
+  if (std::optional<PersistentState> st = node_->TakeStateToPersist()) pending_state_ = std::move(st);
+  if (pending_state_) {
+    if (absl::Status s = SavePersistentState(config_.state_file, *pending_state_); !s.ok()) {
+      ++state_errors_;
+      spdlog::error("cannot store the protocol state (messages held back): {}", s.ToString());
+      node_->TakeMessages();
+      LogRoleChange();
+      ArmTick();
+      return;
+    }
+    ++state_writes_;
+    const Membership& m = pending_state_->membership;
+    std::string membership = absl::StrCat(
+        "version ", m.version, ": members [", absl::StrJoin(m.members, ","), "]",
+        m.old_members.empty() ? "" : absl::StrCat(" joint with [", absl::StrJoin(m.old_members, ","), "]"));
+    if (membership != logged_membership_) {
+      spdlog::info("group membership {}", membership);
+      logged_membership_ = std::move(membership);
+    }
+    pending_state_.reset();
+  }
   for (Outgoing& m : node_->TakeMessages()) {
     if (absl::Status s = transport_->Send(m.to, m.payload); !s.ok()) {
       spdlog::debug("send to {} failed: {}", m.to, s.ToString());
@@ -382,19 +429,12 @@ void TakeoverDaemon::OnHealth(bool healthy) {
     draining_ = true;
     Pump();
   } else if (healthy && draining_) {
-    // A drained Node never campaigns again; a fresh one does (after its start-up quiet period,
-    // which also covers the grants the old one gave).
-    absl::StatusOr<std::unique_ptr<Node>> node = Node::Create(group_, config_.node_id, now);
-    if (!node.ok()) {
-      spdlog::error("cannot restart the protocol node: {}", node.status().ToString());
-      return;
-    }
-    for (const Action& a : node_->TakeActions()) ApplyAction(a);  // nothing expected
-    RemoveAddressIfPresent("fresh node");
-    node_ = *std::move(node);
+    // Resume keeps the Node (its grants, membership and epochs): no start-up quiet period, and
+    // like a recovered node it does not take the address from a live holder unless preempt.
+    node_->Resume(now);
     draining_ = false;
     ++node_generation_;
-    spdlog::info("local service healthy again: campaigning (node generation {})", node_generation_);
+    spdlog::info("local service healthy again: campaigning (resume {})", node_generation_ - 1);
     Pump();
   }
 }
@@ -508,6 +548,9 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
   j["kernel_fence"] = fence_ ? nlohmann::json(fence_->table()) : nlohmann::json(nullptr);
   j["fence_updates"] = fence_updates_;
   j["fence_errors"] = fence_errors_;
+  j["state_file"] = config_.state_file;
+  j["state_writes"] = state_writes_;
+  j["state_errors"] = state_errors_;
   std::vector<NodeId> view;
   if (node_) {
     const Node::Status st = node_->GetStatus(now);
@@ -533,6 +576,9 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
     j["epoch"] = s0 ? s0->epoch : 0;
     j["lease_remaining_ms"] = s0 ? Ms(s0->lease_remaining) : 0.0;
     j["core"] = {{"malformed_messages", st.malformed_messages}, {"stale_messages", st.stale_messages}};
+    j["membership"] = {{"version", st.membership.version},
+                       {"members", st.membership.members},
+                       {"old_members", st.membership.old_members}};
   }
   j["view"] = view;
   json peers = json::array();

@@ -2,7 +2,7 @@
 // (UDP transport, netlink address driver, announcer) on one Asio io_context, and adds what a
 // standalone daemon needs around them: removal of stale labelled addresses at start-up, the
 // kernel valid_lft backstop refreshed while holding, the kernel-enforced lease (nft_fence.h), a health check of the local service
-// (unhealthy -> Drain; healthy again -> a fresh Node campaigns again), a graceful hand-over on
+// (unhealthy -> Drain; healthy again -> Node::Resume), persistence of the core's state (state_file.h), a graceful hand-over on
 // Shutdown() (SIGTERM), a status socket, and one log line per role change.
 //
 // Order of effects (the core's driver contract): after every core call the address actions are
@@ -29,6 +29,7 @@
 #include "takeover/core/node.h"
 #include "takeover/daemon/config.h"
 #include "takeover/daemon/health_check.h"
+#include "takeover/daemon/state_file.h"
 #include "takeover/drivers/address_driver.h"
 #include "takeover/drivers/announcer.h"
 #include "takeover/drivers/clock.h"
@@ -43,9 +44,10 @@ Timing TimingFromConfig(const DaemonConfig& config);
 
 class TakeoverDaemon {
  public:
-  // Validates the config against the core and the drivers, loads the key, picks the transport
-  // incarnation. Errors: kInvalidArgument (config the core or drivers refuse), key-file and
-  // incarnation-file errors as in udp_transport.h.
+  // Validates the config against the core and the drivers, loads the key, loads the state file,
+  // picks the transport incarnation. Errors: kInvalidArgument (config the core or drivers refuse,
+  // also a state file the core refuses), kDataLoss (corrupt state file), key-file,
+  // state-file and incarnation-file errors as in udp_transport.h / state_file.h.
   // Checks everything Create checks that needs no state change: the service prefix, the group
   // and timing as the core sees them, the key file. For `--check-config`. Same errors as Create.
   [[nodiscard]] static absl::Status Validate(const DaemonConfig& config, const Clock& clock);
@@ -128,7 +130,13 @@ class TakeoverDaemon {
   std::function<void()> shutdown_done_;
   uint64_t role_changes_ = 0;
   uint64_t adds_ = 0, removes_ = 0, refreshes_ = 0, address_errors_ = 0, announces_ = 0;
-  uint64_t node_generation_ = 1;  // bumped when a fresh Node replaces a drained one
+  uint64_t node_generation_ = 1;  // bumped when the Node resumes after a health-check drain
+  // The core's persistent state (config state_file): what the last run stored, and a state not
+  // yet written because the write failed (retried on the next pump; messages wait for it).
+  std::optional<PersistentState> restored_;
+  std::optional<PersistentState> pending_state_;
+  uint64_t state_writes_ = 0, state_errors_ = 0;
+  std::string logged_membership_;  // the membership last logged (each change is logged once)
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

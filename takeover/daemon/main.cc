@@ -65,10 +65,11 @@ int RunDaemon(const std::string& config_path, const std::string& log_level,
       baton::takeover::TakeoverDaemon::Create(io, clock, *std::move(config));
   if (!daemon.ok()) {
     std::cerr << "baton-takeoverd: " << daemon.status().ToString() << "\n";
-    // A bad configuration (also a key file that is missing, too short or world-readable) is 2.
+    // A bad configuration (also a key file that is missing, too short or world-readable, or a
+    // corrupt or unreadable state file) is 2.
     const absl::StatusCode c = daemon.status().code();
     return c == absl::StatusCode::kInvalidArgument || c == absl::StatusCode::kNotFound ||
-                   c == absl::StatusCode::kPermissionDenied
+                   c == absl::StatusCode::kPermissionDenied || c == absl::StatusCode::kDataLoss
                ? 2
                : 1;
   }

@@ -77,6 +77,7 @@ write_config() {
     echo "bind_host: $("$LAB" cip -p "$PFX" "$h")"
     echo "status_socket: $WORK/$h.sock"
     echo "incarnation_file: $WORK/$h.incarnation"
+    echo "state_file: $WORK/$h.state"
     echo "timing: {heartbeat: $HB}"
     echo "peers:"
     for (( i = 1; i <= NHOSTS; i++ )); do

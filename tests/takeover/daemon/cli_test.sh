@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # baton-takeoverd's command line, without root or a kernel: a bad config exits 2 with a message
-# naming the key; --check-config accepts a good config without writing any state; `status` on a
+# naming the key; a corrupt state file exits 2; --check-config accepts a good config without writing any state; `status` on a
 # socket nobody listens on exits 3. Usage: cli_test.sh /path/to/baton-takeoverd
 set -euo pipefail
 D=${1:?usage: cli_test.sh BATON_TAKEOVERD}
@@ -31,6 +31,12 @@ grep -q "node_id 7 is not in the peer list" "$W/out" || fail "bad config message
 printf 'node_id: 1\ntimming: {}\n' > "$W/typo.yaml"
 expect_rc 2 "$D" --config "$W/typo.yaml" --check-config
 grep -q "timming: unknown key" "$W/out" || fail "typo message: $(cat "$W/out")"
+# A damaged state file stops the start-up with exit 2 (never silently ignored), before any kernel
+# or network access, so this needs no root.
+printf 'baton-takeoverd-state 1\nmembers 1\n' > "$W/bad.state"
+sed "s|^key_file:.*|&\nstate_file: $W/bad.state|" "$W/good.yaml" > "$W/badstate.yaml"
+expect_rc 2 "$D" --config "$W/badstate.yaml" --status-socket "$W/s.sock"
+grep -q "corrupt state file" "$W/out" || fail "corrupt state message: $(cat "$W/out")"
 chmod 644 "$W/key"
 expect_rc 2 "$D" --config "$W/good.yaml" --check-config
 expect_rc 2 "$D"

@@ -20,11 +20,12 @@ peers:
   - {id: 3, priority: 50, address: 10.78.0.3}
   - {id: 1, priority: 150, address: "10.78.0.1:7000"}
   - {id: 2, priority: 100, address: "[fd78::2]:7001", capacity: 2}
-timing: {heartbeat: 10ms, lease: 8, max_drift: 0.01, address_lifetime: 200}
+timing: {heartbeat: 10ms, lease: 8, max_drift: 0.01, address_lifetime: 200, shrink_after: 100}
 announce: [0ms, 5ms, 1s]
 preempt: true
 health_check: {tcp: "127.0.0.1:8080", period: 200ms, timeout: 50ms, fall: 2, rise: 1}
 status_socket: /tmp/x.sock
+state_file: /tmp/x.state
 )";
 
 TEST(DaemonConfigTest, ParsesEveryKey) {
@@ -54,6 +55,8 @@ TEST(DaemonConfigTest, ParsesEveryKey) {
   EXPECT_EQ(c->label, "eth0:bt");
   EXPECT_EQ(c->label_suffix(), "bt");
   EXPECT_EQ(c->incarnation_file, "/var/lib/baton/takeoverd-2.incarnation");
+  EXPECT_DOUBLE_EQ(c->shrink_after_heartbeats, 100);
+  EXPECT_EQ(c->state_file, "/tmp/x.state");
 }
 
 TEST(DaemonConfigTest, DefaultsWhenOptionalKeysAreAbsent) {
@@ -73,6 +76,8 @@ peers: [{id: 1, priority: 1, address: "::1"}]
   EXPECT_EQ(c->health_check.kind, HealthCheckConfig::Kind::kNone);
   EXPECT_EQ(c->status_socket, "/run/baton-takeoverd.sock");
   EXPECT_EQ(c->announce_schedule.size(), 5u);
+  EXPECT_DOUBLE_EQ(c->shrink_after_heartbeats, 0);  // group shrink off
+  EXPECT_EQ(c->state_file, "/var/lib/baton/takeoverd-1.state");
 }
 
 std::string WithLine(const std::string& replace, const std::string& with) {
@@ -100,6 +105,9 @@ TEST(DaemonConfigTest, BadConfigsNameTheKey) {
       {WithLine("heartbeat: 10ms", "heartbeat: fast"), "timing.heartbeat"},
       {WithLine("lease: 8", "lease: 1"), "timing.lease"},
       {WithLine("lease: 8", "lease: 8, leese: 3"), "timing.leese"},
+      {WithLine("shrink_after: 100", "shrink_after: -1"), "timing.shrink_after"},
+      {WithLine("shrink_after: 100", "shrink_after: soon"), "timing.shrink_after"},
+      {WithLine("state_file: /tmp/x.state", "state_file: [a]"), "state_file"},
       {WithLine("preempt: true", "prempt: true"), "prempt: unknown key"},
       {WithLine("fall: 2", "fall: 0"), "health_check.fall"},
       {WithLine("tcp: \"127.0.0.1:8080\"", "tcp: 127.0.0.1"), "health_check.tcp"},

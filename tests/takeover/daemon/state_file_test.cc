@@ -1,0 +1,116 @@
+// baton-takeoverd's state file: what the core asks to persist comes back unchanged after a
+// restart, and a damaged file is reported (kDataLoss), never silently taken as "no state" --
+// a node that forgot a membership change could help a stale majority form. No root needed.
+#include "takeover/daemon/state_file.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace baton::takeover {
+namespace {
+
+PersistentState Sample() {
+  PersistentState s;
+  s.membership.version = 3;
+  s.membership.members = {1, 2, 5};
+  s.membership.old_members = {1, 2, 4, 5};
+  s.epochs = {17, 0, 4294967296ULL};
+  s.epoch_owners = {2, kNoNode, 5};
+  return s;
+}
+
+void ExpectSame(const PersistentState& a, const PersistentState& b) {
+  EXPECT_EQ(a.membership.version, b.membership.version);
+  EXPECT_EQ(a.membership.members, b.membership.members);
+  EXPECT_EQ(a.membership.old_members, b.membership.old_members);
+  EXPECT_EQ(a.epochs, b.epochs);
+  EXPECT_EQ(a.epoch_owners, b.epoch_owners);
+}
+
+class StateFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/baton-state-test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/node.state";
+  }
+  void TearDown() override {
+    ::unlink(path_.c_str());
+    ::unlink((path_ + ".tmp").c_str());
+    ::rmdir(dir_.c_str());
+  }
+  std::string Read() {
+    std::ifstream in(path_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  void Write(const std::string& text) { std::ofstream(path_, std::ios::trunc) << text; }
+  std::string dir_, path_;
+};
+
+TEST_F(StateFileTest, EncodeDecodeRoundTrip) {
+  absl::StatusOr<PersistentState> back = DecodePersistentState(EncodePersistentState(Sample()));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSame(*back, Sample());
+  PersistentState empty;
+  back = DecodePersistentState(EncodePersistentState(empty));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSame(*back, empty);
+}
+
+TEST_F(StateFileTest, MissingFileIsNoStateAndSavedStateLoadsBack) {
+  absl::StatusOr<std::optional<PersistentState>> none = LoadPersistentState(path_);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
+
+  ASSERT_TRUE(SavePersistentState(path_, Sample()).ok());
+  PersistentState newer = Sample();
+  newer.membership.version = 4;
+  newer.membership.old_members.clear();
+  ASSERT_TRUE(SavePersistentState(path_, newer).ok());  // replaces, leaves no temp file
+  EXPECT_NE(::access((path_ + ".tmp").c_str(), F_OK), 0);
+  absl::StatusOr<std::optional<PersistentState>> back = LoadPersistentState(path_);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_TRUE(back->has_value());
+  ExpectSame(**back, newer);
+}
+
+TEST_F(StateFileTest, DamagedFilesAreDataLoss) {
+  const std::string good = EncodePersistentState(Sample());
+  std::string flipped = good;
+  flipped[flipped.find("members 1 2 5") + 8] = '7';  // a member changed, checksum kept
+  const std::string cases[] = {
+      "",                                   // empty (e.g. a torn first write)
+      good.substr(0, good.size() / 2),      // truncated
+      flipped,                              // bit rot
+      "garbage\nchecksum 0000000000000000\n",
+      good + "extra\n",                     // anything after the checksum
+  };
+  for (const std::string& text : cases) {
+    Write(text);
+    absl::StatusOr<std::optional<PersistentState>> r = LoadPersistentState(path_);
+    ASSERT_FALSE(r.ok()) << "accepted a damaged file:\n" << text;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+    EXPECT_NE(std::string(r.status().message()).find(path_), std::string::npos) << r.status();
+  }
+}
+
+TEST_F(StateFileTest, UnwritableDirectoryIsAnError) {
+  // As root, permissions do not stop writes: a missing directory does for everyone.
+  const std::string bad = dir_ + "/no-such-dir/node.state";
+  absl::Status s = SavePersistentState(bad, Sample());
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.message()).find("no-such-dir"), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace baton::takeover
