@@ -114,7 +114,7 @@ baton_run() {   # baton_run SCENARIO INTERVAL I
   local scen=$1 iv=$2 i=$3 h k t t_master
   RUN=$BOUT/$scen-$i; rm -rf "$RUN"; mkdir -p "$RUN"; : > "$RUN/events"
   "$LAB" up -p "$PFX" -n 3 -k >/dev/null
-  head -c 32 /dev/urandom > "$RUN/cluster.key"; chmod 600 "$RUN/cluster.key"
+  openssl rand -hex 32 > "$RUN/cluster.key"; chmod 600 "$RUN/cluster.key"
   for h in h1 h2 h3; do
     {
       echo "node_id: ${h#h}"; echo "interface: eth0"; echo "service_address: $VIP/24"

@@ -166,7 +166,10 @@ class UdpTransport {
   virtual void Close() = 0;
 };
 
-// Reads the cluster key: the file's bytes, minus one trailing "\n" or "\r\n".
+// Reads the cluster key: the file's bytes, minus one trailing "\n" or "\r\n"
+// (so a key written by an editor or `echo` works). Generate keys as text,
+// e.g. `openssl rand -hex 32` (64 bytes): 32 raw random bytes end in 0x0a once
+// in 256 times and would then be read as 31 bytes and refused.
 // kNotFound: missing; kPermissionDenied: not owner-only (mode & 077 != 0) or
 // unreadable; kInvalidArgument: not a regular file, shorter than 32 bytes or
 // larger than 4096 bytes.

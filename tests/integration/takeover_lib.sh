@@ -62,7 +62,7 @@ ns() { echo "${PFX}$1"; }
 lab_up() {
   "$LAB" up -p "$PFX" -n "$NHOSTS" -k >/dev/null
   VIP=$("$LAB" ip -p "$PFX" vip)
-  head -c 32 /dev/urandom > "$WORK/cluster.key"
+  openssl rand -hex 32 > "$WORK/cluster.key"
   chmod 600 "$WORK/cluster.key"
 }
 

@@ -12,7 +12,7 @@ expect_rc() {  # expect_rc RC CMD... ; output in $W/out
   "$@" > "$W/out" 2>&1 || rc=$?
   [[ $rc == "$want" ]] || fail "'$*' exited $rc, expected $want: $(cat "$W/out")"
 }
-head -c 32 /dev/urandom > "$W/key"; chmod 600 "$W/key"
+openssl rand -hex 32 > "$W/key"; chmod 600 "$W/key"
 cat > "$W/good.yaml" <<YAML
 node_id: 1
 interface: eth0
