@@ -236,6 +236,18 @@ class FunctionHandler : public Handler {
   HandlerFunction fn_;
 };
 
+// A request that wrote nothing needs no completion record. When it read more
+// than one key, an empty conditional commit checks that its reads still form
+// one snapshot. false: a read changed, run the handler again.
+absl::StatusOr<bool> ReadsStillCurrent(storage::StableStore& store,
+                                       const TransactionImpl& txn) {
+  if (txn.read_count() <= 1) return true;
+  absl::StatusOr<uint64_t> c = store.Commit(txn.Conditions(), {});
+  if (c.ok()) return true;
+  if (storage::IsConflict(c.status())) return false;
+  return c.status();
+}
+
 }  // namespace
 
 std::shared_ptr<Handler> MakeHandler(HandlerFunction fn) {
@@ -696,11 +708,9 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
 
     std::vector<Condition> conditions = txn.Conditions();
     if (!txn.has_writes()) {
-      if (txn.read_count() > 1) {
-        absl::StatusOr<uint64_t> c = store_.Commit(conditions, {});
-        if (!c.ok() && storage::IsConflict(c.status())) continue;
-        if (!c.ok()) return c.status();
-      }
+      absl::StatusOr<bool> current = ReadsStillCurrent(store_, txn);
+      if (!current.ok()) return current.status();
+      if (!*current) continue;
       read_only_.fetch_add(1, std::memory_order_relaxed);
       return PipelineResult{*std::move(reply), false};
     }
@@ -756,11 +766,9 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteUnkeyed(
     if (!reply.ok()) return reply.status();
     std::vector<Condition> conditions = txn.Conditions();
     if (!txn.has_writes()) {
-      if (txn.read_count() > 1) {
-        absl::StatusOr<uint64_t> c = store_.Commit(conditions, {});
-        if (!c.ok() && storage::IsConflict(c.status())) continue;
-        if (!c.ok()) return c.status();
-      }
+      absl::StatusOr<bool> current = ReadsStillCurrent(store_, txn);
+      if (!current.ok()) return current.status();
+      if (!*current) continue;
       read_only_.fetch_add(1, std::memory_order_relaxed);
       return PipelineResult{*std::move(reply), false};
     }
