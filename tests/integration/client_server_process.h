@@ -8,9 +8,7 @@
 #ifndef BATON_TESTS_INTEGRATION_CLIENT_SERVER_PROCESS_H_
 #define BATON_TESTS_INTEGRATION_CLIENT_SERVER_PROCESS_H_
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-extern char** environ;
+#include "tests/testing/spawn.h"
 
 namespace baton::testing {
 
@@ -48,16 +46,7 @@ class KvServerProcess {
         "--data-dir", (dir_ / "data").string(), "--ready-file", ready.string(),
         "--log-level", "warn"};
     args.insert(args.end(), extra_.begin(), extra_.end());
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    const int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
+    const int rc = baton::testing::SpawnWithLog(args, log, &pid_);
     if (rc != 0) {
       *error = "cannot start " + binary_;
       return false;

@@ -9,9 +9,7 @@
 //   - every acknowledged PUT is readable;
 //   - re-sending acknowledged requests gets replays and changes nothing.
 // Seed: BATON_SEED (environment) or random; printed.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,8 +34,8 @@
 #include "boost/beast/http.hpp"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/spawn.h"
 
-extern char** environ;
 
 namespace {
 
@@ -71,17 +69,8 @@ class Server {
                                      "--ready-file", ready.string(),
                                      "--log-level", "warn",
                                      "--worker-threads", "16"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ASSERT_EQ(rc, 0) << "cannot start " << argv[0];
+    const int rc = baton::testing::SpawnWithLog(args, log, &pid_);
+    ASSERT_EQ(rc, 0) << "cannot start " << args[0];
     const auto deadline = Clock::now() + 15s;
     while (!std::filesystem::exists(ready)) {
       int status = 0;
