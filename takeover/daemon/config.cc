@@ -103,11 +103,35 @@ absl::Status CheckKeys(const YAML::Node& map, const std::string& where,
   return absl::OkStatus();
 }
 
+// "10.78.0.100/24", "fd78::100" (prefix length: default 32 / 128).
+absl::Status ParseServiceAddress(const YAML::Node& node, const std::string& key, ServiceAddress& out) {
+  std::string addr;
+  if (absl::Status s = Get(node, key, addr); !s.ok()) return s;
+  size_t slash = addr.find('/');
+  out.address = addr.substr(0, slash);
+  if (IsIpv4(out.address)) {
+    out.ipv6 = false;
+  } else if (IsIpv6(out.address) && out.address.find('%') == std::string::npos) {
+    out.ipv6 = true;
+  } else {
+    return Bad(key, "'" + addr + "' is not ADDRESS[/PREFIXLEN]");
+  }
+  const int max_len = out.ipv6 ? 128 : 32;
+  out.prefix_length = max_len;
+  if (slash != std::string::npos) {
+    if (!absl::SimpleAtoi(addr.substr(slash + 1), &out.prefix_length) || out.prefix_length < 1 ||
+        out.prefix_length > max_len) {
+      return Bad(key, absl::StrCat("prefix length must be 1..", max_len));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
   if (!root.IsMap()) return Bad("<top>", "the document must be a mapping");
   if (absl::Status s = CheckKeys(root, "",
                                  {"node_id", "peers", "key_file", "interface", "service_address",
-                                  "label", "bind_host", "timing", "announce", "preempt",
+                                  "service_addresses", "rebalance", "label", "bind_host", "timing", "announce", "preempt",
                                   "kernel_fence", "health_check", "status_socket", "incarnation_file",
                                   "state_file",
                                   "log_level"});
@@ -115,8 +139,11 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
     return s;
   }
   DaemonConfig c;
-  for (const char* required : {"node_id", "peers", "key_file", "interface", "service_address"}) {
+  for (const char* required : {"node_id", "peers", "key_file", "interface"}) {
     if (!root[required]) return Bad(required, "missing (required)");
+  }
+  if (!root["service_address"] && !root["service_addresses"]) {
+    return Bad("service_address", "missing (required: service_address or service_addresses)");
   }
   if (absl::Status s = Get(root["node_id"], "node_id", c.node_id); !s.ok()) return s;
   if (c.node_id == 0) return Bad("node_id", "must be > 0");
@@ -124,23 +151,39 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
   if (absl::Status s = Get(root["interface"], "interface", c.interface); !s.ok()) return s;
   if (c.interface.empty() || c.interface.size() > 15) return Bad("interface", "1..15 characters");
 
-  std::string addr;
-  if (absl::Status s = Get(root["service_address"], "service_address", addr); !s.ok()) return s;
-  size_t slash = addr.find('/');
-  c.service_address = addr.substr(0, slash);
-  if (IsIpv4(c.service_address)) {
-    c.ipv6 = false;
-  } else if (IsIpv6(c.service_address) && c.service_address.find('%') == std::string::npos) {
-    c.ipv6 = true;
-  } else {
-    return Bad("service_address", "'" + addr + "' is not ADDRESS[/PREFIXLEN]");
+  if (root["service_address"] && root["service_addresses"]) {
+    return Bad("service_addresses", "give either service_address or service_addresses, not both");
   }
-  const int max_len = c.ipv6 ? 128 : 32;
-  c.prefix_length = max_len;
-  if (slash != std::string::npos) {
-    if (!absl::SimpleAtoi(addr.substr(slash + 1), &c.prefix_length) || c.prefix_length < 1 ||
-        c.prefix_length > max_len) {
-      return Bad("service_address", absl::StrCat("prefix length must be 1..", max_len));
+  if (root["service_address"]) {
+    ServiceAddress a;
+    if (absl::Status s = ParseServiceAddress(root["service_address"], "service_address", a); !s.ok()) {
+      return s;
+    }
+    c.service_addresses.push_back(a);
+  } else {
+    const YAML::Node list = root["service_addresses"];
+    if (!list.IsSequence() || list.size() == 0 || list.size() > 1024) {
+      return Bad("service_addresses", "must be a list of 1..1024 ADDRESS[/PREFIXLEN]");
+    }
+    std::set<std::string> seen;
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string key = absl::StrCat("service_addresses[", i, "]");
+      ServiceAddress a;
+      if (absl::Status s = ParseServiceAddress(list[i], key, a); !s.ok()) return s;
+      // Canonical text, so that "fd78::1" and "fd78:0::1" are the same address.
+      std::string canonical = a.address;
+      if (a.ipv6) {
+        in6_addr v6{};
+        char buf[INET6_ADDRSTRLEN] = {};
+        if (inet_pton(AF_INET6, a.address.c_str(), &v6) == 1 &&
+            inet_ntop(AF_INET6, &v6, buf, sizeof(buf)) != nullptr) {
+          canonical = buf;
+        }
+      }
+      if (!seen.insert(canonical).second) {
+        return Bad(key, "duplicate address '" + a.address + "'");
+      }
+      c.service_addresses.push_back(a);
     }
   }
 
@@ -252,24 +295,46 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
   if (root["preempt"]) {
     if (absl::Status s = Get(root["preempt"], "preempt", c.preempt); !s.ok()) return s;
   }
+  if (root["rebalance"]) {
+    if (absl::Status s = Get(root["rebalance"], "rebalance", c.rebalance); !s.ok()) return s;
+  }
   if (root["kernel_fence"]) {
     bool fence = true;
     if (absl::Status s = Get(root["kernel_fence"], "kernel_fence", fence); !s.ok()) return s;
     c.kernel_fence = fence;
   }
   if (const YAML::Node h = root["health_check"]) {
+    if (!h.IsMap()) return Bad("health_check", "must be a mapping");
     if (absl::Status s = CheckKeys(h, "health_check.",
-                                   {"command", "tcp", "period", "timeout", "fall", "rise"});
+                                   {"kind", "command", "tcp", "period", "timeout", "fall", "rise"});
         !s.ok()) {
       return s;
     }
     HealthCheckConfig& hc = c.health_check;
     if (h["command"] && h["tcp"]) return Bad("health_check", "give either command or tcp, not both");
-    if (h["command"]) {
+    std::string kind;
+    if (h["kind"]) {
+      if (absl::Status s = Get(h["kind"], "health_check.kind", kind); !s.ok()) return s;
+      if (kind != "none" && kind != "command" && kind != "tcp" && kind != "external") {
+        return Bad("health_check.kind", "'" + kind + "' is not none|command|tcp|external");
+      }
+    } else {
+      kind = h["command"] ? "command" : h["tcp"] ? "tcp" : "";
+    }
+    if ((kind == "none" || kind == "external") && (h["command"] || h["tcp"])) {
+      return Bad("health_check.kind", kind + " takes no command or tcp");
+    }
+    if (kind == "none") {
+      hc.kind = HealthCheckConfig::Kind::kNone;
+    } else if (kind == "external") {
+      hc.kind = HealthCheckConfig::Kind::kExternal;
+    } else if (kind == "command") {
+      if (!h["command"]) return Bad("health_check.command", "missing (kind command)");
       hc.kind = HealthCheckConfig::Kind::kCommand;
       if (absl::Status s = Get(h["command"], "health_check.command", hc.command); !s.ok()) return s;
       if (hc.command.empty()) return Bad("health_check.command", "empty");
-    } else if (h["tcp"]) {
+    } else if (kind == "tcp") {
+      if (!h["tcp"]) return Bad("health_check.tcp", "missing (kind tcp)");
       hc.kind = HealthCheckConfig::Kind::kTcp;
       std::string t;
       if (absl::Status s = Get(h["tcp"], "health_check.tcp", t); !s.ok()) return s;
@@ -280,7 +345,7 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
         return Bad("health_check.tcp", "needs HOST:PORT");
       }
     } else {
-      return Bad("health_check", "needs command or tcp");
+      return Bad("health_check", "needs command, tcp or kind");
     }
     if (h["period"]) {
       if (absl::Status s = GetMs(h["period"], "health_check.period", hc.period); !s.ok()) return s;

@@ -5,7 +5,8 @@
 //
 //   node_id: 1
 //   interface: eth0
-//   service_address: 10.78.0.100/24          # address/prefix length, IPv4 or IPv6
+//   service_address: 10.78.0.100/24          # address/prefix length, IPv4 or IPv6, or a pool:
+//   # service_addresses: [10.78.0.100/24, 10.78.0.101/24]   (exactly one of the two keys)
 //   key_file: /etc/baton/cluster.key          # >= 32 bytes, mode 0600
 //   peers:                                    # every member, this node included
 //     - {id: 1, priority: 150, address: 10.78.0.1:7946}
@@ -39,7 +40,9 @@ struct DaemonPeerConfig {
 };
 
 struct HealthCheckConfig {
-  enum class Kind { kNone, kCommand, kTcp };
+  // kExternal: the process that embeds TakeoverDaemon reports health through SetHealthy()
+  // (YAML `health_check: {kind: external}`); a standalone baton-takeoverd refuses it.
+  enum class Kind { kNone, kCommand, kTcp, kExternal };
   Kind kind = Kind::kNone;  // Default: none (the node is always healthy)
   // kCommand: run through /bin/sh -c; exit status 0 = healthy.
   std::string command;
@@ -52,14 +55,22 @@ struct HealthCheckConfig {
   int rise = 2;  // consecutive successes before it campaigns again. Default: 2
 };
 
+// One service address of the pool (YAML `service_addresses` entry or `service_address`).
+struct ServiceAddress {
+  std::string address;    // numeric, without prefix length, e.g. "10.78.0.100"
+  int prefix_length = 0;  // e.g. 24; default: 32 (IPv4) / 128 (IPv6)
+  bool ipv6 = false;      // `address` is IPv6
+};
+
 struct DaemonConfig {
   uint32_t node_id = 0;
   std::vector<DaemonPeerConfig> peers;  // every member, this node included, sorted by id
   std::string key_file;                 // cluster key (see LoadClusterKey)
-  std::string interface;                // where the service address lives, e.g. "eth0"
-  std::string service_address;          // numeric address without prefix length
-  int prefix_length = 0;                // e.g. 24; default: 32 (IPv4) / 128 (IPv6)
-  bool ipv6 = false;                    // service_address is IPv6
+  std::string interface;                // where the service addresses live, e.g. "eth0"
+  // The pool: slot i is service_addresses[i] (YAML `service_addresses: [A/P, ...]`, or the
+  // single `service_address: A/P` = a pool of one). Exactly one of the two keys; >= 1 entry,
+  // at most 1024, no duplicates. Each peer's `capacity` is the most it holds at once.
+  std::vector<ServiceAddress> service_addresses;
   // Kernel label of the address: "<interface>:<suffix>", <= 15 chars (IPv4 only; IPv6 addresses
   // are tagged by IFA_PROTO). Used to find stale addresses this daemon left behind.
   // Default: "<interface>:bt".
@@ -94,6 +105,9 @@ struct DaemonConfig {
       std::chrono::milliseconds(200), std::chrono::seconds(1)};
 
   bool preempt = false;  // a higher-priority node takes the address back. Default: false
+  // Pool: a node that recovers (or gains capacity) takes addresses over from more loaded nodes
+  // until loads differ by at most one (GroupConfig::rebalance). YAML `rebalance`. Default: false
+  bool rebalance = false;
   // Kernel-enforced lease (takeover/drivers/nft_fence.h): nftables drops traffic and ARP for the
   // service address from a jiffy before the lease ends unless the daemon renewed it, so a frozen
   // daemon stops answering within milliseconds, not valid_lft's seconds. YAML `kernel_fence:

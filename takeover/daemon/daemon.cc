@@ -10,7 +10,10 @@
 #include <cstring>
 #include <sstream>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -56,17 +59,39 @@ Timing TimingFromConfig(const DaemonConfig& c) {
   return t;
 }
 
-absl::Status TakeoverDaemon::Validate(const DaemonConfig& config, const Clock& clock) {
-  absl::StatusOr<IpPrefix> prefix =
-      IpPrefix::Parse(absl::StrCat(config.service_address, "/", config.prefix_length));
-  if (!prefix.ok()) return prefix.status();
+GroupConfig GroupFromConfig(const DaemonConfig& config) {
   GroupConfig group;
   for (const DaemonPeerConfig& p : config.peers) {
     group.peers.push_back(PeerConfig{p.id, p.priority, p.capacity});
   }
-  group.num_slots = 1;
+  group.num_slots = static_cast<uint32_t>(config.service_addresses.size());
   group.timing = TimingFromConfig(config);
   group.preempt = config.preempt;
+  group.rebalance = config.rebalance;
+  return group;
+}
+
+namespace {
+
+absl::StatusOr<std::vector<IpPrefix>> ParsePrefixes(const DaemonConfig& config) {
+  if (config.service_addresses.empty()) {
+    return absl::InvalidArgumentError("config: service_address: no service address");
+  }
+  std::vector<IpPrefix> prefixes;
+  for (const ServiceAddress& a : config.service_addresses) {
+    absl::StatusOr<IpPrefix> prefix = IpPrefix::Parse(absl::StrCat(a.address, "/", a.prefix_length));
+    if (!prefix.ok()) return prefix.status();
+    prefixes.push_back(*std::move(prefix));
+  }
+  return prefixes;
+}
+
+}  // namespace
+
+absl::Status TakeoverDaemon::Validate(const DaemonConfig& config, const Clock& clock) {
+  absl::StatusOr<std::vector<IpPrefix>> prefixes = ParsePrefixes(config);
+  if (!prefixes.ok()) return prefixes.status();
+  const GroupConfig group = GroupFromConfig(config);
   absl::StatusOr<std::unique_ptr<Node>> probe = Node::Create(group, config.node_id, clock.Now());
   if (!probe.ok()) {
     return absl::InvalidArgumentError(
@@ -82,9 +107,8 @@ absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::as
                                                                        DaemonConfig config) {
   // Validates the group and timing as the core sees them, before anything touches the system.
   if (absl::Status s = Validate(config, clock); !s.ok()) return s;
-  absl::StatusOr<IpPrefix> prefix =
-      IpPrefix::Parse(absl::StrCat(config.service_address, "/", config.prefix_length));
-  if (!prefix.ok()) return prefix.status();
+  absl::StatusOr<std::vector<IpPrefix>> prefixes = ParsePrefixes(config);
+  if (!prefixes.ok()) return prefixes.status();
   absl::StatusOr<std::string> key = LoadClusterKey(config.key_file);
   if (!key.ok()) return key.status();
   EnsureParentDirectory(config.incarnation_file);
@@ -96,7 +120,8 @@ absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::as
   absl::StatusOr<uint64_t> incarnation = NextIncarnation(config.incarnation_file, clock.WallNow());
   if (!incarnation.ok()) return incarnation.status();
   auto daemon = std::unique_ptr<TakeoverDaemon>(
-      new TakeoverDaemon(io, clock, std::move(config), *std::move(key), *incarnation, *prefix));
+      new TakeoverDaemon(io, clock, std::move(config), *std::move(key), *incarnation,
+                         *std::move(prefixes)));
   daemon->restored_ = *std::move(restored);
   if (daemon->restored_) {
     // The core checks the restored membership against the peer list (e.g. a peer removed from
@@ -112,20 +137,84 @@ absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::as
 }
 
 TakeoverDaemon::TakeoverDaemon(boost::asio::io_context& io, const Clock& clock, DaemonConfig config,
-                               std::string key, uint64_t incarnation, IpPrefix prefix)
+                               std::string key, uint64_t incarnation,
+                               std::vector<IpPrefix> prefixes)
     : io_(io),
       clock_(clock),
       config_(std::move(config)),
+      group_(GroupFromConfig(config_)),
       key_(std::move(key)),
       incarnation_(incarnation),
-      prefix_(std::move(prefix)),
       tick_timer_(io) {
-  for (const DaemonPeerConfig& p : config_.peers) {
-    group_.peers.push_back(PeerConfig{p.id, p.priority, p.capacity});
+  for (IpPrefix& p : prefixes) {
+    Slot slot;
+    slot.prefix = std::move(p);
+    slots_.push_back(std::move(slot));
   }
-  group_.num_slots = 1;
-  group_.timing = TimingFromConfig(config_);
-  group_.preempt = config_.preempt;
+}
+
+void TakeoverDaemon::SetSlotListener(std::function<void(const SlotEvent&)> listener) {
+  slot_listener_ = std::move(listener);
+}
+
+void TakeoverDaemon::SetHealthy(bool healthy) {
+  boost::asio::post(io_, [this, alive = alive_, healthy] {
+    if (!*alive) return;
+    if (external_healthy_ == healthy) return;
+    external_healthy_ = healthy;
+    spdlog::info("external health: {}", healthy ? "healthy" : "unhealthy");
+    OnHealth();
+  });
+}
+
+void TakeoverDaemon::DrainSlot(uint32_t slot, bool drain) {
+  boost::asio::post(io_, [this, alive = alive_, slot, drain] {
+    if (*alive) ApplyDrain(slot, drain);
+  });
+}
+
+void TakeoverDaemon::GetStatusAsync(std::function<void(nlohmann::json)> done) {
+  boost::asio::post(io_, [this, alive = alive_, done = std::move(done)] {
+    if (!*alive) {
+      done(nlohmann::json{{"error", "stopped"}});
+      return;
+    }
+    done(StatusJson());
+  });
+}
+
+void TakeoverDaemon::ApplyDrain(uint32_t slot, bool drain) {
+  if (slot != kAllSlots && slot >= slots_.size()) return;
+  const Time now = clock_.Now();
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    if (slot != kAllSlots && i != slot) continue;
+    if (slots_[i].drained == drain) continue;
+    slots_[i].drained = drain;
+    if (drain) ++drains_;
+    spdlog::info("operator {} slot {} ({})", drain ? "drains" : "undrains", i,
+                 slots_[i].prefix.ToString());
+    if (!node_) continue;  // applied when the Node is created at Start
+    if (drain) {
+      node_->Drain(i, now);
+    } else {
+      node_->Undrain(i, now);
+    }
+  }
+  if (node_) Pump();
+}
+
+bool TakeoverDaemon::holding_any() const {
+  return std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.holding; });
+}
+
+void TakeoverDaemon::Notify(uint32_t slot, bool held, uint64_t epoch) {
+  if (!slot_listener_) return;
+  SlotEvent e;
+  e.slot = slot;
+  e.address = slots_[slot].prefix.address.to_string();
+  e.held = held;
+  e.epoch = epoch;
+  slot_listener_(e);
 }
 
 TakeoverDaemon::~TakeoverDaemon() {
@@ -146,12 +235,25 @@ absl::Status TakeoverDaemon::Start() {
   absl::StatusOr<std::unique_ptr<AddressDriver>> addresses = AddressDriver::Create(aopt);
   if (!addresses.ok()) return addresses.status();
   addresses_ = *std::move(addresses);
-  // Whatever an earlier run left behind must go before this node may take anything.
+  // Whatever an earlier run left behind must go before this node may take anything: every
+  // address with our label, and every configured service address present under another label
+  // (e.g. a run with a different label): only a lease holder may have one.
   absl::StatusOr<std::vector<ManagedAddress>> stale = addresses_->RemoveStale(config_.interface);
   if (!stale.ok()) return stale.status();
   for (const ManagedAddress& a : *stale) {
     spdlog::warn("removed stale address {} (label '{}') from {} left by an earlier run",
                  a.prefix.ToString(), a.label, a.ifname);
+  }
+  for (const Slot& slot : slots_) {
+    absl::StatusOr<bool> has = addresses_->Has(slot.prefix, config_.interface);
+    if (!has.ok() || !*has) continue;
+    if (absl::Status s = addresses_->Remove(slot.prefix, config_.interface);
+        !s.ok() && s.code() != absl::StatusCode::kNotFound) {
+      return absl::Status(s.code(), absl::StrCat("cannot remove stale service address ",
+                                                 slot.prefix.ToString(), ": ", s.message()));
+    }
+    spdlog::warn("removed stale address {} from {} (not labelled {})", slot.prefix.ToString(),
+                 config_.interface, config_.label);
   }
 
   // Before anything can be taken: a stale fence table is replaced by one that leases nothing.
@@ -189,20 +291,35 @@ absl::Status TakeoverDaemon::Start() {
                  config_.state_file, restored_->membership.version, restored_->membership.members.size(),
                  restored_->epochs.empty() ? 0 : restored_->epochs[0]);
   }
+  // Requests that arrived before the Node existed (DrainSlot, SetHealthy before Start).
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].drained) node_->Drain(i, now);
+  }
+  if (!external_healthy_) {
+    node_->Drain(now);
+    draining_ = true;
+  }
 
-  if (config_.health_check.kind != HealthCheckConfig::Kind::kNone) {
-    health_ = std::make_unique<HealthChecker>(io_, config_.health_check,
-                                              [this](bool healthy) { OnHealth(healthy); });
+  const HealthCheckConfig::Kind kind = config_.health_check.kind;
+  if (kind == HealthCheckConfig::Kind::kCommand || kind == HealthCheckConfig::Kind::kTcp) {
+    health_ = std::make_unique<HealthChecker>(io_, config_.health_check, [this](bool healthy) {
+      check_healthy_ = healthy;
+      OnHealth();
+    });
     health_->Start();
   }
   const Timing& t = group_.timing;
+  std::vector<std::string> pool;
+  for (const Slot& slot : slots_) pool.push_back(slot.prefix.ToString());
   spdlog::info(
-      "baton-takeoverd node {} started: {} on {} (label {}), {} peers, heartbeat {} ms, lease {} ms, "
-      "grant hold {} ms, start-up quiet {} ms, valid_lft {} s, kernel fence {}, preempt {}, "
-      "incarnation {}",
-      config_.node_id, prefix_.ToString(), config_.interface, config_.label, config_.peers.size(),
-      Ms(t.heartbeat), Ms(t.lease), Ms(GrantHold(t)), Ms(StartupQuiet(t)), ValidLifetime().count(),
-      fence_ ? fence_->table() : std::string("off"), config_.preempt, incarnation_);
+      "baton-takeoverd node {} started: {} on {} (label {}), {} peers, capacity {}, heartbeat {} ms, "
+      "lease {} ms, grant hold {} ms, start-up quiet {} ms, valid_lft {} s, kernel fence {}, "
+      "preempt {}, rebalance {}, incarnation {}",
+      config_.node_id, absl::StrJoin(pool, ","), config_.interface, config_.label,
+      config_.peers.size(), config_.self()->capacity, Ms(t.heartbeat), Ms(t.lease),
+      Ms(GrantHold(t)), Ms(StartupQuiet(t)), ValidLifetime().count(),
+      fence_ ? fence_->table() : std::string("off"), config_.preempt, config_.rebalance,
+      incarnation_);
   Pump();
   return absl::OkStatus();
 }
@@ -217,7 +334,7 @@ void TakeoverDaemon::OnTick() {
   if (!node_) return;
   const Time now = clock_.Now();
   node_->Tick(now);
-  RefreshLifetime(false);
+  RefreshLifetimes(false);
   Pump();
   if (shutting_down_ && now >= shutdown_deadline_) Finish();
 }
@@ -233,7 +350,7 @@ void TakeoverDaemon::Pump() {
       ++state_errors_;
       spdlog::error("cannot store the protocol state (messages held back): {}", s.ToString());
       node_->TakeMessages();
-      LogRoleChange();
+      LogRoleChanges();
       ArmTick();
       return;
     }
@@ -253,64 +370,73 @@ void TakeoverDaemon::Pump() {
       spdlog::debug("send to {} failed: {}", m.to, s.ToString());
     }
   }
-  LogRoleChange();
+  LogRoleChanges();
   ArmTick();
 }
 
 void TakeoverDaemon::ApplyAction(const Action& action) {
+  if (action.slot >= slots_.size()) {
+    spdlog::error("core action for unknown slot {}", action.slot);
+    return;
+  }
+  Slot& slot = slots_[action.slot];
   const Time now = clock_.Now();
   switch (action.kind) {
     case Action::Kind::kRemoveAddress:
-      announcer_driver_->Cancel(prefix_.address);
-      RemoveAddressIfPresent("lease not renewed or released");
+      announcer_driver_->Cancel(slot.prefix.address);
+      RemoveAddressIfPresent(action.slot, "lease not renewed or released");
       break;
     case Action::Kind::kAddAddress: {
       SyncFence();  // lease the fence first, so the kernel answers from the first instant
       const std::chrono::seconds lft = ValidLifetime();
-      absl::Status s = addresses_->Add(prefix_, config_.interface, config_.label, lft, lft);
+      absl::Status s = addresses_->Add(slot.prefix, config_.interface, config_.label, lft, lft);
       if (s.code() == absl::StatusCode::kAlreadyExists) {
-        s = addresses_->Refresh(prefix_, config_.interface, lft, lft);
+        s = addresses_->Refresh(slot.prefix, config_.interface, lft, lft);
       }
       if (!s.ok()) {
         ++address_errors_;
-        spdlog::error("cannot add {} to {}: {}", prefix_.ToString(), config_.interface, s.ToString());
+        spdlog::error("cannot add {} to {}: {}", slot.prefix.ToString(), config_.interface,
+                      s.ToString());
         break;
       }
       ++adds_;
-      holding_ = true;
-      held_epoch_ = action.epoch;
-      next_refresh_ = now + std::max<Time>(config_.heartbeat, milliseconds(500));
-      if (absl::Status a = announcer_driver_->Start(prefix_.address, config_.interface); !a.ok()) {
-        spdlog::warn("announce {} failed: {}", prefix_.ToString(), a.ToString());
+      slot.holding = true;
+      slot.held_epoch = action.epoch;
+      slot.next_refresh = now + std::max<Time>(config_.heartbeat, milliseconds(500));
+      if (absl::Status a = announcer_driver_->Start(slot.prefix.address, config_.interface); !a.ok()) {
+        spdlog::warn("announce {} failed: {}", slot.prefix.ToString(), a.ToString());
       }
+      Notify(action.slot, true, action.epoch);
       break;
     }
     case Action::Kind::kAnnounce:
       ++announces_;
-      if (absl::Status a = announcer_driver_->Start(prefix_.address, config_.interface); !a.ok()) {
-        spdlog::warn("announce {} failed: {}", prefix_.ToString(), a.ToString());
+      if (absl::Status a = announcer_driver_->Start(slot.prefix.address, config_.interface); !a.ok()) {
+        spdlog::warn("announce {} failed: {}", slot.prefix.ToString(), a.ToString());
       }
       break;
   }
 }
 
-void TakeoverDaemon::RemoveAddressIfPresent(const char* why) {
-  RevokeFence();  // the kernel stops answering first, then the address goes
-  if (!holding_) return;
-  absl::Status s = addresses_->Remove(prefix_, config_.interface);
+void TakeoverDaemon::RemoveAddressIfPresent(uint32_t index, const char* why) {
+  RevokeFence(index);  // the kernel stops answering first, then the address goes
+  Slot& slot = slots_[index];
+  if (!slot.holding) return;
+  absl::Status s = addresses_->Remove(slot.prefix, config_.interface);
   if (!s.ok() && s.code() != absl::StatusCode::kNotFound) {
     ++address_errors_;
-    spdlog::error("cannot remove {} from {}: {}; retrying", prefix_.ToString(), config_.interface,
-                  s.ToString());
-    s = addresses_->Remove(prefix_, config_.interface);
+    spdlog::error("cannot remove {} from {}: {}; retrying", slot.prefix.ToString(),
+                  config_.interface, s.ToString());
+    s = addresses_->Remove(slot.prefix, config_.interface);
     if (!s.ok() && s.code() != absl::StatusCode::kNotFound) {
-      spdlog::critical("address {} could not be removed: {}", prefix_.ToString(), s.ToString());
-      return;  // holding_ stays true: the next tick tries again
+      spdlog::critical("address {} could not be removed: {}", slot.prefix.ToString(), s.ToString());
+      return;  // holding stays true: the next tick tries again
     }
   }
   ++removes_;
-  holding_ = false;
-  spdlog::debug("removed {} ({})", prefix_.ToString(), why);
+  slot.holding = false;
+  spdlog::debug("removed {} ({})", slot.prefix.ToString(), why);
+  Notify(index, false, slot.held_epoch);
 }
 
 absl::Status TakeoverDaemon::StartFence() {
@@ -323,7 +449,7 @@ absl::Status TakeoverDaemon::StartFence() {
   if (table.size() > 32) table.resize(32);
   NftFenceOptions fopt;
   fopt.table = table;
-  fopt.addresses = {prefix_.address.to_string()};
+  for (const Slot& slot : slots_) fopt.addresses.push_back(slot.prefix.address.to_string());
   absl::StatusOr<std::unique_ptr<NftFence>> fence = NftFence::Create(clock_, std::move(fopt));
   if (!fence.ok()) {
     if (config_.kernel_fence.has_value()) {
@@ -343,59 +469,67 @@ void TakeoverDaemon::SyncFence() {
   if (!fence_ || !node_) return;
   const Time now = clock_.Now();
   const Node::Status st = node_->GetStatus(now);
-  if (st.slots.empty() || !st.slots[0].held_by_me) {
-    RevokeFence();
-    return;
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    Slot& slot = slots_[i];
+    if (i >= st.slots.size() || !st.slots[i].held_by_me) {
+      RevokeFence(i);
+      continue;
+    }
+    const Time end = now + st.slots[i].lease_remaining;
+    // Renewals move the end; re-reading the same lease must not cost a transaction.
+    if (end <= slot.fence_end + std::chrono::microseconds(500)) continue;
+    if (absl::Status s = fence_->Lease(slot.prefix.address.to_string(), end); !s.ok()) {
+      ++fence_errors_;
+      spdlog::error("kernel fence: cannot lease {}: {}", slot.prefix.ToString(), s.ToString());
+      continue;
+    }
+    ++fence_updates_;
+    slot.fence_end = end;
+    // For measurements (tests/integration/takeover_pause.sh reads it): the lease end as seen now.
+    spdlog::debug("kernel fence: slot {} lease ends in {:.3f} ms", i, Ms(end - clock_.Now()));
   }
-  const Time end = now + st.slots[0].lease_remaining;
-  // Renewals move the end; re-reading the same lease must not cost a transaction.
-  if (end <= fence_end_ + std::chrono::microseconds(500)) return;
-  if (absl::Status s = fence_->Lease(prefix_.address.to_string(), end); !s.ok()) {
-    ++fence_errors_;
-    spdlog::error("kernel fence: cannot lease {}: {}", prefix_.ToString(), s.ToString());
-    return;
-  }
-  ++fence_updates_;
-  fence_end_ = end;
-  // For measurements (tests/integration/takeover_pause.sh reads it): the lease end as seen now.
-  spdlog::debug("kernel fence: lease ends in {:.3f} ms", Ms(end - clock_.Now()));
 }
 
-void TakeoverDaemon::RevokeFence() {
-  if (!fence_ || fence_end_ == Time(0)) return;
-  if (absl::Status s = fence_->Revoke(prefix_.address.to_string()); !s.ok()) {
+void TakeoverDaemon::RevokeFence(uint32_t index) {
+  Slot& slot = slots_[index];
+  if (!fence_ || slot.fence_end == Time(0)) return;
+  if (absl::Status s = fence_->Revoke(slot.prefix.address.to_string()); !s.ok()) {
     ++fence_errors_;
-    spdlog::error("kernel fence: cannot revoke {}: {}", prefix_.ToString(), s.ToString());
+    spdlog::error("kernel fence: cannot revoke {}: {}", slot.prefix.ToString(), s.ToString());
     return;
   }
-  fence_end_ = Time(0);
+  slot.fence_end = Time(0);
 }
 
-void TakeoverDaemon::RefreshLifetime(bool force) {
-  if (!holding_) return;
+void TakeoverDaemon::RefreshLifetimes(bool force) {
   const Time now = clock_.Now();
-  if (!force && now < next_refresh_) return;
-  const std::chrono::seconds lft = ValidLifetime();
-  absl::Status s = addresses_->Refresh(prefix_, config_.interface, lft, lft);
-  if (s.code() == absl::StatusCode::kNotFound) {
-    // Someone removed it (or it expired) while the core still holds a valid lease: put it back.
-    spdlog::warn("{} vanished from {} while held; adding it again", prefix_.ToString(),
-                 config_.interface);
-    s = addresses_->Add(prefix_, config_.interface, config_.label, lft, lft);
+  for (Slot& slot : slots_) {
+    if (!slot.holding) continue;
+    if (!force && now < slot.next_refresh) continue;
+    const std::chrono::seconds lft = ValidLifetime();
+    absl::Status s = addresses_->Refresh(slot.prefix, config_.interface, lft, lft);
+    if (s.code() == absl::StatusCode::kNotFound) {
+      // Someone removed it (or it expired) while the core still holds a valid lease: put it back.
+      spdlog::warn("{} vanished from {} while held; adding it again", slot.prefix.ToString(),
+                   config_.interface);
+      s = addresses_->Add(slot.prefix, config_.interface, config_.label, lft, lft);
+    }
+    if (!s.ok()) {
+      ++address_errors_;
+      spdlog::error("cannot refresh {}: {}", slot.prefix.ToString(), s.ToString());
+    } else {
+      ++refreshes_;
+    }
+    slot.next_refresh = now + std::max<Time>(config_.heartbeat, milliseconds(500));
   }
-  if (!s.ok()) {
-    ++address_errors_;
-    spdlog::error("cannot refresh {}: {}", prefix_.ToString(), s.ToString());
-  } else {
-    ++refreshes_;
-  }
-  next_refresh_ = now + std::max<Time>(config_.heartbeat, milliseconds(500));
 }
 
 void TakeoverDaemon::ArmTick() {
   if (!node_) return;
   Time next = node_->NextTick();
-  if (holding_) next = std::min(next, next_refresh_);
+  for (const Slot& slot : slots_) {
+    if (slot.holding) next = std::min(next, slot.next_refresh);
+  }
   if (shutting_down_) next = std::min(next, shutdown_deadline_);
   const Time delay = std::max<Time>(Time(0), next - clock_.Now());
   tick_timer_.expires_after(delay);
@@ -405,32 +539,40 @@ void TakeoverDaemon::ArmTick() {
   });
 }
 
-void TakeoverDaemon::LogRoleChange() {
+void TakeoverDaemon::LogRoleChanges() {
   const Node::Status st = node_->GetStatus(clock_.Now());
-  if (st.slots.empty()) return;
-  const Node::SlotStatus& s = st.slots[0];
-  if (s.holder == last_holder_ && s.epoch == last_epoch_ && s.held_by_me == last_held_) return;
-  ++role_changes_;
-  spdlog::info("role {}: slot 0 holder {} epoch {} (was holder {} epoch {}){}",
-               s.held_by_me ? "HOLDER" : (draining_ ? "drained" : "backup"), NodeName(s.holder),
-               s.epoch, NodeName(last_holder_), last_epoch_,
-               s.held_by_me ? absl::StrCat(", ", prefix_.ToString(), " on ", config_.interface) : "");
-  last_holder_ = s.holder;
-  last_epoch_ = s.epoch;
-  last_held_ = s.held_by_me;
+  for (const Node::SlotStatus& s : st.slots) {
+    if (s.slot >= slots_.size()) continue;
+    Slot& slot = slots_[s.slot];
+    if (s.holder == slot.last_holder && s.epoch == slot.last_epoch &&
+        s.held_by_me == slot.last_held) {
+      continue;
+    }
+    ++role_changes_;
+    spdlog::info("role {}: slot {} holder {} epoch {} (was holder {} epoch {}){}",
+                 s.held_by_me ? "HOLDER" : (draining_ || slot.drained ? "drained" : "backup"),
+                 s.slot, NodeName(s.holder), s.epoch, NodeName(slot.last_holder), slot.last_epoch,
+                 s.held_by_me ? absl::StrCat(", ", slot.prefix.ToString(), " on ", config_.interface)
+                              : (s.shed ? std::string(", shed (no capacity in this view)") : ""));
+    slot.last_holder = s.holder;
+    slot.last_epoch = s.epoch;
+    slot.last_held = s.held_by_me;
+  }
 }
 
-void TakeoverDaemon::OnHealth(bool healthy) {
+void TakeoverDaemon::OnHealth() {
   if (shutting_down_ || !node_) return;
+  const bool healthy = check_healthy_ && external_healthy_;
   const Time now = clock_.Now();
   if (!healthy && !draining_) {
     spdlog::warn("local service unhealthy: draining (hand-over to a peer)");
     node_->Drain(now);
     draining_ = true;
+    ++drains_;
     Pump();
   } else if (healthy && draining_) {
     // Resume keeps the Node (its grants, membership and epochs): no start-up quiet period, and
-    // like a recovered node it does not take the address from a live holder unless preempt.
+    // like a recovered node it does not take an address from a live holder unless preempt.
     node_->Resume(now);
     draining_ = false;
     ++node_generation_;
@@ -456,7 +598,7 @@ void TakeoverDaemon::Shutdown(std::function<void()> done) {
   }
   shutdown_deadline_ = now + std::min<Time>(config_.heartbeat, milliseconds(100));
   if (node_) {
-    Pump();  // removal first, then the release messages
+    Pump();  // removals first, then the release messages
   } else {
     Finish();
   }
@@ -464,13 +606,15 @@ void TakeoverDaemon::Shutdown(std::function<void()> done) {
 
 void TakeoverDaemon::Finish() {
   if (!alive_ || !*alive_) return;
-  RemoveAddressIfPresent("shutdown");
-  if (fence_ && !holding_) {
+  for (uint32_t i = 0; i < slots_.size(); ++i) RemoveAddressIfPresent(i, "shutdown");
+  if (fence_ && !holding_any()) {
     if (absl::Status s = fence_->RemoveTables(); !s.ok()) {
       spdlog::warn("kernel fence: cannot remove tables: {}", s.ToString());
     }
   }
-  if (announcer_driver_) announcer_driver_->Cancel(prefix_.address);
+  if (announcer_driver_) {
+    for (const Slot& slot : slots_) announcer_driver_->Cancel(slot.prefix.address);
+  }
   tick_timer_.cancel();
   if (health_) health_->Stop();
   if (transport_) transport_->Close();
@@ -478,7 +622,7 @@ void TakeoverDaemon::Finish() {
     boost::system::error_code ec;
     status_acceptor_->close(ec);
   }
-  spdlog::info("stopped (address held: {})", holding_);
+  spdlog::info("stopped (address held: {})", holding_any());
   *alive_ = false;
   alive_ = std::make_shared<bool>(false);
   if (shutdown_done_) {
@@ -513,22 +657,70 @@ absl::Status TakeoverDaemon::StartStatusSocket() {
   return absl::OkStatus();
 }
 
+namespace {
+constexpr size_t kMaxRequest = 4096;  // one request line on the status socket
+}  // namespace
+
 void TakeoverDaemon::AcceptStatus() {
   status_acceptor_->async_accept(
       [this, alive = alive_](const boost::system::error_code& ec,
                              boost::asio::local::stream_protocol::socket socket) {
         if (!*alive || ec == boost::asio::error::operation_aborted) return;
         if (!ec) {
+          // The client sends one request line (or just shuts its side down: a status request),
+          // then reads the answer until EOF.
           auto sock = std::make_shared<boost::asio::local::stream_protocol::socket>(std::move(socket));
-          auto text = std::make_shared<std::string>(StatusJson().dump() + "\n");
-          boost::asio::async_write(*sock, boost::asio::buffer(*text),
-                                   [sock, text](const boost::system::error_code&, size_t) {
-                                     boost::system::error_code ignored;
-                                     sock->close(ignored);
-                                   });
+          auto in = std::make_shared<boost::asio::streambuf>(kMaxRequest);
+          boost::asio::async_read_until(
+              *sock, *in, '\n',
+              [this, alive, sock, in](const boost::system::error_code& rec, size_t) {
+                if (!*alive) return;
+                std::string line;
+                if (!rec || rec == boost::asio::error::eof) {
+                  std::istream is(in.get());
+                  std::getline(is, line);
+                }
+                auto text = std::make_shared<std::string>(
+                    (rec && rec != boost::asio::error::eof
+                         ? nlohmann::json{{"ok", false}, {"error", "request too long or unreadable"}}
+                         : HandleRequest(line))
+                        .dump() +
+                    "\n");
+                boost::asio::async_write(*sock, boost::asio::buffer(*text),
+                                         [sock, text](const boost::system::error_code&, size_t) {
+                                           boost::system::error_code ignored;
+                                           sock->close(ignored);
+                                         });
+              });
         }
         AcceptStatus();
       });
+}
+
+nlohmann::json TakeoverDaemon::HandleRequest(const std::string& line) {
+  using nlohmann::json;
+  if (line.find_first_not_of(" \t\r") == std::string::npos) return StatusJson();
+  json req = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (req.is_discarded() || !req.is_object() || !req.contains("op") || !req["op"].is_string()) {
+    return json{{"ok", false}, {"error", "malformed request (expected {\"op\": ...})"}};
+  }
+  const std::string op = req["op"].get<std::string>();
+  if (op == "status") return StatusJson();
+  if (op != "drain") return json{{"ok", false}, {"error", "unknown op '" + op + "'"}};
+  uint32_t slot = kAllSlots;
+  if (req.contains("slot") && !req["slot"].is_null()) {
+    if (!req["slot"].is_number_unsigned() || req["slot"].get<uint64_t>() >= slots_.size()) {
+      return json{{"ok", false},
+                  {"error", absl::StrCat("slot out of range (", slots_.size(), " slots: 0..",
+                                         slots_.size() - 1, ")")}};
+    }
+    slot = static_cast<uint32_t>(req["slot"].get<uint64_t>());
+  }
+  const bool undo = req.value("undo", false);
+  ApplyDrain(slot, !undo);
+  json j = StatusJson();
+  j["ok"] = true;
+  return j;
 }
 
 nlohmann::json TakeoverDaemon::StatusJson() const {
@@ -536,55 +728,79 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
   const Time now = clock_.Now();
   json j;
   j["node_id"] = config_.node_id;
-  j["service_address"] = prefix_.ToString();
+  j["service_address"] = slots_.empty() ? std::string() : slots_[0].prefix.ToString();
   j["interface"] = config_.interface;
-  j["address_held"] = holding_;
-  j["healthy"] = health_ ? health_->healthy() : true;
+  j["address_held"] = holding_any();
+  j["healthy"] = check_healthy_ && external_healthy_;
   j["draining"] = draining_;
   j["shutting_down"] = shutting_down_;
-  j["uptime_ms"] = Ms(now - started_);
+  j["uptime_ms"] = node_ ? Ms(now - started_) : 0.0;
   j["node_generation"] = node_generation_;
   j["role_changes"] = role_changes_;
-  j["kernel_fence"] = fence_ ? nlohmann::json(fence_->table()) : nlohmann::json(nullptr);
+  j["kernel_fence"] = fence_ ? json(fence_->table()) : json(nullptr);
   j["fence_updates"] = fence_updates_;
   j["fence_errors"] = fence_errors_;
   j["state_file"] = config_.state_file;
   j["state_writes"] = state_writes_;
   j["state_errors"] = state_errors_;
+  j["capacity"] = config_.self() ? config_.self()->capacity : 0;
+  int used = 0;
+  for (const Slot& slot : slots_) used += slot.holding ? 1 : 0;
+  j["capacity_used"] = used;
+  json counters = {{"takeovers", 0}, {"releases", 0}, {"sheds", 0}, {"drains", drains_},
+                   {"address_adds", adds_}, {"address_removes", removes_}};
   std::vector<NodeId> view;
-  if (node_) {
-    const Node::Status st = node_->GetStatus(now);
-    j["quiet"] = st.quiet;
-    view = st.view;
-    json slots = json::array();
-    for (const Node::SlotStatus& s : st.slots) {
-      slots.push_back({{"slot", s.slot},
-                       {"holder", s.holder == kNoNode ? json(nullptr) : json(s.holder)},
-                       {"epoch", s.epoch},
-                       {"held_by_me", s.held_by_me},
-                       {"lease_remaining_ms", Ms(s.lease_remaining)}});
-    }
-    j["slots"] = slots;
-    const Node::SlotStatus* s0 = st.slots.empty() ? nullptr : &st.slots[0];
+  std::optional<Node::Status> st;
+  if (node_) st = node_->GetStatus(now);
+  json slots = json::array();
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    const Node::SlotStatus* s = st && i < st->slots.size() ? &st->slots[i] : nullptr;
+    slots.push_back(
+        {{"slot", i},
+         {"address", slots_[i].prefix.ToString()},
+         {"holder", s && s->holder != kNoNode ? json(s->holder) : json(nullptr)},
+         {"epoch", s ? s->epoch : 0},
+         {"held_by_me", s ? s->held_by_me : false},
+         {"address_here", slots_[i].holding},
+         {"lease_remaining_ms", s ? Ms(s->lease_remaining) : 0.0},
+         {"assigned", s && s->assigned != kNoNode ? json(s->assigned) : json(nullptr)},
+         {"shed", s ? s->shed : false},
+         {"drained", slots_[i].drained}});
+  }
+  j["slots"] = slots;
+  if (st) {
+    j["quiet"] = st->quiet;
+    view = st->view;
+    counters["takeovers"] = st->takeovers;
+    counters["releases"] = st->releases;
+    counters["sheds"] = st->sheds;
+    j["capacity"] = st->capacity;
+    j["shed_slots"] = st->shed_slots;
+    // Slot 0 at the top level: what the single-address daemon always reported.
+    const Node::SlotStatus* s0 = st->slots.empty() ? nullptr : &st->slots[0];
     std::string role = "backup";
     if (shutting_down_) role = "stopping";
     else if (draining_) role = "drained";
-    else if (s0 && s0->held_by_me) role = "holder";
-    else if (st.quiet) role = "starting";
+    else if (holding_any()) role = "holder";
+    else if (st->quiet) role = "starting";
     j["role"] = role;
     j["holder"] = s0 && s0->holder != kNoNode ? json(s0->holder) : json(nullptr);
     j["epoch"] = s0 ? s0->epoch : 0;
     j["lease_remaining_ms"] = s0 ? Ms(s0->lease_remaining) : 0.0;
-    j["core"] = {{"malformed_messages", st.malformed_messages}, {"stale_messages", st.stale_messages}};
-    j["membership"] = {{"version", st.membership.version},
-                       {"members", st.membership.members},
-                       {"old_members", st.membership.old_members}};
+    j["core"] = {{"malformed_messages", st->malformed_messages},
+                 {"stale_messages", st->stale_messages},
+                 {"late_messages", st->late_messages}};
+    j["membership"] = {{"version", st->membership.version},
+                       {"members", st->membership.members},
+                       {"old_members", st->membership.old_members}};
   }
+  j["counters"] = counters;
   j["view"] = view;
   json peers = json::array();
   for (const DaemonPeerConfig& p : config_.peers) {
     peers.push_back({{"id", p.id},
                      {"priority", p.priority},
+                     {"capacity", p.capacity},
                      {"address", absl::StrCat(p.host.find(':') != std::string::npos ? "[" : "", p.host,
                                               p.host.find(':') != std::string::npos ? "]" : "", ":", p.port)},
                      {"self", p.id == config_.node_id},
@@ -618,12 +834,17 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
   return j;
 }
 
-absl::StatusOr<nlohmann::json> QueryStatus(const std::string& socket_path) {
+namespace {
+
+// One request/answer exchange on the status socket.
+absl::StatusOr<nlohmann::json> Exchange(const std::string& socket_path, const std::string& request) {
   boost::asio::io_context io;
   boost::asio::local::stream_protocol::socket sock(io);
   boost::system::error_code ec;
   sock.connect(boost::asio::local::stream_protocol::endpoint(socket_path), ec);
   if (ec) return absl::UnavailableError(absl::StrCat("cannot connect to ", socket_path, ": ", ec.message()));
+  boost::asio::write(sock, boost::asio::buffer(request + "\n"), ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("writing ", socket_path, ": ", ec.message()));
   std::string text;
   char buf[4096];
   for (int i = 0; i < 1024; ++i) {  // bounded: at most 4 MiB
@@ -639,21 +860,59 @@ absl::StatusOr<nlohmann::json> QueryStatus(const std::string& socket_path) {
   return j;
 }
 
+}  // namespace
+
+absl::StatusOr<nlohmann::json> QueryStatus(const std::string& socket_path) {
+  return Exchange(socket_path, R"({"op":"status"})");
+}
+
+absl::StatusOr<nlohmann::json> RequestDrain(const std::string& socket_path,
+                                            std::optional<uint32_t> slot, bool undo) {
+  nlohmann::json req = {{"op", "drain"}, {"undo", undo}};
+  req["slot"] = slot ? nlohmann::json(*slot) : nlohmann::json(nullptr);
+  absl::StatusOr<nlohmann::json> j = Exchange(socket_path, req.dump());
+  if (!j.ok()) return j;
+  if (!j->value("ok", false)) {
+    return absl::InvalidArgumentError(absl::StrCat("daemon refused: ", j->value("error", "?")));
+  }
+  return j;
+}
+
 std::string FormatStatus(const nlohmann::json& j) {
   std::ostringstream o;
   auto id = [](const nlohmann::json& v) { return v.is_null() ? std::string("none") : v.dump(); };
-  o << "node " << j.value("node_id", 0) << ": " << j.value("role", "?") << ", holder "
-    << id(j.value("holder", nlohmann::json())) << ", epoch " << j.value("epoch", 0)
-    << ", lease remaining " << j.value("lease_remaining_ms", 0.0) << " ms\n";
-  o << "service address " << j.value("service_address", "") << " on " << j.value("interface", "")
-    << " (held here: " << (j.value("address_held", false) ? "yes" : "no") << ")\n";
-  o << "healthy " << (j.value("healthy", true) ? "yes" : "no") << ", draining "
+  o << "node " << j.value("node_id", 0) << ": " << j.value("role", "?") << ", capacity "
+    << j.value("capacity_used", 0) << "/" << j.value("capacity", 0) << " used, healthy "
+    << (j.value("healthy", true) ? "yes" : "no") << ", draining "
     << (j.value("draining", false) ? "yes" : "no") << ", start-up quiet "
     << (j.value("quiet", false) ? "yes" : "no") << "\n";
+  o << "addresses on " << j.value("interface", "") << ":\n";
+  for (const auto& s : j.value("slots", nlohmann::json::array())) {
+    o << "  slot " << s.value("slot", 0) << "  " << s.value("address", "") << "  holder "
+      << id(s.value("holder", nlohmann::json())) << "  epoch " << s.value("epoch", 0);
+    if (s.value("held_by_me", false)) {
+      o << "  HELD HERE (lease remaining " << s.value("lease_remaining_ms", 0.0) << " ms)";
+    }
+    o << "  assigned " << id(s.value("assigned", nlohmann::json()));
+    if (s.value("shed", false)) o << "  SHED";
+    if (s.value("drained", false)) o << "  DRAINED";
+    o << "\n";
+  }
+  if (j.contains("counters")) {
+    const auto& c = j["counters"];
+    o << "counters: takeovers " << c.value("takeovers", 0) << ", releases " << c.value("releases", 0)
+      << ", sheds " << c.value("sheds", 0) << ", drains " << c.value("drains", 0) << "\n";
+  }
+  if (j.contains("membership")) {
+    o << "membership: version " << j["membership"].value("version", 0) << ", members "
+      << j["membership"].value("members", nlohmann::json::array()).dump() << ", view "
+      << j.value("view", nlohmann::json::array()).dump() << "\n";
+  }
   o << "peers:\n";
   for (const auto& p : j.value("peers", nlohmann::json::array())) {
-    o << "  " << p.value("id", 0) << "  priority " << p.value("priority", 0) << "  "
-      << p.value("address", "") << (p.value("self", false) ? "  (self)" : "")
+    o << "  " << p.value("id", 0) << "  priority " << p.value("priority", 0) << "  capacity "
+      << p.value("capacity", 1) << "  " << p.value("address", "")
+      << (p.value("self", false) ? "  (self)" : "")
       << (p.value("in_view", false) ? "  in view" : "  NOT in view") << "\n";
   }
   if (j.contains("transport")) {

@@ -1,23 +1,36 @@
 // baton-takeoverd's engine: wires the pure take-over core (takeover/core/node.h) to the drivers
 // (UDP transport, netlink address driver, announcer) on one Asio io_context, and adds what a
 // standalone daemon needs around them: removal of stale labelled addresses at start-up, the
-// kernel valid_lft backstop refreshed while holding, the kernel-enforced lease (nft_fence.h), a health check of the local service
-// (unhealthy -> Drain; healthy again -> Node::Resume), persistence of the core's state (state_file.h), a graceful hand-over on
-// Shutdown() (SIGTERM), a status socket, and one log line per role change.
+// kernel valid_lft backstop refreshed while holding, the kernel-enforced lease (nft_fence.h), a
+// health check of the local service (unhealthy -> Drain; healthy again -> Node::Resume),
+// persistence of the core's state (state_file.h), a graceful hand-over on Shutdown() (SIGTERM),
+// a status socket (status and operator drain requests), and one log line per role change.
+//
+// A pool of addresses: slot i of the core is config.service_addresses[i]; each slot has its own
+// address action, announcement schedule, valid_lft refresh and kernel-fence element. Which node
+// holds which slot is the core's deterministic assignment by priority and capacity.
 //
 // Order of effects (the core's driver contract): after every core call the address actions are
 // applied first -- a remove always before any add -- and only then are the messages sent, so a
 // release never reaches a peer while the address is still here.
 //
-// Threading: everything runs on the io_context's thread; the class is not thread-safe.
+// Embedding (e.g. baton-kvserver runs the agent in-process): create it on the embedder's
+// io_context, SetSlotListener before Start, then SetHealthy / DrainSlot / GetStatusAsync from any
+// thread. Destroy it on (or after stopping) the io_context's thread, after Shutdown's `done`.
+//
+// Threading: everything runs on the io_context's thread; only the methods marked thread-safe may
+// be called from other threads (they post to the io_context).
 #ifndef BATON_TAKEOVER_DAEMON_DAEMON_H_
 #define BATON_TAKEOVER_DAEMON_DAEMON_H_
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -37,6 +50,18 @@
 #include "takeover/drivers/udp_transport.h"
 
 namespace baton::takeover {
+
+// A change of what this host serves, reported to the embedder (TakeoverDaemon::SetSlotListener).
+struct SlotEvent {
+  uint32_t slot = 0;    // index into DaemonConfig::service_addresses
+  std::string address;  // numeric, no prefix length, e.g. "10.78.0.100"
+  bool held = false;    // true: the address was just added here; false: just removed here
+  uint64_t epoch = 0;   // the core's epoch (fencing token) of this holding; strictly grows per slot
+};
+
+// The core GroupConfig for a daemon config: peers, one slot per service address, timing,
+// preempt, rebalance.
+GroupConfig GroupFromConfig(const DaemonConfig& config);
 
 // The core Timing for a daemon config: Timing::ForHeartbeat(heartbeat) with the configured
 // multiples applied.
@@ -64,17 +89,50 @@ class TakeoverDaemon {
   // drivers (bind, netlink, AF_PACKET).
   [[nodiscard]] absl::Status Start();
 
-  // Graceful hand-over: Drain, apply the removal, send the release, keep answering peers for a
+  // Graceful hand-over: Drain, apply the removals, send the releases, keep answering peers for a
   // short grace period (one heartbeat, at most 100 ms) so a lost release is repeated, make sure
-  // the address is gone, close everything, then call `done`. A second call finishes at once.
+  // every address is gone, close everything, then call `done`. A second call finishes at once.
+  // On the io_context's thread.
   void Shutdown(std::function<void()> done);
 
-  // The status document served on the status socket.
+  // "Every slot" for DrainSlot.
+  static constexpr uint32_t kAllSlots = std::numeric_limits<uint32_t>::max();
+
+  // Called on the io_context's thread right after a slot's address was added (held=true) or
+  // removed (held=false) in the kernel. Set before Start(); not thread-safe.
+  void SetSlotListener(std::function<void(const SlotEvent&)> listener);
+  // External health (health_check kind external; with other kinds it is ANDed with the check):
+  // false -> drain every slot now (remove the addresses, tell the grantors); true -> resume
+  // campaigning (slots drained by DrainSlot stay drained). Initially healthy. Thread-safe.
+  void SetHealthy(bool healthy);
+  // Operator drain of one slot (kAllSlots: every slot), or its undo (drain = false): the address
+  // is handed over to a peer and this node does not campaign for the slot until undone.
+  // Out-of-range slots are ignored. Thread-safe.
+  void DrainSlot(uint32_t slot, bool drain);
+  // The status document, computed on the io_context's thread; `done` is called there (also
+  // before Start, with the config part only). Thread-safe.
+  void GetStatusAsync(std::function<void(nlohmann::json)> done);
+
+  // The status document served on the status socket (docs/takeover.md "Status"). On the
+  // io_context's thread.
   nlohmann::json StatusJson() const;
 
  private:
+  // What this process did to the kernel for one slot, and what was last logged about it.
+  struct Slot {
+    IpPrefix prefix;
+    bool holding = false;    // the address is added here by us
+    uint64_t held_epoch = 0;
+    Time next_refresh{0};    // next valid_lft refresh while holding
+    Time fence_end{0};       // lease end the fence element was last set to; 0 = none
+    bool drained = false;    // operator drain (DrainSlot)
+    NodeId last_holder = kNoNode;
+    uint64_t last_epoch = 0;
+    bool last_held = false;
+  };
+
   TakeoverDaemon(boost::asio::io_context& io, const Clock& clock, DaemonConfig config,
-                 std::string key, uint64_t incarnation, IpPrefix prefix);
+                 std::string key, uint64_t incarnation, std::vector<IpPrefix> prefixes);
 
   void OnReceive(NodeId from, std::string_view payload);
   // Applies the core's actions, then sends its messages, logs role changes, re-arms the timer.
@@ -82,19 +140,27 @@ class TakeoverDaemon {
   void ApplyAction(const Action& action);
   void ArmTick();
   void OnTick();
-  void RefreshLifetime(bool force);
-  void RemoveAddressIfPresent(const char* why);
-  void OnHealth(bool healthy);
-  void LogRoleChange();
+  void RefreshLifetimes(bool force);
+  void RemoveAddressIfPresent(uint32_t slot, const char* why);
+  void Notify(uint32_t slot, bool held, uint64_t epoch);
+  // Health of the checker and of SetHealthy combined: drain or resume on a change.
+  void OnHealth();
+  void ApplyDrain(uint32_t slot, bool drain);
+  void LogRoleChanges();
   absl::Status StartStatusSocket();
   void AcceptStatus();
+  // One request line on the status socket: "" or {"op":"status"} -> status;
+  // {"op":"drain","slot":N|null,"undo":bool} -> drain, then the status.
+  nlohmann::json HandleRequest(const std::string& line);
   void Finish();
   std::chrono::seconds ValidLifetime() const;
-  // Kernel fence (config kernel_fence): installs the tables at Start; SyncFence sets the element's
-  // timeout to the core's lease end whenever that moves (every renewal), RevokeFence drops it.
+  bool holding_any() const;
+  // Kernel fence (config kernel_fence): installs the tables at Start; SyncFence sets each held
+  // slot's element timeout to the core's lease end whenever that moves (every renewal) and
+  // revokes the others; RevokeFence drops one.
   absl::Status StartFence();
   void SyncFence();
-  void RevokeFence();
+  void RevokeFence(uint32_t slot);
 
   boost::asio::io_context& io_;
   const Clock& clock_;
@@ -102,8 +168,9 @@ class TakeoverDaemon {
   GroupConfig group_;
   std::string key_;
   uint64_t incarnation_;
-  IpPrefix prefix_;
+  std::vector<Slot> slots_;  // one per service address
   Time started_{0};
+  std::function<void(const SlotEvent&)> slot_listener_;
 
   std::unique_ptr<Node> node_;
   std::unique_ptr<UdpTransport> transport_;
@@ -112,25 +179,20 @@ class TakeoverDaemon {
   std::unique_ptr<AsioAnnouncerDriver> announcer_driver_;
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<NftFence> fence_;  // null when kernel_fence is off or nftables is unusable
-  Time fence_end_{0};                // lease end the fence element was last set to; 0 = none
   uint64_t fence_updates_ = 0, fence_errors_ = 0;
   boost::asio::steady_timer tick_timer_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> status_acceptor_;
 
-  // What this process did to the kernel, for the status and the role-change log.
-  bool holding_ = false;          // the address is added here by us
-  uint64_t held_epoch_ = 0;
-  Time next_refresh_{0};
-  NodeId last_holder_ = kNoNode;
-  uint64_t last_epoch_ = 0;
-  bool last_held_ = false;
+  bool check_healthy_ = true;     // the health checker's last report
+  bool external_healthy_ = true;  // SetHealthy's last value
   bool draining_ = false;         // Drain() called (health or shutdown)
   bool shutting_down_ = false;
   Time shutdown_deadline_{0};
   std::function<void()> shutdown_done_;
   uint64_t role_changes_ = 0;
   uint64_t adds_ = 0, removes_ = 0, refreshes_ = 0, address_errors_ = 0, announces_ = 0;
-  uint64_t node_generation_ = 1;  // bumped when the Node resumes after a health-check drain
+  uint64_t drains_ = 0;           // operator slot drains + health drains
+  uint64_t node_generation_ = 1;  // bumped when the Node resumes after a health drain
   // The core's persistent state (config state_file): what the last run stored, and a state not
   // yet written because the write failed (retried on the next pump; messages wait for it).
   std::optional<PersistentState> restored_;
@@ -143,7 +205,13 @@ class TakeoverDaemon {
 // The client side of `baton-takeoverd status`: connects to `socket_path`, returns the JSON.
 // kUnavailable if nothing listens there.
 absl::StatusOr<nlohmann::json> QueryStatus(const std::string& socket_path);
-// Human-readable rendering of a status document.
+// The client side of `baton-takeoverd drain [--slot N] [--undo]`: asks the daemon to drain slot
+// `slot` (nullopt: every slot) or to undo it; returns the daemon's answer (the status document
+// after the request was applied, with "ok"). kUnavailable if nothing listens there,
+// kInvalidArgument if the daemon refused the request (e.g. slot out of range).
+absl::StatusOr<nlohmann::json> RequestDrain(const std::string& socket_path,
+                                            std::optional<uint32_t> slot, bool undo);
+// Human-readable rendering of a status document (one line per slot).
 std::string FormatStatus(const nlohmann::json& status);
 
 }  // namespace baton::takeover

@@ -1,13 +1,17 @@
-// baton-takeoverd: moves one service IP address between hosts with baton's lease protocol.
+// baton-takeoverd: moves service IP addresses (one, or a pool) between hosts with baton's lease
+// protocol.
 //
 //   baton-takeoverd --config /etc/baton/takeoverd.yaml      run (SIGTERM/SIGINT: hand over, exit)
 //   baton-takeoverd --config FILE --check-config            validate the config and exit
 //   baton-takeoverd status --socket PATH [--json]           print a running daemon's status
+//   baton-takeoverd drain --socket PATH [--slot N] [--undo] hand addresses over (or take back)
 //
 // Exit status: 0 after a clean stop, 1 on a runtime error (e.g. bind or netlink failure),
-// 2 on a bad command line or configuration (including an unusable key file), 3 if `status`
-// finds no daemon.
+// 2 on a bad command line or configuration (including an unusable key file, and
+// `health_check: {kind: external}`, which only an embedding process can serve), 3 if `status` /
+// `drain` finds no daemon, 4 if the daemon refused the drain request.
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -36,6 +40,22 @@ int RunStatus(const std::string& socket, bool json) {
   return 0;
 }
 
+int RunDrain(const std::string& socket, std::optional<uint32_t> slot, bool undo, bool json) {
+  absl::StatusOr<nlohmann::json> s = baton::takeover::RequestDrain(socket, slot, undo);
+  if (!s.ok()) {
+    std::cerr << "baton-takeoverd drain: " << s.status().message() << "\n";
+    return s.status().code() == absl::StatusCode::kInvalidArgument ? 4 : 3;
+  }
+  if (json) {
+    std::cout << s->dump(2) << "\n";
+  } else {
+    std::cout << (undo ? "undrained " : "drained ")
+              << (slot ? "slot " + std::to_string(*slot) : std::string("every slot")) << "\n"
+              << baton::takeover::FormatStatus(*s);
+  }
+  return 0;
+}
+
 int RunDaemon(const std::string& config_path, const std::string& log_level,
               const std::string& status_socket, const std::string& incarnation_file,
               bool check_only) {
@@ -43,6 +63,13 @@ int RunDaemon(const std::string& config_path, const std::string& log_level,
       baton::takeover::LoadDaemonConfig(config_path);
   if (!config.ok()) {
     std::cerr << "baton-takeoverd: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (config->health_check.kind == baton::takeover::HealthCheckConfig::Kind::kExternal) {
+    std::cerr << "baton-takeoverd: " << config_path
+              << ": config: health_check.kind: external health is reported by a process that "
+                 "embeds the agent (e.g. baton-kvserver); the standalone daemon needs none, "
+                 "command or tcp\n";
     return 2;
   }
   if (!log_level.empty()) config->log_level = log_level;
@@ -108,6 +135,16 @@ int main(int argc, char** argv) {
   bool json = false;
   status->add_option("-s,--socket", socket, "the daemon's status socket")->capture_default_str();
   status->add_flag("--json", json, "print JSON");
+  CLI::App* drain = app.add_subcommand(
+      "drain", "hand a running daemon's addresses over to its peers (or take them back: --undo)");
+  std::string drain_socket = "/run/baton-takeoverd.sock";
+  int drain_slot = -1;
+  bool undo = false, drain_json = false;
+  drain->add_option("-s,--socket", drain_socket, "the daemon's status socket")->capture_default_str();
+  drain->add_option("--slot", drain_slot, "only this slot (index into service_addresses); default: all")
+      ->check(CLI::NonNegativeNumber);
+  drain->add_flag("--undo", undo, "undo the drain: the node campaigns for the slot(s) again");
+  drain->add_flag("--json", drain_json, "print the status after the request as JSON");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -115,6 +152,11 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   if (status->parsed()) return RunStatus(socket, json);
+  if (drain->parsed()) {
+    std::optional<uint32_t> slot;
+    if (drain_slot >= 0) slot = static_cast<uint32_t>(drain_slot);
+    return RunDrain(drain_socket, slot, undo, drain_json);
+  }
   if (config_path.empty()) {
     std::cerr << "baton-takeoverd: --config FILE is required\n" << app.help();
     return 2;

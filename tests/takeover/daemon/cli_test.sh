@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # baton-takeoverd's command line, without root or a kernel: a bad config exits 2 with a message
 # naming the key; a corrupt state file exits 2; --check-config accepts a good config without writing any state; `status` on a
-# socket nobody listens on exits 3. Usage: cli_test.sh /path/to/baton-takeoverd
+# socket nobody listens on exits 3 (also `drain`); external health (an embedder's) is refused with 2; a
+# pool of addresses is accepted. Usage: cli_test.sh /path/to/baton-takeoverd
 set -euo pipefail
 D=${1:?usage: cli_test.sh BATON_TAKEOVERD}
 W=$(mktemp -d /tmp/baton-takeoverd-cli.XXXXXX)
@@ -37,6 +38,16 @@ printf 'baton-takeoverd-state 1\nmembers 1\n' > "$W/bad.state"
 sed "s|^key_file:.*|&\nstate_file: $W/bad.state|" "$W/good.yaml" > "$W/badstate.yaml"
 expect_rc 2 "$D" --config "$W/badstate.yaml" --status-socket "$W/s.sock"
 grep -q "corrupt state file" "$W/out" || fail "corrupt state message: $(cat "$W/out")"
+expect_rc 3 "$D" drain --socket "$W/nobody.sock" --slot 1
+# External health is for an embedding process (baton-kvserver): the standalone daemon refuses it.
+sed 's/^service_address: .*/service_addresses: [10.78.0.100\/24, 10.78.0.101\/24]\nhealth_check: {kind: external}/' \
+  "$W/good.yaml" > "$W/external.yaml"
+expect_rc 2 "$D" --config "$W/external.yaml" --check-config
+grep -q "health_check.kind: external" "$W/out" || fail "external health message: $(cat "$W/out")"
+# A pool config is accepted.
+sed 's/^service_address: .*/service_addresses: [10.78.0.100\/24, 10.78.0.101\/24]\nrebalance: true/' \
+  "$W/good.yaml" > "$W/pool.yaml"
+expect_rc 0 "$D" --config "$W/pool.yaml" --check-config
 chmod 644 "$W/key"
 expect_rc 2 "$D" --config "$W/good.yaml" --check-config
 expect_rc 2 "$D"

@@ -32,9 +32,11 @@ TEST(DaemonConfigTest, ParsesEveryKey) {
   absl::StatusOr<DaemonConfig> c = ParseDaemonConfig(kGood);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->node_id, 2u);
-  EXPECT_EQ(c->service_address, "10.78.0.100");
-  EXPECT_EQ(c->prefix_length, 24);
-  EXPECT_FALSE(c->ipv6);
+  ASSERT_EQ(c->service_addresses.size(), 1u);  // the single key is a pool of one
+  EXPECT_EQ(c->service_addresses[0].address, "10.78.0.100");
+  EXPECT_EQ(c->service_addresses[0].prefix_length, 24);
+  EXPECT_FALSE(c->service_addresses[0].ipv6);
+  EXPECT_FALSE(c->rebalance);
   ASSERT_EQ(c->peers.size(), 3u);
   EXPECT_EQ(c->peers[0].id, 1u);  // sorted by id
   EXPECT_EQ(c->peers[0].port, 7000);
@@ -68,8 +70,9 @@ key_file: k
 peers: [{id: 1, priority: 1, address: "::1"}]
 )");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_TRUE(c->ipv6);
-  EXPECT_EQ(c->prefix_length, 128);
+  ASSERT_EQ(c->service_addresses.size(), 1u);
+  EXPECT_TRUE(c->service_addresses[0].ipv6);
+  EXPECT_EQ(c->service_addresses[0].prefix_length, 128);
   EXPECT_EQ(c->heartbeat, milliseconds(100));
   EXPECT_FALSE(c->lease_heartbeats.has_value());
   EXPECT_FALSE(c->preempt);
@@ -112,6 +115,28 @@ TEST(DaemonConfigTest, BadConfigsNameTheKey) {
       {WithLine("fall: 2", "fall: 0"), "health_check.fall"},
       {WithLine("tcp: \"127.0.0.1:8080\"", "tcp: 127.0.0.1"), "health_check.tcp"},
       {WithLine("interface: eth0", "interface: eth0\nlabel: wlan0:x"), "label"},
+      {WithLine("preempt: true", "preempt: true\nrebalance: maybe"), "rebalance"},
+      {WithLine("tcp: \"127.0.0.1:8080\"", "kind: sometimes"), "health_check.kind"},
+      {WithLine("tcp: \"127.0.0.1:8080\"", "kind: external, tcp: \"127.0.0.1:8080\""),
+       "health_check.kind"},
+      {WithLine("tcp: \"127.0.0.1:8080\"", "kind: command"), "health_check.command"},
+      // Both address keys, neither, or a bad pool entry: the message names the key.
+      {WithLine("service_address: 10.78.0.100/24",
+                "service_address: 10.78.0.100/24\nservice_addresses: [10.78.0.101/24]"),
+       "service_addresses"},
+      {WithLine("service_address: 10.78.0.100/24\n", ""), "service_address: missing"},
+      {WithLine("service_address: 10.78.0.100/24", "service_addresses: []"), "service_addresses"},
+      {WithLine("service_address: 10.78.0.100/24", "service_addresses: 10.78.0.100/24"),
+       "service_addresses"},
+      {WithLine("service_address: 10.78.0.100/24",
+                "service_addresses: [10.78.0.100/24, 10.78.0.101/40]"),
+       "service_addresses[1]"},
+      {WithLine("service_address: 10.78.0.100/24",
+                "service_addresses: [10.78.0.100/24, bogus]"),
+       "service_addresses[1]"},
+      {WithLine("service_address: 10.78.0.100/24",
+                "service_addresses: [fd78::1/64, 10.78.0.1/24, \"fd78:0::1\"]"),
+       "service_addresses[2]: duplicate"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<DaemonConfig> r = ParseDaemonConfig(c.yaml);
@@ -120,6 +145,52 @@ TEST(DaemonConfigTest, BadConfigsNameTheKey) {
     EXPECT_NE(std::string(r.status().message()).find(c.key), std::string::npos)
         << r.status() << " does not mention " << c.key;
   }
+}
+
+TEST(DaemonConfigTest, PoolOfAddresses) {
+  absl::StatusOr<DaemonConfig> c = ParseDaemonConfig(R"(
+node_id: 1
+interface: eth0
+service_addresses: [10.78.0.100/24, 10.78.0.101, fd78::102/64]
+rebalance: true
+key_file: k
+peers: [{id: 1, priority: 1, address: "::1", capacity: 2}]
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->service_addresses.size(), 3u);  // slot i = entry i, in order
+  EXPECT_EQ(c->service_addresses[0].address, "10.78.0.100");
+  EXPECT_EQ(c->service_addresses[0].prefix_length, 24);
+  EXPECT_EQ(c->service_addresses[1].address, "10.78.0.101");
+  EXPECT_EQ(c->service_addresses[1].prefix_length, 32);
+  EXPECT_EQ(c->service_addresses[2].address, "fd78::102");
+  EXPECT_EQ(c->service_addresses[2].prefix_length, 64);
+  EXPECT_TRUE(c->service_addresses[2].ipv6);
+  EXPECT_TRUE(c->rebalance);
+  EXPECT_EQ(c->self()->capacity, 2);
+}
+
+// The kv server passes its `takeover:` section as text with the health forced to external.
+TEST(DaemonConfigTest, ExternalHealthIsParsed) {
+  absl::StatusOr<DaemonConfig> c = ParseDaemonConfig(R"(
+node_id: 1
+interface: eth0
+service_addresses: [10.78.0.100/24]
+key_file: k
+peers: [{id: 1, priority: 1, address: "::1"}]
+health_check: {kind: external}
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->health_check.kind, HealthCheckConfig::Kind::kExternal);
+  absl::StatusOr<DaemonConfig> tcp = ParseDaemonConfig(R"(
+node_id: 1
+interface: eth0
+service_address: 10.78.0.100/24
+key_file: k
+peers: [{id: 1, priority: 1, address: "::1"}]
+health_check: {kind: tcp, tcp: "127.0.0.1:80"}
+)");
+  ASSERT_TRUE(tcp.ok()) << tcp.status();
+  EXPECT_EQ(tcp->health_check.kind, HealthCheckConfig::Kind::kTcp);
 }
 
 TEST(DaemonConfigTest, Durations) {
