@@ -38,7 +38,8 @@
 #                         (GET /baton/status); and the etcd leader
 #   crash hK              host crash: hK's links go down at once, then everything on it is
 #                         SIGKILLed (lab.sh crash); recorded in DIR/crashes ("hK=UNIXTIME")
-#   restore hK            reboot: the service addresses are flushed from hK, links up, monitor,
+#   restore hK            reboot: the service addresses are flushed from hK, links up (recorded in
+#                         DIR/restores "hK=UNIXTIME"), monitor,
 #                         etcd member (same data dir) and kv server restarted; waits until the
 #                         server answers
 #   cut hK | heal [hK..]  cut hK from the other hosts (cluster network) / heal
@@ -239,7 +240,7 @@ case $CMD in
     command -v etcd >/dev/null || die "no etcd (apt-get install etcd-server)"
     if "$LAB" list -p "$PFX" | grep -q .; then die "lab '$PFX' is already up (kvlab.sh down -p $PFX first)"; fi
     mkdir -p "$DIR"
-    rm -rf "$DIR"/etcd-h* "$DIR"/kvdata-h* "$DIR"/*.pid "$DIR"/*.state "$DIR"/*.incarnation "$DIR"/crashes
+    rm -rf "$DIR"/etcd-h* "$DIR"/kvdata-h* "$DIR"/*.pid "$DIR"/*.state "$DIR"/*.incarnation "$DIR"/crashes "$DIR"/restores "$DIR"/mon-h*.log
     VIPS=""
     for (( i = 0; i < NADDR; i++ )); do VIPS+="${VIPS:+,}$NET.$(( 100 + i ))"; done
     {
@@ -319,6 +320,7 @@ print("view %s, slots %s%s%s" % (j.get("view"), slots, " DRAINING" if j.get("dra
     for a in "${VIPS_A[@]}"; do ip -n "$(ns "$h")" addr del "$a/24" dev eth0 2>/dev/null || true; done
     for w in kv etcd monitor; do p=$(pid_of "$w" "$h"); alive_in "$p" "$(ns "$h")" && kill -KILL "$p" 2>/dev/null || true; done
     "$LAB" restore -p "$PFX" "$h"
+    echo "$h=$(now)" >> "$DIR/restores"
     start_monitor "$h"
     start_etcd "$h" existing
     start_server "$h"

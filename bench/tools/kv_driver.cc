@@ -87,6 +87,7 @@ struct Options {
   std::string stop_file;
   std::string timeline;
   std::string summary;
+  std::string start_file;
   std::string run_id;
   uint64_t seed = 0;
   int interval_ms = 0;
@@ -346,6 +347,9 @@ int main(int argc, char** argv) {
                  "stop when this file exists (checked every 50 ms)");
   app.add_option("--timeline", o.timeline, "JSONL timeline, one line a request");
   app.add_option("--summary", o.summary, "summary JSON file (also printed)");
+  app.add_option("--start-file", o.start_file,
+                 "write the wall-clock start (seconds since the epoch; the "
+                 "timeline's 0) here at once");
   app.add_option("--run-id", o.run_id,
                  "prefix of every key and client id (default: random hex)");
   app.add_option("--seed", o.seed,
@@ -394,6 +398,10 @@ int main(int argc, char** argv) {
   // The one wall-clock reading: lines the run up with kernel timestamps.
   const double start_unix = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
   const absl::Time start = RealEnvironment().Now();
+  if (!o.start_file.empty()) {
+    std::ofstream f(o.start_file, std::ios::trunc);
+    f << absl::StrFormat("%.6f\n", start_unix);
+  }
   if (!o.quiet) {
     std::printf("baton-kv-driver: run %s seed %llu, %d clients -> %s, %s\n",
                 o.run_id.c_str(), static_cast<unsigned long long>(o.seed),

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Analysis of a kv lab run (scripts/kvlab.sh + baton-kv-driver): used by the whole-system test
+(tests/integration/kv_lab.sh) and the demo (scripts/demo.sh). Wall-clock times are seconds since
+the epoch; the driver's timeline is in ms since its start (summary "start_unix").
+
+  holds LABDIR VIP               hold intervals of VIP per host from the kernel-timestamped
+                                 `ip -ts monitor address` logs (LABDIR/mon-hK.log), cut at each
+                                 host crash (LABDIR/crashes: the host holds nothing from its crash
+                                 until its restore, LABDIR/restores); prints one line per interval;
+                                 exit 1 if two hosts ever held VIP at once.
+  answered DRIVERDIR T           exit 0 if the driver's timeline (DRIVERDIR/timeline.jsonl,
+                                 DRIVERDIR/start_unix) has an acknowledged request sent after wall
+                                 time T; prints the ms from T to its completion.
+  report LABDIR VIP DRIVERDIR    a readable timeline of the run: who held VIP when, the faults
+                                 (LABDIR/events: "T what"), the client's outages around them, and
+                                 the driver's totals (DRIVERDIR/summary.json).
+"""
+import datetime
+import json
+import os
+import sys
+
+
+def parse_ts(line):
+    return datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
+
+
+def read_pairs(path):
+    """Lines "hK=T" -> list of (host, t)."""
+    out = []
+    if os.path.exists(path):
+        for line in open(path):
+            line = line.strip()
+            if "=" in line:
+                h, t = line.split("=", 1)
+                out.append((h, float(t)))
+    return out
+
+
+def hold_intervals(labdir, vip):
+    """[(start, end, host)] of VIP, end = inf while still held."""
+    crashes = read_pairs(os.path.join(labdir, "crashes"))
+    restores = read_pairs(os.path.join(labdir, "restores"))
+    hosts = sorted(f[len("mon-"):-len(".log")] for f in os.listdir(labdir)
+                   if f.startswith("mon-") and f.endswith(".log"))
+    intervals = []
+    for h in hosts:
+        events = []
+        for line in open(os.path.join(labdir, f"mon-{h}.log"), errors="replace"):
+            if line.startswith("[") and f" {vip}/" in line:
+                events.append((parse_ts(line), 1, "del" if "Deleted" in line else "add"))
+        events += [(t, 0, "crash") for hh, t in crashes if hh == h]
+        events += [(t, 0, "restore") for hh, t in restores if hh == h]
+        events.sort()
+        start, dead = None, False
+        for t, _, kind in events:
+            if kind == "crash":
+                if start is not None:
+                    intervals.append((start, t, h))
+                start, dead = None, True
+            elif kind == "restore":
+                start, dead = None, False
+            elif dead:
+                continue
+            elif kind == "add" and start is None:
+                start = t
+            elif kind == "del" and start is not None:
+                intervals.append((start, t, h))
+                start = None
+        if start is not None:
+            intervals.append((start, float("inf"), h))
+    intervals.sort()
+    return intervals
+
+
+def overlaps(intervals):
+    bad = []
+    for i, (s1, e1, h1) in enumerate(intervals):
+        for s2, e2, h2 in intervals[i + 1:]:
+            if s2 >= e1:
+                break
+            if h1 != h2 and s2 < e1 and s1 < e2:
+                bad.append((h1, s1, e1, h2, s2, e2))
+    return bad
+
+
+def fmt(t, t0):
+    return "   open" if t == float("inf") else f"{t - t0:7.3f}"
+
+
+def cmd_holds(labdir, vip):
+    iv = hold_intervals(labdir, vip)
+    t0 = iv[0][0] if iv else 0
+    for s, e, h in iv:
+        print(f"{h} held {vip} from {fmt(s, t0)} s to {fmt(e, t0)} s")
+    bad = overlaps(iv)
+    for b in bad:
+        print(f"TWO HOLDERS: {b[0]} [{b[1]:.6f}, {b[2]:.6f}] and {b[3]} [{b[4]:.6f}, {b[5]:.6f}]")
+    return 1 if bad else 0
+
+
+def timeline(driverdir):
+    start = float(open(os.path.join(driverdir, "start_unix")).read())
+    recs = []
+    path = os.path.join(driverdir, "timeline.jsonl")
+    if os.path.exists(path):
+        for line in open(path):
+            try:
+                recs.append(json.loads(line))
+            except ValueError:
+                pass  # a line being written
+    return start, recs
+
+
+def cmd_answered(driverdir, t):
+    start, recs = timeline(driverdir)
+    best = None
+    for r in recs:
+        if r.get("outcome") == "ok" and start + r["send_ms"] / 1e3 > t:
+            f = start + r["finish_ms"] / 1e3
+            best = f if best is None else min(best, f)
+    if best is None:
+        return 1
+    print(f"{(best - t) * 1e3:.0f}")
+    return 0
+
+
+def cmd_report(labdir, vip, driverdir):
+    iv = hold_intervals(labdir, vip)
+    start, recs = timeline(driverdir)
+    summary = json.load(open(os.path.join(driverdir, "summary.json")))
+    start = summary.get("start_unix", start)
+    events = []
+    ev_path = os.path.join(labdir, "events")
+    if os.path.exists(ev_path):
+        for line in open(ev_path):
+            t, what = line.split(" ", 1)
+            events.append((float(t), what.strip()))
+    rows = []
+    for s, e, h in iv:
+        rows.append((s, f"{h} takes {vip} (kernel: address added)"))
+        if e != float("inf"):
+            rows.append((e, f"{h} no longer holds {vip}"))
+    rows += events
+    for g in summary.get("gaps", []):
+        who = ""
+        if g.get("node_before") or g.get("node_after"):
+            who = f" (answered by {g.get('node_before') or '?'} before, {g.get('node_after') or '?'} after)"
+        rows.append((start + g["start_ms"] / 1e3,
+                     f"client outage begins: no request completes for {g['duration_ms']:.0f} ms{who}"))
+    rows.sort()
+    t0 = start
+    print(f"{'time (s)':>9}  event   (0 = the driver's start)")
+    for t, what in rows:
+        print(f"{t - t0:9.3f}  {what}")
+    retried_replayed = [r for r in recs if r.get("outcome") == "ok" and r.get("attempts", 1) > 1]
+    print()
+    print(f"requests {summary['requests']}, acknowledged {summary['acked']}, "
+          f"retried {summary['retried']} (a request sent again with the same id after a failure), "
+          f"replays served {summary['replays']} (a retry answered from the stored reply, "
+          f"not executed twice), unknown outcome {summary['unknown']}")
+    if retried_replayed:
+        r = max(retried_replayed, key=lambda r: r["attempts"])
+        print(f"most attempts for one request: {r['attempts']} ({r['op']} {r['key']}, "
+              f"answered by {r.get('node') or '?'}{', a replay' if r.get('replayed') else ''})")
+    by = ", ".join(f"{k}: {v}" for k, v in summary.get("by_node", {}).items())
+    print(f"answered by: {by}")
+    o = summary["outage"]
+    print(f"longest client outage: {o['duration_ms']:.0f} ms")
+    print(f"lost acknowledged writes: {summary['lost']}   duplicated executions: "
+          f"{summary['duplicated']}   (checked by reading every key back through the service)")
+    bad = overlaps(iv)
+    print("two holders at once: " + ("YES -- " + str(bad[0]) if bad else "never"))
+    return 1 if bad or summary["lost"] or summary["duplicated"] else 0
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[0] == "holds":
+        return cmd_holds(argv[1], argv[2])
+    if len(argv) >= 3 and argv[0] == "answered":
+        return cmd_answered(argv[1], float(argv[2]))
+    if len(argv) >= 4 and argv[0] == "report":
+        return cmd_report(argv[1], argv[2], argv[3])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
