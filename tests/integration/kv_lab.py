@@ -14,6 +14,10 @@ the epoch; the driver's timeline is in ms since its start (summary "start_unix")
   report LABDIR VIP DRIVERDIR    a readable timeline of the run: who held VIP when, the faults
                                  (LABDIR/events: "T what"), the client's outages around them, and
                                  the driver's totals (DRIVERDIR/summary.json).
+  faults LABDIR DRIVERDIR        per fault in LABDIR/events (lines "T crash of hK..."): the client
+                                 outage it caused (last completed request before T -> first
+                                 completed after T, all clients together) and the requests retried
+                                 in that window; then median / p90 / max.
 """
 import datetime
 import json
@@ -130,12 +134,7 @@ def cmd_report(labdir, vip, driverdir):
     start, recs = timeline(driverdir)
     summary = json.load(open(os.path.join(driverdir, "summary.json")))
     start = summary.get("start_unix", start)
-    events = []
-    ev_path = os.path.join(labdir, "events")
-    if os.path.exists(ev_path):
-        for line in open(ev_path):
-            t, what = line.split(" ", 1)
-            events.append((float(t), what.strip()))
+    events = read_events(labdir)
     rows = []
     for s, e, h in iv:
         rows.append((s, f"{h} takes {vip} (kernel: address added)"))
@@ -174,7 +173,46 @@ def cmd_report(labdir, vip, driverdir):
     return 1 if bad or summary["lost"] or summary["duplicated"] else 0
 
 
+def read_events(labdir):
+    events = []
+    ev_path = os.path.join(labdir, "events")
+    if os.path.exists(ev_path):
+        for line in open(ev_path):
+            if " " in line.strip():
+                t, what = line.strip().split(" ", 1)
+                events.append((float(t), what))
+    return events
+
+
+def cmd_faults(labdir, driverdir):
+    start, recs = timeline(driverdir)
+    done = sorted(start + r["finish_ms"] / 1e3 for r in recs if r.get("outcome") == "ok")
+    faults = [(t, w) for t, w in read_events(labdir) if w.startswith("crash")]
+    outages = []
+    print(f"{'#':>3} {'fault':<28} {'outage ms':>9} {'retried':>7} {'replays':>7}")
+    for i, (t, what) in enumerate(faults, 1):
+        before = [d for d in done if d <= t]
+        after = [d for d in done if d > t]
+        if not before or not after:
+            continue
+        a, b = before[-1], after[0]
+        retried = sum(1 for r in recs if r.get("attempts", 1) > 1
+                      and a <= start + r["finish_ms"] / 1e3 <= b + 5)
+        replays = sum(1 for r in recs if r.get("replayed")
+                      and a <= start + r["finish_ms"] / 1e3 <= b + 5)
+        outages.append((b - a) * 1e3)
+        print(f"{i:>3} {what[:28]:<28} {outages[-1]:9.0f} {retried:7d} {replays:7d}")
+    if outages:
+        o = sorted(outages)
+        med = o[len(o) // 2] if len(o) % 2 else (o[len(o) // 2 - 1] + o[len(o) // 2]) / 2
+        p90 = o[min(len(o) - 1, int(0.9 * len(o)))]
+        print(f"{len(o)} faults: outage median {med:.0f} ms, p90 {p90:.0f} ms, max {o[-1]:.0f} ms")
+    return 0
+
+
 def main(argv):
+    if len(argv) >= 3 and argv[0] == "faults":
+        return cmd_faults(argv[1], argv[2])
     if len(argv) >= 3 and argv[0] == "holds":
         return cmd_holds(argv[1], argv[2])
     if len(argv) >= 3 and argv[0] == "answered":
