@@ -1,0 +1,196 @@
+// baton-assignment-bench: what the take-over core's per-round work costs as
+// the group grows, for the scaling model in bench/README.md.
+//
+// For each (nodes, slots) pair it times takeover::Assign
+// (takeover/core/assignment.h) in three situations every node meets:
+//   fresh   no slot held yet (start-up: every slot is free);
+//   steady  every slot held by the owner the previous assignment chose (the
+//           common case, recomputed on every round);
+//   crash   the node holding the most slots has just left the candidates
+//           (its slots are re-distributed), with rebalance on;
+// and encodes one round's message of the wire format
+// (takeover/core/wire.h: one message per peer per round, every slot in it)
+// to report its size in bytes: view and membership of `nodes` ids, one slot
+// entry per slot, renewal requests on the sender's own slots and grants for
+// the receiver's.
+// Times are the median of --reps timed batches (a batch runs Assign until at
+// least 20 ms have passed), in microseconds per call.
+//
+//   baton-assignment-bench [--nodes 3,16,64] [--slots 6,128,1024] [--reps 5]
+//                          [--json FILE]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+#include "takeover/core/assignment.h"
+#include "takeover/core/wire.h"
+
+namespace baton::takeover {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<int> ParseList(const char* s) {
+  std::vector<int> out;
+  for (const char* p = s; *p;) {
+    out.push_back(std::atoi(p));
+    const char* comma = std::strchr(p, ',');
+    if (!comma) break;
+    p = comma + 1;
+  }
+  return out;
+}
+
+AssignmentInput MakeInput(int nodes, int slots) {
+  AssignmentInput in;
+  in.num_slots = static_cast<uint32_t>(slots);
+  for (int n = 0; n < nodes; ++n) {
+    // Capacity: room for every slot twice over, so nothing is shed.
+    in.candidates.push_back({static_cast<NodeId>(n + 1), 100 + n,
+                             2 * slots / nodes + 2});
+  }
+  return in;
+}
+
+// Median microseconds per Assign(in).
+double TimeAssign(const AssignmentInput& in, int reps, uint32_t* sink) {
+  std::vector<double> per_call;
+  for (int r = 0; r < reps; ++r) {
+    int calls = 0;
+    const Clock::time_point start = Clock::now();
+    Clock::time_point now = start;
+    do {
+      Assignment a = Assign(in);
+      *sink += a.shed + (a.slot_owner.empty() ? 0 : a.slot_owner.back());
+      ++calls;
+      if (calls % 16 == 0) now = Clock::now();
+    } while (calls % 16 != 0 || now - start < std::chrono::milliseconds(20));
+    per_call.push_back(std::chrono::duration<double, std::micro>(now - start).count() /
+                       calls);
+  }
+  std::sort(per_call.begin(), per_call.end());
+  return per_call[per_call.size() / 2];
+}
+
+size_t MessageBytes(int nodes, int slots) {
+  wire::Message m;
+  m.incarnation = 1700000000000000000ull;
+  m.send_time = m.incarnation + 123456789;
+  m.seq = 100000;
+  m.peer_incarnation = m.incarnation + 7;
+  for (int n = 0; n < nodes; ++n) {
+    m.view.push_back(static_cast<uint32_t>(n + 1));
+    m.members.push_back(static_cast<uint32_t>(n + 1));
+  }
+  m.config_version = 3;
+  m.capacity = static_cast<uint32_t>(2 * slots / nodes + 2);
+  for (int s = 0; s < slots; ++s) {
+    wire::SlotEntry e;
+    e.slot = static_cast<uint32_t>(s);
+    e.holder = static_cast<uint32_t>(s % nodes + 1);
+    e.epoch = 1000 + static_cast<uint64_t>(s);
+    // From node 1 to node 2: node 1 renews its own slots (every nodes-th)
+    // and answers node 2's renewals; the other slots carry only what node 1
+    // knows of them (docs/takeover.md: 17 bytes per slot, 24 more per reply).
+    if (s % nodes == 0) {
+      e.holding = true;
+      e.request = true;
+      e.request_epoch = e.epoch;
+    } else if (s % nodes == 1) {
+      e.reply = true;
+      e.granted = true;
+      e.reply_echo = m.send_time - 5000000;
+      e.reply_epoch = e.epoch;
+    }
+    m.slots.push_back(e);
+  }
+  return wire::Encode(m).size();
+}
+
+int Main(int argc, char** argv) {
+  std::vector<int> nodes_list = {3, 16, 64};
+  std::vector<int> slots_list = {6, 128, 1024};
+  int reps = 5;
+  std::string json_path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const bool has_next = i + 1 < argc;
+    if (a == "--nodes" && has_next) {
+      nodes_list = ParseList(argv[++i]);
+    } else if (a == "--slots" && has_next) {
+      slots_list = ParseList(argv[++i]);
+    } else if (a == "--reps" && has_next) {
+      reps = std::max(1, std::atoi(argv[++i]));
+    } else if (a == "--json" && has_next) {
+      json_path = argv[++i];
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--nodes 3,16,64] [--slots 6,128,1024] [--reps 5] "
+                   "[--json FILE]\n",
+                   argv[0]);
+      return a == "--help" || a == "-h" ? 0 : 2;
+    }
+  }
+  nlohmann::json cells = nlohmann::json::array();
+  uint32_t sink = 0;
+  std::printf("%6s %6s %10s %10s %10s %10s %12s\n", "nodes", "slots", "fresh_us",
+              "steady_us", "crash_us", "msg_bytes", "round_KiB/node");
+  for (int nodes : nodes_list) {
+    for (int slots : slots_list) {
+      AssignmentInput fresh = MakeInput(nodes, slots);
+      const double fresh_us = TimeAssign(fresh, reps, &sink);
+      AssignmentInput steady = fresh;
+      steady.holders = Assign(fresh).slot_owner;
+      const double steady_us = TimeAssign(steady, reps, &sink);
+      AssignmentInput crash = steady;
+      crash.rebalance = true;
+      // Drop the first candidate (it holds as many slots as anyone).
+      crash.candidates.erase(crash.candidates.begin());
+      const double crash_us =
+          crash.candidates.empty() ? 0 : TimeAssign(crash, reps, &sink);
+      const size_t bytes = MessageBytes(nodes, slots);
+      // Each node sends one round message to each of the other nodes, and
+      // a reply to each other holder's renewal (every node holds a slot when
+      // slots >= nodes): nodes - 1 + min(slots, nodes) - 1 messages.
+      const int msgs = nodes - 1 + std::min(slots, nodes) - 1;
+      const double round_kib = static_cast<double>(bytes) * msgs / 1024.0;
+      std::printf("%6d %6d %10.2f %10.2f %10.2f %10zu %12.1f\n", nodes, slots, fresh_us,
+                  steady_us, crash_us, bytes, round_kib);
+      std::fflush(stdout);
+      cells.push_back({{"nodes", nodes},
+                       {"slots", slots},
+                       {"fresh_us", fresh_us},
+                       {"steady_us", steady_us},
+                       {"crash_us", crash_us},
+                       {"message_bytes", bytes},
+                       {"messages_per_node_per_round", msgs},
+                       {"bytes_per_node_per_round", bytes * static_cast<size_t>(msgs)}});
+    }
+  }
+  std::printf("\nus = median microseconds per Assign() call (%d batches of >= 20 ms); "
+              "msg_bytes = one encoded round message (wire v%d, every slot); "
+              "round_KiB/node = what one node sends per heartbeat (round messages to every "
+              "peer + replies to every other holder).%s\n",
+              reps, wire::kVersion, sink == 1 ? " " : "");
+  if (!json_path.empty()) {
+    nlohmann::json j = {{"benchmark", "assignment"}, {"cells", cells}};
+    std::ofstream f(json_path);
+    f << j.dump(1) << "\n";
+    if (!f) {
+      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace baton::takeover
+
+int main(int argc, char** argv) { return baton::takeover::Main(argc, argv); }
