@@ -79,8 +79,8 @@ sole_holder_not() { local h; h=$(holder); [[ -n $h && $h != *" "* && $h != "${1:
 answered_after() { python3 "$ANALYZE" answered "$DRV" "$1" > /dev/null 2>&1; }
 
 say "starting three hosts (etcd member + baton-kvserver with the take-over agent on each), heartbeat $HB"
-KVSERVER=$BUILD/samples/kvservice/baton-kvserver KV_DRIVER=$BUILD/bench/tools/baton-kv-driver \
-  kvlab up -i "$HB" -b "$BUILD"
+KVSERVER=${KVSERVER:-$BUILD/samples/kvservice/baton-kvserver} \
+  KV_DRIVER=${KV_DRIVER:-$BUILD/bench/tools/baton-kv-driver} kvlab up -i "$HB" -b "$BUILD"
 eval "$(kvlab env)"
 : > "$LABDIR/events"
 kvlab status

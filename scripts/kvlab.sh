@@ -300,6 +300,8 @@ import json, sys
 try:
     j = json.load(sys.stdin)
 except ValueError:
+    j = None
+if not isinstance(j, dict) or "node_id" not in j:
     print("no status"); sys.exit(0)
 slots = " ".join("%s:%s@%s" % (s.get("slot"), s.get("holder"), s.get("epoch")) for s in j.get("slots", []))
 print("view %s, slots %s%s%s" % (j.get("view"), slots, " DRAINING" if j.get("draining") else "",

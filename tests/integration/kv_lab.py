@@ -14,10 +14,11 @@ the epoch; the driver's timeline is in ms since its start (summary "start_unix")
   report LABDIR VIP DRIVERDIR    a readable timeline of the run: who held VIP when, the faults
                                  (LABDIR/events: "T what"), the client's outages around them, and
                                  the driver's totals (DRIVERDIR/summary.json).
-  faults LABDIR DRIVERDIR        per fault in LABDIR/events (lines "T crash of hK..."): the client
-                                 outage it caused (last completed request before T -> first
-                                 completed after T, all clients together) and the requests retried
-                                 in that window; then median / p90 / max.
+  faults LABDIR DRIVERDIR        per fault in LABDIR/events (lines "T crash of hK...", "T cut of
+                                 hK..."): the client outage it caused (the longest interval
+                                 without a completed request, all clients together, that begins
+                                 within 2 s after T), the requests retried and replays served
+                                 that completed in it (or 1 s after); then median / p90 / max.
 """
 import datetime
 import json
@@ -41,8 +42,12 @@ def read_pairs(path):
     return out
 
 
+crashed_ends = set()
+
+
 def hold_intervals(labdir, vip):
-    """[(start, end, host)] of VIP, end = inf while still held."""
+    """[(start, end, host)] of VIP, end = inf while still held. Ends at a crash are also in
+    crashed_ends."""
     crashes = read_pairs(os.path.join(labdir, "crashes"))
     restores = read_pairs(os.path.join(labdir, "restores"))
     hosts = sorted(f[len("mon-"):-len(".log")] for f in os.listdir(labdir)
@@ -61,6 +66,7 @@ def hold_intervals(labdir, vip):
             if kind == "crash":
                 if start is not None:
                     intervals.append((start, t, h))
+                    crashed_ends.add((h, t))
                 start, dead = None, True
             elif kind == "restore":
                 start, dead = None, False
@@ -138,8 +144,10 @@ def cmd_report(labdir, vip, driverdir):
     rows = []
     for s, e, h in iv:
         rows.append((s, f"{h} takes {vip} (kernel: address added)"))
-        if e != float("inf"):
-            rows.append((e, f"{h} no longer holds {vip}"))
+        if (h, e) in crashed_ends:
+            rows.append((e + 1e-6, f"{h} is dead: {vip} is gone with it"))
+        elif e != float("inf"):
+            rows.append((e, f"{h} removes {vip} (kernel: address deleted)"))
     rows += events
     for g in summary.get("gaps", []):
         who = ""
@@ -147,6 +155,7 @@ def cmd_report(labdir, vip, driverdir):
             who = f" (answered by {g.get('node_before') or '?'} before, {g.get('node_after') or '?'} after)"
         rows.append((start + g["start_ms"] / 1e3,
                      f"client outage begins: no request completes for {g['duration_ms']:.0f} ms{who}"))
+        rows.append((start + g["end_ms"] / 1e3, "client outage ends: requests complete again"))
     rows.sort()
     t0 = start
     print(f"{'time (s)':>9}  event   (0 = the driver's start)")
@@ -184,22 +193,30 @@ def read_events(labdir):
     return events
 
 
+WINDOW = 2.0  # s after a fault in which its outage must begin
+
+
 def cmd_faults(labdir, driverdir):
     start, recs = timeline(driverdir)
     done = sorted(start + r["finish_ms"] / 1e3 for r in recs if r.get("outcome") == "ok")
-    faults = [(t, w) for t, w in read_events(labdir) if w.startswith("crash")]
+    faults = [(t, w) for t, w in read_events(labdir) if w.startswith(("crash", "cut"))]
     outages = []
     print(f"{'#':>3} {'fault':<28} {'outage ms':>9} {'retried':>7} {'replays':>7}")
     for i, (t, what) in enumerate(faults, 1):
-        before = [d for d in done if d <= t]
-        after = [d for d in done if d > t]
-        if not before or not after:
+        # The fault's outage: the longest interval between consecutive completions that ends
+        # after T and begins before T + WINDOW (requests already on their way when the fault
+        # struck may still complete just after T).
+        best = None
+        for a, b in zip(done, done[1:]):
+            if b > t and a < t + WINDOW and (best is None or b - a > best[1] - best[0]):
+                best = (a, b)
+        if best is None:
             continue
-        a, b = before[-1], after[0]
+        a, b = best
         retried = sum(1 for r in recs if r.get("attempts", 1) > 1
-                      and a <= start + r["finish_ms"] / 1e3 <= b + 5)
+                      and a <= start + r["finish_ms"] / 1e3 <= b + 1)
         replays = sum(1 for r in recs if r.get("replayed")
-                      and a <= start + r["finish_ms"] / 1e3 <= b + 5)
+                      and a <= start + r["finish_ms"] / 1e3 <= b + 1)
         outages.append((b - a) * 1e3)
         print(f"{i:>3} {what[:28]:<28} {outages[-1]:9.0f} {retried:7d} {replays:7d}")
     if outages:
