@@ -79,20 +79,29 @@ etcd_healthy() {
   return 1
 }
 
-# A background poller: every 20 ms reads `ip addr` in every live host; two holders in two readings
-# in a row (a clean move read half before, half after, looks like two once) is recorded.
+# A background poller: every 50 ms reads `ip addr` in every host whose service port is up; two
+# holders in two readings in a row (a clean move read half before, half after, can look like two
+# once) is recorded. The kernel-timestamped monitor logs are the exact check.
+poll_holders() {
+  local h out=()
+  for h in h1 h2 h3; do
+    ip -n "${PFX}sw" -o link show "sw-$h" 2>/dev/null | grep -q '[<,]UP[,>]' || continue
+    ip -n "${PFX}$h" -4 -o addr show dev eth0 2>/dev/null | grep -q " $VIP/" && out+=("$h")
+  done
+  echo "${out[*]:-}"
+}
 start_poller() {
   (
     end=$(( ${EPOCHREALTIME/./} + 300000000 )); prev=""
     while (( ${EPOCHREALTIME/./} < end )); do
-      h=$("$KVLAB" holder 0 -p "$PFX" -d "$LABDIR" 2>/dev/null || true)
+      h=$(poll_holders)
       if [[ $h == *" "* ]]; then
         [[ -n $prev ]] && echo "$EPOCHREALTIME $h" >> "$WORK/double"
         prev=1
       else
         prev=""
       fi
-      sleep 0.02
+      sleep 0.05
     done
   ) &
   BG_PIDS+=($!)
