@@ -950,12 +950,13 @@ class NodeImpl final : public Node {
       } else if (used < capacity_ && ShouldCampaign(i, my_majority, now)) {
         ++used;
         s.campaigning = true;
-        // Same holder again (nobody took a newer epoch): keep the epoch;
-        // otherwise propose above everything we heard of.
+        // Propose above everything we heard of, also when this node held
+        // the latest epoch itself: every holding gets a new epoch, so the
+        // epochs a slot's holders report (the fencing tokens an embedding
+        // server writes to its store, SlotEvent) strictly grow per slot even
+        // when the same node takes a slot back after losing it.
         const uint64_t floor = std::max(s.max_epoch, s.known_epoch);
-        const bool mine = (s.max_epoch == floor && s.max_epoch_owner == self_) ||
-                          (s.known_epoch == floor && s.known_owner == self_);
-        s.my_epoch = (mine && floor > 0) ? floor : floor + 1;
+        s.my_epoch = floor + 1;
         StartRound(i, now);
       }
       if (s.campaigning && (heartbeat_due_ || now >= s.retry_at)) {

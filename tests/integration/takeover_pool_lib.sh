@@ -1,0 +1,160 @@
+# Pool-of-addresses helpers of the take-over lab tests (tests/integration/takeover_pool*.sh);
+# sourced after takeover_lib.sh, not run. The paper's Figure 16 set-up: servers S1..S3 (h1..h3,
+# capacity 2 each) and two grantor-only hosts G4, G5 (h4, h5, capacity 0) so that S1 alone with
+# G4 and G5 is still a majority of the static 5-node group; three addresses in order of
+# importance slot 0 = IP1, slot 1 = IP3, slot 2 = IP2 and priorities S1 > S3 > S2, so that the
+# core's deterministic assignment puts IPi on Si at start (takeover/core/assignment.h).
+
+NHOSTS=5
+declare -A PRIO=([h1]=150 [h3]=100 [h2]=50 [h4]=20 [h5]=10)
+declare -A CAP=([h1]=2 [h2]=2 [h3]=2 [h4]=0 [h5]=0)
+# A longer start-up quiet period (20 heartbeats = 1 s at 50 ms) than the default 3: the daemons are
+# started one after the other, under load seconds apart at worst, and each must have heard every
+# peer before the first assignment, else an early starter could campaign for two slots.
+DISCOVERY=${DISCOVERY:-20}
+
+pool_lab_up() {
+  lab_up
+  local net=${VIP%.*}
+  IP1=$net.100 IP2=$net.101 IP3=$net.102
+  SLOT_IPS=("$IP1" "$IP3" "$IP2")   # slot i = SLOT_IPS[i]
+  declare -gA IP_NAME=(["$IP1"]=IP1 ["$IP2"]=IP2 ["$IP3"]=IP3)
+  : > "$WORK/dead"
+}
+
+# write_pool_config hK [extra yaml lines]
+write_pool_config() {
+  local h=$1 k=${1#h} i
+  {
+    echo "node_id: $k"
+    echo "interface: eth0"
+    echo "service_addresses: [${SLOT_IPS[0]}/24, ${SLOT_IPS[1]}/24, ${SLOT_IPS[2]}/24]"
+    echo "key_file: $WORK/cluster.key"
+    echo "bind_host: $("$LAB" cip -p "$PFX" "$h")"
+    echo "status_socket: $WORK/$h.sock"
+    echo "incarnation_file: $WORK/$h.incarnation"
+    echo "state_file: $WORK/$h.state"
+    echo "timing: {heartbeat: $HB, discovery: $DISCOVERY}"
+    echo "peers:"
+    for (( i = 1; i <= NHOSTS; i++ )); do
+      echo "  - {id: $i, priority: ${PRIO[h$i]}, capacity: ${CAP[h$i]}, address: \"$("$LAB" cip -p "$PFX" "h$i"):$DPORT\"}"
+    done
+    if [[ $# -ge 2 ]]; then printf "%s\n" "${@:2}"; fi
+  } > "$WORK/$h.yaml"
+}
+
+# Reads the whole listing first: `ip ... | grep -q` under pipefail fails when grep exits early
+# and ip dies of SIGPIPE (more likely with several addresses), which would read as "not held".
+has_ip() {
+  local out
+  out=$(ip -n "$(ns "$1")" -4 -o addr show dev eth0 2>/dev/null) || return 1
+  [[ $out == *" $2/"* ]]
+}
+# holders_of IP [-r]: live hosts that hold IP now (hosts in $WORK/dead are cut off: ignored).
+holders_of() {
+  local ip=$1 h i out=() order=()
+  for (( i = 1; i <= NHOSTS; i++ )); do order+=("h$i"); done
+  if [[ ${2:-} == -r ]]; then order=(); for (( i = NHOSTS; i >= 1; i-- )); do order+=("h$i"); done; fi
+  for h in "${order[@]}"; do
+    grep -qx "$h" "$WORK/dead" 2>/dev/null && continue
+    has_ip "$h" "$ip" && out+=("$h")
+  done
+  echo "${out[*]:-}"
+}
+# layout: "IP1=h1 IP3=h3 IP2=h2" in slot order ("-" = no live holder, "a,b" = two).
+layout() {
+  local ip out=() h
+  for ip in "${SLOT_IPS[@]}"; do
+    h=$(holders_of "$ip"); h=${h// /,}
+    out+=("${IP_NAME[$ip]}=${h:--}")
+  done
+  echo "${out[*]}"
+}
+layout_is() { [[ $(layout) == "$1" ]]; }
+
+# Every 10 ms: any address with two live holders (confirmed by a second reading in the opposite
+# host order, see start_poller in takeover_lib.sh) is appended to $WORK/double. Bounded life.
+start_pool_poller() {
+  (
+    end=$(( ${EPOCHREALTIME/./} + 200000000 ))
+    while (( ${EPOCHREALTIME/./} < end )); do
+      for ip in "${SLOT_IPS[@]}"; do
+        h=$(holders_of "$ip")
+        if [[ $h == *" "* ]]; then
+          h2=$(holders_of "$ip" -r)
+          if [[ $h2 == *" "* ]]; then echo "$EPOCHREALTIME $ip $h / $h2" >> "$WORK/double"; fi
+        fi
+      done
+      sleep 0.01
+    done
+  ) &
+  BG_PIDS+=($!)
+}
+
+# revive_pool_host hK: as after a reboot: every address the dead daemon left must be gone (valid_lft
+# backstop), then the ports come back up and monitor, responder and daemon start again.
+revive_pool_host() {
+  local ip
+  for ip in "${SLOT_IPS[@]}"; do
+    wait_until 10 bash -c "! ip -n $(ns "$1") -4 -o addr show dev eth0 | grep -q ' $ip/'" \
+      || fail "$ip left on crashed $1 did not expire (valid_lft backstop)"
+  done
+  "$LAB" restore -p "$PFX" "$1"
+  echo "$1=$EPOCHREALTIME" >> "$WORK/revived"
+  sed -i "/^$1\$/d" "$WORK/dead"
+  start_host "$1"
+}
+
+# Overlap check on the kernel's own timestamps (`ip -ts monitor address` in every host): per
+# address, the hold intervals of different hosts must not overlap. A crashed host holds nothing
+# from its crash (its ports are down; the monitor died with it) until it is revived.
+assert_pool_never_two_holders() {
+  if [[ -s $WORK/double ]]; then
+    fail "two hosts held an address at once (ip addr polling): $(head -3 "$WORK/double")"
+  fi
+  "$PY" - "$WORK" "${SLOT_IPS[@]}" <<'PY' || fail "ip monitor shows two holders of an address at once"
+import datetime, glob, os, sys
+work, ips = sys.argv[1], sys.argv[2:]
+crashes = {}
+if os.path.exists(f"{work}/until"):
+    for line in open(f"{work}/until"):
+        h, t = line.strip().split("=")
+        crashes.setdefault(h, []).append(float(t))
+bad = 0
+for ip in ips:
+    intervals = []
+    for mon in sorted(glob.glob(f"{work}/mon-h*.log")):
+        host = os.path.basename(mon)[4:-4]
+        ev = []
+        for line in open(mon, errors="replace"):
+            if line.startswith("[") and f" {ip}/" in line:
+                ts = datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
+                ev.append((ts, "del" if "Deleted" in line else "add"))
+        ev += [(t, "del") for t in crashes.get(host, [])]
+        ev.sort()
+        start = None
+        for ts, kind in ev:
+            if kind == "add" and start is None:
+                start = ts
+            elif kind == "del" and start is not None:
+                intervals.append((start, ts, host))
+                start = None
+        if start is not None:
+            intervals.append((start, float("inf"), host))
+    intervals.sort()
+    overlaps = 0
+    for a in range(len(intervals)):
+        for b in range(a + 1, len(intervals)):
+            sa, ea, ha = intervals[a]
+            sb, eb, hb = intervals[b]
+            if ha != hb and sb < ea and sa < eb:
+                print(f"{ip}: two holders: {ha} [{sa:.6f}, {ea:.6f}] and {hb} [{sb:.6f}, {eb:.6f}]")
+                overlaps += 1
+    print(f"{ip}: hold intervals {len(intervals)}, overlaps between hosts {overlaps}")
+    bad += overlaps
+sys.exit(1 if bad else 0)
+PY
+}
+
+# pool_status hK PYTHON-EXPR: evaluates the expression on the status JSON `j` of hK's daemon.
+pool_status() { status "$1" | "$PY" -c "import json,sys; j=json.load(sys.stdin); print($2)"; }
