@@ -115,7 +115,8 @@ struct DaemonConfig {
   // true: start-up fails if it is not usable.
   std::optional<bool> kernel_fence;
   HealthCheckConfig health_check;
-  // Unix socket for `baton-takeoverd status`. Default: /run/baton-takeoverd.sock
+  // Unix socket for `baton-takeoverd status` and `drain`. Empty: no socket (an embedding process
+  // that serves the status itself). Default: /run/baton-takeoverd.sock
   std::string status_socket = "/run/baton-takeoverd.sock";
   // Persisted transport incarnation. Default: /var/lib/baton/takeoverd-<node_id>.incarnation
   std::string incarnation_file;

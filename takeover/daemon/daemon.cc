@@ -486,7 +486,8 @@ void TakeoverDaemon::SyncFence() {
     ++fence_updates_;
     slot.fence_end = end;
     // For measurements (tests/integration/takeover_pause.sh reads it): the lease end as seen now.
-    spdlog::debug("kernel fence: slot {} lease ends in {:.3f} ms", i, Ms(end - clock_.Now()));
+    spdlog::debug("kernel fence: lease ends in {:.3f} ms (slot {}, {})", Ms(end - clock_.Now()), i,
+                  slot.prefix.ToString());
   }
 }
 
@@ -634,6 +635,7 @@ void TakeoverDaemon::Finish() {
 
 absl::Status TakeoverDaemon::StartStatusSocket() {
   const std::string& path = config_.status_socket;
+  if (path.empty()) return absl::OkStatus();  // the embedder serves the status (GetStatusAsync)
   struct stat st {};
   if (lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
