@@ -47,6 +47,11 @@ struct Request {
   std::string body;
   // Request metadata (HTTP headers, gRPC metadata); names in lower case.
   std::map<std::string, std::string, std::less<>> metadata;
+  // The local (server-side) address the request arrived on, numeric, e.g.
+  // "10.78.0.100" (HTTP: the connection's local endpoint; gRPC: the host of
+  // the call's :authority). Selects the take-over slot whose fence the commit
+  // carries (framework/fence.h); empty: not fenced.
+  std::string local_address;
 
   // The parameter `name`, or "" when absent.
   std::string_view Param(std::string_view name) const {

@@ -250,6 +250,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Close();
 
   beast::tcp_stream stream_;
+  // The connection's local address (where the client sent the request).
+  std::string local_address_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<HttpResponse> res_;
@@ -337,12 +339,13 @@ class ServerImpl : public HttpServer {
   // Requests dispatched whose response is not yet written.
   std::atomic<int64_t>& responding() { return responding_; }
 
-  std::shared_ptr<HttpResponse> Handle(HttpRequest& req);
+  std::shared_ptr<HttpResponse> Handle(HttpRequest& req,
+                                       const std::string& local_address);
 
   // Handle() on the pipeline's asynchronous path: `done` gets the response,
   // on this thread or on the store's commit thread.
   void HandleAsync(
-      HttpRequest& req,
+      HttpRequest& req, const std::string& local_address,
       absl::AnyInvocable<void(std::shared_ptr<HttpResponse>)> done);
 
  private:
@@ -378,6 +381,7 @@ class ServerImpl : public HttpServer {
   // response to send instead (in *error).
   // Moves the body out of `req`.
   std::optional<Prepared> Prepare(HttpRequest& req,
+                                  const std::string& local_address,
                                   std::shared_ptr<HttpResponse>* error);
   std::shared_ptr<HttpResponse> Respond(
       const Prepared& p, absl::StatusOr<PipelineResult> result);
@@ -398,6 +402,15 @@ class ServerImpl : public HttpServer {
 };
 
 void Session::Run() {
+  beast::error_code ec;
+  tcp::endpoint local = stream_.socket().local_endpoint(ec);
+  if (!ec) {
+    net::ip::address a = local.address();
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+      a = net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6());
+    }
+    local_address_ = a.to_string();
+  }
   net::dispatch(stream_.get_executor(),
                 beast::bind_front_handler(&Session::ReadHeader,
                                           shared_from_this()));
@@ -489,7 +502,7 @@ void Session::Dispatch() {
     server->executing().fetch_add(1);
     HttpRequest req = parser_->release();
     server->HandleAsync(
-        req, [self = shared_from_this(),
+        req, local_address_, [self = shared_from_this(),
               server](std::shared_ptr<HttpResponse> res) mutable {
           // Inline when already on this session's strand (errors, reads);
           // else one post to the event loop (from the store's thread).
@@ -504,7 +517,8 @@ void Session::Dispatch() {
   }
   auto req = std::make_shared<HttpRequest>(parser_->release());
   net::post(server_->workers(), [self = shared_from_this(), req] {
-    std::shared_ptr<HttpResponse> res = self->server_->Handle(*req);
+    std::shared_ptr<HttpResponse> res =
+        self->server_->Handle(*req, self->local_address_);
     net::post(self->stream_.get_executor(),
               [self, res = std::move(res)]() mutable {
                 self->Write(std::move(res), /*dispatched=*/true);
@@ -515,6 +529,9 @@ void Session::Dispatch() {
 void Session::Write(std::shared_ptr<HttpResponse> res, bool dispatched) {
   dispatched_ = dispatched;
   res_ = std::move(res);
+  if (!server_->options().node_name.empty()) {
+    res_->set("Baton-Node", server_->options().node_name);
+  }
   stream_.expires_after(ToChrono(server_->options().write_timeout));
   http::async_write(
       stream_, *res_,
@@ -581,7 +598,8 @@ absl::StatusOr<RequestId> ServerImpl::IdFromHeaders(const HttpRequest& req) {
 }
 
 std::optional<ServerImpl::Prepared> ServerImpl::Prepare(
-    HttpRequest& req, std::shared_ptr<HttpResponse>* error) {
+    HttpRequest& req, const std::string& local_address,
+    std::shared_ptr<HttpResponse>* error) {
   Prepared p;
   p.version = req.version();
   p.keep_alive = req.keep_alive();
@@ -619,6 +637,7 @@ std::optional<ServerImpl::Prepared> ServerImpl::Prepare(
   r.path = std::string(target);
   r.params = std::move(m.params);
   r.body = std::move(req.body());
+  r.local_address = local_address;
   for (const auto& f : req) {
     std::string name = absl::AsciiStrToLower(
         absl::string_view(f.name_string().data(), f.name_string().size()));
@@ -629,9 +648,10 @@ std::optional<ServerImpl::Prepared> ServerImpl::Prepare(
   return p;
 }
 
-std::shared_ptr<HttpResponse> ServerImpl::Handle(HttpRequest& req) {
+std::shared_ptr<HttpResponse> ServerImpl::Handle(
+    HttpRequest& req, const std::string& local_address) {
   std::shared_ptr<HttpResponse> error;
-  std::optional<Prepared> p = Prepare(req, &error);
+  std::optional<Prepared> p = Prepare(req, local_address, &error);
   if (!p) return error;
   absl::StatusOr<PipelineResult> result;
   try {
@@ -644,10 +664,10 @@ std::shared_ptr<HttpResponse> ServerImpl::Handle(HttpRequest& req) {
 }
 
 void ServerImpl::HandleAsync(
-    HttpRequest& req,
+    HttpRequest& req, const std::string& local_address,
     absl::AnyInvocable<void(std::shared_ptr<HttpResponse>)> done) {
   std::shared_ptr<HttpResponse> error;
-  std::optional<Prepared> prepared = Prepare(req, &error);
+  std::optional<Prepared> prepared = Prepare(req, local_address, &error);
   if (!prepared) return done(std::move(error));
   // The callback owns the prepared request, which the pipeline reads until
   // it calls back.
@@ -684,6 +704,15 @@ std::shared_ptr<HttpResponse> ServerImpl::Respond(
       case PipelineError::kOutcomeUnknown:
         return ErrorResponse(500, "outcome_unknown", SV(s.message()), version,
                              keep_alive);
+      case PipelineError::kFenceNotReady:
+      case PipelineError::kDeposed:
+        res = ErrorResponse(
+            503,
+            GetPipelineError(s) == PipelineError::kDeposed ? "deposed"
+                                                           : "fence_not_ready",
+            SV(s.message()), version, keep_alive);
+        res->set(http::field::retry_after, "0");
+        return res;
       case PipelineError::kNone:
         break;
     }

@@ -23,6 +23,13 @@
 // 413. Errors are JSON: {"error":{"status":413,"code":"...","message":"..."}}.
 // A replayed reply carries `Idempotent-Replayed: true`.
 //
+// Fencing (framework/fence.h): Request::local_address is the connection's
+// local address (IPv4-mapped IPv6 unmapped), so a request that came in on a
+// take-over slot's service address commits under that slot's fence. A
+// writing request on a slot whose fence is not ready -> 503
+// `fence_not_ready`; a commit that found a newer holder's fence -> 503
+// `deposed` (nothing written); both with Retry-After: 0.
+//
 // Threads: `io_threads` run the Asio event loop. Where handlers run is
 // HttpServerOptions::handler_threads: by default (kAuto) on the event-loop
 // threads themselves when the store commits asynchronously (the embedded
@@ -119,7 +126,12 @@ struct HttpServerOptions {
   // executing to be sent. Default: 5 s.
   absl::Duration drain_timeout = absl::Seconds(5);
   // Retry-After (seconds) on 503 and 409-in-progress. Default: 1 s.
+  // (Fencing 503s -- fence_not_ready, deposed -- say Retry-After: 0: the
+  // address is about to work, or already leads to the new holder.)
   int retry_after_seconds = 1;
+  // Sent as the `Baton-Node` header of every response (tells clients and
+  // benchmarks which host answered). Default: empty (no header).
+  std::string node_name;
 };
 
 class HttpServer {

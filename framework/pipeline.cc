@@ -262,6 +262,8 @@ PipelineError GetPipelineError(const absl::Status& status) {
   if (kind == "in-progress") return PipelineError::kInProgress;
   if (kind == "acknowledged") return PipelineError::kAlreadyAcknowledged;
   if (kind == "unknown") return PipelineError::kOutcomeUnknown;
+  if (kind == "fence-not-ready") return PipelineError::kFenceNotReady;
+  if (kind == "deposed") return PipelineError::kDeposed;
   return PipelineError::kNone;
 }
 
@@ -497,6 +499,10 @@ class RequestPipeline::AsyncExecution {
           });
     }
     std::vector<Write> writes = txn.Writes();
+    if (absl::Status f = p_->AddFence(request_, &conditions, &fence_);
+        !f.ok()) {
+      return Finish(f);
+    }
     if (id_.kind == RequestId::Kind::kNone) {
       return p_->store_.CommitAsync(
           std::move(conditions), std::move(writes),
@@ -522,6 +528,7 @@ class RequestPipeline::AsyncExecution {
       p_->executed_.fetch_add(1, std::memory_order_relaxed);
       return Finish(PipelineResult{std::move(reply_), false});
     }
+    if (absl::Status d = p_->DeposedError(s, fence_); !d.ok()) return Finish(d);
     if (storage::IsConflict(s)) {
       std::optional<std::string> key = storage::ConflictKey(s);
       if (!key || *key == record_key_) {
@@ -549,6 +556,7 @@ class RequestPipeline::AsyncExecution {
       p_->executed_.fetch_add(1, std::memory_order_relaxed);
       return Finish(PipelineResult{std::move(reply_), false});
     }
+    if (absl::Status d = p_->DeposedError(s, fence_); !d.ok()) return Finish(d);
     if (storage::IsConflict(s)) return RunAttempt();
     if (s.code() == absl::StatusCode::kUnknown) {
       p_->unknown_outcomes_.fetch_add(1, std::memory_order_relaxed);
@@ -603,6 +611,7 @@ class RequestPipeline::AsyncExecution {
   bool watermark_checked_ = false;
   bool holds_in_flight_ = false;
   Reply reply_;
+  FenceDecision fence_;  // the fence the current attempt's commit carries
 };
 
 void RequestPipeline::ExecuteAsync(const RequestId& id, const Request& request,
@@ -715,6 +724,10 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
       return PipelineResult{*std::move(reply), false};
     }
 
+    FenceDecision fence;
+    if (absl::Status f = AddFence(request, &conditions, &fence); !f.ok()) {
+      return f;
+    }
     Record record{fingerprint, token, absl::ToUnixMicros(clock_.Now()), *reply};
     conditions.push_back({record_key, 0});
     std::vector<Write> writes = txn.Writes();
@@ -731,6 +744,7 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
       return PipelineResult{*std::move(reply), false};
     }
     const absl::Status& s = c.status();
+    if (absl::Status d = DeposedError(s, fence); !d.ok()) return d;
     if (storage::IsConflict(s)) {
       std::optional<std::string> key = storage::ConflictKey(s);
       if (!key || *key == record_key) {
@@ -772,11 +786,16 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteUnkeyed(
       read_only_.fetch_add(1, std::memory_order_relaxed);
       return PipelineResult{*std::move(reply), false};
     }
+    FenceDecision fence;
+    if (absl::Status f = AddFence(request, &conditions, &fence); !f.ok()) {
+      return f;
+    }
     absl::StatusOr<uint64_t> c = store_.Commit(conditions, txn.Writes());
     if (c.ok()) {
       executed_.fetch_add(1, std::memory_order_relaxed);
       return PipelineResult{*std::move(reply), false};
     }
+    if (absl::Status d = DeposedError(c.status(), fence); !d.ok()) return d;
     if (storage::IsConflict(c.status())) continue;
     if (c.status().code() == absl::StatusCode::kUnknown) {
       unknown_outcomes_.fetch_add(1, std::memory_order_relaxed);
@@ -793,6 +812,52 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteUnkeyed(
   return absl::AbortedError(
       absl::StrCat("request conflicted with concurrent requests ",
                    options_.max_attempts, " times; retry"));
+}
+
+// --- Fencing ----------------------------------------------------------------
+
+absl::Status RequestPipeline::AddFence(const Request& request,
+                                       std::vector<Condition>* conditions,
+                                       FenceDecision* used) {
+  *used = FenceDecision{};
+  FenceTable* fences = fences_.load(std::memory_order_acquire);
+  if (fences == nullptr) return absl::OkStatus();
+  *used = fences->ForAddress(request.local_address);
+  switch (used->kind) {
+    case FenceDecision::Kind::kUnfenced:
+      return absl::OkStatus();
+    case FenceDecision::Kind::kFenced:
+      conditions->push_back({used->key, used->version});
+      return absl::OkStatus();
+    case FenceDecision::Kind::kNotReady:
+      break;
+  }
+  fences->CountNotReady();
+  return MakePipelineError(
+      absl::UnavailableError(absl::StrCat(
+          "service address ", request.local_address, " (slot ", used->slot,
+          ") is not ready on this host (fence ",
+          AV(FenceStateName(used->state)), "); retry")),
+      "fence-not-ready");
+}
+
+absl::Status RequestPipeline::DeposedError(const absl::Status& commit_status,
+                                           const FenceDecision& used) {
+  if (used.kind != FenceDecision::Kind::kFenced ||
+      !storage::IsConflict(commit_status)) {
+    return absl::OkStatus();
+  }
+  std::optional<std::string> key = storage::ConflictKey(commit_status);
+  if (!key || *key != used.key) return absl::OkStatus();
+  if (FenceTable* fences = fences_.load(std::memory_order_acquire)) {
+    fences->Deposed(used.slot, used.version);
+  }
+  return MakePipelineError(
+      absl::UnavailableError(absl::StrCat(
+          "this host was deposed as holder of slot ", used.slot,
+          " (a newer holder's fence is in the store); nothing was written; "
+          "retry")),
+      "deposed");
 }
 
 // --- Garbage collection ---------------------------------------------------

@@ -58,6 +58,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "framework/clock.h"
+#include "framework/fence.h"
 #include "framework/handler.h"
 #include "storage/stable_store.h"
 
@@ -130,6 +131,13 @@ enum class PipelineError {
   kAlreadyAcknowledged,
   // A request without id whose commit outcome is unknown (HTTP 500).
   kOutcomeUnknown,
+  // Fencing (framework/fence.h; status kUnavailable, HTTP 503): the request
+  // arrived on a take-over slot's address whose fence is not ready here
+  // (just taken, released, deposed) -- retry, Retry-After: 0 ...
+  kFenceNotReady,
+  // ... or its commit found a newer holder's fence: this host is deposed,
+  // nothing was written -- retry (the address now leads to the new holder).
+  kDeposed,
 };
 
 // The PipelineError carried by `status` (kNone for other errors).
@@ -201,6 +209,17 @@ class RequestPipeline {
 
   PipelineStats Stats() const;
 
+  // Fences commits by take-over slot (framework/fence.h): every writing
+  // commit of a request whose Request::local_address is a slot's address
+  // carries that slot's fence condition; a slot whose fence is not ready
+  // refuses writing requests (kFenceNotReady) and a commit that fails on the
+  // fence key is refused (kDeposed), its effects discarded. Read-only
+  // requests are not fenced (they commit nothing). nullptr: no fencing (the
+  // default). `fences` must outlive the pipeline; call before serving.
+  void SetFenceTable(FenceTable* fences) {
+    fences_.store(fences, std::memory_order_release);
+  }
+
   // SHA-256 over operation, path and body (length-prefixed); what a
   // completion record is matched against.
   static std::string Fingerprint(const Request& request);
@@ -224,6 +243,15 @@ class RequestPipeline {
                                               const std::string& fingerprint,
                                               const Request& request,
                                               Handler& handler);
+  // Adds the fence condition of `request`'s slot to `conditions` (noting it
+  // in *used), or returns kFenceNotReady.
+  absl::Status AddFence(const Request& request,
+                        std::vector<storage::Condition>* conditions,
+                        FenceDecision* used);
+  // A commit failure that is a conflict on the fence key `used` carried:
+  // the kDeposed error to return (the slot is marked deposed). Else OK.
+  absl::Status DeposedError(const absl::Status& commit_status,
+                            const FenceDecision& used);
   absl::StatusOr<size_t> CollectByWatermark();
   absl::StatusOr<size_t> CollectByAge();
   void GcLoop();
@@ -248,6 +276,7 @@ class RequestPipeline {
 
   absl::Mutex gc_mu_;  // One GC pass at a time.
 
+  std::atomic<FenceTable*> fences_{nullptr};
   std::atomic<uint64_t> attempt_counter_{0};
   const uint64_t instance_nonce_;
 

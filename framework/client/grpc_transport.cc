@@ -93,6 +93,7 @@ class GrpcTransport : public Transport {
     Response r;
     r.code = static_cast<absl::StatusCode>(status.error_code());
     r.replayed = trailer("idempotent-replayed") == "true";
+    r.node = trailer("baton-node");
     r.error_code = error_code;
     if (status.ok()) {
       std::vector<grpc::Slice> slices;

@@ -122,6 +122,7 @@ class HttpTransport : public Transport {
     r.code = CodeForHttpStatus(r.http_status);
     r.body = std::move(res.body());
     r.replayed = res["Idempotent-Replayed"] == "true";
+    r.node = std::string(res["Baton-Node"]);
     if (auto ra = res[http::field::retry_after]; !ra.empty()) {
       int secs = 0;
       if (absl::SimpleAtoi(absl::string_view(ra.data(), ra.size()), &secs)) {

@@ -66,6 +66,9 @@ struct Response {
   std::string error_code;
   // Server's Retry-After hint (HTTP), zero if none.
   absl::Duration retry_after;
+  // Which host answered: the `Baton-Node` header (HTTP) / `baton-node`
+  // trailing metadata (gRPC); empty if the server sent none.
+  std::string node;
 };
 
 class Transport {

@@ -82,6 +82,7 @@ class CallReactor : public grpc::ServerGenericBidiReactor {
   CallReactor(Service* service, grpc::GenericCallbackServerContext* ctx,
               Handler* handler)
       : service_(service), ctx_(ctx), handler_(handler) {
+    AddNodeTrailer(ctx);
     StartRead(&request_);
   }
   void OnReadDone(bool ok) override;
@@ -97,6 +98,7 @@ class CallReactor : public grpc::ServerGenericBidiReactor {
   // sent from the store's completion callback.
   void RunAsync();
   void Respond(absl::StatusOr<PipelineResult> result);
+  void AddNodeTrailer(grpc::GenericCallbackServerContext* ctx);
   void FinishWithError(absl::StatusCode code, const std::string& name,
                        std::string message) {
     ctx_->AddTrailingMetadata("baton-error", name);
@@ -114,8 +116,12 @@ class CallReactor : public grpc::ServerGenericBidiReactor {
 
 class Service : public grpc::CallbackGenericService {
  public:
-  Service(GrpcRouter router, RequestPipeline& pipeline, int workers)
-      : router_(std::move(router)), pipeline_(pipeline), pool_(workers) {}
+  Service(GrpcRouter router, RequestPipeline& pipeline, int workers,
+          std::string node_name)
+      : router_(std::move(router)),
+        pipeline_(pipeline),
+        pool_(workers),
+        node_name_(std::move(node_name)) {}
 
   grpc::ServerGenericBidiReactor* CreateReactor(
       grpc::GenericCallbackServerContext* ctx) override {
@@ -123,7 +129,9 @@ class Service : public grpc::CallbackGenericService {
     if (h == nullptr) {
       class Unknown : public grpc::ServerGenericBidiReactor {
        public:
-        explicit Unknown(grpc::GenericCallbackServerContext* ctx) {
+        Unknown(grpc::GenericCallbackServerContext* ctx,
+                const std::string& node) {
+          if (!node.empty()) ctx->AddTrailingMetadata("baton-node", node);
           ctx->AddTrailingMetadata("baton-error", "unknown_method");
           Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                               absl::StrCat("unknown method \"", ctx->method(),
@@ -131,19 +139,44 @@ class Service : public grpc::CallbackGenericService {
         }
         void OnDone() override { delete this; }
       };
-      return new Unknown(ctx);
+      return new Unknown(ctx, node_name_);
     }
     return new CallReactor(this, ctx, h);
   }
 
   RequestPipeline& pipeline() { return pipeline_; }
   WorkerPool& pool() { return pool_; }
+  const std::string& node_name() const { return node_name_; }
 
  private:
   GrpcRouter router_;
   RequestPipeline& pipeline_;
   WorkerPool pool_;
+  const std::string node_name_;
 };
+
+void CallReactor::AddNodeTrailer(grpc::GenericCallbackServerContext* ctx) {
+  if (!service_->node_name().empty()) {
+    ctx->AddTrailingMetadata("baton-node", service_->node_name());
+  }
+}
+
+// The host part of a call's :authority ("10.78.0.100:9090" -> "10.78.0.100",
+// "[::1]:9090" -> "::1"): the address the client dialled.
+std::string AuthorityHost(std::string_view authority) {
+  if (!authority.empty() && authority.front() == '[') {
+    const size_t end = authority.find(']');
+    return std::string(authority.substr(1, end == std::string_view::npos
+                                               ? std::string_view::npos
+                                               : end - 1));
+  }
+  const size_t colon = authority.find(':');
+  if (colon != std::string_view::npos &&
+      authority.find(':', colon + 1) == std::string_view::npos) {
+    return std::string(authority.substr(0, colon));
+  }
+  return std::string(authority);
+}
 
 void CallReactor::OnReadDone(bool ok) {
   if (!ok) {
@@ -162,6 +195,11 @@ bool CallReactor::Prepare() {
   Request& r = request_obj_;
   r.operation = ctx_->method();
   r.path = ctx_->method();
+  {
+    grpc::string_ref authority = ctx_->ExperimentalGetAuthority();
+    r.local_address =
+        AuthorityHost(std::string_view(authority.data(), authority.size()));
+  }
   std::vector<grpc::Slice> slices;
   if (!request_.Dump(&slices).ok()) {
     FinishWithError(absl::StatusCode::kInvalidArgument, "bad_request",
@@ -330,6 +368,8 @@ std::string GrpcErrorName(const absl::Status& status) {
     case PipelineError::kInProgress: return "request_in_progress";
     case PipelineError::kAlreadyAcknowledged: return "request_already_acknowledged";
     case PipelineError::kOutcomeUnknown: return "outcome_unknown";
+    case PipelineError::kFenceNotReady: return "fence_not_ready";
+    case PipelineError::kDeposed: return "deposed";
     case PipelineError::kNone: break;
   }
   return absl::AsciiStrToLower(absl::StatusCodeToString(status.code()));
@@ -343,7 +383,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(
     return absl::InvalidArgumentError("bad gRPC server options");
   }
   auto service = std::make_unique<Service>(std::move(router), pipeline,
-                                           options.worker_threads);
+                                           options.worker_threads,
+                                           options.node_name);
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string host = options.address.find(':') != std::string::npos

@@ -32,9 +32,18 @@
 //   seq at/below the collected watermark   FAILED_PRECONDITION request_already_acknowledged
 //   no id, commit outcome unknown          UNKNOWN             outcome_unknown
 //   store unavailable                      UNAVAILABLE         unavailable
+//   slot's fence not ready (fence.h)       UNAVAILABLE         fence_not_ready
+//   deposed: newer holder's fence seen     UNAVAILABLE         deposed
 //   request message too large              RESOURCE_EXHAUSTED  (gRPC's own)
 // A reply served from a completion record carries trailing metadata
 // `idempotent-replayed: true`.
+//
+// Fencing (framework/fence.h): gRPC's C++ API does not expose a call's local
+// socket address, so Request::local_address is the host part of the call's
+// :authority -- the address the client dialled (gRPC's default authority is
+// the target). A client that dials a take-over service address is fenced by
+// that slot; one that overrides the authority with a name that is not a slot
+// address is not fenced (as a request to the host's own address is not).
 //
 // Threads: when the store commits asynchronously
 // (RequestPipeline::ExecutesInline(), e.g. RocksDB), a call runs the handler
@@ -88,6 +97,9 @@ struct GrpcServerOptions {
   // the call fails with RESOURCE_EXHAUSTED/INTERNAL before reaching baton).
   // Default: 8 KiB (as HTTP's max_header_bytes).
   int max_metadata_bytes = 8 * 1024;
+  // Sent as trailing metadata `baton-node` of every call (which host
+  // answered). Default: empty (none).
+  std::string node_name;
 };
 
 class GrpcServer {

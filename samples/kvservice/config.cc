@@ -1,5 +1,8 @@
 #include "samples/kvservice/config.h"
 
+#include <unistd.h>
+
+#include <chrono>
 #include <exception>
 #include <filesystem>
 #include <set>
@@ -56,7 +59,118 @@ absl::Status ReadMs(const YAML::Node& node, const std::string& name,
   return absl::OkStatus();
 }
 
+// "2s", "500ms", "1.5s", "250us", "1m"; a bare number is milliseconds.
+bool ParseDurationMs(const std::string& text, std::chrono::milliseconds* out) {
+  double v = 0;
+  std::string num = text, unit;
+  size_t i = 0;
+  while (i < text.size() &&
+         ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) {
+    ++i;
+  }
+  num = text.substr(0, i);
+  unit = text.substr(i);
+  if (num.empty() || !absl::SimpleAtod(num, &v) || v < 0) return false;
+  double ms = 0;
+  if (unit.empty() || unit == "ms") {
+    ms = v;
+  } else if (unit == "s") {
+    ms = v * 1000;
+  } else if (unit == "us") {
+    ms = v / 1000;
+  } else if (unit == "m") {
+    ms = v * 60000;
+  } else {
+    return false;
+  }
+  *out = std::chrono::milliseconds(static_cast<int64_t>(ms + 0.5));
+  return true;
+}
+
+absl::Status ReadDuration(const YAML::Node& node, const std::string& name,
+                          const std::string& where,
+                          std::chrono::milliseconds* out) {
+  if (!node[name]) return absl::OkStatus();
+  std::string text;
+  if (absl::Status s = Read(node, name, where, &text); !s.ok()) return s;
+  if (!ParseDurationMs(text, out) || out->count() <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key \"", where, ".", name,
+        "\" must be a positive duration (e.g. 2s, 500ms)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadStore(const YAML::Node& n, StoreConfig* store) {
+  if (absl::Status s = CheckKeys(
+          n, "store",
+          {"kind", "endpoints", "key_prefix", "dial_timeout", "request_timeout",
+           "tls_ca_file", "tls_cert_file", "tls_key_file", "username",
+           "password", "max_request_bytes", "max_txn_ops"});
+      !s.ok()) {
+    return s;
+  }
+  std::string kind = "rocksdb";
+  if (absl::Status s = Read(n, "kind", "store", &kind); !s.ok()) return s;
+  storage::EtcdOptions& e = store->etcd;
+  e.key_prefix = "kvservice/";
+  if (kind == "rocksdb") {
+    store->kind = StoreConfig::Kind::kRocksDb;
+    for (const auto& kv : n) {
+      if (kv.first.as<std::string>() != "kind") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config key \"store.", kv.first.as<std::string>(),
+                         "\" is only for store.kind etcd"));
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (kind != "etcd") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key \"store.kind\" must be rocksdb or etcd, got \"", kind,
+        "\""));
+  }
+  store->kind = StoreConfig::Kind::kEtcd;
+  if (n["endpoints"]) {
+    std::vector<std::string> endpoints;
+    if (absl::Status s = Read(n, "endpoints", "store", &endpoints); !s.ok()) {
+      return s;
+    }
+    if (endpoints.empty()) {
+      return absl::InvalidArgumentError(
+          "config key \"store.endpoints\" must list at least one host:port");
+    }
+    e.endpoints = endpoints;
+  }
+  for (absl::Status s :
+       {Read(n, "key_prefix", "store", &e.key_prefix),
+        ReadDuration(n, "dial_timeout", "store", &e.dial_timeout),
+        ReadDuration(n, "request_timeout", "store", &e.request_timeout),
+        Read(n, "tls_ca_file", "store", &e.tls_ca_file),
+        Read(n, "tls_cert_file", "store", &e.tls_cert_file),
+        Read(n, "tls_key_file", "store", &e.tls_key_file),
+        Read(n, "username", "store", &e.username),
+        Read(n, "password", "store", &e.password),
+        Read(n, "max_request_bytes", "store", &e.max_request_bytes),
+        Read(n, "max_txn_ops", "store", &e.max_txn_ops)}) {
+    if (!s.ok()) return s;
+  }
+  if (e.key_prefix.empty()) {
+    return absl::InvalidArgumentError(
+        "config key \"store.key_prefix\" must not be empty");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+std::string DefaultNodeName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') {
+    return "localhost";
+  }
+  return buf;
+}
 
 absl::Status ParseListen(const std::string& listen,
                          framework::HttpServerOptions* http) {
@@ -99,10 +213,12 @@ absl::StatusOr<KvServerConfig> LoadConfig(const std::string& path) {
         absl::StrCat("config file ", path, " is not valid YAML: ", e.what()));
   }
   KvServerConfig c;
+  c.node_name = DefaultNodeName();
+  c.store.etcd.key_prefix = "kvservice/";
   if (root.IsNull()) return c;
   if (absl::Status s = CheckKeys(
           root, "", {"listen", "grpc_listen", "data_dir", "sync", "log_level", "http",
-                 "grpc", "pipeline"});
+                 "grpc", "pipeline", "store", "node_name", "takeover"});
       !s.ok()) {
     return s;
   }
@@ -124,6 +240,26 @@ absl::StatusOr<KvServerConfig> LoadConfig(const std::string& path) {
   if (absl::Status s = Read(root, "data_dir", "", &c.data_dir); !s.ok()) return s;
   if (absl::Status s = Read(root, "sync", "", &c.sync); !s.ok()) return s;
   if (absl::Status s = Read(root, "log_level", "", &c.log_level); !s.ok()) return s;
+  if (absl::Status s = Read(root, "node_name", "", &c.node_name); !s.ok()) {
+    return s;
+  }
+  if (c.node_name.empty()) {
+    return absl::InvalidArgumentError(
+        "config key \"node_name\" must not be empty");
+  }
+  if (YAML::Node st = root["store"]) {
+    if (absl::Status s = ReadStore(st, &c.store); !s.ok()) return s;
+  }
+  if (YAML::Node t = root["takeover"]) {
+    if (!t.IsMap()) {
+      return absl::InvalidArgumentError(
+          "config key \"takeover\" must be a mapping (a take-over daemon "
+          "config)");
+    }
+    YAML::Emitter out;
+    out << t;
+    c.takeover_yaml = out.c_str();
+  }
 
   if (YAML::Node h = root["http"]) {
     if (absl::Status s = CheckKeys(h, "http",

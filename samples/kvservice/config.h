@@ -9,8 +9,22 @@
 #include "framework/grpc/grpc_server.h"
 #include "framework/http_server.h"
 #include "framework/pipeline.h"
+#include "storage/etcd/etcd_store.h"
 
 namespace baton::kvservice {
+
+// YAML `store:` -- which StableStore backend serves the requests.
+struct StoreConfig {
+  enum class Kind {
+    kRocksDb,  // the embedded store in data_dir (one host). Default.
+    kEtcd,     // an etcd cluster shared by every host of the service
+  };
+  Kind kind = Kind::kRocksDb;
+  // kEtcd: endpoints, key_prefix, dial_timeout, request_timeout, TLS files,
+  // username/password, max_request_bytes, max_txn_ops (the defaults of
+  // storage::EtcdOptions, except key_prefix "kvservice/").
+  storage::EtcdOptions etcd;
+};
 
 struct KvServerConfig {
   // Data directory of the embedded RocksDB store (created with its parents).
@@ -28,7 +42,18 @@ struct KvServerConfig {
   bool grpc_enabled = false;
   framework::GrpcServerOptions grpc;
   framework::PipelineOptions pipeline;
+  StoreConfig store;
+  // Sent in every reply (HTTP header Baton-Node, gRPC trailer baton-node) so
+  // clients see which host answered. Default: the host name.
+  std::string node_name;
+  // YAML `takeover:`: a take-over daemon config (the keys of
+  // deploy/baton-takeoverd.example.yaml), re-emitted as YAML text for
+  // baton::takeover::ParseDaemonConfig; empty: no embedded agent.
+  std::string takeover_yaml;
 };
+
+// The host name (gethostname), the default node_name; "localhost" if none.
+std::string DefaultNodeName();
 
 // Parses "host:port" (port 0: ephemeral) into `grpc` for the gRPC listener.
 [[nodiscard]] absl::Status ParseGrpcListen(const std::string& listen,

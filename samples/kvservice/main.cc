@@ -1,6 +1,11 @@
 // baton-kvserver: the sample key-value service over HTTP/1.1 and (when
-// configured) gRPC, both on one pipeline over the embedded RocksDB store. Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 runtime
-// failure (store cannot open, port in use), 2 bad configuration or flags.
+// configured) gRPC, both on one pipeline over the embedded RocksDB store or
+// an etcd cluster (config `store:`), optionally with the take-over agent
+// embedded (config `takeover:`; framework/embedded_agent.h): the server then
+// fences its commits by the service addresses it holds and serves
+// GET /baton/status and POST /baton/drain. Exit codes: 0 clean shutdown
+// (SIGTERM/SIGINT), 1 runtime failure (store cannot open, port in use, agent
+// cannot start), 2 bad configuration or flags.
 #include <pthread.h>
 #include <signal.h>
 
@@ -12,6 +17,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_join.h"
 #include "framework/clock.h"
 #include "framework/grpc/grpc_server.h"
 #include "framework/http_server.h"
@@ -21,6 +27,12 @@
 #include "samples/kvservice/kv_service.h"
 #include "spdlog/spdlog.h"
 #include "storage/rocksdb/rocksdb_store.h"
+#if BATON_KV_ETCD
+#include "storage/etcd/etcd_store.h"
+#endif
+#if BATON_KV_AGENT
+#include "framework/embedded_agent.h"
+#endif
 
 namespace {
 
@@ -138,7 +150,7 @@ void PrintGrpcUsage(const std::string& host, uint16_t port) {
 int main(int argc, char** argv) {
   CLI::App app{"baton sample key-value service (exactly-once over HTTP)"};
   std::string config_path, listen, grpc_listen, data_dir, log_level,
-      ready_file;
+      ready_file, node_name;
   int io_threads = 0, worker_threads = 0;
   bool no_sync = false;
   int kill_after_records = 0;
@@ -148,6 +160,8 @@ int main(int argc, char** argv) {
                  "host:port for gRPC beside HTTP (port 0: any; \"off\": no "
                  "gRPC)");
   app.add_option("--data-dir", data_dir, "store directory");
+  app.add_option("--node-name", node_name,
+                 "name sent as Baton-Node / baton-node (default: host name)");
   app.add_option("--io-threads", io_threads, "event-loop threads");
   app.add_option("--worker-threads", worker_threads, "handler threads");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
@@ -170,6 +184,7 @@ int main(int argc, char** argv) {
   }
 
   KvServerConfig config;
+  config.node_name = baton::kvservice::DefaultNodeName();
   if (!config_path.empty()) {
     absl::StatusOr<KvServerConfig> loaded =
         baton::kvservice::LoadConfig(config_path);
@@ -204,6 +219,9 @@ int main(int argc, char** argv) {
   if (io_threads > 0) config.http.io_threads = io_threads;
   if (worker_threads > 0) config.http.worker_threads = worker_threads;
   if (!log_level.empty()) config.log_level = log_level;
+  if (!node_name.empty()) config.node_name = node_name;
+  config.http.node_name = config.node_name;
+  config.grpc.node_name = config.node_name;
   if (no_sync) config.sync = false;
   spdlog::level::level_enum level = spdlog::level::from_str(config.log_level);
   if (level == spdlog::level::off && config.log_level != "off") {
@@ -212,6 +230,34 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(level);
+
+#if BATON_KV_AGENT
+  std::unique_ptr<baton::framework::EmbeddedAgent> agent;
+  if (!config.takeover_yaml.empty()) {
+    absl::StatusOr<baton::framework::EmbeddedAgentConfig> agent_config =
+        baton::framework::ParseEmbeddedAgentConfig(config.takeover_yaml);
+    if (!agent_config.ok()) {
+      std::fprintf(stderr, "baton-kvserver: takeover: %s\n",
+                   std::string(agent_config.status().message()).c_str());
+      return 2;
+    }
+    auto created = baton::framework::EmbeddedAgent::Create(*agent_config);
+    if (!created.ok()) {
+      std::fprintf(stderr, "baton-kvserver: takeover: %s\n",
+                   std::string(created.status().message()).c_str());
+      return created.status().code() == absl::StatusCode::kInvalidArgument ? 2
+                                                                            : 1;
+    }
+    agent = *std::move(created);
+  }
+#else
+  if (!config.takeover_yaml.empty()) {
+    std::fprintf(stderr,
+                 "baton-kvserver: config key \"takeover\": this build has no "
+                 "embedded take-over agent\n");
+    return 2;
+  }
+#endif
 
   // Signals are taken by sigwait() below; block them before any thread starts
   // so that every thread inherits the mask.
@@ -222,20 +268,42 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::error_code ec;
-  std::filesystem::create_directories(config.data_dir, ec);
-  if (ec) {
-    spdlog::error("cannot create data directory {}: {}", config.data_dir,
-                  ec.message());
-    return 1;
-  }
-  baton::storage::RocksDbOptions store_options;
-  store_options.path = config.data_dir;
-  store_options.sync = config.sync;
-  auto store = baton::storage::OpenRocksDbStore(store_options);
-  if (!store.ok()) {
-    spdlog::error("cannot open store {}: {}", config.data_dir,
-                  std::string(store.status().message()));
-    return 1;
+  std::string store_description;
+  absl::StatusOr<std::unique_ptr<baton::storage::StableStore>> store =
+      absl::UnavailableError("no store");
+  if (config.store.kind == baton::kvservice::StoreConfig::Kind::kEtcd) {
+#if BATON_KV_ETCD
+    store = baton::storage::OpenEtcdStore(config.store.etcd);
+    store_description = "etcd " + absl::StrJoin(config.store.etcd.endpoints, ",") +
+                        " prefix " + config.store.etcd.key_prefix;
+    if (!store.ok()) {
+      std::fprintf(stderr, "baton-kvserver: store: %s\n",
+                   std::string(store.status().message()).c_str());
+      return 2;
+    }
+#else
+    std::fprintf(stderr,
+                 "baton-kvserver: config key \"store.kind\": this build has "
+                 "no etcd backend\n");
+    return 2;
+#endif
+  } else {
+    std::filesystem::create_directories(config.data_dir, ec);
+    if (ec) {
+      spdlog::error("cannot create data directory {}: {}", config.data_dir,
+                    ec.message());
+      return 1;
+    }
+    baton::storage::RocksDbOptions store_options;
+    store_options.path = config.data_dir;
+    store_options.sync = config.sync;
+    store = baton::storage::OpenRocksDbStore(store_options);
+    store_description = "rocksdb " + config.data_dir;
+    if (!store.ok()) {
+      spdlog::error("cannot open store {}: {}", config.data_dir,
+                    std::string(store.status().message()));
+      return 1;
+    }
   }
 
   std::unique_ptr<KillAfterRecordsStore> killer;
@@ -252,6 +320,16 @@ int main(int argc, char** argv) {
     spdlog::error("routes: {}", std::string(s.message()));
     return 1;
   }
+#if BATON_KV_AGENT
+  if (agent) {
+    // Fence commits by the slots the agent holds, from the first request on.
+    pipeline.SetFenceTable(&agent->fences());
+    if (absl::Status s = agent->RegisterRoutes(router); !s.ok()) {
+      spdlog::error("routes: {}", std::string(s.message()));
+      return 1;
+    }
+  }
+#endif
   auto server = baton::framework::StartHttpServer(config.http,
                                                   std::move(router), pipeline);
   if (!server.ok()) {
@@ -289,19 +367,40 @@ int main(int argc, char** argv) {
     }
     std::filesystem::rename(tmp, ready_file, ec);
   }
-  spdlog::info("serving on {}:{} (data {}, sync {}, {} io / {} worker threads)",
-               config.http.address, port, config.data_dir, config.sync,
-               config.http.io_threads, config.http.worker_threads);
+  spdlog::info("node {} serving on {}:{} (store {}, sync {}, {} io / {} worker "
+               "threads)",
+               config.node_name, config.http.address, port, store_description,
+               config.sync, config.http.io_threads,
+               config.http.worker_threads);
   PrintUsage(config.http.address, port);
   if (grpc_server) {
     spdlog::info("gRPC on {}:{}", config.grpc.address, grpc_server->port());
     PrintGrpcUsage(config.grpc.address, grpc_server->port());
   }
   pipeline.StartBackgroundGc();
+#if BATON_KV_AGENT
+  // Only now, with the store open and both listeners up, may the agent take
+  // addresses: a client that reaches a service address finds a server.
+  if (agent) {
+    if (absl::Status s = agent->Start(*serving_store); !s.ok()) {
+      spdlog::error("take-over agent: {}", std::string(s.message()));
+      if (grpc_server) grpc_server->Stop();
+      (*server)->Stop();
+      return 1;
+    }
+  }
+#endif
 
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("signal {}: shutting down", sig);
+#if BATON_KV_AGENT
+  // Give the addresses away first (the grantors hear it, the next holder
+  // takes over in about a round trip), then stop accepting and finish the
+  // requests in flight: those still commit under this host's fence or are
+  // refused as deposed, never both.
+  if (agent) agent->Shutdown();
+#endif
   if (grpc_server) grpc_server->Stop();
   (*server)->Stop();
   pipeline.StopBackgroundGc();
