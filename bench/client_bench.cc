@@ -17,10 +17,16 @@
 //                      number of completion records each second (bounded?)
 //                      and the request latency while GC runs.
 // Figures are medians of --reps runs where a run is repeated.
+// --json FILE writes the figures of the throughput and crash modes as JSON;
+// --timeline FILE (crash mode) writes the client's requests around the first
+// crash as JSON lines {"t_ms": ms since the kill, "ok": bool, "node": "http"
+// | "grpc", "attempts": n}: a successful reply when it arrived, a failed
+// attempt when it was seen failing.
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,6 +45,7 @@
 #include "framework/grpc/grpc_server.h"
 #include "framework/http_server.h"
 #include "framework/pipeline.h"
+#include "nlohmann/json.hpp"
 #include "samples/kvservice/kv_client.h"
 #include "samples/kvservice/kv_grpc.h"
 #include "samples/kvservice/kv_service.h"
@@ -147,8 +154,18 @@ RunFigures LoadRun(KvClient& c, int callers, double seconds, int run) {
   return f;
 }
 
+// Writes `j` to `path` unless empty; false on a write error.
+bool WriteJson(const std::string& path, const nlohmann::json& j) {
+  if (path.empty()) return true;
+  std::ofstream f(path);
+  f << j.dump(1) << "\n";
+  if (!f) std::fprintf(stderr, "cannot write %s\n", path.c_str());
+  return static_cast<bool>(f);
+}
+
 int Throughput(const std::string& dir, const std::vector<int>& clients,
-               double seconds, int reps) {
+               double seconds, int reps, const std::string& json_path) {
+  nlohmann::json rows = nlohmann::json::array();
   InProcessServer server;
   if (!server.Start(dir + "/client_bench_tp", {})) {
     std::fprintf(stderr, "cannot start the server in %s\n", dir.c_str());
@@ -185,8 +202,19 @@ int Throughput(const std::string& dir, const std::vector<int>& clients,
                 med(KvProtocol::kGrpc, &RunFigures::p50_us),
                 med(KvProtocol::kGrpc, &RunFigures::p99_us));
     std::fflush(stdout);
+    rows.push_back({{"callers", n},
+                    {"http_ops_per_s", h},
+                    {"grpc_ops_per_s", g},
+                    {"grpc_over_http", h > 0 ? g / h : 0},
+                    {"http_p50_us", med(KvProtocol::kHttp, &RunFigures::p50_us)},
+                    {"http_p99_us", med(KvProtocol::kHttp, &RunFigures::p99_us)},
+                    {"grpc_p50_us", med(KvProtocol::kGrpc, &RunFigures::p50_us)},
+                    {"grpc_p99_us", med(KvProtocol::kGrpc, &RunFigures::p99_us)}});
   }
-  return 0;
+  return WriteJson(json_path, {{"benchmark", "client"}, {"mode", "throughput"},
+                               {"seconds", seconds}, {"reps", reps}, {"rows", rows}})
+             ? 0
+             : 1;
 }
 
 struct Done {
@@ -194,10 +222,12 @@ struct Done {
   absl::Time started;
   int attempts;
   KvProtocol protocol;
+  absl::Time first_failure;  // InfiniteFuture: no attempt failed.
 };
 
 int Crash(const std::string& dir, const std::string& binary, int clients,
-          int crashes, double interval_s, uint64_t seed) {
+          int crashes, double interval_s, uint64_t seed,
+          const std::string& json_path, const std::string& timeline_path) {
   const std::filesystem::path d = std::filesystem::path(dir) / "client_bench_crash";
   std::filesystem::remove_all(d);
   std::filesystem::create_directories(d);
@@ -237,7 +267,8 @@ int Crash(const std::string& dir, const std::string& binary, int clients,
         int64_t v = 0;
         (void)absl::SimpleAtoi(r.value_json, &v);
         std::lock_guard<std::mutex> lock(mu);
-        done.push_back({r.call.finished, r.call.started, r.call.attempts, p});
+        done.push_back({r.call.finished, r.call.started, r.call.attempts, p,
+                        r.call.first_failure});
         replies[key].push_back(v);
       }
     });
@@ -273,6 +304,7 @@ int Crash(const std::string& dir, const std::string& binary, int clients,
               "outage gRPC ms | requests caught | attempts of caught (mean/max) |\n"
               "|---|---|---|---|---|---|\n");
   std::vector<double> outages, restarts;
+  nlohmann::json crash_rows = nlohmann::json::array();
   for (size_t k = 0; k < kills.size(); ++k) {
     std::map<KvProtocol, absl::Time> last_before, first_after;
     int caught = 0, max_att = 0;
@@ -305,6 +337,35 @@ int Crash(const std::string& dir, const std::string& binary, int clients,
     std::printf("| %zu | %.0f | %.0f | %.0f | %d | %.1f / %d |\n", k + 1, rs,
                 outage(KvProtocol::kHttp), outage(KvProtocol::kGrpc), caught,
                 caught ? sum_att / caught : 0.0, max_att);
+    crash_rows.push_back({{"restart_ms", rs},
+                          {"outage_http_ms", outage(KvProtocol::kHttp)},
+                          {"outage_grpc_ms", outage(KvProtocol::kGrpc)},
+                          {"caught", caught},
+                          {"attempts_of_caught_mean", caught ? sum_att / caught : 0.0},
+                          {"attempts_of_caught_max", max_att}});
+  }
+  if (!timeline_path.empty() && !kills.empty()) {
+    // Around the first crash: 300 ms before the kill to 700 ms after restart.
+    const absl::Time kill = kills[0].kill;
+    const absl::Time from = kill - absl::Milliseconds(300);
+    const absl::Time to = kills[0].ready + absl::Milliseconds(700);
+    std::ofstream tl(timeline_path);
+    for (const Done& x : done) {
+      const char* node = x.protocol == KvProtocol::kHttp ? "http" : "grpc";
+      if (x.first_failure >= from && x.first_failure <= to) {
+        tl << nlohmann::json{{"t_ms", absl::ToDoubleMilliseconds(x.first_failure - kill)},
+                             {"ok", false}, {"node", node}, {"attempts", x.attempts}}
+                  .dump()
+           << "\n";
+      }
+      if (x.finished >= from && x.finished <= to) {
+        tl << nlohmann::json{{"t_ms", absl::ToDoubleMilliseconds(x.finished - kill)},
+                             {"ok", true}, {"node", node}, {"attempts", x.attempts}}
+                  .dump()
+           << "\n";
+      }
+    }
+    if (!tl) std::fprintf(stderr, "cannot write %s\n", timeline_path.c_str());
   }
   // Verify: counters equal acknowledged INCRs, replies are 1..N.
   auto reader = KvClient::Connect(KvProtocol::kHttp, server.http_endpoint());
@@ -337,7 +398,15 @@ int Crash(const std::string& dir, const std::string& binary, int clients,
               acked, mean_att, att.empty() ? 0 : *std::max_element(att.begin(), att.end()),
               failures.load(), lost, duplicates);
   server.Terminate();
-  return lost == 0 && duplicates == 0 && failures == 0 ? 0 : 1;
+  const bool written = WriteJson(
+      json_path, {{"benchmark", "client"}, {"mode", "crash"}, {"clients", clients},
+                  {"seed", seed}, {"crashes", crash_rows},
+                  {"median_restart_ms", Median(restarts)},
+                  {"median_outage_ms", Median(outages)},
+                  {"acknowledged", acked}, {"attempts_mean", mean_att},
+                  {"gave_up", failures.load()}, {"lost", lost},
+                  {"duplicates", duplicates}});
+  return lost == 0 && duplicates == 0 && failures == 0 && written ? 0 : 1;
 }
 
 size_t CountRecords(baton::storage::StableStore& store) {
@@ -445,6 +514,10 @@ int main(int argc, char** argv) {
   app.add_option("--gc-interval", gc_interval, "gc: GC period seconds (1)");
   app.add_flag("--no-acks", no_acks, "gc: clients send no watermark (age GC only)");
   app.add_option("--server", binary, "crash: baton-kvserver path");
+  std::string json_path, timeline_path;
+  app.add_option("--json", json_path, "throughput/crash: also write the figures here");
+  app.add_option("--timeline", timeline_path,
+                 "crash: the requests around the first crash, as JSON lines");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
   if (mode == "throughput") {
@@ -453,9 +526,11 @@ int main(int argc, char** argv) {
       int n = 0;
       if (absl::SimpleAtoi(part, &n) && n > 0) list.push_back(n);
     }
-    return Throughput(dir, list, seconds, reps);
+    return Throughput(dir, list, seconds, reps, json_path);
   }
-  if (mode == "crash") return Crash(dir, binary, clients, crashes, interval, seed);
+  if (mode == "crash") {
+    return Crash(dir, binary, clients, crashes, interval, seed, json_path, timeline_path);
+  }
   if (mode == "gc") {
     return Gc(dir, clients, seconds, retention, gc_interval, !no_acks);
   }

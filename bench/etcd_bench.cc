@@ -18,11 +18,12 @@
 //
 //   baton-etcd-bench [--callers 1,16,64] [--seconds 3] [--reps 3] [--members 1]
 //                    [--value-bytes 128] [--record-bytes 512]
-//                    [--dir /var/tmp] [--endpoints host:port,...]
+//                    [--dir /var/tmp] [--endpoints host:port,...] [--json FILE]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -30,6 +31,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "storage/etcd/etcd_client.h"
 #include "storage/etcd/etcd_store.h"
@@ -128,7 +130,10 @@ int Main(int argc, char** argv) {
   app.add_option("--dir", dir, "parent of the etcd data dir");
   app.add_option("--endpoints", endpoints, "use this etcd instead of starting one")
       ->delimiter(',');
+  std::string json_path;
+  app.add_option("--json", json_path, "also write the rows to this file");
   CLI11_PARSE(app, argc, argv);
+  nlohmann::json rows = nlohmann::json::array();
   spdlog::set_level(spdlog::level::warn);
 
   std::unique_ptr<storage::testing::EtcdCluster> cluster;
@@ -222,12 +227,34 @@ int Main(int argc, char** argv) {
     std::printf("%8d | %12.0f %8.2f %8.2f | %12.0f %8.2f %8.2f | %6.2f\n", n, s.median_ops,
                 s.p50_ms, s.p99_ms, r.median_ops, r.p50_ms, r.p99_ms,
                 r.median_ops > 0 ? s.median_ops / r.median_ops : 0.0);
+    rows.push_back({{"callers", n},
+                    {"store_ops_per_s", s.median_ops},
+                    {"store_p50_us", s.p50_ms * 1000},
+                    {"store_p99_us", s.p99_ms * 1000},
+                    {"raw_ops_per_s", r.median_ops},
+                    {"raw_p50_us", r.p50_ms * 1000},
+                    {"raw_p99_us", r.p99_ms * 1000},
+                    {"store_over_raw", r.median_ops > 0 ? s.median_ops / r.median_ops : 0.0},
+                    {"store_errors", s.errors},
+                    {"raw_errors", r.errors}});
     if (s.errors + r.errors > 0) {
       std::printf("         errors: store %llu, raw %llu\n",
                   static_cast<unsigned long long>(s.errors),
                   static_cast<unsigned long long>(r.errors));
     }
     std::fflush(stdout);
+  }
+  if (!json_path.empty()) {
+    nlohmann::json j = {{"benchmark", "etcd"}, {"seconds", seconds}, {"reps", reps},
+                        {"members", static_cast<int>(endpoints.size())},
+                        {"value_bytes", value_bytes}, {"record_bytes", record_bytes},
+                        {"rows", rows}};
+    std::ofstream f(json_path);
+    f << j.dump(1) << "\n";
+    if (!f) {
+      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
+      return 1;
+    }
   }
   return 0;
 }

@@ -8,5 +8,5 @@ if(TARGET baton_storage AND TARGET baton_kvservice AND
   add_executable(baton-http-bench ${CMAKE_CURRENT_LIST_DIR}/http_put_bench.cc)
   target_link_libraries(baton-http-bench PRIVATE
     baton_kvservice baton_framework baton_storage baton_bench_raw_rocksdb
-    CLI11::CLI11 absl::strings spdlog::spdlog Threads::Threads)
+    CLI11::CLI11 nlohmann_json::nlohmann_json absl::strings spdlog::spdlog Threads::Threads)
 endif()

@@ -19,6 +19,7 @@
 //   baton-http-bench [--clients 1,16,64] [--seconds 2] [--reps 3]
 //                    [--dir /var/tmp] [--value-bytes 100] [--redis=true]
 //                    [--client async|threads] [--handlers auto|io|workers]
+//                    [--json FILE]
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -32,6 +33,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +52,7 @@
 #include "framework/clock.h"
 #include "framework/http_server.h"
 #include "framework/pipeline.h"
+#include "nlohmann/json.hpp"
 #include "samples/kvservice/kv_service.h"
 #include "spdlog/spdlog.h"
 #include "storage/rocksdb/rocksdb_store.h"
@@ -399,7 +402,10 @@ int Main(int argc, char** argv) {
                  "where the server runs handlers: auto, io (event loop), "
                  "workers")
       ->check(CLI::IsMember({"auto", "io", "workers"}));
+  std::string json_path;
+  app.add_option("--json", json_path, "also write the rows to this file");
   CLI11_PARSE(app, argc, argv);
+  nlohmann::json rows = nlohmann::json::array();
   spdlog::set_level(spdlog::level::warn);
   const bool async_client = client_mode == "async";
   using HT = framework::HttpServerOptions::HandlerThreads;
@@ -476,6 +482,33 @@ int Main(int argc, char** argv) {
         Median(batons, [](const BatonRun& r) { return r.commits_per_fsync; }),
         Median(batons, [](const BatonRun& r) { return r.cpu_us_per_request; }));
     std::fflush(stdout);
+    rows.push_back(
+        {{"clients", c},
+         {"raw_rocksdb_ops_per_s", raw},
+         {"redis_ops_per_s", red},
+         {"baton_ops_per_s", bat},
+         {"baton_nosync_ops_per_s", nos},
+         {"baton_over_raw", raw ? bat / raw : 0},
+         {"baton_over_redis", red ? bat / red : 0},
+         {"baton_p50_us", Median(batons, [](const BatonRun& r) { return r.result.p50_us; })},
+         {"baton_p99_us", Median(batons, [](const BatonRun& r) { return r.result.p99_us; })},
+         {"redis_p50_us", Median(rediss, [](const ThroughputResult& r) { return r.p50_us; })},
+         {"redis_p99_us", Median(rediss, [](const ThroughputResult& r) { return r.p99_us; })},
+         {"commits_per_fsync",
+          Median(batons, [](const BatonRun& r) { return r.commits_per_fsync; })},
+         {"cpu_us_per_request",
+          Median(batons, [](const BatonRun& r) { return r.cpu_us_per_request; })}});
+  }
+  if (!json_path.empty()) {
+    nlohmann::json j = {{"benchmark", "http_put"}, {"seconds", seconds}, {"reps", reps},
+                        {"value_bytes", value_bytes}, {"client", client_mode},
+                        {"handlers", handlers}, {"rows", rows}};
+    std::ofstream f(json_path);
+    f << j.dump(1) << "\n";
+    if (!f) {
+      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
+      return 1;
+    }
   }
   std::printf(
       "\nrates are ops/s (medians of %d runs of %.1f s); b/raw = baton_http / "

@@ -10,6 +10,6 @@ target_link_libraries(baton_bench_raw_rocksdb
 if(TARGET baton_storage)
   add_executable(baton-storage-bench ${CMAKE_CURRENT_LIST_DIR}/storage_bench.cc)
   target_link_libraries(baton-storage-bench PRIVATE
-    baton_storage baton_bench_raw_rocksdb CLI11::CLI11 absl::strings
+    baton_storage baton_bench_raw_rocksdb CLI11::CLI11 nlohmann_json::nlohmann_json absl::strings
     spdlog::spdlog Threads::Threads)
 endif()

@@ -8,7 +8,7 @@
 // pipeline does at its smallest: one condition (key absent) and one put.
 //
 //   baton-storage-bench [--threads 1,16,64] [--seconds 3] [--reps 3]
-//                       [--dir /var/tmp] [--value-bytes 100]
+//                       [--dir /var/tmp] [--value-bytes 100] [--json FILE]
 #include <stdlib.h>
 
 #include <algorithm>
@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "bench/raw_rocksdb.h"
+#include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "storage/rocksdb/rocksdb_store.h"
 
@@ -115,7 +117,10 @@ int Main(int argc, char** argv) {
   app.add_option("--reps", reps, "runs per point and system (median reported)");
   app.add_option("--dir", dir, "directory on the disk under test");
   app.add_option("--value-bytes", value_bytes, "bytes per value");
+  std::string json_path;
+  app.add_option("--json", json_path, "also write the rows to this file");
   CLI11_PARSE(app, argc, argv);
+  nlohmann::json rows = nlohmann::json::array();
   spdlog::set_level(spdlog::level::warn);
   const auto duration =
       std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
@@ -168,6 +173,26 @@ int Main(int argc, char** argv) {
                 Median(s_group), raw_ops, Median(r_p50) / 1000,
                 Median(r_p99) / 1000, raw_ops > 0 ? store_ops / raw_ops : 0);
     std::fflush(stdout);
+    rows.push_back({{"writers", threads},
+                    {"store_ops_per_s", store_ops},
+                    {"store_p50_us", Median(s_p50)},
+                    {"store_p99_us", Median(s_p99)},
+                    {"commits_per_fsync", Median(s_group)},
+                    {"raw_ops_per_s", raw_ops},
+                    {"raw_p50_us", Median(r_p50)},
+                    {"raw_p99_us", Median(r_p99)},
+                    {"store_over_raw", raw_ops > 0 ? store_ops / raw_ops : 0}});
+  }
+  if (!json_path.empty()) {
+    nlohmann::json j = {{"benchmark", "storage"}, {"seconds", seconds},
+                        {"reps", reps}, {"value_bytes", value_bytes},
+                        {"rows", rows}};
+    std::ofstream f(json_path);
+    f << j.dump(1) << "\n";
+    if (!f) {
+      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
+      return 1;
+    }
   }
   return 0;
 }
