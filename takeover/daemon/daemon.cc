@@ -158,7 +158,7 @@ void TakeoverDaemon::SetSlotListener(std::function<void(const SlotEvent&)> liste
 }
 
 void TakeoverDaemon::SetHealthy(bool healthy) {
-  boost::asio::post(io_, [this, alive = alive_, healthy] {
+  boost::asio::post(io_, [this, alive = posted_alive_, healthy] {
     if (!*alive) return;
     if (external_healthy_ == healthy) return;
     external_healthy_ = healthy;
@@ -168,13 +168,13 @@ void TakeoverDaemon::SetHealthy(bool healthy) {
 }
 
 void TakeoverDaemon::DrainSlot(uint32_t slot, bool drain) {
-  boost::asio::post(io_, [this, alive = alive_, slot, drain] {
+  boost::asio::post(io_, [this, alive = posted_alive_, slot, drain] {
     if (*alive) ApplyDrain(slot, drain);
   });
 }
 
 void TakeoverDaemon::GetStatusAsync(std::function<void(nlohmann::json)> done) {
-  boost::asio::post(io_, [this, alive = alive_, done = std::move(done)] {
+  boost::asio::post(io_, [this, alive = posted_alive_, done = std::move(done)] {
     if (!*alive) {
       done(nlohmann::json{{"error", "stopped"}});
       return;
@@ -185,6 +185,7 @@ void TakeoverDaemon::GetStatusAsync(std::function<void(nlohmann::json)> done) {
 
 void TakeoverDaemon::ApplyDrain(uint32_t slot, bool drain) {
   if (slot != kAllSlots && slot >= slots_.size()) return;
+  if (shutting_down_) return;  // everything is being released anyway
   const Time now = clock_.Now();
   for (uint32_t i = 0; i < slots_.size(); ++i) {
     if (slot != kAllSlots && i != slot) continue;
@@ -219,6 +220,7 @@ void TakeoverDaemon::Notify(uint32_t slot, bool held, uint64_t epoch) {
 
 TakeoverDaemon::~TakeoverDaemon() {
   *alive_ = false;
+  *posted_alive_ = false;
   if (status_acceptor_) ::unlink(config_.status_socket.c_str());
 }
 
@@ -554,7 +556,9 @@ void TakeoverDaemon::LogRoleChanges() {
                  s.held_by_me ? "HOLDER" : (draining_ || slot.drained ? "drained" : "backup"),
                  s.slot, NodeName(s.holder), s.epoch, NodeName(slot.last_holder), slot.last_epoch,
                  s.held_by_me ? absl::StrCat(", ", slot.prefix.ToString(), " on ", config_.interface)
-                              : (s.shed ? std::string(", shed (no capacity in this view)") : ""));
+                              : (s.shed && !draining_ && !slot.drained
+                                     ? std::string(", shed (no capacity in this view)")
+                                     : ""));
     slot.last_holder = s.holder;
     slot.last_epoch = s.epoch;
     slot.last_held = s.held_by_me;

@@ -200,6 +200,9 @@ class TakeoverDaemon {
   uint64_t state_writes_ = 0, state_errors_ = 0;
   std::string logged_membership_;  // the membership last logged (each change is logged once)
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  // For tasks posted from other threads (SetHealthy, DrainSlot, GetStatusAsync): never reassigned,
+  // so copying it there does not race with Finish() replacing alive_; false once destroyed.
+  const std::shared_ptr<bool> posted_alive_ = std::make_shared<bool>(true);
 };
 
 // The client side of `baton-takeoverd status`: connects to `socket_path`, returns the JSON.
