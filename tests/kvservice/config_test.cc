@@ -57,5 +57,36 @@ TEST(KvConfigTest, MistakesAreNamed) {
             absl::StatusCode::kNotFound);
 }
 
+TEST(KvConfigTest, StoreNodeNameAndTakeover) {
+  const std::string path = WriteTemp(
+      "node_name: h7\n"
+      "store:\n"
+      "  kind: etcd\n"
+      "  endpoints: [10.0.0.1:2379, 10.0.0.2:2379]\n"
+      "  dial_timeout: 500ms\n"
+      "  request_timeout: 2s\n"
+      "  username: u\n"
+      "takeover:\n"
+      "  node_id: 1\n"
+      "  service_addresses: [10.78.0.100/24]\n");
+  auto c = LoadConfig(path);
+  std::filesystem::remove(path);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->node_name, "h7");
+  EXPECT_EQ(c->store.kind, StoreConfig::Kind::kEtcd);
+  EXPECT_EQ(c->store.etcd.endpoints.size(), 2u);
+  EXPECT_EQ(c->store.etcd.dial_timeout, std::chrono::milliseconds(500));
+  EXPECT_EQ(c->store.etcd.request_timeout, std::chrono::milliseconds(2000));
+  EXPECT_EQ(c->store.etcd.username, "u");
+  EXPECT_EQ(c->store.etcd.key_prefix, "kvservice/");
+  EXPECT_NE(c->takeover_yaml.find("10.78.0.100/24"), std::string::npos);
+
+  auto defaults = LoadConfig(BATON_KVSERVICE_YAML);
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->store.kind, StoreConfig::Kind::kRocksDb);
+  EXPECT_FALSE(defaults->node_name.empty());
+  EXPECT_TRUE(defaults->takeover_yaml.empty());
+}
+
 }  // namespace
 }  // namespace baton::kvservice
