@@ -17,9 +17,11 @@ summary: start_unix, retried, replays, lost, duplicated, ...), RUN_DIR/driver-ti
 of every host, over the whole lab's life).
 
 Definitions:
-  outage        the longest interval without an acknowledged request that ends after the fault,
-                starting from the last acknowledgement before it (all clients together); open
-                (to the end of the run) when nothing was acknowledged after the fault.
+  outage        (outage_ms) the longest interval without an acknowledged request that ends after
+                the fault, starting from the last acknowledgement before it (all clients
+                together); open (to the end of the run) when nothing was acknowledged after the
+                fault. fault_outage_ms: the same among the intervals that begin before the heal
+                (= outage_ms except for a partition); the table's "outage" is fault_outage_ms.
   split brain   two hosts held the address at the same time within the run, from the kernel
                 timestamps: the victim holds it from the run's start (checked before the fault),
                 a crashed host stops holding at its crash, every add/removal moves the rest.
@@ -160,10 +162,11 @@ def run(args):
     res["outage_ms"] = round((worst[1] - worst[0]) * 1e3, 1) if worst else None
     res["outage_open"] = bool(worst and worst[2])
     first_after = next((x for x in ok_t if x > tf), None)
-    # The gap the fault itself opened (a partition's later post-heal gap is reported apart).
-    last_before = max(before, default=None)
-    res["fault_gap_ms"] = (round((first_after - last_before) * 1e3, 1)
-                           if first_after and last_before else None)
+    # The outage the fault itself caused: the longest gap that begins before the heal (a
+    # partition's post-heal gap is reported apart).
+    th_ = float(ev["heal"]) if "heal" in ev else float("inf")
+    fg = [b - a for a, b, _ in g if a < th_]
+    res["fault_outage_ms"] = round(max(fg) * 1e3, 1) if fg else None
     res["fault_to_first_ack_ms"] = round((first_after - tf) * 1e3, 1) if first_after else None
     # Who answered after the fault (the last acknowledgement's node).
     nodes_after = [r.get("node", "") for r in rows
@@ -174,8 +177,10 @@ def run(args):
     # Address holders from the kernel timestamps.
     tstart = float(ev.get("start", start_unix))
     dead_host, dead_at = None, None
-    if "dead" in ev:
-        dead_host, dead_at = ev["dead"].split()[0], float(ev["dead"].split()[1])
+    # "dead": crashed host; "dark": baton's kernel fence darkened the address of a dead agent.
+    for key in ("dead", "dark"):
+        if key in ev:
+            dead_host, dead_at = ev[key].split()[0], float(ev[key].split()[1])
     hosts = sorted(f[len("monitor-"):-len(".log")] for f in os.listdir(args.monitors)
                    if f.startswith("monitor-") and f.endswith(".log"))
     iv = {}
@@ -206,7 +211,7 @@ def run(args):
 
 def line():
     r = json.loads(sys.stdin.read())
-    keys = ["outage_ms", "fault_to_new_holder_ms", "new_holder", "retried", "replays", "lost",
+    keys = ["outage_ms", "fault_outage_ms", "fault_to_new_holder_ms", "new_holder", "retried", "replays", "lost",
             "duplicated", "unknown", "split_brain_ms", "post_heal_stuck_ms", "driver_rc", "error"]
     print(f"  {r['system']} {r['scenario']} {r['interval_s']:g}s {r['run']} victim {r.get('victim')}: "
           + ", ".join(f"{k}={r[k]}" for k in keys if k in r and r[k] is not None))
@@ -238,7 +243,7 @@ def table(out):
         iv, scen, system = key
         rs = cells[key]
         good = [r for r in rs if "error" not in r]
-        out_ms = [r["outage_ms"] for r in good if r.get("outage_ms") is not None]
+        out_ms = [r["fault_outage_ms"] for r in good if r.get("fault_outage_ms") is not None]
         move = [r["fault_to_new_holder_ms"] for r in good if r.get("fault_to_new_holder_ms") is not None]
         stuck = [r["post_heal_stuck_ms"] for r in good if r.get("post_heal_stuck_ms") is not None]
         tot = lambda k: sum((r.get(k) or 0) for r in good)
@@ -264,7 +269,8 @@ def table(out):
                      f"{s['duplicated']:>4} {s['unknown']:>7} {s['split_brain_runs']:>2}/{len(good):<2} "
                      f"{f(s['post_heal_stuck_median_ms']):>9} {f(s['post_heal_stuck_max_ms']):>8}")
     lines.append("")
-    lines.append("outage: longest time without an acknowledged request around the fault (ms); move: "
+    lines.append("outage: longest time without an acknowledged request from the fault on (until the heal for a "
+                 "partition; ms); move: "
                  "fault -> address added on another host (ms); split: runs with two holders at once; "
                  "stuck: post-heal (partition)")
     for (iv, scen, system), m in sorted(med.items()):
