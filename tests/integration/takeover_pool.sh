@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
 # Lab test: the paper's Figure 16 with baton-takeoverd moving a pool of three addresses
 # (takeover_pool_lib.sh: servers h1..h3 of capacity 2, grantor-only h4, h5; slot order IP1, IP3,
-# IP2; priorities h1 > h3 > h2), then an operator drain.
+# IP2; priorities h1 > h3 > h2; heartbeat 50 ms, lease 5 heartbeats), then an operator drain.
 #   start         IPi on hi (the core's assignment; checked in the kernel and the status socket)
 #   crash h3   -> IP3 moves to h1 (h1 and h2 carry one each; h1 has priority) within a bound
 #   crash h2   -> h1 holds IP1 and IP3 (its capacity), IP2 stays unassigned (shed)
 #   revive h2  -> h2 serves IP2 again; nothing else moves
 #   drain      -> `baton-takeoverd drain --slot 1` on h1 hands IP3 to h2; the client probing IP3
 #                 sees a gap far below the crash fail-over's
-# At every 10 ms poll no address is on two live hosts; the kernel-timestamped `ip monitor` logs
+# At every 20 ms poll no address is on two live hosts; the kernel-timestamped `ip monitor` logs
 # are checked for overlapping hold intervals. Prints both client gaps.
 TEST_NAME=takeover_pool TEST_TAG=p
 . "$(dirname "$0")/takeover_lib.sh"
 . "$(dirname "$0")/takeover_pool_lib.sh"
 CRASH_BOUND_MS=${CRASH_BOUND_MS:-3000}   # crash -> first answer from the new holder
+# answered_since T HOST: the client log has an answer from HOST sent at or after T. (A function, not
+# `grep <(...)`: wait_until re-runs it, and a process substitution would be read only once.)
+answered_since() {
+  awk -v t="$1" -v h="$2" '$2 >= t && $3 == "OK" && $4 == h { found = 1; exit } END { exit !found }' \
+    "$WORK/client.log"
+}
 
 pool_lab_up
 for (( i = 1; i <= NHOSTS; i++ )); do write_pool_config "h$i"; done
 for (( i = 1; i <= NHOSTS; i++ )); do start_host "h$i"; done
 start_pool_poller
-wait_until 20 layout_is "IP1=h1 IP3=h3 IP2=h2" || fail "start: expected IPi on hi, got '$(layout)'"
+wait_until 20 layout_is "IP1=h1 IP3=h3 IP2=h2" || fail "start: expected IPi on hi, got '$(layout)' $(flaps)"
 log "start: $(layout)"
 # The status socket agrees with the kernel: every server sees the same holders and assignment.
 for h in h1 h2 h3; do
@@ -38,9 +44,9 @@ wait_until 15 test -s "$WORK/steady" || fail "client never saw 1 s of steady ans
 # --- S3 crashes: IP3 moves to S1.
 T3=$(crash_host h3)
 log "crashed h3"
-wait_until 15 layout_is "IP1=h1 IP3=h1 IP2=h2" || fail "after h3's crash: expected IP3 on h1, got '$(layout)'"
+wait_until 15 layout_is "IP1=h1 IP3=h1 IP2=h2" || fail "after h3's crash: expected IP3 on h1, got '$(layout)' $(flaps)"
 log "after h3's crash: $(layout)"
-wait_until 10 grep -q " OK h1 " <(awk -v t="$T3" '$2 >= t' "$WORK/client.log") \
+wait_until 10 answered_since "$T3" h1 \
   || fail "client never answered by h1 on IP3"
 CRASH_GAP=$("$PY" "$HERE/takeover_analyze.py" outage "$WORK/client.log" "$T3" h3 h1) || fail "$CRASH_GAP"
 CRASH_TAKE=$("$PY" "$HERE/takeover_analyze.py" first-ok "$WORK/client.log" "$T3" h1)
@@ -51,9 +57,9 @@ awk -v t="$CRASH_TAKE" -v b="$CRASH_BOUND_MS" 'BEGIN { exit !(t <= b) }' \
 # --- S2 crashes: S1 keeps IP1 and IP3 (capacity 2); IP2 is shed.
 crash_host h2 > /dev/null
 log "crashed h2"
-wait_until 15 layout_is "IP1=h1 IP3=h1 IP2=-" || fail "after h2's crash: got '$(layout)'"
+wait_until 15 layout_is "IP1=h1 IP3=h1 IP2=-" || fail "after h2's crash: got '$(layout)' $(flaps)"
 sleep 1   # IP2 must stay unassigned, nothing may flap
-layout_is "IP1=h1 IP3=h1 IP2=-" || fail "after h2's crash, 1 s later: got '$(layout)'"
+layout_is "IP1=h1 IP3=h1 IP2=-" || fail "after h2's crash, 1 s later: got '$(layout)' $(flaps)"
 got=$(pool_status h1 '"%d %d %s %s %s" % (j["capacity_used"], j["shed_slots"], j["slots"][2]["shed"], j["slots"][2]["held_by_me"], j["counters"]["takeovers"])')
 [[ $got == "2 1 True False 2" ]] \
   || fail "h1's status after h2's crash: capacity_used shed_slots slot2.shed slot2.held takeovers = '$got', expected '2 1 True False 2'"
@@ -65,7 +71,7 @@ revive_pool_host h2
 log "revived h2"
 # Every namespace, dead or alive: IP2 nowhere until h2 takes it (the kernel view, not only live).
 for h in h1 h3 h4 h5; do has_ip "$h" "$IP2" && fail "$h has IP2 while it should be unassigned"; done
-wait_until 20 layout_is "IP1=h1 IP3=h1 IP2=h2" || fail "after h2 returned: got '$(layout)'"
+wait_until 20 layout_is "IP1=h1 IP3=h1 IP2=h2" || fail "after h2 returned: got '$(layout)' $(flaps)"
 log "after h2 returned: $(layout)"
 got=$(pool_status h2 '" ".join(str(s["holder"]) for s in j["slots"])')
 [[ $got == "1 1 2" ]] || fail "h2's status after its return: holders '$got', expected '1 1 2'"
@@ -75,8 +81,8 @@ layout_is "IP1=h1 IP3=h1 IP2=h2" || fail "an address moved after h2 returned: '$
 # --- Operator drain: IP3 (slot 1) leaves h1 for h2, the only server with room.
 TD=$EPOCHREALTIME
 "$TAKEOVERD" drain --socket "$WORK/h1.sock" --slot 1 > "$WORK/drain.out" || fail "drain failed: $(cat "$WORK/drain.out")"
-wait_until 10 layout_is "IP1=h1 IP3=h2 IP2=h2" || fail "after the drain of slot 1 on h1: got '$(layout)'"
-wait_until 10 grep -q " OK h2 " <(awk -v t="$TD" '$2 >= t' "$WORK/client.log") \
+wait_until 10 layout_is "IP1=h1 IP3=h2 IP2=h2" || fail "after the drain of slot 1 on h1: got '$(layout)' $(flaps)"
+wait_until 10 answered_since "$TD" h2 \
   || fail "client never answered by h2 on IP3 after the drain"
 DRAIN_GAP=$("$PY" "$HERE/takeover_analyze.py" outage "$WORK/client.log" "$TD" h1 h2) || fail "$DRAIN_GAP"
 log "drain of IP3: client gap $DRAIN_GAP ms (crash fail-over: $CRASH_GAP ms)"

@@ -12,6 +12,10 @@ declare -A CAP=([h1]=2 [h2]=2 [h3]=2 [h4]=0 [h5]=0)
 # started one after the other, under load seconds apart at worst, and each must have heard every
 # peer before the first assignment, else an early starter could campaign for two slots.
 DISCOVERY=${DISCOVERY:-20}
+# Lease (and peer timeout) in heartbeats: 5 (250 ms at 50 ms) instead of the default 2.5, so that a
+# daemon starved for ~100 ms on the shared 2-core machine (ctest runs two tests at once) does not
+# lose its addresses and reshuffle the layout the test expects.
+LEASE=${LEASE:-5}
 
 pool_lab_up() {
   lab_up
@@ -34,7 +38,7 @@ write_pool_config() {
     echo "status_socket: $WORK/$h.sock"
     echo "incarnation_file: $WORK/$h.incarnation"
     echo "state_file: $WORK/$h.state"
-    echo "timing: {heartbeat: $HB, discovery: $DISCOVERY}"
+    echo "timing: {heartbeat: $HB, lease: $LEASE, peer_timeout: $LEASE, discovery: $DISCOVERY}"
     echo "peers:"
     for (( i = 1; i <= NHOSTS; i++ )); do
       echo "  - {id: $i, priority: ${PRIO[h$i]}, capacity: ${CAP[h$i]}, address: \"$("$LAB" cip -p "$PFX" "h$i"):$DPORT\"}"
@@ -50,42 +54,51 @@ has_ip() {
   out=$(ip -n "$(ns "$1")" -4 -o addr show dev eth0 2>/dev/null) || return 1
   [[ $out == *" $2/"* ]]
 }
-# holders_of IP [-r]: live hosts that hold IP now (hosts in $WORK/dead are cut off: ignored).
-holders_of() {
-  local ip=$1 h i out=() order=()
+# snapshot [-r]: reads every live host's addresses once (one `ip` per host, in host order, or
+# reversed with -r) into SNAP[ip]="hA hB ..." (hosts in $WORK/dead are cut off: ignored). Cheap on
+# purpose: the machine is shared and a starved daemon loses its lease.
+snapshot() {
+  declare -gA SNAP=()
+  local order=() h a i dead=""
+  [[ -f $WORK/dead ]] && dead=$'\n'$(<"$WORK/dead")$'\n'
   for (( i = 1; i <= NHOSTS; i++ )); do order+=("h$i"); done
-  if [[ ${2:-} == -r ]]; then order=(); for (( i = NHOSTS; i >= 1; i-- )); do order+=("h$i"); done; fi
+  if [[ ${1:-} == -r ]]; then order=(); for (( i = NHOSTS; i >= 1; i-- )); do order+=("h$i"); done; fi
   for h in "${order[@]}"; do
-    grep -qx "$h" "$WORK/dead" 2>/dev/null && continue
-    has_ip "$h" "$ip" && out+=("$h")
+    [[ $dead == *$'\n'$h$'\n'* ]] && continue
+    # awk reads the whole listing: no SIGPIPE for ip (see has_ip)
+    for a in $(ip -n "$(ns "$h")" -4 -o addr show dev eth0 2>/dev/null | awk '{print $4}'); do
+      SNAP[${a%/*}]+="$h "
+    done
   done
-  echo "${out[*]:-}"
 }
-# layout: "IP1=h1 IP3=h3 IP2=h2" in slot order ("-" = no live holder, "a,b" = two).
+# layout: "IP1=h1 IP3=h3 IP2=h2" in slot order ("-" = no live holder, "hA,hB" = two).
 layout() {
   local ip out=() h
+  snapshot
   for ip in "${SLOT_IPS[@]}"; do
-    h=$(holders_of "$ip"); h=${h// /,}
+    h=${SNAP[$ip]:-}; h=${h% }; h=${h// /,}
     out+=("${IP_NAME[$ip]}=${h:--}")
   done
   echo "${out[*]}"
 }
 layout_is() { [[ $(layout) == "$1" ]]; }
 
-# Every 10 ms: any address with two live holders (confirmed by a second reading in the opposite
+# Every 20 ms: any address with two live holders (confirmed by a second reading in the opposite
 # host order, see start_poller in takeover_lib.sh) is appended to $WORK/double. Bounded life.
 start_pool_poller() {
   (
     end=$(( ${EPOCHREALTIME/./} + 200000000 ))
     while (( ${EPOCHREALTIME/./} < end )); do
+      snapshot
       for ip in "${SLOT_IPS[@]}"; do
-        h=$(holders_of "$ip")
-        if [[ $h == *" "* ]]; then
-          h2=$(holders_of "$ip" -r)
-          if [[ $h2 == *" "* ]]; then echo "$EPOCHREALTIME $ip $h / $h2" >> "$WORK/double"; fi
+        h=${SNAP[$ip]:-}
+        if [[ ${h% } == *" "* ]]; then
+          snapshot -r
+          h2=${SNAP[$ip]:-}
+          if [[ ${h2% } == *" "* ]]; then echo "$EPOCHREALTIME $ip $h / $h2" >> "$WORK/double"; fi
         fi
       done
-      sleep 0.01
+      sleep 0.02
     done
   ) &
   BG_PIDS+=($!)
@@ -154,6 +167,17 @@ for ip in ips:
     bad += overlaps
 sys.exit(1 if bad else 0)
 PY
+}
+
+# flaps: per live server, how often its daemon took and released an address (for failure messages:
+# releases without a crash or drain mean a lease lapsed, e.g. a daemon starved of CPU).
+flaps() {
+  local h out=()
+  for h in h1 h2 h3; do
+    grep -qx "$h" "$WORK/dead" 2>/dev/null && continue
+    out+=("$h $(pool_status "$h" '"takeovers %d releases %d" % (j["counters"]["takeovers"], j["counters"]["releases"])' 2>/dev/null)")
+  done
+  echo "(daemons: ${out[*]})"
 }
 
 # pool_status hK PYTHON-EXPR: evaluates the expression on the status JSON `j` of hK's daemon.
