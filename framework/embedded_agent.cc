@@ -204,6 +204,8 @@ void EmbeddedAgent::HealthLoop() {
     }
     oks = 0;
     pings_failed_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("store ping failed ({} in a row): {}", fails + 1,
+                  std::string(s.message()));
     if (healthy && ++fails >= fall) {
       healthy = false;
       store_healthy_.store(false);

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# baton-kvserver with the take-over agent embedded (config `takeover:`), in ONE network namespace
+# this test creates: etcd on the namespace's loopback, one kv server whose agent is a group of one
+# and moves a service address on a veth interface. Asserts:
+#   (a) the service address appears only once the server listens, and INCRs through it work
+#       (Baton-Node names the server);
+#   (b) GET /baton/status shows the slot held here with its fence ready (version > 0);
+#   (c) POST /baton/drain removes the address within a bound and requests through it stop;
+#       ?undo=1 brings it back and INCRs work again (under a new fence);
+#   (d) killing etcd makes the server give the address away within a bound (store health);
+#       restarting etcd brings it back, and the counter went on where it was;
+#   (e) SIGTERM removes the address before the process exits.
+# Root only (skip outside root, fail under CI=true). Every process is ended by its PID; the
+# namespace is deleted on every exit path. Environment (CTest, kv_agent.cmake): KVSERVER.
+set -euo pipefail
+export LC_ALL=C
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../testing/require_root.sh
+. "$REPO/tests/testing/require_root.sh"
+: "${KVSERVER:?set KVSERVER to the baton-kvserver binary}"
+ETCD=${ETCD:-$(command -v etcd || echo /usr/bin/etcd)}
+[[ -x $ETCD ]] || { echo "FAIL: no etcd binary" >&2; exit 1; }
+
+NS="kva$$"
+NS=${NS:0:12}
+WORK=$(mktemp -d /tmp/baton-kv_agent.XXXXXX)
+VIP=10.79.0.100
+HTTP=8080
+# Bounds (seconds). Health: 3 failed pings x 200 ms (each at most the 500 ms dial timeout) + the
+# hand-over; campaign: 2 good pings + one lease round. Generous for a loaded 2-core machine.
+DRAIN_BOUND=3
+HEALTH_BOUND=8
+ETCD_PID=""
+KV_PID=""
+MON_PID=""
+FAILED=1
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S.%3N)" "$*"; }
+fail() { log "FAIL: $*"; exit 1; }
+
+cleanup() {
+  local rc=$? p
+  for p in "$KV_PID" "$ETCD_PID" "$MON_PID"; do
+    [[ -n $p ]] && kill -9 "$p" 2>/dev/null || true
+  done
+  for p in "$KV_PID" "$ETCD_PID" "$MON_PID"; do
+    [[ -n $p ]] && wait "$p" 2>/dev/null || true
+  done
+  ip netns del "$NS" 2>/dev/null || true
+  if (( rc != 0 )) || [[ -n ${KEEP:-} ]]; then
+    log "logs in $WORK (exit $rc)"
+    for f in "$WORK"/kv.log "$WORK"/etcd.log; do
+      [[ -f $f ]] && { echo "--- $f"; tail -n 40 "$f"; }
+    done
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+in_ns() { ip netns exec "$NS" "$@"; }
+now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
+# wait_until SECONDS CMD... : poll CMD every 20 ms until it succeeds (0) or time runs out (1).
+wait_until() {
+  local end=$(( $(now_ms) + ${1%.*} * 1000 )); shift
+  while ! "$@"; do
+    (( $(now_ms) < end )) || return 1
+    sleep 0.02
+  done
+}
+has_vip() { in_ns ip -4 -o addr show dev eth0 | grep -q " $VIP/"; }
+no_vip() { ! has_vip; }
+# curl inside the namespace; prints the body, fails on any non-2xx or no answer.
+kv() { in_ns curl -sf --max-time 2 "$@"; }
+incr() {
+  kv -X POST "http://$VIP:$HTTP/kv/c/incr" -H "Idempotency-Key: \"$1\"" -d '{"by":1}'
+}
+status() { kv "http://127.0.0.1:$HTTP/baton/status"; }
+jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+start_etcd() {
+  # Not through in_ns: a backgrounded function is a subshell, and $! must be etcd itself.
+  ip netns exec "$NS" "$ETCD" --name kva --data-dir "$WORK/etcd" \
+    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster kva=http://127.0.0.1:2380 --heartbeat-interval 50 --election-timeout 500 \
+    >> "$WORK/etcd.log" 2>&1 &
+  ETCD_PID=$!
+  wait_until 20 in_ns curl -sf --max-time 1 http://127.0.0.1:2379/health >/dev/null ||
+    fail "etcd did not start"
+}
+
+# --- the namespace: loopback + an interface that carries the service address ----------------
+ip netns add "$NS"
+in_ns ip link set lo up
+# A veth pair with both ends here (no dummy module on every kernel): eth0 carries the address.
+in_ns ip link add eth0 type veth peer name eth0p
+in_ns ip link set eth0 up
+in_ns ip link set eth0p up
+in_ns ip addr add 10.79.0.1/24 dev eth0
+start_etcd
+log "etcd up in $NS (pid $ETCD_PID)"
+
+openssl rand -hex 32 > "$WORK/cluster.key"
+chmod 600 "$WORK/cluster.key"
+cat > "$WORK/kv.yaml" <<EOF
+listen: 0.0.0.0:$HTTP
+node_name: h1
+log_level: info
+store: {kind: etcd, endpoints: [127.0.0.1:2379], dial_timeout: 500ms, request_timeout: 1s}
+takeover:
+  node_id: 1
+  interface: eth0
+  service_addresses: [$VIP/24]
+  key_file: $WORK/cluster.key
+  bind_host: 127.0.0.1
+  peers:
+    - {id: 1, priority: 100, address: "127.0.0.1:7946"}
+  timing: {heartbeat: 50ms}
+  kernel_fence: false
+  health_check: {kind: external, period: 200ms, timeout: 500ms, fall: 3, rise: 2}
+  status_socket: $WORK/agent.sock
+  incarnation_file: $WORK/agent.incarnation
+  state_file: $WORK/agent.state
+EOF
+
+# Address events with timestamps, to order "address removed" against "process exited" in (e).
+ip netns exec "$NS" ip -ts monitor address dev eth0 > "$WORK/monitor.log" 2>&1 &
+MON_PID=$!
+
+# --- (a) listen first, then the address; INCRs through it -------------------------------------
+ip netns exec "$NS" "$KVSERVER" --config "$WORK/kv.yaml" --ready-file "$WORK/ready" > "$WORK/kv.log" 2>&1 &
+KV_PID=$!
+wait_until 20 test -s "$WORK/ready" || fail "server did not listen"
+wait_until 10 has_vip || fail "service address did not appear"
+log "service address $VIP present"
+# The agent starts only after both listeners: its start line follows the serving line.
+serve_line=$(grep -n "serving on" "$WORK/kv.log" | head -1 | cut -d: -f1)
+agent_line=$(grep -n "take-over agent started" "$WORK/kv.log" | head -1 | cut -d: -f1)
+[[ -n $serve_line && -n $agent_line ]] && (( serve_line < agent_line )) ||
+  fail "the agent started before the server listened (log lines $serve_line / $agent_line)"
+wait_until 5 incr a1 >/dev/null || fail "no INCR through the service address"
+out=$(incr a2)
+[[ $(jq_py 'd["value"]' <<<"$out") == 2 ]] || fail "INCR a2 answered $out"
+node=$(in_ns curl -si --max-time 2 "http://$VIP:$HTTP/kv/c" | tr -d '\r' |
+       awk -F': ' 'tolower($1)=="baton-node"{print $2}')
+[[ $node == h1 ]] || fail "Baton-Node is '$node', want h1"
+log "(a) INCRs through $VIP work; Baton-Node h1"
+
+# --- (b) status: held here, fence ready --------------------------------------------------------
+st=$(status)
+held=$(jq_py 'd["slots"][0]["held_by_me"]' <<<"$st")
+fstate=$(jq_py 'd["slots"][0]["fence"]["state"]' <<<"$st")
+fver=$(jq_py 'd["slots"][0]["fence"]["version"]' <<<"$st")
+epoch1=$(jq_py 'd["slots"][0]["fence"]["epoch"]' <<<"$st")
+[[ $held == True && $fstate == ready && $fver -gt 0 ]] ||
+  fail "status: held_by_me=$held fence=$fstate version=$fver: $st"
+log "(b) status: slot 0 held, fence ready (epoch $epoch1, version $fver)"
+
+# --- (c) drain and undo ------------------------------------------------------------------------
+t0=$(now_ms)
+kv -X POST "http://127.0.0.1:$HTTP/baton/drain" >/dev/null || fail "drain request failed"
+wait_until "$DRAIN_BOUND" no_vip || fail "address still present ${DRAIN_BOUND}s after drain"
+log "(c) drained: address gone after $(( $(now_ms) - t0 )) ms"
+if incr c1 >/dev/null 2>&1; then fail "an INCR through $VIP was answered while drained"; fi
+[[ $(status | jq_py 'd["slots"][0]["fence"]["state"]') == released ]] ||
+  fail "fence not released after drain: $(status)"
+t0=$(now_ms)
+kv -X POST "http://127.0.0.1:$HTTP/baton/drain?undo=1" >/dev/null || fail "undo request failed"
+wait_until "$DRAIN_BOUND" has_vip || fail "address not back ${DRAIN_BOUND}s after undo"
+wait_until 5 incr c2 >/dev/null || fail "no INCR after undo"
+log "(c) undone: address back after $(( $(now_ms) - t0 )) ms, INCR works"
+
+# --- (d) store health: etcd killed -> address given away; back -> address back ----------------
+before=$(kv "http://$VIP:$HTTP/kv/c" | jq_py 'd["value"]')
+t0=$(now_ms)
+kill -9 "$ETCD_PID"; wait "$ETCD_PID" 2>/dev/null || true; ETCD_PID=""
+wait_until "$HEALTH_BOUND" no_vip || fail "address still present ${HEALTH_BOUND}s after etcd died"
+log "(d) etcd killed: address released after $(( $(now_ms) - t0 )) ms"
+[[ $(status | jq_py 'd["server"]["store_healthy"]') == False ]] || fail "status says store healthy"
+t0=$(now_ms)
+start_etcd
+wait_until "$HEALTH_BOUND" has_vip || fail "address not back ${HEALTH_BOUND}s after etcd returned"
+wait_until 5 incr d1 >/dev/null || fail "no INCR after etcd returned"
+after=$(kv "http://$VIP:$HTTP/kv/c" | jq_py 'd["value"]')
+(( after == before + 1 )) || fail "counter $before -> $after across the etcd restart"
+log "(d) etcd back: address back after $(( $(now_ms) - t0 )) ms; counter $before -> $after"
+
+# --- (e) SIGTERM: the address goes before the process does ------------------------------------
+kill -TERM "$KV_PID"
+wait "$KV_PID" || fail "server exited with $? after SIGTERM"
+exited=$(date +%s.%N)
+KV_PID=""
+no_vip || fail "address still present after the server exited"
+sleep 0.2
+removed=$(python3 - "$WORK/monitor.log" "$VIP" <<'EOF'
+import re, sys, datetime
+last = None
+for line in open(sys.argv[1]):
+    if line.find("Deleted") >= 0 and line.find(sys.argv[2] + "/") >= 0:
+        m = re.match(r"\[(\S+)\]", line)
+        if m:
+            last = datetime.datetime.fromisoformat(m.group(1)).timestamp()
+print(last if last is not None else "")
+EOF
+)
+[[ -n $removed ]] || fail "no address removal seen by ip monitor"
+python3 -c "import sys; sys.exit(0 if float('$removed') < float('$exited') else 1)" ||
+  fail "address removed at $removed, not before the exit at $exited"
+log "(e) SIGTERM: address removed $(python3 -c "print(round((float('$exited')-float('$removed'))*1000))") ms before the process exited"
+FAILED=0
+log "PASS"
