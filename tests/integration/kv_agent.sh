@@ -121,7 +121,7 @@ takeover:
   peers:
     - {id: 1, priority: 100, address: "127.0.0.1:7946"}
   timing: {heartbeat: 50ms}
-  kernel_fence: false
+  kernel_fence: ${KERNEL_FENCE:-false}
   health_check: {kind: external, period: 200ms, timeout: 500ms, fall: 3, rise: 2}
   status_socket: $WORK/agent.sock
   incarnation_file: $WORK/agent.incarnation

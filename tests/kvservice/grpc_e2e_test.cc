@@ -402,5 +402,92 @@ TEST(GrpcConfigTest, ShippedYamlEnablesGrpcAndMistakesAreNamed) {
   EXPECT_NE(bad.status().message().find("grpc.workers"), std::string::npos);
 }
 
+// Both front ends name the node in every answer (client Response::node) and
+// fence by the address the request came to: HTTP by the connection's local
+// address, gRPC by the :authority host (here 127.0.0.1 plays slot 0).
+TEST(NodeAndFenceTest, BothFrontEndsNameTheNodeAndFenceBySlotAddress) {
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("baton_node_fence_" + std::to_string(::getpid())))
+                              .string();
+  std::filesystem::remove_all(dir);
+  storage::RocksDbOptions so;
+  so.path = dir;
+  so.sync = false;
+  auto store = storage::OpenRocksDbStore(so);
+  ASSERT_TRUE(store.ok()) << store.status();
+  framework::FenceTable fences;
+  framework::RequestPipeline pipeline(**store, framework::RealClock());
+  pipeline.SetFenceTable(&fences);
+  framework::Router router;
+  ASSERT_TRUE(RegisterKvRoutes(router).ok());
+  framework::HttpServerOptions ho;
+  ho.port = 0;
+  ho.node_name = "n1";
+  auto http = framework::StartHttpServer(ho, std::move(router), pipeline);
+  ASSERT_TRUE(http.ok()) << http.status();
+  framework::GrpcRouter grouter;
+  ASSERT_TRUE(RegisterKvGrpcMethods(grouter).ok());
+  framework::GrpcServerOptions go;
+  go.port = 0;
+  go.node_name = "n1";
+  auto grpc = framework::StartGrpcServer(go, std::move(grouter), pipeline);
+  ASSERT_TRUE(grpc.ok()) << grpc.status();
+
+  auto ht = framework::client::MakeHttpTransport(
+      {.host = "127.0.0.1", .port = (*http)->port()});
+  ASSERT_TRUE(ht.ok());
+  auto gt = framework::client::MakeGrpcTransport(
+      {.target = "127.0.0.1:" + std::to_string((*grpc)->port())});
+  ASSERT_TRUE(gt.ok());
+  baton::kv::v1::IncrRequest incr;
+  incr.set_key("n");
+  const framework::client::Call grpc_incr{"/baton.kv.v1.Kv/Incr", "",
+                                          incr.SerializeAsString(), ""};
+  const framework::client::Call http_incr{"POST", "/kv/n/incr", "{\"by\":1}"};
+  auto attempt = [](framework::client::Transport& t,
+                    const framework::client::Call& call, std::string key) {
+    framework::client::IdHeaders id;
+    id.idempotency_key = std::move(key);
+    auto r = t.Attempt(call, id, absl::Seconds(5), false);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : framework::client::Response{};
+  };
+
+  fences.Held(0, "127.0.0.1", 1);  // Taken, fence not written yet.
+  for (auto* t : {ht->get(), gt->get()}) {
+    const bool is_grpc = t == gt->get();
+    auto r = attempt(*t, is_grpc ? grpc_incr : http_incr, "k0");
+    EXPECT_EQ(r.code, absl::StatusCode::kUnavailable) << r.body;
+    EXPECT_EQ(r.error_code, "fence_not_ready") << r.body;
+    EXPECT_EQ(r.node, "n1");
+  }
+  ASSERT_TRUE(fences.Establish(**store, 0, 1).ok());
+  for (auto* t : {ht->get(), gt->get()}) {
+    const bool is_grpc = t == gt->get();
+    auto r = attempt(*t, is_grpc ? grpc_incr : http_incr,
+                     is_grpc ? "k-grpc" : "k-http");
+    EXPECT_EQ(r.code, absl::StatusCode::kOk) << r.body;
+    EXPECT_EQ(r.node, "n1");
+  }
+  // A newer holder's fence: both are refused as deposed, nothing written.
+  framework::FenceTable other;
+  other.Held(0, "127.0.0.1", 2);
+  ASSERT_TRUE(other.Establish(**store, 0, 2).ok());
+  for (auto* t : {ht->get(), gt->get()}) {
+    const bool is_grpc = t == gt->get();
+    auto r = attempt(*t, is_grpc ? grpc_incr : http_incr,
+                     is_grpc ? "k-grpc-2" : "k-http-2");
+    EXPECT_EQ(r.code, absl::StatusCode::kUnavailable) << r.body;
+    EXPECT_EQ(r.node, "n1");
+  }
+  auto n = (*store)->Get("n");
+  ASSERT_TRUE(n.ok());
+  EXPECT_NE(n->value.find("\"value\":2"), std::string::npos) << n->value;
+  (*grpc)->Stop();
+  (*http)->Stop();
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace baton::kvservice
