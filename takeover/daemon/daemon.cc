@@ -665,6 +665,8 @@ absl::Status TakeoverDaemon::StartStatusSocket() {
 
 namespace {
 constexpr size_t kMaxRequest = 4096;  // one request line on the status socket
+// How long a status-socket client may stay silent before it gets the status (no request line).
+constexpr std::chrono::milliseconds kRequestWait(200);
 }  // namespace
 
 void TakeoverDaemon::AcceptStatus() {
@@ -673,23 +675,35 @@ void TakeoverDaemon::AcceptStatus() {
                              boost::asio::local::stream_protocol::socket socket) {
         if (!*alive || ec == boost::asio::error::operation_aborted) return;
         if (!ec) {
-          // The client sends one request line (or just shuts its side down: a status request),
-          // then reads the answer until EOF.
+          // The client sends one request line, then reads the answer until EOF. A client that
+          // sends nothing (shuts its side down, or stays silent for kRequestWait, like the
+          // status client before drain requests existed, or `nc -U`) gets the status.
           auto sock = std::make_shared<boost::asio::local::stream_protocol::socket>(std::move(socket));
           auto in = std::make_shared<boost::asio::streambuf>(kMaxRequest);
+          auto wait = std::make_shared<boost::asio::steady_timer>(io_, kRequestWait);
+          auto timed_out = std::make_shared<bool>(false);
+          wait->async_wait([sock, timed_out](const boost::system::error_code& wec) {
+            if (wec) return;  // the request arrived first
+            *timed_out = true;
+            boost::system::error_code ignored;
+            sock->cancel(ignored);
+          });
           boost::asio::async_read_until(
               *sock, *in, '\n',
-              [this, alive, sock, in](const boost::system::error_code& rec, size_t) {
+              [this, alive, sock, in, wait, timed_out](const boost::system::error_code& rec, size_t) {
+                wait->cancel();
                 if (!*alive) return;
+                const bool silent = *timed_out && rec == boost::asio::error::operation_aborted;
+                const bool readable = !rec || rec == boost::asio::error::eof || silent;
                 std::string line;
-                if (!rec || rec == boost::asio::error::eof) {
+                if (readable && !silent) {
                   std::istream is(in.get());
                   std::getline(is, line);
                 }
                 auto text = std::make_shared<std::string>(
-                    (rec && rec != boost::asio::error::eof
-                         ? nlohmann::json{{"ok", false}, {"error", "request too long or unreadable"}}
-                         : HandleRequest(line))
+                    (readable ? HandleRequest(line)
+                              : nlohmann::json{{"ok", false},
+                                               {"error", "request too long or unreadable"}})
                         .dump() +
                     "\n");
                 boost::asio::async_write(*sock, boost::asio::buffer(*text),
