@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "framework/absl_compat.h"
 #include "framework/clock.h"
@@ -60,8 +61,11 @@ absl::StatusOr<EmbeddedAgentConfig> ParseEmbeddedAgentConfig(
   absl::StatusOr<takeover::DaemonConfig> daemon =
       takeover::ParseDaemonConfig(yaml);
   if (!daemon.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("in section takeover: ", daemon.status().message()));
+    // The daemon names keys from the root of its own file ("config: peers:
+    // missing"); here they live under `takeover.`.
+    absl::string_view m = daemon.status().message();
+    absl::ConsumePrefix(&m, "config: ");
+    return absl::InvalidArgumentError(absl::StrCat("takeover.", m));
   }
   EmbeddedAgentConfig c;
   c.daemon = *std::move(daemon);

@@ -237,16 +237,17 @@ int main(int argc, char** argv) {
     absl::StatusOr<baton::framework::EmbeddedAgentConfig> agent_config =
         baton::framework::ParseEmbeddedAgentConfig(config.takeover_yaml);
     if (!agent_config.ok()) {
-      std::fprintf(stderr, "baton-kvserver: takeover: %s\n",
+      std::fprintf(stderr, "baton-kvserver: config key %s\n",
                    std::string(agent_config.status().message()).c_str());
       return 2;
     }
+    // Create checks the config against the core and drivers and reads the
+    // key, state and incarnation files: every failure is the config's.
     auto created = baton::framework::EmbeddedAgent::Create(*agent_config);
     if (!created.ok()) {
       std::fprintf(stderr, "baton-kvserver: takeover: %s\n",
                    std::string(created.status().message()).c_str());
-      return created.status().code() == absl::StatusCode::kInvalidArgument ? 2
-                                                                            : 1;
+      return 2;
     }
     agent = *std::move(created);
   }

@@ -191,6 +191,8 @@ TEST_F(KvEtcdTest, StoreMistakesExitTwoNamingTheKey) {
       {"store: {kind: etcd, dial_timeout: soon}\n", "store.dial_timeout"},
       {"store: {kind: rocksdb, endpoints: [a:1]}\n", "store.endpoints"},
       {"node_name: \"\"\n", "node_name"},
+      {"takeover:\n  node_id: 1\n", "takeover"},
+      {"takeover: [1]\n", "takeover"},
   };
   int n = 0;
   for (const Case& c : cases) {
