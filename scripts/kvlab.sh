@@ -139,7 +139,7 @@ start_etcd() {   # start_etcd hK new|existing
     --listen-peer-urls "http://$NET2.$k:2380" --initial-advertise-peer-urls "http://$NET2.$k:2380" \
     --initial-cluster "$(cluster_urls)" --initial-cluster-token "kvlab-$PFX" --initial-cluster-state "$2" \
     --heartbeat-interval "${ETCD_HB:-100}" --election-timeout "${ETCD_ELECTION:-1000}" \
-    --logger zap --log-level warn
+    --pre-vote --logger zap --log-level warn
 }
 server_up() {  # the kv server of hK answers HTTP (any status) on its own address
   timeout 3 ip netns exec "$(ns "$1")" curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/baton/status"

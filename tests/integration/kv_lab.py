@@ -14,6 +14,11 @@ the epoch; the driver's timeline is in ms since its start (summary "start_unix")
   report LABDIR VIP DRIVERDIR    a readable timeline of the run: who held VIP when, the faults
                                  (LABDIR/events: "T what"), the client's outages around them, and
                                  the driver's totals (DRIVERDIR/summary.json).
+  fence-check LABDIR DRIVERDIR   the fencing contract seen from outside: no host acknowledged a
+                                 fresh write (not a replay) while its fence for the slot was not
+                                 ready (between "slot S ... taken here, epoch E" and "fence of slot
+                                 S ... ready: epoch E" in LABDIR/kv-hK.log; 50 ms slack each side);
+                                 prints the violations; exit 1 if any.
   faults LABDIR DRIVERDIR        per fault in LABDIR/events (lines "T crash of hK...", "T cut of
                                  hK..."): the client outage it caused (the longest interval
                                  without a completed request, all clients together, that begins
@@ -193,6 +198,56 @@ def read_events(labdir):
     return events
 
 
+def log_time(line):
+    # spdlog: "[2026-11-26 17:18:32.423] [info] ..."
+    return datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
+
+
+def not_ready_windows(labdir):
+    """host -> [(taken, end)] where the host held a slot whose fence was not ready."""
+    out = {}
+    for f in sorted(os.listdir(labdir)):
+        if not (f.startswith("kv-h") and f.endswith(".log")):
+            continue
+        h = f[len("kv-"):-len(".log")]
+        windows, open_at = [], None
+        for line in open(os.path.join(labdir, f), errors="replace"):
+            if not line.startswith("[20"):
+                continue
+            closes = (" ready: epoch" in line or " released here" in line
+                      or " serving on " in line or " taken here, epoch" in line)
+            if closes and open_at is not None:
+                windows.append((open_at, log_time(line)))
+                open_at = None
+            if " taken here, epoch" in line:
+                open_at = log_time(line)
+        if open_at is not None:
+            windows.append((open_at, float("inf")))
+        out[h] = windows
+    return out
+
+
+def cmd_fence_check(labdir, driverdir):
+    start, recs = timeline(driverdir)
+    windows = not_ready_windows(labdir)
+    slack = 0.05
+    bad = []
+    for r in recs:
+        if r.get("outcome") != "ok" or r.get("replayed") or not r.get("node"):
+            continue
+        f = start + r["finish_ms"] / 1e3
+        for a, b in windows.get(r["node"], []):
+            if a + slack < f < b - slack:
+                bad.append((r, f - a))
+                break
+    for r, dt in bad[:10]:
+        print(f"fence not ready on {r['node']}: {r['op']} {r['key']} (client {r['client']} seq "
+              f"{r['seq']}) acknowledged {dt * 1e3:.0f} ms after the slot was taken")
+    if bad:
+        print(f"{len(bad)} fresh writes acknowledged while the answering host's fence was not ready")
+    return 1 if bad else 0
+
+
 WINDOW = 2.0  # s after a fault in which its outage must begin
 
 
@@ -228,6 +283,8 @@ def cmd_faults(labdir, driverdir):
 
 
 def main(argv):
+    if len(argv) >= 3 and argv[0] == "fence-check":
+        return cmd_fence_check(argv[1], argv[2])
     if len(argv) >= 3 and argv[0] == "faults":
         return cmd_faults(argv[1], argv[2])
     if len(argv) >= 3 and argv[0] == "holds":

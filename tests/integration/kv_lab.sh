@@ -8,7 +8,8 @@
 #   - cuts the holder from the other two hosts (partition), then heals.
 # Asserts: the driver's end-to-end check (every acknowledged PUT readable with its value, every
 # counter equal to its acknowledged INCRs within the unknown ones: lost = 0, duplicated = 0, INCR
-# replies increasing); never two holders (ip addr polled in every host + the kernel-timestamped
+# replies increasing); no fresh write acknowledged by a host whose fence for the slot was not
+# written yet (kv server logs vs the driver's timeline); never two holders (ip addr polled in every host + the kernel-timestamped
 # `ip -ts monitor address` logs, cut at crashes); a host other than the faulty one holds the
 # address and the service answers again within BOUND seconds (default 20) after every fault.
 # Environment (CTest sets them, tests/integration/kv_lab.cmake): KVSERVER, KV_DRIVER.
@@ -196,5 +197,8 @@ EOF
 
 [[ -s $WORK/double ]] && fail "two hosts held $VIP at once (ip addr polling): $(head -3 "$WORK/double")"
 "$PY" "$ANALYZE" holds "$LABDIR" "$VIP" > "$WORK/holds" || { cat "$WORK/holds"; fail "ip monitor shows two holders at once"; }
+# The fencing contract from outside: no fresh write acknowledged by a host whose fence for the
+# slot was not yet written (it must answer 503 until then).
+"$PY" "$ANALYZE" fence-check "$LABDIR" "$DRV" > "$WORK/fence" || { cat "$WORK/fence"; fail "writes acknowledged before the answering host's fence was ready"; }
 "$PY" "$ANALYZE" faults "$LABDIR" "$DRV" || true
 log "PASS: $CRASHES crashes + a partition, lost 0, duplicated 0, never two holders"
