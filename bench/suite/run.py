@@ -144,21 +144,24 @@ BENCHES = [
           ["baton-takeoverd", "baton-udp-responder", "baton-udp-prober"],
           lambda c: [os.path.join(REPO, "bench", "failover.sh"), "-i", "1,0.1,0.01",
                      "-n", "3", "-s", "crash", "-o", os.path.join(c["out"], "failover"),
-                     "-b", c["build"]],
+                     "-b", c["build"], "-p", "bsf", "-P", "bsk"],
           lambda c: [os.path.join(REPO, "bench", "failover.sh"), "-i", "0.1",
                      "-n", "1", "-s", "crash", "-o", os.path.join(c["out"], "failover"),
-                     "-b", c["build"]],
+                     "-b", c["build"], "-p", "bsf", "-P", "bsk"],
           est_full=330, est_quick=40, root=True, post=failover_post),
     Bench("kv_failover",
           "kv service fail-over between hosts (bench/kv_failover.sh): client timeline "
           "around a crash",
           ["baton-kvserver", "baton-takeoverd", "baton-kv-driver"],
-          lambda c: [os.path.join(REPO, "bench", "kv_failover.sh"),
-                     "-o", os.path.join(c["out"], "kv_failover"), "-b", c["build"]],
-          lambda c: [os.path.join(REPO, "bench", "kv_failover.sh"), "-n", "1",
-                     "-o", os.path.join(c["out"], "kv_failover"), "-b", c["build"]],
-          est_full=120, est_quick=40, root=True, available=kv_failover_available,
-          post=kv_failover_post),
+          lambda c: [os.path.join(REPO, "bench", "kv_failover.sh"), "-i", "0.1", "-n", "3",
+                     "-s", "process,host", "-o", os.path.join(c["out"], "kv_failover"),
+                     "-b", c["build"]],
+          lambda c: [os.path.join(REPO, "bench", "kv_failover.sh"), "-i", "0.1", "-n", "1",
+                     "-s", "host", "-o", os.path.join(c["out"], "kv_failover"),
+                     "-b", c["build"]],
+          est_full=240, est_quick=90, root=True, available=kv_failover_available,
+          # Own namespace prefixes: the script's defaults are its author's.
+          env={"PFX_B": "bsb", "PFX_K": "bsq"}, post=kv_failover_post),
 ]
 
 
