@@ -12,24 +12,28 @@
 # retried, replays served, and the end-to-end check -- lost = 0, duplicated = 0. Then it cleans up
 # (also on Ctrl-C). docs/demo.md explains what you see.
 #
-# Usage: sudo scripts/demo.sh [-n CRASHES] [-s SECONDS_BETWEEN] [-i HEARTBEAT] [-b BUILD_DIR]
+# Usage: sudo scripts/demo.sh [-n CRASHES] [-L] [-s SECONDS_BETWEEN] [-i HEARTBEAT] [-b BUILD_DIR]
 #                             [--no-build] [--keep]
-#   -n  holder crashes (default 1); each crashed host is restored before the next crash
+#   -n  holder crashes (default 1); each crashed host is restored before the next crash; with
+#       more than one, a table of the outage per crash follows the timeline
+#   -L  make the holder etcd's leader before each crash (the crash then also costs an etcd
+#       election)
 #   -s  seconds of traffic before, between and after the crashes (default 3)
 #   -i  heartbeat of the take-over agents (default 50ms)
 #   -b  use this build directory (default build/, the preset's); with --no-build nothing is built
 #   --keep  leave the logs (configs, kernel monitor logs, driver timeline) in the work directory
-# Env: PFX (namespace prefix, default demo<pid>). Needs root.
+# Env: PFX (namespace prefix, default demo<pid>); ATTEMPT_MS (the clients' attempt timeout,
+# default 300: a request in flight to the crashed host is sent again after it). Needs root.
 set -Eeuo pipefail
 export LC_ALL=C
 
 cd "$(dirname "$0")/.."
 REPO=$PWD
 usage() { sed -n '2,/^set -Eeuo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit "${1:-0}"; }
-CRASHES=1; SECS=3; HB=50ms; BUILD=""; DO_BUILD=1; KEEP=0
+CRASHES=1; SECS=3; HB=50ms; BUILD=""; DO_BUILD=1; KEEP=0; LEADER=0
 while [[ $# -gt 0 ]]; do
   case $1 in
-    -n) CRASHES=$2; shift 2 ;; -s) SECS=$2; shift 2 ;; -i) HB=$2; shift 2 ;;
+    -n) CRASHES=$2; shift 2 ;; -L) LEADER=1; shift ;; -s) SECS=$2; shift 2 ;; -i) HB=$2; shift 2 ;;
     -b) BUILD=$2; shift 2 ;; --no-build) DO_BUILD=0; shift ;; --keep) KEEP=1; shift ;;
     -h|--help) usage 0 ;; *) usage 2 ;;
   esac
@@ -76,6 +80,11 @@ wait_until() {
 }
 holder() { kvlab holder 0; }
 sole_holder_not() { local h; h=$(holder); [[ -n $h && $h != *" "* && $h != "${1:-}" ]]; }
+etcd_healthy() {
+  ETCDCTL_API=3 timeout 5 ip netns exec "${PFX}$(kvlab holder 0 | cut -d' ' -f1)" etcdctl \
+    --dial-timeout=1s --command-timeout=2s --endpoints="http://$NET2.1:2379,http://$NET2.2:2379,http://$NET2.3:2379" \
+    endpoint health > /dev/null 2>&1
+}
 answered_after() { python3 "$ANALYZE" answered "$DRV" "$1" > /dev/null 2>&1; }
 
 say "starting three hosts (etcd member + baton-kvserver with the take-over agent on each), heartbeat $HB"
@@ -89,7 +98,7 @@ say "4 clients send INCRs and PUTs to $VIP:$PORT (each request keeps its id acro
 mkdir -p "$DRV"
 kvlab driver -- --clients 4 --counters 4 --seconds 0 --max-requests 200000 --interval-ms 2 \
   --stop-file "$DRV/stop" --timeline "$DRV/timeline.jsonl" --summary "$DRV/summary.json" \
-  --start-file "$DRV/start_unix" --attempt-timeout-ms 300 --max-backoff-ms 100 \
+  --start-file "$DRV/start_unix" --attempt-timeout-ms "${ATTEMPT_MS:-300}" --max-backoff-ms 100 \
   --deadline-ms 30000 --gap-ms 100 --quiet > "$DRV/out" 2>&1 &
 DRIVER_PID=$!
 wait_until 10 test -s "$DRV/start_unix" || { echo "the driver did not start: $(cat "$DRV/out")" >&2; exit 1; }
@@ -98,9 +107,15 @@ sleep "$SECS"
 for (( k = 1; k <= CRASHES; k++ )); do
   wait_until 10 sole_holder_not "" || { echo "no sole holder: '$(holder)'" >&2; exit 1; }
   v=$(holder)
-  say "crash $k/$CRASHES: $v holds $VIP -- pulling its plug (links down, every process killed)"
+  if (( LEADER )); then
+    kvlab move-leader "$v" || true
+    wait_until 5 eval '[[ $(kvlab etcd-leader) == "$v" ]]' || true
+  fi
+  leader=$(kvlab etcd-leader)
+  note=""; [[ $leader == "$v" ]] && note=", etcd leader"
+  say "crash $k/$CRASHES: $v holds $VIP$note -- pulling its plug (links down, every process killed)"
   t=$(now)
-  event "crash of $v (links down, all processes killed)"
+  event "crash of $v$note"
   kvlab crash "$v"
   if wait_until 20 sole_holder_not "$v"; then echo "$(holder) holds $VIP now"; else echo "nobody took $VIP over in 20 s" >&2; exit 1; fi
   wait_until 20 answered_after "$t" || { echo "the service did not answer in 20 s" >&2; exit 1; }
@@ -109,6 +124,7 @@ for (( k = 1; k <= CRASHES; k++ )); do
     echo "rebooting $v (etcd member rejoins with its data, kv server restarts)"
     kvlab restore "$v"
     event "$v restored"
+    wait_until 30 etcd_healthy || { echo "etcd not healthy after restoring $v" >&2; exit 1; }
     sleep "$SECS"
   fi
 done
