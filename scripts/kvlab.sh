@@ -149,7 +149,9 @@ wait_server() {
   local end=$(( ${EPOCHREALTIME/./} + $1 * 1000000 )) p
   p=$(pid_of kv "$2")
   while ! server_up "$2"; do
-    if ! alive_in "$p" "$(ns "$2")" || (( ${EPOCHREALTIME/./} >= end )); then
+    # Only that the process still exists: right after the start it may not have entered the
+    # namespace yet (ip netns exec), so alive_in would be wrong.
+    if [[ -z $p || ! -e /proc/$p ]] || (( ${EPOCHREALTIME/./} >= end )); then
       echo "kvlab.sh: kv server on $2 does not answer (log $DIR/kv-$2.log: $(tail -n 3 "$DIR/kv-$2.log" 2>/dev/null | tr '\n' ' '))" >&2
       return 1
     fi
