@@ -133,7 +133,7 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
                                  {"node_id", "peers", "key_file", "interface", "service_address",
                                   "service_addresses", "rebalance", "label", "bind_host", "timing", "announce", "preempt",
                                   "kernel_fence", "health_check", "status_socket", "incarnation_file",
-                                  "state_file",
+                                  "state_file", "nice",
                                   "log_level"});
       !s.ok()) {
     return s;
@@ -378,6 +378,10 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
   if (root["state_file"]) {
     if (absl::Status s = Get(root["state_file"], "state_file", c.state_file); !s.ok()) return s;
     if (c.state_file.empty()) return Bad("state_file", "must not be empty");
+  }
+  if (root["nice"]) {
+    if (absl::Status s = Get(root["nice"], "nice", c.nice); !s.ok()) return s;
+    if (c.nice < -20 || c.nice > 19) return Bad("nice", "must be -20..19");
   }
   if (root["log_level"]) {
     if (absl::Status s = Get(root["log_level"], "log_level", c.log_level); !s.ok()) return s;

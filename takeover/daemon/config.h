@@ -125,6 +125,11 @@ struct DaemonConfig {
   // or unreadable file stops the start-up (exit 2). Default: /var/lib/baton/takeoverd-<node_id>.state
   std::string state_file;
   std::string log_level = "info";  // trace|debug|info|warn|error. Default: info
+  // Scheduling niceness the standalone daemon gives itself at start (YAML `nice`, -20..19): a
+  // daemon starved of CPU for more than a lease minus a heartbeat loses its addresses, so it
+  // runs ahead of ordinary work (compilers, batch jobs). Needs root (CAP_SYS_NICE); otherwise a
+  // warning. Not applied by embedders (their process, their choice). Default: -10
+  int nice = -10;
 
   const DaemonPeerConfig* self() const;
   // The part of `label` after "<interface>:".

@@ -10,6 +10,10 @@
 // 2 on a bad command line or configuration (including an unusable key file, and
 // `health_check: {kind: external}`, which only an embedding process can serve), 3 if `status` /
 // `drain` finds no daemon, 4 if the daemon refused the drain request.
+#include <sys/resource.h>
+
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -86,6 +90,12 @@ int RunDaemon(const std::string& config_path, const std::string& log_level,
     }
     std::cout << "config ok\n";
     return 0;
+  }
+  // Ahead of ordinary work: a starved daemon misses renewals and loses its addresses. The daemon
+  // is one thread (this one); Linux applies PRIO_PROCESS with who = 0 to the calling thread.
+  if (setpriority(PRIO_PROCESS, 0, config->nice) != 0) {
+    spdlog::warn("cannot set nice {}: {} (running at the inherited priority)", config->nice,
+                 std::strerror(errno));
   }
   boost::asio::io_context io;
   absl::StatusOr<std::unique_ptr<baton::takeover::TakeoverDaemon>> daemon =

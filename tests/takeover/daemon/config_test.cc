@@ -26,6 +26,7 @@ preempt: true
 health_check: {tcp: "127.0.0.1:8080", period: 200ms, timeout: 50ms, fall: 2, rise: 1}
 status_socket: /tmp/x.sock
 state_file: /tmp/x.state
+nice: -5
 )";
 
 TEST(DaemonConfigTest, ParsesEveryKey) {
@@ -59,6 +60,7 @@ TEST(DaemonConfigTest, ParsesEveryKey) {
   EXPECT_EQ(c->incarnation_file, "/var/lib/baton/takeoverd-2.incarnation");
   EXPECT_DOUBLE_EQ(c->shrink_after_heartbeats, 100);
   EXPECT_EQ(c->state_file, "/tmp/x.state");
+  EXPECT_EQ(c->nice, -5);
 }
 
 TEST(DaemonConfigTest, DefaultsWhenOptionalKeysAreAbsent) {
@@ -81,6 +83,7 @@ peers: [{id: 1, priority: 1, address: "::1"}]
   EXPECT_EQ(c->announce_schedule.size(), 5u);
   EXPECT_DOUBLE_EQ(c->shrink_after_heartbeats, 0);  // group shrink off
   EXPECT_EQ(c->state_file, "/var/lib/baton/takeoverd-1.state");
+  EXPECT_EQ(c->nice, -10);
 }
 
 std::string WithLine(const std::string& replace, const std::string& with) {
@@ -112,6 +115,7 @@ TEST(DaemonConfigTest, BadConfigsNameTheKey) {
       {WithLine("shrink_after: 100", "shrink_after: soon"), "timing.shrink_after"},
       {WithLine("state_file: /tmp/x.state", "state_file: [a]"), "state_file"},
       {WithLine("preempt: true", "prempt: true"), "prempt: unknown key"},
+      {WithLine("nice: -5", "nice: -40"), "nice"},
       {WithLine("fall: 2", "fall: 0"), "health_check.fall"},
       {WithLine("tcp: \"127.0.0.1:8080\"", "tcp: 127.0.0.1"), "health_check.tcp"},
       {WithLine("interface: eth0", "interface: eth0\nlabel: wlan0:x"), "label"},
