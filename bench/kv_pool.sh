@@ -50,7 +50,6 @@ OUT=${OUT:-/tmp/baton-kv-pool.$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 RERUN="$0 -i $HB -n $N -C $CLIENTS -o $OUT -b $BUILD"
 
-export ETCD_PRE_VOTE=true   # as kv_failover.sh: a rejoining member does not force an election
 calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
 now() { printf '%s' "$EPOCHREALTIME"; }
 wait_until() {
@@ -88,12 +87,12 @@ for (( k = 1; k <= N; k++ )); do
   t=$(now); event start "$t"
   sleep_until "$(calc "$t + $BEFORE")"
   d=$(busiest); event drain_host "$d"
-  td=$(now); kv drain "$d"; event drain "$td"
+  td=$(now); kv drain "$d" || event error "drain of $d failed"; event drain "$td"
   wait_until 5 holds_none "$d" || event error "drained $d still holds addresses"
   wait_until 5 all_sole || event error "addresses without a sole holder after the drain"
   kv holder > "$RUN/holders.drained"
   sleep_until "$(calc "$td + $GAP")"
-  kv undrain "$d"; event undrain "$(now)"
+  kv undrain "$d" || event error "undrain of $d failed"; event undrain "$(now)"
   sleep "$GAP"
   c=$(busiest); event crash_host "$c"
   # The etcd leader off the host that crashes: the figures are the address pool's, not an etcd
@@ -105,7 +104,7 @@ for (( k = 1; k <= N; k++ )); do
   fi
   event etcd_leader "$(kv etcd-leader)"
   kv holder > "$RUN/holders.precrash"
-  tc=$(now); kv crash "$c"; event crash "$tc"
+  tc=$(now); kv crash "$c" || event error "crash of $c failed"; event crash "$tc"
   wait_until 5 all_sole || event error "addresses without a sole holder after the crash"
   event moved "$(now)"
   kv holder > "$RUN/holders.crashed"
@@ -113,7 +112,7 @@ for (( k = 1; k <= N; k++ )); do
   touch "$RUN/stop"; event end "$(now)"
   for (( i = 0; i < 300; i++ )); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$dpid" 2>/dev/null || true
-  wait "$dpid" 2>/dev/null; echo "$?" > "$RUN/driver.rc"
+  rc=0; wait "$dpid" 2>/dev/null || rc=$?; echo "$rc" > "$RUN/driver.rc"
   cp "$LABDIR"/mon-h*.log "$RUN"/ 2>/dev/null || true
   kv down > /dev/null 2>&1 || true
   "$PY" "$ANALYZE" run "$RUN" --targets "$targets" | tee -a "$OUT/runs.jsonl" | "$PY" "$ANALYZE" line \

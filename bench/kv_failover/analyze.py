@@ -153,6 +153,8 @@ def run(args):
     tend = float(ev.get("end", start_unix + rows[-1]["finish_ms"] / 1e3))
     ok_t = [start_unix + r["finish_ms"] / 1e3 for r in rows if r.get("outcome") == "ok"]
     before = [x for x in ok_t if x <= tf]
+    if not before:
+        res.setdefault("error", "the client had no acknowledged request before the fault")
     steady = [b - a for a, b in zip(before, before[1:])]
     med_gap = statistics.median(steady) if steady else 0.001
     threshold = max(0.020, 10 * med_gap)
@@ -175,7 +177,8 @@ def run(args):
     victim = ev.get("victim", "")
     res["victim"] = victim
     # Address holders from the kernel timestamps.
-    tstart = float(ev.get("start", start_unix))
+    # The victim was checked to be the sole holder right before the fault ("checked").
+    tstart = float(ev.get("checked", ev.get("start", start_unix)))
     dead_host, dead_at = None, None
     # "dead": crashed host; "dark": baton's kernel fence darkened the address of a dead agent.
     for key in ("dead", "dark"):

@@ -54,8 +54,9 @@ HOSTS=(h1 h2 h3)
 NET=${BATON_LAB_NET:-10.78.0}; NET2=${BATON_LAB_NET2:-10.79.0}
 VIP=$NET.100
 declare -A PRIO=([h1]=150 [h2]=100 [h3]=50)
-# etcd timing: the defaults (100 ms heartbeat, 1 s election); kv_failover.sh keeps the etcd leader
-# off the host it faults, so no run waits for an etcd election.
+# etcd as in scripts/kvlab.sh: the default timing (100 ms heartbeat, 1 s election) and pre-vote (a
+# healed member does not depose the leader); kv_failover.sh keeps the etcd leader off the host it
+# faults, so no run waits for an etcd election.
 ETCD_HB=${ETCD_HB:-100}; ETCD_ELECTION=${ETCD_ELECTION:-1000}
 
 ns() { echo "${PFX}$1"; }
@@ -140,7 +141,7 @@ start_etcd() {   # start_etcd hK STATE
     --advertise-client-urls "http://$NET2.$k:2379" \
     --listen-peer-urls "http://$NET2.$k:2380" --initial-advertise-peer-urls "http://$NET2.$k:2380" \
     --initial-cluster "$(cluster_urls)" --initial-cluster-token "kalab-$PFX" --initial-cluster-state "$2" \
-    --heartbeat-interval "$ETCD_HB" --election-timeout "$ETCD_ELECTION" --logger zap --log-level warn
+    --heartbeat-interval "$ETCD_HB" --election-timeout "$ETCD_ELECTION" --pre-vote --logger zap --log-level warn
 }
 etcd_healthy() { etcdctl_c --endpoints="$(etcd_endpoints)" endpoint health >/dev/null 2>&1; }
 # The server runs under a supervisor shell that writes 1 to DIR/track-hK as soon as it exits (0 while

@@ -10,7 +10,8 @@ Client i of baton-kv-driver uses target i mod len(targets). Throughput = acknowl
 drain; drain = the 1 s after it; crash = the 1 s after the crash; after = from crash + 1 s to the
 end. Per-address gap = the longest interval without an acknowledged request of that address's
 clients that ends within [event, event + 1.5 s], measured from the acknowledgement before it.
-An address "moved" when its holder before and after the event differ (RUN_DIR/holders.*).
+An address "moved" when its holder just before the event and 1 s after it differ (kernel-
+timestamped `ip -ts monitor address` logs of the hosts, RUN_DIR/mon-hK.log).
 """
 import json
 import os
@@ -46,6 +47,47 @@ def holders(path):
             if len(f) >= 2:
                 h[f[0]] = f[1] if len(f) == 2 else "+".join(f[1:])
     return h
+
+
+def transitions(d, crash_host, tc):
+    """{address: [(unix time, host, 'add'|'del')]} from the kernel-timestamped monitor logs
+    RUN_DIR/mon-hK.log (valid_lft refreshes, logged as repeated adds, are dropped); the crashed
+    host's addresses end at the crash."""
+    import datetime
+    import glob
+    ev = {}
+    for path in glob.glob(os.path.join(d, "mon-h*.log")):
+        h = os.path.basename(path)[len("mon-"):-len(".log")]
+        for line in open(path, errors="replace"):
+            if not line.startswith("[") or " inet " not in line:
+                continue
+            ts = datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
+            addr = line.split(" inet ", 1)[1].split("/", 1)[0]
+            ev.setdefault(addr, []).append((ts, h, "del" if "Deleted" in line else "add"))
+    out = {}
+    for addr, es in ev.items():
+        es.sort()
+        state, seq = {}, []
+        for ts, h, k in es:
+            if h == crash_host and tc is not None and ts >= tc:
+                continue
+            if state.get(h) == k:
+                continue
+            state[h] = k
+            seq.append((ts, h, k))
+        if crash_host and tc is not None and state.get(crash_host) == "add":
+            seq.append((tc, crash_host, "del"))
+        out[addr] = sorted(seq)
+    return out
+
+
+def holder_at(seq, t):
+    held = set()
+    for ts, h, k in seq:
+        if ts > t:
+            break
+        (held.add if k == "add" else held.discard)(h)
+    return "+".join(sorted(held)) or "-"
 
 
 def rate(ts, a, b):
@@ -94,16 +136,19 @@ def run(d, targets):
     res["tp_after_rps"] = rate(all_t, tc + 1, tend)
     res["min_bin_crash_rps"] = min(bins[int((tc - t0) / BIN):int((tc + 1 - t0) / BIN) + 1] or [0])
     res["min_bin_drain_rps"] = min(bins[int((td - t0) / BIN):int((td + 1 - t0) / BIN) + 1] or [0])
-    h0 = holders(os.path.join(d, "holders.start"))
-    h1 = holders(os.path.join(d, "holders.drained"))
-    hp = holders(os.path.join(d, "holders.precrash")) or h1
-    h2 = holders(os.path.join(d, "holders.crashed"))
+    # Holders from the kernel timestamps: just before each event and 1 s after it.
+    tr = transitions(d, ev.get("crash_host"), tc)
     per = []
     for i, a in enumerate(tgt):
         ts = sorted(t for t, c in ok if c % len(tgt) == i)
-        per.append(dict(address=a, holder_start=h0.get(a), holder_drained=h1.get(a), holder_precrash=hp.get(a),
-                        holder_crashed=h2.get(a),
-                        drain_moved=h0.get(a) != h1.get(a), crash_moved=hp.get(a) != h2.get(a),
+        seq = tr.get(a, [])
+        hb_d, ha_d = holder_at(seq, td - 0.001), holder_at(seq, td + 1.0)
+        hb_c, ha_c = holder_at(seq, tc - 0.001), holder_at(seq, tc + 1.0)
+        # Moments without a holder outside the two events (a moving pool at rest should have none).
+        per.append(dict(address=a, holder_before_drain=hb_d, holder_after_drain=ha_d,
+                        holder_before_crash=hb_c, holder_after_crash=ha_c,
+                        holder_changes=sum(1 for _, _, k in seq if k == "add"),
+                        drain_moved=hb_d != ha_d, crash_moved=hb_c != ha_c,
                         drain_gap_ms=round(gap_around(ts, td) * 1e3, 1),
                         crash_gap_ms=round(gap_around(ts, tc) * 1e3, 1)))
     res["addresses"] = per
