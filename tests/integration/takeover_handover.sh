@@ -50,7 +50,10 @@ wait_until 10 sole_holder_is h1 || fail "h1 did not take over after h2's SIGTERM
 ORDER=$("$PY" "$HERE/takeover_analyze.py" order "$VIP" "$T" "$WORK/mon-h2.log" "$WORK/mon-h1.log") || fail "$ORDER"
 wait_until 3 bash -c "! kill -0 $D2 2>/dev/null" || fail "h2's daemon did not exit after SIGTERM"
 grep -q "stopped (address held: false)" "$WORK/h2.log" || fail "h2's daemon did not log a clean stop"
-wait_until 5 grep -q " OK h1 " <(awk -v t="$T" '$2 >= t' "$WORK/client.log") || fail "client never answered by h1"
+# A function, not `grep <(awk ...)`: a process substitution is read once, so a retry would never
+# see lines the client logs later.
+answered_by_h1_since() { awk -v t="$1" '$2 >= t' "$WORK/client.log" | grep -q " OK h1 "; }
+wait_until 5 answered_by_h1_since "$T" || fail "client never answered by h1"
 sleep 0.3
 stop_prober
 OUT3=$("$PY" "$HERE/takeover_analyze.py" outage "$WORK/client.log" "$T" h2 h1) || fail "$OUT3"
