@@ -128,8 +128,9 @@ class EmbeddedAgent {
   std::unique_ptr<takeover::TakeoverDaemon> daemon_;
   storage::StableStore* store_ = nullptr;
   std::thread io_thread_, fence_thread_, health_thread_;
-  bool started_ = false;
-  bool shut_down_ = false;
+  // Written by the owning thread, read by request threads (StatusJson, Drain).
+  std::atomic<bool> started_{false};
+  std::atomic<bool> shut_down_{false};
 
   absl::Mutex mu_;
   // Holdings whose fence is to be written: (slot, epoch).
