@@ -93,7 +93,7 @@ BENCHES = [
           "take-over core: Assign() time and round-message bytes at 3/16/64 nodes x "
           "6/128/1024 slots",
           ["baton-assignment-bench"],
-          lambda c: [bin_(c, "bench", "baton-assignment-bench"), "--reps", "5",
+          lambda c: [bin_(c, "bench", "baton-assignment-bench"), "--reps", "7",
                      "--json", c["json"]],
           lambda c: [bin_(c, "bench", "baton-assignment-bench"), "--reps", "3",
                      "--json", c["json"]],
