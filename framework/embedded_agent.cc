@@ -1,6 +1,12 @@
 #include "framework/embedded_agent.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -102,7 +108,18 @@ absl::Status EmbeddedAgent::Start(storage::StableStore& store) {
   if (absl::Status s = daemon_->Start(); !s.ok()) return s;
   started_ = true;
   work_.emplace(io_.get_executor());
-  io_thread_ = std::thread([this] { io_.run(); });
+  io_thread_ = std::thread([this] {
+    // The daemon's `nice` (default -10) for the agent's thread only: a
+    // holder starved of CPU past its lease loses its addresses, while the
+    // request threads keep the server's own priority. Linux nice is per
+    // thread.
+    if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
+                      config_.daemon.nice) != 0) {
+      spdlog::warn("take-over agent: cannot set nice {} on its thread: {}",
+                   config_.daemon.nice, std::strerror(errno));
+    }
+    io_.run();
+  });
   fence_thread_ = std::thread([this] { FenceLoop(); });
   health_thread_ = std::thread([this] { HealthLoop(); });
   spdlog::info("take-over agent started: node {}, {} service address(es)",

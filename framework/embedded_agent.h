@@ -14,8 +14,10 @@
 //   ... stop the listeners (in-flight requests finish) ...
 //
 // What it does:
-//   - the daemon runs on its own io_context thread; its health check kind is
-//     `external` (unless the config names another kind; both then must hold);
+//   - the daemon runs on its own io_context thread, at the config's `nice`
+//     (default -10; that thread only, the server keeps its priority); its
+//     health check kind is `external` (unless the config names another kind;
+//     both then must hold);
 //   - a store health loop calls StableStore::Ping() every
 //     health_check.period (default 1 s); a ping that fails or takes longer
 //     than health_check.timeout (default 1 s) is a failure; after
