@@ -4,7 +4,8 @@
 # and moves a service address on a veth interface. Asserts:
 #   (a) the service address appears only once the server listens, and INCRs through it work
 #       (Baton-Node names the server);
-#   (b) GET /baton/status shows the slot held here with its fence ready (version > 0);
+#   (b) GET /baton/status shows the slot held here with its fence ready (version > 0), and etcd
+#       holds the fence key with that epoch (a larger one after drain + undo);
 #   (c) POST /baton/drain removes the address within a bound and requests through it stop;
 #       ?undo=1 brings it back and INCRs work again (under a new fence);
 #   (d) killing etcd makes the server give the address away within a bound (store health);
@@ -80,6 +81,11 @@ incr() {
   kv -X POST "http://$VIP:$HTTP/kv/c/incr" -H "Idempotency-Key: \"$1\"" -d '{"by":1}'
 }
 status() { kv "http://127.0.0.1:$HTTP/baton/status"; }
+# The fence of slot 0 as etcd has it (key "kvservice/\xff" "fence/0", value: the epoch).
+stored_fence() {
+  in_ns env ETCDCTL_API=3 "$(dirname "$ETCD")/etcdctl" --endpoints 127.0.0.1:2379 \
+    get --prefix kvservice/ | grep -a -A1 'fence/0$' | tail -n 1
+}
 jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 start_etcd() {
@@ -159,7 +165,9 @@ fver=$(jq_py 'd["slots"][0]["fence"]["version"]' <<<"$st")
 epoch1=$(jq_py 'd["slots"][0]["fence"]["epoch"]' <<<"$st")
 [[ $held == True && $fstate == ready && $fver -gt 0 ]] ||
   fail "status: held_by_me=$held fence=$fstate version=$fver: $st"
-log "(b) status: slot 0 held, fence ready (epoch $epoch1, version $fver)"
+stored=$(stored_fence)
+[[ $stored == "$epoch1" ]] || fail "the store's fence of slot 0 is '$stored', want epoch $epoch1"
+log "(b) status: slot 0 held, fence ready (epoch $epoch1, version $fver); the store holds it"
 
 # --- (c) drain and undo ------------------------------------------------------------------------
 t0=$(now_ms)
@@ -173,6 +181,9 @@ t0=$(now_ms)
 kv -X POST "http://127.0.0.1:$HTTP/baton/drain?undo=1" >/dev/null || fail "undo request failed"
 wait_until "$DRAIN_BOUND" has_vip || fail "address not back ${DRAIN_BOUND}s after undo"
 wait_until 5 incr c2 >/dev/null || fail "no INCR after undo"
+epoch2=$(status | jq_py 'd["slots"][0]["fence"]["epoch"]')
+(( epoch2 > epoch1 )) || fail "the fence epoch did not grow across drain/undo ($epoch1 -> $epoch2)"
+[[ $(stored_fence) == "$epoch2" ]] || fail "the store's fence is not epoch $epoch2"
 log "(c) undone: address back after $(( $(now_ms) - t0 )) ms, INCR works"
 
 # --- (d) store health: etcd killed -> address given away; back -> address back ----------------
