@@ -104,10 +104,11 @@ int main(int argc, char** argv) {
       idempotency_key.empty()
           ? "client " + c.client_id() + " seq " + std::to_string(r.call.seq)
           : "idempotency key " + idempotency_key;
-  std::printf("%s: attempts=%d replayed=%s outage=%s\n", id.c_str(),
+  std::printf("%s: attempts=%d replayed=%s outage=%s node=%s\n", id.c_str(),
               r.call.attempts,
               r.replayed() ? "true" : "false",
-              absl::FormatDuration(r.call.outage).c_str());
+              absl::FormatDuration(r.call.outage).c_str(),
+              r.node().empty() ? "-" : r.node().c_str());
   if (!r.call.status.ok()) return 3;
   return r.ok() ? 0 : 1;
 }

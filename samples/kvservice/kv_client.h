@@ -34,6 +34,8 @@ struct KvResult {
 
   bool ok() const { return call.status.ok() && code == absl::StatusCode::kOk; }
   bool replayed() const { return call.response.replayed; }
+  // The host that answered (Baton-Node / baton-node), "" if none said.
+  const std::string& node() const { return call.response.node; }
 };
 
 class KvClient {
