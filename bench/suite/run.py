@@ -38,7 +38,8 @@ class Bench:
         self.targets = targets          # ninja targets it needs
         self.full = full                # ctx -> argv (None: not in this mode)
         self.quick = quick
-        self.est = {"full": est_full, "quick": est_quick}  # seconds
+        # Expected seconds (measured on 2 shared cores), for the ETA and the time limit.
+        self.est = {"full": est_full, "quick": est_quick}
         self.root = root
         self.available = available      # ctx -> None or the reason it is skipped
         self.env = env or {}
@@ -88,7 +89,7 @@ BENCHES = [
                      "--seconds", "2", "--reps", "3", "--json", c["json"]],
           lambda c: [bin_(c, "bench", "baton-kv-throughput"), "--clients", "1,16,64",
                      "--seconds", "1", "--reps", "1", "--json", c["json"]],
-          est_full=420, est_quick=90),
+          est_full=330, est_quick=55),
     Bench("assignment",
           "take-over core: Assign() time and round-message bytes at 3/16/64 nodes x "
           "6/128/1024 slots",
@@ -136,7 +137,7 @@ BENCHES = [
           ["takeover_sim_test"],
           lambda c: [bin_(c, "tests", "takeover", "takeover_sim_test"),
                      "--gtest_filter=*ScaleRun*"],
-          None, est_full=60, est_quick=0,
+          None, est_full=90, est_quick=0,
           env={"BATON_SIM_SCALE": "1"}, post=sim_post),
     Bench("failover",
           "host crash fail-over: baton vs keepalived at equal heartbeat/advert intervals "
@@ -148,7 +149,7 @@ BENCHES = [
           lambda c: [os.path.join(REPO, "bench", "failover.sh"), "-i", "0.1",
                      "-n", "1", "-s", "crash", "-o", os.path.join(c["out"], "failover"),
                      "-b", c["build"], "-p", "bsf", "-P", "bsk"],
-          est_full=330, est_quick=40, root=True, post=failover_post),
+          est_full=170, est_quick=20, root=True, post=failover_post),
     Bench("kv_failover",
           "kv service fail-over between hosts (bench/kv_failover.sh): client timeline "
           "around a crash",
@@ -159,7 +160,7 @@ BENCHES = [
           lambda c: [os.path.join(REPO, "bench", "kv_failover.sh"), "-i", "0.1", "-n", "1",
                      "-s", "host", "-o", os.path.join(c["out"], "kv_failover"),
                      "-b", c["build"]],
-          est_full=240, est_quick=90, root=True, available=kv_failover_available,
+          est_full=100, est_quick=30, root=True, available=kv_failover_available,
           # Own namespace prefixes: the script's defaults are its author's.
           env={"PFX_B": "bsb", "PFX_K": "bsq"}, post=kv_failover_post),
 ]
