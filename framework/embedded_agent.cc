@@ -1,14 +1,24 @@
 #include "framework/embedded_agent.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <utility>
 #include <vector>
+
+extern char** environ;
 
 #include <boost/asio/post.hpp>
 
@@ -75,89 +85,42 @@ absl::StatusOr<EmbeddedAgentConfig> ParseEmbeddedAgentConfig(
   }
   EmbeddedAgentConfig c;
   c.daemon = *std::move(daemon);
+  c.yaml = std::string(yaml);
   if (c.daemon.health_check.kind == takeover::HealthCheckConfig::Kind::kNone) {
     c.daemon.health_check.kind = takeover::HealthCheckConfig::Kind::kExternal;
   }
   return c;
 }
 
-EmbeddedAgent::EmbeddedAgent(EmbeddedAgentConfig config)
+
+ServerAgent::ServerAgent(EmbeddedAgentConfig config)
     : config_(std::move(config)) {}
 
-absl::StatusOr<std::unique_ptr<EmbeddedAgent>> EmbeddedAgent::Create(
-    EmbeddedAgentConfig config) {
-  std::unique_ptr<EmbeddedAgent> agent(new EmbeddedAgent(std::move(config)));
-  absl::StatusOr<std::unique_ptr<takeover::TakeoverDaemon>> daemon =
-      takeover::TakeoverDaemon::Create(agent->io_,
-                                       takeover::SteadyClock::Get(),
-                                       agent->config_.daemon);
-  if (!daemon.ok()) return daemon.status();
-  agent->daemon_ = *std::move(daemon);
-  EmbeddedAgent* raw = agent.get();
-  agent->daemon_->SetSlotListener(
-      [raw](const takeover::SlotEvent& e) { raw->OnSlotEvent(e); });
-  return agent;
-}
+ServerAgent::~ServerAgent() = default;
 
-EmbeddedAgent::~EmbeddedAgent() { Shutdown(); }
-
-absl::Status EmbeddedAgent::Start(storage::StableStore& store) {
-  if (started_) return absl::OkStatus();
+void ServerAgent::StartLoops(storage::StableStore& store) {
   store_ = &store;
-  // Nothing runs on io_ yet, so the daemon may be started from here.
-  if (absl::Status s = daemon_->Start(); !s.ok()) return s;
-  started_ = true;
-  work_.emplace(io_.get_executor());
-  io_thread_ = std::thread([this] {
-    // The daemon's `nice` (default -10) for the agent's thread only: a
-    // holder starved of CPU past its lease loses its addresses, while the
-    // request threads keep the server's own priority. Linux nice is per
-    // thread.
-    if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
-                      config_.daemon.nice) != 0) {
-      spdlog::warn("take-over agent: cannot set nice {} on its thread: {}",
-                   config_.daemon.nice, std::strerror(errno));
-    }
-    io_.run();
-  });
   fence_thread_ = std::thread([this] { FenceLoop(); });
   health_thread_ = std::thread([this] { HealthLoop(); });
-  spdlog::info("take-over agent started: node {}, {} service address(es)",
-               config_.daemon.node_id, slot_count());
-  return absl::OkStatus();
 }
 
-void EmbeddedAgent::Shutdown() {
-  if (!started_ || shut_down_) return;
-  shut_down_ = true;
+void ServerAgent::StopLoops() {
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&loops_mu_);
     stop_ = true;
     wake_fence_.SignalAll();
     wake_health_.SignalAll();
   }
-  health_thread_.join();
-  auto done = std::make_shared<absl::Notification>();
-  boost::asio::post(io_, [this, done] {
-    daemon_->Shutdown([done] { done->Notify(); });
-  });
-  if (!done->WaitForNotificationWithTimeout(absl::Seconds(10))) {
-    spdlog::error("take-over agent: hand-over did not finish within 10 s");
-  } else {
-    spdlog::info("take-over agent: addresses released");
-  }
-  fence_thread_.join();
-  work_.reset();
-  io_.stop();
-  io_thread_.join();
+  if (health_thread_.joinable()) health_thread_.join();
+  if (fence_thread_.joinable()) fence_thread_.join();
 }
 
-void EmbeddedAgent::OnSlotEvent(const takeover::SlotEvent& e) {
+void ServerAgent::OnSlotEvent(const takeover::SlotEvent& e) {
   if (e.held) {
     spdlog::info("slot {} ({}) taken here, epoch {}: writing its fence",
                  e.slot, e.address, e.epoch);
     fences_.Held(e.slot, e.address, e.epoch);
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&loops_mu_);
     establish_.emplace_back(e.slot, e.epoch);
     wake_fence_.Signal();
   } else {
@@ -167,12 +130,18 @@ void EmbeddedAgent::OnSlotEvent(const takeover::SlotEvent& e) {
   }
 }
 
-void EmbeddedAgent::FenceLoop() {
+void ServerAgent::ReleaseAll() {
+  for (const FenceSlot& f : fences_.Snapshot()) {
+    if (f.state != FenceState::kReleased) fences_.Released(f.slot);
+  }
+}
+
+void ServerAgent::FenceLoop() {
   for (;;) {
     std::pair<uint32_t, uint64_t> job;
     {
-      absl::MutexLock lock(&mu_);
-      while (!stop_ && establish_.empty()) wake_fence_.Wait(&mu_);
+      absl::MutexLock lock(&loops_mu_);
+      while (!stop_ && establish_.empty()) wake_fence_.Wait(&loops_mu_);
       if (stop_) return;
       job = establish_.front();
       establish_.pop_front();
@@ -183,16 +152,16 @@ void EmbeddedAgent::FenceLoop() {
       if (s.ok() || s.code() == absl::StatusCode::kFailedPrecondition) break;
       spdlog::warn("fence of slot {} (epoch {}) not written yet: {}; retrying",
                    job.first, job.second, std::string(s.message()));
-      absl::MutexLock lock(&mu_);
+      absl::MutexLock lock(&loops_mu_);
       // Real time: a retry pause, not a protocol decision.
-      if (!stop_) wake_fence_.WaitWithTimeout(&mu_, backoff);
+      if (!stop_) wake_fence_.WaitWithTimeout(&loops_mu_, backoff);
       if (stop_) return;
       backoff = std::min(backoff * 2, absl::Seconds(1));
     }
   }
 }
 
-void EmbeddedAgent::HealthLoop() {
+void ServerAgent::HealthLoop() {
   const takeover::HealthCheckConfig& hc = config_.daemon.health_check;
   const absl::Duration period = absl::FromChrono(hc.period);
   const absl::Duration timeout = absl::FromChrono(hc.timeout);
@@ -202,8 +171,8 @@ void EmbeddedAgent::HealthLoop() {
   bool healthy = true;
   for (;;) {
     {
-      absl::MutexLock lock(&mu_);
-      if (!stop_) wake_health_.WaitWithTimeout(&mu_, period);
+      absl::MutexLock lock(&loops_mu_);
+      if (!stop_) wake_health_.WaitWithTimeout(&loops_mu_, period);
       if (stop_) return;
     }
     const absl::Time t0 = clock.Now();
@@ -219,7 +188,7 @@ void EmbeddedAgent::HealthLoop() {
         healthy = true;
         store_healthy_.store(true);
         spdlog::info("store reachable again ({} pings): campaigning", oks);
-        daemon_->SetHealthy(true);
+        AgentHealthy(true);
       }
       continue;
     }
@@ -233,29 +202,18 @@ void EmbeddedAgent::HealthLoop() {
       spdlog::warn("store unreachable ({} pings failed, last: {}): giving the "
                    "service addresses away",
                    fails, std::string(s.message()));
-      daemon_->SetHealthy(false);
+      AgentHealthy(false);
     }
   }
 }
 
-absl::StatusOr<nlohmann::json> EmbeddedAgent::StatusJson(
-    absl::Duration timeout) {
-  if (!started_ || shut_down_) {
+absl::StatusOr<nlohmann::json> ServerAgent::StatusJson(absl::Duration timeout) {
+  if (!running()) {
     return absl::UnavailableError("the take-over agent is not running");
   }
-  struct Pending {
-    nlohmann::json status;
-    absl::Notification done;
-  };
-  auto pending = std::make_shared<Pending>();
-  daemon_->GetStatusAsync([pending](nlohmann::json j) {
-    pending->status = std::move(j);
-    pending->done.Notify();
-  });
-  if (!pending->done.WaitForNotificationWithTimeout(timeout)) {
-    return absl::UnavailableError("the take-over agent did not answer");
-  }
-  nlohmann::json j = std::move(pending->status);
+  absl::StatusOr<nlohmann::json> status = AgentStatus(timeout);
+  if (!status.ok()) return status.status();
+  nlohmann::json j = *std::move(status);
   const std::vector<FenceSlot> fences = fences_.Snapshot();
   nlohmann::json all = nlohmann::json::array();
   for (const FenceSlot& f : fences) all.push_back(FenceJson(f));
@@ -286,22 +244,25 @@ absl::StatusOr<nlohmann::json> EmbeddedAgent::StatusJson(
   return j;
 }
 
-absl::Status EmbeddedAgent::Drain(std::optional<uint32_t> slot, bool drain) {
-  if (!started_ || shut_down_) {
+absl::Status ServerAgent::Drain(std::optional<uint32_t> slot, bool drain) {
+  if (!running()) {
     return absl::UnavailableError("the take-over agent is not running");
   }
   if (slot && *slot >= slot_count()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "no slot ", *slot, " (there are ", slot_count(), ")"));
   }
-  daemon_->DrainSlot(slot ? *slot : takeover::TakeoverDaemon::kAllSlots,
-                    drain);
+  if (absl::Status s =
+          AgentDrain(slot ? *slot : takeover::TakeoverDaemon::kAllSlots, drain);
+      !s.ok()) {
+    return s;
+  }
   spdlog::info("operator {} of {}", drain ? "drain" : "undo drain",
                slot ? absl::StrCat("slot ", *slot) : std::string("every slot"));
   return absl::OkStatus();
 }
 
-absl::Status EmbeddedAgent::RegisterRoutes(Router& router) {
+absl::Status ServerAgent::RegisterRoutes(Router& router) {
   absl::Status s = router.Add(
       "GET", "/baton/status",
       MakeHandler([this](const Request&, Transaction&) -> absl::StatusOr<Reply> {
@@ -336,6 +297,468 @@ absl::Status EmbeddedAgent::RegisterRoutes(Router& router) {
         nlohmann::json j = {{"slots", slots}, {"undo", !drain}};
         return Reply::Json(absl::StatusCode::kOk, j.dump());
       }));
+}
+
+// --- EmbeddedAgent: the daemon on a thread of the server ----------------------
+
+EmbeddedAgent::EmbeddedAgent(EmbeddedAgentConfig config)
+    : ServerAgent(std::move(config)) {}
+
+absl::StatusOr<std::unique_ptr<EmbeddedAgent>> EmbeddedAgent::Create(
+    EmbeddedAgentConfig config) {
+  std::unique_ptr<EmbeddedAgent> agent(new EmbeddedAgent(std::move(config)));
+  absl::StatusOr<std::unique_ptr<takeover::TakeoverDaemon>> daemon =
+      takeover::TakeoverDaemon::Create(agent->io_,
+                                       takeover::SteadyClock::Get(),
+                                       agent->config_.daemon);
+  if (!daemon.ok()) return daemon.status();
+  agent->daemon_ = *std::move(daemon);
+  EmbeddedAgent* raw = agent.get();
+  agent->daemon_->SetSlotListener(
+      [raw](const takeover::SlotEvent& e) { raw->OnSlotEvent(e); });
+  return agent;
+}
+
+EmbeddedAgent::~EmbeddedAgent() { Shutdown(); }
+
+absl::Status EmbeddedAgent::Start(storage::StableStore& store) {
+  if (started_) return absl::OkStatus();
+  // Nothing runs on io_ yet, so the daemon may be started from here.
+  if (absl::Status s = daemon_->Start(); !s.ok()) return s;
+  started_ = true;
+  work_.emplace(io_.get_executor());
+  io_thread_ = std::thread([this] {
+    // The daemon's `nice` (default -10) for the agent's thread only: a
+    // holder starved of CPU past its lease loses its addresses, while the
+    // request threads keep the server's own priority. Linux nice is per
+    // thread.
+    if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
+                      config_.daemon.nice) != 0) {
+      spdlog::warn("take-over agent: cannot set nice {} on its thread: {}",
+                   config_.daemon.nice, std::strerror(errno));
+    }
+    io_.run();
+  });
+  StartLoops(store);
+  spdlog::info("take-over agent started: node {}, {} service address(es), "
+               "in-process (takeover_mode thread)",
+               config_.daemon.node_id, slot_count());
+  return absl::OkStatus();
+}
+
+void EmbeddedAgent::Shutdown() {
+  if (!started_ || shut_down_) return;
+  shut_down_ = true;
+  auto done = std::make_shared<absl::Notification>();
+  boost::asio::post(io_, [this, done] {
+    daemon_->Shutdown([done] { done->Notify(); });
+  });
+  if (!done->WaitForNotificationWithTimeout(absl::Seconds(10))) {
+    spdlog::error("take-over agent: hand-over did not finish within 10 s");
+  } else {
+    spdlog::info("take-over agent: addresses released");
+  }
+  StopLoops();
+  work_.reset();
+  io_.stop();
+  io_thread_.join();
+}
+
+void EmbeddedAgent::AgentHealthy(bool healthy) { daemon_->SetHealthy(healthy); }
+
+absl::Status EmbeddedAgent::AgentDrain(uint32_t slot, bool drain) {
+  daemon_->DrainSlot(slot, drain);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<nlohmann::json> EmbeddedAgent::AgentStatus(
+    absl::Duration timeout) {
+  struct Pending {
+    nlohmann::json status;
+    absl::Notification done;
+  };
+  auto pending = std::make_shared<Pending>();
+  daemon_->GetStatusAsync([pending](nlohmann::json j) {
+    pending->status = std::move(j);
+    pending->done.Notify();
+  });
+  if (!pending->done.WaitForNotificationWithTimeout(timeout)) {
+    return absl::UnavailableError("the take-over agent did not answer");
+  }
+  return std::move(pending->status);
+}
+
+// --- AgentSupervisor: the daemon in a supervised child process ----------------
+
+absl::StatusOr<std::string> FindTakeoverBinary() {
+  std::error_code ec;
+  const std::filesystem::path self =
+      std::filesystem::read_symlink("/proc/self/exe", ec);
+  std::vector<std::filesystem::path> candidates;
+  if (!ec) {
+    candidates.push_back(self.parent_path() / "baton-takeoverd");
+    // The build tree: samples/kvservice/baton-kvserver beside
+    // takeover/daemon/baton-takeoverd.
+    candidates.push_back(self.parent_path() / ".." / ".." / "takeover" /
+                         "daemon" / "baton-takeoverd");
+  }
+  if (const char* path = std::getenv("PATH")) {
+    for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
+      candidates.push_back(std::filesystem::path(std::string(dir)) /
+                           "baton-takeoverd");
+    }
+  }
+  for (const std::filesystem::path& p : candidates) {
+    if (::access(p.c_str(), X_OK) == 0) {
+      return std::filesystem::weakly_canonical(p, ec).string();
+    }
+  }
+  return absl::NotFoundError(
+      "no baton-takeoverd beside this binary, in its build tree or on PATH "
+      "(set takeover_binary, or takeover_mode: thread)");
+}
+
+AgentSupervisor::AgentSupervisor(EmbeddedAgentConfig config,
+                                 AgentSupervisorOptions options)
+    : ServerAgent(std::move(config)), options_(std::move(options)) {
+  drained_.assign(slot_count(), false);
+}
+
+absl::StatusOr<std::unique_ptr<AgentSupervisor>> AgentSupervisor::Create(
+    EmbeddedAgentConfig config, AgentSupervisorOptions options) {
+  if (absl::Status s = takeover::TakeoverDaemon::Validate(
+          config.daemon, takeover::SteadyClock::Get());
+      !s.ok()) {
+    return s;
+  }
+  if (options.binary.empty()) {
+    absl::StatusOr<std::string> found = FindTakeoverBinary();
+    if (!found.ok()) return found.status();
+    options.binary = *found;
+  } else if (::access(options.binary.c_str(), X_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat(
+        "takeover_binary ", options.binary, " is not executable: ",
+        std::strerror(errno)));
+  }
+  return std::unique_ptr<AgentSupervisor>(
+      new AgentSupervisor(std::move(config), std::move(options)));
+}
+
+AgentSupervisor::~AgentSupervisor() { Shutdown(); }
+
+absl::Status AgentSupervisor::Spawn() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("socketpair: ", std::strerror(errno)));
+  }
+  // The child's end becomes its fd 3 (dup2 clears close-on-exec); the
+  // child closes every other descriptor it inherited.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, sv[1], 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, deflt;
+  sigemptyset(&none);
+  sigemptyset(&deflt);
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP}) sigaddset(&deflt, sig);
+  // The server blocks SIGINT/SIGTERM for sigwait; the child wants them.
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &deflt);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  std::vector<std::string> args = {options_.binary, "--parent-fd", "3"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = ::posix_spawn(&pid, options_.binary.c_str(), &actions, &attr,
+                               argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(sv[1]);
+  if (rc != 0) {
+    ::close(sv[0]);
+    return absl::UnavailableError(absl::StrCat(
+        "cannot start ", options_.binary, ": ", std::strerror(rc)));
+  }
+  child_pid_ = pid;
+  starts_.fetch_add(1);
+  {
+    absl::MutexLock lock(&mu_);
+    fd_ = sv[0];
+    link_up_ = true;
+  }
+  SendLine({{"op", "config"}, {"yaml", config_.yaml}});
+  SendLine({{"op", "health"}, {"healthy", store_healthy()}});
+  std::vector<bool> drained;
+  {
+    absl::MutexLock lock(&mu_);
+    drained = drained_;
+  }
+  for (uint32_t i = 0; i < drained.size(); ++i) {
+    if (drained[i]) SendLine({{"op", "drain"}, {"slot", i}, {"drain", true}});
+  }
+  return absl::OkStatus();
+}
+
+bool AgentSupervisor::SendLine(const nlohmann::json& j) {
+  const std::string line = j.dump() + "\n";
+  absl::MutexLock lock(&mu_);
+  if (!link_up_) return false;
+  size_t off = 0;
+  while (off < line.size()) {
+    // Never blocks a request thread on a stopped child: the socket buffer
+    // holds far more than the few lines in flight.
+    const ssize_t n = ::send(fd_, line.data() + off, line.size() - off,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      spdlog::warn("take-over agent: cannot write to the agent process: {}",
+                   std::strerror(errno));
+      return false;
+    }
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+absl::Status AgentSupervisor::Start(storage::StableStore& store) {
+  if (started_) return absl::OkStatus();
+  if (absl::Status s = Spawn(); !s.ok()) return s;
+  started_ = true;
+  StartLoops(store);
+  supervisor_thread_ = std::thread([this] { SupervisorLoop(); });
+  spdlog::info("take-over agent started: node {}, {} service address(es), "
+               "in process {} ({} --parent-fd 3)",
+               config_.daemon.node_id, slot_count(), child_pid_.load(),
+               options_.binary);
+  return absl::OkStatus();
+}
+
+void AgentSupervisor::HandleLine(const std::string& line) {
+  nlohmann::json j =
+      nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    spdlog::warn("take-over agent: malformed line from the agent process");
+    return;
+  }
+  const std::string ev = j.value("ev", "");
+  if (ev == "slot") {
+    takeover::SlotEvent e;
+    e.slot = j.value("slot", uint32_t{0});
+    e.address = j.value("address", "");
+    e.held = j.value("held", false);
+    e.epoch = j.value("epoch", uint64_t{0});
+    OnSlotEvent(e);
+  } else if (ev == "status") {
+    const uint64_t id = j.value("id", uint64_t{0});
+    std::shared_ptr<PendingStatus> p;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+        if (it->first == id) {
+          p = it->second;
+          pending_.erase(it);
+          break;
+        }
+      }
+    }
+    if (p) {
+      p->status = std::move(j["status"]);
+      p->done.Notify();
+    }
+  }
+}
+
+void AgentSupervisor::RunChild() {
+  const int fd = [this] {
+    absl::MutexLock lock(&mu_);
+    return fd_;
+  }();
+  const int pid = child_pid_.load();
+  Clock& clock = RealClock();
+  const absl::Duration period =
+      absl::FromChrono(config_.daemon.health_check.period);
+  absl::Time next_keepalive = clock.Now() + period;
+  absl::Time kill_at = absl::InfiniteFuture();
+  bool asked_shutdown = false;
+  std::string buffer;
+  char chunk[4096];
+  for (;;) {
+    bool stopping = false;
+    {
+      absl::MutexLock lock(&mu_);
+      stopping = stopping_;
+    }
+    if (stopping && !asked_shutdown) {
+      // The child hands over, then exits; its EOF ends this loop.
+      asked_shutdown = true;
+      SendLine({{"op", "shutdown"}});
+      kill_at = clock.Now() + absl::Seconds(10);
+      next_keepalive = absl::InfiniteFuture();
+    }
+    const absl::Time now = clock.Now();
+    if (now >= kill_at) {
+      spdlog::error("take-over agent process {} did not hand over within "
+                    "10 s: SIGKILL", pid);
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    if (now >= next_keepalive) {
+      // The keepalive: the child drains every slot after 3 periods without
+      // a line (this server stopped or hung).
+      SendLine({{"op", "health"}, {"healthy", store_healthy()}});
+      next_keepalive = now + period;
+    }
+    const absl::Time wake = std::min(next_keepalive, kill_at);
+    const int wait_ms = static_cast<int>(std::clamp<int64_t>(
+        absl::ToInt64Milliseconds(wake - clock.Now()) + 1, 1, 100));
+    pollfd p{fd, POLLIN, 0};
+    const int r = ::poll(&p, 1, wait_ms);
+    if (r < 0 && errno != EINTR) break;
+    if (r <= 0) continue;
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) break;  // EOF: the child exited (or is handing over)
+    buffer.append(chunk, static_cast<size_t>(n));
+    size_t nl;
+    while ((nl = buffer.find('\n')) != std::string::npos) {
+      HandleLine(buffer.substr(0, nl));
+      buffer.erase(0, nl + 1);
+    }
+  }
+  // The link is gone: nothing this server serves is backed by an agent now.
+  ReleaseAll();
+  std::vector<std::pair<uint64_t, std::shared_ptr<PendingStatus>>> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    link_up_ = false;
+    ::close(fd_);
+    fd_ = -1;
+    pending.swap(pending_);
+  }
+  for (auto& [id, p] : pending) p->done.Notify();  // answered empty
+  int status = 0;
+  // The child exits right after its hand-over (a grace of one heartbeat);
+  // if it closed the link but lingers, it is ended.
+  pid_t w = 0;
+  for (int i = 0; i < 200; ++i) {
+    w = ::waitpid(pid, &status, WNOHANG);
+    if (w != 0) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (w == 0) {
+    spdlog::warn("take-over agent process {} closed the link but did not "
+                 "exit within 2 s: SIGKILL", pid);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  child_pid_ = 0;
+  if (WIFSIGNALED(status)) {
+    spdlog::log(asked_shutdown ? spdlog::level::info : spdlog::level::warn,
+                "take-over agent process {} killed by signal {}: every slot "
+                "marked released", pid, WTERMSIG(status));
+  } else {
+    spdlog::log(asked_shutdown ? spdlog::level::info : spdlog::level::warn,
+                "take-over agent process {} exited with status {}{}", pid,
+                WEXITSTATUS(status),
+                asked_shutdown ? "" : ": every slot marked released");
+  }
+}
+
+void AgentSupervisor::SupervisorLoop() {
+  Clock& clock = RealClock();
+  absl::Duration backoff = options_.restart_backoff;
+  for (;;) {
+    const absl::Time born = clock.Now();
+    RunChild();  // the first child was spawned by Start
+    if (clock.Now() - born >= absl::Seconds(30)) {
+      backoff = options_.restart_backoff;
+    }
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) return;
+        spdlog::warn("take-over agent: restarting the agent process in {}",
+                     absl::FormatDuration(backoff));
+        // Real time: a restart pause, not a protocol decision.
+        wake_.WaitWithTimeout(&mu_, backoff);
+        if (stopping_) return;
+      }
+      backoff = std::min(backoff * 2, options_.max_restart_backoff);
+      if (absl::Status s = Spawn(); s.ok()) break;
+      else spdlog::error("take-over agent: {}", std::string(s.message()));
+    }
+    spdlog::info("take-over agent: agent process {} started (start #{})",
+                 child_pid_.load(), starts_.load());
+  }
+}
+
+void AgentSupervisor::Shutdown() {
+  if (!started_ || shut_down_) return;
+  shut_down_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    wake_.SignalAll();
+  }
+  supervisor_thread_.join();
+  spdlog::info("take-over agent: addresses released");
+  StopLoops();
+}
+
+void AgentSupervisor::AgentHealthy(bool healthy) {
+  SendLine({{"op", "health"}, {"healthy", healthy}});
+}
+
+absl::Status AgentSupervisor::AgentDrain(uint32_t slot, bool drain) {
+  {
+    absl::MutexLock lock(&mu_);
+    for (uint32_t i = 0; i < drained_.size(); ++i) {
+      if (slot == takeover::TakeoverDaemon::kAllSlots || slot == i) {
+        drained_[i] = drain;
+      }
+    }
+  }
+  nlohmann::json j = {{"op", "drain"}, {"drain", drain}};
+  j["slot"] = slot == takeover::TakeoverDaemon::kAllSlots
+                  ? nlohmann::json(nullptr)
+                  : nlohmann::json(slot);
+  if (!SendLine(j)) {
+    return absl::UnavailableError(
+        "the take-over agent process is not running (restarting); the "
+        "drain is applied when it is back");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<nlohmann::json> AgentSupervisor::AgentStatus(
+    absl::Duration timeout) {
+  auto p = std::make_shared<PendingStatus>();
+  uint64_t id = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    id = next_id_++;
+    pending_.emplace_back(id, p);
+  }
+  if (!SendLine({{"op", "status"}, {"id", id}}) ||
+      !p->done.WaitForNotificationWithTimeout(timeout) || p->status.is_null()) {
+    absl::MutexLock lock(&mu_);
+    for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+      if (it->first == id) {
+        pending_.erase(it);
+        break;
+      }
+    }
+    return absl::UnavailableError(
+        "the take-over agent process did not answer (restarting?)");
+  }
+  nlohmann::json j = std::move(p->status);
+  j["agent"] = {{"mode", "process"},
+                {"pid", child_pid_.load()},
+                {"starts", starts_.load()}};
+  return j;
 }
 
 }  // namespace baton::framework

@@ -36,6 +36,26 @@
 //     POST /baton/drain[?slot=N][&undo=1]: drain one slot (or every slot),
 //     or undo it; answers {"slots": [slot numbers], "undo": bool}.
 //
+// Two ways to run the agent, one interface (ServerAgent):
+//   - AgentSupervisor (baton-kvserver's default, `takeover_mode: process`):
+//     the agent is a child process, `baton-takeoverd --parent-fd 3`
+//     (takeover/daemon/parent_link.h), tied to the server by a socketpair.
+//     The server's death is seen by the child at once (EOF) and turned into
+//     a drain -- addresses removed, grantors told -- so a crashed server costs
+//     about what a planned drain costs, instead of an address that stays in
+//     the kernel until the grants lapse. The server sends the store's health
+//     every health_check.period as a keepalive; a stopped or hung server
+//     (3 periods of silence) is drained the same way. If the child dies, the
+//     server marks every slot released at once (writes there answer 503) and
+//     starts a new child after a back-off (100 ms doubling to 5 s; reset
+//     after 30 s of life). Drain requests are replayed to a new child.
+//   - EmbeddedAgent (`takeover_mode: thread`): the daemon on a thread of the
+//     server; it dies with the server, and the address then stays until the
+//     kernel fence element and the grants time out.
+// In both, a slot is served only after the server wrote its fence from a
+// held SlotEvent; a released SlotEvent (or the child's death) marks it
+// released at once.
+//
 // Thread safety: Create/Start/Shutdown from one owning thread; fences(),
 // StatusJson(), Drain() from any thread.
 #ifndef BATON_FRAMEWORK_EMBEDDED_AGENT_H_
@@ -49,6 +69,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 #include <utility>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -59,6 +80,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "framework/fence.h"
 #include "framework/http_server.h"
@@ -70,6 +92,9 @@ namespace baton::framework {
 
 struct EmbeddedAgentConfig {
   takeover::DaemonConfig daemon;
+  // The take-over section's YAML text as given (AgentSupervisor sends it to
+  // its child). Set by ParseEmbeddedAgentConfig.
+  std::string yaml;
 };
 
 // Parses the `takeover:` section (YAML text of a daemon config). A missing
@@ -78,15 +103,14 @@ struct EmbeddedAgentConfig {
 [[nodiscard]] absl::StatusOr<EmbeddedAgentConfig> ParseEmbeddedAgentConfig(
     std::string_view yaml);
 
-class EmbeddedAgent {
+// What a server needs of its take-over agent, however it runs: the fence
+// table for the pipeline, the /baton routes, start, hand-over, status, drain.
+// Also the store health loop and the fence writer, which both kinds share.
+class ServerAgent {
  public:
-  // Validates the config and creates the daemon (not started). Errors as
-  // TakeoverDaemon::Create (kInvalidArgument for config errors).
-  static absl::StatusOr<std::unique_ptr<EmbeddedAgent>> Create(
-      EmbeddedAgentConfig config);
-  ~EmbeddedAgent();  // Shutdown() if still running.
-  EmbeddedAgent(const EmbeddedAgent&) = delete;
-  EmbeddedAgent& operator=(const EmbeddedAgent&) = delete;
+  virtual ~ServerAgent();
+  ServerAgent(const ServerAgent&) = delete;
+  ServerAgent& operator=(const ServerAgent&) = delete;
 
   // The fence table to give the pipeline (RequestPipeline::SetFenceTable).
   FenceTable& fences() { return fences_; }
@@ -94,54 +118,169 @@ class EmbeddedAgent {
   // Adds GET /baton/status and POST /baton/drain to `router`.
   [[nodiscard]] absl::Status RegisterRoutes(Router& router);
 
-  // Starts the daemon (it campaigns from now on), the fence thread and the
-  // store health loop. `store` must outlive the agent. Errors from
-  // TakeoverDaemon::Start (kUnavailable, kPermissionDenied).
-  [[nodiscard]] absl::Status Start(storage::StableStore& store);
+  // Starts the agent (it campaigns from now on), the fence thread and the
+  // store health loop. `store` must outlive the agent. kUnavailable /
+  // kPermissionDenied if the agent cannot start (EmbeddedAgent: the daemon's
+  // Start; AgentSupervisor: the child cannot be spawned).
+  [[nodiscard]] virtual absl::Status Start(storage::StableStore& store) = 0;
 
-  // Graceful hand-over: the daemon releases every address and tells its
-  // grantors (TakeoverDaemon::Shutdown), then the threads stop. Blocks until
-  // then (at most ~10 s). Idempotent.
-  void Shutdown();
+  // Graceful hand-over: every address released and the grantors told, then
+  // the threads (and the child) stop. Blocks until then (at most ~10 s).
+  // Idempotent.
+  virtual void Shutdown() = 0;
 
-  // The status document (see the file comment); kUnavailable if the daemon
-  // did not answer within `timeout`.
+  // The status document (see the file comment); kUnavailable if the agent
+  // did not answer within `timeout` (or, supervised, no child runs now).
   [[nodiscard]] absl::StatusOr<nlohmann::json> StatusJson(
       absl::Duration timeout = absl::Seconds(2));
 
   // Operator drain of `slot` (nullopt: every slot), or undo (drain=false).
-  // kInvalidArgument for a slot that does not exist.
+  // kInvalidArgument for a slot that does not exist; kUnavailable if the
+  // agent does not run.
   [[nodiscard]] absl::Status Drain(std::optional<uint32_t> slot, bool drain);
 
   size_t slot_count() const { return config_.daemon.service_addresses.size(); }
 
- private:
-  explicit EmbeddedAgent(EmbeddedAgentConfig config);
+ protected:
+  explicit ServerAgent(EmbeddedAgentConfig config);
+  // The daemon's status document (before the fences are added).
+  virtual absl::StatusOr<nlohmann::json> AgentStatus(absl::Duration timeout) = 0;
+  // Passes an operator drain on (slot already checked).
+  virtual absl::Status AgentDrain(uint32_t slot, bool drain) = 0;
+  // Passes a change of store health on.
+  virtual void AgentHealthy(bool healthy) = 0;
+  virtual bool running() const = 0;
+
   void OnSlotEvent(const takeover::SlotEvent& event);
+  // Every slot released (the agent is gone): writes there are refused.
+  void ReleaseAll();
+  void StartLoops(storage::StableStore& store);
+  void StopLoops();
+  bool store_healthy() const { return store_healthy_.load(); }
+
+  EmbeddedAgentConfig config_;
+
+ private:
   void FenceLoop();
   void HealthLoop();
 
-  EmbeddedAgentConfig config_;
   FenceTable fences_;
+  storage::StableStore* store_ = nullptr;
+  std::thread fence_thread_, health_thread_;
+  absl::Mutex loops_mu_;
+  // Holdings whose fence is to be written: (slot, epoch).
+  std::deque<std::pair<uint32_t, uint64_t>> establish_ ABSL_GUARDED_BY(loops_mu_);
+  bool stop_ ABSL_GUARDED_BY(loops_mu_) = false;
+  absl::CondVar wake_fence_, wake_health_;
+  std::atomic<bool> store_healthy_{true};
+  std::atomic<uint64_t> pings_failed_{0};
+};
+
+// The agent on threads of the server (`takeover_mode: thread`).
+class EmbeddedAgent final : public ServerAgent {
+ public:
+  // Validates the config and creates the daemon (not started). Errors as
+  // TakeoverDaemon::Create (kInvalidArgument for config errors).
+  static absl::StatusOr<std::unique_ptr<EmbeddedAgent>> Create(
+      EmbeddedAgentConfig config);
+  ~EmbeddedAgent() override;  // Shutdown() if still running.
+
+  [[nodiscard]] absl::Status Start(storage::StableStore& store) override;
+  void Shutdown() override;
+
+ private:
+  explicit EmbeddedAgent(EmbeddedAgentConfig config);
+  absl::StatusOr<nlohmann::json> AgentStatus(absl::Duration timeout) override;
+  absl::Status AgentDrain(uint32_t slot, bool drain) override;
+  void AgentHealthy(bool healthy) override;
+  bool running() const override { return started_ && !shut_down_; }
+
   boost::asio::io_context io_;
   std::optional<boost::asio::executor_work_guard<
       boost::asio::io_context::executor_type>>
       work_;
   std::unique_ptr<takeover::TakeoverDaemon> daemon_;
-  storage::StableStore* store_ = nullptr;
-  std::thread io_thread_, fence_thread_, health_thread_;
+  std::thread io_thread_;
   // Written by the owning thread, read by request threads (StatusJson, Drain).
   std::atomic<bool> started_{false};
   std::atomic<bool> shut_down_{false};
+};
 
+// Options of AgentSupervisor.
+struct AgentSupervisorOptions {
+  // The baton-takeoverd binary to run as the child. Empty: FindTakeoverBinary().
+  std::string binary;
+  // Back-off before restarting a dead child: first, then doubled up to max.
+  // Defaults: 100 ms, 5 s.
+  absl::Duration restart_backoff = absl::Milliseconds(100);
+  absl::Duration max_restart_backoff = absl::Seconds(5);
+};
+
+// The baton-takeoverd to supervise: beside /proc/self/exe, then (a build
+// tree) ../../takeover/daemon/baton-takeoverd from it, then PATH.
+// kNotFound if none is executable.
+[[nodiscard]] absl::StatusOr<std::string> FindTakeoverBinary();
+
+// The agent in a supervised child process (`takeover_mode: process`); see
+// the file comment. The server's SIGINT/SIGTERM must be blocked before
+// Start (the child gets a clean signal mask).
+class AgentSupervisor final : public ServerAgent {
+ public:
+  // Checks the config (TakeoverDaemon::Validate: kInvalidArgument, key file
+  // errors) and finds the binary (kNotFound). Nothing is started.
+  static absl::StatusOr<std::unique_ptr<AgentSupervisor>> Create(
+      EmbeddedAgentConfig config, AgentSupervisorOptions options = {});
+  ~AgentSupervisor() override;  // Shutdown() if still running.
+
+  // Spawns the first child (kUnavailable if posix_spawn fails) and the
+  // supervisor thread.
+  [[nodiscard]] absl::Status Start(storage::StableStore& store) override;
+  // Asks the child to hand over, waits for it to exit (at most 10 s, then
+  // SIGKILL), stops the threads.
+  void Shutdown() override;
+
+  // The current child's pid (0: none), how many children were started.
+  int child_pid() const { return child_pid_.load(); }
+  uint64_t starts() const { return starts_.load(); }
+
+ private:
+  AgentSupervisor(EmbeddedAgentConfig config, AgentSupervisorOptions options);
+  absl::StatusOr<nlohmann::json> AgentStatus(absl::Duration timeout) override;
+  absl::Status AgentDrain(uint32_t slot, bool drain) override;
+  void AgentHealthy(bool healthy) override;
+  bool running() const override { return started_ && !shut_down_; }
+
+  // Spawns a child on a new socketpair and sends it the config.
+  absl::Status Spawn();
+  // Serves one child until its link ends; then reaps it.
+  void RunChild();
+  void SupervisorLoop();
+  void HandleLine(const std::string& line);
+  // Writes one line to the current child; false if there is none or the
+  // write failed.
+  bool SendLine(const nlohmann::json& j);
+
+  AgentSupervisorOptions options_;
+  std::thread supervisor_thread_;
+  std::atomic<bool> started_{false};
+  std::atomic<bool> shut_down_{false};
+  std::atomic<int> child_pid_{0};
+  std::atomic<uint64_t> starts_{0};
+  int fd_ = -1;  // the server's end; only the supervisor thread opens/closes
+
+  struct PendingStatus {
+    nlohmann::json status;
+    absl::Notification done;
+  };
   absl::Mutex mu_;
-  // Holdings whose fence is to be written: (slot, epoch).
-  std::deque<std::pair<uint32_t, uint64_t>> establish_ ABSL_GUARDED_BY(mu_);
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  absl::CondVar wake_fence_, wake_health_;
-
-  std::atomic<bool> store_healthy_{true};
-  std::atomic<uint64_t> pings_failed_{0};
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool link_up_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<std::pair<uint64_t, std::shared_ptr<PendingStatus>>> pending_
+      ABSL_GUARDED_BY(mu_);
+  // Operator drains, replayed to a new child.
+  std::vector<bool> drained_ ABSL_GUARDED_BY(mu_);
+  absl::CondVar wake_;
 };
 
 }  // namespace baton::framework

@@ -218,7 +218,8 @@ absl::StatusOr<KvServerConfig> LoadConfig(const std::string& path) {
   if (root.IsNull()) return c;
   if (absl::Status s = CheckKeys(
           root, "", {"listen", "grpc_listen", "data_dir", "sync", "log_level", "http",
-                 "grpc", "pipeline", "store", "node_name", "takeover"});
+                 "grpc", "pipeline", "store", "node_name", "takeover",
+                 "takeover_mode", "takeover_binary"});
       !s.ok()) {
     return s;
   }
@@ -249,6 +250,18 @@ absl::StatusOr<KvServerConfig> LoadConfig(const std::string& path) {
   }
   if (YAML::Node st = root["store"]) {
     if (absl::Status s = ReadStore(st, &c.store); !s.ok()) return s;
+  }
+  if (absl::Status s = Read(root, "takeover_mode", "", &c.takeover_mode);
+      !s.ok()) {
+    return s;
+  }
+  if (c.takeover_mode != "process" && c.takeover_mode != "thread") {
+    return absl::InvalidArgumentError(
+        "config key \"takeover_mode\" must be \"process\" or \"thread\"");
+  }
+  if (absl::Status s = Read(root, "takeover_binary", "", &c.takeover_binary);
+      !s.ok()) {
+    return s;
   }
   if (YAML::Node t = root["takeover"]) {
     if (!t.IsMap()) {

@@ -50,6 +50,14 @@ struct KvServerConfig {
   // deploy/baton-takeoverd.example.yaml), re-emitted as YAML text for
   // baton::takeover::ParseDaemonConfig; empty: no embedded agent.
   std::string takeover_yaml;
+  // YAML `takeover_mode`: how the agent runs. "process" (default): a
+  // supervised child process (baton-takeoverd --parent-fd), so a crash of
+  // this server hands its addresses over at once; "thread": inside this
+  // process (the address then outlives a crash until its lease runs out).
+  std::string takeover_mode = "process";
+  // YAML `takeover_binary`: the baton-takeoverd for takeover_mode process.
+  // Default (empty): beside this binary, then its build tree, then PATH.
+  std::string takeover_binary;
 };
 
 // The host name (gethostname), the default node_name; "localhost" if none.

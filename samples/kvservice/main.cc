@@ -3,7 +3,10 @@
 // an etcd cluster (config `store:`), optionally with the take-over agent
 // embedded (config `takeover:`; framework/embedded_agent.h): the server then
 // fences its commits by the service addresses it holds and serves
-// GET /baton/status and POST /baton/drain. Exit codes: 0 clean shutdown
+// GET /baton/status and POST /baton/drain. The agent runs as a supervised
+// child process (`takeover_mode: process`, default: baton-takeoverd
+// --parent-fd; the server's crash hands its addresses over at once) or on a
+// thread of this process (`takeover_mode: thread`). Exit codes: 0 clean shutdown
 // (SIGTERM/SIGINT), 1 runtime failure (store cannot open, port in use, agent
 // cannot start), 2 bad configuration or flags.
 #include <pthread.h>
@@ -150,7 +153,7 @@ void PrintGrpcUsage(const std::string& host, uint16_t port) {
 int main(int argc, char** argv) {
   CLI::App app{"baton sample key-value service (exactly-once over HTTP)"};
   std::string config_path, listen, grpc_listen, data_dir, log_level,
-      ready_file, node_name;
+      ready_file, node_name, takeover_mode, takeover_binary;
   int io_threads = 0, worker_threads = 0;
   bool no_sync = false;
   int kill_after_records = 0;
@@ -167,6 +170,13 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   app.add_option("--ready-file", ready_file,
                  "write host:port here once listening (for tests)");
+  app.add_option("--takeover-mode", takeover_mode,
+                 "process (default: the agent in a supervised child) or "
+                 "thread (in this process)")
+      ->check(CLI::IsMember({"process", "thread"}));
+  app.add_option("--takeover-binary", takeover_binary,
+                 "baton-takeoverd for --takeover-mode process (default: "
+                 "beside this binary, its build tree, PATH)");
   app.add_flag("--no-sync", no_sync,
                "do not fsync commits (tests only: a machine crash loses "
                "acknowledged writes)");
@@ -223,6 +233,8 @@ int main(int argc, char** argv) {
   config.http.node_name = config.node_name;
   config.grpc.node_name = config.node_name;
   if (no_sync) config.sync = false;
+  if (!takeover_mode.empty()) config.takeover_mode = takeover_mode;
+  if (!takeover_binary.empty()) config.takeover_binary = takeover_binary;
   spdlog::level::level_enum level = spdlog::level::from_str(config.log_level);
   if (level == spdlog::level::off && config.log_level != "off") {
     std::fprintf(stderr, "baton-kvserver: unknown log level \"%s\"\n",
@@ -232,7 +244,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(level);
 
 #if BATON_KV_AGENT
-  std::unique_ptr<baton::framework::EmbeddedAgent> agent;
+  std::unique_ptr<baton::framework::ServerAgent> agent;
   if (!config.takeover_yaml.empty()) {
     absl::StatusOr<baton::framework::EmbeddedAgentConfig> agent_config =
         baton::framework::ParseEmbeddedAgentConfig(config.takeover_yaml);
@@ -242,14 +254,24 @@ int main(int argc, char** argv) {
       return 2;
     }
     // Create checks the config against the core and drivers and reads the
-    // key, state and incarnation files: every failure is the config's.
-    auto created = baton::framework::EmbeddedAgent::Create(*agent_config);
+    // key (thread: also the state and incarnation files; process: finds the
+    // binary): every failure is the config's.
+    absl::Status created = absl::OkStatus();
+    if (config.takeover_mode == "thread") {
+      auto a = baton::framework::EmbeddedAgent::Create(*agent_config);
+      if (a.ok()) agent = *std::move(a); else created = a.status();
+    } else {
+      baton::framework::AgentSupervisorOptions options;
+      options.binary = config.takeover_binary;
+      auto a = baton::framework::AgentSupervisor::Create(*agent_config,
+                                                         options);
+      if (a.ok()) agent = *std::move(a); else created = a.status();
+    }
     if (!created.ok()) {
       std::fprintf(stderr, "baton-kvserver: takeover: %s\n",
-                   std::string(created.status().message()).c_str());
+                   std::string(created.message()).c_str());
       return 2;
     }
-    agent = *std::move(created);
   }
 #else
   if (!config.takeover_yaml.empty()) {

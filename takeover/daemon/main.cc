@@ -5,12 +5,20 @@
 //   baton-takeoverd --config FILE --check-config            validate the config and exit
 //   baton-takeoverd status --socket PATH [--json]           print a running daemon's status
 //   baton-takeoverd drain --socket PATH [--slot N] [--undo] hand addresses over (or take back)
+//   baton-takeoverd --parent-fd N                           supervised by a server (parent_link.h):
+//       the config arrives on fd N; the server's exit (EOF), silence for 3 x health_check.period
+//       or its shutdown request hands every address over and exits 0; also SIGTERM on the
+//       server's death (PR_SET_PDEATHSIG). health_check kind external is allowed here.
 //
 // Exit status: 0 after a clean stop, 1 on a runtime error (e.g. bind or netlink failure),
 // 2 on a bad command line or configuration (including an unusable key file, and
 // `health_check: {kind: external}`, which only an embedding process can serve), 3 if `status` /
 // `drain` finds no daemon, 4 if the daemon refused the drain request.
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include <cerrno>
 #include <cstring>
@@ -26,6 +34,7 @@
 #include "spdlog/spdlog.h"
 #include "takeover/daemon/config.h"
 #include "takeover/daemon/daemon.h"
+#include "takeover/daemon/parent_link.h"
 #include "takeover/drivers/clock.h"
 
 namespace {
@@ -128,6 +137,73 @@ int RunDaemon(const std::string& config_path, const std::string& log_level,
   return 0;
 }
 
+// Supervised mode (--parent-fd): the agent of a server, in its own process.
+int RunSupervised(int parent_fd, const std::string& log_level) {
+  // The server's death also arrives as SIGTERM (a second line of defence beside EOF). Set before
+  // anything else; if the server died before this, the link read below sees EOF.
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  // Only 0-2 and the link: descriptors the server left without close-on-exec (listening sockets,
+  // store files) must not outlive it in this process.
+  if (parent_fd > 3) ::close_range(3, static_cast<unsigned>(parent_fd - 1), 0);
+  ::close_range(static_cast<unsigned>(parent_fd + 1), ~0U, 0);
+  absl::StatusOr<std::string> yaml =
+      baton::takeover::ReadParentConfig(parent_fd, std::chrono::seconds(10));
+  if (!yaml.ok()) {
+    std::cerr << "baton-takeoverd: --parent-fd: " << yaml.status().message() << "\n";
+    return yaml.status().code() == absl::StatusCode::kUnavailable ? 0 : 2;
+  }
+  absl::StatusOr<baton::takeover::DaemonConfig> config = baton::takeover::ParseDaemonConfig(*yaml);
+  if (!config.ok()) {
+    std::cerr << "baton-takeoverd: takeover." << config.status().message() << "\n";
+    return 2;
+  }
+  // As the in-process agent: no health check of its own means the server's (external) one.
+  if (config->health_check.kind == baton::takeover::HealthCheckConfig::Kind::kNone) {
+    config->health_check.kind = baton::takeover::HealthCheckConfig::Kind::kExternal;
+  }
+  if (!log_level.empty()) config->log_level = log_level;
+  spdlog::set_level(spdlog::level::from_str(config->log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%f %^%l%$ [agent " + std::to_string(config->node_id) +
+                      " pid " + std::to_string(::getpid()) + "] %v");
+  // The server sends a keepalive every health period; three missed ones mean it is stopped or
+  // hung, and its addresses must go before the grants lapse.
+  const std::chrono::milliseconds watchdog = 3 * config->health_check.period;
+  if (setpriority(PRIO_PROCESS, 0, config->nice) != 0) {
+    spdlog::warn("cannot set nice {}: {} (running at the inherited priority)", config->nice,
+                 std::strerror(errno));
+  }
+  const baton::takeover::Clock& clock = baton::takeover::SteadyClock::Get();
+  boost::asio::io_context io;
+  absl::StatusOr<std::unique_ptr<baton::takeover::TakeoverDaemon>> daemon =
+      baton::takeover::TakeoverDaemon::Create(io, clock, *std::move(config));
+  if (!daemon.ok()) {
+    std::cerr << "baton-takeoverd: " << daemon.status().ToString() << "\n";
+    return 2;
+  }
+  bool shutting_down = false;
+  auto shutdown = [&](const std::string& why) {
+    if (shutting_down) return;
+    shutting_down = true;
+    spdlog::info("{}: handing the addresses over", why);
+    (*daemon)->Shutdown([&] { io.stop(); });
+  };
+  baton::takeover::ParentLink link(io, parent_fd, **daemon, watchdog, shutdown);
+  (*daemon)->SetSlotListener(
+      [&link](const baton::takeover::SlotEvent& e) { link.SendSlotEvent(e); });
+  if (absl::Status s = (*daemon)->Start(); !s.ok()) {
+    spdlog::error("start failed: {}", s.ToString());
+    return 1;
+  }
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (!ec) shutdown("signal " + std::to_string(sig));
+  });
+  link.Start();
+  spdlog::info("supervised agent running (watchdog {} ms)", watchdog.count());
+  io.run();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -140,6 +216,10 @@ int main(int argc, char** argv) {
   app.add_option("--status-socket", status_socket, "unix socket for status (overrides the config)");
   app.add_option("--incarnation-file", incarnation_file, "transport incarnation state file (overrides the config)");
   app.add_flag("--check-config", check_only, "validate the configuration and exit");
+  int parent_fd = -1;
+  app.add_option("--parent-fd", parent_fd,
+                 "run as a server's supervised agent on this socket (config arrives on it)")
+      ->check(CLI::NonNegativeNumber);
   CLI::App* status = app.add_subcommand("status", "print the status of a running daemon");
   std::string socket = "/run/baton-takeoverd.sock";
   bool json = false;
@@ -167,6 +247,7 @@ int main(int argc, char** argv) {
     if (drain_slot >= 0) slot = static_cast<uint32_t>(drain_slot);
     return RunDrain(drain_socket, slot, undo, drain_json);
   }
+  if (parent_fd >= 0) return RunSupervised(parent_fd, log_level);
   if (config_path.empty()) {
     std::cerr << "baton-takeoverd: --config FILE is required\n" << app.help();
     return 2;

@@ -1,0 +1,148 @@
+#include "takeover/daemon/parent_link.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <istream>
+#include <utility>
+
+#include <boost/asio/read_until.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace baton::takeover {
+
+absl::StatusOr<std::string> ReadParentConfig(int fd, std::chrono::milliseconds timeout) {
+  std::string line;
+  int left_ms = static_cast<int>(timeout.count());
+  // Byte by byte: nothing after the first newline may be consumed here, the asio reader takes
+  // over the descriptor afterwards. The config line is read once, a few kB.
+  while (true) {
+    pollfd p{fd, POLLIN, 0};
+    const int r = ::poll(&p, 1, left_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return absl::UnavailableError("no config from the parent");
+    char c = 0;
+    const ssize_t n = ::read(fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return absl::UnavailableError("the parent closed the link before the config");
+    if (c == '\n') break;
+    line.push_back(c);
+    if (line.size() > (1u << 20)) return absl::InvalidArgumentError("config line too long");
+  }
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || j.value("op", "") != "config" || !j.contains("yaml") ||
+      !j["yaml"].is_string()) {
+    return absl::InvalidArgumentError("the first line from the parent is not {\"op\":\"config\"}");
+  }
+  return j["yaml"].get<std::string>();
+}
+
+ParentLink::ParentLink(boost::asio::io_context& io, int fd, TakeoverDaemon& daemon,
+                       std::chrono::milliseconds watchdog,
+                       std::function<void(const std::string&)> on_lost)
+    : socket_(io, boost::asio::local::stream_protocol(), fd),
+      daemon_(daemon),
+      watchdog_(watchdog),
+      on_lost_(std::move(on_lost)),
+      watchdog_timer_(io) {}
+
+void ParentLink::Start() {
+  ArmWatchdog();
+  Read();
+}
+
+void ParentLink::ArmWatchdog() {
+  watchdog_timer_.expires_after(watchdog_);
+  watchdog_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || lost_) return;  // re-armed (a line arrived) or lost already
+    Lost(absl::StrCat("no message from the server for ", watchdog_.count(),
+                      " ms (stopped or hung)"));
+  });
+}
+
+void ParentLink::Read() {
+  boost::asio::async_read_until(
+      socket_, buffer_, '\n', [this](const boost::system::error_code& ec, size_t) {
+        if (lost_) return;
+        if (ec) {
+          Lost(ec == boost::asio::error::eof ? std::string("the server closed the link (exited)")
+                                             : "link read error: " + ec.message());
+          return;
+        }
+        std::istream in(&buffer_);
+        std::string line;
+        std::getline(in, line);
+        ArmWatchdog();  // cancels the pending wait
+        Handle(line);
+        if (!lost_) Read();
+      });
+}
+
+void ParentLink::Handle(const std::string& line) {
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("op") || !j["op"].is_string()) {
+    Lost("malformed line from the server");
+    return;
+  }
+  const std::string op = j["op"].get<std::string>();
+  if (op == "health") {
+    daemon_.SetHealthy(j.value("healthy", true));
+  } else if (op == "drain") {
+    uint32_t slot = TakeoverDaemon::kAllSlots;
+    if (j.contains("slot") && j["slot"].is_number_unsigned()) slot = j["slot"].get<uint32_t>();
+    daemon_.DrainSlot(slot, j.value("drain", true));
+  } else if (op == "status") {
+    const uint64_t id = j.value("id", uint64_t{0});
+    daemon_.GetStatusAsync([this, id](nlohmann::json status) {
+      if (lost_) return;
+      Send({{"ev", "status"}, {"id", id}, {"status", std::move(status)}});
+    });
+  } else if (op == "shutdown") {
+    Lost("the server asked for a shutdown");
+  } else {
+    spdlog::warn("parent link: unknown op \"{}\" ignored", op);
+  }
+}
+
+void ParentLink::SendSlotEvent(const SlotEvent& e) {
+  if (lost_) return;
+  Send({{"ev", "slot"},
+        {"slot", e.slot},
+        {"address", e.address},
+        {"held", e.held},
+        {"epoch", e.epoch}});
+}
+
+void ParentLink::Send(const nlohmann::json& j) {
+  const std::string line = j.dump() + "\n";
+  size_t off = 0;
+  while (off < line.size()) {
+    const ssize_t n = ::send(socket_.native_handle(), line.data() + off, line.size() - off,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      // EAGAIN: the server does not read (stopped); EPIPE: it is gone. The watchdog or the
+      // reader ends the link; a half-written line would be garbage, so stop the link now.
+      spdlog::warn("parent link: cannot send to the server: {}", std::strerror(errno));
+      if (off > 0 || errno != EAGAIN) Lost("cannot send to the server");
+      return;
+    }
+    off += static_cast<size_t>(n);
+  }
+}
+
+void ParentLink::Lost(const std::string& why) {
+  if (lost_) return;
+  lost_ = true;
+  watchdog_timer_.cancel();
+  boost::system::error_code ignored;
+  socket_.shutdown(boost::asio::local::stream_protocol::socket::shutdown_send, ignored);
+  if (on_lost_) on_lost_(why);
+}
+
+}  // namespace baton::takeover

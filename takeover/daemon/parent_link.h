@@ -1,0 +1,75 @@
+// The child side of a supervised take-over agent: baton-takeoverd started by a server
+// (baton-kvserver, framework/embedded_agent.h AgentSupervisor) with `--parent-fd N`, one end of a
+// socketpair whose other end the server holds. The link exists so that the death of the server
+// costs what a planned drain costs: the agent is a separate process, sees the server go at once
+// (EOF on the socket, or silence), and hands every address over before its grants would lapse,
+// instead of the address staying in the kernel until the lease and the kernel fence run out.
+//
+// Wire format: one JSON object per line, both ways.
+//   server -> agent: {"op":"config","yaml":"<takeover: section>"}   first line, exactly once
+//                    {"op":"health","healthy":bool}                 every health period (keepalive)
+//                    {"op":"drain","slot":N|null,"drain":bool}      operator drain / undo
+//                    {"op":"status","id":N}                         status request
+//                    {"op":"shutdown"}                              graceful hand-over, then exit
+//   agent -> server: {"ev":"slot","slot":N,"address":"a.b.c.d","held":bool,"epoch":E}
+//                    {"ev":"status","id":N,"status":{...}}           TakeoverDaemon::StatusJson
+// The link is lost -- and the agent hands over and exits -- on EOF or a read error, on a line
+// that is not a JSON object, or when no line arrived for `watchdog` (a stopped or hung server).
+//
+// Threading: everything on the io_context's thread (the daemon's).
+#ifndef BATON_TAKEOVER_DAEMON_PARENT_LINK_H_
+#define BATON_TAKEOVER_DAEMON_PARENT_LINK_H_
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "takeover/daemon/daemon.h"
+
+namespace baton::takeover {
+
+// Reads the first line of the link (blocking, at most `timeout`): the {"op":"config"} message.
+// Returns the YAML text. kUnavailable on EOF / timeout, kInvalidArgument on anything else.
+[[nodiscard]] absl::StatusOr<std::string> ReadParentConfig(int fd, std::chrono::milliseconds timeout);
+
+class ParentLink {
+ public:
+  // Takes ownership of `fd`. `on_lost(reason)` is called once, on the io_context's thread, when
+  // the link is lost or the server asked for a shutdown; the caller then shuts the daemon down.
+  ParentLink(boost::asio::io_context& io, int fd, TakeoverDaemon& daemon,
+             std::chrono::milliseconds watchdog, std::function<void(const std::string&)> on_lost);
+  ParentLink(const ParentLink&) = delete;
+  ParentLink& operator=(const ParentLink&) = delete;
+
+  // Starts reading and the watchdog.
+  void Start();
+  // Sends a slot event (install as the daemon's slot listener). Never blocks: if the server does
+  // not read (stopped), the event is dropped and logged -- the watchdog ends the link soon.
+  void SendSlotEvent(const SlotEvent& event);
+
+ private:
+  void Read();
+  void ArmWatchdog();
+  void Handle(const std::string& line);
+  void Send(const nlohmann::json& j);
+  void Lost(const std::string& why);
+
+  boost::asio::local::stream_protocol::socket socket_;
+  TakeoverDaemon& daemon_;
+  std::chrono::milliseconds watchdog_;
+  std::function<void(const std::string&)> on_lost_;
+  boost::asio::streambuf buffer_;
+  boost::asio::steady_timer watchdog_timer_;
+  bool lost_ = false;
+};
+
+}  // namespace baton::takeover
+
+#endif  // BATON_TAKEOVER_DAEMON_PARENT_LINK_H_
