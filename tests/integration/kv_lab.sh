@@ -69,6 +69,20 @@ wait_until() {   # wait_until SECONDS CMD...
 holder() { kvlab holder 0; }
 sole_holder_not() { local h; h=$(holder); [[ -n $h && $h != *" "* && $h != "$1" ]]; }
 any_sole_holder() { local h; h=$(holder); [[ -n $h && $h != *" "* ]]; }
+# settled_holder: within 15 s, one host has held the address alone for 1.5 s in a row.
+settled_holder() {
+  local end=$(( ${EPOCHREALTIME/./} + 15000000 )) h prev="" since=0
+  while (( ${EPOCHREALTIME/./} < end )); do
+    h=$(holder)
+    if [[ -n $h && $h != *" "* && $h == "$prev" ]]; then
+      (( ${EPOCHREALTIME/./} - since >= 1500000 )) && return 0
+    else
+      prev=$h; since=${EPOCHREALTIME/./}
+    fi
+    sleep 0.05
+  done
+  return 1
+}
 answered_after() { "$PY" "$ANALYZE" answered "$DRV" "$1" > "$WORK/answered" 2>/dev/null; }
 etcd_healthy() {
   local h
@@ -138,13 +152,21 @@ wait_until 15 answered_after "$(cat "$DRV/start_unix")" || fail "driver got no a
 sleep 1
 
 for (( round = 1; round <= CRASHES; round++ )); do
-  wait_until 10 any_sole_holder || fail "round $round: no sole holder ('$(holder)')"
-  v=$(holder)
-  if ! grep -qs 'etcd-leader' "$WORK/faults"; then
-    # One crash takes etcd's leader with it: make the holder the leader first (until it worked).
-    [[ $(kvlab etcd-leader) == "$v" ]] || kvlab move-leader "$v" || log "warning: move-leader $v failed"
-    wait_until 5 eval '[[ $(kvlab etcd-leader) == "$v" ]]' || log "warning: etcd leader is $(kvlab etcd-leader), not $v"
-  fi
+  # The victim must still hold the address when it crashes: a restored higher-priority host may
+  # get the address back a few seconds after its restore (agent behaviour), so pick a settled
+  # holder and check it again right before the crash.
+  for (( try = 0; try < 5; try++ )); do
+    settled_holder || fail "round $round: no settled sole holder ('$(holder)')"
+    v=$(holder)
+    if ! grep -qs 'etcd-leader' "$WORK/faults"; then
+      # One crash takes etcd's leader with it: make the holder the leader first (until it worked).
+      [[ $(kvlab etcd-leader) == "$v" ]] || kvlab move-leader "$v" || log "warning: move-leader $v failed"
+      wait_until 5 eval '[[ $(kvlab etcd-leader) == "$v" ]]' || log "warning: etcd leader is $(kvlab etcd-leader), not $v"
+    fi
+    [[ $(holder) == "$v" ]] && break
+    log "round $round: the address moved from $v to $(holder) before the crash; picking again"
+  done
+  [[ $(holder) == "$v" ]] || fail "round $round: the address keeps moving without a fault ('$(holder)')"
   leader=$(kvlab etcd-leader)
   log "round $round: crash $v (etcd leader: $leader)"
   t=$(now)
@@ -159,7 +181,7 @@ for (( round = 1; round <= CRASHES; round++ )); do
 done
 grep -q 'etcd-leader' "$WORK/faults" || fail "no crash took etcd's leader down"
 
-wait_until 10 any_sole_holder || fail "partition: no sole holder ('$(holder)')"
+settled_holder || fail "partition: no settled sole holder ('$(holder)')"
 v=$(holder)
 log "partition: cut $v from the other hosts"
 t=$(now)
