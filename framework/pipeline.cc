@@ -134,7 +134,12 @@ absl::Status CheckKey(std::string_view key) {
 
 class TransactionImpl : public Transaction {
  public:
-  explicit TransactionImpl(storage::StableStore& store) : store_(store) {}
+  // `consistency`: how fresh the store reads of Get() must be. kMayBeStale
+  // only for an attempt whose commit (or read-only confirmation) checks
+  // every version read; Scan always reads the latest state.
+  TransactionImpl(storage::StableStore& store,
+                  storage::ReadConsistency consistency)
+      : store_(store), consistency_(consistency) {}
 
   absl::StatusOr<Versioned> Get(std::string_view key) override {
     if (absl::Status s = CheckKey(key); !s.ok()) return s;
@@ -142,7 +147,7 @@ class TransactionImpl : public Transaction {
       if (!it->second) return Versioned{};
       return Versioned{*it->second, kUncommittedVersion};
     }
-    absl::StatusOr<Versioned> v = store_.Get(key);
+    absl::StatusOr<Versioned> v = ReadStore(key);
     if (!v.ok()) return v.status();
     reads_.emplace(std::string(key), v->version);
     return v;
@@ -201,6 +206,9 @@ class TransactionImpl : public Transaction {
   }
 
   bool has_writes() const { return !writes_.empty(); }
+  bool stale() const {
+    return consistency_ == storage::ReadConsistency::kMayBeStale;
+  }
   size_t read_count() const { return reads_.size(); }
 
   std::vector<Condition> Conditions() const {
@@ -219,7 +227,17 @@ class TransactionImpl : public Transaction {
   }
 
  private:
+  absl::StatusOr<Versioned> ReadStore(std::string_view key) {
+    if (!stale()) return store_.Get(key);
+    absl::StatusOr<std::vector<Versioned>> v = store_.GetMany(
+        {std::string(key)}, storage::ReadOptions{consistency_});
+    if (!v.ok()) return v.status();
+    if (v->size() != 1) return absl::InternalError("GetMany: wrong count");
+    return std::move(v->front());
+  }
+
   storage::StableStore& store_;
+  const storage::ReadConsistency consistency_;
   std::map<std::string, uint64_t, std::less<>> reads_;
   std::map<std::string, std::optional<std::string>, std::less<>> writes_;
 };
@@ -236,16 +254,33 @@ class FunctionHandler : public Handler {
   HandlerFunction fn_;
 };
 
-// A request that wrote nothing needs no completion record. When it read more
-// than one key, an empty conditional commit checks that its reads still form
-// one snapshot. false: a read changed, run the handler again.
+// A request that wrote nothing needs no completion record. Its reply may be
+// sent only if its reads are the state at one instant within the request:
+// one latest read is; several latest reads, or any stale one, are confirmed
+// by an empty conditional commit (linearizable: etcd serves a read-only Txn
+// through the read index), which also carries `extra` (the dedup conditions
+// when the record and watermark were read stale). false: a condition failed;
+// the conflict status is in *conflict.
 absl::StatusOr<bool> ReadsStillCurrent(storage::StableStore& store,
-                                       const TransactionImpl& txn) {
-  if (txn.read_count() <= 1) return true;
-  absl::StatusOr<uint64_t> c = store.Commit(txn.Conditions(), {});
+                                       const TransactionImpl& txn,
+                                       const std::vector<Condition>& extra,
+                                       absl::Status* conflict) {
+  if (!txn.stale() && extra.empty() && txn.read_count() <= 1) return true;
+  std::vector<Condition> conditions = txn.Conditions();
+  conditions.insert(conditions.end(), extra.begin(), extra.end());
+  if (conditions.empty()) return true;
+  absl::StatusOr<uint64_t> c = store.Commit(conditions, {});
   if (c.ok()) return true;
-  if (storage::IsConflict(c.status())) return false;
+  if (storage::IsConflict(c.status())) {
+    *conflict = c.status();
+    return false;
+  }
   return c.status();
+}
+
+storage::ReadConsistency Consistency(bool stale) {
+  return stale ? storage::ReadConsistency::kMayBeStale
+               : storage::ReadConsistency::kLatest;
 }
 
 }  // namespace
@@ -314,6 +349,78 @@ class RequestPipeline::InFlightGuard {
   std::string key_;
 };
 
+// What one dedup lookup saw.
+struct RequestPipeline::DedupView {
+  std::optional<Record> record;
+  // (client, seq) ids only: the watermark key, its version (0: absent) and
+  // the acknowledged seq it holds (0: none).
+  std::string watermark_key;
+  uint64_t watermark_version = 0;
+  uint64_t acked = 0;
+  // Read with kMayBeStale: the view may be older than the store.
+  bool stale = false;
+};
+
+namespace {
+
+absl::Status AcknowledgedError(const RequestId& id) {
+  return MakePipelineError(
+      absl::FailedPreconditionError(absl::StrCat(
+          "request ", id.seq, " of client ", id.client_id,
+          " was acknowledged by the client and its record collected")),
+      "acknowledged");
+}
+
+absl::Status KeyReusedError() {
+  return MakePipelineError(
+      absl::FailedPreconditionError(
+          "this request id was already used for a different request"),
+      "key-reused");
+}
+
+}  // namespace
+
+absl::StatusOr<RequestPipeline::DedupView> RequestPipeline::ReadDedup(
+    const RequestId& id, const std::string& record_key, bool stale) {
+  DedupView view;
+  view.stale = stale;
+  std::vector<std::string> keys = {record_key};
+  if (id.kind == RequestId::Kind::kClientSeq) {
+    view.watermark_key = WatermarkKey(id.client_id);
+    keys.push_back(view.watermark_key);
+  }
+  absl::StatusOr<std::vector<Versioned>> got =
+      store_.GetMany(keys, storage::ReadOptions{Consistency(stale)});
+  if (!got.ok()) return got.status();
+  if (got->size() != keys.size()) {
+    return absl::InternalError("GetMany returned the wrong number of values");
+  }
+  if ((*got)[0].present()) {
+    view.record = Record::Decode((*got)[0].value);
+    if (!view.record) {
+      return absl::DataLossError(absl::StrCat(
+          "corrupt completion record \"", absl::CHexEscape(record_key), "\""));
+    }
+  }
+  if (keys.size() > 1) {
+    const Versioned& wm = (*got)[1];
+    view.watermark_version = wm.version;
+    if (!wm.present() || !absl::SimpleAtoi(wm.value, &view.acked)) {
+      view.acked = 0;
+    }
+  }
+  return view;
+}
+
+void RequestPipeline::AddDedupConditions(const DedupView& view,
+                                         const std::string& record_key,
+                                         std::vector<Condition>* conditions) {
+  conditions->push_back({record_key, 0});
+  if (!view.watermark_key.empty()) {
+    conditions->push_back({view.watermark_key, view.watermark_version});
+  }
+}
+
 RequestPipeline::RequestPipeline(storage::StableStore& store, Clock& clock,
                                  PipelineOptions options)
     : store_(store),
@@ -344,20 +451,6 @@ std::string RequestPipeline::Fingerprint(const Request& request) {
     std::abort();
   }
   return std::string(reinterpret_cast<const char*>(md), len);
-}
-
-absl::StatusOr<std::optional<RequestPipeline::Record>>
-RequestPipeline::ReadRecord(const std::string& key) {
-  absl::StatusOr<Versioned> v = store_.Get(key);
-  if (!v.ok()) return v.status();
-  if (!v->present()) return std::optional<Record>();
-  std::optional<Record> r = Record::Decode(v->value);
-  if (!r) {
-    return absl::DataLossError(
-        absl::StrCat("corrupt completion record \"", absl::CHexEscape(key),
-                     "\""));
-  }
-  return r;
 }
 
 absl::Status RequestPipeline::CheckId(const RequestId& id) {
@@ -427,43 +520,61 @@ class RequestPipeline::AsyncExecution {
 
  private:
   // Dedup: a stored record answers; otherwise take the in-flight mark, or
-  // wait (as a continuation) for the attempt that holds it.
+  // wait (as a continuation) for the attempt that holds it. The first look
+  // may be stale (see "Reads" in pipeline.h); after a wait it is latest.
   void Lookup() {
-    absl::StatusOr<std::optional<Record>> rec = p_->ReadRecord(record_key_);
-    if (!rec.ok()) return Finish(rec.status());
-    if (*rec) {
-      if ((*rec)->fingerprint != fingerprint_) return Finish(KeyReused());
-      p_->replayed_.fetch_add(1, std::memory_order_relaxed);
-      return Finish(PipelineResult{std::move((*rec)->reply), true});
-    }
-    // See Execute(): the record is read before the watermark.
-    if (id_.kind == RequestId::Kind::kClientSeq && !watermark_checked_) {
-      absl::StatusOr<Versioned> wm = p_->store_.Get(WatermarkKey(id_.client_id));
-      if (!wm.ok()) return Finish(wm.status());
-      uint64_t acked = 0;
-      if (wm->present() && absl::SimpleAtoi(wm->value, &acked) &&
-          id_.seq <= acked) {
-        return Finish(MakePipelineError(
-            absl::FailedPreconditionError(absl::StrCat(
-                "request ", id_.seq, " of client ", id_.client_id,
-                " was acknowledged by the client and its record collected")),
-            "acknowledged"));
+    absl::StatusOr<DedupView> v =
+        p_->ReadDedup(id_, record_key_, /*stale=*/!waited_);
+    if (!v.ok()) return Finish(v.status());
+    view_ = *std::move(v);
+    if (view_.record) {
+      if (view_.record->fingerprint != fingerprint_) {
+        return Finish(KeyReusedError());
       }
-      watermark_checked_ = true;
+      p_->replayed_.fetch_add(1, std::memory_order_relaxed);
+      return Finish(PipelineResult{std::move(view_.record->reply), true});
+    }
+    if (id_.kind == RequestId::Kind::kClientSeq && id_.seq <= view_.acked) {
+      return Finish(AcknowledgedError(id_));
     }
     {
       absl::MutexLock lock(&p_->mu_);
       if (!p_->in_flight_.emplace(record_key_, 1).second) {
         p_->waited_.fetch_add(1, std::memory_order_relaxed);
-        p_->in_flight_async_waiters_[record_key_].push_back(
-            [this] { Lookup(); });
+        p_->in_flight_async_waiters_[record_key_].push_back([this] {
+          waited_ = true;
+          Lookup();
+        });
         return;
       }
     }
     holds_in_flight_ = true;
     token_ = p_->instance_nonce_ ^
              (p_->attempt_counter_.fetch_add(1) * 0x9e3779b97f4a7c15ULL);
+    stale_reads_ = view_.stale;
     RunAttempt();
+  }
+
+  // See ExecuteKeyed(): after a failed condition that may be due to the
+  // dedup view, read it latest. True when that finished the request.
+  bool Revalidate() {
+    p_->revalidations_.fetch_add(1, std::memory_order_relaxed);
+    absl::StatusOr<DedupView> v =
+        p_->ReadDedup(id_, record_key_, /*stale=*/false);
+    if (!v.ok()) {
+      Finish(v.status());
+      return true;
+    }
+    view_ = *std::move(v);
+    if (view_.record) {
+      AnswerFrom(*view_.record);
+      return true;
+    }
+    if (id_.kind == RequestId::Kind::kClientSeq && id_.seq <= view_.acked) {
+      Finish(AcknowledgedError(id_));
+      return true;
+    }
+    return false;
   }
 
   void RunAttempt() {
@@ -473,7 +584,8 @@ class RequestPipeline::AsyncExecution {
                        p_->options_.max_attempts, " times; retry")));
     }
     if (attempt_ > 1) p_->reruns_.fetch_add(1, std::memory_order_relaxed);
-    TransactionImpl txn(p_->store_);
+    TransactionImpl txn(p_->store_, Consistency(stale_reads_));
+    stale_reads_ = false;  // Runs after a failed condition read latest.
     absl::StatusOr<Reply> reply = absl::InternalError("handler failed");
     try {
       reply = handler_.Handle(request_, txn);
@@ -489,11 +601,20 @@ class RequestPipeline::AsyncExecution {
 
     std::vector<Condition> conditions = txn.Conditions();
     if (!txn.has_writes()) {
-      if (txn.read_count() <= 1) return FinishReadOnly();
-      // Several reads: check they were one consistent snapshot.
+      // See ReadsStillCurrent(): one latest read is a linearizable answer;
+      // several, or stale ones, are confirmed by an empty conditional
+      // commit, with the dedup conditions when the lookup was stale.
+      if (view_.stale) RequestPipeline::AddDedupConditions(view_, record_key_, &conditions);
+      if (!txn.stale() && !view_.stale && txn.read_count() <= 1) {
+        return FinishReadOnly();
+      }
+      if (conditions.empty()) return FinishReadOnly();
       return p_->store_.CommitAsync(
           std::move(conditions), {}, [this](absl::StatusOr<uint64_t> c) {
-            if (!c.ok() && storage::IsConflict(c.status())) return RunAttempt();
+            if (!c.ok() && storage::IsConflict(c.status())) {
+              if (view_.stale && Revalidate()) return;
+              return RunAttempt();
+            }
             if (!c.ok()) return Finish(c.status());
             FinishReadOnly();
           });
@@ -510,7 +631,7 @@ class RequestPipeline::AsyncExecution {
     }
     Record record{fingerprint_, token_, absl::ToUnixMicros(p_->clock_.Now()),
                   reply_};
-    conditions.push_back({record_key_, 0});
+    RequestPipeline::AddDedupConditions(view_, record_key_, &conditions);
     writes.push_back(Write::Put(record_key_, record.Encode()));
     writes.push_back(Write::Put(
         absl::StrCat(IndexPrefix(),
@@ -531,10 +652,9 @@ class RequestPipeline::AsyncExecution {
     if (absl::Status d = p_->DeposedError(s, fence_); !d.ok()) return Finish(d);
     if (storage::IsConflict(s)) {
       std::optional<std::string> key = storage::ConflictKey(s);
-      if (!key || *key == record_key_) {
-        absl::StatusOr<std::optional<Record>> r = p_->ReadRecord(record_key_);
-        if (!r.ok()) return Finish(r.status());
-        if (*r) return AnswerFrom(**r);
+      if (view_.stale || !key || *key == record_key_ ||
+          *key == view_.watermark_key) {
+        if (Revalidate()) return;
       }
       return RunAttempt();  // A read changed: run again on fresh state.
     }
@@ -543,9 +663,7 @@ class RequestPipeline::AsyncExecution {
       spdlog::warn("commit outcome unknown ({}); resolving by reading the "
                    "completion record",
                    std::string(s.message()));
-      absl::StatusOr<std::optional<Record>> r = p_->ReadRecord(record_key_);
-      if (!r.ok()) return Finish(r.status());
-      if (*r) return AnswerFrom(**r);
+      if (Revalidate()) return;
       return RunAttempt();  // Safe: see ExecuteKeyed().
     }
     Finish(s);
@@ -570,7 +688,7 @@ class RequestPipeline::AsyncExecution {
   }
 
   void AnswerFrom(Record& r) {
-    if (r.fingerprint != fingerprint_) return Finish(KeyReused());
+    if (r.fingerprint != fingerprint_) return Finish(KeyReusedError());
     if (r.token == token_) {
       p_->executed_.fetch_add(1, std::memory_order_relaxed);
       return Finish(PipelineResult{std::move(r.reply), false});
@@ -584,12 +702,6 @@ class RequestPipeline::AsyncExecution {
     Finish(PipelineResult{std::move(reply_), false});
   }
 
-  static absl::Status KeyReused() {
-    return MakePipelineError(
-        absl::FailedPreconditionError(
-            "this request id was already used for a different request"),
-        "key-reused");
-  }
 
   void Finish(absl::StatusOr<PipelineResult> result) {
     // Released before calling back: a waiting retry then finds the record.
@@ -608,7 +720,11 @@ class RequestPipeline::AsyncExecution {
   std::string fingerprint_;
   uint64_t token_ = 0;
   int attempt_ = 0;
-  bool watermark_checked_ = false;
+  bool waited_ = false;  // waited for a running attempt of the same id
+  // The next handler run may read stale (the first one, unkeyed or after a
+  // stale lookup).
+  bool stale_reads_ = true;
+  DedupView view_;  // the last dedup lookup (keyed requests)
   bool holds_in_flight_ = false;
   Reply reply_;
   FenceDecision fence_;  // the fence the current attempt's commit carries
@@ -629,39 +745,29 @@ absl::StatusOr<PipelineResult> RequestPipeline::Execute(const RequestId& id,
 
   const std::string record_key = RecordPrefix() + IdPart(id);
   const std::string fingerprint = Fingerprint(request);
-  bool watermark_checked = false;
+  // The first lookup may be stale: the commit re-checks what it saw (see
+  // "Reads" in pipeline.h). After waiting for a running attempt of the same
+  // id, read the latest state, so that attempt's record answers us.
+  bool stale = true;
   // The wait is real time (not the injected clock): it bounds how long a
   // client's connection is held, not a protocol decision.
   const absl::Time deadline = absl::Now() + options_.in_flight_wait;
+  DedupView view;
   for (;;) {
-    absl::StatusOr<std::optional<Record>> rec = ReadRecord(record_key);
-    if (!rec.ok()) return rec.status();
-    if (*rec) {
-      if ((*rec)->fingerprint != fingerprint) {
-        return MakePipelineError(
-            absl::FailedPreconditionError(
-                "this request id was already used for a different request"),
-            "key-reused");
-      }
+    absl::StatusOr<DedupView> v = ReadDedup(id, record_key, stale);
+    if (!v.ok()) return v.status();
+    view = *std::move(v);
+    if (view.record) {
+      if (view.record->fingerprint != fingerprint) return KeyReusedError();
       replayed_.fetch_add(1, std::memory_order_relaxed);
-      return PipelineResult{std::move((*rec)->reply), true};
+      return PipelineResult{std::move(view.record->reply), true};
     }
     // GC persists a client's watermark before it deletes the records below
-    // it, and we read the record before the watermark: a collected record is
-    // always noticed here, so its request is never executed again.
-    if (id.kind == RequestId::Kind::kClientSeq && !watermark_checked) {
-      absl::StatusOr<Versioned> wm = store_.Get(WatermarkKey(id.client_id));
-      if (!wm.ok()) return wm.status();
-      uint64_t acked = 0;
-      if (wm->present() && absl::SimpleAtoi(wm->value, &acked) &&
-          id.seq <= acked) {
-        return MakePipelineError(
-            absl::FailedPreconditionError(absl::StrCat(
-                "request ", id.seq, " of client ", id.client_id,
-                " was acknowledged by the client and its record collected")),
-            "acknowledged");
-      }
-      watermark_checked = true;
+    // it, and the commit checks both the record's absence and the
+    // watermark's version: a collected record is always noticed, so its
+    // request is never executed again.
+    if (id.kind == RequestId::Kind::kClientSeq && id.seq <= view.acked) {
+      return AcknowledgedError(id);
     }
     absl::MutexLock lock(&mu_);
     if (in_flight_.emplace(record_key, 1).second) break;
@@ -676,14 +782,17 @@ absl::StatusOr<PipelineResult> RequestPipeline::Execute(const RequestId& id,
       }
     }
     // The first attempt finished: its record (if any) answers us.
+    stale = false;
   }
   InFlightGuard guard(this, record_key);
-  return ExecuteKeyed(id, record_key, fingerprint, request, handler);
+  return ExecuteKeyed(id, record_key, fingerprint, request, handler,
+                      std::move(view));
 }
 
 absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
     const RequestId& id, const std::string& record_key,
-    const std::string& fingerprint, const Request& request, Handler& handler) {
+    const std::string& fingerprint, const Request& request, Handler& handler,
+    DedupView view) {
   const uint64_t token =
       instance_nonce_ ^ (attempt_counter_.fetch_add(1) * 0x9e3779b97f4a7c15ULL);
 
@@ -703,6 +812,24 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
     replayed_.fetch_add(1, std::memory_order_relaxed);
     return PipelineResult{std::move(r.reply), true};
   };
+  // After a failed condition that may be due to the dedup view: read the
+  // record and watermark latest. An answer (replay, 410), or nullopt: run
+  // the handler again.
+  auto revalidate = [&]() -> std::optional<absl::StatusOr<PipelineResult>> {
+    revalidations_.fetch_add(1, std::memory_order_relaxed);
+    absl::StatusOr<DedupView> v = ReadDedup(id, record_key, /*stale=*/false);
+    if (!v.ok()) return v.status();
+    view = *std::move(v);
+    if (view.record) return answer_from(*view.record);
+    if (id.kind == RequestId::Kind::kClientSeq && id.seq <= view.acked) {
+      return AcknowledgedError(id);
+    }
+    return std::nullopt;
+  };
+  // The first run reads stale-allowed when the lookup did; every run after a
+  // failed condition reads the latest state (a lagging replica would
+  // otherwise fail the same condition again).
+  bool stale_reads = view.stale;
 
   for (int attempt = 1;; ++attempt) {
     if (attempt > options_.max_attempts) {
@@ -711,15 +838,25 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
           options_.max_attempts, " times; retry"));
     }
     if (attempt > 1) reruns_.fetch_add(1, std::memory_order_relaxed);
-    TransactionImpl txn(store_);
+    TransactionImpl txn(store_, Consistency(stale_reads));
+    stale_reads = false;
     absl::StatusOr<Reply> reply = handler.Handle(request, txn);
     if (!reply.ok()) return reply.status();
 
     std::vector<Condition> conditions = txn.Conditions();
     if (!txn.has_writes()) {
-      absl::StatusOr<bool> current = ReadsStillCurrent(store_, txn);
+      std::vector<Condition> extra;
+      if (view.stale) AddDedupConditions(view, record_key, &extra);
+      absl::Status conflict;
+      absl::StatusOr<bool> current =
+          ReadsStillCurrent(store_, txn, extra, &conflict);
       if (!current.ok()) return current.status();
-      if (!*current) continue;
+      if (!*current) {
+        if (view.stale) {
+          if (auto answer = revalidate()) return *std::move(answer);
+        }
+        continue;
+      }
       read_only_.fetch_add(1, std::memory_order_relaxed);
       return PipelineResult{*std::move(reply), false};
     }
@@ -729,7 +866,7 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
       return f;
     }
     Record record{fingerprint, token, absl::ToUnixMicros(clock_.Now()), *reply};
-    conditions.push_back({record_key, 0});
+    AddDedupConditions(view, record_key, &conditions);
     std::vector<Write> writes = txn.Writes();
     writes.push_back(Write::Put(record_key, record.Encode()));
     writes.push_back(Write::Put(
@@ -747,10 +884,9 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
     if (absl::Status d = DeposedError(s, fence); !d.ok()) return d;
     if (storage::IsConflict(s)) {
       std::optional<std::string> key = storage::ConflictKey(s);
-      if (!key || *key == record_key) {
-        absl::StatusOr<std::optional<Record>> r = ReadRecord(record_key);
-        if (!r.ok()) return r.status();
-        if (*r) return answer_from(**r);
+      if (view.stale || !key || *key == record_key ||
+          *key == view.watermark_key) {
+        if (auto answer = revalidate()) return *std::move(answer);
       }
       continue;  // A read changed: run the handler again on fresh state.
     }
@@ -759,9 +895,7 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
       spdlog::warn("commit outcome unknown ({}); resolving by reading the "
                    "completion record",
                    std::string(s.message()));
-      absl::StatusOr<std::optional<Record>> r = ReadRecord(record_key);
-      if (!r.ok()) return r.status();
-      if (*r) return answer_from(**r);
+      if (auto answer = revalidate()) return *std::move(answer);
       // Absent now. Running again is safe: every attempt commits only if the
       // record is absent, so at most one of them (the lost one, if it lands
       // late, or this one) ever commits, and the other finds its record.
@@ -775,12 +909,15 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteUnkeyed(
     const Request& request, Handler& handler) {
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
     if (attempt > 1) reruns_.fetch_add(1, std::memory_order_relaxed);
-    TransactionImpl txn(store_);
+    // Only the first run reads stale-allowed (see ExecuteKeyed).
+    TransactionImpl txn(store_, Consistency(attempt == 1));
     absl::StatusOr<Reply> reply = handler.Handle(request, txn);
     if (!reply.ok()) return reply.status();
     std::vector<Condition> conditions = txn.Conditions();
     if (!txn.has_writes()) {
-      absl::StatusOr<bool> current = ReadsStillCurrent(store_, txn);
+      absl::Status conflict;
+      absl::StatusOr<bool> current =
+          ReadsStillCurrent(store_, txn, {}, &conflict);
       if (!current.ok()) return current.status();
       if (!*current) continue;
       read_only_.fetch_add(1, std::memory_order_relaxed);
@@ -1050,6 +1187,7 @@ PipelineStats RequestPipeline::Stats() const {
   s.unknown_outcomes = unknown_outcomes_.load();
   s.waited = waited_.load();
   s.collected = collected_.load();
+  s.revalidations = revalidations_.load();
   return s;
 }
 

@@ -24,6 +24,22 @@
 //                client's acknowledged watermark and records older than the
 //                retention, through ordered indexes (no full scan).
 //
+// Reads (one round trip each on a replicated store; docs/framework.md,
+// "Pipeline reads")
+//   The dedup lookup reads the record and the client's watermark in one
+//   StableStore::GetMany, and the first handler run reads through
+//   ReadConsistency::kMayBeStale: both may miss recent commits. That is safe
+//   because the commit re-checks every one of them: the handler's read
+//   versions unchanged, the record absent, the watermark at the version the
+//   lookup saw (so a watermark that grew past the request's seq fails the
+//   commit; watermarks only grow, so a stale one can only under-report and a
+//   410 it gives is right). Any failed condition of a stale attempt re-reads
+//   the record and watermark with kLatest (a record found answers, as a
+//   replay: never a second execution) and runs the handler again on latest
+//   reads, bounded by max_attempts. A read-only reply built on stale reads
+//   is confirmed by one empty conditional commit (read versions, record
+//   absent, watermark) before it is returned, so replies stay linearizable.
+//
 // Requests without an id (RequestId::None()) are executed once per arrival:
 // no dedup and no completion record. Requests whose handler writes nothing
 // (read-only) store no completion record either: a retry runs them again.
@@ -151,6 +167,9 @@ struct PipelineStats {
   uint64_t unknown_outcomes = 0;// Commits that returned kUnknown.
   uint64_t waited = 0;          // Retries that waited for a running attempt.
   uint64_t collected = 0;       // Completion records deleted by GC.
+  // Latest re-reads of a keyed request's record and watermark after a
+  // commit (or read-only confirmation) failed a condition (see "Reads").
+  uint64_t revalidations = 0;
 };
 
 class RequestPipeline {
@@ -226,8 +245,20 @@ class RequestPipeline {
 
  private:
   struct Record;
+  struct DedupView;
   class InFlightGuard;
   class AsyncExecution;
+
+  // Reads `record_key` and (client, seq ids) the client's watermark in one
+  // GetMany, stale-allowed or latest.
+  absl::StatusOr<DedupView> ReadDedup(const RequestId& id,
+                                      const std::string& record_key,
+                                      bool stale);
+  // The conditions that make a commit check `view`: record absent, and the
+  // watermark (client, seq ids) still at the version the view saw.
+  static void AddDedupConditions(const DedupView& view,
+                                 const std::string& record_key,
+                                 std::vector<storage::Condition>* conditions);
 
   // Validates `id`; notes its acknowledgement watermark for GC.
   absl::Status CheckId(const RequestId& id);
@@ -235,14 +266,14 @@ class RequestPipeline {
   // runs the continuations of asynchronous ones.
   void ReleaseInFlight(const std::string& record_key);
 
-  absl::StatusOr<std::optional<Record>> ReadRecord(const std::string& key);
   absl::StatusOr<PipelineResult> ExecuteUnkeyed(const Request& request,
                                                 Handler& handler);
   absl::StatusOr<PipelineResult> ExecuteKeyed(const RequestId& id,
                                               const std::string& record_key,
                                               const std::string& fingerprint,
                                               const Request& request,
-                                              Handler& handler);
+                                              Handler& handler,
+                                              DedupView view);
   // Adds the fence condition of `request`'s slot to `conditions` (noting it
   // in *used), or returns kFenceNotReady.
   absl::Status AddFence(const Request& request,
@@ -281,7 +312,7 @@ class RequestPipeline {
   const uint64_t instance_nonce_;
 
   std::atomic<uint64_t> executed_{0}, replayed_{0}, read_only_{0}, reruns_{0},
-      unknown_outcomes_{0}, waited_{0}, collected_{0};
+      unknown_outcomes_{0}, waited_{0}, collected_{0}, revalidations_{0};
 };
 
 }  // namespace baton::framework

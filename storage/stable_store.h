@@ -103,12 +103,52 @@ struct ScanOptions {
   size_t limit = 1000;
 };
 
+// How fresh a read must be.
+enum class ReadConsistency {
+  // Linearizable: the read reflects every commit acknowledged before the call
+  // started (what Get() always does).
+  kLatest,
+  // May reflect an older committed state (e.g. a replica's local copy that
+  // has not applied the newest commits yet). Never shows uncommitted data:
+  // every (value, version) it returns is one the key really had, so a caller
+  // that puts the versions it read into a later commit's conditions learns
+  // at commit time whether they were current (a stale one fails the
+  // condition). Cheaper than kLatest on replicated backends (etcd: no
+  // round of the leader's read index); the same read on the embedded one.
+  kMayBeStale,
+};
+
+struct ReadOptions {
+  // Default: kLatest.
+  ReadConsistency consistency = ReadConsistency::kLatest;
+};
+
 class StableStore {
  public:
   virtual ~StableStore() = default;
 
   // The current value and version of `key`; {"" , 0} when absent.
   [[nodiscard]] virtual absl::StatusOr<Versioned> Get(std::string_view key) = 0;
+
+  // Reads several keys in one call (one round trip on a remote backend):
+  // result[i] is keys[i]'s value and version ({"", 0} when absent), with the
+  // freshness `options` asks for. With kLatest every result is at least as
+  // new as a Get() started with this call. The results need not come from
+  // one snapshot (a backend may read in several steps; etcd reads up to
+  // max_txn_ops keys in one snapshot). Errors: those of Get(). The default
+  // calls Get() for each key (kLatest satisfies both consistencies).
+  [[nodiscard]] virtual absl::StatusOr<std::vector<Versioned>> GetMany(
+      const std::vector<std::string>& keys, const ReadOptions& options) {
+    (void)options;
+    std::vector<Versioned> out;
+    out.reserve(keys.size());
+    for (const std::string& key : keys) {
+      absl::StatusOr<Versioned> v = Get(key);
+      if (!v.ok()) return v.status();
+      out.push_back(*std::move(v));
+    }
+    return out;
+  }
 
   // Present keys in key order, per `options`.
   [[nodiscard]] virtual absl::StatusOr<std::vector<KeyValue>> Scan(

@@ -57,6 +57,56 @@ absl::StatusOr<Versioned> EtcdStore::Get(std::string_view key) {
   return out;
 }
 
+absl::StatusOr<std::vector<Versioned>> EtcdStore::GetMany(const std::vector<std::string>& keys,
+                                                          const ReadOptions& options) {
+  const bool serializable = options.consistency == ReadConsistency::kMayBeStale;
+  std::vector<Versioned> out;
+  out.reserve(keys.size());
+  auto take = [&out](const etcdserverpb::RangeResponse& r) {
+    Versioned v;
+    if (r.kvs_size() > 0) {
+      v.value = r.kvs(0).value();
+      v.version = static_cast<uint64_t>(r.kvs(0).mod_revision());
+    }
+    out.push_back(std::move(v));
+  };
+  if (keys.size() == 1) {
+    etcdserverpb::RangeRequest req;
+    req.set_key(absl::StrCat(options_.key_prefix, ToAbsl(keys[0])));
+    req.set_serializable(serializable);
+    etcdserverpb::RangeResponse resp;
+    absl::Status s = client_->Call(CallKind::kRead, [&](Endpoint& ep, grpc::ClientContext& ctx) {
+      return ep.kv->Range(&ctx, req, &resp);
+    });
+    if (!s.ok()) return s;
+    take(resp);
+    return out;
+  }
+  // etcd refuses a txn with more than --max-txn-ops operations: one txn per
+  // chunk. A txn without compares and puts is read-only; it is serializable
+  // (served from the member's state) when every range in it is.
+  const size_t chunk = std::max<size_t>(options_.max_txn_ops, 1);
+  for (size_t begin = 0; begin < keys.size(); begin += chunk) {
+    const size_t end = std::min(keys.size(), begin + chunk);
+    etcdserverpb::TxnRequest req;
+    for (size_t i = begin; i < end; ++i) {
+      etcdserverpb::RangeRequest* r = req.add_success()->mutable_request_range();
+      r->set_key(absl::StrCat(options_.key_prefix, ToAbsl(keys[i])));
+      r->set_serializable(serializable);
+    }
+    etcdserverpb::TxnResponse resp;
+    absl::Status s = client_->Call(CallKind::kRead, [&](Endpoint& ep, grpc::ClientContext& ctx) {
+      return ep.kv->Txn(&ctx, req, &resp);
+    });
+    if (!s.ok()) return s;
+    if (!resp.succeeded() || resp.responses_size() != static_cast<int>(end - begin)) {
+      return absl::InternalError("etcd: read-only txn answered with the wrong shape");
+    }
+    for (const etcdserverpb::ResponseOp& op : resp.responses()) take(op.response_range());
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<KeyValue>> EtcdStore::Scan(const ScanOptions& options) {
   std::vector<KeyValue> out;
   if (options.limit == 0) return out;

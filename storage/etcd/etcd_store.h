@@ -16,6 +16,7 @@
 //                    per condition (0 = absent), then puts/deletes; the
 //                    txn's header revision is the returned revision
 //   Scan             one Range over [key_prefix+prefix, its prefix end)
+//   GetMany          one Txn of Ranges (serializable for kMayBeStale)
 //   Ping             Maintenance.Status: OK when the member has a leader
 //                    and no alarm
 //
@@ -120,6 +121,13 @@ class EtcdStore : public StableStore {
   ~EtcdStore() override;
 
   [[nodiscard]] absl::StatusOr<Versioned> Get(std::string_view key) override;
+  // One Range (one key) or one read-only Txn of Ranges (several keys, up to
+  // max_txn_ops per Txn: one snapshot each). kMayBeStale sends them
+  // serializable: the member answers from its own applied state without the
+  // leader's read index (no raft round), so a lagging member may answer
+  // with an older state; kLatest: linearizable, like Get().
+  [[nodiscard]] absl::StatusOr<std::vector<Versioned>> GetMany(
+      const std::vector<std::string>& keys, const ReadOptions& options) override;
   [[nodiscard]] absl::StatusOr<std::vector<KeyValue>> Scan(const ScanOptions& options) override;
   [[nodiscard]] absl::StatusOr<uint64_t> Commit(const std::vector<Condition>& conditions,
                                                 const std::vector<Write>& writes) override;

@@ -125,6 +125,67 @@ TEST_P(StoreContractTest, VersionsKeepGrowingAfterReopen) {
                        "when the last commit was a delete";
 }
 
+TEST_P(StoreContractTest, GetManyReadsEveryKeyInOrderAtBothConsistencies) {
+  BATON_ASSERT_OK_AND_ASSIGN(uint64_t r1, store_->Commit({}, Puts({{"m1", "one"}})));
+  BATON_ASSERT_OK_AND_ASSIGN(uint64_t r2, store_->Commit({}, Puts({{"m2", "two"}})));
+  for (ReadConsistency c : {ReadConsistency::kLatest, ReadConsistency::kMayBeStale}) {
+    SCOPED_TRACE(c == ReadConsistency::kLatest ? "kLatest" : "kMayBeStale");
+    BATON_ASSERT_OK_AND_ASSIGN(
+        std::vector<Versioned> got,
+        store_->GetMany({"m2", "absent", "m1", std::string("\xff\x00k", 3)},
+                        ReadOptions{c}));
+    ASSERT_EQ(got.size(), 4u);
+    EXPECT_EQ(got[0].value, "two");
+    EXPECT_EQ(got[1].version, 0u);
+    EXPECT_EQ(got[1].value, "");
+    EXPECT_EQ(got[2].value, "one");
+    EXPECT_FALSE(got[3].present());
+    if (c == ReadConsistency::kLatest) {
+      // Linearizable: the versions the commits returned.
+      EXPECT_EQ(got[0].version, r2);
+      EXPECT_EQ(got[2].version, r1);
+    } else {
+      // Possibly older, never invented: a version the key really had.
+      EXPECT_TRUE(got[0].version == r2 || got[0].version == 0u) << got[0].version;
+      EXPECT_TRUE(got[2].version == r1 || got[2].version == 0u) << got[2].version;
+    }
+    BATON_ASSERT_OK_AND_ASSIGN(std::vector<Versioned> one,
+                               store_->GetMany({"m1"}, ReadOptions{c}));
+    ASSERT_EQ(one.size(), 1u);
+    BATON_ASSERT_OK_AND_ASSIGN(std::vector<Versioned> none,
+                               store_->GetMany({}, ReadOptions{c}));
+    EXPECT_TRUE(none.empty());
+  }
+}
+
+TEST_P(StoreContractTest, StaleReadVersionIsCheckedByTheCommitCondition) {
+  // The pattern the request pipeline relies on: read stale-allowed, commit
+  // on the version read. Whether or not the read was stale, the commit
+  // succeeds exactly when the version read is still current.
+  BATON_ASSERT_OK_AND_ASSIGN(uint64_t r1, store_->Commit({}, Puts({{"s", "1"}})));
+  (void)r1;
+  for (int i = 0; i < 20; ++i) {
+    BATON_ASSERT_OK_AND_ASSIGN(
+        std::vector<Versioned> got,
+        store_->GetMany({"s"}, ReadOptions{ReadConsistency::kMayBeStale}));
+    BATON_ASSERT_OK_AND_ASSIGN(Versioned latest, store_->Get("s"));
+    absl::StatusOr<uint64_t> c =
+        store_->Commit({{"s", got[0].version}}, Puts({{"s", absl::StrCat(i)}}));
+    if (got[0].version == latest.version) {
+      EXPECT_TRUE(c.ok()) << c.status();
+    } else {
+      EXPECT_TRUE(IsConflict(c.status())) << c.status();
+    }
+  }
+  // More keys than etcd's default --max-txn-ops (128) in one call.
+  std::vector<std::string> many;
+  for (int i = 0; i < 300; ++i) many.push_back(absl::StrCat("many/", i));
+  BATON_ASSERT_OK_AND_ASSIGN(
+      std::vector<Versioned> got,
+      store_->GetMany(many, ReadOptions{ReadConsistency::kLatest}));
+  EXPECT_EQ(got.size(), many.size());
+}
+
 TEST_P(StoreContractTest, ConditionalCommitSucceedsOnExpectedVersions) {
   BATON_ASSERT_OK_AND_ASSIGN(uint64_t r1, store_->Commit({{"c", 0}}, Puts({{"c", "1"}})));
   BATON_ASSERT_OK_AND_ASSIGN(uint64_t r2, store_->Commit({{"c", r1}, {"absent", 0}},
