@@ -6,6 +6,9 @@
 #include "framework/pipeline.h"
 
 #include <atomic>
+#include <limits>
+#include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -13,6 +16,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "tests/framework/memory_store.h"
@@ -432,6 +436,242 @@ TEST_F(PipelineTest, MalformedIdsAreRejected) {
   }
   EXPECT_EQ(h.calls.load(), 0);
 }
+
+// --- Stale-allowed reads ------------------------------------------------------
+//
+// The pipeline reads the dedup state and the first handler run's keys with
+// ReadConsistency::kMayBeStale. LaggingStore plays a replica that stopped
+// applying commits at Freeze(): stale-allowed reads see the frozen state,
+// latest reads and commits the live one. Whatever the lag, a request must
+// execute at most once, a replay must be served, a read-only reply must be
+// current, and re-runs must stay bounded.
+
+class LaggingStore : public storage::StableStore {
+ public:
+  explicit LaggingStore(MemoryStore& live) : live_(live) {}
+
+  // From now on stale-allowed reads see the store as it is now.
+  void Freeze() {
+    auto all = live_.Scan({"", "", std::numeric_limits<size_t>::max()});
+    ASSERT_TRUE(all.ok());
+    absl::MutexLock lock(&mu_);
+    frozen_.emplace();
+    for (const storage::KeyValue& kv : *all) {
+      (*frozen_)[kv.key] = storage::Versioned{kv.value, kv.version};
+    }
+  }
+
+  absl::StatusOr<storage::Versioned> Get(std::string_view key) override {
+    latest_reads_.fetch_add(1);
+    return live_.Get(key);
+  }
+  absl::StatusOr<std::vector<storage::Versioned>> GetMany(
+      const std::vector<std::string>& keys,
+      const storage::ReadOptions& options) override {
+    if (options.consistency == storage::ReadConsistency::kLatest) {
+      latest_reads_.fetch_add(1);
+      return live_.GetMany(keys, options);
+    }
+    stale_reads_.fetch_add(1);
+    absl::MutexLock lock(&mu_);
+    if (!frozen_) return live_.GetMany(keys, options);
+    std::vector<storage::Versioned> out;
+    for (const std::string& k : keys) {
+      auto it = frozen_->find(k);
+      out.push_back(it == frozen_->end() ? storage::Versioned{} : it->second);
+    }
+    return out;
+  }
+  absl::StatusOr<std::vector<storage::KeyValue>> Scan(
+      const storage::ScanOptions& o) override {
+    latest_reads_.fetch_add(1);
+    return live_.Scan(o);
+  }
+  absl::StatusOr<uint64_t> Commit(
+      const std::vector<storage::Condition>& conditions,
+      const std::vector<storage::Write>& writes) override {
+    commits_.fetch_add(1);
+    return live_.Commit(conditions, writes);
+  }
+  absl::Status Ping() override { return live_.Ping(); }
+
+  std::atomic<int> latest_reads_{0}, stale_reads_{0}, commits_{0};
+
+ private:
+  MemoryStore& live_;
+  absl::Mutex mu_;
+  std::optional<std::map<std::string, storage::Versioned>> frozen_
+      ABSL_GUARDED_BY(mu_);
+};
+
+// Runs ExecuteAsync and waits for its callback.
+absl::StatusOr<PipelineResult> RunAsync(RequestPipeline& p, const RequestId& id,
+                                        const Request& request, Handler& h) {
+  absl::Notification done;
+  absl::StatusOr<PipelineResult> out = absl::InternalError("no callback");
+  p.ExecuteAsync(id, request, h, [&](absl::StatusOr<PipelineResult> r) {
+    out = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return out;
+}
+
+// Each stale test runs through Execute() and ExecuteAsync().
+class PipelineStaleTest : public ::testing::TestWithParam<bool> {
+ protected:
+  absl::StatusOr<PipelineResult> Run(RequestPipeline& p, const RequestId& id,
+                                     const Request& request, Handler& h) {
+    return GetParam() ? RunAsync(p, id, request, h) : p.Execute(id, request, h);
+  }
+
+  MemoryStore live_;
+  LaggingStore store_{live_};
+  SimulatedClock clock_;
+};
+
+TEST_P(PipelineStaleTest, StaleLookupThatMissesTheRecordServesTheReplay) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  store_.Freeze();  // The replica never sees the first execution.
+  auto first = Run(p, RequestId::ClientSeq("c", 1), MakeRequest("+1"), h);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto again = Run(p, RequestId::ClientSeq("c", 1), MakeRequest("+1"), h);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->reply, first->reply);  // Byte for byte, tag included.
+  EXPECT_EQ(ReadInt(live_, "n"), 1) << "executed twice";
+  EXPECT_EQ(p.Stats().executed, 1u);
+  EXPECT_EQ(p.Stats().replayed, 1u);
+  EXPECT_GE(p.Stats().revalidations, 1u);
+  // Same with an idempotency key, and a reused key is still refused.
+  ASSERT_TRUE(Run(p, RequestId::Key("k"), MakeRequest("+1"), h).ok());
+  auto reused = Run(p, RequestId::Key("k"), MakeRequest("other"), h);
+  ASSERT_FALSE(reused.ok());
+  EXPECT_EQ(GetPipelineError(reused.status()), PipelineError::kKeyReused);
+  EXPECT_EQ(ReadInt(live_, "n"), 2);
+}
+
+TEST_P(PipelineStaleTest, StaleWatermarkStillRefusesACollectedRequest) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  store_.Freeze();  // No record, no watermark on the replica, ever.
+  for (uint64_t seq = 1; seq <= 3; ++seq) {
+    ASSERT_TRUE(Run(p, RequestId::ClientSeq("c", seq), MakeRequest("+1"), h).ok());
+  }
+  ASSERT_TRUE(Run(p, RequestId::ClientSeq("c", 4, /*acked=*/3),
+                  MakeRequest("+1"), h)
+                  .ok());
+  auto n = p.CollectGarbage();
+  ASSERT_TRUE(n.ok()) << n.status();
+  ASSERT_EQ(*n, 3u);
+  // A late duplicate of seq 2: the stale lookup sees neither its record nor
+  // the watermark; the commit's watermark condition must catch it.
+  auto late = Run(p, RequestId::ClientSeq("c", 2), MakeRequest("+1"), h);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(GetPipelineError(late.status()),
+            PipelineError::kAlreadyAcknowledged);
+  EXPECT_EQ(ReadInt(live_, "n"), 4) << "a collected request ran again";
+  // A new request of the same client still runs (one re-run at most).
+  auto next = Run(p, RequestId::ClientSeq("c", 5), MakeRequest("+1"), h);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(ReadInt(live_, "n"), 5);
+}
+
+TEST_P(PipelineStaleTest, ReadOnlyReplyIsNeverStale) {
+  RequestPipeline p(store_, clock_);
+  live_.ForcePut("a", "old");
+  store_.Freeze();
+  live_.ForcePut("a", "new");
+  auto reader = MakeHandler(
+      [](const Request&, Transaction& txn) -> absl::StatusOr<Reply> {
+        auto a = txn.Get("a");
+        if (!a.ok()) return a.status();
+        return Reply::Text(absl::StatusCode::kOk, a->value);
+      });
+  for (const RequestId& id :
+       {RequestId::None(), RequestId::Key("ro"), RequestId::ClientSeq("r", 1)}) {
+    auto r = Run(p, id, MakeRequest(""), *reader);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->reply.body, "new") << "a stale read was answered";
+  }
+  EXPECT_EQ(p.Stats().read_only, 3u);
+  EXPECT_EQ(live_.CountWithPrefix(std::string(storage::kReservedPrefix)), 0u);
+}
+
+TEST_P(PipelineStaleTest, ReadOnlyRequestWithAReusedKeyIsRefused) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  store_.Freeze();
+  ASSERT_TRUE(Run(p, RequestId::Key("k"), MakeRequest("+1"), h).ok());
+  auto reader = MakeHandler(
+      [](const Request&, Transaction& txn) -> absl::StatusOr<Reply> {
+        auto a = txn.Get("n");
+        if (!a.ok()) return a.status();
+        return Reply::Text(absl::StatusCode::kOk, a->value);
+      });
+  auto r = Run(p, RequestId::Key("k"), MakeRequest("read"), *reader);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(GetPipelineError(r.status()), PipelineError::kKeyReused);
+}
+
+TEST_P(PipelineStaleTest, StalenessCostsOneReRunOnLatestReads) {
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  live_.ForcePut("n", "10");
+  store_.Freeze();
+  live_.ForcePut("n", "20");  // The replica keeps n = 10 forever.
+  auto r = Run(p, RequestId::Key("x"), MakeRequest("+1"), h);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadInt(live_, "n"), 21);
+  EXPECT_EQ(h.calls.load(), 2) << "a lagging replica must not cause more "
+                                  "than one re-run";
+  auto u = Run(p, RequestId::None(), MakeRequest("+1"), h);
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(ReadInt(live_, "n"), 22);
+  EXPECT_EQ(h.calls.load(), 4);
+}
+
+TEST_P(PipelineStaleTest, ConflictsUnderStalenessStayBounded) {
+  PipelineOptions o;
+  o.max_attempts = 3;
+  RequestPipeline p(store_, clock_, o);
+  CounterHandler h;
+  store_.Freeze();
+  live_.SetBeforeCommit([&] { live_.ForcePut("n", "100"); });
+  auto r = Run(p, RequestId::ClientSeq("c", 1), MakeRequest("+1"), h);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(h.calls.load(), 3);
+  live_.SetBeforeCommit(nullptr);
+}
+
+TEST_P(PipelineStaleTest, FirstAttemptMakesNoLatestRead) {
+  // The fast path: a write costs one stale dedup lookup (keyed), the
+  // handler's stale reads and one commit; a blind write without id costs
+  // exactly one commit.
+  RequestPipeline p(store_, clock_);
+  CounterHandler h;
+  ASSERT_TRUE(Run(p, RequestId::ClientSeq("c", 1), MakeRequest("+1"), h).ok());
+  EXPECT_EQ(store_.latest_reads_.load(), 0);
+  EXPECT_EQ(store_.stale_reads_.load(), 2);  // record + watermark, then "n"
+  EXPECT_EQ(store_.commits_.load(), 1);
+  auto blind = MakeHandler(
+      [](const Request&, Transaction& txn) -> absl::StatusOr<Reply> {
+        if (absl::Status s = txn.Put("b", "1"); !s.ok()) return s;
+        return Reply::Text(absl::StatusCode::kOk, "ok");
+      });
+  ASSERT_TRUE(Run(p, RequestId::None(), MakeRequest("b"), *blind).ok());
+  EXPECT_EQ(store_.latest_reads_.load(), 0);
+  EXPECT_EQ(store_.stale_reads_.load(), 2);
+  EXPECT_EQ(store_.commits_.load(), 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(SyncAndAsync, PipelineStaleTest,
+                         ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Async" : "Sync";
+                         });
 
 }  // namespace
 }  // namespace baton::framework
