@@ -17,7 +17,8 @@
 #   -n  holder crashes (default 1); each crashed host is restored before the next crash; with
 #       more than one, a table of the outage per crash follows the timeline
 #   -L  make the holder etcd's leader before each crash (the crash then also costs an etcd
-#       election)
+#       election); by default etcd's leadership is moved off the holder first, so the crash shows
+#       the take-over alone
 #   -s  seconds of traffic before, between and after the crashes (default 3)
 #   -i  heartbeat of the take-over agents (default 50ms)
 #   -b  use this build directory (default build/, the preset's); with --no-build nothing is built
@@ -113,6 +114,11 @@ for (( k = 1; k <= CRASHES; k++ )); do
     if (( LEADER )); then
       kvlab move-leader "$v" || true
       wait_until 5 eval '[[ $(kvlab etcd-leader) == "$v" ]]' || true
+    elif [[ $(kvlab etcd-leader) == "$v" ]]; then
+      # By default the crash shows the take-over alone: etcd's leadership moves off the victim.
+      other=h1; [[ $v == h1 ]] && other=h2
+      kvlab move-leader "$other" || true
+      wait_until 5 eval '[[ $(kvlab etcd-leader) != "$v" ]]' || true
     fi
     [[ $(holder) == "$v" ]] && break
     sleep 0.5

@@ -27,7 +27,8 @@
 #                         ...). CAPACITY: most addresses per host, default N_ADDRESSES. N_HOSTS
 #                         default 3. BUILD_DIR default ./build (needs samples/kvservice/
 #                         baton-kvserver; bench/tools/baton-kv-driver for `driver`); env KVSERVER /
-#                         KV_DRIVER override the binaries. NET/NET2 as lab.sh (10.78.0 / 10.79.0).
+#                         KV_DRIVER override the binaries; KV_NICE the servers' nice (default
+#                         -10). NET/NET2 as lab.sh (10.78.0 / 10.79.0).
 #   down                  kill everything (by PID), delete the namespaces; keeps DIR (rm it yourself)
 #   holder [SLOT]         one line per service address: "ADDRESS HOST[ HOST..]" ("-" = nobody),
 #                         read from `ip addr` in every host whose service port is up; with SLOT
@@ -161,9 +162,12 @@ wait_server() {
     sleep 0.05
   done
 }
+# The kv server runs at nice KV_NICE (default -10), as baton-takeoverd does by default: its
+# embedded agent must renew a lease of 2.5 heartbeats, and this machine is shared with compilers
+# (at normal priority a 50 ms holder starved of CPU gives its address up, and gets it back).
 start_server() {
   local h=$1
-  bg kv "$h" "$DIR/kv-$h.log" "$KVSERVER" --config "$DIR/kv-$h.yaml"
+  bg kv "$h" "$DIR/kv-$h.log" nice -n "${KV_NICE:--10}" "$KVSERVER" --config "$DIR/kv-$h.yaml"
 }
 
 write_configs() {
