@@ -160,8 +160,8 @@ def cmd_report(labdir, vip, driverdir):
             who = f" (answered by {g.get('node_before') or '?'} before, {g.get('node_after') or '?'} after)"
         rows.append((start + g["start_ms"] / 1e3,
                      f"client outage begins: no request completes for {g['duration_ms']:.0f} ms{who}"))
-        # (an end sorts before a begin at the same instant: "- " < "c")
-        rows.append((start + g["end_ms"] / 1e3, "- client outage ends: requests complete again"))
+        # An end sorts before a begin at the same instant.
+        rows.append((start + g["end_ms"] / 1e3 - 1e-9, "client outage ends: requests complete again"))
     rows.sort()
     t0 = start
     print(f"{'time (s)':>9}  event   (0 = the driver's start)")
