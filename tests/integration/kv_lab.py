@@ -146,26 +146,25 @@ def cmd_report(labdir, vip, driverdir):
     summary = json.load(open(os.path.join(driverdir, "summary.json")))
     start = summary.get("start_unix", start)
     events = read_events(labdir)
-    rows = []
+    rows = []  # (time, order at the same instant: an outage's end first, text)
     for s, e, h in iv:
-        rows.append((s, f"{h} takes {vip} (kernel: address added)"))
+        rows.append((s, 1, f"{h} takes {vip} (kernel: address added)"))
         if (h, e) in crashed_ends:
-            rows.append((e + 1e-6, f"{h} is dead: {vip} is gone with it"))
+            rows.append((e, 2, f"{h} is dead: {vip} is gone with it"))
         elif e != float("inf"):
-            rows.append((e, f"{h} removes {vip} (kernel: address deleted)"))
-    rows += events
+            rows.append((e, 1, f"{h} removes {vip} (kernel: address deleted)"))
+    rows += [(t, 1, what) for t, what in events]
     for g in summary.get("gaps", []):
         who = ""
         if g.get("node_before") or g.get("node_after"):
             who = f" (answered by {g.get('node_before') or '?'} before, {g.get('node_after') or '?'} after)"
-        rows.append((start + g["start_ms"] / 1e3,
+        rows.append((start + g["start_ms"] / 1e3, 1,
                      f"client outage begins: no request completes for {g['duration_ms']:.0f} ms{who}"))
-        # An end sorts before a begin at the same instant.
-        rows.append((start + g["end_ms"] / 1e3 - 1e-9, "client outage ends: requests complete again"))
+        rows.append((start + g["end_ms"] / 1e3, 0, "client outage ends: requests complete again"))
     rows.sort()
     t0 = start
     print(f"{'time (s)':>9}  event   (0 = the driver's start)")
-    for t, what in rows:
+    for t, _, what in rows:
         print(f"{t - t0:9.3f}  {what}")
     retried_replayed = [r for r in recs if r.get("outcome") == "ok" and r.get("attempts", 1) > 1]
     print()
