@@ -484,6 +484,8 @@ absl::Status AgentSupervisor::Spawn() {
   }
   child_pid_ = pid;
   starts_.fetch_add(1);
+  input_.clear();
+  child_started_ = false;
   {
     absl::MutexLock lock(&mu_);
     fd_ = sv[0];
@@ -526,8 +528,41 @@ bool AgentSupervisor::SendLine(const nlohmann::json& j) {
 absl::Status AgentSupervisor::Start(storage::StableStore& store) {
   if (started_) return absl::OkStatus();
   if (absl::Status s = Spawn(); !s.ok()) return s;
-  started_ = true;
   StartLoops(store);
+  // Wait for the daemon to start: a child that cannot bind or reach
+  // netlink, or does not understand --parent-fd, fails the server's start as
+  // the in-process agent would.
+  Clock& clock = RealClock();
+  const absl::Time deadline = clock.Now() + absl::Seconds(10);
+  bool ok = true;
+  while (ok && !child_started_ && clock.Now() < deadline) {
+    pollfd p{fd_, POLLIN, 0};
+    const int r = ::poll(&p, 1, 100);
+    if (r > 0) ok = ReadLines(fd_);
+  }
+  if (!child_started_) {
+    const int pid = child_pid_.load();
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    child_pid_ = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      link_up_ = false;
+      ::close(fd_);
+      fd_ = -1;
+    }
+    ReleaseAll();
+    StopLoops();
+    return absl::UnavailableError(absl::StrCat(
+        "the agent process (", options_.binary, " --parent-fd 3) ",
+        ok ? "did not start within 10 s"
+           : absl::StrCat("exited (status ", WIFEXITED(status)
+                                                ? WEXITSTATUS(status)
+                                                : 128 + WTERMSIG(status),
+                          ") before its daemon started; its log says why")));
+  }
+  started_ = true;
   supervisor_thread_ = std::thread([this] { SupervisorLoop(); });
   spdlog::info("take-over agent started: node {}, {} service address(es), "
                "in process {} ({} --parent-fd 3)",
@@ -544,7 +579,9 @@ void AgentSupervisor::HandleLine(const std::string& line) {
     return;
   }
   const std::string ev = j.value("ev", "");
-  if (ev == "slot") {
+  if (ev == "started") {
+    child_started_ = true;
+  } else if (ev == "slot") {
     takeover::SlotEvent e;
     e.slot = j.value("slot", uint32_t{0});
     e.address = j.value("address", "");
@@ -571,6 +608,20 @@ void AgentSupervisor::HandleLine(const std::string& line) {
   }
 }
 
+bool AgentSupervisor::ReadLines(int fd) {
+  char chunk[4096];
+  const ssize_t n = ::read(fd, chunk, sizeof chunk);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
+  if (n <= 0) return false;
+  input_.append(chunk, static_cast<size_t>(n));
+  size_t nl;
+  while ((nl = input_.find('\n')) != std::string::npos) {
+    HandleLine(input_.substr(0, nl));
+    input_.erase(0, nl + 1);
+  }
+  return true;
+}
+
 void AgentSupervisor::RunChild() {
   const int fd = [this] {
     absl::MutexLock lock(&mu_);
@@ -583,8 +634,6 @@ void AgentSupervisor::RunChild() {
   absl::Time next_keepalive = clock.Now() + period;
   absl::Time kill_at = absl::InfiniteFuture();
   bool asked_shutdown = false;
-  std::string buffer;
-  char chunk[4096];
   for (;;) {
     bool stopping = false;
     {
@@ -618,15 +667,7 @@ void AgentSupervisor::RunChild() {
     const int r = ::poll(&p, 1, wait_ms);
     if (r < 0 && errno != EINTR) break;
     if (r <= 0) continue;
-    const ssize_t n = ::read(fd, chunk, sizeof chunk);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) break;  // EOF: the child exited (or is handing over)
-    buffer.append(chunk, static_cast<size_t>(n));
-    size_t nl;
-    while ((nl = buffer.find('\n')) != std::string::npos) {
-      HandleLine(buffer.substr(0, nl));
-      buffer.erase(0, nl + 1);
-    }
+    if (!ReadLines(fd)) break;  // EOF: the child exited (or is handing over)
   }
   // The link is gone: nothing this server serves is backed by an agent now.
   ReleaseAll();

@@ -232,8 +232,10 @@ class AgentSupervisor final : public ServerAgent {
       EmbeddedAgentConfig config, AgentSupervisorOptions options = {});
   ~AgentSupervisor() override;  // Shutdown() if still running.
 
-  // Spawns the first child (kUnavailable if posix_spawn fails) and the
-  // supervisor thread.
+  // Spawns the first child and waits (at most 10 s) until its daemon
+  // started, then starts the supervisor thread. kUnavailable if the child
+  // cannot be spawned or exits first (e.g. a bind or netlink failure, or a
+  // baton-takeoverd too old to know --parent-fd).
   [[nodiscard]] absl::Status Start(storage::StableStore& store) override;
   // Asks the child to hand over, waits for it to exit (at most 10 s, then
   // SIGKILL), stops the threads.
@@ -256,6 +258,9 @@ class AgentSupervisor final : public ServerAgent {
   void RunChild();
   void SupervisorLoop();
   void HandleLine(const std::string& line);
+  // Reads what the child sent into input_ and handles every whole line;
+  // false on EOF or a read error.
+  bool ReadLines(int fd);
   // Writes one line to the current child; false if there is none or the
   // write failed.
   bool SendLine(const nlohmann::json& j);
@@ -267,6 +272,8 @@ class AgentSupervisor final : public ServerAgent {
   std::atomic<int> child_pid_{0};
   std::atomic<uint64_t> starts_{0};
   int fd_ = -1;  // the server's end; only the supervisor thread opens/closes
+  std::string input_;  // bytes read from the child, not yet a whole line
+  bool child_started_ = false;  // the current child sent {"ev":"started"}
 
   struct PendingStatus {
     nlohmann::json status;

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -157,6 +158,7 @@ int main(int argc, char** argv) {
   int io_threads = 0, worker_threads = 0;
   bool no_sync = false;
   int kill_after_records = 0;
+  int agent_restart_ms = 0;
   app.add_option("--config", config_path, "YAML config file");
   app.add_option("--listen", listen, "host:port to listen on (port 0: any)");
   app.add_option("--grpc-listen", grpc_listen,
@@ -184,6 +186,10 @@ int main(int argc, char** argv) {
                  "tests only: SIGKILL this process right after the Nth "
                  "completion record is durable, before its reply is sent")
       ->group("");  // Hidden from --help.
+  app.add_option("--test-agent-restart-ms", agent_restart_ms,
+                 "tests only: first back-off before a dead agent process is "
+                 "restarted (default 100 ms)")
+      ->group("");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -263,6 +269,11 @@ int main(int argc, char** argv) {
     } else {
       baton::framework::AgentSupervisorOptions options;
       options.binary = config.takeover_binary;
+      if (agent_restart_ms > 0) {
+        options.restart_backoff = absl::Milliseconds(agent_restart_ms);
+        options.max_restart_backoff =
+            std::max(options.max_restart_backoff, options.restart_backoff);
+      }
       auto a = baton::framework::AgentSupervisor::Create(*agent_config,
                                                          options);
       if (a.ok()) agent = *std::move(a); else created = a.status();

@@ -199,6 +199,7 @@ int RunSupervised(int parent_fd, const std::string& log_level) {
     if (!ec) shutdown("signal " + std::to_string(sig));
   });
   link.Start();
+  link.SendStarted();
   spdlog::info("supervised agent running (watchdog {} ms)", watchdog.count());
   io.run();
   return 0;

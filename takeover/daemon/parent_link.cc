@@ -118,6 +118,10 @@ void ParentLink::SendSlotEvent(const SlotEvent& e) {
         {"epoch", e.epoch}});
 }
 
+void ParentLink::SendStarted() {
+  if (!lost_) Send({{"ev", "started"}});
+}
+
 void ParentLink::Send(const nlohmann::json& j) {
   const std::string line = j.dump() + "\n";
   size_t off = 0;

@@ -11,7 +11,8 @@
 //                    {"op":"drain","slot":N|null,"drain":bool}      operator drain / undo
 //                    {"op":"status","id":N}                         status request
 //                    {"op":"shutdown"}                              graceful hand-over, then exit
-//   agent -> server: {"ev":"slot","slot":N,"address":"a.b.c.d","held":bool,"epoch":E}
+//   agent -> server: {"ev":"started"}                              the daemon started (once)
+//                    {"ev":"slot","slot":N,"address":"a.b.c.d","held":bool,"epoch":E}
 //                    {"ev":"status","id":N,"status":{...}}           TakeoverDaemon::StatusJson
 // The link is lost -- and the agent hands over and exits -- on EOF or a read error, on a line
 // that is not a JSON object, or when no line arrived for `watchdog` (a stopped or hung server).
@@ -53,6 +54,8 @@ class ParentLink {
   // Sends a slot event (install as the daemon's slot listener). Never blocks: if the server does
   // not read (stopped), the event is dropped and logged -- the watchdog ends the link soon.
   void SendSlotEvent(const SlotEvent& event);
+  // Tells the server that the daemon started (it waits for this before serving as an agent).
+  void SendStarted();
 
  private:
   void Read();

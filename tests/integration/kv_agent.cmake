@@ -1,10 +1,29 @@
 # kv_agent: baton-kvserver with the take-over agent embedded, in one network
 # namespace the test creates (etcd on its loopback, a group of one): the
 # address follows listening, drain/undo, store health (etcd killed and back)
-# and SIGTERM. Root only (skip outside root, fail under CI=true); lab lock.
-if(TARGET baton-kvserver AND TARGET baton_framework_agent)
-  add_test(NAME kv_agent COMMAND ${CMAKE_CURRENT_LIST_DIR}/kv_agent.sh)
-  set_tests_properties(kv_agent PROPERTIES
+# and SIGTERM -- with the agent in a supervised child process (kv_agent, the
+# default takeover_mode) and on a thread of the server (kv_agent_thread).
+# kv_agent_crash: the supervised child turns the server's kill -9 or SIGSTOP
+# into a hand-over, and the server survives (and restarts) a dead child.
+# Root only (skip outside root, fail under CI=true); lab lock.
+if(TARGET baton-kvserver AND TARGET baton_framework_agent AND
+   TARGET baton-takeoverd)
+  foreach(mode process thread)
+    if(mode STREQUAL "process")
+      set(name kv_agent)
+    else()
+      set(name kv_agent_${mode})
+    endif()
+    add_test(NAME ${name} COMMAND ${CMAKE_CURRENT_LIST_DIR}/kv_agent.sh)
+    set_tests_properties(${name} PROPERTIES
+      LABELS "root;lab"
+      RESOURCE_LOCK lab
+      SKIP_RETURN_CODE 77
+      TIMEOUT 120
+      ENVIRONMENT "KVSERVER=$<TARGET_FILE:baton-kvserver>;TAKEOVER_MODE=${mode}")
+  endforeach()
+  add_test(NAME kv_agent_crash COMMAND ${CMAKE_CURRENT_LIST_DIR}/kv_agent_crash.sh)
+  set_tests_properties(kv_agent_crash PROPERTIES
     LABELS "root;lab"
     RESOURCE_LOCK lab
     SKIP_RETURN_CODE 77

@@ -12,7 +12,8 @@
 #       restarting etcd brings it back, and the counter went on where it was;
 #   (e) SIGTERM removes the address before the process exits.
 # Root only (skip outside root, fail under CI=true). Every process is ended by its PID; the
-# namespace is deleted on every exit path. Environment (CTest, kv_agent.cmake): KVSERVER.
+# namespace is deleted on every exit path. Environment (CTest, kv_agent.cmake): KVSERVER;
+# TAKEOVER_MODE (process, the default: the agent in a supervised child; thread: in the server).
 set -euo pipefail
 export LC_ALL=C
 
@@ -118,6 +119,7 @@ listen: 0.0.0.0:$HTTP
 node_name: h1
 log_level: info
 store: {kind: etcd, endpoints: [127.0.0.1:2379], dial_timeout: 500ms, request_timeout: 1s}
+takeover_mode: ${TAKEOVER_MODE:-process}
 takeover:
   node_id: 1
   interface: eth0

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# baton-kvserver with its take-over agent in a supervised child process (takeover_mode: process,
+# baton-takeoverd --parent-fd), in ONE network namespace this test creates (etcd on its loopback,
+# a group of one moving a service address on a veth interface; heartbeat 50 ms, health period
+# 200 ms, so the child's watchdog is 600 ms). Asserts:
+#   (a) kill -9 of the server: the child sees EOF, removes the address within CRASH_BOUND (about
+#       two heartbeats; the bound is generous for a loaded machine, the time is printed) and exits;
+#   (b) a hung server (SIGSTOP): the child's watchdog removes the address within HANG_BOUND and the
+#       child exits; after SIGCONT the server starts a new child and the address comes back;
+#   (c) kill -9 of the child: the server marks its slot released at once (an INCR through the
+#       address still in the kernel answers 503), starts a new child after its back-off (1.5 s
+#       here, --test-agent-restart-ms) and INCRs work again under a new fence.
+# Root only (skip outside root, fail under CI=true). Every process is ended by its PID; the
+# namespace is deleted on every exit path. Environment (CTest, kv_agent.cmake): KVSERVER.
+set -euo pipefail
+export LC_ALL=C
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../testing/require_root.sh
+. "$REPO/tests/testing/require_root.sh"
+: "${KVSERVER:?set KVSERVER to the baton-kvserver binary}"
+ETCD=${ETCD:-$(command -v etcd || echo /usr/bin/etcd)}
+[[ -x $ETCD ]] || { echo "FAIL: no etcd binary" >&2; exit 1; }
+
+NS="kvc$$"
+NS=${NS:0:12}
+WORK=$(mktemp -d /tmp/baton-kv_agent_crash.XXXXXX)
+VIP=10.79.0.100
+HTTP=8080
+# Bounds (ms). Crash: EOF + removal, ~2 heartbeats expected. Hang: the 600 ms watchdog + removal.
+# Generous for a loaded 2-core machine; the measured times are printed.
+CRASH_BOUND_MS=1000
+HANG_BOUND_MS=2500
+ETCD_PID=""
+KV_PID=""
+MON_PID=""
+FAILED=1
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S.%3N)" "$*"; }
+fail() { log "FAIL: $*"; exit 1; }
+
+cleanup() {
+  local rc=$? p
+  for p in "$KV_PID" "$ETCD_PID" "$MON_PID"; do
+    [[ -n $p ]] && { kill -CONT "$p"; kill -9 "$p"; } 2>/dev/null || true
+  done
+  # The agent child ends by itself on its server's death; make sure.
+  for p in $(child_pids); do kill -9 "$p" 2>/dev/null || true; done
+  for p in "$KV_PID" "$ETCD_PID" "$MON_PID"; do
+    [[ -n $p ]] && wait "$p" 2>/dev/null || true
+  done
+  ip netns del "$NS" 2>/dev/null || true
+  if (( rc != 0 )) || [[ -n ${KEEP:-} ]]; then
+    log "logs in $WORK (exit $rc)"
+    for f in "$WORK"/kv.log "$WORK"/etcd.log; do
+      [[ -f $f ]] && { echo "--- $f"; tail -n 40 "$f"; }
+    done
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+# The agent processes this test's servers started (recorded as they are seen).
+CHILDREN=()
+child_pids() { local p; for p in "${CHILDREN[@]}"; do kill -0 "$p" 2>/dev/null && echo "$p"; done; true; }
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+in_ns() { ip netns exec "$NS" "$@"; }
+now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
+# wait_until SECONDS CMD... : poll CMD every 20 ms until it succeeds (0) or time runs out (1).
+wait_until() {
+  local end=$(( $(now_ms) + ${1%.*} * 1000 )); shift
+  while ! "$@"; do
+    (( $(now_ms) < end )) || return 1
+    sleep 0.02
+  done
+}
+has_vip() { in_ns ip -4 -o addr show dev eth0 | grep -q " $VIP/"; }
+no_vip() { ! has_vip; }
+# curl inside the namespace; prints the body, fails on any non-2xx or no answer.
+kv() { in_ns curl -sf --max-time 2 "$@"; }
+incr() {
+  kv -X POST "http://$VIP:$HTTP/kv/c/incr" -H "Idempotency-Key: \"$1\"" -d '{"by":1}'
+}
+status() { kv "http://127.0.0.1:$HTTP/baton/status"; }
+# The fence of slot 0 as etcd has it (key "kvservice/\xff" "fence/0", value: the epoch).
+stored_fence() {
+  in_ns env ETCDCTL_API=3 "$(dirname "$ETCD")/etcdctl" --endpoints 127.0.0.1:2379 \
+    get --prefix kvservice/ | grep -a -A1 'fence/0$' | tail -n 1
+}
+jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+start_etcd() {
+  # Not through in_ns: a backgrounded function is a subshell, and $! must be etcd itself.
+  ip netns exec "$NS" "$ETCD" --name kva --data-dir "$WORK/etcd" \
+    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster kva=http://127.0.0.1:2380 --heartbeat-interval 50 --election-timeout 500 \
+    >> "$WORK/etcd.log" 2>&1 &
+  ETCD_PID=$!
+  wait_until 20 in_ns curl -sf --max-time 1 http://127.0.0.1:2379/health >/dev/null ||
+    fail "etcd did not start"
+}
+
+# --- the namespace: loopback + an interface that carries the service address ----------------
+ip netns add "$NS"
+in_ns ip link set lo up
+# A veth pair with both ends here (no dummy module on every kernel): eth0 carries the address.
+in_ns ip link add eth0 type veth peer name eth0p
+in_ns ip link set eth0 up
+in_ns ip link set eth0p up
+in_ns ip addr add 10.79.0.1/24 dev eth0
+start_etcd
+log "etcd up in $NS (pid $ETCD_PID)"
+
+openssl rand -hex 32 > "$WORK/cluster.key"
+chmod 600 "$WORK/cluster.key"
+cat > "$WORK/kv.yaml" <<EOF
+listen: 0.0.0.0:$HTTP
+node_name: h1
+log_level: info
+store: {kind: etcd, endpoints: [127.0.0.1:2379], dial_timeout: 500ms, request_timeout: 1s}
+takeover_mode: process
+takeover:
+  node_id: 1
+  interface: eth0
+  service_addresses: [$VIP/24]
+  key_file: $WORK/cluster.key
+  bind_host: 127.0.0.1
+  peers:
+    - {id: 1, priority: 100, address: "127.0.0.1:7946"}
+  timing: {heartbeat: 50ms}
+  kernel_fence: ${KERNEL_FENCE:-false}
+  health_check: {kind: external, period: 200ms, timeout: 500ms, fall: 3, rise: 2}
+  status_socket: $WORK/agent.sock
+  incarnation_file: $WORK/agent.incarnation
+  state_file: $WORK/agent.state
+EOF
+
+
+start_kv() {
+  rm -f "$WORK/ready"
+  ip netns exec "$NS" "$KVSERVER" --config "$WORK/kv.yaml" --ready-file "$WORK/ready" \
+    --test-agent-restart-ms 1500 >> "$WORK/kv.log" 2>&1 &
+  KV_PID=$!
+  wait_until 20 test -s "$WORK/ready" || fail "server did not listen"
+  wait_until 10 has_vip || fail "service address did not appear"
+}
+# The pid of the server's agent child (from /proc: the child of KV_PID running baton-takeoverd).
+agent_of() {
+  local c
+  for c in $(cat "/proc/$1/task/"*/children 2>/dev/null); do
+    if grep -q baton-takeoverd "/proc/$c/cmdline" 2>/dev/null; then echo "$c"; return 0; fi
+  done
+  return 1
+}
+gone() { ! kill -0 "$1" 2>/dev/null; }
+# The pid's state letter (T: stopped). Zombies count as gone for the child checks.
+alive() { [[ -e /proc/$1 ]] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+not_alive() { ! alive "$1"; }
+
+# --- (a) kill -9 of the server ------------------------------------------------------------------
+start_kv
+AGENT=$(agent_of "$KV_PID") || fail "no agent child under the server $KV_PID"
+CHILDREN+=("$AGENT")
+wait_until 5 incr a1 >/dev/null || fail "no INCR through the service address"
+t0=$(now_ms)
+kill -9 "$KV_PID"; wait "$KV_PID" 2>/dev/null || true; KV_PID=""
+wait_until 5 no_vip || fail "address still present 5 s after the server was killed"
+took=$(( $(now_ms) - t0 ))
+(( took <= CRASH_BOUND_MS )) || fail "address removed only ${took} ms after kill -9 (bound ${CRASH_BOUND_MS} ms)"
+wait_until 3 not_alive "$AGENT" || fail "agent child $AGENT still alive 3 s after its server died"
+log "(a) kill -9 server: address removed after ${took} ms; agent child $AGENT exited"
+
+# --- (b) hung server (SIGSTOP) ------------------------------------------------------------------
+start_kv
+AGENT=$(agent_of "$KV_PID") || fail "no agent child under the server $KV_PID"
+CHILDREN+=("$AGENT")
+wait_until 5 incr b1 >/dev/null || fail "no INCR through the service address"
+t0=$(now_ms)
+kill -STOP "$KV_PID"
+wait_until 5 no_vip || { kill -CONT "$KV_PID"; fail "address still present 5 s after SIGSTOP"; }
+took=$(( $(now_ms) - t0 ))
+wait_until 3 not_alive "$AGENT" || { kill -CONT "$KV_PID"; fail "agent child $AGENT alive 3 s after its server stopped"; }
+kill -CONT "$KV_PID"
+(( took <= HANG_BOUND_MS )) || fail "address removed only ${took} ms after SIGSTOP (bound ${HANG_BOUND_MS} ms)"
+log "(b) SIGSTOP server: address removed after ${took} ms (watchdog 600 ms); agent child $AGENT exited"
+wait_until 10 has_vip || fail "address not back after SIGCONT (no new agent child?)"
+AGENT2=$(agent_of "$KV_PID") || fail "no new agent child after SIGCONT"
+CHILDREN+=("$AGENT2")
+[[ $AGENT2 != "$AGENT" ]] || fail "the agent child did not change"
+wait_until 5 incr b2 >/dev/null || fail "no INCR after SIGCONT"
+log "(b) SIGCONT: new agent child $AGENT2, address back, INCR works"
+
+# --- (c) kill -9 of the child -------------------------------------------------------------------
+epoch1=$(status | jq_py 'd["slots"][0]["fence"]["epoch"]')
+kill -9 "$AGENT2"
+# The address stays in the kernel (nobody removed it), but the server no longer serves it.
+code=""
+for _ in $(seq 1 25); do
+  code=$(in_ns curl -s -o /dev/null -w '%{http_code}' --max-time 2 -X POST \
+         "http://$VIP:$HTTP/kv/c/incr" -H 'Idempotency-Key: "c1"' -d '{"by":1}' || true)
+  [[ $code == 503 ]] && break
+  sleep 0.02
+done
+[[ $code == 503 ]] || fail "INCR through $VIP answered $code after the agent child died, want 503"
+grep -q "every slot marked released" "$WORK/kv.log" || fail "the server did not log the released slots"
+log "(c) agent child killed: INCR through the address answers 503"
+wait_until 10 incr c2 >/dev/null || fail "no INCR after the agent child came back"
+AGENT3=$(agent_of "$KV_PID") || fail "no new agent child"
+CHILDREN+=("$AGENT3")
+epoch2=$(status | jq_py 'd["slots"][0]["fence"]["epoch"]')
+(( epoch2 > epoch1 )) || fail "the fence epoch did not grow across the restart ($epoch1 -> $epoch2)"
+log "(c) new agent child $AGENT3; INCR works under epoch $epoch2 (was $epoch1)"
+
+# --- SIGTERM still hands over and ends the child -------------------------------------------------
+kill -TERM "$KV_PID"
+wait "$KV_PID" || fail "server exited with $? after SIGTERM"
+KV_PID=""
+no_vip || fail "address still present after the server exited"
+wait_until 3 not_alive "$AGENT3" || fail "agent child $AGENT3 alive after the server's SIGTERM"
+FAILED=0
+log "PASS"
