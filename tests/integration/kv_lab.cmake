@@ -1,7 +1,7 @@
 # kv_lab: the whole system on three hosts (scripts/kvlab.sh): baton-kvserver with the embedded
 # take-over agent + etcd store on each, baton-kv-driver in the client; holder crashes (one of them
 # etcd's leader) and a partition; lost = duplicated = 0, never two holders. Root only (skip
-# outside root), never beside another lab test (RESOURCE_LOCK lab); takes about 1-2 minutes.
+# outside root), never beside another lab test (RESOURCE_LOCK lab); takes about 30 s.
 # baton-kv-driver is defined in bench/tools/, which CMake reads before tests/.
 if(TARGET baton-kvserver AND TARGET baton-kv-driver)
   add_test(NAME kv_lab COMMAND ${CMAKE_CURRENT_LIST_DIR}/kv_lab.sh)
