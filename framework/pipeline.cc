@@ -408,8 +408,52 @@ absl::StatusOr<RequestPipeline::DedupView> RequestPipeline::ReadDedup(
     if (!wm.present() || !absl::SimpleAtoi(wm.value, &view.acked)) {
       view.acked = 0;
     }
+    absl::MutexLock lock(&clients_mu_);
+    auto it = clients_.find(id.client_id);
+    if (it != clients_.end() &&
+        (!it->second.watermark_known ||
+         it->second.watermark_version <= view.watermark_version)) {
+      it->second.watermark_known = true;
+      it->second.watermark_version = view.watermark_version;
+      it->second.acked = view.acked;
+    }
   }
   return view;
+}
+
+namespace {
+// How many recent seqs per client FirstArrival() remembers, and how many
+// clients (beyond that, it forgets them all: they only lose the shortcut).
+constexpr uint64_t kSeqWindow = 4096;
+constexpr size_t kMaxClients = 65536;
+}  // namespace
+
+bool RequestPipeline::FirstArrival(const RequestId& id, DedupView* view) {
+  absl::MutexLock lock(&clients_mu_);
+  auto it = clients_.find(id.client_id);
+  if (it == clients_.end()) {
+    if (clients_.size() >= kMaxClients) clients_.clear();
+    it = clients_.emplace(id.client_id, ClientState{}).first;
+  }
+  ClientState& c = it->second;
+  if (id.seq + kSeqWindow <= c.max_seq) return false;  // Too old to tell.
+  if (!c.recent.insert(id.seq).second) return false;   // A retry.
+  if (id.seq > c.max_seq) {
+    c.max_seq = id.seq;
+    if (c.recent.size() > 2 * kSeqWindow) {
+      absl::erase_if(c.recent, [&](uint64_t s) {
+        return s + kSeqWindow <= c.max_seq;
+      });
+    }
+  }
+  if (!c.watermark_known || id.seq <= c.acked) return false;
+  view->record.reset();
+  view->watermark_key = WatermarkKey(id.client_id);
+  view->watermark_version = c.watermark_version;
+  view->acked = c.acked;
+  view->stale = true;
+  lookups_skipped_.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 void RequestPipeline::AddDedupConditions(const DedupView& view,
@@ -515,6 +559,14 @@ class RequestPipeline::AsyncExecution {
     if (absl::Status s = p_->CheckId(id_); !s.ok()) return Finish(s);
     record_key_ = RecordPrefix() + IdPart(id_);
     fingerprint_ = Fingerprint(request_);
+    if (id_.kind == RequestId::Kind::kClientSeq &&
+        p_->FirstArrival(id_, &view_)) {
+      {
+        absl::MutexLock lock(&p_->mu_);
+        holds_in_flight_ = p_->in_flight_.emplace(record_key_, 1).second;
+      }
+      if (holds_in_flight_) return StartAttempts();
+    }
     Lookup();
   }
 
@@ -549,6 +601,10 @@ class RequestPipeline::AsyncExecution {
       }
     }
     holds_in_flight_ = true;
+    StartAttempts();
+  }
+
+  void StartAttempts() {
     token_ = p_->instance_nonce_ ^
              (p_->attempt_counter_.fetch_add(1) * 0x9e3779b97f4a7c15ULL);
     stale_reads_ = view_.stale;
@@ -753,7 +809,13 @@ absl::StatusOr<PipelineResult> RequestPipeline::Execute(const RequestId& id,
   // client's connection is held, not a protocol decision.
   const absl::Time deadline = absl::Now() + options_.in_flight_wait;
   DedupView view;
-  for (;;) {
+  bool marked = false;
+  if (id.kind == RequestId::Kind::kClientSeq &&
+      FirstArrival(id, &view)) {
+    absl::MutexLock lock(&mu_);
+    marked = in_flight_.emplace(record_key, 1).second;
+  }
+  while (!marked) {
     absl::StatusOr<DedupView> v = ReadDedup(id, record_key, stale);
     if (!v.ok()) return v.status();
     view = *std::move(v);
@@ -770,7 +832,10 @@ absl::StatusOr<PipelineResult> RequestPipeline::Execute(const RequestId& id,
       return AcknowledgedError(id);
     }
     absl::MutexLock lock(&mu_);
-    if (in_flight_.emplace(record_key, 1).second) break;
+    if (in_flight_.emplace(record_key, 1).second) {
+      marked = true;
+      break;
+    }
     waited_.fetch_add(1, std::memory_order_relaxed);
     while (in_flight_.contains(record_key)) {
       if (in_flight_done_.WaitWithDeadline(&mu_, deadline) &&
@@ -1188,6 +1253,7 @@ PipelineStats RequestPipeline::Stats() const {
   s.waited = waited_.load();
   s.collected = collected_.load();
   s.revalidations = revalidations_.load();
+  s.lookups_skipped = lookups_skipped_.load();
   return s;
 }
 

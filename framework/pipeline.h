@@ -39,6 +39,13 @@
 //   reads, bounded by max_attempts. A read-only reply built on stale reads
 //   is confirmed by one empty conditional commit (read versions, record
 //   absent, watermark) before it is returned, so replies stay linearizable.
+//   A (client, seq) request whose seq arrives here for the first time (the
+//   pipeline remembers the last 4096 seqs of each client it served) and
+//   whose client's watermark it has read before skips the lookup: it is
+//   almost surely new, and if it is not (a retry first sent to another
+//   host), its commit fails on the record, which is then read and replayed.
+//   A PUT-like request thus costs its handler's stale reads and one commit;
+//   a blind write one commit.
 //
 // Requests without an id (RequestId::None()) are executed once per arrival:
 // no dedup and no completion record. Requests whose handler writes nothing
@@ -68,6 +75,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -170,6 +178,9 @@ struct PipelineStats {
   // Latest re-reads of a keyed request's record and watermark after a
   // commit (or read-only confirmation) failed a condition (see "Reads").
   uint64_t revalidations = 0;
+  // (client, seq) requests that skipped the dedup lookup: first arrival of
+  // the seq here, client's watermark known (see "Reads").
+  uint64_t lookups_skipped = 0;
 };
 
 class RequestPipeline {
@@ -249,6 +260,21 @@ class RequestPipeline {
   class InFlightGuard;
   class AsyncExecution;
 
+  // What this process knows of a (client, seq) client.
+  struct ClientState {
+    uint64_t max_seq = 0;
+    // Seqs that arrived here, above max_seq - kSeqWindow.
+    absl::flat_hash_set<uint64_t> recent;
+    // The watermark as last read (versions only grow; so does this).
+    uint64_t watermark_version = 0;
+    uint64_t acked = 0;
+    bool watermark_known = false;
+  };
+  // Notes that `id` (kClientSeq) arrived. True when this is the first
+  // arrival of its seq seen here and the client's watermark is known: *view
+  // is then the lookup's result to assume (stale: no record, the known
+  // watermark), and the lookup may be skipped.
+  bool FirstArrival(const RequestId& id, DedupView* view);
   // Reads `record_key` and (client, seq ids) the client's watermark in one
   // GetMany, stale-allowed or latest.
   absl::StatusOr<DedupView> ReadDedup(const RequestId& id,
@@ -307,12 +333,17 @@ class RequestPipeline {
 
   absl::Mutex gc_mu_;  // One GC pass at a time.
 
+  absl::Mutex clients_mu_;
+  absl::flat_hash_map<std::string, ClientState> clients_
+      ABSL_GUARDED_BY(clients_mu_);
+
   std::atomic<FenceTable*> fences_{nullptr};
   std::atomic<uint64_t> attempt_counter_{0};
   const uint64_t instance_nonce_;
 
   std::atomic<uint64_t> executed_{0}, replayed_{0}, read_only_{0}, reruns_{0},
-      unknown_outcomes_{0}, waited_{0}, collected_{0}, revalidations_{0};
+      unknown_outcomes_{0}, waited_{0}, collected_{0}, revalidations_{0},
+      lookups_skipped_{0};
 };
 
 }  // namespace baton::framework

@@ -665,6 +665,53 @@ TEST_P(PipelineStaleTest, FirstAttemptMakesNoLatestRead) {
   EXPECT_EQ(store_.latest_reads_.load(), 0);
   EXPECT_EQ(store_.stale_reads_.load(), 2);
   EXPECT_EQ(store_.commits_.load(), 2);
+  // The client's next seq skips the lookup (its watermark is known here):
+  // one stale read ("n") and one commit; a blind write with a seq: exactly
+  // one commit.
+  ASSERT_TRUE(Run(p, RequestId::ClientSeq("c", 2), MakeRequest("+1"), h).ok());
+  EXPECT_EQ(store_.stale_reads_.load(), 3);
+  EXPECT_EQ(store_.commits_.load(), 3);
+  ASSERT_TRUE(Run(p, RequestId::ClientSeq("c", 3), MakeRequest("b"), *blind).ok());
+  EXPECT_EQ(store_.stale_reads_.load(), 3);
+  EXPECT_EQ(store_.commits_.load(), 4);
+  EXPECT_EQ(store_.latest_reads_.load(), 0);
+  EXPECT_EQ(p.Stats().lookups_skipped, 2u);
+  // A retry of a seq this process served is looked up, not re-executed.
+  auto again = Run(p, RequestId::ClientSeq("c", 2), MakeRequest("+1"), h);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(h.calls.load(), 2);
+}
+
+TEST_P(PipelineStaleTest, RetryFirstSeenHereAfterAnotherHostRanItIsReplayed) {
+  // p2 has served client c before (it knows c's watermark); p1 executes
+  // c's seq 5, then the client's retry of seq 5 reaches p2, for which seq 5
+  // is new: p2 skips the lookup, runs the handler, its commit fails on the
+  // record, and the record's reply is served. Effects: once.
+  RequestPipeline p1(store_, clock_);
+  RequestPipeline p2(store_, clock_);
+  CounterHandler h;
+  ASSERT_TRUE(Run(p2, RequestId::ClientSeq("c", 1), MakeRequest("+1"), h).ok());
+  auto first = Run(p1, RequestId::ClientSeq("c", 5), MakeRequest("+1"), h);
+  ASSERT_TRUE(first.ok());
+  auto retry = Run(p2, RequestId::ClientSeq("c", 5), MakeRequest("+1"), h);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(retry->reply, first->reply);
+  EXPECT_EQ(ReadInt(live_, "n"), 2) << "executed twice";
+  EXPECT_EQ(p2.Stats().lookups_skipped, 1u);
+  EXPECT_EQ(p2.Stats().replayed, 1u);
+  // A watermark that grew behind p2's back (p1's GC) is caught by the
+  // commit's watermark condition: a new seq below it gets 410.
+  ASSERT_TRUE(Run(p1, RequestId::ClientSeq("c", 6, /*acked=*/9),
+                  MakeRequest("+1"), h)
+                  .ok());
+  ASSERT_TRUE(p1.CollectGarbage().ok());
+  auto below = Run(p2, RequestId::ClientSeq("c", 8), MakeRequest("+1"), h);
+  ASSERT_FALSE(below.ok());
+  EXPECT_EQ(GetPipelineError(below.status()),
+            PipelineError::kAlreadyAcknowledged);
+  EXPECT_EQ(ReadInt(live_, "n"), 3);
 }
 
 INSTANTIATE_TEST_SUITE_P(SyncAndAsync, PipelineStaleTest,
