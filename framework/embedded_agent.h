@@ -4,7 +4,7 @@
 // server's commits by the addresses it holds (framework/fence.h).
 //
 //   auto config = ParseEmbeddedAgentConfig(takeover_yaml);   // exit 2 on error
-//   auto agent = EmbeddedAgent::Create(*config);
+//   auto agent = AgentSupervisor::Create(*config);  // or EmbeddedAgent::Create
 //   pipeline.SetFenceTable(&(*agent)->fences());
 //   (*agent)->RegisterRoutes(router);        // GET /baton/status, POST /baton/drain
 //   ... open the store, start listening (HTTP, gRPC) ...

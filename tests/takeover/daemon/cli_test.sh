@@ -2,7 +2,8 @@
 # baton-takeoverd's command line, without root or a kernel: a bad config exits 2 with a message
 # naming the key; a corrupt state file exits 2; --check-config accepts a good config without writing any state; `status` on a
 # socket nobody listens on exits 3 (also `drain`); external health (an embedder's) is refused with 2; a
-# pool of addresses is accepted. Usage: cli_test.sh /path/to/baton-takeoverd
+# pool of addresses is accepted; --parent-fd (a server's supervised agent) exits 0 when the server is
+# gone before the config and 2 on a bad first line or config. Usage: cli_test.sh /path/to/baton-takeoverd
 set -euo pipefail
 D=${1:?usage: cli_test.sh BATON_TAKEOVERD}
 W=$(mktemp -d /tmp/baton-takeoverd-cli.XXXXXX)
@@ -53,4 +54,12 @@ expect_rc 2 "$D" --config "$W/good.yaml" --check-config
 expect_rc 2 "$D"
 expect_rc 2 "$D" --config "$W/missing.yaml"
 expect_rc 3 "$D" status --socket "$W/nobody.sock"
+# Supervised by a server (--parent-fd, takeover/daemon/parent_link.h): a server gone before it
+# sent the config is a quiet exit 0; a first line that is not the config, or a config the daemon
+# refuses (named under "takeover."), is 2 -- all before any kernel access.
+expect_rc 0 "$D" --parent-fd 3 3</dev/null
+expect_rc 2 "$D" --parent-fd 3 3< <(echo garbage)
+grep -q 'not {"op":"config"}' "$W/out" || fail "--parent-fd garbage message: $(cat "$W/out")"
+expect_rc 2 "$D" --parent-fd 3 3< <(python3 -c 'import json,sys; print(json.dumps({"op": "config", "yaml": open(sys.argv[1]).read()}))' "$W/bad.yaml")
+grep -q "takeover.*node_id 7 is not in the peer list" "$W/out" || fail "--parent-fd bad config message: $(cat "$W/out")"
 echo PASS
