@@ -652,11 +652,19 @@ class RequestPipeline::AsyncExecution {
       spdlog::error("handler for {} threw", request_.operation);
       reply = absl::InternalError("handler failed");
     }
-    if (!reply.ok()) return Finish(reply.status());
-    reply_ = *std::move(reply);
+    handler_error_ = absl::OkStatus();
+    if (!reply.ok()) {
+      // An error built on stale reads (or on a stale lookup) is answered
+      // only once confirmed, like a read-only reply: it may be due to the
+      // staleness, or the request may have a record to replay.
+      if (!txn.stale() && !view_.stale) return Finish(reply.status());
+      handler_error_ = reply.status();
+    } else {
+      reply_ = *std::move(reply);
+    }
 
     std::vector<Condition> conditions = txn.Conditions();
-    if (!txn.has_writes()) {
+    if (!txn.has_writes() || !handler_error_.ok()) {
       // See ReadsStillCurrent(): one latest read is a linearizable answer;
       // several, or stale ones, are confirmed by an empty conditional
       // commit, with the dedup conditions when the lookup was stale.
@@ -754,6 +762,7 @@ class RequestPipeline::AsyncExecution {
   }
 
   void FinishReadOnly() {
+    if (!handler_error_.ok()) return Finish(handler_error_);
     p_->read_only_.fetch_add(1, std::memory_order_relaxed);
     Finish(PipelineResult{std::move(reply_), false});
   }
@@ -781,6 +790,7 @@ class RequestPipeline::AsyncExecution {
   // stale lookup).
   bool stale_reads_ = true;
   DedupView view_;  // the last dedup lookup (keyed requests)
+  absl::Status handler_error_;  // the current run's, while it is confirmed
   bool holds_in_flight_ = false;
   Reply reply_;
   FenceDecision fence_;  // the fence the current attempt's commit carries
@@ -906,10 +916,12 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
     TransactionImpl txn(store_, Consistency(stale_reads));
     stale_reads = false;
     absl::StatusOr<Reply> reply = handler.Handle(request, txn);
-    if (!reply.ok()) return reply.status();
+    // An error built on stale reads (or on a stale lookup) is answered only
+    // once confirmed, like a read-only reply (see ExecuteAsync's).
+    if (!reply.ok() && !txn.stale() && !view.stale) return reply.status();
 
     std::vector<Condition> conditions = txn.Conditions();
-    if (!txn.has_writes()) {
+    if (!txn.has_writes() || !reply.ok()) {
       std::vector<Condition> extra;
       if (view.stale) AddDedupConditions(view, record_key, &extra);
       absl::Status conflict;
@@ -922,6 +934,7 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
         }
         continue;
       }
+      if (!reply.ok()) return reply.status();
       read_only_.fetch_add(1, std::memory_order_relaxed);
       return PipelineResult{*std::move(reply), false};
     }
@@ -977,14 +990,15 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteUnkeyed(
     // Only the first run reads stale-allowed (see ExecuteKeyed).
     TransactionImpl txn(store_, Consistency(attempt == 1));
     absl::StatusOr<Reply> reply = handler.Handle(request, txn);
-    if (!reply.ok()) return reply.status();
+    if (!reply.ok() && !txn.stale()) return reply.status();
     std::vector<Condition> conditions = txn.Conditions();
-    if (!txn.has_writes()) {
+    if (!txn.has_writes() || !reply.ok()) {
       absl::Status conflict;
       absl::StatusOr<bool> current =
           ReadsStillCurrent(store_, txn, {}, &conflict);
       if (!current.ok()) return current.status();
       if (!*current) continue;
+      if (!reply.ok()) return reply.status();
       read_only_.fetch_add(1, std::memory_order_relaxed);
       return PipelineResult{*std::move(reply), false};
     }

@@ -8,6 +8,12 @@
 // so a handler must not act outside its transaction (no side effects
 // elsewhere that a re-run would repeat).
 //
+// Reads may be stale on the pipeline's first run of a request (a replicated
+// store's member may lag; storage::ReadConsistency::kMayBeStale): the commit
+// checks every version read, and a stale one makes the pipeline run the
+// handler again on latest reads, so a handler never has to care. A reply or
+// error built on stale reads is never sent: it is confirmed or discarded.
+//
 // Reads see the transaction's own buffered writes. A Scan records the versions
 // of the keys it returned; a key inserted under the prefix by a concurrent
 // request is not detected (no phantom protection).

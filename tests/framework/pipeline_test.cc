@@ -599,6 +599,28 @@ TEST_P(PipelineStaleTest, ReadOnlyReplyIsNeverStale) {
   EXPECT_EQ(live_.CountWithPrefix(std::string(storage::kReservedPrefix)), 0u);
 }
 
+TEST_P(PipelineStaleTest, HandlerErrorFromAStaleReadIsNotAnswered) {
+  RequestPipeline p(store_, clock_);
+  live_.ForcePut("a", "old");
+  store_.Freeze();
+  live_.ForcePut("a", "new");
+  // Refuses unless it sees the new value; writes when it does.
+  auto h = MakeHandler(
+      [](const Request&, Transaction& txn) -> absl::StatusOr<Reply> {
+        auto a = txn.Get("a");
+        if (!a.ok()) return a.status();
+        if (a->value != "new") return absl::FailedPreconditionError("old");
+        if (absl::Status s = txn.Put("b", "1"); !s.ok()) return s;
+        return Reply::Text(absl::StatusCode::kOk, a->value);
+      });
+  for (const RequestId& id :
+       {RequestId::None(), RequestId::Key("e"), RequestId::ClientSeq("r", 1)}) {
+    auto r = Run(p, id, MakeRequest(""), *h);
+    ASSERT_TRUE(r.ok()) << r.status() << " (an error built on a stale read)";
+    EXPECT_EQ(r->reply.body, "new");
+  }
+}
+
 TEST_P(PipelineStaleTest, ReadOnlyRequestWithAReusedKeyIsRefused) {
   RequestPipeline p(store_, clock_);
   CounterHandler h;
