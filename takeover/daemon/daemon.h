@@ -14,7 +14,9 @@
 // applied first -- a remove always before any add -- and only then are the messages sent, so a
 // release never reaches a peer while the address is still here.
 //
-// Embedding (e.g. baton-kvserver runs the agent in-process): create it on the embedder's
+// Embedding (e.g. baton-kvserver with takeover_mode thread runs the agent in-process; with
+// takeover_mode process it supervises `baton-takeoverd --parent-fd`, parent_link.h, which embeds it
+// the same way): create it on the embedder's
 // io_context, SetSlotListener before Start, then SetHealthy / DrainSlot / GetStatusAsync from any
 // thread. Destroy it on (or after stopping) the io_context's thread, after Shutdown's `done`.
 //

@@ -197,11 +197,14 @@ log "(b) SIGCONT: new agent child $AGENT2, address back, INCR works"
 # --- (c) kill -9 of the child -------------------------------------------------------------------
 epoch1=$(status | jq_py 'd["slots"][0]["fence"]["epoch"]')
 kill -9 "$AGENT2"
-# The address stays in the kernel (nobody removed it), but the server no longer serves it.
+wait_until 3 not_alive "$AGENT2" || fail "agent child $AGENT2 survived kill -9"
+# The address stays in the kernel (nobody removed it), but the server no longer serves it: within
+# a moment of the child's death (the server reads EOF) writes there are refused. A new key per
+# attempt: a key that was answered once is replayed from its saved reply.
 code=""
-for _ in $(seq 1 25); do
+for i in $(seq 1 25); do
   code=$(in_ns curl -s -o /dev/null -w '%{http_code}' --max-time 2 -X POST \
-         "http://$VIP:$HTTP/kv/c/incr" -H 'Idempotency-Key: "c1"' -d '{"by":1}' || true)
+         "http://$VIP:$HTTP/kv/c/incr" -H "Idempotency-Key: \"c1-$i\"" -d '{"by":1}' || true)
   [[ $code == 503 ]] && break
   sleep 0.02
 done
