@@ -30,3 +30,19 @@ if(TARGET baton-kvserver AND TARGET baton_framework_agent AND
     TIMEOUT 120
     ENVIRONMENT "KVSERVER=$<TARGET_FILE:baton-kvserver>")
 endif()
+
+# kv_agent_supervisor_test: the server side of the supervised agent
+# (AgentSupervisor) against a stand-in agent process (kv_agent_fake_agent.py):
+# fences from slot events, release at the child's death, restart with drains
+# replayed, keepalive, shutdown. No root, no kernel access.
+if(TARGET baton_framework_agent AND TARGET baton_storage)
+  find_package(Python3 COMPONENTS Interpreter QUIET)
+  if(Python3_Interpreter_FOUND)
+    add_executable(kv_agent_supervisor_test kv_agent_supervisor_test.cc)
+    target_link_libraries(kv_agent_supervisor_test PRIVATE
+      baton_framework_agent baton_storage GTest::gtest_main)
+    target_compile_definitions(kv_agent_supervisor_test PRIVATE
+      BATON_FAKE_AGENT="${CMAKE_CURRENT_LIST_DIR}/kv_agent_fake_agent.py")
+    gtest_discover_tests(kv_agent_supervisor_test DISCOVERY_TIMEOUT 60)
+  endif()
+endif()

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""A stand-in for `baton-takeoverd --parent-fd N` (takeover/daemon/parent_link.h) for
+kv_agent_supervisor_test: speaks the line protocol without any kernel or network access.
+
+On start it reads the config line, says {"ev":"started"} and reports slot 0 held with epoch
+5 + (number of starts so far); answers status requests; on {"op":"shutdown"} reports the slot
+released and exits 0; on EOF exits 0. Every line it receives is appended to
+$FAKE_AGENT_DIR/lines-<pid>; each start appends its pid to $FAKE_AGENT_DIR/starts.
+FAKE_AGENT_MODE=fail: exit 1 before saying started (a daemon that cannot start)."""
+import json
+import os
+import socket
+import sys
+
+fd = int(sys.argv[sys.argv.index("--parent-fd") + 1])
+d = os.environ["FAKE_AGENT_DIR"]
+if os.environ.get("FAKE_AGENT_MODE") == "fail":
+    sys.exit(1)
+with open(os.path.join(d, "starts"), "a") as f:
+    f.write("%d\n" % os.getpid())
+with open(os.path.join(d, "starts")) as f:
+    starts = len(f.read().split())
+sock = socket.socket(fileno=fd)
+rf = sock.makefile("r")
+log = open(os.path.join(d, "lines-%d" % os.getpid()), "a", buffering=1)
+
+
+def send(obj):
+    sock.sendall((json.dumps(obj) + "\n").encode())
+
+
+config = json.loads(rf.readline())
+log.write(json.dumps({"op": config["op"]}) + "\n")
+epoch = 5 + starts
+send({"ev": "started"})
+send({"ev": "slot", "slot": 0, "address": "10.0.0.1", "held": True, "epoch": epoch})
+for line in rf:
+    log.write(line)
+    msg = json.loads(line)
+    if msg["op"] == "status":
+        send({"ev": "status", "id": msg["id"],
+              "status": {"fake": True, "slots": [{"slot": 0, "held_by_me": True}]}})
+    elif msg["op"] == "shutdown":
+        send({"ev": "slot", "slot": 0, "address": "10.0.0.1", "held": False, "epoch": epoch})
+        sys.exit(0)
+sys.exit(0)
