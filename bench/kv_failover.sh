@@ -41,7 +41,8 @@
 #   --quick  -n 3 -i 0.1
 #   -b  build dir with baton-kvserver and baton-kv-driver (default: ../build, else ../build-kvbench)
 # Env: ATTEMPT_MS (driver's attempt timeout, default 100), BACKOFF_MS (its longest backoff,
-#      default 20), CLIENTS (default 4), PFX_B / PFX_K (namespace prefixes, default kvfb / kvfk).
+#      default 20), CLIENTS (default 4), PFX_B / PFX_K (namespace prefixes, default kvb<PID> /
+#      kvk<PID>: concurrent invocations do not share labs).
 # Output: OUTDIR/<system>-<scenario>-<interval>/run-<k>/{timeline.jsonl,driver.json,events,...},
 # OUTDIR/runs.jsonl (one JSON per run), OUTDIR/summary.jsonl (one JSON per cell), OUTDIR/table.txt.
 # Needs root, iproute2, nftables, etcd, keepalived, python3.
@@ -81,7 +82,8 @@ PY=$(command -v python3)
 OUT=${OUT:-/tmp/baton-kv-failover.$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"; : > "$OUT/runs.jsonl"
 RERUN="$0 -i $INTERVALS -n $N -s $SCENARIOS$( (( RUN_B )) || echo " -B")$( (( RUN_K )) || echo " -K") -o $OUT -b $BUILD"
-PFX_B=${PFX_B:-kvfb}; PFX_K=${PFX_K:-kvfk}
+# Namespace prefixes unique to this invocation (concurrent runs must not take down each other's labs).
+PFX_B=${PFX_B:-kvb$$}; PFX_K=${PFX_K:-kvk$$}; PFX_B=${PFX_B:0:12}; PFX_K=${PFX_K:0:12}
 ATTEMPT_MS=${ATTEMPT_MS:-100}; BACKOFF_MS=${BACKOFF_MS:-20}; CLIENTS=${CLIENTS:-4}
 NET=10.78.0; NET2=10.79.0; VIP=$NET.100; PORT=8080
 # Phases (s): steady load before the fault; after the move, watch this long; a partition lasts
@@ -223,6 +225,7 @@ one_run() {   # one_run SCENARIO INTERVAL K
   wait_until "$(calc "10 + 20*$iv")" stable_holder "$(awk -v i="$iv" 'BEGIN { print (3 * i > 0.1 ? 3 * i : 0.1) }')" \
     || { event error "no stable sole holder before the run: '$(holders)'"; ok=0; }
   v=$(holders)
+  [[ -n $v && $v != *" "* ]] || { (( ok == 0 )) || event error "no sole holder at the start: '$v'"; ok=0; }
   if (( ok )); then
     move_leader_off "$v" || event warning "etcd leader could not be moved off $v"
     event start "$(now)"
@@ -301,9 +304,10 @@ for p in "$PFX_B" "$PFX_K"; do
     echo "a lab with prefix $p is up (another run? else: scripts/lab.sh down -p $p)" >&2; exit 1
   fi
 done
+UP_LAB=""   # the lab this invocation has up ("SYS PFX CELL"): the only one cleanup takes down
 cleanup() {
-  local s
-  for s in baton keepalived; do SYS=$s; PFX=$([[ $s == baton ]] && echo "$PFX_B" || echo "$PFX_K"); CELL=$OUT/.cleanup; sys_down; done
+  [[ -n $UP_LAB ]] || return 0
+  read -r SYS PFX CELL <<< "$UP_LAB"; sys_down
 }
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
@@ -319,8 +323,9 @@ for iv in ${INTERVALS//,/ }; do
     PFX=$([[ $SYS == baton ]] && echo "$PFX_B" || echo "$PFX_K")
     CELL=$OUT/lab-$SYS-$iv; rm -rf "$CELL"; mkdir -p "$CELL"; : > "$CELL/runs"; LEADER=""
     echo "== $SYS, interval ${iv}s: lab up"
+    UP_LAB="$SYS $PFX $CELL"
     if ! sys_up "$iv" > "$CELL/up.log" 2>&1; then
-      echo "  lab did not come up (see $CELL/up.log)"; sys_down; continue
+      echo "  lab did not come up (see $CELL/up.log)"; sys_down; UP_LAB=""; continue
     fi
     for scen in ${SCENARIOS//,/ }; do
       echo "== $SYS $scen ${iv}s x $N"
@@ -328,7 +333,7 @@ for iv in ${INTERVALS//,/ }; do
         one_run "$scen" "$iv" "$k"
       done
     done
-    sys_down
+    sys_down; UP_LAB=""
     analyze_cell
   done
 done

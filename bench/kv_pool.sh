@@ -25,7 +25,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 KVLAB=$REPO/scripts/kvlab.sh
 ANALYZE=$HERE/kv_pool/analyze.py
-HB=0.05; N=3; CLIENTS=12; OUT=""; BUILD=""; PFX=${PFX:-kvpool}
+HB=0.05; N=3; CLIENTS=12; OUT=""; BUILD=""; PFX=${PFX:-kvp$$}; PFX=${PFX:0:12}   # unique: concurrent runs keep apart
 NADDR=6; CAP=3; BEFORE=2; GAP=2; AFTER=2.5
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit "${1:-0}"; }
 ARGV=("$@")
