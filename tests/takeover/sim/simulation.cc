@@ -160,8 +160,18 @@ void Simulation::HealPartitions() {
 void Simulation::Drain(NodeId id) {
   SimNode& n = N(id);
   if (!n.node || n.paused_until > now_) return;
+  Trace("drain " + std::to_string(id));
   BeforeCall(n);
   n.node->Drain(Local(n, now_));
+  AfterCall(n);
+}
+
+void Simulation::Resume(NodeId id) {
+  SimNode& n = N(id);
+  if (!n.node || n.paused_until > now_) return;
+  Trace("resume " + std::to_string(id));
+  BeforeCall(n);
+  n.node->Resume(Local(n, now_));
   AfterCall(n);
 }
 

@@ -113,6 +113,9 @@ class Simulation {
   NetworkOptions& network() { return options_.network; }
   // Calls Drain on a node now.
   void Drain(NodeId id);
+  // Calls Resume on a node now (undoes Drain(id): the daemon's health check
+  // recovered).
+  void Resume(NodeId id);
   // Calls Drain(slot) (drain = true) or Undrain(slot) on a node now.
   void DrainSlot(NodeId id, uint32_t slot, bool drain = true);
   // Calls SetCapacity on a node now; the checker then holds the node to it
