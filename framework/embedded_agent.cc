@@ -728,8 +728,9 @@ void AgentSupervisor::SupervisorLoop() {
         if (stopping_) return;
       }
       backoff = std::min(backoff * 2, options_.max_restart_backoff);
-      if (absl::Status s = Spawn(); s.ok()) break;
-      else spdlog::error("take-over agent: {}", std::string(s.message()));
+      absl::Status s = Spawn();
+      if (s.ok()) break;
+      spdlog::error("take-over agent: {}", std::string(s.message()));
     }
     spdlog::info("take-over agent: agent process {} started (start #{})",
                  child_pid_.load(), starts_.load());

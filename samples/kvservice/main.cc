@@ -265,7 +265,11 @@ int main(int argc, char** argv) {
     absl::Status created = absl::OkStatus();
     if (config.takeover_mode == "thread") {
       auto a = baton::framework::EmbeddedAgent::Create(*agent_config);
-      if (a.ok()) agent = *std::move(a); else created = a.status();
+      if (a.ok()) {
+        agent = *std::move(a);
+      } else {
+        created = a.status();
+      }
     } else {
       baton::framework::AgentSupervisorOptions options;
       options.binary = config.takeover_binary;
@@ -276,7 +280,11 @@ int main(int argc, char** argv) {
       }
       auto a = baton::framework::AgentSupervisor::Create(*agent_config,
                                                          options);
-      if (a.ok()) agent = *std::move(a); else created = a.status();
+      if (a.ok()) {
+        agent = *std::move(a);
+      } else {
+        created = a.status();
+      }
     }
     if (!created.ok()) {
       std::fprintf(stderr, "baton-kvserver: takeover: %s\n",
