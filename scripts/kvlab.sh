@@ -44,10 +44,12 @@
 #                         etcd member (same data dir) and kv server restarted; waits until the
 #                         server answers
 #   cut hK | heal [hK..]  cut hK from the other hosts (cluster network) / heal
-#   kill-server hK        SIGKILL only hK's kv server (process crash; etcd stays). The dead
-#                         server's addresses stay in hK's `ip addr` until their valid_lft (2 s)
-#                         although its kernel fence stops them answering at its lease end, so
-#                         `holder` may list hK beside the new holder for up to 2 s
+#   kill-server hK        SIGKILL only hK's kv server (process crash; etcd stays). Its agent
+#                         child (takeover_mode: process, the default) sees the socket close and
+#                         hands the addresses over at once (removed from hK within ms). With
+#                         takeover_mode: thread the agent dies too: the addresses then stay in
+#                         hK's `ip addr` until their valid_lft (2 s), fenced by nftables from the
+#                         lease end, so `holder` may list hK beside the new holder meanwhile
 #   start-server hK       (re)start hK's kv server (also: restart hK) and wait until it answers
 #   drain hK [--undo]     POST /baton/drain (?undo=1) to hK's kv server (also: undrain hK)
 #   driver [-- ARGS]      run baton-kv-driver in the client against every service address
