@@ -744,16 +744,27 @@ class NodeImpl final : public Node {
       r.wait = s.grant_until - now;
       return r;
     }
-    if (epoch == 0 || epoch < s.max_epoch ||
-        (epoch == s.max_epoch && s.max_epoch_owner != id)) {
+    // The live holder renewing the epoch it holds is granted even if our
+    // floor is not its own: after a contest, the loser's self-grant of the
+    // same epoch, or of the next one it proposed when refused, stays our
+    // floor. Refusing the holder then left its lease on fewer grantors (one,
+    // in a group of three), so one peer's stall cost it the slot (docs
+    // "Epochs": renewals of the live holder). No epoch is given anew.
+    const bool holder_renewal = epoch != 0 && ClaimLive(s, now) &&
+                                s.claimed_holder == id && s.claimed_epoch == epoch;
+    if (!holder_renewal &&
+        (epoch == 0 || epoch < s.max_epoch ||
+         (epoch == s.max_epoch && s.max_epoch_owner != id))) {
       return r;  // Epoch taken: the candidate retries above r.epoch.
     }
     s.grantee = id;
     s.grantee_incarnation = from == self_index_ ? incarnation_ : peers_[from].incarnation;
     s.grant_until = now + grant_hold_;
     s.grant_epoch = epoch;
-    s.max_epoch = epoch;
-    s.max_epoch_owner = id;
+    if (epoch >= s.max_epoch) {  // Below only for a holder_renewal.
+      s.max_epoch = epoch;
+      s.max_epoch_owner = id;
+    }
     r.granted = true;
     r.epoch = epoch;
     return r;

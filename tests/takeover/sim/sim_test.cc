@@ -816,6 +816,58 @@ TEST(TakeoverSim, RestoredTopNodeWithHealthResumeDoesNotTakeBack) {
   }
 }
 
+// Lab report (kvlab, heartbeat 50 ms): "on a view change a holder logged
+// 'shed (no capacity in this view)' and retook the slot 13 ms later with a
+// new epoch". Cause: after a contest (two candidates proposing the same epoch
+// at once, e.g. after CPU stalls), the loser's own grant kept that epoch as
+// the loser's, so it refused every renewal of the winner, whose lease then
+// rested on the remaining grantor alone: a stall of that one peer (or its
+// absence from the view) cost the holder its lease, and the holder, alone in
+// its view (hence "shed"), took the slot back with a new epoch once the peer
+// was heard again. With every peer up, a holder must survive a stall of any
+// one peer, however long. Phase 1 stirs up contests with random stalls of
+// every node (30-200 ms); phase 2 stalls each non-holder alone for 300 ms.
+TEST(TakeoverSim, HolderSurvivesAnyOnePeerStallAfterContests) {
+  for (uint64_t seed = 1; seed <= 30; ++seed) {
+    std::mt19937_64 g(seed);
+    SimOptions o;
+    o.seed = seed;
+    o.group.peers = {{1, 150, 1}, {2, 100, 1}, {3, 50, 1}};
+    o.group.timing = Timing::ForHeartbeat(milliseconds(50));
+    o.network.min_delay = microseconds(100);
+    o.network.max_delay = milliseconds(3);
+    o.receive_cost = microseconds(300);
+    o.drop_cost = microseconds(20);
+    o.trace = std::getenv("BATON_SIM_TRACE") != nullptr;
+    Simulation sim(o);
+    for (NodeId id : sim.ids()) sim.Start(id);
+    sim.RunUntil(milliseconds(1000));
+    for (int round = 0; round < 4; ++round) {
+      const std::string where = "seed " + std::to_string(seed) + " round " + std::to_string(round);
+      // Phase 1: contests.
+      for (int k = 0; k < 10; ++k) {
+        sim.Pause(sim.ids()[static_cast<size_t>(Pick(g, 0, 2))],
+                  PickTime(g, milliseconds(30), milliseconds(200)));
+        sim.RunUntil(sim.now() + PickTime(g, milliseconds(100), milliseconds(400)));
+      }
+      sim.RunUntil(sim.now() + milliseconds(500));
+      const NodeId holder = sim.Holder();
+      ASSERT_NE(holder, kNoNode) << where;
+      const size_t events = sim.history().size();
+      // Phase 2: one peer at a time stalls for 300 ms (2.4 leases).
+      for (NodeId peer : sim.ids()) {
+        if (peer == holder) continue;
+        sim.Pause(peer, milliseconds(300));
+        sim.RunUntil(sim.now() + milliseconds(400));
+      }
+      ASSERT_TRUE(sim.ok()) << where << ": " << sim.violations()[0];
+      EXPECT_EQ(sim.Holder(), holder) << where;
+      ASSERT_EQ(sim.history().size(), events)
+          << where << ": the holder lost its lease to one peer's stall\n" << sim.trace();
+    }
+  }
+}
+
 // Lab defect (todaemon-epoch/keep-21534): one node left its start-up quiet
 // period a few ms before its peers and took their "wait, I am quiet" refusals
 // for "epoch taken", so its epoch climbed by one per round trip (795 in
