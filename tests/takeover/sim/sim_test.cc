@@ -781,6 +781,10 @@ TEST(TakeoverSim, RestoredTopNodeWithHealthResumeDoesNotTakeBack) {
     sim.RunUntil(milliseconds(1000));
     const std::string where = "seed " + std::to_string(seed);
     ASSERT_EQ(sim.Holder(), 1u) << where;
+    // Half of the seeds: h1 stalls past its lease just before its crash, so
+    // h2 and h3 may contest the slot (a loser's self-grant raises its floor).
+    if (seed % 4 >= 2) sim.Pause(1, PickTime(g, milliseconds(130), milliseconds(200)));
+    sim.RunUntil(sim.now() + PickTime(g, milliseconds(100), milliseconds(200)));
     sim.Crash(1);
     sim.RunUntil(milliseconds(2000));
     ASSERT_EQ(sim.Holder(), 2u) << where;
@@ -808,6 +812,12 @@ TEST(TakeoverSim, RestoredTopNodeWithHealthResumeDoesNotTakeBack) {
       const NodeId victim = sim.ids()[static_cast<size_t>(Pick(g, 0, 2))];
       sim.Pause(victim, PickTime(g, milliseconds(1), milliseconds(55)));
     }
+    sim.RunUntil(sim.now() + milliseconds(500));
+    // The restored h1 must grant h2's renewals: h2 survives h3 stalling for
+    // 300 ms (2.4 leases) on h1's grant. (Before the fix, a restored node
+    // that adopted a contest loser's floor above h2's epoch refused them, and
+    // h3's next long stall handed the address to h1.)
+    sim.Pause(3, milliseconds(300));
     sim.RunUntil(sim.now() + milliseconds(500));
     ASSERT_TRUE(sim.ok()) << where << ": " << sim.violations()[0];
     EXPECT_EQ(sim.Holder(), 2u) << where << "\n" << sim.trace();
