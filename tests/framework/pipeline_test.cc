@@ -567,9 +567,21 @@ TEST_P(PipelineStaleTest, StaleWatermarkStillRefusesACollectedRequest) {
   ASSERT_EQ(*n, 3u);
   // A late duplicate of seq 2: the stale lookup sees neither its record nor
   // the watermark; the commit's watermark condition must catch it.
-  auto late = Run(p, RequestId::ClientSeq("c", 2), MakeRequest("+1"), h);
+  // A blind write, so that no stale read of the handler's fails the commit
+  // first.
+  auto blind = MakeHandler(
+      [](const Request&, Transaction& txn) -> absl::StatusOr<Reply> {
+        if (absl::Status s = txn.Put("late", "1"); !s.ok()) return s;
+        return Reply::Text(absl::StatusCode::kOk, "ok");
+      });
+  auto late = Run(p, RequestId::ClientSeq("c", 2), MakeRequest("+1"), *blind);
   ASSERT_FALSE(late.ok());
   EXPECT_EQ(GetPipelineError(late.status()),
+            PipelineError::kAlreadyAcknowledged);
+  EXPECT_FALSE(live_.Get("late")->present()) << "a collected request ran again";
+  auto late2 = Run(p, RequestId::ClientSeq("c", 2), MakeRequest("+1"), h);
+  ASSERT_FALSE(late2.ok());
+  EXPECT_EQ(GetPipelineError(late2.status()),
             PipelineError::kAlreadyAcknowledged);
   EXPECT_EQ(ReadInt(live_, "n"), 4) << "a collected request ran again";
   // A new request of the same client still runs (one re-run at most).
