@@ -277,6 +277,12 @@ absl::Status TakeoverDaemon::Start() {
   }
   topt.key = key_;
   topt.incarnation = incarnation_;
+  // One message per peer per round carries every slot (about 18 bytes each: 18.2 KB at 1024
+  // slots), so a large pool needs more than the transport's 8 KiB default. Every member of the
+  // group has the same pool, hence the same limit on both sides. 65467 is the transport's maximum.
+  topt.max_payload_bytes =
+      std::min<size_t>(65467, std::max<size_t>(topt.max_payload_bytes,
+                                               1024 + 64 * config_.service_addresses.size()));
   absl::StatusOr<std::unique_ptr<UdpTransport>> transport = UdpTransport::Create(
       io_, clock_, std::move(topt),
       [this](NodeId from, std::string_view payload) { OnReceive(from, payload); });
