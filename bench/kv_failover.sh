@@ -12,8 +12,9 @@
 # host holds the address then; the etcd leader is moved off it first (etcdctl move-leader), so no
 # run waits for an etcd election: the figures isolate the address mover (+ fencing).
 # One run: the driver starts, after STEADY s (and a random phase in [0, interval)) the fault:
-#   process    SIGKILL of the holder's kv server; the host stays up. baton: the kernel fence and the
-#              agent inside the dead process release the address, another host takes it.
+#   process    SIGKILL of the holder's kv server; the host stays up. baton: its agent (in the
+#              server, or a baton-takeoverd process beside it) and the kernel fence release the
+#              address, another host takes it.
 #              keepalived: the server runs under a supervisor that writes 1 to a track_file the
 #              moment it exits (inotify: immediate, the fastest health check keepalived offers in a
 #              network namespace: vrrp_track_process needs the proc connector, which only works in
