@@ -921,7 +921,11 @@ class NodeImpl final : public Node {
     }
     Assignment a = Assign(in);
     assigned_ = std::move(a.slot_owner);
-    shed_now_ = a.shed;
+    // Without a majority view nobody is a candidate here, so every slot
+    // would count as shed; the reason is the view, not capacity (the
+    // daemon logged "shed (no capacity in this view)" for a holder that
+    // merely lost its lease, docs "Who campaigns").
+    shed_now_ = my_majority ? a.shed : 0;
     return self_candidate;
   }
 

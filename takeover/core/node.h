@@ -236,7 +236,9 @@ class Node {
     // Who should campaign for the slot according to this node's view (the
     // pool assignment, takeover/core/assignment.h); kNoNode if nobody.
     NodeId assigned = kNoNode;
-    bool shed = false;  // Unassigned for lack of capacity in this view.
+    // Unassigned for lack of capacity in this view. False while this node's
+    // view lacks a majority (its assignment then means nothing).
+    bool shed = false;
   };
   struct Status {
     NodeId self = kNoNode;
@@ -252,7 +254,8 @@ class Node {
     uint64_t late_messages = 0;
     int capacity = 0;                 // This node's current capacity.
     int capacity_used = 0;            // Slots held here now.
-    uint32_t shed_slots = 0;          // Slots shed in this node's view now.
+    uint32_t shed_slots = 0;          // Slots shed in this node's view now
+                                      // (0 without a majority view).
     // Counters since Create: addresses added here (take-overs), removed here
     // (releases, any reason), and removed because the slot became shed.
     uint64_t takeovers = 0;

@@ -475,5 +475,22 @@ TEST(TakeoverNode, CapacityBoundsHeldSlotsAndShedsTheLowestRanked) {
   EXPECT_EQ(st.shed_slots, 0u);
 }
 
+
+// A node whose view lacks a majority has no candidates, not too little
+// capacity: it reports nothing as shed (the daemon's log called a holder
+// that lost its lease under CPU stalls "shed (no capacity in this view)").
+TEST(TakeoverNode, NoShedReportedWithoutAMajorityView) {
+  GroupConfig g;
+  g.peers = {{1, 3, 1}, {2, 2, 1}, {3, 1, 1}};
+  auto n = *Node::Create(g, 1, Time(0));
+  for (Time t = Time(0); t < milliseconds(200); t += milliseconds(1)) {
+    if (n->NextTick() <= t) n->Tick(t);
+  }
+  const Node::Status st = n->GetStatus(milliseconds(200));
+  ASSERT_EQ(st.view.size(), 1u);
+  EXPECT_FALSE(st.slots[0].held_by_me);
+  EXPECT_FALSE(st.slots[0].shed);
+  EXPECT_EQ(st.shed_slots, 0u);
+}
 }  // namespace
 }  // namespace baton::takeover
