@@ -814,9 +814,10 @@ TEST(TakeoverSim, RestoredTopNodeWithHealthResumeDoesNotTakeBack) {
     }
     sim.RunUntil(sim.now() + milliseconds(500));
     // The restored h1 must grant h2's renewals: h2 survives h3 stalling for
-    // 300 ms (2.4 leases) on h1's grant. (Before the fix, a restored node
-    // that adopted a contest loser's floor above h2's epoch refused them, and
-    // h3's next long stall handed the address to h1.)
+    // 300 ms (2.4 leases) on h1's grant. (Before the fix, h1 refused them
+    // when its persisted floor was its own losing self-grant of h2's epoch,
+    // from a contest right before its crash, and h3's next long stall handed
+    // the address to h1.)
     sim.Pause(3, milliseconds(300));
     sim.RunUntil(sim.now() + milliseconds(500));
     ASSERT_TRUE(sim.ok()) << where << ": " << sim.violations()[0];
