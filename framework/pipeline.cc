@@ -460,7 +460,9 @@ void RequestPipeline::AddDedupConditions(const DedupView& view,
                                          const std::string& record_key,
                                          std::vector<Condition>* conditions) {
   conditions->push_back({record_key, 0});
-  if (!view.watermark_key.empty()) {
+  // A latest lookup needs no watermark condition: it read the record, then
+  // the watermark, and GC writes the watermark before it deletes records.
+  if (view.stale && !view.watermark_key.empty()) {
     conditions->push_back({view.watermark_key, view.watermark_version});
   }
 }
@@ -555,11 +557,12 @@ class RequestPipeline::AsyncExecution {
         done_(std::move(done)) {}
 
   void Start() {
+    stale_reads_ = p_->store_.StaleReadsAreCheaper();
     if (id_.kind == RequestId::Kind::kNone) return RunAttempt();
     if (absl::Status s = p_->CheckId(id_); !s.ok()) return Finish(s);
     record_key_ = RecordPrefix() + IdPart(id_);
     fingerprint_ = Fingerprint(request_);
-    if (id_.kind == RequestId::Kind::kClientSeq &&
+    if (stale_reads_ && id_.kind == RequestId::Kind::kClientSeq &&
         p_->FirstArrival(id_, &view_)) {
       {
         absl::MutexLock lock(&p_->mu_);
@@ -576,7 +579,7 @@ class RequestPipeline::AsyncExecution {
   // may be stale (see "Reads" in pipeline.h); after a wait it is latest.
   void Lookup() {
     absl::StatusOr<DedupView> v =
-        p_->ReadDedup(id_, record_key_, /*stale=*/!waited_);
+        p_->ReadDedup(id_, record_key_, /*stale=*/stale_reads_ && !waited_);
     if (!v.ok()) return Finish(v.status());
     view_ = *std::move(v);
     if (view_.record) {
@@ -814,13 +817,13 @@ absl::StatusOr<PipelineResult> RequestPipeline::Execute(const RequestId& id,
   // The first lookup may be stale: the commit re-checks what it saw (see
   // "Reads" in pipeline.h). After waiting for a running attempt of the same
   // id, read the latest state, so that attempt's record answers us.
-  bool stale = true;
+  bool stale = store_.StaleReadsAreCheaper();
   // The wait is real time (not the injected clock): it bounds how long a
   // client's connection is held, not a protocol decision.
   const absl::Time deadline = absl::Now() + options_.in_flight_wait;
   DedupView view;
   bool marked = false;
-  if (id.kind == RequestId::Kind::kClientSeq &&
+  if (stale && id.kind == RequestId::Kind::kClientSeq &&
       FirstArrival(id, &view)) {
     absl::MutexLock lock(&mu_);
     marked = in_flight_.emplace(record_key, 1).second;
@@ -988,7 +991,8 @@ absl::StatusOr<PipelineResult> RequestPipeline::ExecuteUnkeyed(
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
     if (attempt > 1) reruns_.fetch_add(1, std::memory_order_relaxed);
     // Only the first run reads stale-allowed (see ExecuteKeyed).
-    TransactionImpl txn(store_, Consistency(attempt == 1));
+    TransactionImpl txn(
+        store_, Consistency(attempt == 1 && store_.StaleReadsAreCheaper()));
     absl::StatusOr<Reply> reply = handler.Handle(request, txn);
     if (!reply.ok() && !txn.stale()) return reply.status();
     std::vector<Condition> conditions = txn.Conditions();

@@ -182,6 +182,13 @@ class StableStore {
   // so callers may run whole requests on event-loop threads. Default: false.
   virtual bool CommitsAsynchronously() const { return false; }
 
+  // True when GetMany with ReadConsistency::kMayBeStale is cheaper than a
+  // latest read (a replicated store answering from a member's local state).
+  // The request pipeline reads stale-allowed, and skips reads that its
+  // commit conditions make redundant, only then; on a store whose reads are
+  // local anyway it keeps its latest reads. Default: false.
+  virtual bool StaleReadsAreCheaper() const { return false; }
+
   // OK when the store can currently accept commits. Cheap; used by health
   // checks (e.g. the take-over agent stops campaigning when this fails).
   [[nodiscard]] virtual absl::Status Ping() = 0;

@@ -129,6 +129,8 @@ class EtcdStore : public StableStore {
   [[nodiscard]] absl::StatusOr<std::vector<Versioned>> GetMany(
       const std::vector<std::string>& keys, const ReadOptions& options) override;
   [[nodiscard]] absl::StatusOr<std::vector<KeyValue>> Scan(const ScanOptions& options) override;
+  // True: a serializable read skips the leader's read index.
+  bool StaleReadsAreCheaper() const override { return true; }
   [[nodiscard]] absl::StatusOr<uint64_t> Commit(const std::vector<Condition>& conditions,
                                                 const std::vector<Write>& writes) override;
   [[nodiscard]] absl::Status Ping() override;

@@ -494,6 +494,7 @@ class LaggingStore : public storage::StableStore {
     return live_.Commit(conditions, writes);
   }
   absl::Status Ping() override { return live_.Ping(); }
+  bool StaleReadsAreCheaper() const override { return true; }
 
   std::atomic<int> latest_reads_{0}, stale_reads_{0}, commits_{0};
 
