@@ -25,7 +25,9 @@
 //                retention, through ordered indexes (no full scan).
 //
 // Reads (one round trip each on a replicated store; docs/framework.md,
-// "Pipeline reads")
+// "Pipeline reads"). On a store whose StaleReadsAreCheaper() is false
+// (RocksDB) every read below is kLatest, no lookup is skipped and the commit
+// carries no watermark condition. Otherwise (etcd):
 //   The dedup lookup reads the record and the client's watermark in one
 //   StableStore::GetMany, and the first handler run reads through
 //   ReadConsistency::kMayBeStale: both may miss recent commits. That is safe
