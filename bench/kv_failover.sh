@@ -41,7 +41,9 @@
 #   -K  baton only;  -B  keepalived only
 #   --quick  -n 3 -i 0.1
 #   -b  build dir with baton-kvserver and baton-kv-driver (default: ../build, else ../build-kvbench)
-# Env: ATTEMPT_MS (driver's attempt timeout, default 100), BACKOFF_MS (its longest backoff,
+# Env: ATTEMPT_MS (driver's attempt timeout, default 100), CONNECT_MS (its handshake timeout
+#      within an attempt, default 20: a SYN lost while the address is between hosts is resent
+#      after 20 ms instead of waiting out the attempt; 0 = off), BACKOFF_MS (its longest backoff,
 #      default 20), CLIENTS (default 4), PFX_B / PFX_K (namespace prefixes, default kvb<PID> /
 #      kvk<PID>: concurrent invocations do not share labs).
 # Output: OUTDIR/<system>-<scenario>-<interval>/run-<k>/{timeline.jsonl,driver.json,events,...},
@@ -85,7 +87,7 @@ mkdir -p "$OUT"; : > "$OUT/runs.jsonl"
 RERUN="$0 -i $INTERVALS -n $N -s $SCENARIOS$( (( RUN_B )) || echo " -B")$( (( RUN_K )) || echo " -K") -o $OUT -b $BUILD"
 # Namespace prefixes unique to this invocation (concurrent runs must not take down each other's labs).
 PFX_B=${PFX_B:-kvb$$}; PFX_K=${PFX_K:-kvk$$}; PFX_B=${PFX_B:0:12}; PFX_K=${PFX_K:0:12}
-ATTEMPT_MS=${ATTEMPT_MS:-100}; BACKOFF_MS=${BACKOFF_MS:-20}; CLIENTS=${CLIENTS:-4}
+ATTEMPT_MS=${ATTEMPT_MS:-100}; CONNECT_MS=${CONNECT_MS:-20}; BACKOFF_MS=${BACKOFF_MS:-20}; CLIENTS=${CLIENTS:-4}
 NET=10.78.0; NET2=10.79.0; VIP=$NET.100; PORT=8080
 # Phases (s): steady load before the fault; after the move, watch this long; a partition lasts
 # max(HOLD, 5 intervals) (long enough for either system to move the address), then POST after healing.
@@ -233,7 +235,7 @@ one_run() {   # one_run SCENARIO INTERVAL K
     ip netns exec "$(ns c)" "$DRIVER" --target "$VIP:$PORT" --clients "$CLIENTS" --seconds 0 \
       --stop-file "$RUN/stop" --timeline "$RUN/driver-timeline.jsonl" --summary "$RUN/driver.json" \
       --run-id "${SYS:0:1}${scen:0:2}${iv/./}r$k$RANDOM" --attempt-timeout-ms "$ATTEMPT_MS" \
-      --max-backoff-ms "$BACKOFF_MS" --deadline-ms 10000 --quiet > "$RUN/driver.out" 2>&1 < /dev/null &
+      --connect-timeout-ms "$CONNECT_MS" --max-backoff-ms "$BACKOFF_MS" --deadline-ms 10000 --quiet > "$RUN/driver.out" 2>&1 < /dev/null &
     dpid=$!
     now > "$RUN/driver.start"   # approximate; the analysis uses the driver's own start_unix
     sleep_until "$(calc "$(now) + $STEADY + $(rand_phase "$iv")")"
@@ -315,7 +317,7 @@ trap 'echo "interrupted" >&2; exit 130' INT TERM
 
 T0=$(now)
 echo "# $RERUN"
-echo "# output $OUT; build $BUILD; client: $CLIENTS x baton-kv-driver, attempt timeout ${ATTEMPT_MS} ms, backoff <= ${BACKOFF_MS} ms"
+echo "# output $OUT; build $BUILD; client: $CLIENTS x baton-kv-driver, attempt timeout ${ATTEMPT_MS} ms, connect timeout ${CONNECT_MS} ms, backoff <= ${BACKOFF_MS} ms"
 for iv in ${INTERVALS//,/ }; do
   [[ $iv =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "bad interval $iv" >&2; exit 2; }
   for SYS in baton keepalived; do
@@ -341,7 +343,7 @@ done
 echo
 {
   echo "# $RERUN"
-  echo "# took $(calc "$(now) - $T0") s; client: $CLIENTS x baton-kv-driver (attempt ${ATTEMPT_MS} ms, backoff <= ${BACKOFF_MS} ms); 3 hosts per system (etcd member + kv server each)"
+  echo "# took $(calc "$(now) - $T0") s; client: $CLIENTS x baton-kv-driver (attempt ${ATTEMPT_MS} ms, connect ${CONNECT_MS} ms, backoff <= ${BACKOFF_MS} ms); 3 hosts per system (etcd member + kv server each)"
   "$PY" "$ANALYZE" table "$OUT"
 } | tee "$OUT/table.txt"
 echo "per run: $OUT/runs.jsonl; per cell: $OUT/summary.jsonl"

@@ -92,6 +92,7 @@ struct Options {
   uint64_t seed = 0;
   int interval_ms = 0;
   int attempt_timeout_ms = 500;
+  int connect_timeout_ms = 0;  // 0: the attempt timeout covers the handshake
   int deadline_ms = 30000;
   int max_backoff_ms = 200;
   int64_t max_requests = 1000000;
@@ -161,6 +162,7 @@ ClientOptions MakeClientOptions(const Options& o, const std::string& id) {
   c.client_id = id;
   c.async_threads = 1;
   c.retry.attempt_timeout = absl::Milliseconds(o.attempt_timeout_ms);
+  c.retry.connect_timeout = absl::Milliseconds(o.connect_timeout_ms);
   c.retry.deadline = absl::Milliseconds(o.deadline_ms);
   c.retry.initial_backoff = absl::Milliseconds(10);
   c.retry.max_backoff = absl::Milliseconds(o.max_backoff_ms);
@@ -360,6 +362,10 @@ int main(int argc, char** argv) {
   app.add_option("--attempt-timeout-ms", o.attempt_timeout_ms,
                  "one attempt's timeout (default 500)")
       ->check(CLI::Range(1, 600000));
+  app.add_option("--connect-timeout-ms", o.connect_timeout_ms,
+                 "a new connection's handshake timeout within an attempt "
+                 "(default 0: the attempt timeout)")
+      ->check(CLI::Range(0, 600000));
   app.add_option("--deadline-ms", o.deadline_ms,
                  "a request's overall deadline; then its outcome is unknown "
                  "(default 30000)")

@@ -74,7 +74,17 @@ class HttpTransport : public Transport {
     http::response<http::string_body> res;
     const auto t = absl::ToChronoMilliseconds(std::max(timeout, absl::Milliseconds(1)));
     conn->ioc.restart();
-    conn->stream.expires_after(t);
+    // A separate, shorter limit for a new connection's handshake (options_.
+    // connect_timeout): nothing has been sent when it expires, so the attempt
+    // ends as plainly unavailable and the retry sends a fresh SYN.
+    const bool limit_connect = !conn->connected &&
+                               options_.connect_timeout > absl::ZeroDuration() &&
+                               options_.connect_timeout < timeout;
+    bool connect_timed_out = false;
+    conn->stream.expires_after(
+        limit_connect ? absl::ToChronoMilliseconds(std::max(options_.connect_timeout,
+                                                            absl::Milliseconds(1)))
+                      : t);
     auto read_done = [&](beast::error_code e, size_t) { ec = e; };
     auto write_done = [&](beast::error_code e, size_t) {
       if (e) {
@@ -97,9 +107,11 @@ class HttpTransport : public Transport {
                                                 const tcp::endpoint&) {
         if (e) {
           ec = e;
+          connect_timed_out = limit_connect && e == beast::error::timeout;
           return;
         }
         conn->connected = true;
+        if (limit_connect) conn->stream.expires_after(t);
         conn->stream.socket().set_option(tcp::no_delay(true), e);
         http::async_write(conn->stream, req, write_done);
       });
@@ -108,6 +120,11 @@ class HttpTransport : public Transport {
     }
     conn->ioc.run();
     if (ec) {
+      if (connect_timed_out) {
+        return absl::UnavailableError(absl::StrCat(
+            "connect to ", options_.host, ":", options_.port, " timed out after ",
+            absl::FormatDuration(options_.connect_timeout)));
+      }
       if (ec == beast::error::timeout) {
         return absl::DeadlineExceededError(absl::StrCat(
             "no reply from ", options_.host, ":", options_.port, " within ",

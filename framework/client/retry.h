@@ -47,6 +47,16 @@ struct RetryOptions {
   // Most attempts per request (0: unlimited, bounded by `deadline`).
   // Default: 0.
   int max_attempts = 0;
+  // Time allowed for a new connection's TCP handshake within an attempt
+  // (HTTP transport); then the attempt fails as unavailable -- nothing was
+  // sent, so it is retried without any doubt about its outcome. Right after
+  // a service address moved, a SYN sent while the address is between hosts
+  // is lost and the kernel would resend it only after 1 s; a short connect
+  // timeout sends a fresh one that reaches the new holder. On a LAN a
+  // handshake takes well under a millisecond: 10-50 ms is a safe value
+  // there. Zero: no separate limit (the attempt timeout covers the
+  // handshake). Default: zero.
+  absl::Duration connect_timeout = absl::ZeroDuration();
 };
 
 // Time, sleeping and randomness for the client; injected so that tests run

@@ -93,6 +93,10 @@ struct HttpTransportOptions {
   // Idle keep-alive connections kept for reuse; more are opened when more
   // requests are in flight, and closed after use. Default: 8.
   int max_idle_connections = 8;
+  // Time allowed for a new connection's handshake, capped by the attempt's
+  // timeout (see RetryOptions::connect_timeout). Zero: the attempt's timeout.
+  // Default: zero.
+  absl::Duration connect_timeout = absl::ZeroDuration();
 };
 // Errors: kInvalidArgument (empty host).
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Transport>> MakeHttpTransport(

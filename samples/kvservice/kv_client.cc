@@ -57,6 +57,7 @@ absl::StatusOr<std::unique_ptr<KvClient>> KvClient::Connect(
     framework::client::HttpTransportOptions o;
     o.host = endpoint.substr(0, colon);
     o.port = static_cast<uint16_t>(port);
+    o.connect_timeout = options.retry.connect_timeout;
     t = framework::client::MakeHttpTransport(o);
   } else {
     framework::client::GrpcTransportOptions o;
