@@ -422,9 +422,8 @@ absl::StatusOr<RequestPipeline::DedupView> RequestPipeline::ReadDedup(
 }
 
 namespace {
-// How many recent seqs per client FirstArrival() remembers, and how many
-// clients (beyond that, it forgets them all: they only lose the shortcut).
-constexpr uint64_t kSeqWindow = 4096;
+// How many clients FirstArrival() remembers (beyond that, it forgets them
+// all: they only lose the shortcut).
 constexpr size_t kMaxClients = 65536;
 }  // namespace
 
@@ -437,15 +436,18 @@ bool RequestPipeline::FirstArrival(const RequestId& id, DedupView* view) {
   }
   ClientState& c = it->second;
   if (id.seq + kSeqWindow <= c.max_seq) return false;  // Too old to tell.
-  if (!c.recent.insert(id.seq).second) return false;   // A retry.
   if (id.seq > c.max_seq) {
-    c.max_seq = id.seq;
-    if (c.recent.size() > 2 * kSeqWindow) {
-      absl::erase_if(c.recent, [&](uint64_t s) {
-        return s + kSeqWindow <= c.max_seq;
-      });
+    // The window slides up: forget the seqs that fall out of it.
+    if (id.seq - c.max_seq >= kSeqWindow) {
+      c.recent.reset();
+    } else {
+      for (uint64_t s = c.max_seq + 1; s < id.seq; ++s) c.recent.reset(s % kSeqWindow);
     }
+    c.max_seq = id.seq;
+  } else if (c.recent.test(id.seq % kSeqWindow)) {
+    return false;  // A retry.
   }
+  c.recent.set(id.seq % kSeqWindow);
   if (!c.watermark_known || id.seq <= c.acked) return false;
   view->record.reset();
   view->watermark_key = WatermarkKey(id.client_id);

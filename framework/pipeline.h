@@ -67,6 +67,7 @@
 #define BATON_FRAMEWORK_PIPELINE_H_
 
 #include <atomic>
+#include <bitset>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -77,7 +78,6 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -187,6 +187,11 @@ struct PipelineStats {
 
 class RequestPipeline {
  public:
+  // How many recent seqs per client the pipeline remembers: a (client, seq)
+  // request within that window of the highest seq seen here, and not seen
+  // here before, skips the dedup lookup (see the file comment).
+  static constexpr uint64_t kSeqWindow = 4096;
+
   // `store` and `clock` must outlive the pipeline.
   RequestPipeline(storage::StableStore& store, Clock& clock,
                   PipelineOptions options = {});
@@ -265,8 +270,10 @@ class RequestPipeline {
   // What this process knows of a (client, seq) client.
   struct ClientState {
     uint64_t max_seq = 0;
-    // Seqs that arrived here, above max_seq - kSeqWindow.
-    absl::flat_hash_set<uint64_t> recent;
+    // Which seqs in (max_seq - kSeqWindow, max_seq] arrived here: bit
+    // seq % kSeqWindow. A fixed 512 bytes per client, so the table's memory
+    // is bounded by its client limit whatever the clients send.
+    std::bitset<kSeqWindow> recent;
     // The watermark as last read (versions only grow; so does this).
     uint64_t watermark_version = 0;
     uint64_t acked = 0;

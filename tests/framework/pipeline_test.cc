@@ -716,6 +716,22 @@ TEST_P(PipelineStaleTest, FirstAttemptMakesNoLatestRead) {
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(again->replayed);
   EXPECT_EQ(h.calls.load(), 2);
+  EXPECT_EQ(p.Stats().lookups_skipped, 2u) << "a retry skipped the lookup";
+  // A seq far ahead slides the remembered window past 2 and 3: it is new
+  // (skipped), and a retry of 3 is now too old to tell, so it is looked up.
+  const uint64_t far = 3 + RequestPipeline::kSeqWindow + 7;
+  ASSERT_TRUE(Run(p, RequestId::ClientSeq("c", far), MakeRequest("+1"), h).ok());
+  EXPECT_EQ(p.Stats().lookups_skipped, 3u);
+  auto old = Run(p, RequestId::ClientSeq("c", 3), MakeRequest("b"), *blind);
+  ASSERT_TRUE(old.ok());
+  EXPECT_TRUE(old->replayed);
+  EXPECT_EQ(p.Stats().lookups_skipped, 3u);
+  // Within the window, a retry of the far seq is still recognised.
+  auto far_again = Run(p, RequestId::ClientSeq("c", far), MakeRequest("+1"), h);
+  ASSERT_TRUE(far_again.ok());
+  EXPECT_TRUE(far_again->replayed);
+  EXPECT_EQ(p.Stats().lookups_skipped, 3u);
+  EXPECT_EQ(h.calls.load(), 3);
 }
 
 TEST_P(PipelineStaleTest, RetryFirstSeenHereAfterAnotherHostRanItIsReplayed) {
