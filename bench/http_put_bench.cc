@@ -46,6 +46,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bench/raw_rocksdb.h"
+#include "bench/redis_benchmark_csv.h"
 #include "boost/asio.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
@@ -327,23 +328,13 @@ class Redis {
     char line[1024];
     std::optional<ThroughputResult> out;
     while (std::fgets(line, sizeof line, f)) {
-      // "SET","rps","avg","min","p50","p95","p99","max" (milliseconds).
-      if (std::string_view(line).substr(0, 5) != "\"SET\"") continue;
-      std::vector<std::string> cols = absl::StrSplit(line, ',');
-      auto num = [&](size_t i) {
-        double d = 0;
-        if (i < cols.size()) {
-          std::string c = cols[i];
-          c.erase(std::remove(c.begin(), c.end(), '"'), c.end());
-          c.erase(std::remove(c.begin(), c.end(), '\n'), c.end());
-          (void)absl::SimpleAtod(c, &d);
-        }
-        return d;
-      };
+      std::optional<bench::RedisBenchmarkRow> row =
+          bench::ParseRedisBenchmarkCsvLine(line, "SET");
+      if (!row) continue;
       ThroughputResult r;
-      r.ops_per_sec = num(1);
-      r.p50_us = num(4) * 1000;
-      r.p99_us = num(6) * 1000;
+      r.ops_per_sec = row->ops_per_s;
+      r.p50_us = row->p50_us;
+      r.p99_us = row->p99_us;
       r.ops = n;
       r.seconds = r.ops_per_sec > 0 ? n / r.ops_per_sec : 0;
       out = r;

@@ -58,6 +58,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "bench/raw_rocksdb.h"
+#include "bench/redis_benchmark_csv.h"
 #include "framework/clock.h"
 #include "framework/grpc/grpc_server.h"
 #include "framework/http_server.h"
@@ -429,24 +430,14 @@ class Redis {
     std::string upper = test;
     for (char& ch : upper) ch = static_cast<char>(std::toupper(ch));
     while (std::fgets(line, sizeof line, f)) {
-      // "SET","rps","avg","min","p50","p95","p99","max" (milliseconds).
-      if (std::string_view(line).substr(0, upper.size() + 2) != "\"" + upper + "\"") continue;
-      std::vector<std::string> cols = absl::StrSplit(line, ',');
-      auto num = [&](size_t i) {
-        double d = 0;
-        if (i < cols.size()) {
-          std::string c = cols[i];
-          c.erase(std::remove(c.begin(), c.end(), '"'), c.end());
-          c.erase(std::remove(c.begin(), c.end(), '\n'), c.end());
-          (void)absl::SimpleAtod(c, &d);
-        }
-        return d;
-      };
+      std::optional<bench::RedisBenchmarkRow> row =
+          bench::ParseRedisBenchmarkCsvLine(line, upper);
+      if (!row) continue;
       Run r;
-      r.ops_per_s = num(1);
+      r.ops_per_s = row->ops_per_s;
       r.ops = n;
-      r.p50_us = num(4) * 1000;
-      r.p99_us = num(6) * 1000;
+      r.p50_us = row->p50_us;
+      r.p99_us = row->p99_us;
       out = r;
     }
     ::pclose(f);
