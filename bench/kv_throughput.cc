@@ -218,6 +218,7 @@ int Serve(const std::string& store_kind, const std::string& db,
           const std::string& etcd_endpoint) {
   spdlog::set_level(spdlog::level::warn);
   std::unique_ptr<storage::StableStore> store;
+  storage::EtcdStore* etcd_store = nullptr;  // For its counters at the end.
   if (store_kind == "rocksdb") {
     storage::RocksDbOptions so;
     so.path = db;
@@ -232,11 +233,12 @@ int Serve(const std::string& store_kind, const std::string& db,
     storage::EtcdOptions eo;
     eo.endpoints = {etcd_endpoint};
     eo.key_prefix = "bench-kv/";
-    auto s = storage::OpenEtcdStore(eo);
+    auto s = storage::OpenEtcd(eo);
     if (!s.ok()) {
       std::fprintf(stderr, "serve: %s\n", s.status().ToString().c_str());
       return 1;
     }
+    etcd_store = s->get();
     store = *std::move(s);
   }
   framework::RequestPipeline pipeline(*store, framework::RealClock());
@@ -268,6 +270,25 @@ int Serve(const std::string& store_kind, const std::string& db,
   (*grpc)->Stop();
   (*http)->Stop();
   pipeline.StopBackgroundGc();
+  // Where the store round trips went (the figures behind the ratios).
+  const framework::PipelineStats ps = pipeline.Stats();
+  std::fprintf(stderr,
+               "serve (%s): executed %llu, read-only %llu, reruns %llu, dedup lookups "
+               "skipped %llu\n",
+               store_kind.c_str(), static_cast<unsigned long long>(ps.executed),
+               static_cast<unsigned long long>(ps.read_only),
+               static_cast<unsigned long long>(ps.reruns),
+               static_cast<unsigned long long>(ps.lookups_skipped));
+  if (etcd_store != nullptr) {
+    const storage::EtcdStoreStats es = etcd_store->Stats();
+    std::fprintf(stderr,
+                 "serve (etcd): %llu commits in %llu Txns; stale reads: %llu keys from the "
+                 "cache, %llu from etcd\n",
+                 static_cast<unsigned long long>(es.commits),
+                 static_cast<unsigned long long>(es.commit_txns),
+                 static_cast<unsigned long long>(es.cache_hits),
+                 static_cast<unsigned long long>(es.cache_misses));
+  }
   return 0;
 }
 

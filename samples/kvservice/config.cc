@@ -106,7 +106,8 @@ absl::Status ReadStore(const YAML::Node& n, StoreConfig* store) {
           n, "store",
           {"kind", "endpoints", "key_prefix", "dial_timeout", "request_timeout",
            "tls_ca_file", "tls_cert_file", "tls_key_file", "username",
-           "password", "max_request_bytes", "max_txn_ops"});
+           "password", "max_request_bytes", "max_txn_ops", "group_commits",
+           "read_cache_bytes"});
       !s.ok()) {
     return s;
   }
@@ -152,7 +153,9 @@ absl::Status ReadStore(const YAML::Node& n, StoreConfig* store) {
         Read(n, "username", "store", &e.username),
         Read(n, "password", "store", &e.password),
         Read(n, "max_request_bytes", "store", &e.max_request_bytes),
-        Read(n, "max_txn_ops", "store", &e.max_txn_ops)}) {
+        Read(n, "max_txn_ops", "store", &e.max_txn_ops),
+        Read(n, "group_commits", "store", &e.group_commits),
+        Read(n, "read_cache_bytes", "store", &e.read_cache_bytes)}) {
     if (!s.ok()) return s;
   }
   if (e.key_prefix.empty()) {

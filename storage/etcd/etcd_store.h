@@ -14,9 +14,12 @@
 //   version          the key's mod_revision (store-wide, so it only grows)
 //   Commit           one etcd Txn: compare mod_revision == expected version
 //                    per condition (0 = absent), then puts/deletes; the
-//                    txn's header revision is the returned revision
+//                    txn's header revision is the returned revision.
+//                    Concurrent commits share one Txn as nested Txns
+//                    (group_commits), each with its own compares and outcome
 //   Scan             one Range over [key_prefix+prefix, its prefix end)
-//   GetMany          one Txn of Ranges (serializable for kMayBeStale)
+//   GetMany          one Txn of Ranges (serializable for kMayBeStale, and
+//                    then only for the keys the read cache does not hold)
 //   Ping             Maintenance.Status: OK when the member has a leader
 //                    and no alarm
 //
@@ -38,14 +41,18 @@
 #ifndef BATON_STORAGE_ETCD_ETCD_STORE_H_
 #define BATON_STORAGE_ETCD_ETCD_STORE_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <deque>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "storage/stable_store.h"
 
 namespace baton::storage {
@@ -99,6 +106,21 @@ struct EtcdOptions {
 
   // Largest response accepted (a Scan of large values). Default: 64 MiB.
   size_t max_response_bytes = 64u << 20;
+  // Group commit: commits that arrive while another is in flight are sent
+  // together, as one etcd Txn whose operations are their own Txns (nested
+  // Txns, etcd >= 3.3). Each keeps its own compares and its own outcome, so
+  // one failed condition fails only its commit; they share one raft entry,
+  // one fsync and one revision. Commits that write a key another one in the
+  // batch reads or writes wait for the next batch, so a batch is the same as
+  // running its commits one after another. At most max_txn_ops commits and
+  // max_request_bytes per batch. Default: true.
+  bool group_commits = true;
+  // Memory for the cache that answers GetMany(kMayBeStale) without a round
+  // trip: the last state this process saw of each key, from its reads and
+  // its own commits (storage/etcd/read_cache.h). Bytes of keys and values,
+  // least recently used evicted first; 0 turns the cache off (every stale
+  // read is a serializable Range). Default: 32 MiB.
+  size_t read_cache_bytes = 32u << 20;
 };
 
 // What the store has done so far; for tests, metrics and logs.
@@ -109,10 +131,18 @@ struct EtcdStoreStats {
   uint64_t unknown_outcomes = 0;
   // Successful Authenticate calls (first one included).
   uint64_t authentications = 0;
+  // Commit() calls, and the Txn requests that carried them (fewer when group
+  // commit put several in one).
+  uint64_t commits = 0;
+  uint64_t commit_txns = 0;
+  // GetMany(kMayBeStale) keys answered from the read cache / read from etcd.
+  uint64_t cache_hits = 0;
+  uint64_t cache_misses = 0;
 };
 
 namespace etcd_internal {
 class Client;
+class ReadCache;
 }  // namespace etcd_internal
 
 // The etcd-backed store, for callers that want more than the contract.
@@ -122,7 +152,8 @@ class EtcdStore : public StableStore {
 
   [[nodiscard]] absl::StatusOr<Versioned> Get(std::string_view key) override;
   // One Range (one key) or one read-only Txn of Ranges (several keys, up to
-  // max_txn_ops per Txn: one snapshot each). kMayBeStale sends them
+  // max_txn_ops per Txn: one snapshot each). kMayBeStale answers from the
+  // read cache (EtcdOptions::read_cache_bytes) and sends the keys it misses
   // serializable: the member answers from its own applied state without the
   // leader's read index (no raft round), so a lagging member may answer
   // with an older state; kLatest: linearizable, like Get().
@@ -131,6 +162,8 @@ class EtcdStore : public StableStore {
   [[nodiscard]] absl::StatusOr<std::vector<KeyValue>> Scan(const ScanOptions& options) override;
   // True: a serializable read skips the leader's read index.
   bool StaleReadsAreCheaper() const override { return true; }
+  // One Txn; with EtcdOptions::group_commits, concurrent commits share one
+  // (nested Txns, each with its own outcome).
   [[nodiscard]] absl::StatusOr<uint64_t> Commit(const std::vector<Condition>& conditions,
                                                 const std::vector<Write>& writes) override;
   [[nodiscard]] absl::Status Ping() override;
@@ -148,8 +181,28 @@ class EtcdStore : public StableStore {
   friend absl::StatusOr<std::unique_ptr<EtcdStore>> OpenEtcd(const EtcdOptions&);
   EtcdStore(EtcdOptions options, std::unique_ptr<etcd_internal::Client> client);
 
+  struct PendingCommit;
+  // Sends `batch` (its first member is the caller) as one Txn, or the lone
+  // member's own Txn, and sets every member's result.
+  void SendBatch(const std::vector<PendingCommit*>& batch);
+  // The queued commits that can go together with the front one.
+  std::vector<PendingCommit*> PickBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Keeps the read cache in step with a commit's outcome.
+  void NoteCommit(const std::vector<Condition>& conditions, const std::vector<Write>& writes,
+                  const absl::StatusOr<uint64_t>& result);
+
   const EtcdOptions options_;
   std::unique_ptr<etcd_internal::Client> client_;
+  std::unique_ptr<etcd_internal::ReadCache> cache_;
+
+  // Group commit, as in LevelDB's write queue: callers queue; the one at the
+  // front sends a batch for itself and others and wakes them.
+  absl::Mutex commit_mu_;
+  std::deque<PendingCommit*> commit_queue_ ABSL_GUARDED_BY(commit_mu_);
+  std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> commit_txns_{0};
+  std::atomic<uint64_t> cache_hits_{0};
+  std::atomic<uint64_t> cache_misses_{0};
 };
 
 // Opens a store on the cluster. Does not contact etcd (an unreachable cluster

@@ -66,6 +66,8 @@ TEST(KvConfigTest, StoreNodeNameAndTakeover) {
       "  dial_timeout: 500ms\n"
       "  request_timeout: 2s\n"
       "  username: u\n"
+      "  group_commits: false\n"
+      "  read_cache_bytes: 1048576\n"
       "takeover:\n"
       "  node_id: 1\n"
       "  service_addresses: [10.78.0.100/24]\n");
@@ -79,6 +81,8 @@ TEST(KvConfigTest, StoreNodeNameAndTakeover) {
   EXPECT_EQ(c->store.etcd.request_timeout, std::chrono::milliseconds(2000));
   EXPECT_EQ(c->store.etcd.username, "u");
   EXPECT_EQ(c->store.etcd.key_prefix, "kvservice/");
+  EXPECT_FALSE(c->store.etcd.group_commits);
+  EXPECT_EQ(c->store.etcd.read_cache_bytes, 1048576u);
   EXPECT_NE(c->takeover_yaml.find("10.78.0.100/24"), std::string::npos);
 
   auto defaults = LoadConfig(BATON_KVSERVICE_YAML);

@@ -642,6 +642,204 @@ TEST_F(EtcdStoreTest, AuthTokenIsRefreshedAfterItExpires) {
       << "auth is on: an anonymous read must fail: " << anon_get.status();
 }
 
+
+// --------------------------------------------------------- group commit ----
+
+// Commits run one after another per thread, many threads at once: each
+// writes its own key, half of them with a wrong expected version. Group
+// commit must send several in one Txn, and still give each its own outcome:
+// the wrong ones fail with a conflict naming their key and write nothing,
+// the right ones succeed, and every key holds exactly what its successes
+// wrote.
+TEST_F(EtcdStoreTest, GroupCommitGivesEachCommitItsOwnOutcome) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  std::unique_ptr<EtcdStore> store = Open(TestOptions(*cluster_, "group/"));
+  ASSERT_NE(store, nullptr);
+  constexpr int kThreads = 24;
+  constexpr int kRounds = 40;
+  std::atomic<int> unexpected{0};
+  std::vector<int> successes(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string key = absl::StrCat("k", t);
+      uint64_t version = 0;
+      for (int i = 0; i < kRounds; ++i) {
+        const bool wrong = i % 2 == 1;
+        absl::StatusOr<uint64_t> r = store->Commit(
+            {{key, wrong ? version + 1000000 : version}},
+            {Write::Put(key, absl::StrCat(i)), Write::Put(absl::StrCat(key, "/", i), "x")});
+        if (wrong) {
+          if (!IsConflict(r.status()) || ConflictKey(r.status()) != key) ++unexpected;
+        } else if (r.ok()) {
+          version = *r;
+          ++successes[t];
+        } else {
+          ++unexpected;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_EQ(successes[t], kRounds / 2);
+    absl::StatusOr<Versioned> v = store->Get(absl::StrCat("k", t));
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(v->value, absl::StrCat(kRounds - 2)) << "the last correct commit wins";
+    for (int i = 0; i < kRounds; ++i) {
+      absl::StatusOr<Versioned> r = store->Get(absl::StrCat("k", t, "/", i));
+      ASSERT_TRUE(r.ok());
+      EXPECT_EQ(r->present(), i % 2 == 0) << "k" << t << "/" << i << ": a failed commit wrote";
+    }
+  }
+  const EtcdStoreStats stats = store->Stats();
+  EXPECT_EQ(stats.commits, static_cast<uint64_t>(kThreads * kRounds));
+  EXPECT_LT(stats.commit_txns, stats.commits) << "no two commits ever shared a Txn";
+}
+
+// Threads increment one shared counter by read-modify-write commits. Two of
+// them in one Txn would both pass their compare against the state before the
+// Txn and one increment would be lost; group commit must send commits that
+// write the same key in different Txns. The counter must equal the number
+// of acknowledged increments.
+TEST_F(EtcdStoreTest, GroupCommitNeverLosesAnUpdateToASharedKey) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  std::unique_ptr<EtcdStore> store = Open(TestOptions(*cluster_, "shared/"));
+  ASSERT_NE(store, nullptr);
+  constexpr int kThreads = 16;
+  constexpr int kIncrements = 25;
+  std::atomic<int> acknowledged{0};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int done = 0, tries = 0; done < kIncrements && tries < 2000; ++tries) {
+        // Stale-allowed reads, as the pipeline's first run makes them: the
+        // read cache may answer with what this process committed last.
+        absl::StatusOr<std::vector<Versioned>> cur =
+            store->GetMany({"counter", absl::StrCat("mine", t)},
+                           {.consistency = ReadConsistency::kMayBeStale});
+        if (!cur.ok()) {
+          ++errors;
+          return;
+        }
+        const int64_t n = (*cur)[0].present() ? std::stoll((*cur)[0].value) : 0;
+        absl::StatusOr<uint64_t> r =
+            store->Commit({{"counter", (*cur)[0].version}},
+                          {Write::Put("counter", absl::StrCat(n + 1)),
+                           Write::Put(absl::StrCat("mine", t), absl::StrCat(done + 1))});
+        if (r.ok()) {
+          ++done;
+          ++acknowledged;
+        } else if (!IsConflict(r.status())) {
+          ++errors;
+          return;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_EQ(errors.load(), 0);
+  EXPECT_EQ(acknowledged.load(), kThreads * kIncrements);
+  absl::StatusOr<Versioned> c = store->Get("counter");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->value, absl::StrCat(acknowledged.load()))
+      << "an acknowledged increment was lost (two read-modify-writes of one key shared a Txn?)";
+}
+
+// With group commit off, every commit is its own Txn.
+TEST_F(EtcdStoreTest, GroupCommitOffSendsOneTxnPerCommit) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  EtcdOptions options = TestOptions(*cluster_, "nogroup/");
+  options.group_commits = false;
+  std::unique_ptr<EtcdStore> store = Open(options);
+  ASSERT_NE(store, nullptr);
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        if (!store->Commit({}, {Write::Put(absl::StrCat("k", t, "-", i), "v")}).ok()) ++failed;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(store->Stats().commits, 160u);
+  EXPECT_EQ(store->Stats().commit_txns, 160u);
+}
+
+// ------------------------------------------------------------ read cache ----
+
+// Two servers share the cluster. A's stale-allowed reads come from its cache
+// (no round trip) and may miss B's newer write; a commit conditioned on
+// such a read fails, names the key, and writes nothing; A's latest read then
+// refreshes the cache, and the retried commit succeeds.
+TEST_F(EtcdStoreTest, ReadCacheIsStaleOnlyUntilACommitConditionSaysSo) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  std::unique_ptr<EtcdStore> a = Open(TestOptions(*cluster_, "cache/"));
+  std::unique_ptr<EtcdStore> b = Open(TestOptions(*cluster_, "cache/"));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const ReadOptions stale{.consistency = ReadConsistency::kMayBeStale};
+
+  absl::StatusOr<uint64_t> v1 = a->Commit({{"k", 0}}, {Write::Put("k", "a1")});
+  ASSERT_TRUE(v1.ok()) << v1.status();
+  const uint64_t hits0 = a->Stats().cache_hits;
+  absl::StatusOr<std::vector<Versioned>> r = a->GetMany({"k"}, stale);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)[0].value, "a1");
+  EXPECT_EQ((*r)[0].version, *v1);
+  EXPECT_EQ(a->Stats().cache_hits, hits0 + 1) << "A's own commit should answer A's stale read";
+
+  absl::StatusOr<uint64_t> v2 = b->Commit({{"k", *v1}}, {Write::Put("k", "b2")});
+  ASSERT_TRUE(v2.ok()) << v2.status();
+  r = a->GetMany({"k"}, stale);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)[0].value, "a1") << "served from A's cache: stale, but a state k really had";
+
+  absl::StatusOr<uint64_t> lost = a->Commit({{"k", (*r)[0].version}}, {Write::Put("k", "a3")});
+  ASSERT_TRUE(IsConflict(lost.status())) << lost.status();
+  EXPECT_EQ(ConflictKey(lost.status()), "k");
+  absl::StatusOr<Versioned> latest = a->Get("k");
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(latest->value, "b2");
+  r = a->GetMany({"k"}, stale);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)[0].value, "b2") << "the latest read refreshes the cache";
+  absl::StatusOr<uint64_t> v3 = a->Commit({{"k", (*r)[0].version}}, {Write::Put("k", "a3")});
+  ASSERT_TRUE(v3.ok()) << v3.status();
+
+  // A delete is cached as absent; a key never seen is read from etcd.
+  ASSERT_TRUE(a->Commit({{"k", *v3}}, {Write::Delete("k")}).ok());
+  const uint64_t misses0 = a->Stats().cache_misses;
+  r = a->GetMany({"k", "never-seen"}, stale);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE((*r)[0].present());
+  EXPECT_FALSE((*r)[1].present());
+  EXPECT_EQ(a->Stats().cache_misses, misses0 + 1);
+}
+
+// read_cache_bytes = 0: every stale-allowed read goes to etcd.
+TEST_F(EtcdStoreTest, ReadCacheOffReadsEveryKeyFromEtcd) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  EtcdOptions options = TestOptions(*cluster_, "nocache/");
+  options.read_cache_bytes = 0;
+  std::unique_ptr<EtcdStore> a = Open(options);
+  std::unique_ptr<EtcdStore> b = Open(TestOptions(*cluster_, "nocache/"));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(a->Commit({}, {Write::Put("k", "a1")}).ok());
+  ASSERT_TRUE(b->Commit({}, {Write::Put("k", "b2")}).ok());
+  absl::StatusOr<std::vector<Versioned>> r =
+      a->GetMany({"k"}, {.consistency = ReadConsistency::kMayBeStale});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)[0].value, "b2") << "one member: a serializable read sees every commit";
+  EXPECT_EQ(a->Stats().cache_hits, 0u);
+  EXPECT_EQ(a->Stats().cache_misses, 1u);
+}
+
 }  // namespace
 }  // namespace baton::storage
 
