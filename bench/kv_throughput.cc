@@ -18,6 +18,12 @@
 //           durable PUT (compare record absent, put state, put record),
 //           through the same gRPC stubs, from as many threads.
 //
+// With both the etcd store and raw_etcd, each baton PUT/INCR rep on etcd is
+// followed at once by a raw etcd rep at the same client count, and the baton
+// cell's vs_raw column is the median of those paired ratios (the machine's
+// load drifts less within a pair than across the run); the raw_etcd cells
+// are then the medians of all those raw reps.
+//
 // Each cell is the median of --reps runs of --seconds; latency percentiles
 // are over all runs of the cell. CPU is the server process's user+sys seconds
 // per 1000 requests (for raw_rocksdb: this process, which is the engine);
@@ -43,6 +49,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -169,6 +176,11 @@ struct Cell {
   double peak_rss_mib = 0;
   uint64_t errors = 0;
   int reps = 0;
+  // baton cells on etcd: the median over reps of (this rep's ops/s / the
+  // raw etcd rep run right after it), < 0 when not measured. Pairs taken
+  // seconds apart see the same machine load, so this ratio is steadier
+  // than the ratio of the two cells' medians.
+  double paired_ratio = -1;
 };
 
 Cell Reduce(Cell c, const std::vector<Run>& runs) {
@@ -197,14 +209,18 @@ nlohmann::json ToJson(const Cell& c) {
           {"clients", c.clients},       {"ops_per_s", c.ops_per_s},
           {"p50_us", c.p50_us},         {"p99_us", c.p99_us},
           {"cpu_s_per_1k", c.cpu_s_per_1k}, {"peak_rss_mib", c.peak_rss_mib},
-          {"errors", c.errors},         {"reps", c.reps}};
+          {"errors", c.errors},         {"reps", c.reps},
+          {"paired_ratio_to_raw", c.paired_ratio >= 0 ? nlohmann::json(c.paired_ratio)
+                                                      : nlohmann::json(nullptr)}};
 }
 
 void Print(const Cell& c) {
-  std::printf("%-11s %-7s %-6s %-4s %4d %10.0f %9.0f %9.0f %8.3f %8.1f %s\n",
+  char ratio[32] = "-";
+  if (c.paired_ratio >= 0) std::snprintf(ratio, sizeof ratio, "%.2f", c.paired_ratio);
+  std::printf("%-11s %-7s %-6s %-4s %4d %10.0f %9.0f %9.0f %8.3f %8.1f %7s %s\n",
               c.system.c_str(), c.store.c_str(), c.proto.c_str(), c.op.c_str(),
               c.clients, c.ops_per_s, c.p50_us, c.p99_us, c.cpu_s_per_1k,
-              c.peak_rss_mib,
+              c.peak_rss_mib, ratio,
               c.errors ? absl::StrCat("errors=", c.errors).c_str() : "");
   std::fflush(stdout);
 }
@@ -490,10 +506,17 @@ bool Has(const std::vector<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
-// The baton cells of one store.
+// One run of a baseline at a client count (the raw etcd Txn loop).
+using BaselineRun = std::function<Run(int clients)>;
+
+// The baton cells of one store. With `paired` (etcd), each PUT/INCR rep is
+// followed at once by a run of the baseline at the same client count; those
+// runs go to (*paired_runs)[clients] and the cell gets the median ratio of
+// the pairs.
 void MeasureBaton(const Options& o, const std::string& store_kind,
                   const std::string& etcd_endpoint, std::vector<Cell>* cells,
-                  int* round) {
+                  int* round, const BaselineRun* paired = nullptr,
+                  std::map<int, std::vector<Run>>* paired_runs = nullptr) {
   std::string tmpl = o.dir + "/kv-throughput-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) {
     std::fprintf(stderr, "mkdtemp in %s failed\n", o.dir.c_str());
@@ -529,6 +552,7 @@ void MeasureBaton(const Options& o, const std::string& store_kind,
       for (const std::string& op : o.ops) {
         for (int n : o.clients) {
           std::vector<Run> runs;
+          std::vector<double> ratios;
           for (int rep = 0; rep < o.reps; ++rep) {
             const int r = ++*round;
             runs.push_back(Drive(n, dur, server->pid(), [&](int c, uint64_t seq) {
@@ -538,9 +562,15 @@ void MeasureBaton(const Options& o, const std::string& store_kind,
               if (op == "get") return kv.Get(absl::StrCat("g", c)).ok();
               return kv.Incr(absl::StrCat("i", c)).ok();
             }));
+            if (paired != nullptr && op != "get") {
+              Run base = (*paired)(n);
+              if (base.ops_per_s > 0) ratios.push_back(runs.back().ops_per_s / base.ops_per_s);
+              (*paired_runs)[n].push_back(std::move(base));
+            }
           }
           Cell cell{"baton", store_kind, proto_name, op, n};
           cell = Reduce(cell, runs);
+          if (!ratios.empty()) cell.paired_ratio = Percentile(ratios, 0.5);
           cell.peak_rss_mib = ProcPeakRssMiB(server->pid());
           Print(cell);
           cells->push_back(cell);
@@ -580,9 +610,9 @@ int Main(int argc, char** argv) {
   std::vector<Cell> cells;
   int round = 0;
   const auto dur = std::chrono::milliseconds(static_cast<int>(o.seconds * 1000));
-  std::printf("%-11s %-7s %-6s %-4s %4s %10s %9s %9s %8s %8s\n", "system", "store",
+  std::printf("%-11s %-7s %-6s %-4s %4s %10s %9s %9s %8s %8s %7s\n", "system", "store",
               "proto", "op", "cli", "ops/s", "p50_us", "p99_us", "cpu_s/1k",
-              "rss_MiB");
+              "rss_MiB", "vs_raw");
 
   if (Has(o.stores, "rocksdb")) MeasureBaton(o, "rocksdb", "", &cells, &round);
 
@@ -653,11 +683,8 @@ int Main(int argc, char** argv) {
     } else {
       const std::string endpoint = (*cluster)->ClientEndpoint(0);
       const pid_t etcd_pid = (*cluster)->Pid(0);
-      if (Has(o.stores, "etcd")) {
-        // The server child's CPU is baton's; etcd's own CPU per request is
-        // in the raw_etcd row.
-        MeasureBaton(o, "etcd", endpoint, &cells, &round);
-      }
+      std::unique_ptr<storage::EtcdStore> raw_store;
+      BaselineRun raw_run;
       if (Has(o.baselines, "raw_etcd")) {
         storage::EtcdOptions eo;
         eo.endpoints = {endpoint};
@@ -666,40 +693,53 @@ int Main(int argc, char** argv) {
         if (!opened.ok()) {
           std::fprintf(stderr, "%s\n", opened.status().ToString().c_str());
         } else {
-          storage::etcd_internal::Client& client = (*opened)->client();
-          const std::string value(o.value_bytes, 'v');
-          // The completion record the pipeline writes is a few hundred bytes.
-          const std::string record(256, 'r');
-          for (int n : o.clients) {
-            std::vector<Run> runs;
-            for (int rep = 0; rep < o.reps; ++rep) {
-              const int r = ++round;
-              runs.push_back(Drive(n, dur, etcd_pid, [&](int c, uint64_t seq) {
-                const std::string rec = absl::StrCat("bench-raw/done/", r, "/", c, "/", seq);
-                etcdserverpb::TxnRequest req;
-                etcdserverpb::Compare* cmp = req.add_compare();
-                cmp->set_result(etcdserverpb::Compare::EQUAL);
-                cmp->set_target(etcdserverpb::Compare::MOD);
-                cmp->set_key(rec);
-                cmp->set_mod_revision(0);
-                etcdserverpb::PutRequest* put = req.add_success()->mutable_request_put();
-                put->set_key(absl::StrCat("bench-raw/state/", c, "-", seq % 64));
-                put->set_value(value);
-                put = req.add_success()->mutable_request_put();
-                put->set_key(rec);
-                put->set_value(record);
-                etcdserverpb::TxnResponse resp;
-                grpc::ClientContext ctx;
-                client.Prepare(ctx);
-                grpc::Status s = client.CurrentEndpoint().kv->Txn(&ctx, req, &resp);
-                return s.ok() && resp.succeeded();
-              }));
-            }
-            Cell cell = Reduce({"raw_etcd", "etcd", "grpc", "put", n}, runs);
-            cell.peak_rss_mib = ProcPeakRssMiB(etcd_pid);
-            Print(cell);
-            cells.push_back(cell);
-          }
+          raw_store = *std::move(opened);
+          raw_run = [&o, &round, dur, etcd_pid,
+                     &client = raw_store->client()](int n) {
+            const std::string value(o.value_bytes, 'v');
+            // The completion record the pipeline writes is a few hundred bytes.
+            const std::string record(256, 'r');
+            const int r = ++round;
+            return Drive(n, dur, etcd_pid, [&](int c, uint64_t seq) {
+              const std::string rec = absl::StrCat("bench-raw/done/", r, "/", c, "/", seq);
+              etcdserverpb::TxnRequest req;
+              etcdserverpb::Compare* cmp = req.add_compare();
+              cmp->set_result(etcdserverpb::Compare::EQUAL);
+              cmp->set_target(etcdserverpb::Compare::MOD);
+              cmp->set_key(rec);
+              cmp->set_mod_revision(0);
+              etcdserverpb::PutRequest* put = req.add_success()->mutable_request_put();
+              put->set_key(absl::StrCat("bench-raw/state/", c, "-", seq % 64));
+              put->set_value(value);
+              put = req.add_success()->mutable_request_put();
+              put->set_key(rec);
+              put->set_value(record);
+              etcdserverpb::TxnResponse resp;
+              grpc::ClientContext ctx;
+              client.Prepare(ctx);
+              grpc::Status s = client.CurrentEndpoint().kv->Txn(&ctx, req, &resp);
+              return s.ok() && resp.succeeded();
+            });
+          };
+        }
+      }
+      // The raw etcd runs, by client count: interleaved with baton's PUT and
+      // INCR reps when both are measured, else a series of their own.
+      std::map<int, std::vector<Run>> raw_runs;
+      if (Has(o.stores, "etcd")) {
+        // The server child's CPU is baton's; etcd's own CPU per request is
+        // in the raw_etcd row.
+        MeasureBaton(o, "etcd", endpoint, &cells, &round, raw_run ? &raw_run : nullptr,
+                     &raw_runs);
+      }
+      if (raw_run) {
+        for (int n : o.clients) {
+          std::vector<Run>& runs = raw_runs[n];
+          while (static_cast<int>(runs.size()) < o.reps) runs.push_back(raw_run(n));
+          Cell cell = Reduce({"raw_etcd", "etcd", "grpc", "put", n}, runs);
+          cell.peak_rss_mib = ProcPeakRssMiB(etcd_pid);
+          Print(cell);
+          cells.push_back(cell);
         }
       }
     }
