@@ -189,8 +189,8 @@ write_configs() {
       printf '  endpoints: [%s' "$NET2.$k:2379"
       for o in "${HOSTS[@]}"; do [[ $o == "$h" ]] || printf ', %s' "$NET2.${o#h}:2379"; done
       echo "]"
-      echo "  dial_timeout: 2s"
-      echo "  request_timeout: 2s"
+      echo "  dial_timeout: ${ETCD_DIAL_TIMEOUT:-500ms}"
+      echo "  request_timeout: ${ETCD_REQUEST_TIMEOUT:-500ms}"
       echo "takeover:"
       echo "  node_id: $k"
       echo "  interface: eth0"

@@ -255,9 +255,36 @@ absl::Status Client::EnsureToken(Endpoint& ep, const std::string* stale) {
   return absl::OkStatus();
 }
 
+size_t Client::StartEndpoint() {
+  const size_t current = current_.load() % endpoints_.size();
+  if (current == 0) return 0;
+  // The first endpoint is the preferred one (deployments list the host's own
+  // member first). A call moved away when it was down; once it is back, go
+  // back to it, so that the crash of the member this client moved to does
+  // not cost a request timeout first.
+  const gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+  const int64_t now_ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+  int64_t last = last_fail_back_probe_ns_.load(std::memory_order_relaxed);
+  if (now_ns - last < std::chrono::nanoseconds(kFailBackProbeInterval).count() ||
+      !last_fail_back_probe_ns_.compare_exchange_strong(last, now_ns)) {
+    return current;
+  }
+  // try_to_connect: an idle channel starts connecting, so a later probe
+  // finds it ready.
+  Endpoint& first = *endpoints_[0];
+  if (first.channel->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_READY) return current;
+  size_t expected = current;
+  if (current_.compare_exchange_strong(expected, 0)) {
+    failovers_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("etcd: back on the first endpoint {}", first.target);
+    return 0;
+  }
+  return expected % endpoints_.size();
+}
+
 absl::Status Client::Call(CallKind kind, const Rpc& rpc) {
   const size_t n = endpoints_.size();
-  const size_t start = current_.load() % n;
+  const size_t start = StartEndpoint();
   std::vector<std::string> why;
   for (size_t k = 0; k < n; ++k) {
     const size_t i = (start + k) % n;

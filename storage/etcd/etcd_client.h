@@ -9,6 +9,7 @@
 #define BATON_STORAGE_ETCD_ETCD_CLIENT_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -25,6 +26,10 @@
 #include "storage/etcd/proto/rpc.grpc.pb.h"
 
 namespace baton::storage::etcd_internal {
+
+// How often a client that moved off the first endpoint checks whether it can
+// go back to it.
+inline constexpr std::chrono::milliseconds kFailBackProbeInterval{1000};
 
 // One member's connection.
 struct Endpoint {
@@ -81,6 +86,10 @@ class Client {
 
   // Connected within dial_timeout?
   bool WaitConnected(Endpoint& endpoint);
+  // The endpoint a call starts at: the current one, or the first one again
+  // when the current one is another and the first one's connection is up
+  // (checked at most every kFailBackProbeInterval).
+  size_t StartEndpoint();
   // Gets a token when auth is configured and none is held yet; with
   // `stale`, a new one unless another thread already replaced *stale (so a
   // token expiring under many callers costs one Authenticate, not one each).
@@ -90,6 +99,8 @@ class Client {
   const EtcdOptions options_;
   std::vector<std::unique_ptr<Endpoint>> endpoints_;
   std::atomic<size_t> current_{0};
+  // gpr monotonic time (ns) of the last fail-back probe.
+  std::atomic<int64_t> last_fail_back_probe_ns_{0};
 
   // Held across Authenticate, so that concurrent callers wait for one token
   // instead of each asking for their own.

@@ -60,7 +60,10 @@ namespace baton::storage {
 struct EtcdOptions {
   // Client URLs of the cluster's members, "host:port", optionally with an
   // "http://" or "https://" scheme. Calls go to the last endpoint that
-  // answered and move on to the next one when it cannot be reached.
+  // answered and move on to the next one when it cannot be reached; the
+  // first endpoint is the preferred one (list the host's own member first):
+  // calls go back to it once its connection is up again (checked at most
+  // once a second).
   // Default: {"127.0.0.1:2379"} (etcd's default client port).
   std::vector<std::string> endpoints = {"127.0.0.1:2379"};
 
@@ -75,9 +78,13 @@ struct EtcdOptions {
   std::chrono::milliseconds dial_timeout{2000};
 
   // Deadline of one request to one endpoint. A commit that misses it returns
-  // kUnknown; a read moves on to the next endpoint. Keep it above etcd's
-  // leader election time (etcd's --election-timeout, default 1 s).
-  // Default: 5000 ms.
+  // kUnknown (the request pipeline resolves it by reading the completion
+  // record); a read moves on to the next endpoint. It bounds how long a
+  // request waits on a member whose leader just died: etcd 3.4 holds such
+  // requests until this deadline, however soon the next leader is elected.
+  // Shorter (e.g. 500 ms with etcd's 1 s election) shortens the outage of an
+  // etcd leader crash; the price is more kUnknown outcomes when etcd is
+  // slow. Default: 5000 ms.
   std::chrono::milliseconds request_timeout{5000};
 
   // TLS: used when tls_ca_file is set or an endpoint says "https://". PEM

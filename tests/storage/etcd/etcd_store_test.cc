@@ -643,6 +643,38 @@ TEST_F(EtcdStoreTest, AuthTokenIsRefreshedAfterItExpires) {
 }
 
 
+// The client moved off its first endpoint (the host's own member) while that
+// member was down; once the member is back, calls go back to it, so that a
+// crash of the member it moved to costs no request timeout later.
+TEST_F(EtcdStoreTest, ClientGoesBackToTheFirstEndpointOnceItIsUp) {
+  ASSERT_NO_FATAL_FAILURE(Start(3));
+  std::unique_ptr<EtcdStore> store = Open(TestOptions(*cluster_, "failback/"));
+  ASSERT_NE(store, nullptr);
+  const std::string first = cluster_->ClientEndpoint(0);
+  ASSERT_TRUE(store->Commit({}, {Write::Put("k", "1")}).ok());
+  ASSERT_EQ(store->CurrentEndpoint(), first);
+
+  ASSERT_TRUE(cluster_->Kill(0).ok());
+  absl::StatusOr<uint64_t> moved = absl::UnavailableError("not tried");
+  for (int i = 0; i < 50 && !moved.ok(); ++i) {
+    moved = store->Commit({}, {Write::Put("k", "2")});
+  }
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_NE(store->CurrentEndpoint(), first);
+
+  ASSERT_TRUE(cluster_->Restart(0).ok());
+  ASSERT_TRUE(cluster_->WaitReady(0, milliseconds(20000)).ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (store->CurrentEndpoint() != first && std::chrono::steady_clock::now() < deadline) {
+    ASSERT_TRUE(store->Get("k").ok());
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  EXPECT_EQ(store->CurrentEndpoint(), first) << "still away from the first endpoint";
+  absl::StatusOr<Versioned> v = store->Get("k");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->value, "2");
+}
+
 // --------------------------------------------------------- group commit ----
 
 // Commits run one after another per thread, many threads at once: each
