@@ -89,7 +89,7 @@ BENCHES = [
                      "--seconds", "2", "--reps", "3", "--json", c["json"]],
           lambda c: [bin_(c, "bench", "baton-kv-throughput"), "--clients", "1,16,64",
                      "--seconds", "1", "--reps", "1", "--json", c["json"]],
-          est_full=330, est_quick=55),
+          est_full=390, est_quick=70),
     Bench("assignment",
           "take-over core: Assign() time and round-message bytes at 3/16/64 nodes x "
           "6/128/1024 slots",
