@@ -33,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
+#include "bench/raw_etcd.h"
 #include "storage/etcd/etcd_client.h"
 #include "storage/etcd/etcd_store.h"
 #include "storage/etcd/testing/etcd_launcher.h"
@@ -184,23 +185,7 @@ int Main(int argc, char** argv) {
   auto raw_op = [&](int caller, uint64_t seq) {
     const std::string rec = absl::StrCat("bench-raw/", storage::ToAbsl(storage::kReservedPrefix), "done/",
                                          round_id, "/", caller, "/", seq);
-    etcdserverpb::TxnRequest req;
-    etcdserverpb::Compare* cmp = req.add_compare();
-    cmp->set_result(etcdserverpb::Compare::EQUAL);
-    cmp->set_target(etcdserverpb::Compare::MOD);
-    cmp->set_key(rec);
-    cmp->set_mod_revision(0);
-    etcdserverpb::PutRequest* put = req.add_success()->mutable_request_put();
-    put->set_key(absl::StrCat("bench-raw/state/", caller));
-    put->set_value(value);
-    put = req.add_success()->mutable_request_put();
-    put->set_key(rec);
-    put->set_value(record);
-    etcdserverpb::TxnResponse resp;
-    grpc::ClientContext ctx;
-    client.Prepare(ctx);
-    grpc::Status s = client.CurrentEndpoint().kv->Txn(&ctx, req, &resp);
-    return s.ok() && resp.succeeded();
+    return bench::RawEtcdPut(client, absl::StrCat("bench-raw/state/", caller), value, rec, record);
   };
 
   std::printf("etcd %s (%zu endpoints), commit = 1 condition + put %zu B + put %zu B, %d x %d s per system\n",

@@ -64,6 +64,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "bench/raw_etcd.h"
 #include "bench/raw_rocksdb.h"
 #include "bench/redis_benchmark_csv.h"
 #include "framework/clock.h"
@@ -702,23 +703,8 @@ int Main(int argc, char** argv) {
             const int r = ++round;
             return Drive(n, dur, etcd_pid, [&](int c, uint64_t seq) {
               const std::string rec = absl::StrCat("bench-raw/done/", r, "/", c, "/", seq);
-              etcdserverpb::TxnRequest req;
-              etcdserverpb::Compare* cmp = req.add_compare();
-              cmp->set_result(etcdserverpb::Compare::EQUAL);
-              cmp->set_target(etcdserverpb::Compare::MOD);
-              cmp->set_key(rec);
-              cmp->set_mod_revision(0);
-              etcdserverpb::PutRequest* put = req.add_success()->mutable_request_put();
-              put->set_key(absl::StrCat("bench-raw/state/", c, "-", seq % 64));
-              put->set_value(value);
-              put = req.add_success()->mutable_request_put();
-              put->set_key(rec);
-              put->set_value(record);
-              etcdserverpb::TxnResponse resp;
-              grpc::ClientContext ctx;
-              client.Prepare(ctx);
-              grpc::Status s = client.CurrentEndpoint().kv->Txn(&ctx, req, &resp);
-              return s.ok() && resp.succeeded();
+              return bench::RawEtcdPut(client, absl::StrCat("bench-raw/state/", c, "-", seq % 64),
+                                       value, rec, record);
             });
           };
         }
