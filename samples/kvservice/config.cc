@@ -107,7 +107,7 @@ absl::Status ReadStore(const YAML::Node& n, StoreConfig* store) {
           {"kind", "endpoints", "key_prefix", "dial_timeout", "request_timeout",
            "tls_ca_file", "tls_cert_file", "tls_key_file", "username",
            "password", "max_request_bytes", "max_txn_ops", "group_commits",
-           "read_cache_bytes"});
+           "max_commit_txns_in_flight", "read_cache_bytes"});
       !s.ok()) {
     return s;
   }
@@ -155,6 +155,8 @@ absl::Status ReadStore(const YAML::Node& n, StoreConfig* store) {
         Read(n, "max_request_bytes", "store", &e.max_request_bytes),
         Read(n, "max_txn_ops", "store", &e.max_txn_ops),
         Read(n, "group_commits", "store", &e.group_commits),
+        Read(n, "max_commit_txns_in_flight", "store",
+             &e.max_commit_txns_in_flight),
         Read(n, "read_cache_bytes", "store", &e.read_cache_bytes)}) {
     if (!s.ok()) return s;
   }

@@ -72,7 +72,8 @@ struct EtcdStore::PendingCommit {
   size_t bytes = 0;
 
   absl::CondVar cv;
-  bool done = false;
+  bool taken = false;  // in a batch (no longer queued)
+  bool done = false;   // its batch was answered; result is set
   absl::StatusOr<uint64_t> result = absl::InternalError("not sent");
 };
 
@@ -273,25 +274,34 @@ absl::StatusOr<uint64_t> EtcdStore::Commit(const std::vector<Condition>& conditi
   } else {
     commit_mu_.Lock();
     commit_queue_.push_back(&me);
-    // Wait until a batch took this commit along, or it is at the front and
-    // so the next to send (the front stays queued while its batch is in
-    // flight, so there is one batch in flight at a time).
-    while (!me.done && commit_queue_.front() != &me) me.cv.Wait(&commit_mu_);
-    if (!me.done) {
+    // Wait until a batch took this commit along, or it is at the front of
+    // the commits not yet taken and fewer than max_commit_txns_in_flight
+    // batches are in flight: then it sends the next batch itself.
+    const size_t max_in_flight = std::max<size_t>(options_.max_commit_txns_in_flight, 1);
+    while (!me.taken && (commit_queue_.front() != &me || commit_txns_in_flight_ >= max_in_flight)) {
+      me.cv.Wait(&commit_mu_);
+    }
+    if (!me.taken) {
       std::vector<PendingCommit*> batch = PickBatch();
+      for (PendingCommit* p : batch) p->taken = true;
+      commit_queue_.erase(
+          std::remove_if(commit_queue_.begin(), commit_queue_.end(),
+                         [](const PendingCommit* p) { return p->taken; }),
+          commit_queue_.end());
+      ++commit_txns_in_flight_;
+      // Another batch may go out while this one is in flight.
+      if (!commit_queue_.empty()) commit_queue_.front()->cv.Signal();
       commit_mu_.Unlock();
       SendBatch(batch);
       commit_mu_.Lock();
+      --commit_txns_in_flight_;
       for (PendingCommit* p : batch) {
         p->done = true;
         if (p != &me) p->cv.Signal();
       }
-      commit_queue_.erase(
-          std::remove_if(commit_queue_.begin(), commit_queue_.end(),
-                         [](const PendingCommit* p) { return p->done; }),
-          commit_queue_.end());
       if (!commit_queue_.empty()) commit_queue_.front()->cv.Signal();
     }
+    while (!me.done) me.cv.Wait(&commit_mu_);
     commit_mu_.Unlock();
   }
   NoteCommit(conditions, writes, me.result);
