@@ -32,7 +32,8 @@
 //   baton-kv-throughput [--clients 1,16,64] [--seconds 2] [--reps 3]
 //                       [--ops put,get,incr] [--protos http,grpc]
 //                       [--stores rocksdb,etcd] [--baselines redis,raw_rocksdb,raw_etcd]
-//                       [--dir /var/tmp] [--value-bytes 100] [--json FILE]
+//                       [--dir /var/tmp] [--value-bytes 100] [--etcd-members 1]
+//                       [--json FILE]
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -500,6 +501,7 @@ struct Options {
   std::vector<std::string> baselines = {"redis", "raw_rocksdb", "raw_etcd"};
   std::string dir = "/var/tmp";
   size_t value_bytes = 100;
+  int etcd_members = 1;
   std::string json;
 };
 
@@ -598,6 +600,10 @@ int Main(int argc, char** argv) {
       ->delimiter(',');
   app.add_option("--dir", o.dir, "directory on the disk under test");
   app.add_option("--value-bytes", o.value_bytes, "bytes per value");
+  app.add_option("--etcd-members", o.etcd_members,
+                 "members of the loopback etcd cluster (baton and raw etcd both talk to the "
+                 "first; its CPU is the raw_etcd row's)")
+      ->check(CLI::Range(1, 5));
   app.add_option("--json", o.json, "also write the cells to this file");
   app.add_flag("--serve", serve, "internal: run the server child");
   app.add_option("--store", serve_store, "internal: --serve's store");
@@ -678,6 +684,7 @@ int Main(int argc, char** argv) {
     launch.temp_root = o.dir;  // On disk, not tmpfs: fsync costs what it costs.
     launch.heartbeat_ms = 100;  // etcd's defaults.
     launch.election_ms = 1000;
+    launch.members = o.etcd_members;
     auto cluster = storage::testing::EtcdCluster::Start(launch);
     if (!cluster.ok()) {
       std::fprintf(stderr, "cannot start etcd: %s\n", cluster.status().ToString().c_str());
