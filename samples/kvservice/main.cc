@@ -26,6 +26,7 @@
 #include "framework/grpc/grpc_server.h"
 #include "framework/http_server.h"
 #include "framework/pipeline.h"
+#include "nlohmann/json.hpp"
 #include "samples/kvservice/config.h"
 #include "samples/kvservice/kv_grpc.h"
 #include "samples/kvservice/kv_service.h"
@@ -133,6 +134,50 @@ void PrintUsage(const std::string& host, uint16_t port) {
       "  build/samples/kvservice/baton-kv --http %s incr visits\n",
       hp.c_str());
   std::fflush(stdout);
+}
+
+// GET /baton/stats: the request pipeline's counters and, on etcd (`etcd` is
+// then the EtcdStore the pipeline uses, else null), the store's: commits and
+// the Txns that carried them, read-cache hits, endpoint fail-overs, unknown
+// outcomes. For operators and benchmarks.
+absl::Status RegisterStatsRoute(baton::framework::Router& router,
+                                baton::framework::RequestPipeline& pipeline,
+                                [[maybe_unused]] baton::storage::StableStore* etcd) {
+  return router.Add(
+      "GET", "/baton/stats",
+      baton::framework::MakeHandler(
+          [&pipeline, etcd](const baton::framework::Request&,
+                            baton::framework::Transaction&)
+              -> absl::StatusOr<baton::framework::Reply> {
+            const baton::framework::PipelineStats p = pipeline.Stats();
+            nlohmann::json j;
+            j["pipeline"] = {{"executed", p.executed},
+                             {"replayed", p.replayed},
+                             {"read_only", p.read_only},
+                             {"reruns", p.reruns},
+                             {"unknown_outcomes", p.unknown_outcomes},
+                             {"waited", p.waited},
+                             {"collected", p.collected},
+                             {"revalidations", p.revalidations},
+                             {"lookups_skipped", p.lookups_skipped}};
+#if BATON_KV_ETCD
+            if (etcd != nullptr) {
+              auto* e = static_cast<baton::storage::EtcdStore*>(etcd);
+              const baton::storage::EtcdStoreStats st = e->Stats();
+              j["store"] = {{"kind", "etcd"},
+                            {"endpoint", e->CurrentEndpoint()},
+                            {"commits", st.commits},
+                            {"commit_txns", st.commit_txns},
+                            {"cache_hits", st.cache_hits},
+                            {"cache_misses", st.cache_misses},
+                            {"failovers", st.failovers},
+                            {"unknown_outcomes", st.unknown_outcomes},
+                            {"authentications", st.authentications}};
+            }
+#endif
+            if (!j.contains("store")) j["store"] = {{"kind", "rocksdb"}};
+            return baton::framework::Reply::Json(absl::StatusCode::kOk, j.dump());
+          }));
 }
 
 void PrintGrpcUsage(const std::string& host, uint16_t port) {
@@ -313,9 +358,17 @@ int main(int argc, char** argv) {
   std::string store_description;
   absl::StatusOr<std::unique_ptr<baton::storage::StableStore>> store =
       absl::UnavailableError("no store");
+  baton::storage::StableStore* etcd_store = nullptr;  // The same store, for /baton/stats.
   if (config.store.kind == baton::kvservice::StoreConfig::Kind::kEtcd) {
 #if BATON_KV_ETCD
-    store = baton::storage::OpenEtcdStore(config.store.etcd);
+    absl::StatusOr<std::unique_ptr<baton::storage::EtcdStore>> etcd =
+        baton::storage::OpenEtcd(config.store.etcd);
+    if (etcd.ok()) {
+      etcd_store = etcd->get();
+      store = std::unique_ptr<baton::storage::StableStore>(*std::move(etcd));
+    } else {
+      store = etcd.status();
+    }
     store_description = "etcd " + absl::StrJoin(config.store.etcd.endpoints, ",") +
                         " prefix " + config.store.etcd.key_prefix;
     if (!store.ok()) {
@@ -359,6 +412,10 @@ int main(int argc, char** argv) {
                                              config.pipeline);
   baton::framework::Router router;
   if (absl::Status s = baton::kvservice::RegisterKvRoutes(router); !s.ok()) {
+    spdlog::error("routes: {}", std::string(s.message()));
+    return 1;
+  }
+  if (absl::Status s = RegisterStatsRoute(router, pipeline, etcd_store); !s.ok()) {
     spdlog::error("routes: {}", std::string(s.message()));
     return 1;
   }

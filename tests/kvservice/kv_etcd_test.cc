@@ -171,6 +171,16 @@ TEST_F(KvEtcdTest, TwoServersShareTheStoreAndNameThemselves) {
   EXPECT_EQ(r.status, 404);
   EXPECT_EQ(r.node, "h1");
 
+  // Each server counts what it did: h1 executed one INCR and committed it
+  // (the failed request made no commit); its store is etcd.
+  r = Post(a1, "/baton/stats", "", "");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const nlohmann::json stats = nlohmann::json::parse(r.body);
+  EXPECT_EQ(stats["pipeline"]["executed"], 1) << r.body;
+  EXPECT_EQ(stats["store"]["kind"], "etcd") << r.body;
+  EXPECT_GE(stats["store"]["commits"].get<uint64_t>(), 1u) << r.body;
+  EXPECT_GE(stats["store"]["commit_txns"].get<uint64_t>(), 1u) << r.body;
+
   // The data is in etcd under the configured prefix.
   storage::EtcdOptions o;
   o.endpoints = etcd_->ClientEndpoints();
