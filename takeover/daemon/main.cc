@@ -16,6 +16,7 @@
 // `drain` finds no daemon, 4 if the daemon refused the drain request.
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -23,12 +24,17 @@
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <algorithm>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
@@ -137,15 +143,39 @@ int RunDaemon(const std::string& config_path, const std::string& log_level,
   return 0;
 }
 
+// The ranges [lo, hi] of descriptors >= 3 to close so that only `a` and `b` (either may be -1)
+// stay open beside 0-2.
+std::vector<std::pair<unsigned, unsigned>> KeptDescriptorGaps(int a, int b) {
+  std::vector<unsigned> keep;
+  for (int fd : {a, b}) {
+    if (fd >= 3) keep.push_back(static_cast<unsigned>(fd));
+  }
+  std::sort(keep.begin(), keep.end());
+  std::vector<std::pair<unsigned, unsigned>> gaps;
+  unsigned next = 3;
+  for (unsigned k : keep) {
+    if (k > next) gaps.emplace_back(next, k - 1);
+    next = k + 1;
+  }
+  gaps.emplace_back(next, ~0U);
+  return gaps;
+}
+
 // Supervised mode (--parent-fd): the agent of a server, in its own process.
 int RunSupervised(int parent_fd, const std::string& log_level) {
   // The server's death also arrives as SIGTERM (a second line of defence beside EOF). Set before
   // anything else; if the server died before this, the link read below sees EOF.
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  // The server's process, to wait for its end before handing over (see server_gone below).
+  const pid_t server_pid = ::getppid();
+  const int server_pidfd =
+      server_pid > 1 ? static_cast<int>(::syscall(SYS_pidfd_open, server_pid, 0)) : -1;
   // Only 0-2 and the link: descriptors the server left without close-on-exec (listening sockets,
   // store files) must not outlive it in this process.
-  if (parent_fd > 3) ::close_range(3, static_cast<unsigned>(parent_fd - 1), 0);
-  ::close_range(static_cast<unsigned>(parent_fd + 1), ~0U, 0);
+  // (The server's pidfd, opened just above, is kept.)
+  for (const auto& [lo, hi] : KeptDescriptorGaps(parent_fd, server_pidfd)) {
+    ::close_range(lo, hi, 0);
+  }
   absl::StatusOr<std::string> yaml =
       baton::takeover::ReadParentConfig(parent_fd, std::chrono::seconds(10));
   if (!yaml.ok()) {
@@ -187,7 +217,49 @@ int RunSupervised(int parent_fd, const std::string& log_level) {
     spdlog::info("{}: handing the addresses over", why);
     (*daemon)->Shutdown([&] { io.stop(); });
   };
-  baton::takeover::ParentLink link(io, parent_fd, **daemon, watchdog, shutdown);
+  // When the server dies, the first signs (SIGTERM from PR_SET_PDEATHSIG, which fires when the
+  // thread that started this process exits; EOF on the link) can come before its last thread
+  // has closed its client connections. Removing the address then would leave the kernel unable
+  // to send those connections' FIN or RST (their source address is gone), and every client with
+  // a request in flight would wait for its own timeout instead of retrying at once. So wait
+  // until the server's process has ended (its pidfd turns readable), at most kServerExitWait,
+  // without blocking the loop (leases keep being renewed meanwhile).
+  constexpr std::chrono::milliseconds kServerExitWait{100};
+  std::optional<boost::asio::posix::stream_descriptor> server_exit;
+  boost::asio::steady_timer server_exit_timer(io);
+  bool waiting_for_server = false;
+  auto shutdown_after_server = [&](const std::string& why) {
+    if (shutting_down || waiting_for_server) return;
+    const int fd = server_pidfd >= 0 ? ::dup(server_pidfd) : -1;
+    if (fd < 0) return shutdown(why);
+    waiting_for_server = true;
+    server_exit.emplace(io, fd);
+    auto done = [&, why](const char* how) {
+      if (shutting_down) return;
+      server_exit_timer.cancel();
+      boost::system::error_code ignored;
+      server_exit->cancel(ignored);
+      spdlog::info("the server's process {}", how);
+      shutdown(why);
+    };
+    server_exit->async_wait(boost::asio::posix::descriptor_base::wait_read,
+                            [done](const boost::system::error_code& ec) {
+                              if (!ec) done("has ended");
+                            });
+    server_exit_timer.expires_after(kServerExitWait);
+    server_exit_timer.async_wait([done](const boost::system::error_code& ec) {
+      if (!ec) done("has not ended within 100 ms; going on");
+    });
+  };
+  baton::takeover::ParentLink link(
+      io, parent_fd, **daemon, watchdog,
+      [&](const std::string& why, baton::takeover::LinkLoss loss) {
+        if (loss == baton::takeover::LinkLoss::kServerExited) {
+          shutdown_after_server(why);
+        } else {
+          shutdown(why);
+        }
+      });
   (*daemon)->SetSlotListener(
       [&link](const baton::takeover::SlotEvent& e) { link.SendSlotEvent(e); });
   if (absl::Status s = (*daemon)->Start(); !s.ok()) {
@@ -196,7 +268,8 @@ int RunSupervised(int parent_fd, const std::string& log_level) {
   }
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (!ec) shutdown("signal " + std::to_string(sig));
+    // SIGTERM is how the server's death arrives first (PR_SET_PDEATHSIG).
+    if (!ec) shutdown_after_server("signal " + std::to_string(sig));
   });
   link.Start();
   link.SendStarted();

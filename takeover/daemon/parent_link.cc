@@ -43,8 +43,7 @@ absl::StatusOr<std::string> ReadParentConfig(int fd, std::chrono::milliseconds t
 }
 
 ParentLink::ParentLink(boost::asio::io_context& io, int fd, TakeoverDaemon& daemon,
-                       std::chrono::milliseconds watchdog,
-                       std::function<void(const std::string&)> on_lost)
+                       std::chrono::milliseconds watchdog, OnLost on_lost)
     : socket_(io, boost::asio::local::stream_protocol(), fd),
       daemon_(daemon),
       watchdog_(watchdog),
@@ -61,7 +60,8 @@ void ParentLink::ArmWatchdog() {
   watchdog_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec || lost_) return;  // re-armed (a line arrived) or lost already
     Lost(absl::StrCat("no message from the server for ", watchdog_.count(),
-                      " ms (stopped or hung)"));
+                      " ms (stopped or hung)"),
+         LinkLoss::kServerSilent);
   });
 }
 
@@ -71,7 +71,8 @@ void ParentLink::Read() {
         if (lost_) return;
         if (ec) {
           Lost(ec == boost::asio::error::eof ? std::string("the server closed the link (exited)")
-                                             : "link read error: " + ec.message());
+                                             : "link read error: " + ec.message(),
+               LinkLoss::kServerExited);
           return;
         }
         std::istream in(&buffer_);
@@ -86,7 +87,7 @@ void ParentLink::Read() {
 void ParentLink::Handle(const std::string& line) {
   nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object() || !j.contains("op") || !j["op"].is_string()) {
-    Lost("malformed line from the server");
+    Lost("malformed line from the server", LinkLoss::kMalformed);
     return;
   }
   const std::string op = j["op"].get<std::string>();
@@ -103,7 +104,7 @@ void ParentLink::Handle(const std::string& line) {
       Send({{"ev", "status"}, {"id", id}, {"status", std::move(status)}});
     });
   } else if (op == "shutdown") {
-    Lost("the server asked for a shutdown");
+    Lost("the server asked for a shutdown", LinkLoss::kShutdownRequested);
   } else {
     spdlog::warn("parent link: unknown op \"{}\" ignored", op);
   }
@@ -132,21 +133,25 @@ void ParentLink::Send(const nlohmann::json& j) {
     if (n < 0) {
       // EAGAIN: the server does not read (stopped); EPIPE: it is gone. The watchdog or the
       // reader ends the link; a half-written line would be garbage, so stop the link now.
-      spdlog::warn("parent link: cannot send to the server: {}", std::strerror(errno));
-      if (off > 0 || errno != EAGAIN) Lost("cannot send to the server");
+      const int err = errno;
+      spdlog::warn("parent link: cannot send to the server: {}", std::strerror(err));
+      if (off > 0 || err != EAGAIN) {
+        Lost("cannot send to the server",
+             err == EAGAIN ? LinkLoss::kServerSilent : LinkLoss::kServerExited);
+      }
       return;
     }
     off += static_cast<size_t>(n);
   }
 }
 
-void ParentLink::Lost(const std::string& why) {
+void ParentLink::Lost(const std::string& why, LinkLoss loss) {
   if (lost_) return;
   lost_ = true;
   watchdog_timer_.cancel();
   boost::system::error_code ignored;
   socket_.shutdown(boost::asio::local::stream_protocol::socket::shutdown_send, ignored);
-  if (on_lost_) on_lost_(why);
+  if (on_lost_) on_lost_(why, loss);
 }
 
 }  // namespace baton::takeover

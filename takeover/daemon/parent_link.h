@@ -40,12 +40,22 @@ namespace baton::takeover {
 // Returns the YAML text. kUnavailable on EOF / timeout, kInvalidArgument on anything else.
 [[nodiscard]] absl::StatusOr<std::string> ReadParentConfig(int fd, std::chrono::milliseconds timeout);
 
+// Why the link ended.
+enum class LinkLoss {
+  kServerExited,       // EOF or a read error: the server's process is ending or gone
+  kServerSilent,       // no message for the watchdog period: stopped or hung, still alive
+  kShutdownRequested,  // the server asked for a shutdown (it is alive)
+  kMalformed,          // the server sent garbage
+};
+
 class ParentLink {
  public:
-  // Takes ownership of `fd`. `on_lost(reason)` is called once, on the io_context's thread, when
-  // the link is lost or the server asked for a shutdown; the caller then shuts the daemon down.
+  // Takes ownership of `fd`. `on_lost(reason, loss)` is called once, on the io_context's thread,
+  // when the link is lost or the server asked for a shutdown; the caller then shuts the daemon
+  // down.
+  using OnLost = std::function<void(const std::string& reason, LinkLoss loss)>;
   ParentLink(boost::asio::io_context& io, int fd, TakeoverDaemon& daemon,
-             std::chrono::milliseconds watchdog, std::function<void(const std::string&)> on_lost);
+             std::chrono::milliseconds watchdog, OnLost on_lost);
   ParentLink(const ParentLink&) = delete;
   ParentLink& operator=(const ParentLink&) = delete;
 
@@ -62,12 +72,12 @@ class ParentLink {
   void ArmWatchdog();
   void Handle(const std::string& line);
   void Send(const nlohmann::json& j);
-  void Lost(const std::string& why);
+  void Lost(const std::string& why, LinkLoss loss);
 
   boost::asio::local::stream_protocol::socket socket_;
   TakeoverDaemon& daemon_;
   std::chrono::milliseconds watchdog_;
-  std::function<void(const std::string&)> on_lost_;
+  OnLost on_lost_;
   boost::asio::streambuf buffer_;
   boost::asio::steady_timer watchdog_timer_;
   bool lost_ = false;

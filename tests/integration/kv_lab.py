@@ -282,6 +282,33 @@ def cmd_faults(labdir, driverdir):
     return 0
 
 
+def cmd_inflight(driverdir, kill_times, limit_ms):
+    """For each kill time: how long after it the requests in flight at that instant were all
+    answered. A server that dies must not leave its clients waiting for their attempt timeout:
+    its connections end with a FIN or RST that the clients see at once (the agent child waits
+    for the server's process to end before it removes the address). Passes when the median over
+    the kills is below limit_ms (one kill may meet an unlucky retry)."""
+    start, recs = timeline(driverdir)
+    waits = []
+    for t in kill_times:
+        inflight = [r for r in recs
+                    if start + r["send_ms"] / 1e3 < t < start + r["finish_ms"] / 1e3]
+        if not inflight:
+            print(f"kill at {t:.3f}: no request in flight")
+            continue
+        w = max((start + r["finish_ms"] / 1e3 - t) * 1e3 for r in inflight)
+        waits.append(w)
+        print(f"kill at {t:.3f}: {len(inflight)} requests in flight, all answered "
+              f"{w:.0f} ms later (attempts {[r['attempts'] for r in inflight]})")
+    if not waits:
+        print("no kill had a request in flight")
+        return 1
+    waits.sort()
+    median = waits[len(waits) // 2]
+    print(f"median {median:.0f} ms (limit {limit_ms:.0f} ms)")
+    return 0 if median < limit_ms else 1
+
+
 def main(argv):
     if len(argv) >= 3 and argv[0] == "fence-check":
         return cmd_fence_check(argv[1], argv[2])
@@ -291,6 +318,8 @@ def main(argv):
         return cmd_holds(argv[1], argv[2])
     if len(argv) >= 3 and argv[0] == "answered":
         return cmd_answered(argv[1], float(argv[2]))
+    if len(argv) >= 4 and argv[0] == "inflight":
+        return cmd_inflight(argv[1], [float(x) for x in argv[3:]], float(argv[2]))
     if len(argv) >= 4 and argv[0] == "report":
         return cmd_report(argv[1], argv[2], argv[3])
     print(__doc__, file=sys.stderr)
