@@ -20,8 +20,6 @@ REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=../testing/require_root.sh
 . "$REPO/tests/testing/require_root.sh"
 : "${KVSERVER:?set KVSERVER to the baton-kvserver binary}"
-ETCD=${ETCD:-$(command -v etcd || echo /usr/bin/etcd)}
-[[ -x $ETCD ]] || { echo "FAIL: no etcd binary" >&2; exit 1; }
 
 NS="kvc$$"
 NS=${NS:0:12}
@@ -32,65 +30,9 @@ HTTP=8080
 # Generous for a loaded 2-core machine; the measured times are printed.
 CRASH_BOUND_MS=1000
 HANG_BOUND_MS=2500
-ETCD_PID=""
-KV_PID=""
-MON_PID=""
-FAILED=1
-
-log() { printf '%s %s\n' "$(date +%H:%M:%S.%3N)" "$*"; }
-fail() { log "FAIL: $*"; exit 1; }
-
-cleanup() {
-  local rc=$? p
-  for p in "$KV_PID" "$ETCD_PID" "$MON_PID"; do
-    [[ -n $p ]] && { kill -CONT "$p"; kill -9 "$p"; } 2>/dev/null || true
-  done
-  # The agent child ends by itself on its server's death; make sure.
-  for p in $(child_pids); do kill -9 "$p" 2>/dev/null || true; done
-  for p in "$KV_PID" "$ETCD_PID" "$MON_PID"; do
-    [[ -n $p ]] && wait "$p" 2>/dev/null || true
-  done
-  ip netns del "$NS" 2>/dev/null || true
-  if (( rc != 0 )) || [[ -n ${KEEP:-} ]]; then
-    log "logs in $WORK (exit $rc)"
-    for f in "$WORK"/kv.log "$WORK"/etcd.log; do
-      [[ -f $f ]] && { echo "--- $f"; tail -n 40 "$f"; }
-    done
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$rc"
-}
-# The agent processes this test's servers started (recorded as they are seen).
-CHILDREN=()
-child_pids() { local p; for p in "${CHILDREN[@]}"; do kill -0 "$p" 2>/dev/null && echo "$p"; done; true; }
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
-
 # shellcheck source=kv_agent_lib.sh
 . "$HERE/kv_agent_lib.sh"
-cat > "$WORK/kv.yaml" <<EOF
-listen: 0.0.0.0:$HTTP
-node_name: h1
-log_level: info
-store: {kind: etcd, endpoints: [127.0.0.1:2379], dial_timeout: 500ms, request_timeout: 1s}
-takeover_mode: process
-takeover:
-  node_id: 1
-  interface: eth0
-  service_addresses: [$VIP/24]
-  key_file: $WORK/cluster.key
-  bind_host: 127.0.0.1
-  peers:
-    - {id: 1, priority: 100, address: "127.0.0.1:7946"}
-  timing: {heartbeat: 50ms}
-  kernel_fence: ${KERNEL_FENCE:-false}
-  health_check: {kind: external, period: 200ms, timeout: 500ms, fall: 3, rise: 2}
-  status_socket: $WORK/agent.sock
-  incarnation_file: $WORK/agent.incarnation
-  state_file: $WORK/agent.state
-EOF
-
+write_kv_yaml "process" 50ms
 
 start_kv() {
   rm -f "$WORK/ready"
@@ -176,5 +118,4 @@ wait "$KV_PID" || fail "server exited with $? after SIGTERM"
 KV_PID=""
 no_vip || fail "address still present after the server exited"
 wait_until 3 not_alive "$AGENT3" || fail "agent child $AGENT3 alive after the server's SIGTERM"
-FAILED=0
 log "PASS"

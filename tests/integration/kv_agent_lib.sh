@@ -1,8 +1,48 @@
-# Shared by kv_agent.sh and kv_agent_crash.sh (sourced after their cleanup trap is set): helpers
-# that reach into the test's one namespace $NS, etcd on its loopback, and the namespace itself
-# (loopback + a veth end eth0 that carries the service address $VIP), plus the cluster key.
-# Needs: NS, WORK, VIP, HTTP, ETCD; sets ETCD_PID; uses the caller's log and fail.
+# Shared by kv_agent.sh and kv_agent_crash.sh (sourced right after their settings): the etcd
+# binary check, log/fail, the cleanup trap (every process by its PID, the namespace, the work dir
+# unless the test failed or KEEP is set), helpers that reach into the test's one namespace $NS,
+# etcd on its loopback, the namespace itself (loopback + a veth end eth0 that carries the service
+# address $VIP), the cluster key, and write_kv_yaml.
+# Needs: NS, WORK, VIP, HTTP, KVSERVER. Sets ETCD, ETCD_PID; the caller sets KV_PID, MON_PID and
+# appends the agent children it sees to CHILDREN.
 # shellcheck shell=bash
+
+ETCD=${ETCD:-$(command -v etcd || echo /usr/bin/etcd)}
+[[ -x $ETCD ]] || { echo "FAIL: no etcd binary" >&2; exit 1; }
+ETCD_PID=""
+KV_PID=""
+MON_PID=""
+# The agent processes the test's servers started (recorded as they are seen).
+CHILDREN=()
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S.%3N)" "$*"; }
+fail() { log "FAIL: $*"; exit 1; }
+child_pids() { local p; for p in "${CHILDREN[@]}"; do kill -0 "$p" 2>/dev/null && echo "$p"; done; true; }
+
+cleanup() {
+  local rc=$? p
+  for p in "$KV_PID" "$ETCD_PID" "$MON_PID"; do
+    # A stopped server (kv_agent_crash's SIGSTOP) is continued so that it can die.
+    [[ -n $p ]] && { kill -CONT "$p"; kill -9 "$p"; } 2>/dev/null || true
+  done
+  # An agent child ends by itself on its server's death; make sure.
+  for p in $(child_pids); do kill -9 "$p" 2>/dev/null || true; done
+  for p in "$KV_PID" "$ETCD_PID" "$MON_PID"; do
+    [[ -n $p ]] && wait "$p" 2>/dev/null || true
+  done
+  ip netns del "$NS" 2>/dev/null || true
+  if (( rc != 0 )) || [[ -n ${KEEP:-} ]]; then
+    log "logs in $WORK (exit $rc)"
+    for f in "$WORK"/kv.log "$WORK"/etcd.log; do
+      [[ -f $f ]] && { echo "--- $f"; tail -n 40 "$f"; }
+    done
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
 
 in_ns() { ip netns exec "$NS" "$@"; }
 now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
@@ -54,3 +94,30 @@ log "etcd up in $NS (pid $ETCD_PID)"
 
 openssl rand -hex 32 > "$WORK/cluster.key"
 chmod 600 "$WORK/cluster.key"
+
+# write_kv_yaml MODE HEARTBEAT: the kv server's config in $WORK/kv.yaml: etcd on the namespace's
+# loopback, the agent (takeover_mode MODE) a group of one moving $VIP on eth0, the kernel fence
+# per KERNEL_FENCE (default off), store health every 200 ms.
+write_kv_yaml() {
+  cat > "$WORK/kv.yaml" <<EOF
+listen: 0.0.0.0:$HTTP
+node_name: h1
+log_level: info
+store: {kind: etcd, endpoints: [127.0.0.1:2379], dial_timeout: 500ms, request_timeout: 1s}
+takeover_mode: $1
+takeover:
+  node_id: 1
+  interface: eth0
+  service_addresses: [$VIP/24]
+  key_file: $WORK/cluster.key
+  bind_host: 127.0.0.1
+  peers:
+    - {id: 1, priority: 100, address: "127.0.0.1:7946"}
+  timing: {heartbeat: $2}
+  kernel_fence: ${KERNEL_FENCE:-false}
+  health_check: {kind: external, period: 200ms, timeout: 500ms, fall: 3, rise: 2}
+  status_socket: $WORK/agent.sock
+  incarnation_file: $WORK/agent.incarnation
+  state_file: $WORK/agent.state
+EOF
+}
