@@ -387,8 +387,9 @@ void EtcdStore::NoteCommit(const std::vector<Condition>& conditions,
                            const absl::StatusOr<uint64_t>& result) {
   if (result.ok()) {
     for (const Write& w : writes) {
-      // The last write of a key wins, as in the commit itself.
-      cache_->Observe(w.key,
+      // The last write of a key wins, as in the commit itself. Only keys the
+      // cache holds (keys this process reads) are updated.
+      cache_->Refresh(w.key,
                       w.kind == Write::Kind::kPut ? Versioned{w.value, *result} : Versioned{},
                       *result);
     }

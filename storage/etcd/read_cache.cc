@@ -13,12 +13,22 @@ std::optional<Versioned> ReadCache::Lookup(std::string_view key) {
 }
 
 void ReadCache::Observe(std::string_view key, const Versioned& value, uint64_t as_of) {
+  Put(key, value, as_of, /*insert=*/true);
+}
+
+void ReadCache::Refresh(std::string_view key, const Versioned& value, uint64_t as_of) {
+  Put(key, value, as_of, /*insert=*/false);
+}
+
+void ReadCache::Put(std::string_view key, const Versioned& value, uint64_t as_of, bool insert) {
   const size_t charge = key.size() + value.value.size() + kEntryOverheadBytes;
   absl::MutexLock lock(&mu_);
   auto it = index_.find(key);
   if (it != index_.end()) {
     if (it->second->as_of > as_of) return;
     EraseLocked(it->second);
+  } else if (!insert) {
+    return;
   }
   if (charge > capacity_) return;
   while (bytes_ + charge > capacity_ && !lru_.empty()) EraseLocked(std::prev(lru_.end()));

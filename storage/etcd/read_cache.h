@@ -1,6 +1,6 @@
 // EtcdStore's cache for kMayBeStale reads: what this process last saw of a
-// key (read from etcd or written by its own commits), with the revision at
-// which it saw it. A stale-allowed read that finds every key here needs no
+// key it reads (from etcd, or from its own later commits of that key), with
+// the revision at which it saw it. A stale-allowed read that finds every key here needs no
 // round trip to etcd.
 //
 // Why this is safe: kMayBeStale promises only that each (value, version)
@@ -53,6 +53,11 @@ class ReadCache {
   // or when the entry alone exceeds the capacity.
   void Observe(std::string_view key, const Versioned& value, uint64_t as_of);
 
+  // Observe() for a key the cache already holds; nothing otherwise. For what
+  // this process writes: a key it has not read (a completion record, an
+  // index entry) would only take the place of one it reads.
+  void Refresh(std::string_view key, const Versioned& value, uint64_t as_of);
+
   // Drops the key (its state is unknown, or known to differ).
   void Forget(std::string_view key);
 
@@ -68,6 +73,8 @@ class ReadCache {
   };
   using List = std::list<Entry>;
 
+  // Observe (insert) or Refresh (!insert).
+  void Put(std::string_view key, const Versioned& value, uint64_t as_of, bool insert);
   void EraseLocked(List::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const size_t capacity_;

@@ -834,14 +834,26 @@ TEST_F(EtcdStoreTest, ReadCacheIsStaleOnlyUntilACommitConditionSaysSo) {
   ASSERT_NE(b, nullptr);
   const ReadOptions stale{.consistency = ReadConsistency::kMayBeStale};
 
+  // A reads k (absent; now cached), writes it, and reads it back from the
+  // cache: its own commit updated the entry.
+  absl::StatusOr<std::vector<Versioned>> r = a->GetMany({"k"}, stale);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE((*r)[0].present());
   absl::StatusOr<uint64_t> v1 = a->Commit({{"k", 0}}, {Write::Put("k", "a1")});
   ASSERT_TRUE(v1.ok()) << v1.status();
   const uint64_t hits0 = a->Stats().cache_hits;
-  absl::StatusOr<std::vector<Versioned>> r = a->GetMany({"k"}, stale);
+  r = a->GetMany({"k"}, stale);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ((*r)[0].value, "a1");
   EXPECT_EQ((*r)[0].version, *v1);
   EXPECT_EQ(a->Stats().cache_hits, hits0 + 1) << "A's own commit should answer A's stale read";
+  // A key A writes but never read (a completion record, say) is not cached.
+  ASSERT_TRUE(a->Commit({}, {Write::Put("written-only", "x")}).ok());
+  const uint64_t misses1 = a->Stats().cache_misses;
+  r = a->GetMany({"written-only"}, stale);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)[0].value, "x");
+  EXPECT_EQ(a->Stats().cache_misses, misses1 + 1);
 
   absl::StatusOr<uint64_t> v2 = b->Commit({{"k", *v1}}, {Write::Put("k", "b2")});
   ASSERT_TRUE(v2.ok()) << v2.status();

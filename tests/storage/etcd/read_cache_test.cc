@@ -48,6 +48,21 @@ TEST(ReadCacheTest, StaysWithinItsBytesEvictingLeastRecentlyUsed) {
   EXPECT_EQ(cache.entries(), 4u);
 }
 
+// Refresh (what the store does with its own writes) updates held keys only:
+// a key this process writes but never reads takes no room.
+TEST(ReadCacheTest, RefreshUpdatesOnlyHeldKeys) {
+  ReadCache cache(1 << 20);
+  cache.Refresh("written-only", Versioned{"v", 4}, 4);
+  EXPECT_FALSE(cache.Lookup("written-only").has_value());
+  EXPECT_EQ(cache.entries(), 0u);
+  cache.Observe("read", Versioned{"old", 2}, 2);
+  cache.Refresh("read", Versioned{"new", 5}, 5);
+  ASSERT_TRUE(cache.Lookup("read").has_value());
+  EXPECT_EQ(cache.Lookup("read")->value, "new");
+  cache.Refresh("read", Versioned{"older", 3}, 3);
+  EXPECT_EQ(cache.Lookup("read")->value, "new") << "an older write never replaces a newer one";
+}
+
 TEST(ReadCacheTest, ForgetAndZeroCapacity) {
   ReadCache cache(1 << 20);
   cache.Observe("k", Versioned{"v", 5}, 5);
