@@ -757,6 +757,23 @@ TEST(TakeoverSim, HealedPartitionNeverMovesTheSlot) {
   }
 }
 
+// The kv lab's group in the simulation: three hosts with priorities
+// 150/100/50, capacity 1, heartbeat 50 ms, 0.1-3 ms network delays and a CPU
+// cost per message received (300 us) or dropped (20 us), like the loaded
+// 2-core lab machine. BATON_SIM_TRACE=1 records a trace.
+SimOptions LabLikeOptions(uint64_t seed) {
+  SimOptions o;
+  o.seed = seed;
+  o.group.peers = {{1, 150, 1}, {2, 100, 1}, {3, 50, 1}};
+  o.group.timing = Timing::ForHeartbeat(milliseconds(50));
+  o.network.min_delay = microseconds(100);
+  o.network.max_delay = milliseconds(3);
+  o.receive_cost = microseconds(300);
+  o.drop_cost = microseconds(20);
+  o.trace = std::getenv("BATON_SIM_TRACE") != nullptr;
+  return o;
+}
+
 // Lab report (kvlab, 3 hosts, heartbeat 50 ms, preempt off): h1 (top
 // priority) held, crashed, h2 took over, h1 was restored with its persisted
 // state and ~2.6 s later the address moved back to h1. Property 4: the
@@ -767,16 +784,7 @@ TEST(TakeoverSim, HealedPartitionNeverMovesTheSlot) {
 TEST(TakeoverSim, RestoredTopNodeWithHealthResumeDoesNotTakeBack) {
   for (uint64_t seed = 1; seed <= 40; ++seed) {
     std::mt19937_64 g(seed);
-    SimOptions o;
-    o.seed = seed;
-    o.group.peers = {{1, 150, 1}, {2, 100, 1}, {3, 50, 1}};
-    o.group.timing = Timing::ForHeartbeat(milliseconds(50));
-    o.network.min_delay = microseconds(100);
-    o.network.max_delay = milliseconds(3);
-    o.receive_cost = microseconds(300);
-    o.drop_cost = microseconds(20);
-    o.trace = std::getenv("BATON_SIM_TRACE") != nullptr;
-    Simulation sim(o);
+    Simulation sim(LabLikeOptions(seed));
     for (NodeId id : sim.ids()) sim.Start(id);
     sim.RunUntil(milliseconds(1000));
     const std::string where = "seed " + std::to_string(seed);
@@ -841,16 +849,7 @@ TEST(TakeoverSim, RestoredTopNodeWithHealthResumeDoesNotTakeBack) {
 TEST(TakeoverSim, HolderSurvivesAnyOnePeerStallAfterContests) {
   for (uint64_t seed = 1; seed <= 30; ++seed) {
     std::mt19937_64 g(seed);
-    SimOptions o;
-    o.seed = seed;
-    o.group.peers = {{1, 150, 1}, {2, 100, 1}, {3, 50, 1}};
-    o.group.timing = Timing::ForHeartbeat(milliseconds(50));
-    o.network.min_delay = microseconds(100);
-    o.network.max_delay = milliseconds(3);
-    o.receive_cost = microseconds(300);
-    o.drop_cost = microseconds(20);
-    o.trace = std::getenv("BATON_SIM_TRACE") != nullptr;
-    Simulation sim(o);
+    Simulation sim(LabLikeOptions(seed));
     for (NodeId id : sim.ids()) sim.Start(id);
     sim.RunUntil(milliseconds(1000));
     for (int round = 0; round < 4; ++round) {
@@ -889,14 +888,8 @@ TEST(TakeoverSim, StallBlipFigures) {
   int stalls = 0, blips = 0, changes = 0;
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     std::mt19937_64 g(seed);
-    SimOptions o;
-    o.seed = seed;
-    o.group.peers = {{1, 150, 1}, {2, 100, 1}, {3, 50, 1}};
-    o.group.timing = Timing::ForHeartbeat(milliseconds(50));
-    o.network.min_delay = microseconds(100);
-    o.network.max_delay = milliseconds(3);
-    o.receive_cost = microseconds(300);
-    o.drop_cost = microseconds(20);
+    SimOptions o = LabLikeOptions(seed);
+    o.trace = false;
     Simulation sim(o);
     for (NodeId id : sim.ids()) sim.Start(id);
     sim.RunUntil(milliseconds(1000));
