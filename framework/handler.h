@@ -5,7 +5,8 @@
 // exactly-once: the handler's writes and its reply are committed atomically
 // and durably before the reply is sent, and a retry of the same request gets
 // the saved reply instead of a second execution. The API does not depend on
-// the front end (HTTP today, gRPC later).
+// the front end (HTTP/1.1 and gRPC, framework/http_server.h and
+// framework/grpc/grpc_server.h).
 //
 //   class Hello : public baton::framework::Handler {
 //    public:
@@ -38,7 +39,7 @@ namespace baton::framework {
 
 struct Request {
   // What is called, front-end neutral: HTTP uses "<METHOD> <route pattern>",
-  // e.g. "POST /kv/{key}/incr"; gRPC will use the full method name.
+  // e.g. "POST /kv/{key}/incr"; gRPC the full method name.
   std::string operation;
   // The concrete target, e.g. "/kv/a/incr" (with the query string, if any).
   std::string path;
@@ -52,6 +53,11 @@ struct Request {
   // the call's :authority). Selects the take-over slot whose fence the commit
   // carries (framework/fence.h); empty: not fenced.
   std::string local_address;
+  // The authenticated principal the front end derived (a TLS client
+  // certificate's subject, or what the service's authentication hook
+  // returned); empty when the request is unauthenticated. Request ids,
+  // completion records and watermarks are scoped by it (framework/pipeline.h).
+  std::string principal;
 
   // The parameter `name`, or "" when absent.
   std::string_view Param(std::string_view name) const {

@@ -30,6 +30,27 @@
 // `fence_not_ready`; a commit that found a newer holder's fence -> 503
 // `deposed` (nothing written); both with Retry-After: 0.
 //
+// Hardening (every input is bounded before it is used):
+//   - Transfer-Encoding other than a single final `chunked` -> 400 and the
+//     connection is closed (a body the server cannot frame must never be
+//     read as the next request); Content-Length with Transfer-Encoding too.
+//   - at most `max_connections` open connections, and never closer than
+//     kReservedDescriptors to the process's descriptor limit; a connection
+//     beyond that gets a 503 and is closed at once. When accept() fails for
+//     lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) the
+//     acceptor backs off (10 ms doubling to 1 s) instead of spinning, and
+//     logs at most once per 10 s with a count of what it suppressed.
+//
+// TLS (framework/tls.h): with options.tls.cert_file set the listener speaks
+// only TLS; with a client CA it verifies client certificates and the
+// subject becomes Request::principal. ReloadTls() re-reads the files for
+// new connections.
+//
+// Authentication: options.authenticate (optional) runs before the pipeline
+// with the routed Request (principal preset from the client certificate);
+// it returns the principal, or kUnauthenticated (401) / kPermissionDenied
+// (403) to refuse the request.
+//
 // Threads: `io_threads` run the Asio event loop. Where handlers run is
 // HttpServerOptions::handler_threads: by default (kAuto) on the event-loop
 // threads themselves when the store commits asynchronously (the embedded
@@ -58,7 +79,9 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "framework/handler.h"
+#include "framework/observer.h"
 #include "framework/pipeline.h"
+#include "framework/tls.h"
 
 namespace baton::framework {
 
@@ -132,6 +155,32 @@ struct HttpServerOptions {
   // Sent as the `Baton-Node` header of every response (tells clients and
   // benchmarks which host answered). Default: empty (no header).
   std::string node_name;
+  // Most connections open at once; further ones get 503 and are closed.
+  // Also capped at the descriptor limit (RLIMIT_NOFILE) minus
+  // kReservedDescriptors. Default: 10000.
+  size_t max_connections = 10000;
+  // TLS on this listener (framework/tls.h). Default: off.
+  TlsServerOptions tls;
+  // Derives the request's principal (see the file comment). Default: none
+  // (the principal is the client certificate's subject, or empty).
+  std::function<absl::StatusOr<std::string>(const Request&)> authenticate;
+  // Told about every answered request (metrics). Not owned; must outlive
+  // the server. Default: none.
+  RequestObserver* observer = nullptr;
+};
+
+// Descriptors the HTTP listener leaves free below RLIMIT_NOFILE for the
+// store, the agent and other listeners.
+inline constexpr size_t kReservedDescriptors = 64;
+
+struct HttpServerStats {
+  uint64_t connections_open = 0;      // Now.
+  uint64_t connections_accepted = 0;  // Since start.
+  uint64_t connections_refused = 0;   // Over the connection cap.
+  uint64_t accept_errors = 0;         // accept() failures (EMFILE, ...).
+  uint64_t tls_handshake_failures = 0;
+  uint64_t bad_requests = 0;          // Malformed HTTP answered 4xx.
+  size_t connection_cap = 0;          // The effective cap.
 };
 
 class HttpServer {
@@ -141,6 +190,21 @@ class HttpServer {
   // The bound port (the real one when options.port was 0).
   virtual uint16_t port() const = 0;
 
+  virtual HttpServerStats Stats() const = 0;
+
+  // Re-reads the TLS files for connections accepted from now on. Errors
+  // (the previous certificate stays): kInvalidArgument naming the file;
+  // kFailedPrecondition when the listener has no TLS.
+  [[nodiscard]] virtual absl::Status ReloadTls() = 0;
+
+  // Closes the connections that arrived on `local_address` (numeric, as
+  // Request::local_address): idle ones at once, busy ones right after their
+  // reply, which carries `Connection: close`. Used when this host gives a
+  // service address away, so that clients reconnect to the new holder
+  // instead of waiting on a dead connection. Returns how many it closed or
+  // marked. Thread-safe.
+  virtual size_t CloseConnections(std::string_view local_address) = 0;
+
   // Stops accepting; requests already executing finish and their responses
   // are sent (up to drain_timeout); connections are then closed and the
   // threads joined. Idempotent; the destructor calls it. Not from a handler
@@ -149,8 +213,8 @@ class HttpServer {
 };
 
 // Binds, listens and starts serving. `pipeline` must outlive the server.
-// Errors: kInvalidArgument (bad address/options), kUnavailable (cannot bind,
-// e.g. port in use).
+// Errors: kInvalidArgument (bad address/options, unusable TLS files),
+// kUnavailable (cannot bind, e.g. port in use).
 [[nodiscard]] absl::StatusOr<std::unique_ptr<HttpServer>> StartHttpServer(
     const HttpServerOptions& options, Router router, RequestPipeline& pipeline);
 

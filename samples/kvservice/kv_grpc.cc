@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "framework/http_server.h"
+#include "framework/json.h"
 #include "nlohmann/json.hpp"
 #include "samples/kvservice/kv_service.h"
 #include "samples/kvservice/proto/kv.pb.h"
@@ -31,10 +32,14 @@ struct HttpForm {
 using Decoder = std::function<absl::StatusOr<HttpForm>(const std::string&)>;
 
 absl::StatusOr<json> ParseValue(const std::string& text, const char* field) {
-  json v = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (v.is_discarded()) {
+  // One level less than the HTTP body limit: the value is wrapped in the
+  // route's {"value": ...} body (framework/json.h says why depth matters).
+  framework::JsonLimits limits;
+  limits.max_depth -= 1;
+  absl::StatusOr<json> v = framework::ParseJson(text, limits);
+  if (!v.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, " must be a JSON text"));
+        absl::StrCat(field, " must be a JSON text: ", v.status().message()));
   }
   return v;
 }
@@ -67,7 +72,7 @@ class GrpcAdapter : public framework::Handler {
     inner.operation = req.operation;
     inner.path = req.path;
     inner.params = {{"key", form->key}};
-    inner.body = form->body.is_null() ? std::string() : form->body.dump();
+    inner.body = form->body.is_null() ? std::string() : framework::DumpJson(form->body);
     inner.metadata = req.metadata;
     absl::StatusOr<Reply> r = m.handler->Handle(inner, txn);
     if (!r.ok() || r->code != absl::StatusCode::kOk) return r;

@@ -1,9 +1,13 @@
 #include "samples/kvservice/kv_service.h"
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+
+#include "framework/json.h"
 #include "nlohmann/json.hpp"
 
 namespace baton::kvservice {
@@ -15,8 +19,14 @@ using framework::Request;
 using framework::Transaction;
 using json = nlohmann::json;
 
-std::string Dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+std::string Dump(const json& j) { return framework::DumpJson(j); }
+
+// A stored entry wraps a request's value one level deeper.
+framework::JsonLimits StoredLimits() {
+  framework::JsonLimits limits;
+  limits.max_depth += 1;
+  limits.max_bytes = std::numeric_limits<size_t>::max();
+  return limits;
 }
 
 Reply Error(absl::StatusCode code, std::string_view message,
@@ -42,11 +52,13 @@ absl::StatusOr<std::optional<Entry>> Load(Transaction& txn,
   auto v = txn.Get(key);
   if (!v.ok()) return v.status();
   if (!v->present()) return std::optional<Entry>();
-  json j = json::parse(v->value, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("version")) {
+  absl::StatusOr<json> j = framework::ParseJson(v->value, StoredLimits());
+  if (!j.ok() || !j->is_object() || !j->contains("version") ||
+      !(*j)["version"].is_number_integer()) {
     return absl::DataLossError("stored value is not a kv entry");
   }
-  return std::optional<Entry>(Entry{j["value"], j["version"].get<int64_t>()});
+  return std::optional<Entry>(
+      Entry{(*j)["value"], (*j)["version"].get<int64_t>()});
 }
 
 absl::StatusOr<Reply> Save(Transaction& txn, std::string_view key,
@@ -61,13 +73,20 @@ absl::StatusOr<Reply> Save(Transaction& txn, std::string_view key,
 std::optional<json> ParseObject(const Request& req, Reply* error,
                                 bool allow_empty = false) {
   if (allow_empty && req.body.empty()) return json::object();
-  json j = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
+  // Bounded before anything is built: a deeply nested value would overflow
+  // the stack when it is printed or compared (framework/json.h).
+  absl::StatusOr<json> j = framework::ParseJson(req.body);
+  if (!j.ok()) {
+    *error = Error(absl::StatusCode::kInvalidArgument,
+                   absl::StrCat("request body: ", j.status().message()));
+    return std::nullopt;
+  }
+  if (!j->is_object()) {
     *error = Error(absl::StatusCode::kInvalidArgument,
                    "request body must be a JSON object");
     return std::nullopt;
   }
-  return j;
+  return *std::move(j);
 }
 
 absl::StatusOr<Reply> HandleGet(const Request& req, Transaction& txn) {
@@ -133,9 +152,14 @@ absl::StatusOr<Reply> HandleIncr(const Request& req, Transaction& txn) {
   int64_t by = 1;
   if (body->contains("by")) {
     const json& b = (*body)["by"];
-    if (!b.is_number_integer()) {
+    // An unsigned above INT64_MAX (e.g. 2^64-1) would wrap to a negative
+    // step if read as int64_t.
+    if (!b.is_number_integer() ||
+        (b.is_number_unsigned() &&
+         b.get<uint64_t>() >
+             static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))) {
       return Error(absl::StatusCode::kInvalidArgument,
-                   "\"by\" must be an integer");
+                   "\"by\" must be an integer in [-2^63, 2^63-1]");
     }
     by = b.get<int64_t>();
   }

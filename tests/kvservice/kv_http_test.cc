@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -114,6 +115,12 @@ class KvHttpTest : public ::testing::Test {
     po.in_flight_wait = absl::Milliseconds(200);
     pipeline_ = std::make_unique<framework::RequestPipeline>(
         *store_, framework::RealClock(), po);
+    Restart([](framework::HttpServerOptions&) {});
+  }
+  // (Re)starts the server with the fixture's options as changed by `edit`.
+  void Restart(const std::function<void(framework::HttpServerOptions&)>& edit) {
+    if (server_) server_->Stop();
+    server_.reset();
     framework::Router router;
     ASSERT_TRUE(RegisterKvRoutes(router).ok());
     framework::HttpServerOptions ho;
@@ -123,6 +130,7 @@ class KvHttpTest : public ::testing::Test {
     ho.max_body_bytes = 4096;
     ho.idle_timeout = absl::Milliseconds(400);
     ho.read_timeout = absl::Milliseconds(400);
+    edit(ho);
     auto server = framework::StartHttpServer(ho, std::move(router), *pipeline_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -354,6 +362,135 @@ TEST_F(KvHttpTest, ConcurrentRetriesOfOneKeyIncrementOnce) {
   }
   EXPECT_EQ(fresh, 1);
   EXPECT_EQ(Value("once"), 1);
+}
+
+// Issue 13: ~66,000 nested arrays (132 KB) crashed the server (stack overflow
+// while the value was printed). Now refused before anything is built.
+TEST_F(KvHttpTest, DeeplyNestedJsonIsRefusedAndTheServerLives) {
+  Restart([](framework::HttpServerOptions& o) { o.max_body_bytes = 1 << 20; });
+  const int n = 100000;
+  const std::string body =
+      "{\"value\":" + std::string(n, '[') + std::string(n, ']') + "}";
+  Resp r = Call(Req("PUT", "/kv/d", body, Key("deep")));
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("nested deeper than"), std::string::npos) << r.body;
+  // Just within the limit (64 levels in all, the body's object included).
+  const std::string ok =
+      "{\"value\":" + std::string(63, '[') + std::string(63, ']') + "}";
+  EXPECT_EQ(Call(Req("PUT", "/kv/d", ok, Key("ok"))).status, 200);
+  const std::string over =
+      "{\"value\":" + std::string(64, '[') + std::string(64, ']') + "}";
+  EXPECT_EQ(Call(Req("PUT", "/kv/d", over, Key("over"))).status, 400);
+  // Brackets inside strings do not count.
+  EXPECT_EQ(Call(Req("PUT", "/kv/s", "{\"value\":\"" + std::string(500, '[') +
+                                         "\"}",
+                     Key("str")))
+                .status,
+            200);
+  // Also as a compare-and-swap operand and an append.
+  EXPECT_EQ(Call(Req("POST", "/kv/d/cas",
+                     "{\"expected\":" + std::string(3000, '[') +
+                         std::string(3000, ']') + ",\"value\":1}",
+                     Key("cas")))
+                .status,
+            400);
+  EXPECT_EQ(Value("d").dump(), std::string(63, '[') + std::string(63, ']'));
+}
+
+// Issue 13: `Transfer-Encoding: gzip` without Content-Length made the body
+// be read as a second request, which was executed (request smuggling).
+TEST_F(KvHttpTest, TransferEncodingOtherThanChunkedIsRefused) {
+  Conn c(server_->port());
+  c.Send(
+      "POST /kv/t/incr HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+      "PUT /kv/smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\n"
+      "Connection: close\r\n\r\n{\"value\":\"smug\"}");
+  Resp r = c.Read();
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("bad_transfer_encoding"), std::string::npos);
+  EXPECT_TRUE(c.ClosedWithin(std::chrono::milliseconds(2000)));
+  EXPECT_EQ(Value("smuggled"), nullptr);
+  EXPECT_EQ(Value("t"), nullptr);
+  for (const char* te : {"gzip, chunked", "chunked, gzip", "identity",
+                         "chunked\r\nTransfer-Encoding: chunked"}) {
+    Conn d(server_->port());
+    d.Send(std::string("POST /kv/t/incr HTTP/1.1\r\nHost: x\r\n"
+                       "Transfer-Encoding: ") +
+           te + "\r\n\r\n0\r\n\r\n");
+    EXPECT_EQ(d.Read().status, 400) << te;
+  }
+  {
+    Conn d(server_->port());
+    d.Send("POST /kv/t/incr HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+           "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    EXPECT_EQ(d.Read().status, 400);
+  }
+  EXPECT_EQ(Value("t"), nullptr);
+  // A chunked body alone is fine.
+  Conn ok(server_->port());
+  ok.Send("POST /kv/t/incr HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+          "\r\nIdempotency-Key: \"te\"\r\n\r\n8\r\n{\"by\":2}\r\n0\r\n\r\n");
+  EXPECT_EQ(ok.Read().status, 200);
+  EXPECT_EQ(Value("t"), 2);
+}
+
+// Issue 13: `by: 18446744073709551615` wrapped to -1 and decremented.
+TEST_F(KvHttpTest, IncrementOutsideInt64IsRefused) {
+  ASSERT_EQ(Call(Req("POST", "/kv/c/incr", R"({"by":5})", Key("c1"))).status,
+            200);
+  for (const char* by : {"18446744073709551615", "9223372036854775808",
+                         "1e3", "-9223372036854775809"}) {
+    Resp r = Call(Req("POST", "/kv/c/incr", std::string("{\"by\":") + by + "}",
+                      Key(std::string("big-") + by)));
+    EXPECT_EQ(r.status, 400) << by << " -> " << r.body;
+  }
+  EXPECT_EQ(Value("c"), 5);
+  EXPECT_EQ(Call(Req("POST", "/kv/c/incr", R"({"by":-9223372036854775807})",
+                     Key("c2")))
+                .status,
+            200);
+}
+
+// Issue 13: no connection cap. Beyond the cap a connection gets a 503 and
+// is closed; the ones within it keep working.
+TEST_F(KvHttpTest, ConnectionsBeyondTheCapAreRefused) {
+  Restart([](framework::HttpServerOptions& o) {
+    o.max_connections = 4;
+    o.idle_timeout = absl::Seconds(10);
+  });
+  std::vector<std::unique_ptr<Conn>> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(std::make_unique<Conn>(server_->port()));
+    held.back()->Send(Req("GET", "/kv/none"));
+    EXPECT_EQ(held.back()->Read().status, 404);
+  }
+  Conn extra(server_->port());
+  Resp r = extra.Read();
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.body.find("too_many_connections"), std::string::npos);
+  EXPECT_EQ(server_->Stats().connections_refused, 1u);
+  EXPECT_EQ(server_->Stats().connections_open, 4u);
+  held.pop_back();  // One closes: room for a new one.
+  for (int i = 0; i < 100 && server_->Stats().connections_open > 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  Conn again(server_->port());
+  again.Send(Req("GET", "/kv/none"));
+  EXPECT_EQ(again.Read().status, 404);
+}
+
+// Issue 14 (drain): CloseConnections closes idle connections on an address
+// at once and a busy one right after its reply, marked Connection: close.
+TEST_F(KvHttpTest, CloseConnectionsClosesIdleOnesAndMarksBusyOnes) {
+  Restart([](framework::HttpServerOptions& o) {
+    o.idle_timeout = absl::Seconds(10);
+  });
+  Conn idle(server_->port());
+  idle.Send(Req("GET", "/kv/none"));
+  EXPECT_EQ(idle.Read().status, 404);
+  EXPECT_EQ(server_->CloseConnections("10.9.9.9"), 0u);
+  EXPECT_GE(server_->CloseConnections("127.0.0.1"), 1u);
+  EXPECT_TRUE(idle.ClosedWithin(std::chrono::milliseconds(2000)));
 }
 
 }  // namespace
