@@ -22,6 +22,7 @@ extern char** environ;
 
 #include <boost/asio/post.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -29,12 +30,11 @@ extern char** environ;
 #include "absl/synchronization/notification.h"
 #include "framework/absl_compat.h"
 #include "framework/clock.h"
+#include "framework/json.h"
 #include "spdlog/spdlog.h"
 #include "takeover/drivers/clock.h"
 
 namespace baton::framework {
-
-using internal::AV;
 
 namespace {
 
@@ -46,28 +46,6 @@ nlohmann::json FenceJson(const FenceSlot& f) {
                       {"version", f.version}};
   if (!f.error.empty()) j["error"] = f.error;
   return j;
-}
-
-// The value of `name` in the query string of `path` ("/x?a=1&b=2"), if any.
-std::optional<std::string> QueryParam(std::string_view path,
-                                      std::string_view name) {
-  const size_t q = path.find('?');
-  if (q == std::string_view::npos) return std::nullopt;
-  for (absl::string_view part :
-       absl::StrSplit(AV(path.substr(q + 1)), '&', absl::SkipEmpty())) {
-    const size_t eq = part.find('=');
-    absl::string_view key = part.substr(0, eq);
-    if (key == AV(name)) {
-      return eq == absl::string_view::npos ? std::string()
-                                           : std::string(part.substr(eq + 1));
-    }
-  }
-  return std::nullopt;
-}
-
-Reply JsonError(absl::StatusCode code, absl::string_view message) {
-  nlohmann::json j = {{"error", {{"message", std::string(message)}}}};
-  return Reply::Json(code, j.dump());
 }
 
 }  // namespace
@@ -262,41 +240,48 @@ absl::Status ServerAgent::Drain(std::optional<uint32_t> slot, bool drain) {
   return absl::OkStatus();
 }
 
-absl::Status ServerAgent::RegisterRoutes(Router& router) {
+absl::Status ServerAgent::RegisterAdminRoutes(AdminRouter& router) {
   absl::Status s = router.Add(
-      "GET", "/baton/status",
-      MakeHandler([this](const Request&, Transaction&) -> absl::StatusOr<Reply> {
+      "GET", "/baton/status", [this](const AdminRequest&) {
         absl::StatusOr<nlohmann::json> j = StatusJson();
-        if (!j.ok()) return JsonError(j.status().code(), j.status().message());
-        return Reply::Json(absl::StatusCode::kOk, j->dump());
-      }));
+        if (!j.ok()) {
+          return AdminResponse::Error(
+              j.status().code() == absl::StatusCode::kUnavailable ? 503 : 500,
+              absl::AsciiStrToLower(absl::StatusCodeToString(j.status().code())),
+              std::string(j.status().message()));
+        }
+        return AdminResponse::Json(200, DumpJson(*j));
+      });
   if (!s.ok()) return s;
   return router.Add(
-      "POST", "/baton/drain",
-      MakeHandler([this](const Request& r,
-                         Transaction&) -> absl::StatusOr<Reply> {
+      "POST", "/baton/drain", [this](const AdminRequest& r) {
         std::optional<uint32_t> slot;
-        if (std::optional<std::string> v = QueryParam(r.path, "slot")) {
+        if (auto it = r.query.find("slot"); it != r.query.end()) {
           uint32_t n = 0;
-          if (!absl::SimpleAtoi(*v, &n)) {
-            return JsonError(absl::StatusCode::kInvalidArgument,
-                             "slot must be a slot number");
+          if (!absl::SimpleAtoi(it->second, &n)) {
+            return AdminResponse::Error(400, "invalid_argument",
+                                        "slot must be a slot number");
           }
           slot = n;
         }
-        std::optional<std::string> undo = QueryParam(r.path, "undo");
-        const bool drain =
-            !undo || !(*undo == "1" || *undo == "true" || undo->empty());
+        bool drain = true;
+        if (auto it = r.query.find("undo"); it != r.query.end()) {
+          drain = !(it->second == "1" || it->second == "true" ||
+                    it->second.empty());
+        }
         if (absl::Status d = Drain(slot, drain); !d.ok()) {
-          return JsonError(d.code(), d.message());
+          return AdminResponse::Error(
+              d.code() == absl::StatusCode::kInvalidArgument ? 400 : 503,
+              absl::AsciiStrToLower(absl::StatusCodeToString(d.code())),
+              std::string(d.message()));
         }
         nlohmann::json slots = nlohmann::json::array();
         for (uint32_t i = 0; i < slot_count(); ++i) {
           if (!slot || *slot == i) slots.push_back(i);
         }
         nlohmann::json j = {{"slots", slots}, {"undo", !drain}};
-        return Reply::Json(absl::StatusCode::kOk, j.dump());
-      }));
+        return AdminResponse::Json(200, DumpJson(j));
+      });
 }
 
 // --- EmbeddedAgent: the daemon on a thread of the server ----------------------

@@ -6,7 +6,7 @@
 //   auto config = ParseEmbeddedAgentConfig(takeover_yaml);   // exit 2 on error
 //   auto agent = AgentSupervisor::Create(*config);  // or EmbeddedAgent::Create
 //   pipeline.SetFenceTable(&(*agent)->fences());
-//   (*agent)->RegisterRoutes(router);        // GET /baton/status, POST /baton/drain
+//   (*agent)->RegisterAdminRoutes(admin);    // GET /baton/status, POST /baton/drain
 //   ... open the store, start listening (HTTP, gRPC) ...
 //   (*agent)->Start(store);                  // only now does it campaign
 //   ... SIGTERM ...
@@ -83,7 +83,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "framework/fence.h"
-#include "framework/http_server.h"
+#include "framework/admin/admin_server.h"
 #include "storage/stable_store.h"
 #include "takeover/daemon/config.h"
 #include "takeover/daemon/daemon.h"
@@ -115,8 +115,8 @@ class ServerAgent {
   // The fence table to give the pipeline (RequestPipeline::SetFenceTable).
   FenceTable& fences() { return fences_; }
 
-  // Adds GET /baton/status and POST /baton/drain to `router`.
-  [[nodiscard]] absl::Status RegisterRoutes(Router& router);
+  // Adds GET /baton/status and POST /baton/drain to the operator plane.
+  [[nodiscard]] absl::Status RegisterAdminRoutes(AdminRouter& router);
 
   // Starts the agent (it campaigns from now on), the fence thread and the
   // store health loop. `store` must outlive the agent. kUnavailable /
@@ -140,6 +140,10 @@ class ServerAgent {
   [[nodiscard]] absl::Status Drain(std::optional<uint32_t> slot, bool drain);
 
   size_t slot_count() const { return config_.daemon.service_addresses.size(); }
+
+  // True while the agent runs and the store answers its health pings: this
+  // host may hold addresses and serve (the server's /readyz).
+  bool may_serve() const { return running() && store_healthy(); }
 
  protected:
   explicit ServerAgent(EmbeddedAgentConfig config);

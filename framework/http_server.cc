@@ -28,6 +28,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "framework/absl_compat.h"
 #include "framework/internal/tls_context.h"
 #include "nlohmann/json.hpp"
@@ -440,6 +441,13 @@ class ServerImpl : public HttpServer {
     }
     for (std::shared_ptr<SessionBase>& s : matched) s->CloseWhenIdle();
     return matched.size();
+  }
+
+  bool Probe(absl::Duration timeout) override {
+    if (stopped_.load()) return false;
+    auto done = std::make_shared<absl::Notification>();
+    net::post(ioc_, [done] { done->Notify(); });
+    return done->WaitForNotificationWithTimeout(timeout);
   }
 
   void Stop() override {

@@ -205,6 +205,11 @@ class HttpServer {
   // marked. Thread-safe.
   virtual size_t CloseConnections(std::string_view local_address) = 0;
 
+  // True when the event loop ran a no-op posted to it within `timeout`:
+  // the listener is making progress (liveness probe, systemd watchdog).
+  // Thread-safe; not from an event-loop thread.
+  virtual bool Probe(absl::Duration timeout) = 0;
+
   // Stops accepting; requests already executing finish and their responses
   // are sent (up to drain_timeout); connections are then closed and the
   // threads joined. Idempotent; the destructor calls it. Not from a handler

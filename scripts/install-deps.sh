@@ -12,6 +12,7 @@ PKGS=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libabsl-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
   libnl-3-dev libnl-route-3-dev libssl-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
+  prometheus-cpp-dev
   # services used by tests and benchmarks (started by the tests themselves)
   etcd-server etcd-client keepalived redis-server
   # lab, tests, benchmarks

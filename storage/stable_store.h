@@ -103,6 +103,16 @@ struct ScanOptions {
   size_t limit = 1000;
 };
 
+// A number an operator watches (statistics page, Prometheus metrics).
+struct StoreStatistic {
+  // snake_case, unique within a backend, e.g. "commits"; exported as the
+  // metric baton_store_<name> (counters get a _total suffix).
+  std::string name;
+  double value = 0;
+  std::string help;
+  bool counter = true;  // false: a gauge (may go down).
+};
+
 // How fresh a read must be.
 enum class ReadConsistency {
   // Linearizable: the read reflects every commit acknowledged before the call
@@ -192,6 +202,13 @@ class StableStore {
   // OK when the store can currently accept commits. Cheap; used by health
   // checks (e.g. the take-over agent stops campaigning when this fails).
   [[nodiscard]] virtual absl::Status Ping() = 0;
+
+  // Which backend this is ("rocksdb", "etcd", "memory"), for status pages.
+  virtual std::string Kind() const { return "unknown"; }
+
+  // The backend's counters and gauges, for operators. Cheap (no I/O).
+  // Default: none.
+  virtual std::vector<StoreStatistic> Statistics() const { return {}; }
 };
 
 // Conflicts: a kAborted status whose payload names the key that failed.

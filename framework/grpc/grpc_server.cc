@@ -13,7 +13,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/generic/async_generic_service.h"
+#include "grpc/grpc_security_constants.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_credentials_options.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "spdlog/spdlog.h"
 
@@ -81,7 +85,10 @@ class CallReactor : public grpc::ServerGenericBidiReactor {
  public:
   CallReactor(Service* service, grpc::GenericCallbackServerContext* ctx,
               Handler* handler)
-      : service_(service), ctx_(ctx), handler_(handler) {
+      : service_(service),
+        ctx_(ctx),
+        handler_(handler),
+        started_(std::chrono::steady_clock::now()) {
     AddNodeTrailer(ctx);
     StartRead(&request_);
   }
@@ -102,8 +109,10 @@ class CallReactor : public grpc::ServerGenericBidiReactor {
   void FinishWithError(absl::StatusCode code, const std::string& name,
                        std::string message) {
     ctx_->AddTrailingMetadata("baton-error", name);
+    Observe(code, name, false);
     Finish(ToGrpc(code, std::move(message)));
   }
+  void Observe(absl::StatusCode code, std::string_view name, bool replayed);
 
   Service* service_;
   grpc::GenericCallbackServerContext* ctx_;
@@ -112,16 +121,19 @@ class CallReactor : public grpc::ServerGenericBidiReactor {
   grpc::ByteBuffer response_;
   Request request_obj_;
   RequestId id_;
+  const std::chrono::steady_clock::time_point started_;
 };
 
 class Service : public grpc::CallbackGenericService {
  public:
-  Service(GrpcRouter router, RequestPipeline& pipeline, int workers,
-          std::string node_name)
+  Service(GrpcRouter router, RequestPipeline& pipeline,
+          const GrpcServerOptions& options)
       : router_(std::move(router)),
         pipeline_(pipeline),
-        pool_(workers),
-        node_name_(std::move(node_name)) {}
+        pool_(options.worker_threads),
+        node_name_(options.node_name),
+        authenticate_(options.authenticate),
+        observer_(options.observer) {}
 
   grpc::ServerGenericBidiReactor* CreateReactor(
       grpc::GenericCallbackServerContext* ctx) override {
@@ -130,16 +142,21 @@ class Service : public grpc::CallbackGenericService {
       class Unknown : public grpc::ServerGenericBidiReactor {
        public:
         Unknown(grpc::GenericCallbackServerContext* ctx,
-                const std::string& node) {
+                const std::string& node, RequestObserver* observer) {
           if (!node.empty()) ctx->AddTrailingMetadata("baton-node", node);
           ctx->AddTrailingMetadata("baton-error", "unknown_method");
+          if (observer != nullptr) {
+            observer->RequestDone("grpc", "unrouted",
+                                  static_cast<int>(grpc::StatusCode::UNIMPLEMENTED),
+                                  "unknown_method", absl::ZeroDuration(), false);
+          }
           Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                               absl::StrCat("unknown method \"", ctx->method(),
                                            "\"")));
         }
         void OnDone() override { delete this; }
       };
-      return new Unknown(ctx, node_name_);
+      return new Unknown(ctx, node_name_, observer_);
     }
     return new CallReactor(this, ctx, h);
   }
@@ -147,13 +164,34 @@ class Service : public grpc::CallbackGenericService {
   RequestPipeline& pipeline() { return pipeline_; }
   WorkerPool& pool() { return pool_; }
   const std::string& node_name() const { return node_name_; }
+  const std::function<absl::StatusOr<std::string>(const Request&)>&
+  authenticate() const {
+    return authenticate_;
+  }
+  RequestObserver* observer() const { return observer_; }
 
  private:
   GrpcRouter router_;
   RequestPipeline& pipeline_;
   WorkerPool pool_;
   const std::string node_name_;
+  const std::function<absl::StatusOr<std::string>(const Request&)>
+      authenticate_;
+  RequestObserver* const observer_;
 };
+
+void CallReactor::Observe(absl::StatusCode code, std::string_view name,
+                          bool replayed) {
+  if (RequestObserver* o = service_->observer()) {
+    o->RequestDone("grpc",
+                   request_obj_.operation.empty() ? ctx_->method()
+                                                  : request_obj_.operation,
+                   static_cast<int>(code), name,
+                   absl::FromChrono(std::chrono::steady_clock::now() -
+                                    started_),
+                   replayed);
+  }
+}
 
 void CallReactor::AddNodeTrailer(grpc::GenericCallbackServerContext* ctx) {
   if (!service_->node_name().empty()) {
@@ -221,6 +259,28 @@ bool CallReactor::Prepare() {
     return false;
   }
   id_ = *std::move(id);
+  if (std::shared_ptr<const grpc::AuthContext> auth = ctx_->auth_context();
+      auth && auth->IsPeerAuthenticated()) {
+    std::vector<grpc::string_ref> subject =
+        auth->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME);
+    if (!subject.empty()) {
+      r.principal.assign(subject.front().data(), subject.front().size());
+    }
+  }
+  if (service_->authenticate()) {
+    absl::StatusOr<std::string> who = service_->authenticate()(r);
+    if (!who.ok()) {
+      const absl::StatusCode code =
+          who.status().code() == absl::StatusCode::kPermissionDenied
+              ? absl::StatusCode::kPermissionDenied
+              : absl::StatusCode::kUnauthenticated;
+      FinishWithError(code,
+                      absl::AsciiStrToLower(absl::StatusCodeToString(code)),
+                      std::string(who.status().message()));
+      return false;
+    }
+    r.principal = *std::move(who);
+  }
   return true;
 }
 
@@ -253,6 +313,11 @@ void CallReactor::Respond(absl::StatusOr<PipelineResult> result) {
   }
   if (result->replayed) ctx_->AddTrailingMetadata("idempotent-replayed", "true");
   const Reply& reply = result->reply;
+  Observe(reply.code,
+          reply.code == absl::StatusCode::kOk
+              ? std::string("ok")
+              : absl::AsciiStrToLower(absl::StatusCodeToString(reply.code)),
+          result->replayed);
   if (reply.code != absl::StatusCode::kOk) {
     Finish(ToGrpc(reply.code, reply.body));
     return;
@@ -382,16 +447,38 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(
       options.max_metadata_bytes < 1 || options.address.empty()) {
     return absl::InvalidArgumentError("bad gRPC server options");
   }
-  auto service = std::make_unique<Service>(std::move(router), pipeline,
-                                           options.worker_threads,
-                                           options.node_name);
+  std::shared_ptr<grpc::ServerCredentials> credentials =
+      grpc::InsecureServerCredentials();
+  if (options.tls.enabled()) {
+    if (absl::Status s = CheckTlsServerOptions(options.tls); !s.ok()) return s;
+    auto provider =
+        std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+            options.tls.key_file, options.tls.cert_file,
+            options.tls.client_ca_file,
+            static_cast<unsigned int>(std::max<int64_t>(
+                1, absl::ToInt64Seconds(options.tls.grpc_refresh_interval))));
+    grpc::experimental::TlsServerCredentialsOptions tls(provider);
+    tls.watch_identity_key_cert_pairs();
+    if (!options.tls.client_ca_file.empty()) {
+      tls.watch_root_certs();
+      tls.set_cert_request_type(
+          options.tls.require_client_cert
+              ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+              : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+    } else {
+      tls.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+    }
+    credentials = grpc::experimental::TlsServerCredentials(tls);
+  }
+  auto service =
+      std::make_unique<Service>(std::move(router), pipeline, options);
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string host = options.address.find(':') != std::string::npos
                                ? absl::StrCat("[", options.address, "]")
                                : options.address;
-  builder.AddListeningPort(absl::StrCat(host, ":", options.port),
-                           grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(absl::StrCat(host, ":", options.port), credentials,
+                           &port);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE,
                              options.max_metadata_bytes);

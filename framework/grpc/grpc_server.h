@@ -38,6 +38,12 @@
 // A reply served from a completion record carries trailing metadata
 // `idempotent-replayed: true`.
 //
+// Authentication: with TLS and a client CA, the verified client
+// certificate's subject (RFC 2253) is the call's principal; an
+// options.authenticate hook may derive another (e.g. from an
+// `authorization` metadata entry) or refuse the call (UNAUTHENTICATED,
+// PERMISSION_DENIED with `baton-error: unauthenticated`/`permission_denied`).
+//
 // Fencing (framework/fence.h): gRPC's C++ API does not expose a call's local
 // socket address, so Request::local_address is the host part of the call's
 // :authority -- the address the client dialled (gRPC's default authority is
@@ -58,6 +64,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -66,7 +73,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "framework/handler.h"
+#include "framework/observer.h"
 #include "framework/pipeline.h"
+#include "framework/tls.h"
 
 namespace baton::framework {
 
@@ -100,6 +109,15 @@ struct GrpcServerOptions {
   // Sent as trailing metadata `baton-node` of every call (which host
   // answered). Default: empty (none).
   std::string node_name;
+  // TLS (framework/tls.h): gRPC's TLS server credentials over files it
+  // re-reads every tls.grpc_refresh_interval; with client_ca_file the
+  // client certificate's subject becomes Request::principal. Default: off.
+  TlsServerOptions tls;
+  // Derives the principal (as HttpServerOptions::authenticate);
+  // kUnauthenticated / kPermissionDenied refuse the call. Default: none.
+  std::function<absl::StatusOr<std::string>(const Request&)> authenticate;
+  // Told about every answered call (metrics). Not owned. Default: none.
+  RequestObserver* observer = nullptr;
 };
 
 class GrpcServer {

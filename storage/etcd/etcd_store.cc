@@ -434,6 +434,27 @@ EtcdStoreStats EtcdStore::Stats() const {
   return s;
 }
 
+std::vector<StoreStatistic> EtcdStore::Statistics() const {
+  const EtcdStoreStats st = Stats();
+  auto n = [](uint64_t v) { return static_cast<double>(v); };
+  return {
+      {"commits", n(st.commits), "Commits sent (alone or grouped).", true},
+      {"commit_txns", n(st.commit_txns),
+       "etcd Txn requests that carried the commits (fewer with group commit).",
+       true},
+      {"cache_hits", n(st.cache_hits),
+       "Stale-allowed reads answered from the read cache.", true},
+      {"cache_misses", n(st.cache_misses),
+       "Stale-allowed reads that went to etcd.", true},
+      {"endpoint_failovers", n(st.failovers),
+       "Calls that moved to another etcd endpoint.", true},
+      {"unknown_outcomes", n(st.unknown_outcomes),
+       "Commits whose outcome was unknown (resolved by reading).", true},
+      {"authentications", n(st.authentications),
+       "Successful etcd authentications.", true},
+  };
+}
+
 std::string EtcdStore::CurrentEndpoint() const { return client_->CurrentEndpoint().target; }
 
 absl::StatusOr<std::unique_ptr<EtcdStore>> OpenEtcd(const EtcdOptions& options) {

@@ -182,6 +182,9 @@ class EtcdStore : public StableStore {
                                                 const std::vector<Write>& writes) override;
   [[nodiscard]] absl::Status Ping() override;
 
+  std::string Kind() const override { return "etcd"; }
+  std::vector<StoreStatistic> Statistics() const override;
+
   EtcdStoreStats Stats() const;
   // The endpoint calls currently go to.
   std::string CurrentEndpoint() const;

@@ -288,6 +288,26 @@ class RocksDbStoreImpl final : public RocksDbStore {
     return absl::OkStatus();
   }
 
+  std::string Kind() const override { return "rocksdb"; }
+
+  std::vector<StoreStatistic> Statistics() const override {
+    const RocksDbStoreStats st = Stats();
+    return {
+        {"commits", static_cast<double>(st.commits_ok),
+         "Commits that succeeded.", true},
+        {"commit_conflicts", static_cast<double>(st.commits_conflict),
+         "Commits refused by a failed condition.", true},
+        {"commit_errors", static_cast<double>(st.commits_failed),
+         "Commits that failed otherwise (disk, closed store).", true},
+        {"commit_groups", static_cast<double>(st.groups),
+         "Groups of commits checked and written together.", true},
+        {"wal_syncs", static_cast<double>(st.batches_written),
+         "Write batches written (one WAL fsync each when sync is on).", true},
+        {"recoveries", static_cast<double>(st.recoveries),
+         "Recoveries after a write error.", true},
+    };
+  }
+
   RocksDbStoreStats Stats() const override {
     absl::MutexLock lock(&stats_mu_);
     return stats_;

@@ -1,34 +1,44 @@
-// baton-kvserver's YAML config: the shipped file loads, mistakes are named.
-#include "samples/kvservice/config.h"
-
+// The server config (framework/server.h LoadServerConfig) on baton-kvserver's
+// shipped kvservice.yaml, and mistakes: every one is named, none wraps.
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "framework/server.h"
 #include "gtest/gtest.h"
 
-namespace baton::kvservice {
+namespace baton::framework {
 namespace {
 
 std::string WriteTemp(const std::string& text) {
-  const std::string path = std::filesystem::temp_directory_path() /
-                           ("baton-kvconfig-" + std::to_string(::getpid()) + ".yaml");
+  const std::string path =
+      std::filesystem::temp_directory_path() /
+      ("baton-kvconfig-" + std::to_string(::getpid()) + ".yaml");
   std::ofstream(path) << text;
   return path;
 }
 
+absl::StatusOr<ServerConfig> Parse(const std::string& yaml) {
+  return ParseServerConfig(yaml, "kvservice");
+}
+
 TEST(KvConfigTest, ShippedConfigLoads) {
-  auto c = LoadConfig(BATON_KVSERVICE_YAML);
+  auto c = LoadServerConfig(BATON_KVSERVICE_YAML, "kvservice");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->http.address, "127.0.0.1");
   EXPECT_EQ(c->http.port, 8080);
-  EXPECT_EQ(c->data_dir, "./var/kvdata");
-  EXPECT_TRUE(c->sync);
+  EXPECT_EQ(c->store.data_dir, "./var/kvdata");
+  EXPECT_TRUE(c->store.sync);
   EXPECT_EQ(c->http.max_header_bytes, 8192u);
   EXPECT_EQ(c->http.max_body_bytes, 1048576u);
   EXPECT_EQ(c->pipeline.retention, absl::Hours(24));
+  EXPECT_TRUE(c->gc);
+  EXPECT_TRUE(c->admin.enabled);
+  EXPECT_EQ(c->admin.listen, "127.0.0.1:8081");
+  // The shipped file uses the one duration syntax: no deprecation warning.
+  EXPECT_TRUE(c->warnings.empty()) << c->warnings.front();
 }
 
 TEST(KvConfigTest, MistakesAreNamed) {
@@ -42,19 +52,50 @@ TEST(KvConfigTest, MistakesAreNamed) {
       {"listen: nohost\n", "host:port"},
       {"pipeline:\n  retention_hours: -1\n", "retention_hours"},
       {"listen: [1, 2\n", "not valid YAML"},
+      // Issue 13: 4294967296 silently became 0 (every request 431).
+      {"http:\n  max_header_bytes: 4294967296\n", "http.max_header_bytes"},
+      // Issue 13: io_threads 100000000 aborted the process.
+      {"http:\n  io_threads: 100000000\n", "http.io_threads"},
+      {"http:\n  worker_threads: 0\n", "http.worker_threads"},
+      {"http:\n  idle_timeout: 30\n", "http.idle_timeout"},
+      {"http:\n  idle_timeout: -5s\n", "http.idle_timeout"},
+      {"grpc:\n  max_message_bytes: 99999999999\n", "grpc.max_message_bytes"},
+      {"pipeline:\n  max_attempts: 0\n", "pipeline.max_attempts"},
+      {"store:\n  kind: etcd\n  max_txn_ops: -1\n", "store.max_txn_ops"},
+      {"log_level: loud\n", "log_level"},
+      {"takeover_mode: fork\n", "takeover_mode"},
+      {"admin:\n  port: 1\n", "admin.port"},
+      {"http:\n  tls:\n    cert_file: /x.pem\n", "key_file"},
   };
   for (const Case& c : cases) {
-    const std::string path = WriteTemp(c.yaml);
-    auto got = LoadConfig(path);
-    std::filesystem::remove(path);
+    auto got = Parse(c.yaml);
     ASSERT_FALSE(got.ok()) << c.yaml;
     EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument) << c.yaml;
     EXPECT_NE(std::string(got.status().message()).find(c.mentions),
               std::string::npos)
-        << got.status();
+        << c.yaml << " -> " << got.status();
   }
-  EXPECT_EQ(LoadConfig("/nonexistent/x.yaml").status().code(),
+  EXPECT_EQ(LoadServerConfig("/nonexistent/x.yaml", "kvservice").status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST(KvConfigTest, OldKeysStillWorkWithAWarning) {
+  auto c = Parse(
+      "http:\n  idle_timeout_ms: 1500\n"
+      "pipeline:\n  retention_hours: 2\n  gc_interval_s: 5\n"
+      "  in_flight_wait_ms: 250\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->http.idle_timeout, absl::Milliseconds(1500));
+  EXPECT_EQ(c->pipeline.retention, absl::Hours(2));
+  EXPECT_EQ(c->pipeline.gc_interval, absl::Seconds(5));
+  EXPECT_EQ(c->pipeline.in_flight_wait, absl::Milliseconds(250));
+  ASSERT_EQ(c->warnings.size(), 4u);
+  EXPECT_NE(c->warnings[0].find("http.idle_timeout: 1500ms"), std::string::npos)
+      << c->warnings[0];
+  auto d = Parse("http:\n  idle_timeout: 1500ms\npipeline:\n  retention: 2h\n");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->http.idle_timeout, absl::Milliseconds(1500));
+  EXPECT_TRUE(d->warnings.empty());
 }
 
 TEST(KvConfigTest, StoreNodeNameAndTakeover) {
@@ -71,7 +112,7 @@ TEST(KvConfigTest, StoreNodeNameAndTakeover) {
       "takeover:\n"
       "  node_id: 1\n"
       "  service_addresses: [10.78.0.100/24]\n");
-  auto c = LoadConfig(path);
+  auto c = LoadServerConfig(path, "kvservice");
   std::filesystem::remove(path);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->node_name, "h7");
@@ -85,12 +126,29 @@ TEST(KvConfigTest, StoreNodeNameAndTakeover) {
   EXPECT_EQ(c->store.etcd.read_cache_bytes, 1048576u);
   EXPECT_NE(c->takeover_yaml.find("10.78.0.100/24"), std::string::npos);
 
-  auto defaults = LoadConfig(BATON_KVSERVICE_YAML);
+  auto defaults = LoadServerConfig(BATON_KVSERVICE_YAML, "kvservice");
   ASSERT_TRUE(defaults.ok());
   EXPECT_EQ(defaults->store.kind, StoreConfig::Kind::kRocksDb);
   EXPECT_FALSE(defaults->node_name.empty());
   EXPECT_TRUE(defaults->takeover_yaml.empty());
 }
 
+TEST(GrpcConfigTest, ShippedYamlEnablesGrpcAndMistakesAreNamed) {
+  auto c = LoadServerConfig(BATON_KVSERVICE_YAML, "kvservice");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->grpc_enabled);
+  EXPECT_EQ(c->grpc.address, "127.0.0.1");
+  EXPECT_EQ(c->grpc.port, 9090);
+  EXPECT_EQ(c->grpc.worker_threads, 16);
+  std::string host;
+  uint16_t port = 0;
+  EXPECT_FALSE(ParseHostPort("nohost", &host, &port).ok());
+  EXPECT_TRUE(ParseHostPort("[::1]:0", &host, &port).ok());
+  EXPECT_EQ(host, "::1");
+  auto bad = Parse("grpc:\n  workers: 3\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("grpc.workers"), std::string::npos);
+}
+
 }  // namespace
-}  // namespace baton::kvservice
+}  // namespace baton::framework

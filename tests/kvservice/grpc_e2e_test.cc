@@ -30,7 +30,6 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "samples/kvservice/config.h"
 #include "samples/kvservice/kv_client.h"
 #include "samples/kvservice/kv_grpc.h"
 #include "samples/kvservice/kv_service.h"
@@ -380,27 +379,6 @@ TEST_F(GrpcBadInputTest, ReplayFlagAndCodesMapOneToOne) {
 
 namespace baton::kvservice {
 namespace {
-
-TEST(GrpcConfigTest, ShippedYamlEnablesGrpcAndMistakesAreNamed) {
-  auto c = LoadConfig(BATON_KVSERVICE_YAML);
-  ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_TRUE(c->grpc_enabled);
-  EXPECT_EQ(c->grpc.address, "127.0.0.1");
-  EXPECT_EQ(c->grpc.port, 9090);
-  EXPECT_EQ(c->grpc.worker_threads, 16);
-  framework::GrpcServerOptions g;
-  EXPECT_FALSE(ParseGrpcListen("nohost", &g).ok());
-  EXPECT_TRUE(ParseGrpcListen("[::1]:0", &g).ok());
-  EXPECT_EQ(g.address, "::1");
-  const std::string path = ::testing::TempDir() + "/grpc_bad.yaml";
-  {
-    std::ofstream f(path);
-    f << "grpc:\n  workers: 3\n";
-  }
-  auto bad = LoadConfig(path);
-  ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("grpc.workers"), std::string::npos);
-}
 
 // Both front ends name the node in every answer (client Response::node) and
 // fence by the address the request came to: HTTP by the connection's local
