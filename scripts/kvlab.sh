@@ -92,6 +92,7 @@ done
 DIR=${DIR:-/tmp/baton-kvlab-$PFX}
 [[ $EUID -eq 0 ]] || die "must run as root"
 PORT=8080
+ADMIN_PORT=8081  # each kv server's operator plane (loopback of its namespace)
 DPORT=7946
 
 ns() { echo "${PFX}$1"; }
@@ -148,7 +149,7 @@ start_etcd() {   # start_etcd hK new|existing
     --pre-vote --logger zap --log-level warn
 }
 server_up() {  # the kv server of hK answers HTTP (any status) on its own address
-  timeout 3 ip netns exec "$(ns "$1")" curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/baton/status"
+  timeout 3 ip netns exec "$(ns "$1")" curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$ADMIN_PORT/baton/status"
 }
 # wait_server SECONDS hK: until hK's kv server answers; fails at once when it exited.
 wait_server() {
@@ -181,6 +182,7 @@ write_configs() {
     {
       echo "# baton-kvserver on $h (written by scripts/kvlab.sh)"
       echo "listen: 0.0.0.0:$PORT"
+      echo "admin: {listen: 127.0.0.1:$ADMIN_PORT}"
       echo "data_dir: $DIR/kvdata-$h"
       echo "log_level: ${KV_LOG_LEVEL:-info}"
       echo "node_name: $h"
@@ -306,7 +308,7 @@ import json, sys; print("%x" % json.load(sys.stdin)[0]["Status"]["header"]["memb
       e=$(pid_of etcd "$h"); alive_in "$e" "$(ns "$h")" && e="etcd $e" || e="etcd -"
       p=$(pid_of kv "$h"); alive_in "$p" "$(ns "$h")" && p="kvserver $p" || p="kvserver -"
       held=""; for a in "${VIPS_A[@]}"; do has_addr "$h" "$a" && held+=" $a"; done
-      agent=$(timeout 3 ip netns exec "$(ns "$h")" curl -s --max-time 1 "http://127.0.0.1:$PORT/baton/status" 2>/dev/null | python3 -c '
+      agent=$(timeout 3 ip netns exec "$(ns "$h")" curl -s --max-time 1 "http://127.0.0.1:$ADMIN_PORT/baton/status" 2>/dev/null | python3 -c '
 import json, sys
 try:
     j = json.load(sys.stdin)
@@ -358,7 +360,7 @@ print("view %s, slots %s%s%s" % (j.get("view"), slots, " DRAINING" if j.get("dra
   drain|undrain)
     load_env; h=$(host_arg); q=""
     [[ $CMD == undrain || ${ARGS[1]:-} == --undo ]] && q="?undo=1"
-    out=$(timeout 5 ip netns exec "$(ns "$h")" curl -s --max-time 3 -w ' HTTP %{http_code}' -X POST "http://127.0.0.1:$PORT/baton/drain$q") \
+    out=$(timeout 5 ip netns exec "$(ns "$h")" curl -s --max-time 3 -w ' HTTP %{http_code}' -X POST "http://127.0.0.1:$ADMIN_PORT/baton/drain$q") \
       || die "drain: $h's kv server did not answer"
     [[ $out == *" HTTP 2"* ]] || die "drain: $h answered $out"
     ;;

@@ -30,6 +30,7 @@ NS=${NS:0:12}
 WORK=$(mktemp -d /tmp/baton-kv_agent.XXXXXX)
 VIP=10.79.0.100
 HTTP=8080
+ADMIN=8081  # the operator plane (status, drain)
 # Bounds (seconds). Health: 3 failed pings x 200 ms (each at most the 500 ms dial timeout) + the
 # hand-over; campaign: 2 good pings + one lease round. Generous for a loaded 2-core machine.
 DRAIN_BOUND=3
@@ -75,14 +76,14 @@ log "(b) status: slot 0 held, fence ready (epoch $epoch1, version $fver); the st
 
 # --- (c) drain and undo ------------------------------------------------------------------------
 t0=$(now_ms)
-kv -X POST "http://127.0.0.1:$HTTP/baton/drain" >/dev/null || fail "drain request failed"
+kv -X POST "http://127.0.0.1:$ADMIN/baton/drain" >/dev/null || fail "drain request failed"
 wait_until "$DRAIN_BOUND" no_vip || fail "address still present ${DRAIN_BOUND}s after drain"
 log "(c) drained: address gone after $(( $(now_ms) - t0 )) ms"
 if incr c1 >/dev/null 2>&1; then fail "an INCR through $VIP was answered while drained"; fi
 [[ $(status | jq_py 'd["slots"][0]["fence"]["state"]') == released ]] ||
   fail "fence not released after drain: $(status)"
 t0=$(now_ms)
-kv -X POST "http://127.0.0.1:$HTTP/baton/drain?undo=1" >/dev/null || fail "undo request failed"
+kv -X POST "http://127.0.0.1:$ADMIN/baton/drain?undo=1" >/dev/null || fail "undo request failed"
 wait_until "$DRAIN_BOUND" has_vip || fail "address not back ${DRAIN_BOUND}s after undo"
 wait_until 5 incr c2 >/dev/null || fail "no INCR after undo"
 epoch2=$(status | jq_py 'd["slots"][0]["fence"]["epoch"]')

@@ -26,6 +26,7 @@ NS=${NS:0:12}
 WORK=$(mktemp -d /tmp/baton-kv_agent_crash.XXXXXX)
 VIP=10.79.0.100
 HTTP=8080
+ADMIN=8081  # the operator plane (status, drain)
 # Bounds (ms). Crash: EOF + removal, ~2 heartbeats expected. Hang: the 600 ms watchdog + removal.
 # Generous for a loaded 2-core machine; the measured times are printed.
 CRASH_BOUND_MS=1000

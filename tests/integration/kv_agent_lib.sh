@@ -61,7 +61,7 @@ kv() { in_ns curl -sf --max-time 2 "$@"; }
 incr() {
   kv -X POST "http://$VIP:$HTTP/kv/c/incr" -H "Idempotency-Key: \"$1\"" -d '{"by":1}'
 }
-status() { kv "http://127.0.0.1:$HTTP/baton/status"; }
+status() { kv "http://127.0.0.1:$ADMIN/baton/status"; }
 # The fence of slot 0 as etcd has it (key "kvservice/\xff" "fence/0", value: the epoch).
 stored_fence() {
   in_ns env ETCDCTL_API=3 "$(dirname "$ETCD")/etcdctl" --endpoints 127.0.0.1:2379 \
@@ -101,6 +101,7 @@ chmod 600 "$WORK/cluster.key"
 write_kv_yaml() {
   cat > "$WORK/kv.yaml" <<EOF
 listen: 0.0.0.0:$HTTP
+admin: {listen: 127.0.0.1:$ADMIN}
 node_name: h1
 log_level: info
 store: {kind: etcd, endpoints: [127.0.0.1:2379], dial_timeout: 500ms, request_timeout: 1s}
