@@ -114,6 +114,10 @@ TEST(HedgeTest, InProgressWhileTheOtherAttemptRunsMeansKeepWaiting) {
   tp->AwaitSent(2);
   // The server answers the hedge: the first attempt of this id is running.
   tp->Release(1, Http(409, "", "request_in_progress"));
+  // Were the 409 taken as the round's failure, a retry would follow (and
+  // get this answer).
+  tp->Release(2, Http(200, "a retry"));
+  tp->Release(3, Http(200, "a retry's hedge"));
   absl::SleepFor(absl::Milliseconds(50));
   tp->Release(0, Http(200, "executed once"));
   CallResult r = f.get();
