@@ -358,6 +358,71 @@ TEST_F(ClientTlsTest, HttpsClientToPlainServerFailsClearly) {
                      "does not speak TLS");
 }
 
+// End to end against baton's own HTTP front end with TLS and client
+// certificates (framework/tls.h): the principal is the client certificate's
+// subject; a hedged write over TLS executes once.
+TEST_F(ClientTlsTest, AgainstTheFrameworkHttpServerWithMutualTls) {
+  testing::MemoryStore store;
+  RequestPipeline pipeline(store, RealClock());
+  std::atomic<int> executions{0};
+  Router router;
+  ASSERT_TRUE(router
+                  .Add("POST", "/kv/{key}/incr",
+                       MakeHandler([&](const Request& req,
+                                       Transaction& txn) -> absl::StatusOr<Reply> {
+                         ++executions;
+                         absl::SleepFor(absl::Milliseconds(100));
+                         if (auto s = txn.Put(req.Param("key"), "1"); !s.ok()) return s;
+                         return Reply::Json(absl::StatusCode::kOk,
+                                            "{\"principal\":\"" + req.principal + "\"}");
+                       }))
+                  .ok());
+  HttpServerOptions so;
+  so.port = 0;
+  so.handler_threads = HttpServerOptions::HandlerThreads::kWorkers;
+  so.worker_threads = 4;
+  so.tls.cert_file = certs_.server_cert();
+  so.tls.key_file = certs_.server_key();
+  so.tls.client_ca_file = certs_.ca();
+  auto server = StartHttpServer(so, std::move(router), pipeline);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const uint16_t port = (*server)->port();
+
+  HttpTransportOptions ho;
+  ho.host = "localhost";
+  ho.port = port;
+  ho.tls = {.enabled = true, .ca_file = certs_.ca(), .cert_file = certs_.client_cert(),
+            .key_file = certs_.client_key()};
+  auto t = MakeHttpTransport(ho);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ClientOptions co = Options();
+  co.retry.hedge.enabled = true;
+  co.retry.hedge.delay = absl::Milliseconds(20);
+  RetryingClient c(*std::move(t), co);
+  CallResult r = c.Send(kHttpCall);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.response.http_status, 200) << r.response.body;
+  EXPECT_EQ(r.response.body, "{\"principal\":\"CN=client-1\"}");
+  EXPECT_EQ(r.hedges, 1);
+  EXPECT_EQ(executions.load(), 1) << "a hedged write over TLS executes once";
+
+  ExpectFinalFailure(HttpsClient(port, {.ca_file = certs_.ca()})->Send(kHttpCall),
+                     absl::StatusCode::kUnauthenticated,
+                     "refused this client's certificate");
+  ExpectFinalFailure(HttpsClient(port, {.ca_file = certs_.other_ca(),
+                                        .cert_file = certs_.client_cert(),
+                                        .key_file = certs_.client_key()})
+                         ->Send(kHttpCall),
+                     absl::StatusCode::kUnauthenticated, "not trusted");
+  auto plain = MakeHttpTransport({.host = "127.0.0.1", .port = port});
+  ASSERT_TRUE(plain.ok());
+  RetryingClient pc(*std::move(plain), Options());
+  ExpectFinalFailure(pc.Send(kHttpCall), absl::StatusCode::kFailedPrecondition,
+                     "speaks TLS");
+  EXPECT_EQ(executions.load(), 1);
+  (*server)->Stop();
+}
+
 TEST_F(ClientTlsTest, BadFilesAreRefusedWhenTheTransportIsMade) {
   auto make = [](TlsOptions tls) {
     tls.enabled = true;
