@@ -16,11 +16,9 @@
 #include "absl/time/clock.h"
 #include "framework/client/client.h"
 #include "framework/client/transport.h"
-#include "framework/clock.h"
-#include "framework/http_server.h"
 #include "framework/pipeline.h"
 #include "gtest/gtest.h"
-#include "tests/framework/memory_store.h"
+#include "tests/framework/client_test_server.h"
 
 namespace baton::framework::client {
 namespace {
@@ -175,36 +173,12 @@ class RecordingTransport : public Transport {
 };
 
 TEST(HedgeTest, AHedgedWriteExecutesOnceOnARealServer) {
-  testing::MemoryStore store;
-  RequestPipeline pipeline(store, RealClock());
-  std::atomic<int> executions{0};
-  Router router;
-  ASSERT_TRUE(router
-                  .Add("POST", "/kv/{key}/incr",
-                       MakeHandler([&](const Request& req,
-                                       Transaction& txn) -> absl::StatusOr<Reply> {
-                         ++executions;
-                         // Slow enough that the hedge arrives while it runs.
-                         absl::SleepFor(absl::Milliseconds(150));
-                         auto v = txn.Get(req.Param("key"));
-                         if (!v.ok()) return v.status();
-                         const int n = v->version == 0 ? 1 : std::stoi(v->value) + 1;
-                         if (auto s = txn.Put(req.Param("key"), std::to_string(n)); !s.ok()) {
-                           return s;
-                         }
-                         return Reply::Json(absl::StatusCode::kOk,
-                                            absl::StrCat("{\"n\":", n, "}"));
-                       }))
-                  .ok());
-  HttpServerOptions so;
-  so.port = 0;
-  so.handler_threads = HttpServerOptions::HandlerThreads::kWorkers;
-  so.worker_threads = 4;
-  auto server = StartHttpServer(so, std::move(router), pipeline);
-  ASSERT_TRUE(server.ok()) << server.status();
+  // Slow enough that the hedge arrives while the first attempt runs.
+  testing::SlowCountingServer server(absl::Milliseconds(150));
+  ASSERT_TRUE(server.ok());
 
   HttpTransportOptions ho;
-  ho.port = (*server)->port();
+  ho.port = server.port();
   auto http = MakeHttpTransport(ho);
   ASSERT_TRUE(http.ok());
   auto recording = std::make_unique<RecordingTransport>(*std::move(http));
@@ -216,7 +190,7 @@ TEST(HedgeTest, AHedgedWriteExecutesOnceOnARealServer) {
     CallResult r = c->Send(kCall);
     ASSERT_TRUE(r.status.ok()) << r.status;
     EXPECT_EQ(r.response.http_status, 200);
-    EXPECT_EQ(r.response.body, absl::StrCat("{\"n\":", i, "}"));
+    EXPECT_EQ(r.response.body, absl::StrCat("{\"n\":", i, ",\"principal\":\"\"}"));
     EXPECT_EQ(r.attempts, 2);
     EXPECT_EQ(r.hedges, 1);
     // Both attempts answered, with the same reply: one executed, the other
@@ -230,12 +204,11 @@ TEST(HedgeTest, AHedgedWriteExecutesOnceOnARealServer) {
     EXPECT_EQ(a->body, b->body);
     EXPECT_NE(a->replayed, b->replayed) << "one execution, one replay";
   }
-  EXPECT_EQ(executions.load(), kWrites);
-  const PipelineStats stats = pipeline.Stats();
+  EXPECT_EQ(server.executions(), kWrites);
+  const PipelineStats stats = server.pipeline().Stats();
   EXPECT_EQ(stats.executed, static_cast<uint64_t>(kWrites));
   EXPECT_EQ(stats.replayed, static_cast<uint64_t>(kWrites));
   c.reset();
-  (*server)->Stop();
 }
 
 }  // namespace

@@ -27,14 +27,11 @@
 #include "boost/beast/ssl.hpp"
 #include "framework/client/client.h"
 #include "framework/client/transport.h"
-#include "framework/clock.h"
-#include "framework/http_server.h"
-#include "framework/pipeline.h"
 #include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/framework/client_tls_certs.h"
-#include "tests/framework/memory_store.h"
+#include "tests/framework/client_test_server.h"
 
 namespace baton::framework::client {
 namespace {
@@ -45,7 +42,7 @@ namespace net = boost::asio;
 namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
-struct TlsServerOptions {
+struct MiniServerOptions {
   const testing::TestCertificates* certs = nullptr;
   // Require a client certificate signed by the test CA.
   bool require_client_cert = false;
@@ -56,7 +53,7 @@ struct TlsServerOptions {
 // TLS connections and requests. A thread per connection.
 class MiniHttpsServer {
  public:
-  explicit MiniHttpsServer(TlsServerOptions o) : ctx_(ssl::context::tls_server) {
+  explicit MiniHttpsServer(MiniServerOptions o) : ctx_(ssl::context::tls_server) {
     ctx_.use_certificate_chain_file(o.certs->server_cert());
     ctx_.use_private_key_file(o.certs->server_key(), ssl::context::pem);
     if (o.require_client_cert) {
@@ -143,7 +140,7 @@ class MiniHttpsServer {
 // `certs` is null.
 class MiniGrpcServer {
  public:
-  explicit MiniGrpcServer(TlsServerOptions o) {
+  explicit MiniGrpcServer(MiniServerOptions o) {
     std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
     if (o.certs != nullptr) {
       grpc::SslServerCredentialsOptions so(
@@ -340,53 +337,25 @@ TEST_F(ClientTlsTest, PlainHttpClientToTlsServerFailsClearly) {
 }
 
 TEST_F(ClientTlsTest, HttpsClientToPlainServerFailsClearly) {
-  testing::MemoryStore store;
-  RequestPipeline pipeline(store, RealClock());
-  Router router;
-  ASSERT_TRUE(router
-                  .Add("POST", "/kv/{key}/incr",
-                       MakeHandler([](const Request&, Transaction&) -> absl::StatusOr<Reply> {
-                         return Reply::Json(absl::StatusCode::kOk, "{}");
-                       }))
-                  .ok());
-  HttpServerOptions so;
-  so.port = 0;
-  auto server = StartHttpServer(so, std::move(router), pipeline);
-  ASSERT_TRUE(server.ok()) << server.status();
-  auto c = HttpsClient((*server)->port(), {.ca_file = certs_.ca()});
+  testing::SlowCountingServer server(absl::ZeroDuration());  // baton's, plain.
+  ASSERT_TRUE(server.ok());
+  auto c = HttpsClient(server.port(), {.ca_file = certs_.ca()});
   ExpectFinalFailure(c->Send(kHttpCall), absl::StatusCode::kFailedPrecondition,
                      "does not speak TLS");
+  EXPECT_EQ(server.executions(), 0);
 }
 
 // End to end against baton's own HTTP front end with TLS and client
 // certificates (framework/tls.h): the principal is the client certificate's
 // subject; a hedged write over TLS executes once.
 TEST_F(ClientTlsTest, AgainstTheFrameworkHttpServerWithMutualTls) {
-  testing::MemoryStore store;
-  RequestPipeline pipeline(store, RealClock());
-  std::atomic<int> executions{0};
-  Router router;
-  ASSERT_TRUE(router
-                  .Add("POST", "/kv/{key}/incr",
-                       MakeHandler([&](const Request& req,
-                                       Transaction& txn) -> absl::StatusOr<Reply> {
-                         ++executions;
-                         absl::SleepFor(absl::Milliseconds(100));
-                         if (auto s = txn.Put(req.Param("key"), "1"); !s.ok()) return s;
-                         return Reply::Json(absl::StatusCode::kOk,
-                                            "{\"principal\":\"" + req.principal + "\"}");
-                       }))
-                  .ok());
-  HttpServerOptions so;
-  so.port = 0;
-  so.handler_threads = HttpServerOptions::HandlerThreads::kWorkers;
-  so.worker_threads = 4;
-  so.tls.cert_file = certs_.server_cert();
-  so.tls.key_file = certs_.server_key();
-  so.tls.client_ca_file = certs_.ca();
-  auto server = StartHttpServer(so, std::move(router), pipeline);
-  ASSERT_TRUE(server.ok()) << server.status();
-  const uint16_t port = (*server)->port();
+  framework::TlsServerOptions tls;
+  tls.cert_file = certs_.server_cert();
+  tls.key_file = certs_.server_key();
+  tls.client_ca_file = certs_.ca();
+  testing::SlowCountingServer server(absl::Milliseconds(100), tls);
+  ASSERT_TRUE(server.ok());
+  const uint16_t port = server.port();
 
   HttpTransportOptions ho;
   ho.host = "localhost";
@@ -402,9 +371,9 @@ TEST_F(ClientTlsTest, AgainstTheFrameworkHttpServerWithMutualTls) {
   CallResult r = c.Send(kHttpCall);
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_EQ(r.response.http_status, 200) << r.response.body;
-  EXPECT_EQ(r.response.body, "{\"principal\":\"CN=client-1\"}");
+  EXPECT_EQ(r.response.body, "{\"n\":1,\"principal\":\"CN=client-1\"}");
   EXPECT_EQ(r.hedges, 1);
-  EXPECT_EQ(executions.load(), 1) << "a hedged write over TLS executes once";
+  EXPECT_EQ(server.executions(), 1) << "a hedged write over TLS executes once";
 
   ExpectFinalFailure(HttpsClient(port, {.ca_file = certs_.ca()})->Send(kHttpCall),
                      absl::StatusCode::kUnauthenticated,
@@ -419,8 +388,7 @@ TEST_F(ClientTlsTest, AgainstTheFrameworkHttpServerWithMutualTls) {
   RetryingClient pc(*std::move(plain), Options());
   ExpectFinalFailure(pc.Send(kHttpCall), absl::StatusCode::kFailedPrecondition,
                      "speaks TLS");
-  EXPECT_EQ(executions.load(), 1);
-  (*server)->Stop();
+  EXPECT_EQ(server.executions(), 1);
 }
 
 TEST_F(ClientTlsTest, BadFilesAreRefusedWhenTheTransportIsMade) {
