@@ -59,6 +59,7 @@ using baton::framework::client::CallResult;
 using baton::framework::client::ClientOptions;
 using baton::framework::client::RealEnvironment;
 using baton::framework::client::Response;
+using baton::framework::client::TlsOptions;
 using baton::kvservice::KvClient;
 using baton::kvservice::KvProtocol;
 using baton::kvservice::KvResult;
@@ -93,6 +94,10 @@ struct Options {
   int interval_ms = 0;
   int attempt_timeout_ms = 500;
   int connect_timeout_ms = 0;  // 0: the attempt timeout covers the handshake
+  bool adaptive_timeout = false;
+  int hedge_delay_ms = -1;     // -1: no hedging; 0: from the latency estimate
+  bool tls = false;
+  std::string tls_ca, tls_cert, tls_key;
   int deadline_ms = 30000;
   int max_backoff_ms = 200;
   int64_t max_requests = 1000000;
@@ -157,6 +162,15 @@ double MsSince(absl::Time start, absl::Time t) {
   return absl::ToDoubleMilliseconds(t - start);
 }
 
+TlsOptions MakeTlsOptions(const Options& o) {
+  TlsOptions t;
+  t.ca_file = o.tls_ca;
+  t.cert_file = o.tls_cert;
+  t.key_file = o.tls_key;
+  t.enabled = o.tls || !t.ca_file.empty() || !t.cert_file.empty();
+  return t;
+}
+
 ClientOptions MakeClientOptions(const Options& o, const std::string& id) {
   ClientOptions c;
   c.client_id = id;
@@ -166,6 +180,11 @@ ClientOptions MakeClientOptions(const Options& o, const std::string& id) {
   c.retry.deadline = absl::Milliseconds(o.deadline_ms);
   c.retry.initial_backoff = absl::Milliseconds(10);
   c.retry.max_backoff = absl::Milliseconds(o.max_backoff_ms);
+  c.retry.adaptive.enabled = o.adaptive_timeout;
+  if (o.hedge_delay_ms >= 0) {
+    c.retry.hedge.enabled = true;
+    c.retry.hedge.delay = absl::Milliseconds(o.hedge_delay_ms);  // 0: from p95.
+  }
   return c;
 }
 
@@ -185,7 +204,7 @@ void RunClient(const Options& o, int index, absl::Time start,
   const std::string& target = o.targets[index % o.targets.size()];
   const std::string id = absl::StrCat("drv-", o.run_id, "-", index);
   auto kv = KvClient::Connect(KvProtocol::kHttp, target,
-                              MakeClientOptions(o, id));
+                              MakeClientOptions(o, id), MakeTlsOptions(o));
   if (!kv.ok()) {
     std::fprintf(stderr, "client %d: %s\n", index,
                  std::string(kv.status().message()).c_str());
@@ -294,7 +313,8 @@ std::map<std::string, std::string> ReadBack(const Options& o,
       vo.deadline_ms = std::max(o.deadline_ms, 60000);
       auto kv = KvClient::Connect(
           KvProtocol::kHttp, o.targets[t % o.targets.size()],
-          MakeClientOptions(vo, absl::StrCat("drv-", o.run_id, "-verify-", t)));
+          MakeClientOptions(vo, absl::StrCat("drv-", o.run_id, "-verify-", t)),
+          MakeTlsOptions(o));
       if (!kv.ok()) return;
       for (size_t i = next++; i < keys.size(); i = next++) {
         KvResult r = (*kv)->Get(keys[i]);
@@ -379,6 +399,20 @@ int main(int argc, char** argv) {
   app.add_option("--gap-ms", o.gap_ms,
                  "list every interval without a completed request longer "
                  "than this (default 100)");
+  app.add_flag("--adaptive-timeout", o.adaptive_timeout,
+               "derive attempt timeouts from observed latency (p99 x 3, at "
+               "least 10 ms, at most --attempt-timeout-ms)");
+  app.add_option("--hedge-delay-ms", o.hedge_delay_ms,
+                 "hedge: a second attempt of the same request when none "
+                 "answered after this long (0: the p95 of observed latency; "
+                 "default -1: no hedging)")
+      ->check(CLI::Range(-1, 600000));
+  app.add_flag("--tls", o.tls,
+               "speak TLS (system CA store unless --tls-ca); implied by the "
+               "other --tls options and by https:// targets");
+  app.add_option("--tls-ca", o.tls_ca, "PEM CA file to verify the servers with");
+  app.add_option("--tls-cert", o.tls_cert, "PEM client certificate (mTLS)");
+  app.add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert");
   app.add_flag("--quiet", o.quiet, "print only the summary's key line");
   CLI11_PARSE(app, argc, argv);
 

@@ -13,7 +13,8 @@
 // retries from the completion record. Each request also carries the client's
 // acknowledged watermark (the highest seq such that this client will never
 // send any seq <= it again), so the server can drop those records.
-// Retry policy: framework/client/retry.h.
+// Retry policy, adaptive attempt timeouts and hedging:
+// framework/client/retry.h.
 //
 // A client id must not be shared by two live clients, and a client that is
 // restarted with the same id must start above every seq it used before
@@ -66,7 +67,8 @@ struct CallResult {
   absl::Status status;
   Response response;  // The final answer (or the last one, if any).
   uint64_t seq = 0;   // The request's sequence number.
-  int attempts = 0;   // Attempts made (1: no retry).
+  int attempts = 0;   // Attempts made, hedges included (1: no retry).
+  int hedges = 0;     // Of those, hedged attempts (sent beside another).
   // When the first attempt started, when the first attempt that failed was
   // sent (InfiniteFuture if none failed), and when the call ended
   // (Environment time).
@@ -84,7 +86,9 @@ class RetryingClient {
   // outlive the client.
   RetryingClient(std::unique_ptr<Transport> transport, ClientOptions options,
                  Environment& env = RealEnvironment());
-  ~RetryingClient();  // Finishes queued asynchronous calls first.
+  // Finishes queued asynchronous calls first, then waits for hedged attempts
+  // whose answers were discarded (each at most its attempt timeout).
+  ~RetryingClient();
 
   RetryingClient(const RetryingClient&) = delete;
   RetryingClient& operator=(const RetryingClient&) = delete;
@@ -106,7 +110,21 @@ class RetryingClient {
   uint64_t acked() const;
 
  private:
+  struct Round;
   CallResult Run(const Call& call, IdHeaders id, bool track_seq);
+  // One round of attempts of a request: one attempt (on this thread when
+  // there is no hedge), plus hedges every `hedge_delay` (infinite: none)
+  // while none answered; each attempt gets `timeout`, none reaches past the
+  // request's `deadline`. Counts the attempts in `result`; returns the
+  // round, settled (an answer, or every attempt failed).
+  std::shared_ptr<Round> RunRound(const Call& call, const IdHeaders& id,
+                                  absl::Duration timeout, absl::Duration hedge_delay,
+                                  absl::Time deadline, bool fresh, CallResult& result);
+  // Sends one attempt of `round` and settles its outcome there.
+  void Attempt(Round& round, absl::Duration timeout, bool fresh);
+  // Runs `job` on a thread of the attempt pool (grown on demand).
+  void RunOnAttemptThread(std::function<void()> job);
+  void AttemptWorker();
   uint64_t NextSeq();
   void Finish(uint64_t seq);
   void Worker();
@@ -121,13 +139,28 @@ class RetryingClient {
   // Seqs issued and not finished; the watermark is just below the smallest.
   std::set<uint64_t> outstanding_ ABSL_GUARDED_BY(mu_);
 
+  // Observed latencies and the hedge budget (retry.h).
+  absl::Mutex latency_mu_;
+  LatencyWindow latencies_ ABSL_GUARDED_BY(latency_mu_);
+  HedgeBudget hedge_budget_ ABSL_GUARDED_BY(latency_mu_);
+
   absl::Mutex queue_mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(queue_mu_);
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
   std::vector<std::thread> workers_;
+
+  // The attempt pool: threads running hedged rounds' attempts, so that the
+  // caller can start a hedge while an attempt blocks and return with the
+  // first answer while the others finish on their own.
+  absl::Mutex attempt_mu_;
+  std::deque<std::function<void()>> attempt_queue_ ABSL_GUARDED_BY(attempt_mu_);
+  int idle_attempt_threads_ ABSL_GUARDED_BY(attempt_mu_) = 0;
+  bool attempt_stopping_ ABSL_GUARDED_BY(attempt_mu_) = false;
+  std::vector<std::thread> attempt_threads_ ABSL_GUARDED_BY(attempt_mu_);
 };
 
-// Whether an attempt's outcome may be retried with the same id: transport
+// Whether an attempt's outcome may be retried with the same id (and, when
+// hedging, whether to keep waiting for another attempt): transport
 // errors kUnavailable/kDeadlineExceeded; HTTP 503, HTTP 409 with error code
 // request_in_progress or aborted; gRPC UNAVAILABLE, DEADLINE_EXCEEDED, and
 // ABORTED with error code request_in_progress or aborted. Never a replay.

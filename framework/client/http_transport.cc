@@ -1,10 +1,12 @@
-// The HTTP/1.1 transport of the retrying client on Boost.Beast. Each
-// connection has its own io_context, run on the calling thread for the
-// duration of one attempt, so a blocking call needs no extra thread and the
-// attempt timeout covers connect, write and read together.
+// The HTTP/1.1 transport of the retrying client on Boost.Beast, plain or over
+// TLS (beast::ssl_stream on OpenSSL). Each connection has its own
+// io_context, run on the calling thread for the duration of one attempt, so a
+// blocking call needs no extra thread and the attempt timeout covers connect,
+// TLS handshake, write and read together.
 #include <utility>  // Before Asio: Boost 1.74 uses std::exchange without it.
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -14,8 +16,12 @@
 #include "boost/asio.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
+#include "boost/beast/ssl.hpp"
+#include "framework/client/internal/tls.h"
 #include "framework/client/transport.h"
 #include "nlohmann/json.hpp"
+#include "openssl/err.h"
+#include "openssl/ssl.h"
 
 namespace baton::framework::client {
 namespace {
@@ -25,16 +31,33 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+// Where an attempt was when it failed.
+enum class Phase { kConnect, kHandshake, kExchange };
+
 struct Connection {
+  // `tls`: the transport's TLS context, or null for plain text.
+  explicit Connection(net::ssl::context* tls) {
+    if (tls != nullptr) {
+      tls_stream.emplace(ioc, *tls);
+    } else {
+      plain_stream.emplace(ioc);
+    }
+  }
+  beast::tcp_stream& tcp() {
+    return tls_stream ? beast::get_lowest_layer(*tls_stream) : *plain_stream;
+  }
+
   net::io_context ioc;
-  beast::tcp_stream stream{ioc};
+  std::optional<beast::tcp_stream> plain_stream;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls_stream;
   beast::flat_buffer buffer;
-  bool connected = false;
+  bool connected = false;  // TCP connected (and the TLS handshake done).
 };
 
 class HttpTransport : public Transport {
  public:
-  explicit HttpTransport(HttpTransportOptions o) : options_(std::move(o)) {}
+  HttpTransport(HttpTransportOptions o, std::unique_ptr<net::ssl::context> tls)
+      : options_(std::move(o)), tls_(std::move(tls)) {}
 
   absl::StatusOr<Response> Attempt(const Call& call, const IdHeaders& id,
                                    absl::Duration timeout, bool fresh) override {
@@ -51,7 +74,8 @@ class HttpTransport : public Transport {
     } else {
       conn = TakeIdle();
     }
-    if (!conn) conn = std::make_unique<Connection>();
+    if (!conn) conn = std::make_unique<Connection>(tls_.get());
+    const bool new_connection = !conn->connected;
 
     http::request<http::string_body> req{verb, call.target, 11};
     req.set(http::field::host, options_.host);
@@ -71,29 +95,39 @@ class HttpTransport : public Transport {
     req.prepare_payload();
 
     beast::error_code ec;
+    Phase phase = Phase::kConnect;
     http::response<http::string_body> res;
     const auto t = absl::ToChronoMilliseconds(std::max(timeout, absl::Milliseconds(1)));
     conn->ioc.restart();
     // A separate, shorter limit for a new connection's handshake (options_.
     // connect_timeout): nothing has been sent when it expires, so the attempt
     // ends as plainly unavailable and the retry sends a fresh SYN.
-    const bool limit_connect = !conn->connected &&
+    const bool limit_connect = new_connection &&
                                options_.connect_timeout > absl::ZeroDuration() &&
                                options_.connect_timeout < timeout;
-    bool connect_timed_out = false;
-    conn->stream.expires_after(
+    conn->tcp().expires_after(
         limit_connect ? absl::ToChronoMilliseconds(std::max(options_.connect_timeout,
                                                             absl::Milliseconds(1)))
                       : t);
-    auto read_done = [&](beast::error_code e, size_t) { ec = e; };
-    auto write_done = [&](beast::error_code e, size_t) {
-      if (e) {
-        ec = e;
-        return;
-      }
-      http::async_read(conn->stream, conn->buffer, res, read_done);
+    auto exchange = [&](auto& stream) {
+      phase = Phase::kExchange;
+      http::async_write(stream, req, [&](beast::error_code e, size_t) {
+        if (e) {
+          ec = e;
+          return;
+        }
+        http::async_read(stream, conn->buffer, res,
+                         [&](beast::error_code e2, size_t) { ec = e2; });
+      });
     };
-    if (!conn->connected) {
+    auto start_exchange = [&] {
+      if (conn->tls_stream) {
+        exchange(*conn->tls_stream);
+      } else {
+        exchange(*conn->plain_stream);
+      }
+    };
+    if (new_connection) {
       // Resolved again for every new connection: the name may now lead to
       // another host.
       tcp::resolver resolver(conn->ioc);
@@ -103,36 +137,38 @@ class HttpTransport : public Transport {
         return absl::UnavailableError(
             absl::StrCat("resolve ", options_.host, ": ", ec.message()));
       }
-      conn->stream.async_connect(endpoints, [&](beast::error_code e,
-                                                const tcp::endpoint&) {
+      if (conn->tls_stream) {
+        internal::ExpectPeerName(conn->tls_stream->native_handle(), PeerName());
+      }
+      conn->tcp().async_connect(endpoints, [&](beast::error_code e,
+                                               const tcp::endpoint&) {
         if (e) {
           ec = e;
-          connect_timed_out = limit_connect && e == beast::error::timeout;
           return;
         }
-        conn->connected = true;
-        if (limit_connect) conn->stream.expires_after(t);
-        conn->stream.socket().set_option(tcp::no_delay(true), e);
-        http::async_write(conn->stream, req, write_done);
+        if (limit_connect) conn->tcp().expires_after(t);
+        conn->tcp().socket().set_option(tcp::no_delay(true), e);
+        if (!conn->tls_stream) {
+          conn->connected = true;
+          start_exchange();
+          return;
+        }
+        phase = Phase::kHandshake;
+        conn->tls_stream->async_handshake(
+            net::ssl::stream_base::client, [&](beast::error_code h) {
+              if (h) {
+                ec = h;
+                return;
+              }
+              conn->connected = true;
+              start_exchange();
+            });
       });
     } else {
-      http::async_write(conn->stream, req, write_done);
+      start_exchange();
     }
     conn->ioc.run();
-    if (ec) {
-      if (connect_timed_out) {
-        return absl::UnavailableError(absl::StrCat(
-            "connect to ", options_.host, ":", options_.port, " timed out after ",
-            absl::FormatDuration(options_.connect_timeout)));
-      }
-      if (ec == beast::error::timeout) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            "no reply from ", options_.host, ":", options_.port, " within ",
-            absl::FormatDuration(timeout)));
-      }
-      return absl::UnavailableError(absl::StrCat(
-          options_.host, ":", options_.port, ": ", ec.message()));
-    }
+    if (ec) return AttemptError(*conn, ec, phase, new_connection, limit_connect, timeout);
 
     Response r;
     r.http_status = static_cast<int>(res.result_int());
@@ -161,6 +197,54 @@ class HttpTransport : public Transport {
   }
 
  private:
+  std::string Where() const { return absl::StrCat(options_.host, ":", options_.port); }
+  const std::string& PeerName() const {
+    return options_.tls.server_name.empty() ? options_.host : options_.tls.server_name;
+  }
+
+  // The status of an attempt that got no answer: retryable (kUnavailable,
+  // kDeadlineExceeded) unless TLS says no retry can help.
+  absl::Status AttemptError(Connection& conn, const beast::error_code& ec,
+                            Phase phase, bool new_connection, bool limit_connect,
+                            absl::Duration timeout) const {
+    if (ec == beast::error::timeout) {
+      if (limit_connect && !conn.connected && phase == Phase::kConnect) {
+        return absl::UnavailableError(absl::StrCat(
+            "connect to ", Where(), " timed out after ",
+            absl::FormatDuration(options_.connect_timeout)));
+      }
+      return absl::DeadlineExceededError(absl::StrCat(
+          "no reply from ", Where(), " within ", absl::FormatDuration(timeout)));
+    }
+    if (ec.category() == net::error::get_ssl_category()) {
+      const internal::TlsFailure kind = internal::ClassifyTlsReason(
+          ERR_GET_REASON(static_cast<unsigned long>(ec.value())));
+      if (kind != internal::TlsFailure::kTransient) {
+        return internal::TlsFailureStatus(
+            kind, Where(),
+            kind == internal::TlsFailure::kVerification
+                ? X509_verify_cert_error_string(
+                      SSL_get_verify_result(conn.tls_stream->native_handle()))
+                : ec.message(),
+            options_.tls);
+      }
+    }
+    // A plain-text connection that the server closed before any byte of a
+    // reply: a crash (retry) -- or a TLS server that dropped our plain-text
+    // request, which no retry cures. Only a new connection can be the
+    // latter; a TLS handshake tells them apart.
+    if (!tls_ && new_connection && phase == Phase::kExchange &&
+        conn.buffer.size() == 0 &&
+        (ec == http::error::end_of_stream || ec == net::error::connection_reset ||
+         ec == net::error::eof)) {
+      absl::Status s = internal::DiagnoseTls(options_.host, options_.port, nullptr, "",
+                                             options_.tls,
+                                             std::min(timeout, absl::Seconds(1)));
+      if (!s.ok()) return s;
+    }
+    return absl::UnavailableError(absl::StrCat(Where(), ": ", ec.message()));
+  }
+
   std::unique_ptr<Connection> TakeIdle() {
     absl::MutexLock lock(&mu_);
     if (idle_.empty()) return nullptr;
@@ -181,6 +265,7 @@ class HttpTransport : public Transport {
   }
 
   const HttpTransportOptions options_;
+  const std::unique_ptr<net::ssl::context> tls_;  // Null: plain text.
   absl::Mutex mu_;
   std::vector<std::unique_ptr<Connection>> idle_ ABSL_GUARDED_BY(mu_);
 };
@@ -211,7 +296,17 @@ absl::StatusCode CodeForHttpStatus(int status) {
 absl::StatusOr<std::unique_ptr<Transport>> MakeHttpTransport(
     const HttpTransportOptions& options) {
   if (options.host.empty()) return absl::InvalidArgumentError("empty host");
-  return std::unique_ptr<Transport>(new HttpTransport(options));
+  std::unique_ptr<net::ssl::context> tls;
+  if (options.tls.enabled) {
+    absl::StatusOr<internal::TlsMaterial> m =
+        internal::LoadTlsMaterial(options.tls, /*system_bundle=*/false);
+    if (!m.ok()) return m.status();
+    absl::StatusOr<std::unique_ptr<net::ssl::context>> ctx =
+        internal::MakeClientContext(*m);
+    if (!ctx.ok()) return ctx.status();
+    tls = *std::move(ctx);
+  }
+  return std::unique_ptr<Transport>(new HttpTransport(options, std::move(tls)));
 }
 
 }  // namespace baton::framework::client

@@ -6,6 +6,14 @@
 // resolves the server name again and opens a new connection: after a
 // take-over the address may be served by another host.
 //
+// Both transports speak TLS when TlsOptions::enabled (HTTP: Boost.Beast's
+// ssl_stream on OpenSSL; gRPC: grpc::SslCredentials): TLS 1.2 or later, the
+// server's certificate verified against a CA file or the system store and
+// its name checked against the host dialled (or TlsOptions::server_name),
+// SNI sent, an optional client certificate for mutual TLS. A failed
+// verification is final, never retried: retrying cannot make a certificate
+// trusted, and nothing was sent (see Transport::Attempt's error codes).
+//
 // Thread safety: implementations are thread-safe; many attempts may be in
 // flight at once (HTTP: a small pool of keep-alive connections, one request
 // at a time each; gRPC: one multiplexed channel).
@@ -79,10 +87,35 @@ class Transport {
   // `fresh`: do not reuse a connection opened before (this is a retry).
   // Errors (no answer; the outcome is unknown): kUnavailable (cannot resolve
   // or connect, connection reset or closed), kDeadlineExceeded (no answer in
-  // time). kInvalidArgument: the call cannot be sent (bad method/target).
+  // time). Final errors (the request was not sent; a retry cannot help):
+  // kInvalidArgument: the call cannot be sent (bad method/target);
+  // kUnauthenticated: TLS verification failed -- the server's certificate is
+  // not signed by a trusted CA or does not name the host, or the server
+  // refused this client's certificate (mTLS); kFailedPrecondition: the two
+  // ends disagree about TLS (a TLS client reached a plain-text server, or a
+  // plain-text client a TLS server) or share no TLS version.
   [[nodiscard]] virtual absl::StatusOr<Response> Attempt(
       const Call& call, const IdHeaders& id, absl::Duration timeout,
       bool fresh) = 0;
+};
+
+// TLS for a transport. Files are PEM and read once, when the transport is
+// made (so a later change of a file needs a new transport).
+struct TlsOptions {
+  // Speak TLS. Default: false (plain text).
+  bool enabled = false;
+  // CA certificates that sign the server's certificate. Empty: the system
+  // store (OpenSSL's default paths: on Debian /etc/ssl/certs; SSL_CERT_FILE
+  // overrides). Default: empty.
+  std::string ca_file{};
+  // Client certificate (chain) and its private key, for servers that verify
+  // clients (mTLS); both or neither. Default: empty (no client certificate).
+  std::string cert_file{};
+  std::string key_file{};
+  // The name the server's certificate must carry (a DNS name, or an IP
+  // address matched against the certificate's IP entries) and the SNI sent
+  // (not for an IP address). Empty: the host dialled. Default: empty.
+  std::string server_name{};
 };
 
 struct HttpTransportOptions {
@@ -97,8 +130,13 @@ struct HttpTransportOptions {
   // timeout (see RetryOptions::connect_timeout). Zero: the attempt's timeout.
   // Default: zero.
   absl::Duration connect_timeout = absl::ZeroDuration();
+  // HTTPS when tls.enabled (the handshake counts in the attempt's timeout,
+  // after connect_timeout). Default: plain HTTP.
+  TlsOptions tls{};
 };
-// Errors: kInvalidArgument (empty host).
+// Errors: kInvalidArgument (empty host; with TLS, a PEM file that cannot be
+// read or parsed, a certificate without its key or a key that does not
+// match).
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Transport>> MakeHttpTransport(
     const HttpTransportOptions& options);
 
@@ -107,8 +145,11 @@ struct GrpcTransportOptions {
   std::string target = "127.0.0.1:9090";
   // Largest reply message. Default: 4 MiB.
   int max_receive_bytes = 4 * 1024 * 1024;
+  // TLS (grpc::SslCredentials) when tls.enabled; tls.server_name overrides
+  // the name checked (grpc.ssl_target_name_override). Default: plain text.
+  TlsOptions tls{};
 };
-// Errors: kInvalidArgument (empty target).
+// Errors: kInvalidArgument (empty target; TLS files as for HTTP).
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Transport>> MakeGrpcTransport(
     const GrpcTransportOptions& options);
 

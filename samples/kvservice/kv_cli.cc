@@ -6,9 +6,14 @@
 //   baton-kv --http 127.0.0.1:8080 put greeting '"hello"'
 //   baton-kv --grpc 127.0.0.1:9090 incr visits 5
 //   baton-kv --grpc 127.0.0.1:9090 --idempotency-key incr-1 incr visits
+//   baton-kv --http https://kv.example:8443 --tls-ca ca.pem get greeting
+//   baton-kv --grpc kv.example:9443 --tls-ca ca.pem --tls-cert me.pem --tls-key me.key get a
 //
 // Exit codes: 0 OK answer, 1 another answer (not found, precondition failed,
-// ...), 2 bad usage, 3 no final answer before the deadline.
+// ...), 2 bad usage, 3 no final answer before the deadline, 4 no answer for
+// a reason no retry cures (TLS: the server's certificate is not trusted or
+// does not name the host, the server refused ours, or one end speaks TLS and
+// the other does not).
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -24,11 +29,28 @@ int main(int argc, char** argv) {
   std::string http, grpc, client_id, key, op, idempotency_key;
   std::vector<std::string> args;
   uint64_t seq = 1;
-  int64_t attempt_timeout_ms = 2000, deadline_ms = 30000;
+  int64_t attempt_timeout_ms = 2000, deadline_ms = 30000, hedge_delay_ms = 0;
   bool verbose = false;
-  auto* h = app.add_option("--http", http, "HTTP endpoint host:port");
+  baton::framework::client::TlsOptions tls;
+  auto* h = app.add_option("--http", http,
+                           "HTTP endpoint host:port, http://host:port or "
+                           "https://host:port (TLS)");
   auto* g = app.add_option("--grpc", grpc, "gRPC endpoint host:port");
   h->excludes(g);
+  app.add_flag("--tls", tls.enabled,
+               "speak TLS, verifying the server against the system CA store "
+               "(or --tls-ca); implied by the other --tls options");
+  app.add_option("--tls-ca", tls.ca_file,
+                 "PEM file of the CA certificates that sign the server's");
+  app.add_option("--tls-cert", tls.cert_file,
+                 "PEM client certificate, for servers that verify clients (mTLS)");
+  app.add_option("--tls-key", tls.key_file, "PEM private key of --tls-cert");
+  app.add_option("--tls-server-name", tls.server_name,
+                 "name the server's certificate must carry (default: the host)");
+  app.add_option("--hedge-delay-ms", hedge_delay_ms,
+                 "send a second attempt of the same request if none answered "
+                 "after this long (default 0: no hedging)")
+      ->check(CLI::Range(int64_t{0}, int64_t{600000}));
   app.add_option("--client-id", client_id,
                  "client id (default: random; reuse only with a higher --seq)");
   app.add_option("--seq", seq, "sequence number of this request (default 1)");
@@ -72,10 +94,18 @@ int main(int argc, char** argv) {
   options.async_threads = 1;
   options.retry.attempt_timeout = absl::Milliseconds(attempt_timeout_ms);
   options.retry.deadline = absl::Milliseconds(deadline_ms);
+  if (hedge_delay_ms > 0) {
+    options.retry.hedge.enabled = true;
+    options.retry.hedge.delay = absl::Milliseconds(hedge_delay_ms);
+  }
+  if (!tls.ca_file.empty() || !tls.cert_file.empty() || !tls.key_file.empty() ||
+      !tls.server_name.empty()) {
+    tls.enabled = true;
+  }
   auto kv = baton::kvservice::KvClient::Connect(
       http.empty() ? baton::kvservice::KvProtocol::kGrpc
                    : baton::kvservice::KvProtocol::kHttp,
-      http.empty() ? grpc : http, options);
+      http.empty() ? grpc : http, options, tls);
   if (!kv.ok()) {
     std::fprintf(stderr, "baton-kv: %s\n",
                  std::string(kv.status().message()).c_str());
@@ -104,11 +134,13 @@ int main(int argc, char** argv) {
       idempotency_key.empty()
           ? "client " + c.client_id() + " seq " + std::to_string(r.call.seq)
           : "idempotency key " + idempotency_key;
-  std::printf("%s: attempts=%d replayed=%s outage=%s node=%s\n", id.c_str(),
-              r.call.attempts,
+  std::printf("%s: attempts=%d hedges=%d replayed=%s outage=%s node=%s\n",
+              id.c_str(), r.call.attempts, r.call.hedges,
               r.replayed() ? "true" : "false",
               absl::FormatDuration(r.call.outage).c_str(),
               r.node().empty() ? "-" : r.node().c_str());
-  if (!r.call.status.ok()) return 3;
+  if (!r.call.status.ok()) {
+    return r.call.status.code() == absl::StatusCode::kDeadlineExceeded ? 3 : 4;
+  }
   return r.ok() ? 0 : 1;
 }

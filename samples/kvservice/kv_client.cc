@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
@@ -44,6 +45,25 @@ absl::StatusOr<std::unique_ptr<KvClient>> KvClient::Connect(
     KvProtocol protocol, const std::string& endpoint,
     framework::client::ClientOptions options,
     framework::client::Environment& env) {
+  return Connect(protocol, endpoint, std::move(options), {}, env);
+}
+
+absl::StatusOr<std::unique_ptr<KvClient>> KvClient::Connect(
+    KvProtocol protocol, const std::string& url,
+    framework::client::ClientOptions options, framework::client::TlsOptions tls,
+    framework::client::Environment& env) {
+  std::string endpoint = url;
+  if (protocol == KvProtocol::kHttp && absl::StartsWith(endpoint, "https://")) {
+    endpoint = endpoint.substr(8);
+    tls.enabled = true;
+  } else if (protocol == KvProtocol::kHttp && absl::StartsWith(endpoint, "http://")) {
+    endpoint = endpoint.substr(7);
+    if (tls.enabled) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", url, "\" says http:// but TLS options are given"));
+    }
+  }
+  if (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
   const size_t colon = endpoint.rfind(':');
   uint32_t port = 0;
   if (colon == std::string::npos || colon == 0 ||
@@ -58,10 +78,12 @@ absl::StatusOr<std::unique_ptr<KvClient>> KvClient::Connect(
     o.host = endpoint.substr(0, colon);
     o.port = static_cast<uint16_t>(port);
     o.connect_timeout = options.retry.connect_timeout;
+    o.tls = tls;
     t = framework::client::MakeHttpTransport(o);
   } else {
     framework::client::GrpcTransportOptions o;
     o.target = endpoint;
+    o.tls = tls;
     t = framework::client::MakeGrpcTransport(o);
   }
   if (!t.ok()) return t.status();

@@ -40,10 +40,19 @@ struct KvResult {
 
 class KvClient {
  public:
-  // `endpoint` is host:port. Errors: kInvalidArgument (bad endpoint).
+  // `endpoint` is host:port (HTTP also http://host:port, or
+  // https://host:port = TLS with the system's CA store unless `tls` says
+  // more). `tls`: TLS for either protocol (framework/client/transport.h).
+  // Errors: kInvalidArgument (bad endpoint; TLS files that cannot be used).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<KvClient>> Connect(
       KvProtocol protocol, const std::string& endpoint,
       framework::client::ClientOptions options = {},
+      framework::client::Environment& env =
+          framework::client::RealEnvironment());
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<KvClient>> Connect(
+      KvProtocol protocol, const std::string& endpoint,
+      framework::client::ClientOptions options,
+      framework::client::TlsOptions tls,
       framework::client::Environment& env =
           framework::client::RealEnvironment());
 

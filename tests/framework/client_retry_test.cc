@@ -1,10 +1,14 @@
 // The retrying client's policy on simulated time with a scripted transport:
 // backoff growth, jitter bounds and the deadline; the same request id on every
-// attempt; no retry after a non-retryable answer; the acknowledged watermark.
+// attempt; no retry after a non-retryable answer; the acknowledged watermark;
+// adaptive attempt timeouts (a lost reply retried after the learned timeout,
+// a slower server still answered) and the hedge policy (delay, budget).
 // Seeded (BATON_SEED or fixed); the seed is printed on failure.
 #include <cstdlib>
 #include <deque>
+#include <functional>
 #include <future>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -22,7 +26,8 @@ uint64_t Seed() {
 }
 
 // Answers attempts from a script (then OK); records what it was sent. Each
-// attempt "takes" `latency` of simulated time.
+// attempt "takes" `latency` of simulated time (a scripted timeout: the
+// attempt's whole timeout).
 class ScriptedTransport : public Transport {
  public:
   ScriptedTransport(SimulatedEnvironment& env,
@@ -48,7 +53,9 @@ class ScriptedTransport : public Transport {
         script_.pop_front();
       }
     }
-    env_.Advance(latency_);
+    const bool timed_out =
+        !r.ok() && r.status().code() == absl::StatusCode::kDeadlineExceeded;
+    env_.Advance(timed_out ? timeout : latency_);
     return r;
   }
   std::vector<Sent> sent() {
@@ -322,12 +329,203 @@ TEST(RetryingClientTest, ManyConcurrentAsyncCallsGetDistinctSeqs) {
   EXPECT_EQ(c.acked(), 200u);
 }
 
+// A server whose every answer takes `latency` (settable): an attempt whose
+// timeout is shorter ends at its timeout with kDeadlineExceeded.
+class SlowServerTransport : public Transport {
+ public:
+  explicit SlowServerTransport(SimulatedEnvironment& env) : env_(env) {}
+  absl::StatusOr<Response> Attempt(const Call&, const IdHeaders&,
+                                   absl::Duration timeout, bool) override {
+    absl::MutexLock lock(&mu_);
+    timeouts_.push_back(timeout);
+    if (latency_ > timeout) {
+      env_.Advance(timeout);
+      return absl::DeadlineExceededError("no reply");
+    }
+    env_.Advance(latency_);
+    return Http(200);
+  }
+  void set_latency(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    latency_ = d;
+  }
+  // The timeouts the attempts got, and forgets them.
+  std::vector<absl::Duration> TakeTimeouts() {
+    absl::MutexLock lock(&mu_);
+    return std::exchange(timeouts_, {});
+  }
+
+ private:
+  SimulatedEnvironment& env_;
+  absl::Mutex mu_;
+  absl::Duration latency_ ABSL_GUARDED_BY(mu_) = absl::Milliseconds(2);
+  std::vector<absl::Duration> timeouts_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(LatencyWindowTest, NearestRankQuantileOverTheMostRecentSamples) {
+  LatencyWindow w(100);
+  EXPECT_EQ(w.Quantile(0.99), absl::ZeroDuration());
+  for (int i = 1; i <= 100; ++i) w.Record(absl::Milliseconds(i));
+  EXPECT_EQ(w.size(), 100);
+  EXPECT_EQ(w.Quantile(0.5), absl::Milliseconds(50));
+  EXPECT_EQ(w.Quantile(0.99), absl::Milliseconds(99));
+  EXPECT_EQ(w.Quantile(1.0), absl::Milliseconds(100));
+  // 100 newer, faster samples push all the old ones out.
+  for (int i = 0; i < 100; ++i) w.Record(absl::Milliseconds(1));
+  EXPECT_EQ(w.size(), 100);
+  EXPECT_EQ(w.Quantile(1.0), absl::Milliseconds(1));
+}
+
+TEST(AdaptiveTimeoutTest, FixedUntilEnoughSamplesThenPercentileTimesFactorClamped) {
+  RetryOptions o;
+  o.attempt_timeout = absl::Milliseconds(500);
+  LatencyWindow w(256);
+  for (int i = 0; i < 100; ++i) w.Record(absl::Milliseconds(8));
+  // Off: the fixed timeout, whatever was observed.
+  EXPECT_EQ(AttemptTimeout(o, w, 0), absl::Milliseconds(500));
+  o.adaptive.enabled = true;
+  o.adaptive.factor = 3;
+  o.adaptive.floor = absl::Milliseconds(10);
+  EXPECT_EQ(AttemptTimeout(o, w, 0), absl::Milliseconds(24));
+  // Doubled per timed-out attempt of the same request, up to the fixed one.
+  EXPECT_EQ(AttemptTimeout(o, w, 1), absl::Milliseconds(48));
+  EXPECT_EQ(AttemptTimeout(o, w, 3), absl::Milliseconds(192));
+  EXPECT_EQ(AttemptTimeout(o, w, 5), absl::Milliseconds(500));
+  EXPECT_EQ(AttemptTimeout(o, w, 60), absl::Milliseconds(500));
+  // Clamped to the floor and to the fixed timeout (the ceiling).
+  LatencyWindow fast(256);
+  for (int i = 0; i < 100; ++i) fast.Record(absl::Microseconds(300));
+  EXPECT_EQ(AttemptTimeout(o, fast, 0), absl::Milliseconds(10));
+  LatencyWindow slow(256);
+  for (int i = 0; i < 100; ++i) slow.Record(absl::Seconds(1));
+  EXPECT_EQ(AttemptTimeout(o, slow, 0), absl::Milliseconds(500));
+  // Too few samples: still the fixed timeout.
+  LatencyWindow few(256);
+  for (int i = 0; i < o.adaptive.min_samples - 1; ++i) few.Record(absl::Milliseconds(1));
+  EXPECT_EQ(AttemptTimeout(o, few, 0), absl::Milliseconds(500));
+}
+
+TEST(AdaptiveTimeoutTest, ALostReplyIsRetriedAfterTheLearnedTimeoutNotTheFixedOne) {
+  const uint64_t seed = Seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  for (bool adaptive : {false, true}) {
+    SCOPED_TRACE(adaptive ? "adaptive" : "fixed");
+    SimulatedEnvironment env(seed);
+    std::deque<absl::StatusOr<Response>> script(50, Http(200));
+    script.push_back(absl::DeadlineExceededError("reply lost"));
+    auto t = std::make_unique<ScriptedTransport>(env, script, absl::Milliseconds(2));
+    ScriptedTransport* tp = t.get();
+    ClientOptions o;
+    o.retry.attempt_timeout = absl::Seconds(2);
+    o.retry.adaptive.enabled = adaptive;
+    RetryingClient c(std::move(t), o, env);
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE(c.Send(kCall).status.ok());
+    CallResult r = c.Send(kCall);  // Its first reply is lost.
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    EXPECT_EQ(r.attempts, 2);
+    const absl::Duration lost_attempt_timeout = tp->sent()[50].timeout;
+    if (adaptive) {
+      // p99 2 ms x 3 = 6 ms, raised to the 10 ms floor.
+      EXPECT_EQ(lost_attempt_timeout, absl::Milliseconds(10));
+      EXPECT_LT(r.outage, absl::Milliseconds(40));
+    } else {
+      EXPECT_EQ(lost_attempt_timeout, absl::Seconds(2));
+      EXPECT_GE(r.outage, absl::Seconds(2));
+    }
+  }
+}
+
+TEST(AdaptiveTimeoutTest, AServerThatBecameSlowerIsStillAnsweredAndTheEstimateFollows) {
+  const uint64_t seed = Seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  SimulatedEnvironment env(seed);
+  auto t = std::make_unique<SlowServerTransport>(env);
+  SlowServerTransport* tp = t.get();
+  ClientOptions o;
+  o.retry.attempt_timeout = absl::Seconds(1);
+  o.retry.adaptive.enabled = true;
+  RetryingClient c(std::move(t), o, env);
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(c.Send(kCall).status.ok());
+  tp->TakeTimeouts();
+  // Every answer now takes 70 ms, 7x the learned 10 ms timeout.
+  tp->set_latency(absl::Milliseconds(70));
+  CallResult first = c.Send(kCall);
+  ASSERT_TRUE(first.status.ok()) << first.status;
+  // The timeout doubles per lost attempt, and each lost attempt's timeout
+  // counts as a latency sample: a few short attempts, then one long enough,
+  // far sooner than the 1 s ceiling would allow after a lost reply.
+  EXPECT_LE(first.attempts, 4);
+  EXPECT_GE(tp->TakeTimeouts().back(), absl::Milliseconds(70));
+  EXPECT_LT(first.finished - first.started, absl::Milliseconds(500));
+  // The timed-out attempts and the slow answers raise the estimate: after a
+  // few requests every request is answered at its first attempt again.
+  int extra_attempts = 0;
+  for (int i = 0; i < 20; ++i) {
+    CallResult r = c.Send(kCall);
+    ASSERT_TRUE(r.status.ok());
+    if (i >= 5) extra_attempts += r.attempts - 1;
+  }
+  EXPECT_EQ(extra_attempts, 0);
+  for (absl::Duration d : tp->TakeTimeouts()) EXPECT_LE(d, absl::Seconds(1));
+}
+
+TEST(HedgePolicyTest, DelayFixedOrFromThePercentileAndOnlyBeforeTheTimeout) {
+  RetryOptions o;
+  LatencyWindow w(256);
+  const absl::Duration timeout = absl::Milliseconds(100);
+  EXPECT_EQ(HedgeDelay(o, w, timeout), absl::InfiniteDuration());  // Off.
+  o.hedge.enabled = true;
+  // No fixed delay and no estimate yet: no hedge.
+  EXPECT_EQ(HedgeDelay(o, w, timeout), absl::InfiniteDuration());
+  for (int i = 1; i <= 100; ++i) w.Record(absl::Microseconds(100 * i));
+  EXPECT_EQ(HedgeDelay(o, w, timeout), absl::Microseconds(9500));  // p95.
+  o.hedge.delay = absl::Milliseconds(30);
+  EXPECT_EQ(HedgeDelay(o, w, timeout), absl::Milliseconds(30));
+  // A hedge that could only start after the attempt's timeout is no hedge.
+  EXPECT_EQ(HedgeDelay(o, w, absl::Milliseconds(30)), absl::InfiniteDuration());
+  o.hedge.max_in_flight = 1;
+  EXPECT_EQ(HedgeDelay(o, w, timeout), absl::InfiniteDuration());
+}
+
+TEST(HedgePolicyTest, BudgetBoundsHedgesToAFractionOfRequests) {
+  HedgeOptions h;
+  h.budget_ratio = 0.1;
+  h.budget_burst = 5;
+  HedgeBudget b(h);
+  int hedges = 0;
+  for (int i = 0; i < 1000; ++i) {
+    b.OnRequest();
+    if (b.TrySpend()) ++hedges;  // A server slow for everyone.
+  }
+  // The burst, then one in ten.
+  EXPECT_GE(hedges, 100);
+  EXPECT_LE(hedges, 106);
+}
+
+TEST(HedgePolicyTest, ARetryableAnswerWaitsForAnAttemptStillInFlight) {
+  EXPECT_EQ(JudgeAttempt(false, 1), AttemptVerdict::kAnswer);
+  EXPECT_EQ(JudgeAttempt(false, 0), AttemptVerdict::kAnswer);
+  EXPECT_EQ(JudgeAttempt(true, 1), AttemptVerdict::kWaitForOther);
+  EXPECT_EQ(JudgeAttempt(true, 0), AttemptVerdict::kRetry);
+}
+
 TEST(RetryingClientTest, RejectsBadOptions) {
   SimulatedEnvironment env(1);
   ClientOptions o;
   o.retry.jitter = 2;
   RetryingClient c(std::make_unique<GatedTransport>(), o, env);
   EXPECT_EQ(c.Send(kCall).status.code(), absl::StatusCode::kInvalidArgument);
+  for (auto bad : std::vector<std::function<void(RetryOptions&)>>{
+           [](RetryOptions& r) { r.adaptive.percentile = 0; },
+           [](RetryOptions& r) { r.adaptive.factor = 0.5; },
+           [](RetryOptions& r) { r.adaptive.floor = absl::ZeroDuration(); },
+           [](RetryOptions& r) { r.hedge.max_in_flight = 9; },
+           [](RetryOptions& r) { r.hedge.budget_ratio = -1; },
+           [](RetryOptions& r) { r.latency_window = 0; }}) {
+    RetryOptions r;
+    bad(r);
+    EXPECT_EQ(ValidateRetryOptions(r).code(), absl::StatusCode::kInvalidArgument);
+  }
 }
 
 }  // namespace
