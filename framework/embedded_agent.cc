@@ -387,6 +387,12 @@ absl::StatusOr<std::string> FindTakeoverBinary() {
     candidates.push_back(self.parent_path() / ".." / ".." / "takeover" /
                          "daemon" / "baton-takeoverd");
   }
+#ifdef BATON_INSTALL_BINDIR
+  // Where `cmake --install` put baton (a service built against the
+  // installed package lives elsewhere).
+  candidates.push_back(std::filesystem::path(BATON_INSTALL_BINDIR) /
+                       "baton-takeoverd");
+#endif
   if (const char* path = std::getenv("PATH")) {
     for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
       candidates.push_back(std::filesystem::path(std::string(dir)) /
@@ -399,8 +405,9 @@ absl::StatusOr<std::string> FindTakeoverBinary() {
     }
   }
   return absl::NotFoundError(
-      "no baton-takeoverd beside this binary, in its build tree or on PATH "
-      "(set takeover_binary, or takeover_mode: thread)");
+      "no baton-takeoverd beside this binary, in its build tree, in baton's "
+      "install prefix or on PATH (set takeover_binary, or takeover_mode: "
+      "thread)");
 }
 
 AgentSupervisor::AgentSupervisor(EmbeddedAgentConfig config,

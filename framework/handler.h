@@ -33,6 +33,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/strings.h"  // spdlog/fmt formatting of absl types, AV()/SV()
 #include "framework/transaction.h"
 
 namespace baton::framework {
