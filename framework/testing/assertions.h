@@ -17,10 +17,15 @@ namespace baton::testing {
 // was committed.
 inline ::testing::AssertionResult ExactlyOnce(const Report& report) {
   if (report.ExactlyOnce()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "not exactly once (want: every attempt answered, same reply "
-            "bytes, 1 committed run)\n"
-         << report;
+  ::testing::AssertionResult failure = ::testing::AssertionFailure();
+  failure << "not exactly once (want: every attempt answered, same reply "
+             "bytes, 1 committed run)";
+  if (report.committed_runs == 0 && !report.attempts.empty() &&
+      report.replays() == static_cast<int>(report.attempts.size())) {
+    failure << "; every attempt was a replay: this request id was executed "
+               "before the scenario (use a fresh id per scenario)";
+  }
+  return failure << "\n" << report;
 }
 
 // No handler run was committed twice (some attempts may have failed).

@@ -264,6 +264,19 @@ TEST_P(HarnessTest, DirectCallsSkipRouting) {
   EXPECT_EQ(BalanceOf("b"), 102);
 }
 
+TEST_P(HarnessTest, ASecondScenarioWithTheSameIdIsAllReplays) {
+  const Call call = Post("/accounts/a/deposit", "1").Key("d-twice");
+  ASSERT_TRUE(ExactlyOnce(h_.Send(call)));
+  Report again = h_.SendConcurrently(call, 3);
+  EXPECT_EQ(again.replays(), 3);
+  EXPECT_EQ(again.committed_runs, 0);
+  ::testing::AssertionResult result = ExactlyOnce(again);
+  EXPECT_FALSE(result);
+  EXPECT_NE(std::string(result.message()).find("use a fresh id"), std::string::npos)
+      << result.message();
+  EXPECT_EQ(BalanceOf("a"), 101);
+}
+
 // The kit must show a double execution when there is one.
 TEST_P(HarnessTest, ReportsTheDoubleExecutionOfARequestWithoutId) {
   Report r = h_.Retry(Post("/accounts/a/deposit", "10"));
