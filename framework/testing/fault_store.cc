@@ -197,20 +197,29 @@ void FaultStore::ClearFaults() {
 
 void FaultStore::SetDown(bool down) { down_.store(down); }
 
-int FaultStore::AddBeforeCommitHook(BeforeCommitHook hook) {
+template <typename Fn>
+int FaultStore::AddHook(HookList<Fn> FaultStore::*list, Fn hook) {
   absl::MutexLock lock(&mu_);
   const int id = next_id_++;
-  before_hooks_.emplace_back(
-      id, std::make_shared<const BeforeCommitHook>(std::move(hook)));
+  (this->*list).emplace_back(id, std::make_shared<const Fn>(std::move(hook)));
   return id;
 }
 
-int FaultStore::AddDurableHook(DurableHook hook) {
+template <typename Fn>
+std::vector<std::shared_ptr<const Fn>> FaultStore::Snapshot(
+    HookList<Fn> FaultStore::*list) {
   absl::MutexLock lock(&mu_);
-  const int id = next_id_++;
-  durable_hooks_.emplace_back(
-      id, std::make_shared<const DurableHook>(std::move(hook)));
-  return id;
+  std::vector<std::shared_ptr<const Fn>> out;
+  for (const auto& [id, h] : this->*list) out.push_back(h);
+  return out;
+}
+
+int FaultStore::AddBeforeCommitHook(BeforeCommitHook hook) {
+  return AddHook(&FaultStore::before_hooks_, std::move(hook));
+}
+
+int FaultStore::AddDurableHook(DurableHook hook) {
+  return AddHook(&FaultStore::durable_hooks_, std::move(hook));
 }
 
 void FaultStore::RemoveHook(int id) {
@@ -228,12 +237,7 @@ absl::Status FaultStore::DownError() const {
 }
 
 Fault FaultStore::Decide(const CommitInfo& info) {
-  std::vector<std::shared_ptr<const BeforeCommitHook>> hooks;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [id, h] : before_hooks_) hooks.push_back(h);
-  }
-  for (const auto& h : hooks) (*h)(info);
+  for (const auto& h : Snapshot(&FaultStore::before_hooks_)) (*h)(info);
 
   absl::MutexLock lock(&mu_);
   for (size_t i = 0; i < rules_.size(); ++i) {
@@ -256,12 +260,7 @@ Fault FaultStore::Decide(const CommitInfo& info) {
 
 void FaultStore::RunDurableHooks(const CommitInfo& info, uint64_t revision) {
   durable_.fetch_add(1, std::memory_order_relaxed);
-  std::vector<std::shared_ptr<const DurableHook>> hooks;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [id, h] : durable_hooks_) hooks.push_back(h);
-  }
-  for (const auto& h : hooks) (*h)(info, revision);
+  for (const auto& h : Snapshot(&FaultStore::durable_hooks_)) (*h)(info, revision);
 }
 
 absl::StatusOr<storage::Versioned> FaultStore::Get(std::string_view key) {

@@ -209,6 +209,15 @@ class FaultStore : public storage::StableStore {
     FaultRule rule;
   };
 
+  template <typename Fn>
+  using HookList = std::vector<std::pair<int, std::shared_ptr<const Fn>>>;
+  // `list`: before_hooks_ or durable_hooks_.
+  template <typename Fn>
+  int AddHook(HookList<Fn> FaultStore::*list, Fn hook);
+  // The hooks of `list` now, to run outside mu_.
+  template <typename Fn>
+  std::vector<std::shared_ptr<const Fn>> Snapshot(HookList<Fn> FaultStore::*list);
+
   // Runs the before hooks and picks the fault for `info`.
   Fault Decide(const CommitInfo& info);
   void RunDurableHooks(const CommitInfo& info, uint64_t revision);
@@ -222,10 +231,8 @@ class FaultStore : public storage::StableStore {
   int next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::vector<Rule> rules_ ABSL_GUARDED_BY(mu_);  // InjectNext()s first.
   size_t queued_ ABSL_GUARDED_BY(mu_) = 0;         // How many of them.
-  std::vector<std::pair<int, std::shared_ptr<const BeforeCommitHook>>>
-      before_hooks_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::pair<int, std::shared_ptr<const DurableHook>>>
-      durable_hooks_ ABSL_GUARDED_BY(mu_);
+  HookList<BeforeCommitHook> before_hooks_ ABSL_GUARDED_BY(mu_);
+  HookList<DurableHook> durable_hooks_ ABSL_GUARDED_BY(mu_);
 
   std::unique_ptr<Delayer> delayer_;
 };
