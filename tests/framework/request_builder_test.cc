@@ -139,6 +139,7 @@ class RequestBuilderHttpTest : public ::testing::Test {
     absl::StatusOr<PipelineResult> result =
         kit_pipeline_->Execute(r.id, r.request, *r.handler);
     if (!result.ok()) {
+      errors_.push_back(result.status());
       seen.status = HttpStatusForError(result.status());
       seen.code = ErrorName(result.status());
       seen.message = std::string(result.status().message());
@@ -176,6 +177,7 @@ class RequestBuilderHttpTest : public ::testing::Test {
   std::unique_ptr<RequestPipeline> server_pipeline_, kit_pipeline_;
   std::unique_ptr<HttpServer> server_;
   Router router_;
+  std::vector<absl::Status> errors_;  // What the kit's pipeline refused.
 };
 
 TEST_F(RequestBuilderHttpTest, AnswersExactlyAsTheHttpFrontEnd) {
@@ -227,9 +229,14 @@ TEST_F(RequestBuilderHttpTest, AnswersExactlyAsTheHttpFrontEnd) {
     EXPECT_EQ(FrameworkKeys(*kit_store_), FrameworkKeys(*server_store_))
         << "the same completion records (their keys spell the ids)";
   }
-  // Not vacuous: replays, both error kinds and records happened.
+  // Not vacuous: replays, pipeline errors and records happened.
   EXPECT_GE(server_pipeline_->Stats().replayed, 2u);
   EXPECT_GE(FrameworkKeys(*server_store_).size(), 10u);
+  ASSERT_GE(errors_.size(), 2u);
+#if BATON_TEST_GRPC
+  // The gRPC front end names them as the HTTP front end does.
+  for (const absl::Status& s : errors_) EXPECT_EQ(ErrorName(s), GrpcErrorName(s)) << s;
+#endif
 }
 
 TEST(RequestBuilderTest, RequestCarriesRouteParamsAndMetadata) {
