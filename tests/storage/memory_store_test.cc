@@ -109,6 +109,8 @@ TEST(MemoryStoreTest, CloseAnswersEveryQueuedCommitAndRefusesLaterCalls) {
   in_first.WaitForNotification();
   for (int i = 0; i < 5; ++i) store->CommitAsync({}, {Write::Put("later", "x")}, count);
   std::thread closer([&] { store->Close(); });
+  // Close() has begun (it then waits for the committer, held above).
+  while (store->Ping().ok()) std::this_thread::yield();
   release.Notify();
   closer.join();
   EXPECT_EQ(answered.load(), 6) << "every callback ran exactly once";
