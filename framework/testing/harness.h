@@ -4,12 +4,15 @@
 //
 //   baton::testing::Harness h;
 //   ASSERT_TRUE(h.Route("POST", "/accounts/{id}/deposit", Deposit).ok());
-//   auto call = baton::testing::Post("/accounts/a/deposit", "10").Key("d-1");
-//   EXPECT_TRUE(baton::testing::ExactlyOnce(h.LoseReplyThenRetry(call)));
-//   EXPECT_TRUE(baton::testing::ExactlyOnce(h.SendConcurrently(call, 8)));
+//   auto deposit = [](std::string id) {
+//     return baton::testing::Post("/accounts/a/deposit", "10").Key(id);
+//   };
+//   EXPECT_TRUE(baton::testing::ExactlyOnce(h.LoseReplyThenRetry(deposit("d-1"))));
+//   EXPECT_TRUE(baton::testing::ExactlyOnce(h.SendConcurrently(deposit("d-2"), 8)));
 //
 // (ExactlyOnce & co. are in framework/testing/assertions.h; docs/testing.md
-// is the guide.)
+// is the guide.) Give each scenario a request id of its own: an id executed
+// before answers every attempt with a replay (committed_runs 0).
 //
 // A Call is one request as a client sends it: HTTP-shaped (method, target,
 // headers, body; routed by the harness's Router and identified by its
@@ -42,7 +45,7 @@
 //                        order (unknown outcome applied or not, refused,
 //                        conflict, latency), then the client retries.
 // Anything else: program faults() (framework/testing/fault_store.h) before
-// Send, move clock() and CollectGarbage() between sends.
+// Send; AdvanceTime(), CollectGarbage() and RestartServers() between sends.
 //
 // The Report of a scenario: every attempt's answer (reply or error, as the
 // HTTP front end would answer it, and whether it was a replay), how often
@@ -107,24 +110,25 @@ class Call {
                      framework::Request request);
 
   // A header (HTTP) or metadata entry (Direct: name lower-cased, repeated
-  // names joined with ",").
+  // names joined with ","). On a temporary, each setter returns the Call by
+  // value: `auto call = Post("/x").Key("k");`.
   Call& Header(std::string name, std::string value) &;
-  Call&& Header(std::string name, std::string value) && {
+  Call Header(std::string name, std::string value) && {
     return std::move(Header(std::move(name), std::move(value)));
   }
   // The idempotency key (HTTP: an `Idempotency-Key: "key"` header).
   Call& Key(std::string key) &;
-  Call&& Key(std::string key) && { return std::move(Key(std::move(key))); }
+  Call Key(std::string key) && { return std::move(Key(std::move(key))); }
   // The retrying client's id (HTTP: Baton-Client-Id, Baton-Seq, Baton-Ack).
   Call& ClientSeq(std::string client, uint64_t seq,
                   std::optional<uint64_t> acked = std::nullopt) &;
-  Call&& ClientSeq(std::string client, uint64_t seq,
+  Call ClientSeq(std::string client, uint64_t seq,
                    std::optional<uint64_t> acked = std::nullopt) && {
     return std::move(ClientSeq(std::move(client), seq, acked));
   }
   // Request::local_address (selects a fenced take-over slot). Default: "".
   Call& LocalAddress(std::string address) &;
-  Call&& LocalAddress(std::string address) && {
+  Call LocalAddress(std::string address) && {
     return std::move(LocalAddress(std::move(address)));
   }
 
