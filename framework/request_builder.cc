@@ -148,29 +148,51 @@ std::variant<RoutedRequest, HttpRequestError> BuildHttpRequest(
   Router::Match m = router.Find(parts.method, path);
   if (m.result == Router::Match::Result::kNoRoute) {
     return HttpRequestError{404, "not_found",
-                            absl::StrCat("no route for ", AV(path)), {}};
+                            absl::StrCat("no route for ", AV(path)), {},
+                            "unrouted"};
   }
   if (m.result == Router::Match::Result::kWrongMethod) {
     return HttpRequestError{
-        405, "method_not_allowed",
+        405,
+        "method_not_allowed",
         absl::StrCat(AV(parts.method), " is not allowed on ", AV(path)),
-        std::move(m.allowed_methods)};
+        {{"Allow", absl::StrJoin(m.allowed_methods, ", ")}},
+        "unrouted"};
   }
+  std::string operation = absl::StrCat(AV(parts.method), " ", m.pattern);
   absl::StatusOr<RequestId> id = RequestIdFromHttpHeaders(parts.headers);
   if (!id.ok()) {
     return HttpRequestError{400, "bad_request_id",
-                            std::string(id.status().message()), {}};
+                            std::string(id.status().message()), {},
+                            std::move(operation)};
   }
   RoutedRequest routed;
   routed.handler = m.handler;
   routed.id = *std::move(id);
   Request& r = routed.request;
-  r.operation = absl::StrCat(AV(parts.method), " ", m.pattern);
+  r.operation = std::move(operation);
   r.path = std::string(parts.target);
   r.params = std::move(m.params);
   r.body = std::move(parts.body);
   r.local_address = std::move(parts.local_address);
   for (const HttpHeader& h : parts.headers) AddMetadata(h.name, h.value, &r.metadata);
+  r.principal = std::move(parts.principal);
+  if (parts.authenticate != nullptr && *parts.authenticate) {
+    absl::StatusOr<std::string> who = (*parts.authenticate)(r);
+    if (!who.ok()) {
+      const absl::StatusCode code =
+          who.status().code() == absl::StatusCode::kPermissionDenied
+              ? absl::StatusCode::kPermissionDenied
+              : absl::StatusCode::kUnauthenticated;
+      HttpRequestError e{HttpStatusForCode(code), ErrorName(absl::Status(code, "")),
+                         std::string(who.status().message()), {}, r.operation};
+      if (code == absl::StatusCode::kUnauthenticated) {
+        e.headers.emplace_back("WWW-Authenticate", "Bearer");
+      }
+      return e;
+    }
+    r.principal = *std::move(who);
+  }
   return routed;
 }
 

@@ -89,6 +89,11 @@ void AddMetadata(std::string_view name, std::string_view value,
 
 // --- HTTP requests ------------------------------------------------------------
 
+// Derives a request's principal, or refuses it: kUnauthenticated (401) or
+// kPermissionDenied (403) (HttpServerOptions::authenticate).
+using HttpAuthenticator =
+    std::function<absl::StatusOr<std::string>(const Request&)>;
+
 // What the HTTP front end received, parsed.
 struct HttpRequestParts {
   std::string_view method;  // "POST"
@@ -96,6 +101,12 @@ struct HttpRequestParts {
   std::span<const HttpHeader> headers;  // In arrival order.
   std::string body;
   std::string local_address;  // Request::local_address.
+  // Request::principal as the connection gives it (a TLS client
+  // certificate's subject); empty: none.
+  std::string principal;
+  // Runs on the routed and identified Request (principal preset as above)
+  // and returns its principal. Not owned; nullptr: none.
+  const HttpAuthenticator* authenticate = nullptr;
 };
 
 // A request routed and identified, ready for RequestPipeline::Execute.
@@ -108,15 +119,25 @@ struct RoutedRequest {
 // A request refused before the pipeline, as the HTTP front end answers it
 // (a JSON error body {"error":{"status","code","message"}}).
 struct HttpRequestError {
-  int status = 400;  // 404 no route, 405 wrong method, 400 bad id.
-  std::string code;  // "not_found", "method_not_allowed", "bad_request_id".
+  // 404 no route, 405 wrong method, 400 bad id, 401/403 refused by the
+  // authenticator.
+  int status = 400;
+  // "not_found", "method_not_allowed", "bad_request_id", "unauthenticated",
+  // "permission_denied".
+  std::string code;
   std::string message;
-  std::vector<std::string> allowed_methods;  // 405: the Allow header.
+  // Response headers that go with it: 405 `Allow: GET, PUT`, 401
+  // `WWW-Authenticate: Bearer`.
+  std::vector<std::pair<std::string, std::string>> headers;
+  // The operation to report it under (metrics): "unrouted" for 404 and 405,
+  // else "METHOD /pattern".
+  std::string operation;
 };
 
-// Routes and identifies one HTTP request; moves parts.body into the
-// Request. Errors are checked in this order: no route (404), wrong method
-// (405), bad id headers (400).
+// Routes, identifies and authenticates one HTTP request; moves parts.body
+// into the Request. Errors are checked in this order: no route (404), wrong
+// method (405), bad id headers (400), refused by parts.authenticate (401,
+// 403).
 std::variant<RoutedRequest, HttpRequestError> BuildHttpRequest(
     const Router& router, HttpRequestParts parts);
 

@@ -209,6 +209,15 @@ Call& Call::ClientSeq(std::string client, uint64_t seq,
   return *this;
 }
 
+Call& Call::Principal(std::string principal) & {
+  if (http_) {
+    principal_ = std::move(principal);
+  } else {
+    request_.principal = std::move(principal);
+  }
+  return *this;
+}
+
 Call& Call::LocalAddress(std::string address) & {
   if (http_) {
     local_address_ = std::move(address);
@@ -415,12 +424,15 @@ std::optional<Harness::Resolved> Harness::Resolve(const Call& call,
   for (const auto& [name, value] : call.headers_) headers.push_back({name, value});
   auto built = framework::BuildHttpRequest(
       router_, {call.method_, call.target_, headers, call.body_,
-                call.local_address_});
+                call.local_address_, call.principal_, &options_.authenticate});
   if (auto* e = std::get_if<framework::HttpRequestError>(&built)) {
-    const absl::StatusCode code =
-        e->status == 404   ? absl::StatusCode::kNotFound
-        : e->status == 405 ? absl::StatusCode::kUnimplemented
-                           : absl::StatusCode::kInvalidArgument;
+    absl::StatusCode code = absl::StatusCode::kInvalidArgument;
+    switch (e->status) {
+      case 401: code = absl::StatusCode::kUnauthenticated; break;
+      case 403: code = absl::StatusCode::kPermissionDenied; break;
+      case 404: code = absl::StatusCode::kNotFound; break;
+      case 405: code = absl::StatusCode::kUnimplemented; break;
+    }
     refused->result = absl::Status(code, e->message);
     refused->http_status = e->status;
     refused->error_code = e->code;

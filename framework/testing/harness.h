@@ -126,6 +126,12 @@ class Call {
                    std::optional<uint64_t> acked = std::nullopt) && {
     return std::move(ClientSeq(std::move(client), seq, acked));
   }
+  // Request::principal as a TLS client certificate would set it (HTTP
+  // calls then pass HarnessOptions::authenticate, if any). Default: "".
+  Call& Principal(std::string principal) &;
+  Call Principal(std::string principal) && {
+    return std::move(Principal(std::move(principal)));
+  }
   // Request::local_address (selects a fenced take-over slot). Default: "".
   Call& LocalAddress(std::string address) &;
   Call LocalAddress(std::string address) && {
@@ -140,7 +146,7 @@ class Call {
   Call() = default;
 
   bool http_ = true;
-  std::string method_, target_, body_, local_address_;
+  std::string method_, target_, body_, local_address_, principal_;
   std::vector<std::pair<std::string, std::string>> headers_;
   std::shared_ptr<framework::Handler> handler_;  // Direct.
   framework::Request request_;                   // Direct.
@@ -154,8 +160,9 @@ Call Delete(std::string target);
 
 // One attempt's answer.
 struct Attempt {
-  // The pipeline's answer (a refused route or id: kNotFound, kUnimplemented
-  // (405) or kInvalidArgument).
+  // The pipeline's answer (a request refused before it: kNotFound (404),
+  // kUnimplemented (405), kInvalidArgument (400), kUnauthenticated (401),
+  // kPermissionDenied (403)).
   absl::StatusOr<framework::PipelineResult> result;
   // As the HTTP front end answers it: the status (200, 404, 422, 503, ...)
   // and, for errors, the error code ("unavailable", ...).
@@ -207,6 +214,10 @@ struct HarnessOptions {
   // The pipelines' options (max_attempts, in_flight_wait, retention, ...).
   // Default: the pipeline's defaults.
   framework::PipelineOptions pipeline;
+  // The service's authentication hook (HttpServerOptions::authenticate),
+  // run on HTTP calls as the front end runs it. Default: none.
+  std::function<absl::StatusOr<std::string>(const framework::Request&)>
+      authenticate;
   // An attempt not answered within this real time is reported as
   // kDeadlineExceeded (a wedged pipeline). Default: 30 s.
   absl::Duration attempt_timeout = absl::Seconds(30);

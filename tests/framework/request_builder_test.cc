@@ -37,8 +37,19 @@ absl::StatusOr<Reply> Echo(const Request& r, Transaction& txn) {
   if (absl::Status s = txn.Put("last", r.body); !s.ok()) return s;
   nlohmann::json j = {{"operation", r.operation}, {"path", r.path},
                       {"params", r.params},       {"body", r.body},
-                      {"metadata", r.metadata},   {"local", r.local_address}};
+                      {"metadata", r.metadata},   {"local", r.local_address},
+                      {"principal", r.principal}};
   return Reply::Json(absl::StatusCode::kOk, j.dump());
+}
+
+// Anonymous without credentials; "Bearer <name>" is <name>; "deny" -> 403;
+// anything else -> 401.
+absl::StatusOr<std::string> Authenticate(const Request& r) {
+  auto it = r.metadata.find("authorization");
+  if (it == r.metadata.end()) return std::string();
+  if (it->second == "deny") return absl::PermissionDeniedError("not yours");
+  if (it->second.rfind("Bearer ", 0) == 0) return it->second.substr(7);
+  return absl::UnauthenticatedError("bad credentials");
 }
 
 Router MakeRouter() {
@@ -56,6 +67,7 @@ struct Seen {
   std::string message;  // Errors: its message.
   std::string body;     // Replies: the body.
   std::string allow;
+  std::string www_authenticate;
   bool replayed = false;
 
   friend bool operator==(const Seen&, const Seen&) = default;
@@ -63,7 +75,8 @@ struct Seen {
 
 void PrintTo(const Seen& s, std::ostream* os) {
   *os << s.status << " code=" << s.code << " message=" << s.message
-      << " allow=" << s.allow << " replayed=" << s.replayed << " body=" << s.body;
+      << " allow=" << s.allow << " www-authenticate=" << s.www_authenticate
+      << " replayed=" << s.replayed << " body=" << s.body;
 }
 
 struct Case {
@@ -82,6 +95,7 @@ class RequestBuilderHttpTest : public ::testing::Test {
     kit_pipeline_ = std::make_unique<RequestPipeline>(*kit_store_, clock_);
     HttpServerOptions options;
     options.port = 0;
+    options.authenticate = Authenticate;
     auto server = StartHttpServer(options, MakeRouter(), *server_pipeline_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -107,6 +121,7 @@ class RequestBuilderHttpTest : public ::testing::Test {
     Seen seen;
     seen.status = static_cast<int>(res.result_int());
     seen.allow = std::string(res[http::field::allow]);
+    seen.www_authenticate = std::string(res[http::field::www_authenticate]);
     seen.replayed = res["Idempotent-Replayed"] == "true";
     if (seen.status == 200) {
       seen.body = res.body();
@@ -123,15 +138,17 @@ class RequestBuilderHttpTest : public ::testing::Test {
     Headers wire = WireHeaders(c);
     std::vector<HttpHeader> headers;
     for (const auto& [name, value] : wire) headers.push_back({name, value});
+    const HttpAuthenticator authenticate = Authenticate;
     auto built = BuildHttpRequest(
-        router_, {c.method, c.target, headers, c.body, "127.0.0.1"});
+        router_, {c.method, c.target, headers, c.body, "127.0.0.1", "", &authenticate});
     Seen seen;
     if (auto* e = std::get_if<HttpRequestError>(&built)) {
       seen.status = e->status;
       seen.code = e->code;
       seen.message = e->message;
-      for (const std::string& m : e->allowed_methods) {
-        absl::StrAppend(&seen.allow, seen.allow.empty() ? "" : ", ", m);
+      for (const auto& [name, value] : e->headers) {
+        if (name == "Allow") seen.allow = value;
+        if (name == "WWW-Authenticate") seen.www_authenticate = value;
       }
       return seen;
     }
@@ -216,6 +233,11 @@ TEST_F(RequestBuilderHttpTest, AnswersExactlyAsTheHttpFrontEnd) {
       {"POST", "/items/y/sub",
        {{"Idempotency-Key", "first"}, {"X-Tag", "a"}, {"idempotency-key", "second"},
         {"x-tag", "b"}}, "h"},
+      // Authentication: a principal, or refused after routing and the id.
+      {"PUT", "/items/x/sub", {{"Authorization", "Bearer alice"}, {"Idempotency-Key", "a1"}}, "i"},
+      {"PUT", "/items/x/sub", {{"Authorization", "deny"}}, ""},
+      {"PUT", "/items/x/sub", {{"Authorization", "junk"}}, ""},
+      {"PUT", "/items/x/sub", {{"Authorization", "junk"}, {"Baton-Seq", "x"}}, ""},
       {"GET", "/nope", {{"Baton-Seq", "bad"}}, ""},
       {"DELETE", "/items/z/sub", {}, ""},
       {"GET", "/items/%zz/sub", {}, ""},
@@ -244,7 +266,7 @@ TEST(RequestBuilderTest, RequestCarriesRouteParamsAndMetadata) {
   std::vector<HttpHeader> headers = {{"X-A", "1"}, {"x-a", "2"}, {"Baton-Client-Id", " c9 "},
                                      {"Baton-Seq", "4"}};
   auto built = BuildHttpRequest(router, {"POST", "/items/a%2Fb/sub?q", headers,
-                                         "body", "10.0.0.1"});
+                                         "body", "10.0.0.1", "CN=tls-client", nullptr});
   ASSERT_TRUE(std::holds_alternative<RoutedRequest>(built));
   const RoutedRequest& r = std::get<RoutedRequest>(built);
   EXPECT_NE(r.handler, nullptr);
@@ -253,6 +275,7 @@ TEST(RequestBuilderTest, RequestCarriesRouteParamsAndMetadata) {
   EXPECT_EQ(r.request.Param("id"), "a/b");
   EXPECT_EQ(r.request.body, "body");
   EXPECT_EQ(r.request.local_address, "10.0.0.1");
+  EXPECT_EQ(r.request.principal, "CN=tls-client");
   EXPECT_EQ(r.request.metadata.at("x-a"), "1,2");
   EXPECT_EQ(r.id.kind, RequestId::Kind::kClientSeq);
   EXPECT_EQ(r.id.client_id, "c9");

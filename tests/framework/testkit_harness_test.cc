@@ -341,6 +341,31 @@ TEST_P(HarnessTest, TransfersUnderRandomFaultsKeepTheTotal) {
   EXPECT_EQ(BalanceOf("a"), 100 - moved);
 }
 
+TEST(HarnessAuthTest, TheServicesAuthenticatorRunsAsOnTheFrontEnd) {
+  HarnessOptions o;
+  o.authenticate = [](const Request& r) -> absl::StatusOr<std::string> {
+    if (!r.principal.empty()) return r.principal;  // A client certificate.
+    auto it = r.metadata.find("authorization");
+    if (it == r.metadata.end()) return absl::UnauthenticatedError("who are you?");
+    return it->second;
+  };
+  Harness h(o);
+  std::string seen;
+  ASSERT_TRUE(h.Route("GET", "/me",
+                      [&](const Request& r, Transaction&) -> absl::StatusOr<Reply> {
+                        seen = r.principal;
+                        return Reply::Text(absl::StatusCode::kOk, r.principal);
+                      })
+                  .ok());
+  Report anonymous = h.Send(Get("/me"));
+  EXPECT_EQ(anonymous.first().http_status, 401);
+  EXPECT_EQ(anonymous.first().error_code, "unauthenticated");
+  EXPECT_EQ(anonymous.handler_runs, 0);
+  EXPECT_EQ(h.Send(Get("/me").Header("Authorization", "token-1")).first().body(), "token-1");
+  EXPECT_EQ(h.Send(Get("/me").Principal("CN=client")).first().body(), "CN=client");
+  EXPECT_EQ(seen, "CN=client");
+}
+
 TEST(HarnessEtcdTest, StaleReplicaMissesTheRecordAndStillReplays) {
   HarnessOptions o;
   o.execution = HarnessOptions::Execution::kBlocking;
