@@ -4,11 +4,13 @@
 // test kit (framework/testing/harness.h), which thereby runs a handler on
 // exactly the Request a server would give it, without sockets.
 //
-//   HTTP   BuildHttpRequest(router, {method, target, headers, body, local})
+//   HTTP   BuildHttpRequest(router, {method, target, headers, body, local,
+//                                    principal, authenticate})
 //          -> RoutedRequest{handler, id, request}  (route matched, params
 //             decoded, operation "METHOD /pattern", metadata lower-cased,
-//             id from the id headers)
-//          or HttpRequestError{404 | 405 | 400, code, message, Allow}
+//             id from the id headers, principal authenticated)
+//          or HttpRequestError{404 | 405 | 400 | 401 | 403, code, message,
+//                              headers (Allow, WWW-Authenticate)}
 //   gRPC   RequestIdFromGrpcMetadata(metadata) -> RequestId
 //   both   ParseRequestId(fields, form): the one parser of the id fields
 //          (Idempotency-Key, or Baton-Client-Id + Baton-Seq [+ Baton-Ack])
