@@ -1,5 +1,7 @@
 #include "framework/testing/fault_store.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <thread>
 #include <utility>
@@ -7,6 +9,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "storage/memory/memory_store.h"
 
 namespace baton::testing {
 
@@ -163,7 +166,26 @@ DurableHook OnNthCompletionRecord(int n, std::function<void()> action) {
 FaultStore::FaultStore(storage::StableStore& inner)
     : inner_(inner), delayer_(std::make_unique<Delayer>()) {}
 
-FaultStore::~FaultStore() = default;
+FaultStore::FaultStore(std::unique_ptr<storage::StableStore> inner)
+    : owned_(std::move(inner)),
+      inner_(*owned_),
+      delayer_(std::make_unique<Delayer>()) {}
+
+// The delayer goes first: it forwards what it still holds to inner_.
+FaultStore::~FaultStore() { delayer_.reset(); }
+
+std::unique_ptr<FaultStore> NewMemoryFaultStore(bool async_commits) {
+  storage::MemoryStoreOptions options;
+  options.async_commits = async_commits;
+  absl::StatusOr<std::unique_ptr<storage::MemoryStore>> memory =
+      storage::OpenMemoryStore(options);
+  if (!memory.ok()) {  // Only bad limits fail, and these are the defaults.
+    std::fprintf(stderr, "NewMemoryFaultStore: %s\n",
+                 memory.status().ToString().c_str());
+    std::abort();
+  }
+  return std::make_unique<FaultStore>(*std::move(memory));
+}
 
 void FaultStore::InjectNext(Fault fault, CommitPredicate matches) {
   absl::MutexLock lock(&mu_);

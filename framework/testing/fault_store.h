@@ -46,7 +46,8 @@
 // predicates run under it and must not call the FaultStore. Errors: those
 // of the inner store, plus the injected ones (messages say "injected").
 //
-// Thread safety: thread-safe. `inner` must outlive the FaultStore; the
+// Thread safety: thread-safe. `inner` must outlive the FaultStore (or be
+// owned by it); the
 // FaultStore's destructor forwards delayed asynchronous commits at once, so
 // every callback is called exactly once.
 #ifndef BATON_FRAMEWORK_TESTING_FAULT_STORE_H_
@@ -162,6 +163,8 @@ struct FaultStoreStats {
 class FaultStore : public storage::StableStore {
  public:
   explicit FaultStore(storage::StableStore& inner);
+  // Owns `inner`.
+  explicit FaultStore(std::unique_ptr<storage::StableStore> inner);
   ~FaultStore() override;
 
   FaultStore(const FaultStore&) = delete;
@@ -223,6 +226,7 @@ class FaultStore : public storage::StableStore {
   void RunDurableHooks(const CommitInfo& info, uint64_t revision);
   absl::Status DownError() const;
 
+  const std::unique_ptr<storage::StableStore> owned_;  // Or nullptr.
   storage::StableStore& inner_;
   std::atomic<bool> down_{false};
   std::atomic<uint64_t> sequence_{0}, injected_{0}, durable_{0};
@@ -236,6 +240,12 @@ class FaultStore : public storage::StableStore {
 
   std::unique_ptr<Delayer> delayer_;
 };
+
+// A FaultStore that owns a fresh in-memory store (storage/memory/), whose
+// CommitAsync runs on a committer thread (async_commits, as RocksDB) or on
+// the caller's thread (as etcd); inner() is that store (writes through it
+// bypass the faults).
+std::unique_ptr<FaultStore> NewMemoryFaultStore(bool async_commits = true);
 
 }  // namespace baton::testing
 

@@ -29,17 +29,9 @@ using testing::Fault;
 
 // The test kit's in-memory store (committing on the caller's thread) behind
 // its FaultStore, with the shortcuts these tests use.
-struct OwnedMemoryStore {
-  static storage::MemoryStoreOptions Options() {
-    storage::MemoryStoreOptions o;
-    o.async_commits = false;
-    return o;
-  }
-  std::unique_ptr<storage::MemoryStore> memory = *storage::OpenMemoryStore(Options());
-};
-class MemoryStore : private OwnedMemoryStore, public testing::FaultStore {
+class MemoryStore : public testing::FaultStore {
  public:
-  MemoryStore() : FaultStore(*memory) {}
+  MemoryStore() : FaultStore(SyncMemory()) {}
   // Runs before every commit (replacing the previous hook), e.g. to race a
   // write in; nullptr: none.
   void SetBeforeCommit(std::function<void()> hook) {
@@ -49,13 +41,19 @@ class MemoryStore : private OwnedMemoryStore, public testing::FaultStore {
   }
   // Writes directly, bypassing conditions and faults (a concurrent writer).
   void ForcePut(const std::string& key, const std::string& value) {
-    ASSERT_TRUE(memory->Commit({}, {storage::Write::Put(key, value)}).ok());
+    ASSERT_TRUE(inner().Commit({}, {storage::Write::Put(key, value)}).ok());
   }
   size_t CountWithPrefix(const std::string& prefix) {
-    return memory->Scan({.prefix = prefix, .start_after = "", .limit = 1u << 20})->size();
+    return inner().Scan({.prefix = prefix, .start_after = "", .limit = 1u << 20})->size();
   }
 
  private:
+  static std::unique_ptr<storage::StableStore> SyncMemory() {
+    storage::MemoryStoreOptions o;
+    o.async_commits = false;
+    absl::StatusOr<std::unique_ptr<storage::MemoryStore>> s = storage::OpenMemoryStore(o);
+    return *std::move(s);
+  }
   int hook_ = 0;
 };
 
