@@ -363,4 +363,10 @@ absl::Status FaultStore::Ping() {
   return inner_.Ping();
 }
 
+std::string FaultStore::Kind() const { return inner_.Kind(); }
+
+std::vector<storage::StoreStatistic> FaultStore::Statistics() const {
+  return inner_.Statistics();
+}
+
 }  // namespace baton::testing

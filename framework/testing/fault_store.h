@@ -204,6 +204,9 @@ class FaultStore : public storage::StableStore {
   bool CommitsAsynchronously() const override;
   bool StaleReadsAreCheaper() const override;
   absl::Status Ping() override;
+  // The inner store's (a FaultStore is invisible on status pages).
+  std::string Kind() const override;
+  std::vector<storage::StoreStatistic> Statistics() const override;
 
  private:
   class Delayer;

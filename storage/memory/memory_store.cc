@@ -169,6 +169,22 @@ class MemoryStoreImpl : public MemoryStore {
     replica_.reset();
   }
 
+  std::string Kind() const override { return "memory"; }
+
+  std::vector<StoreStatistic> Statistics() const override {
+    const MemoryStoreStats st = Stats();
+    return {
+        {"commits", static_cast<double>(st.commits_ok),
+         "Commits that succeeded.", true},
+        {"commit_conflicts", static_cast<double>(st.commits_conflict),
+         "Commits that failed a condition.", true},
+        {"commit_errors", static_cast<double>(st.commits_failed),
+         "Commits refused otherwise (limits, closed).", true},
+        {"stale_reads", static_cast<double>(st.stale_reads),
+         "Keys read with ReadConsistency::kMayBeStale.", true},
+    };
+  }
+
   MemoryStoreStats Stats() const override {
     MemoryStoreStats s;
     s.commits_ok = stats_.commits_ok.load();

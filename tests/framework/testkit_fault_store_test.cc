@@ -192,6 +192,8 @@ TEST(FaultStoreAsyncTest, ForwardsTheInnerStoresCharacter) {
   EXPECT_TRUE(a.CommitsAsynchronously());
   EXPECT_FALSE(s.CommitsAsynchronously());
   EXPECT_TRUE(a.StaleReadsAreCheaper());
+  EXPECT_EQ(a.Kind(), "memory");
+  EXPECT_FALSE(a.Statistics().empty());
   // Stale-allowed reads reach the inner store as such.
   (void)*async_inner->Commit({}, {Write::Put("k", "old")});
   async_inner->FreezeReplica();

@@ -5,6 +5,7 @@
 #include "storage/memory/memory_store.h"
 
 #include <atomic>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -177,6 +178,17 @@ TEST(MemoryStoreTest, FrozenReplicaServesOnlyStaleAllowedReads) {
   plain->FreezeReplica();
   (void)*plain->Commit({}, {Write::Put("k", "new")});
   EXPECT_EQ((*plain->GetMany({"k"}, {ReadConsistency::kMayBeStale}))[0].value, "new");
+}
+
+TEST(MemoryStoreTest, SaysWhatItIsAndCountsForOperators) {
+  std::unique_ptr<MemoryStore> store = MustOpen();
+  EXPECT_EQ(store->Kind(), "memory");
+  (void)*store->Commit({}, {Write::Put("k", "v")});
+  (void)store->Commit({{"k", 0}}, {}).status();
+  std::map<std::string, double> stats;
+  for (const StoreStatistic& s : store->Statistics()) stats[s.name] = s.value;
+  EXPECT_EQ(stats["commits"], 1);
+  EXPECT_EQ(stats["commit_conflicts"], 1);
 }
 
 TEST(MemoryStoreTest, LimitsAreEnforced) {
