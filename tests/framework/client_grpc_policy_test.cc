@@ -21,7 +21,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "tests/framework/memory_store.h"
+#include "framework/testing/fault_store.h"
 
 namespace baton::framework {
 namespace {
@@ -120,8 +120,9 @@ class GrpcPolicyTest : public ::testing::Test {
     return a;
   }
 
-  testing::MemoryStore store_;
-  RequestPipeline pipeline_{store_, RealClock()};
+  std::unique_ptr<testing::FaultStore> store_ =
+      testing::NewMemoryFaultStore(/*async_commits=*/false);
+  RequestPipeline pipeline_{*store_, RealClock()};
   std::unique_ptr<GrpcServer> server_;
   std::atomic<int> arrivals_{0};
   absl::Duration handler_delay_ = absl::ZeroDuration();
@@ -131,7 +132,7 @@ class GrpcPolicyTest : public ::testing::Test {
 
 TEST_F(GrpcPolicyTest, DocumentedRetryPolicyRetriesWithTheSameKeyAndWritesOnce) {
   // The first attempt's commit fails as unavailable (nothing written).
-  store_.InjectCommitResult(absl::UnavailableError("injected"), /*apply=*/false);
+  store_->InjectNext(testing::Fault::Unavailable());
   Answer a = Call(kRetryConfig, "incr-1");
   ASSERT_TRUE(a.status.ok()) << a.status.error_message();
   EXPECT_EQ(a.body, "1");

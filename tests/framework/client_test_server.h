@@ -17,8 +17,8 @@
 #include "framework/clock.h"
 #include "framework/http_server.h"
 #include "framework/pipeline.h"
+#include "framework/testing/fault_store.h"
 #include "gtest/gtest.h"
-#include "tests/framework/memory_store.h"
 
 namespace baton::testing {
 
@@ -67,8 +67,8 @@ class SlowCountingServer {
   framework::RequestPipeline& pipeline() { return pipeline_; }
 
  private:
-  MemoryStore store_;
-  framework::RequestPipeline pipeline_{store_, framework::RealClock()};
+  std::unique_ptr<FaultStore> store_ = NewMemoryFaultStore(/*async_commits=*/false);
+  framework::RequestPipeline pipeline_{*store_, framework::RealClock()};
   std::atomic<int> executions_{0};
   std::unique_ptr<framework::HttpServer> server_;
 };

@@ -18,13 +18,44 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "framework/testing/fault_store.h"
 #include "gtest/gtest.h"
-#include "tests/framework/memory_store.h"
+#include "storage/memory/memory_store.h"
 
 namespace baton::framework {
 namespace {
 
-using testing::MemoryStore;
+using testing::Fault;
+
+// The test kit's in-memory store (committing on the caller's thread) behind
+// its FaultStore, with the shortcuts these tests use.
+class MemoryStore : public testing::FaultStore {
+ public:
+  MemoryStore() : FaultStore(SyncMemory()) {}
+  // Runs before every commit (replacing the previous hook), e.g. to race a
+  // write in; nullptr: none.
+  void SetBeforeCommit(std::function<void()> hook) {
+    if (hook_ != 0) RemoveHook(hook_);
+    hook_ = hook ? AddBeforeCommitHook([hook](const testing::CommitInfo&) { hook(); })
+                 : 0;
+  }
+  // Writes directly, bypassing conditions and faults (a concurrent writer).
+  void ForcePut(const std::string& key, const std::string& value) {
+    ASSERT_TRUE(inner().Commit({}, {storage::Write::Put(key, value)}).ok());
+  }
+  size_t CountWithPrefix(const std::string& prefix) {
+    return inner().Scan({.prefix = prefix, .start_after = "", .limit = 1u << 20})->size();
+  }
+
+ private:
+  static std::unique_ptr<storage::StableStore> SyncMemory() {
+    storage::MemoryStoreOptions o;
+    o.async_commits = false;
+    absl::StatusOr<std::unique_ptr<storage::MemoryStore>> s = storage::OpenMemoryStore(o);
+    return *std::move(s);
+  }
+  int hook_ = 0;
+};
 
 Request MakeRequest(std::string body, std::string path = "/counter") {
   Request r;
@@ -210,7 +241,7 @@ TEST_F(PipelineTest, ConflictOnceThenCommitsOnFreshState) {
 TEST_F(PipelineTest, UnknownOutcomeThatHappenedIsNotExecutedAgain) {
   RequestPipeline p(store_, clock_);
   CounterHandler h;
-  store_.InjectCommitResult(absl::UnknownError("timeout"), /*apply=*/true);
+  store_.InjectNext(Fault::UnknownApplied());
   auto r = p.Execute(RequestId::Key("u"), MakeRequest("+1"), h);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->replayed);  // It was our own commit.
@@ -224,7 +255,7 @@ TEST_F(PipelineTest, UnknownOutcomeThatHappenedIsNotExecutedAgain) {
 TEST_F(PipelineTest, UnknownOutcomeThatDidNotHappenRunsOnceMore) {
   RequestPipeline p(store_, clock_);
   CounterHandler h;
-  store_.InjectCommitResult(absl::UnknownError("timeout"), /*apply=*/false);
+  store_.InjectNext(Fault::UnknownNotApplied());
   auto r = p.Execute(RequestId::Key("u"), MakeRequest("+1"), h);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(h.calls.load(), 2);
@@ -234,7 +265,7 @@ TEST_F(PipelineTest, UnknownOutcomeThatDidNotHappenRunsOnceMore) {
 TEST_F(PipelineTest, UnknownOutcomeWithoutIdIsReportedNotRetried) {
   RequestPipeline p(store_, clock_);
   CounterHandler h;
-  store_.InjectCommitResult(absl::UnknownError("timeout"), /*apply=*/false);
+  store_.InjectNext(Fault::UnknownNotApplied());
   auto r = p.Execute(RequestId::None(), MakeRequest("+1"), h);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(GetPipelineError(r.status()), PipelineError::kOutcomeUnknown);
@@ -256,11 +287,11 @@ TEST_F(PipelineTest, RequestsWithoutIdExecuteOncePerArrival) {
 TEST_F(PipelineTest, StoreUnavailableIsReportedAndNothingIsRecorded) {
   RequestPipeline p(store_, clock_);
   CounterHandler h;
-  store_.SetUnavailable(true);
+  store_.SetDown(true);
   auto r = p.Execute(RequestId::Key("x"), MakeRequest("+1"), h);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
-  store_.SetUnavailable(false);
+  store_.SetDown(false);
   auto ok = p.Execute(RequestId::Key("x"), MakeRequest("+1"), h);
   ASSERT_TRUE(ok.ok());
   EXPECT_FALSE(ok->replayed);
