@@ -30,6 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "framework/absl_compat.h"
+#include "framework/request_builder.h"
 #include "framework/internal/tls_context.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -186,55 +187,6 @@ int HttpStatusForCode(absl::StatusCode code) {
   }
 }
 
-absl::StatusOr<std::string> ParseIdempotencyKey(std::string_view header) {
-  std::string_view v = SV(absl::StripAsciiWhitespace(AV(header)));
-  std::string out;
-  if (!v.empty() && v.front() == '"') {
-    size_t i = 1;
-    bool closed = false;
-    for (; i < v.size(); ++i) {
-      char c = v[i];
-      if (c == '\\') {
-        if (i + 1 >= v.size() || (v[i + 1] != '"' && v[i + 1] != '\\')) {
-          return absl::InvalidArgumentError(
-              "Idempotency-Key: bad escape in string");
-        }
-        out.push_back(v[++i]);
-      } else if (c == '"') {
-        closed = true;
-        ++i;
-        break;
-      } else if (c < 0x20 || c > 0x7e) {
-        return absl::InvalidArgumentError(
-            "Idempotency-Key: non-printable character");
-      } else {
-        out.push_back(c);
-      }
-    }
-    if (!closed) {
-      return absl::InvalidArgumentError("Idempotency-Key: unterminated string");
-    }
-    // Structured-field parameters (";a=b") are allowed and ignored.
-    std::string_view rest = SV(absl::StripAsciiWhitespace(AV(v.substr(i))));
-    if (!rest.empty() && rest.front() != ';') {
-      return absl::InvalidArgumentError(
-          "Idempotency-Key: trailing characters after the string");
-    }
-  } else {
-    for (char c : v) {
-      if (c <= 0x20 || c > 0x7e || c == '"' || c == ',' || c == ';') {
-        return absl::InvalidArgumentError(
-            "Idempotency-Key must be a quoted string (\"...\") or a token");
-      }
-    }
-    out = std::string(v);
-  }
-  if (out.empty() || out.size() > 255) {
-    return absl::InvalidArgumentError(
-        "Idempotency-Key must be 1..255 characters");
-  }
-  return out;
-}
 
 namespace {
 
@@ -622,7 +574,6 @@ class ServerImpl : public HttpServer {
     });
   }
 
-  absl::StatusOr<RequestId> IdFromHeaders(const HttpRequest& req);
 
   // A request routed and identified, ready for the pipeline.
   struct Prepared {
@@ -902,49 +853,6 @@ void Session<Stream>::Close() {
   lowest().socket().close(ec);
 }
 
-absl::StatusOr<RequestId> ServerImpl::IdFromHeaders(const HttpRequest& req) {
-  auto header = [&](std::string_view name) -> std::optional<std::string_view> {
-    auto it = req.find(beast::string_view(name.data(), name.size()));
-    if (it == req.end()) return std::nullopt;
-    return std::string_view(it->value().data(), it->value().size());
-  };
-  std::optional<std::string_view> key = header("Idempotency-Key");
-  std::optional<std::string_view> client = header("Baton-Client-Id");
-  std::optional<std::string_view> seq = header("Baton-Seq");
-  std::optional<std::string_view> ack = header("Baton-Ack");
-  if (key && (client || seq)) {
-    return absl::InvalidArgumentError(
-        "use either Idempotency-Key or Baton-Client-Id/Baton-Seq, not both");
-  }
-  if (key) {
-    absl::StatusOr<std::string> k = ParseIdempotencyKey(*key);
-    if (!k.ok()) return k.status();
-    return RequestId::Key(*std::move(k));
-  }
-  if (client || seq) {
-    uint64_t s = 0;
-    if (!client || !seq || !absl::SimpleAtoi(AV(*seq), &s)) {
-      return absl::InvalidArgumentError(
-          "Baton-Client-Id and Baton-Seq (an unsigned integer) go together");
-    }
-    std::optional<uint64_t> acked;
-    if (ack) {
-      uint64_t a = 0;
-      if (!absl::SimpleAtoi(AV(*ack), &a)) {
-        return absl::InvalidArgumentError(
-            "Baton-Ack must be an unsigned integer");
-      }
-      acked = a;
-    }
-    return RequestId::ClientSeq(std::string(absl::StripAsciiWhitespace(AV(*client))),
-                                s, acked);
-  }
-  if (ack) {
-    return absl::InvalidArgumentError("Baton-Ack needs Baton-Client-Id");
-  }
-  return RequestId::None();
-}
-
 std::optional<ServerImpl::Prepared> ServerImpl::Prepare(
     HttpRequest& req, const std::string& local_address,
     const std::string& principal,
@@ -954,70 +862,23 @@ std::optional<ServerImpl::Prepared> ServerImpl::Prepare(
   p.started = started;
   p.version = req.version();
   p.keep_alive = req.keep_alive();
-  const std::string_view target(req.target().data(), req.target().size());
-  const std::string_view path = target.substr(0, target.find('?'));
-  const std::string_view method(req.method_string().data(),
-                                req.method_string().size());
-
-  Router::Match m = router_.Find(method, path);
-  if (m.result == Router::Match::Result::kNoRoute) {
-    *error = ErrorResponse(404, "not_found",
-                           absl::StrCat("no route for ", AV(path)), p.version,
-                           p.keep_alive);
-    Observe("unrouted", **error, started);
+  auto sv = [](beast::string_view s) { return std::string_view(s.data(), s.size()); };
+  std::vector<HttpHeader> headers;
+  for (const auto& f : req) headers.push_back({sv(f.name_string()), sv(f.value())});
+  auto built = BuildHttpRequest(
+      router_, {sv(req.method_string()), sv(req.target()), headers,
+                std::move(req.body()), local_address, principal,
+                &options_.authenticate});
+  if (auto* e = std::get_if<HttpRequestError>(&built)) {
+    *error = ErrorResponse(e->status, e->code, e->message, p.version, p.keep_alive);
+    for (const auto& [name, value] : e->headers) (*error)->set(name, value);
+    Observe(e->operation, **error, started);
     return std::nullopt;
   }
-  if (m.result == Router::Match::Result::kWrongMethod) {
-    *error = ErrorResponse(
-        405, "method_not_allowed",
-        absl::StrCat(AV(method), " is not allowed on ", AV(path)), p.version,
-        p.keep_alive);
-    (*error)->set(http::field::allow, absl::StrJoin(m.allowed_methods, ", "));
-    Observe("unrouted", **error, started);
-    return std::nullopt;
-  }
-  absl::StatusOr<RequestId> id = IdFromHeaders(req);
-  if (!id.ok()) {
-    *error = ErrorResponse(400, "bad_request_id", SV(id.status().message()),
-                           p.version, p.keep_alive);
-    Observe(absl::StrCat(AV(method), " ", m.pattern), **error, started);
-    return std::nullopt;
-  }
-  p.id = *std::move(id);
-  p.handler = m.handler;
-
-  Request& r = p.request;
-  r.operation = absl::StrCat(AV(method), " ", m.pattern);
-  r.path = std::string(target);
-  r.params = std::move(m.params);
-  r.body = std::move(req.body());
-  r.local_address = local_address;
-  for (const auto& f : req) {
-    std::string name = absl::AsciiStrToLower(
-        absl::string_view(f.name_string().data(), f.name_string().size()));
-    std::string_view value(f.value().data(), f.value().size());
-    auto [it, inserted] = r.metadata.emplace(std::move(name), value);
-    if (!inserted) absl::StrAppend(&it->second, ",", AV(value));
-  }
-  r.principal = principal;
-  if (options_.authenticate) {
-    absl::StatusOr<std::string> who = options_.authenticate(r);
-    if (!who.ok()) {
-      const absl::StatusCode code =
-          who.status().code() == absl::StatusCode::kPermissionDenied
-              ? absl::StatusCode::kPermissionDenied
-              : absl::StatusCode::kUnauthenticated;
-      *error = ErrorResponse(HttpStatusForCode(code), LowerSnake(code),
-                             SV(who.status().message()), p.version,
-                             p.keep_alive);
-      if (code == absl::StatusCode::kUnauthenticated) {
-        (*error)->set(http::field::www_authenticate, "Bearer");
-      }
-      Observe(r.operation, **error, started);
-      return std::nullopt;
-    }
-    r.principal = *std::move(who);
-  }
+  RoutedRequest& routed = std::get<RoutedRequest>(built);
+  p.handler = routed.handler;
+  p.id = std::move(routed.id);
+  p.request = std::move(routed.request);
   return p;
 }
 

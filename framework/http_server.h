@@ -105,6 +105,15 @@ class Router {
   // Matches a path (without query string).
   Match Find(std::string_view method, std::string_view path) const;
 
+  // Calls `fn` with every route, in the order they were added (e.g. the
+  // test kit wraps a service's handlers to count their runs).
+  void ForEach(const std::function<void(std::string_view method,
+                                        std::string_view pattern,
+                                        const std::shared_ptr<Handler>&)>& fn)
+      const {
+    for (const Route& r : routes_) fn(r.method, r.pattern, r.handler);
+  }
+
  private:
   struct Route {
     std::string method;

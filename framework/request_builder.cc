@@ -12,8 +12,60 @@
 
 namespace baton::framework {
 
+
+
 using internal::AV;
 using internal::SV;
+
+absl::StatusOr<std::string> ParseIdempotencyKey(std::string_view header) {
+  std::string_view v = SV(absl::StripAsciiWhitespace(AV(header)));
+  std::string out;
+  if (!v.empty() && v.front() == '"') {
+    size_t i = 1;
+    bool closed = false;
+    for (; i < v.size(); ++i) {
+      char c = v[i];
+      if (c == '\\') {
+        if (i + 1 >= v.size() || (v[i + 1] != '"' && v[i + 1] != '\\')) {
+          return absl::InvalidArgumentError(
+              "Idempotency-Key: bad escape in string");
+        }
+        out.push_back(v[++i]);
+      } else if (c == '"') {
+        closed = true;
+        ++i;
+        break;
+      } else if (c < 0x20 || c > 0x7e) {
+        return absl::InvalidArgumentError(
+            "Idempotency-Key: non-printable character");
+      } else {
+        out.push_back(c);
+      }
+    }
+    if (!closed) {
+      return absl::InvalidArgumentError("Idempotency-Key: unterminated string");
+    }
+    // Structured-field parameters (";a=b") are allowed and ignored.
+    std::string_view rest = SV(absl::StripAsciiWhitespace(AV(v.substr(i))));
+    if (!rest.empty() && rest.front() != ';') {
+      return absl::InvalidArgumentError(
+          "Idempotency-Key: trailing characters after the string");
+    }
+  } else {
+    for (char c : v) {
+      if (c <= 0x20 || c > 0x7e || c == '"' || c == ',' || c == ';') {
+        return absl::InvalidArgumentError(
+            "Idempotency-Key must be a quoted string (\"...\") or a token");
+      }
+    }
+    out = std::string(v);
+  }
+  if (out.empty() || out.size() > 255) {
+    return absl::InvalidArgumentError(
+        "Idempotency-Key must be 1..255 characters");
+  }
+  return out;
+}
 
 namespace {
 

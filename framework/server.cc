@@ -22,6 +22,7 @@
 #include "framework/embedded_agent.h"
 #include "framework/json.h"
 #include "framework/systemd.h"
+#include "framework/testing/fault_store.h"
 #include "spdlog/spdlog.h"
 #include "storage/rocksdb/rocksdb_store.h"
 #if BATON_SERVER_HAVE_MEMORY_STORE
@@ -83,78 +84,6 @@ ServiceDefinition& ServiceDefinition::OnStarted(
 // --- Server --------------------------------------------------------------------
 
 namespace {
-
-// Tests only (ServerConfig::test_kill_after_records): SIGKILLs this process
-// right after the Nth commit that wrote a completion record became durable,
-// before the pipeline can send the reply -- the "crash between commit and
-// send" a retry must survive (tests/integration/client_crash_test).
-class KillAfterRecordsStore : public storage::StableStore {
- public:
-  KillAfterRecordsStore(storage::StableStore& inner, int n)
-      : inner_(inner), left_(n) {}
-  absl::StatusOr<storage::Versioned> Get(std::string_view key) override {
-    return inner_.Get(key);
-  }
-  absl::StatusOr<std::vector<storage::Versioned>> GetMany(
-      const std::vector<std::string>& keys,
-      const storage::ReadOptions& options) override {
-    return inner_.GetMany(keys, options);
-  }
-  absl::StatusOr<std::vector<storage::KeyValue>> Scan(
-      const storage::ScanOptions& o) override {
-    return inner_.Scan(o);
-  }
-  absl::StatusOr<uint64_t> Commit(
-      const std::vector<storage::Condition>& conditions,
-      const std::vector<storage::Write>& writes) override {
-    absl::StatusOr<uint64_t> r = inner_.Commit(conditions, writes);
-    if (r.ok() && HasRecord(writes)) Count();
-    return r;
-  }
-  void CommitAsync(std::vector<storage::Condition> conditions,
-                   std::vector<storage::Write> writes,
-                   CommitCallback done) override {
-    const bool record = HasRecord(writes);
-    inner_.CommitAsync(std::move(conditions), std::move(writes),
-                       [this, record, done = std::move(done)](
-                           absl::StatusOr<uint64_t> r) mutable {
-                         if (r.ok() && record) Count();
-                         done(std::move(r));
-                       });
-  }
-  bool CommitsAsynchronously() const override {
-    return inner_.CommitsAsynchronously();
-  }
-  bool StaleReadsAreCheaper() const override {
-    return inner_.StaleReadsAreCheaper();
-  }
-  absl::Status Ping() override { return inner_.Ping(); }
-  std::string Kind() const override { return inner_.Kind(); }
-  std::vector<storage::StoreStatistic> Statistics() const override {
-    return inner_.Statistics();
-  }
-
- private:
-  static bool HasRecord(const std::vector<storage::Write>& writes) {
-    const std::string prefix =
-        std::string(storage::kReservedPrefix) + "fw/c/";
-    for (const auto& w : writes) {
-      if (w.kind == storage::Write::Kind::kPut &&
-          w.key.compare(0, prefix.size(), prefix) == 0) {
-        return true;
-      }
-    }
-    return false;
-  }
-  void Count() {
-    if (--left_ == 0) {
-      std::fprintf(stderr, "baton: test_kill_after_records: SIGKILL\n");
-      raise(SIGKILL);
-    }
-  }
-  storage::StableStore& inner_;
-  std::atomic<int> left_;
-};
 
 absl::StatusOr<std::unique_ptr<storage::StableStore>> OpenStore(
     const StoreConfig& c) {
@@ -291,7 +220,7 @@ struct Server::Impl {
   ServiceDefinition service{"x"};
   std::unique_ptr<ServerAgent> agent;
   std::unique_ptr<storage::StableStore> store;
-  std::unique_ptr<KillAfterRecordsStore> killer;
+  std::unique_ptr<baton::testing::FaultStore> killer;
   storage::StableStore* serving = nullptr;
   std::unique_ptr<RequestPipeline> pipeline;
   ServerMetrics metrics;
@@ -554,8 +483,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   m.store = *std::move(store);
   m.serving = m.store.get();
   if (c.test_kill_after_records > 0) {
-    m.killer = std::make_unique<KillAfterRecordsStore>(
-        *m.store, c.test_kill_after_records);
+    m.killer = std::make_unique<baton::testing::FaultStore>(*m.store);
+    m.killer->AddDurableHook(baton::testing::OnNthCompletionRecord(
+        c.test_kill_after_records, [] {
+          std::fprintf(stderr, "baton: test_kill_after_records: SIGKILL\n");
+          raise(SIGKILL);
+        }));
     m.serving = m.killer.get();
   }
   m.pipeline =

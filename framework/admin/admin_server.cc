@@ -226,7 +226,9 @@ class AdminServerImpl : public AdminServer {
     ioc_.stop();
     if (thread_.joinable()) thread_.join();
     workers_.join();
-    if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
+    // Only a socket this server bound: a failed start must not remove a
+    // live server's.
+    if (owns_socket_) ::unlink(unix_path_.c_str());
   }
 
   bool is_tcp() const { return unix_path_.empty(); }
@@ -417,6 +419,7 @@ class AdminServerImpl : public AdminServer {
           "cannot listen on unix socket ", unix_path_, ": ", ec.message()));
     }
     address_ = "unix:" + unix_path_;
+    owns_socket_ = true;
     return absl::OkStatus();
   }
 
@@ -463,6 +466,7 @@ class AdminServerImpl : public AdminServer {
   std::thread thread_;
   std::string address_;
   std::string unix_path_;
+  bool owns_socket_ = false;
   std::atomic<bool> stopped_{false};
   absl::Mutex mu_;
   std::string token_ ABSL_GUARDED_BY(mu_);

@@ -366,6 +366,15 @@ absl::Status Harness::Route(std::string_view method, std::string_view pattern,
   return Route(method, pattern, framework::MakeHandler(std::move(handler)));
 }
 
+absl::Status Harness::Routes(const framework::Router& router) {
+  absl::Status first;
+  router.ForEach([&](std::string_view method, std::string_view pattern,
+                     const std::shared_ptr<Handler>& handler) {
+    first.Update(Route(method, pattern, handler));
+  });
+  return first;
+}
+
 absl::Status Harness::Put(std::string_view key, std::string_view value) {
   return store_
       ->Commit({}, {storage::Write::Put(std::string(key), std::string(value))})

@@ -260,6 +260,11 @@ class Harness {
   [[nodiscard]] absl::Status Route(std::string_view method,
                                    std::string_view pattern,
                                    framework::HandlerFunction handler);
+  // Adds every route of `router`, e.g. a service's whole HTTP side:
+  //   ServiceDefinition service("shop"); DefineShop(service);
+  //   ASSERT_TRUE(harness.Routes(service.http()).ok());
+  // Errors as Router::Add (the first one).
+  [[nodiscard]] absl::Status Routes(const framework::Router& router);
   // Writes `key` directly in the store (no pipeline, no faults), e.g. the
   // state a test starts from. Errors: the store's.
   [[nodiscard]] absl::Status Put(std::string_view key, std::string_view value);

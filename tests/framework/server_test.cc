@@ -6,6 +6,8 @@
 // TLS files re-read on ReloadCredentials (SIGHUP).
 #include "framework/server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <sys/socket.h>

@@ -3,6 +3,8 @@
 // runs, STOPPING=1 on SIGTERM), exit codes for config mistakes, and what
 // running out of file descriptors does to it (issue 13: the accept loop spun
 // a core and wrote hundreds of MB of log).
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
