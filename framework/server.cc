@@ -547,17 +547,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   }
   if (c.gc) m.pipeline->StartBackgroundGc();
   m.health_thread = std::thread([raw] { raw->HealthLoop(); });
-  // Only now, with the store open and the listeners up, may the agent take
-  // addresses: a client that reaches a service address finds a server.
-  if (m.agent) {
-    if (absl::Status s = m.agent->Start(*m.serving); !s.ok()) {
-      m.ShutdownAll();
-      return absl::UnavailableError(
-          absl::StrCat("take-over agent: ", s.message()));
-    }
-  }
   spdlog::info(
-      "{} on node {}: http {}, grpc {}, admin {}, store {}, gc {}{}",
+      "{} on node {} serving on http {}, grpc {}, admin {}, store {}, gc {}{}",
       m.service.name(), c.node_name,
       m.http ? absl::StrCat(c.http.address, ":", m.http->port(),
                             c.http.tls.enabled() ? " (TLS)" : "")
@@ -567,7 +558,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
              : "off",
       m.admin ? m.admin->address() : "off", StoreDescription(c.store),
       c.gc ? "on" : "off",
-      m.agent ? absl::StrCat(", take-over agent (", c.takeover_mode, ")") : "");
+      m.agent ? absl::StrCat(", take-over agent (", c.takeover_mode,
+                             ") starting") : "");
+  // Only now, with the store open and the listeners up, may the agent take
+  // addresses: a client that reaches a service address finds a server.
+  if (m.agent) {
+    if (absl::Status s = m.agent->Start(*m.serving); !s.ok()) {
+      m.ShutdownAll();
+      return absl::UnavailableError(
+          absl::StrCat("take-over agent: ", s.message()));
+    }
+  }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 

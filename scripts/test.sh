@@ -4,8 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
-preset=default
-if [ "${CI:-}" = "true" ]; then preset=ci; fi
+preset=default builddir=build
+if [ "${CI:-}" = "true" ]; then preset=ci builddir=build-ci; fi
 cmake --preset "$preset"
 cmake --build --preset "$preset"
 ctest --preset "$preset" "$@"
+# The installed package as an outsider uses it (the whole suite only, not a
+# -R selection): samples/reservations built against `cmake --install`.
+if [ $# -eq 0 ]; then
+  ./scripts/test-package.sh "$builddir"
+fi
