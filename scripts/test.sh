@@ -9,3 +9,9 @@ if [ "${CI:-}" = "true" ]; then preset=ci; fi
 cmake --preset "$preset"
 cmake --build --preset "$preset"
 ctest --preset "$preset" "$@"
+# The sanitizer stage (ASan/UBSan unit tests, the clang thread-safety check,
+# time-bounded fuzzers; docs/fuzzing.md): always under CI=true, opt-in
+# elsewhere with BATON_SANITIZE=1, so a first run stays fast.
+if [ "${CI:-}" = "true" ] || [ "${BATON_SANITIZE:-0}" = "1" ]; then
+  ./scripts/sanitize.sh
+fi
