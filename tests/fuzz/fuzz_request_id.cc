@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "framework/grpc/grpc_server.h"
 #include "framework/http_server.h"
 #include "tests/fuzz/fuzz_util.h"
@@ -43,12 +44,12 @@ void CheckIdempotencyKey(std::string_view header) {
         "a parsed Idempotency-Key, written as an sf-string, parses differently");
 }
 
-Metadata ParseLines(std::string_view input) {
+Metadata ParseLines(absl::string_view input) {
   Metadata md;
-  for (std::string_view line : absl::StrSplit(input, '\n')) {
+  for (absl::string_view line : absl::StrSplit(input, '\n')) {
     size_t colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    std::string_view value = line.substr(colon + 1);
+    if (colon == absl::string_view::npos) continue;
+    absl::string_view value = line.substr(colon + 1);
     if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
     md.insert_or_assign(std::string(line.substr(0, colon)), std::string(value));
   }
@@ -95,6 +96,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);
   baton::fuzz::CheckIdempotencyKey(input);
-  baton::fuzz::CheckMetadata(baton::fuzz::ParseLines(input));
+  baton::fuzz::CheckMetadata(baton::fuzz::ParseLines(absl::string_view(input.data(), size)));
   return 0;
 }
