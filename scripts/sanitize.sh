@@ -20,6 +20,7 @@ out=${BATON_FUZZ_OUT:-build-sanitize/fuzz-out}
 fuzzers=(http_server request_id kv_json takeover_datagram kv_config takeoverd_config)
 unit_tests=(
   framework_pipeline_test framework_pipeline_async_test   # pipeline (memory store, RocksDB)
+  framework_http_test kvservice_http_test                 # HTTP front end, kv sample
   rocksdb_store_test rocksdb_async_test                   # store contract + RocksDB backend
   framework_client_retry_test framework_client_connect_test  # retrying client
   takeover_core_test takeover_udp_transport_test          # core + wire, HMAC transport
@@ -62,7 +63,7 @@ for f in "${fuzzers[@]}"; do
   bin=build-sanitize/tests/fuzz/fuzz_$f
   timeout=10
   if [ "$f" = http_server ]; then timeout=20; fi  # its own hang check fires at 5 s idle
-  flags=(-timeout="$timeout" -rss_limit_mb=4096 -print_final_stats=1
+  flags=(-timeout="$timeout" -print_final_stats=1
          -artifact_prefix="$dir/")
   if [ "$seconds" -gt 0 ]; then flags+=(-max_total_time="$seconds"); else flags+=(-runs=0); fi
   echo "fuzz: $f for ${seconds}s (seeds: tests/fuzz/corpus/$f)"
