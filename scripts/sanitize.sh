@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 seconds=${BATON_FUZZ_SECONDS:-30}
 out=${BATON_FUZZ_OUT:-build-sanitize/fuzz-out}
 
-fuzzers=(http_server request_id kv_json takeover_datagram kv_config takeoverd_config)
+fuzzers=(http_server request_id kv_json takeover_datagram takeover_node kv_config takeoverd_config)
 unit_tests=(
   framework_pipeline_test framework_pipeline_async_test   # pipeline (memory store, RocksDB)
   framework_http_test kvservice_http_test                 # HTTP front end, kv sample
@@ -30,6 +30,7 @@ annotated_libs=(baton_framework baton_client baton_client_grpc baton_grpc_server
                 baton_storage baton_etcd_store baton_framework_agent)
 
 stage_start=$(date +%s)
+./scripts/install-deps.sh >/dev/null  # clang-16 & co. when run on its own
 cmake --preset sanitize
 cmake --build --preset sanitize --target "${annotated_libs[@]}" "${unit_tests[@]}" \
   "${fuzzers[@]/#/fuzz_}"

@@ -19,8 +19,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,7 +35,6 @@
 #include "framework/http_server.h"
 #include "framework/pipeline.h"
 #include "samples/kvservice/kv_service.h"
-#include "spdlog/spdlog.h"
 #include "tests/framework/memory_store.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -201,11 +199,6 @@ int inputs = 0;
 
 }  // namespace
 }  // namespace baton::fuzz
-
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  baton::fuzz::QuietLogs();
-  return 0;
-}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace baton::fuzz;

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "samples/kvservice/config.h"
@@ -17,20 +18,25 @@
 #include "tests/fuzz/fuzz_util.h"
 
 namespace {
-int memfd = -1;
-std::string path;
-}  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  baton::fuzz::QuietLogs();
-  memfd = ::memfd_create("baton-fuzz-kv-config", MFD_CLOEXEC);
-  if (memfd < 0) baton::fuzz::Die("memfd_create: " + std::string(strerror(errno)));
-  path = "/proc/self/fd/" + std::to_string(memfd);
-  return 0;
-}
+// The file LoadConfig reads: a memfd, rewritten for every input.
+struct ConfigFile {
+  ConfigFile() {
+    memfd = ::memfd_create("baton-fuzz-kv-config", MFD_CLOEXEC);
+    if (memfd < 0) baton::fuzz::Die("memfd_create: " + std::string(strerror(errno)));
+    path = "/proc/self/fd/" + std::to_string(memfd);
+  }
+  int memfd = -1;
+  std::string path;
+};
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using baton::fuzz::Check;
+  static const ConfigFile file;
+  const int memfd = file.memfd;
+  const std::string& path = file.path;
   if (::ftruncate(memfd, 0) != 0 ||
       ::pwrite(memfd, data, size, 0) != static_cast<ssize_t>(size)) {
     baton::fuzz::Die("writing the memfd: " + std::string(strerror(errno)));

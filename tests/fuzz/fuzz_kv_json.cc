@@ -101,11 +101,6 @@ void CheckIncr(std::string_view body, const std::optional<json>& before,
 }  // namespace
 }  // namespace baton::fuzz
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  baton::fuzz::QuietLogs();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace baton::fuzz;
   static Kv* kv = new Kv();

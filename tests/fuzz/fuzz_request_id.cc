@@ -88,11 +88,6 @@ void CheckMetadata(const Metadata& md) {
 }  // namespace
 }  // namespace baton::fuzz
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  baton::fuzz::QuietLogs();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);
   baton::fuzz::CheckIdempotencyKey(input);

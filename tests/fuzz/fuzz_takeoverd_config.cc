@@ -12,11 +12,6 @@
 #include "takeover/daemon/config.h"
 #include "tests/fuzz/fuzz_util.h"
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  baton::fuzz::QuietLogs();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using baton::fuzz::Check;
   std::string_view yaml(reinterpret_cast<const char*>(data), size);

@@ -1,37 +1,24 @@
-// Small helpers shared by baton's libFuzzer targets (tests/fuzz/).
+// Helpers shared by baton's libFuzzer targets (tests/fuzz/). Linked into every
+// target with fuzz_util.cc, which also defines LLVMFuzzerInitialize (QuietLogs).
 #ifndef BATON_TESTS_FUZZ_FUZZ_UTIL_H_
 #define BATON_TESTS_FUZZ_FUZZ_UTIL_H_
 
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
 
-#include "spdlog/spdlog.h"
-
 namespace baton::fuzz {
 
-// A finding: prints `what` and aborts, so libFuzzer saves the input as a crash
-// artifact (crash-<sha1>) and exits non-zero.
-[[noreturn]] inline void Die(const std::string& what) {
-  std::fprintf(stderr, "\n==FINDING== %s\n", what.c_str());
-  std::fflush(stderr);
-  std::abort();
-}
+// A finding: prints `what` after "==FINDING==" and aborts, so libFuzzer saves
+// the input as a crash artifact (crash-<sha1>) and exits non-zero.
+[[noreturn]] void Die(const std::string& what);
 
 // Checks a property of the code under test; a violation is a finding.
-inline void Check(bool ok, std::string_view what) {
-  if (!ok) Die(std::string(what));
-}
+void Check(bool ok, std::string_view what);
 
 // The code under test logs every refused input; at fuzzing speed that is
 // noise. BATON_FUZZ_LOG=debug (or any spdlog level) turns the logs back on.
-inline void QuietLogs() {
-  const char* level = std::getenv("BATON_FUZZ_LOG");
-  spdlog::set_level(level != nullptr ? spdlog::level::from_str(level)
-                                     : spdlog::level::off);
-}
+void QuietLogs();
 
 }  // namespace baton::fuzz
 
