@@ -21,13 +21,14 @@ fuzzers=(http_server request_id kv_json takeover_datagram takeover_node kv_confi
 unit_tests=(
   framework_pipeline_test framework_pipeline_async_test   # pipeline (memory store, RocksDB)
   framework_http_test kvservice_http_test                 # HTTP front end, kv sample
-  rocksdb_store_test rocksdb_async_test                   # store contract + RocksDB backend
+  rocksdb_store_test rocksdb_async_test memory_store_test # store contract + RocksDB, memory
   framework_client_retry_test framework_client_connect_test  # retrying client
   takeover_core_test takeover_udp_transport_test          # core + wire, HMAC transport
 )
 # Every library with ABSL_GUARDED_BY & co.: compiled here, so -Wthread-safety checks them.
-annotated_libs=(baton_framework baton_client baton_client_grpc baton_grpc_server
-                baton_storage baton_etcd_store baton_framework_agent)
+annotated_libs=(baton_framework baton_client baton_client_grpc baton_grpc_server baton_server
+                baton_testing baton_framework_agent
+                baton_storage baton_store_memory baton_etcd_store)
 
 stage_start=$(date +%s)
 ./scripts/install-deps.sh >/dev/null  # clang-16 & co. when run on its own

@@ -35,7 +35,7 @@
 #include "framework/http_server.h"
 #include "framework/pipeline.h"
 #include "samples/kvservice/kv_service.h"
-#include "tests/framework/memory_store.h"
+#include "storage/memory/memory_store.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace baton::fuzz {
@@ -49,7 +49,7 @@ constexpr int kInputsPerServer = 20000;
 
 class KvServer {
  public:
-  KvServer() : pipeline_(store_, clock_) {
+  KvServer() : store_(OpenStore()), pipeline_(*store_, clock_) {
     framework::Router router;
     if (absl::Status s = kvservice::RegisterKvRoutes(router); !s.ok()) {
       Die("RegisterKvRoutes: " + s.ToString());
@@ -66,7 +66,13 @@ class KvServer {
   uint16_t port() const { return server_->port(); }
 
  private:
-  testing::MemoryStore store_;
+  static std::unique_ptr<storage::MemoryStore> OpenStore() {
+    auto store = storage::OpenMemoryStore();  // commits asynchronously, as RocksDB
+    if (!store.ok()) Die("OpenMemoryStore: " + store.status().ToString());
+    return *std::move(store);
+  }
+
+  std::unique_ptr<storage::MemoryStore> store_;
   framework::SimulatedClock clock_;
   framework::RequestPipeline pipeline_;
   std::unique_ptr<framework::HttpServer> server_;

@@ -21,15 +21,21 @@
 #include "framework/pipeline.h"
 #include "nlohmann/json.hpp"
 #include "samples/kvservice/kv_service.h"
-#include "tests/framework/memory_store.h"
+#include "storage/memory/memory_store.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace baton::fuzz {
 namespace {
 
 using json = nlohmann::json;
+std::unique_ptr<storage::MemoryStore> OpenStore() {
+  auto store = storage::OpenMemoryStore();
+  if (!store.ok()) Die("OpenMemoryStore: " + store.status().ToString());
+  return *std::move(store);
+}
+
 struct Kv {
-  Kv() : pipeline(store, clock) {
+  Kv() : store(OpenStore()), pipeline(*store, clock) {
     if (absl::Status s = kvservice::RegisterKvRoutes(router); !s.ok()) {
       Die("RegisterKvRoutes: " + s.ToString());
     }
@@ -68,7 +74,7 @@ struct Kv {
     return json::parse(r.body).at("value");
   }
 
-  testing::MemoryStore store;
+  std::unique_ptr<storage::MemoryStore> store;
   framework::SimulatedClock clock;
   framework::RequestPipeline pipeline;
   framework::Router router;
