@@ -65,13 +65,21 @@ for f in "${fuzzers[@]}"; do
   bin=build-sanitize/tests/fuzz/fuzz_$f
   timeout=10
   if [ "$f" = http_server ]; then timeout=20; fi  # its own hang check fires at 5 s idle
-  flags=(-timeout="$timeout" -print_final_stats=1
-         -artifact_prefix="$dir/")
-  if [ "$seconds" -gt 0 ]; then flags+=(-max_total_time="$seconds"); else flags+=(-runs=0); fi
-  echo "fuzz: $f for ${seconds}s (seeds: tests/fuzz/corpus/$f)"
+  echo "fuzz: $f: every seed once, then ${seconds}s of fuzzing (seeds: tests/fuzz/corpus/$f)"
   set +e
-  "$bin" "${flags[@]}" "$dir/corpus" "tests/fuzz/corpus/$f" >"$dir/log" 2>&1
+  # 1. The seeds at full length (some reproducers are large, e.g. 100,000 nested arrays).
+  "$bin" -runs=0 -timeout="$timeout" -artifact_prefix="$dir/" "tests/fuzz/corpus/$f" \
+    >"$dir/seeds.log" 2>&1
   rc=$?
+  # 2. Fuzzing, with inputs up to 8 KiB: the large seeds would otherwise make every mutation
+  #    that large and the run ten times slower.
+  if [ "$rc" -eq 0 ] && [ "$seconds" -gt 0 ]; then
+    "$bin" -max_total_time="$seconds" -max_len=8192 -timeout="$timeout" -print_final_stats=1 \
+      -artifact_prefix="$dir/" "$dir/corpus" "tests/fuzz/corpus/$f" >"$dir/log" 2>&1
+    rc=$?
+  else
+    cp "$dir/seeds.log" "$dir/log"
+  fi
   set -e
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -n 1)
   summary+=("$(printf '%-20s %10s executions  exit %d' "$f" "${execs:-?}" "$rc")")
