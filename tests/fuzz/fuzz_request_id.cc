@@ -1,22 +1,27 @@
 // libFuzzer target: the request-id parsers of the two front ends.
 //   - framework::ParseIdempotencyKey (the HTTP Idempotency-Key header): the
 //     whole input is the header value;
-//   - framework::RequestIdFromMetadata (gRPC metadata): the input read as
-//     lines "name: value" (the form the seeds are written in).
+//   - framework::RequestIdFromHttpHeaders (request_builder.h, what the HTTP
+//     front end calls) and framework::RequestIdFromMetadata (gRPC): the input
+//     read as lines "name: value" (the form the seeds are written in).
 // Properties checked besides crashes and sanitizer reports: a parsed key is
 // printable ASCII and survives being written as an sf-string and parsed again;
-// a parsed RequestId is the kind the metadata names and carries its values.
+// a parsed RequestId is the kind the metadata (headers) name and carries
+// their values.
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "framework/grpc/grpc_server.h"
 #include "framework/http_server.h"
+#include "framework/request_builder.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace baton::fuzz {
@@ -85,6 +90,49 @@ void CheckMetadata(const Metadata& md) {
   }
 }
 
+// The same lines as HTTP headers (names in any case, first occurrence wins).
+void CheckHttpHeaders(absl::string_view input) {
+  std::vector<framework::HttpHeader> headers;
+  for (absl::string_view line : absl::StrSplit(input, '\n')) {
+    size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) continue;
+    absl::string_view value = line.substr(colon + 1);
+    if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    headers.push_back({std::string_view(line.data(), colon),
+                       std::string_view(value.data(), value.size())});
+  }
+  absl::StatusOr<framework::RequestId> id = framework::RequestIdFromHttpHeaders(headers);
+  if (!id.ok()) return;
+  auto first = [&](std::string_view name) -> const framework::HttpHeader* {
+    for (const framework::HttpHeader& h : headers) {
+      if (absl::EqualsIgnoreCase(absl::string_view(h.name.data(), h.name.size()),
+                                 absl::string_view(name.data(), name.size()))) {
+        return &h;
+      }
+    }
+    return nullptr;
+  };
+  using Kind = framework::RequestId::Kind;
+  switch (id->kind) {
+    case Kind::kNone:
+      Check(!first("idempotency-key") && !first("baton-client-id") && !first("baton-seq"),
+            "request-id headers present but RequestIdFromHttpHeaders found no id");
+      break;
+    case Kind::kIdempotencyKey: {
+      const framework::HttpHeader* h = first("idempotency-key");
+      Check(h != nullptr, "an idempotency key from no Idempotency-Key header");
+      absl::StatusOr<std::string> key = framework::ParseIdempotencyKey(h->value);
+      Check(key.ok() && *key == id->idempotency_key,
+            "RequestIdFromHttpHeaders' key differs from ParseIdempotencyKey's");
+      break;
+    }
+    case Kind::kClientSeq:
+      Check(first("baton-client-id") && first("baton-seq"),
+            "a (client, seq) id without both headers");
+      break;
+  }
+}
+
 }  // namespace
 }  // namespace baton::fuzz
 
@@ -92,5 +140,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);
   baton::fuzz::CheckIdempotencyKey(input);
   baton::fuzz::CheckMetadata(baton::fuzz::ParseLines(absl::string_view(input.data(), size)));
+  baton::fuzz::CheckHttpHeaders(absl::string_view(input.data(), size));
   return 0;
 }
