@@ -7,6 +7,9 @@ set -euo pipefail
 PKGS=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config git
+  # sanitizer stage (scripts/sanitize.sh): clang, its sanitizer runtimes, libFuzzer,
+  # and llvm-symbolizer (package llvm) for readable sanitizer stack traces
+  clang-16 libclang-rt-16-dev libfuzzer-16-dev llvm
   # libraries
   libboost-dev libboost-system-dev librocksdb-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libabsl-dev

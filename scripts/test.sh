@@ -14,3 +14,9 @@ ctest --preset "$preset" "$@"
 if [ $# -eq 0 ]; then
   ./scripts/test-package.sh "$builddir"
 fi
+# The sanitizer stage (ASan/UBSan unit tests, the clang thread-safety check,
+# time-bounded fuzzers; docs/fuzzing.md): always under CI=true, opt-in
+# elsewhere with BATON_SANITIZE=1, so a first run stays fast.
+if [ "${CI:-}" = "true" ] || [ "${BATON_SANITIZE:-0}" = "1" ]; then
+  ./scripts/sanitize.sh
+fi
