@@ -317,6 +317,39 @@ TEST_F(ServerTest, AuthenticationHookSetsThePrincipalOrRefuses) {
       << ok.body;
 }
 
+// Issue 13: ids are scoped by principal. The same Idempotency-Key from two
+// principals is two requests: neither sees the other's stored reply. Under
+// one principal the key still dedups.
+TEST_F(ServerTest, OnePrincipalNeverGetsAnothersStoredReply) {
+  ServiceDefinition s = EchoService();
+  s.Authenticate([](const Request& r) -> absl::StatusOr<std::string> {
+    auto it = r.metadata.find("authorization");
+    if (it == r.metadata.end()) return absl::UnauthenticatedError("no token");
+    return "user:" + it->second.substr(7);
+  });
+  auto server = Server::Start(Config(), std::move(s));
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string svc = (*server)->http_address();
+  auto call = [&](const std::string& who) {
+    return Call(svc, "POST", "/n",
+                {{"Authorization", "Bearer " + who},
+                 {"Idempotency-Key", "\"shared-key\""}});
+  };
+  Answer alice = call("alice");
+  Answer bob = call("bob");
+  Answer alice_again = call("alice");
+  ASSERT_EQ(alice.status, 200);
+  ASSERT_EQ(bob.status, 200);
+  EXPECT_NE(alice.body.find("\"n\":1,\"principal\":\"user:alice\""),
+            std::string::npos)
+      << alice.body;
+  // Bob's request ran (n is 2 now) and answered as bob, not alice's replay.
+  EXPECT_NE(bob.body.find("\"n\":2,\"principal\":\"user:bob\""),
+            std::string::npos)
+      << bob.body;
+  EXPECT_EQ(alice_again.body, alice.body);  // Alice's retry: her own reply.
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream f(path);
   return std::string(std::istreambuf_iterator<char>(f), {});
