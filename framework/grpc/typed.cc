@@ -51,7 +51,8 @@ std::string SerializeRpcStatus(const RpcStatus& status) {
       WireFormatLite::WriteString(kStatusMessage, status.message, &coded);
     }
     for (const google::protobuf::Any& detail : status.details) {
-      WireFormatLite::WriteMessage(kStatusDetails, detail, &coded);
+      WireFormatLite::WriteBytes(kStatusDetails, detail.SerializeAsString(),
+                                 &coded);
     }
   }
   return out;
