@@ -1,9 +1,9 @@
 // Typed gRPC methods (framework/grpc/typed.h) end to end: a real GrpcServer
-// and RequestPipeline on RocksDB, called with a raw generic stub so that the
-// bytes on the wire are what is checked. Every test runs on both of the
-// front end's paths: handlers on gRPC's threads with asynchronous commits
-// (RocksDB as is) and handlers on the worker pool with blocking commits
-// (RocksDB behind a wrapper that commits synchronously, like etcd).
+// and RequestPipeline, called with a raw generic stub so that the bytes on
+// the wire are what is checked. Every test runs on both of the front end's
+// paths: handlers on gRPC's threads with asynchronous commits (RocksDB) and
+// handlers on the worker pool with blocking commits (the in-memory store
+// with async_commits off, as etcd would be).
 //
 // The messages are protobuf's well-known types (google/protobuf/wrappers.pb.h),
 // so no code generation is needed; the docs' example (docs/framework.md,
@@ -13,11 +13,9 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <future>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -35,7 +33,9 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "storage/memory/memory_store.h"
 #include "storage/rocksdb/rocksdb_store.h"
+#include "tests/framework/docs_code.h"
 
 namespace baton::framework {
 namespace docs_example {
@@ -123,34 +123,6 @@ using google::protobuf::Int64Value;
 using google::protobuf::StringValue;
 using namespace std::chrono_literals;
 
-// RocksDB with blocking commits: the front end then runs handlers on its
-// worker pool through the synchronous pipeline call.
-class BlockingStore : public storage::StableStore {
- public:
-  explicit BlockingStore(storage::StableStore& inner) : inner_(inner) {}
-  absl::StatusOr<storage::Versioned> Get(std::string_view key) override {
-    return inner_.Get(key);
-  }
-  absl::StatusOr<std::vector<storage::Versioned>> GetMany(
-      const std::vector<std::string>& keys,
-      const storage::ReadOptions& options) override {
-    return inner_.GetMany(keys, options);
-  }
-  absl::StatusOr<std::vector<storage::KeyValue>> Scan(
-      const storage::ScanOptions& options) override {
-    return inner_.Scan(options);
-  }
-  absl::StatusOr<uint64_t> Commit(
-      const std::vector<storage::Condition>& conditions,
-      const std::vector<storage::Write>& writes) override {
-    return inner_.Commit(conditions, writes);
-  }
-  absl::Status Ping() override { return inner_.Ping(); }
-
- private:
-  storage::StableStore& inner_;
-};
-
 enum class Path { kInline, kWorkers };
 
 std::string PathName(const ::testing::TestParamInfo<Path>& p) {
@@ -192,13 +164,18 @@ class TypedGrpcTest : public ::testing::TestWithParam<Path> {
     storage::RocksDbOptions so;
     so.path = dir_.string();
     so.sync = false;  // Durability is RocksDB's own tests' business.
-    auto opened = storage::OpenRocksDbStore(so);
-    ASSERT_TRUE(opened.ok()) << opened.status();
-    rocksdb_ = *std::move(opened);
-    if (GetParam() == Path::kWorkers) {
-      blocking_ = std::make_unique<BlockingStore>(*rocksdb_);
+    if (GetParam() == Path::kInline) {
+      auto opened = storage::OpenRocksDbStore(so);
+      ASSERT_TRUE(opened.ok()) << opened.status();
+      store_ = *std::move(opened);
+    } else {
+      storage::MemoryStoreOptions mo;
+      mo.async_commits = false;
+      auto opened = storage::OpenMemoryStore(mo);
+      ASSERT_TRUE(opened.ok()) << opened.status();
+      store_ = *std::move(opened);
     }
-    pipeline_ = std::make_unique<RequestPipeline>(store(), RealClock());
+    pipeline_ = std::make_unique<RequestPipeline>(*store_, RealClock());
     ASSERT_EQ(pipeline_->ExecutesInline(), GetParam() == Path::kInline);
 
     GrpcRouter router;
@@ -262,14 +239,8 @@ class TypedGrpcTest : public ::testing::TestWithParam<Path> {
   void TearDown() override {
     if (server_) server_->Stop();
     pipeline_.reset();
-    blocking_.reset();
-    rocksdb_.reset();
+    store_.reset();
     std::filesystem::remove_all(dir_);
-  }
-
-  storage::StableStore& store() {
-    return blocking_ ? static_cast<storage::StableStore&>(*blocking_)
-                     : *rocksdb_;
   }
 
   Answer Call(const std::string& method, const std::string& body,
@@ -314,19 +285,18 @@ class TypedGrpcTest : public ::testing::TestWithParam<Path> {
   }
   // The stored value of `key`, "" when absent.
   std::string Stored(const std::string& key) {
-    auto v = rocksdb_->Get(key);
+    auto v = store_->Get(key);
     EXPECT_TRUE(v.ok()) << v.status();
     return v.ok() ? v->value : "";
   }
   bool Present(const std::string& key) {
-    auto v = rocksdb_->Get(key);
+    auto v = store_->Get(key);
     return v.ok() && v->present();
   }
 
   static inline int counter_ = 0;
   std::filesystem::path dir_;
-  std::unique_ptr<storage::StableStore> rocksdb_;
-  std::unique_ptr<BlockingStore> blocking_;
+  std::unique_ptr<storage::StableStore> store_;
   std::unique_ptr<RequestPipeline> pipeline_;
   std::unique_ptr<GrpcServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -428,7 +398,7 @@ TEST_P(TypedGrpcTest, AReturnedStatusMapsItsCodeAndDiscardsTheWrites) {
 }
 
 TEST_P(TypedGrpcTest, ATypedErrorIsCommittedWithItsWritesAndReplayedWithDetails) {
-  ASSERT_TRUE(rocksdb_->Commit({}, {storage::Write::Put("balance", "30")}).ok());
+  ASSERT_TRUE(store_->Commit({}, {storage::Write::Put("balance", "30")}).ok());
   const Metadata id = {{"idempotency-key", "w1"}};
   Answer a = Call("/test.v1.Bank/Withdraw", Amount(50), id);
   EXPECT_EQ(a.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
@@ -508,21 +478,8 @@ TEST(TypedGrpcDocsTest, TheServiceDefinitionFormRegistersTheMethod) {
 
 // The example in docs/framework.md is this file's, word for word.
 TEST(TypedGrpcDocsTest, TheDocsExampleIsThisFilesCode) {
-  auto read = [](const char* path) {
-    std::ifstream f(path);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-  };
-  const std::string source = read(BATON_TYPED_TEST_SOURCE);
-  const std::string docs = read(BATON_FRAMEWORK_DOCS);
-  const std::string begin = "// [docs:typed-grpc]\n";
-  const std::string end = "// [docs:typed-grpc-end]\n";
-  const size_t b = source.find(begin), e = source.find(end);
-  ASSERT_TRUE(b != std::string::npos && e != std::string::npos);
-  const std::string code = source.substr(b + begin.size(), e - b - begin.size());
-  EXPECT_NE(docs.find("```cpp\n" + code + "```\n"), std::string::npos)
-      << "docs/framework.md must show this code:\n" << code;
+  EXPECT_TRUE(baton::testing::DocsShowMarkedCode(BATON_FRAMEWORK_DOCS,
+                                                 BATON_TYPED_TEST_SOURCE, "typed-grpc"));
 }
 
 TEST(GrpcErrorReplyTest, RoundTripsAndRefusesWhatItDidNotMake) {

@@ -8,9 +8,7 @@
 
 #include <atomic>
 #include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -22,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "storage/rocksdb/rocksdb_store.h"
+#include "tests/framework/docs_code.h"
 
 namespace baton::framework {
 namespace docs_example {
@@ -218,21 +217,8 @@ TEST_F(HttpJsonTest, AnErrorReplyIsCommittedAndReplayedAStatusIsNot) {
 }
 
 TEST(HttpJsonDocsTest, TheDocsExampleIsThisFilesCode) {
-  auto read = [](const char* path) {
-    std::ifstream f(path);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-  };
-  const std::string source = read(BATON_JSON_TEST_SOURCE);
-  const std::string docs = read(BATON_FRAMEWORK_DOCS);
-  const std::string begin = "// [docs:json-route]\n";
-  const std::string end = "// [docs:json-route-end]\n";
-  const size_t b = source.find(begin), e = source.find(end);
-  ASSERT_TRUE(b != std::string::npos && e != std::string::npos);
-  const std::string code = source.substr(b + begin.size(), e - b - begin.size());
-  EXPECT_NE(docs.find("```cpp\n" + code + "```\n"), std::string::npos)
-      << "docs/framework.md must show this code:\n" << code;
+  EXPECT_TRUE(baton::testing::DocsShowMarkedCode(BATON_FRAMEWORK_DOCS,
+                                                 BATON_JSON_TEST_SOURCE, "json-route"));
 }
 
 }  // namespace
