@@ -3,6 +3,8 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <optional>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -319,6 +321,12 @@ void CallReactor::Respond(absl::StatusOr<PipelineResult> result) {
               : absl::AsciiStrToLower(absl::StatusCodeToString(reply.code)),
           result->replayed);
   if (reply.code != absl::StatusCode::kOk) {
+    if (std::optional<GrpcError> e = ParseGrpcErrorReply(reply)) {
+      ctx_->AddTrailingMetadata("baton-error", e->name);
+      Finish(grpc::Status(static_cast<grpc::StatusCode>(reply.code),
+                          std::move(e->message), std::move(e->status_details)));
+      return;
+    }
     Finish(ToGrpc(reply.code, reply.body));
     return;
   }
@@ -425,6 +433,77 @@ absl::StatusOr<RequestId> RequestIdFromMetadata(
     acked = a;
   }
   return RequestId::ClientSeq(*client, s, acked);
+}
+
+namespace {
+
+std::string CodeName(absl::StatusCode code) {
+  return absl::AsciiStrToLower(absl::StatusCodeToString(code));
+}
+
+bool IsErrorName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!absl::ascii_islower(c) && !absl::ascii_isdigit(c) && c != '_' &&
+        c != '.' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// GrpcErrorReply's body: the three fields as netstrings ("<len>:<bytes>,").
+void AppendNetstring(std::string* out, std::string_view field) {
+  absl::StrAppend(out, field.size(), ":");
+  out->append(field);
+  out->push_back(',');
+}
+
+bool ReadNetstring(std::string_view* in, std::string* field) {
+  const size_t colon = in->find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon > 10) return false;
+  uint64_t n = 0;
+  for (char c : in->substr(0, colon)) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (n > in->size() - colon - 1 || in->size() - colon - 1 - n < 1 ||
+      (*in)[colon + 1 + n] != ',') {
+    return false;
+  }
+  field->assign(in->substr(colon + 1, n));
+  in->remove_prefix(colon + 2 + n);
+  return true;
+}
+
+}  // namespace
+
+Reply GrpcErrorReply(GrpcError error) {
+  if (error.code == absl::StatusCode::kOk) error.code = absl::StatusCode::kUnknown;
+  if (!IsErrorName(error.name)) error.name = CodeName(error.code);
+  Reply reply;
+  reply.code = error.code;
+  reply.content_type = kGrpcErrorContentType;
+  AppendNetstring(&reply.body, error.name);
+  AppendNetstring(&reply.body, error.message);
+  AppendNetstring(&reply.body, error.status_details);
+  return reply;
+}
+
+std::optional<GrpcError> ParseGrpcErrorReply(const Reply& reply) {
+  if (reply.code == absl::StatusCode::kOk ||
+      reply.content_type != kGrpcErrorContentType) {
+    return std::nullopt;
+  }
+  GrpcError e;
+  e.code = reply.code;
+  std::string_view in = reply.body;
+  if (!ReadNetstring(&in, &e.name) || !ReadNetstring(&in, &e.message) ||
+      !ReadNetstring(&in, &e.status_details) || !in.empty() ||
+      !IsErrorName(e.name)) {
+    return std::nullopt;
+  }
+  return e;
 }
 
 std::string GrpcErrorName(const absl::Status& status) {

@@ -10,7 +10,11 @@
 // A handler gets a Request with operation = path = the full method name,
 // body = the serialized request message, metadata = the client's metadata.
 // Its Reply becomes: kOk -> the reply body as the response message; any other
-// code -> that gRPC status code with the body as the status message.
+// code -> that gRPC status code with the body as the status message, or, for
+// a Reply made by GrpcErrorReply() (typed methods' named errors), its
+// message, `baton-error` trailer and google.rpc.Status details. Typed methods
+// (protobuf messages in and out, parsed and serialized by the framework):
+// framework/grpc/typed.h.
 //
 // Request ids from metadata (the HTTP headers' names in lower case):
 //   idempotency-key: abc              an opaque key (1..255 printable ASCII)
@@ -67,6 +71,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -143,6 +148,37 @@ class GrpcServer {
 
 // The `baton-error` name of a pipeline/store error (see the table above).
 std::string GrpcErrorName(const absl::Status& status);
+
+// --- Named errors that are stored and replayed like any reply ---------------
+// A handler's non-OK Reply is answered with its code and its body as the
+// status message. A Reply made by GrpcErrorReply() says more: it is answered
+// with `code`, `message` as the status message, trailing metadata
+// `baton-error: <name>` (as the framework's own errors are), and
+// `status_details` as `grpc-status-details-bin` (the standard rich error
+// model: a serialized google.rpc.Status, which gRPC clients in every language
+// decode). Like any Reply it is committed with the handler's writes and a
+// retry gets it again, byte for byte. framework/grpc/typed.h builds these.
+struct GrpcError {
+  // Not kOk (GrpcErrorReply answers kOk as kUnknown).
+  absl::StatusCode code = absl::StatusCode::kUnknown;
+  // `baton-error`: 1..64 characters of [a-z0-9_.-]; anything else (or
+  // empty) is replaced by the code's name, e.g. "failed_precondition".
+  std::string name;
+  std::string message;
+  // A serialized google.rpc.Status, or empty (no details trailer).
+  std::string status_details;
+
+  friend bool operator==(const GrpcError&, const GrpcError&) = default;
+};
+
+// The Reply that carries `error` (content type kGrpcErrorContentType; the
+// name is normalized as said above).
+Reply GrpcErrorReply(GrpcError error);
+// The error a GrpcErrorReply() carries; nullopt for any other Reply
+// (including a malformed body under that content type).
+std::optional<GrpcError> ParseGrpcErrorReply(const Reply& reply);
+inline constexpr char kGrpcErrorContentType[] =
+    "application/x-baton-grpc-error";
 
 }  // namespace baton::framework
 

@@ -1,12 +1,10 @@
 #include "samples/kvservice/kv_grpc.h"
 
-#include <functional>
-#include <memory>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "framework/http_server.h"
+#include "framework/grpc/typed.h"
 #include "framework/json.h"
 #include "nlohmann/json.hpp"
 #include "samples/kvservice/kv_service.h"
@@ -15,25 +13,49 @@
 namespace baton::kvservice {
 namespace {
 
-using framework::Reply;
-using framework::Request;
+namespace pb = baton::kv::v1;
+using framework::RequestContext;
 using framework::Transaction;
 using json = nlohmann::json;
+using Answer = framework::TypedReply<pb::KvReply>;
 
-// What a gRPC method becomes: the HTTP route's method and the JSON body.
-struct HttpForm {
-  std::string method;  // "PUT"
-  std::string suffix;  // "" or "/incr"
-  std::string key;
-  json body;           // null: no body
-};
+Answer Refusal(const KvError& e, std::string_view key) {
+  Answer a = Answer::Error(e.code, framework::DumpJson(KvErrorJson(e)),
+                           KvErrorName(e.code));
+  if (e.current) {
+    pb::KvReply current;
+    current.set_key(std::string(key));
+    current.set_value_json(framework::DumpJson(*e.current));
+    a.WithDetail(current);
+  }
+  return a;
+}
 
-// Turns a request message into its HTTP form, or an error reply.
-using Decoder = std::function<absl::StatusOr<HttpForm>(const std::string&)>;
+Answer BadRequest(std::string message) {
+  return Refusal(KvError{absl::StatusCode::kInvalidArgument, std::move(message),
+                         std::nullopt},
+                 "");
+}
 
+absl::StatusOr<Answer> ToAnswer(absl::StatusOr<KvOutcome> outcome,
+                                std::string_view key) {
+  if (!outcome.ok()) return outcome.status();
+  if (const KvError* e = std::get_if<KvError>(&*outcome)) {
+    return Refusal(*e, key);
+  }
+  const KvEntry& entry = std::get<KvEntry>(*outcome);
+  pb::KvReply reply;
+  reply.set_key(entry.key);
+  if (!entry.deleted) reply.set_value_json(framework::DumpJson(entry.value));
+  reply.set_version(entry.version);
+  reply.set_deleted(entry.deleted);
+  return Answer(std::move(reply));
+}
+
+// A value_json/expected_json field as JSON, one level less deep than the
+// HTTP body limit: over HTTP the value is wrapped in the route's
+// {"value": ...} body (framework/json.h says why depth matters).
 absl::StatusOr<json> ParseValue(const std::string& text, const char* field) {
-  // One level less than the HTTP body limit: the value is wrapped in the
-  // route's {"value": ...} body (framework/json.h says why depth matters).
   framework::JsonLimits limits;
   limits.max_depth -= 1;
   absl::StatusOr<json> v = framework::ParseJson(text, limits);
@@ -44,126 +66,66 @@ absl::StatusOr<json> ParseValue(const std::string& text, const char* field) {
   return v;
 }
 
-Reply BadRequest(std::string message) {
-  return Reply::Text(absl::StatusCode::kInvalidArgument,
-                     json{{"error", {{"code", "invalid_argument"},
-                                     {"message", std::move(message)}}}}
-                         .dump());
+// Runs `op` on a non-empty key (an empty one cannot be addressed over HTTP).
+template <typename Op>
+absl::StatusOr<Answer> OnKey(const std::string& key, Op op) {
+  if (key.empty()) return BadRequest("key must not be empty");
+  return ToAnswer(op(), key);
 }
 
-// Runs the HTTP route's handler for a decoded gRPC request.
-class GrpcAdapter : public framework::Handler {
- public:
-  GrpcAdapter(std::shared_ptr<framework::Router> routes, Decoder decode)
-      : routes_(std::move(routes)), decode_(std::move(decode)) {}
+absl::StatusOr<Answer> Get(const pb::GetRequest& m, const RequestContext&,
+                           Transaction& txn) {
+  return OnKey(m.key(), [&] { return KvGet(txn, m.key()); });
+}
 
-  absl::StatusOr<Reply> Handle(const Request& req, Transaction& txn) override {
-    absl::StatusOr<HttpForm> form = decode_(req.body);
-    if (!form.ok()) return BadRequest(std::string(form.status().message()));
-    if (form->key.empty()) return BadRequest("key must not be empty");
-    // The route is found with a placeholder key: the real key is passed as
-    // the parameter, so it needs no percent-encoding.
-    framework::Router::Match m =
-        routes_->Find(form->method, absl::StrCat("/kv/k", form->suffix));
-    if (m.result != framework::Router::Match::Result::kFound) {
-      return absl::InternalError("kv route missing");
-    }
-    Request inner;
-    inner.operation = req.operation;
-    inner.path = req.path;
-    inner.params = {{"key", form->key}};
-    inner.body = form->body.is_null() ? std::string() : framework::DumpJson(form->body);
-    inner.metadata = req.metadata;
-    absl::StatusOr<Reply> r = m.handler->Handle(inner, txn);
-    if (!r.ok() || r->code != absl::StatusCode::kOk) return r;
-    json j = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object()) return absl::InternalError("kv reply is not JSON");
-    baton::kv::v1::KvReply out;
-    out.set_key(j.value("key", ""));
-    if (j.contains("value")) out.set_value_json(j["value"].dump());
-    out.set_version(j.value("version", int64_t{0}));
-    out.set_deleted(j.value("deleted", false));
-    Reply reply;
-    reply.code = absl::StatusCode::kOk;
-    reply.content_type = "application/grpc";
-    out.SerializeToString(&reply.body);
-    return reply;
-  }
+absl::StatusOr<Answer> Put(const pb::PutRequest& m, const RequestContext&,
+                           Transaction& txn) {
+  absl::StatusOr<json> v = ParseValue(m.value_json(), "value_json");
+  if (!v.ok()) return BadRequest(std::string(v.status().message()));
+  return OnKey(m.key(), [&] { return KvPut(txn, m.key(), *v); });
+}
 
- private:
-  std::shared_ptr<framework::Router> routes_;
-  Decoder decode_;
-};
+absl::StatusOr<Answer> Delete(const pb::DeleteRequest& m, const RequestContext&,
+                              Transaction& txn) {
+  return OnKey(m.key(), [&] { return KvDelete(txn, m.key()); });
+}
 
-template <typename M>
-absl::StatusOr<M> ParseMessage(const std::string& bytes) {
-  M m;
-  if (!m.ParseFromString(bytes)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("malformed ", M::descriptor()->name()));
-  }
-  return m;
+absl::StatusOr<Answer> Cas(const pb::CasRequest& m, const RequestContext&,
+                           Transaction& txn) {
+  absl::StatusOr<json> e = ParseValue(m.expected_json(), "expected_json");
+  if (!e.ok()) return BadRequest(std::string(e.status().message()));
+  absl::StatusOr<json> v = ParseValue(m.value_json(), "value_json");
+  if (!v.ok()) return BadRequest(std::string(v.status().message()));
+  return OnKey(m.key(), [&] { return KvCas(txn, m.key(), *e, *v); });
+}
+
+absl::StatusOr<Answer> Incr(const pb::IncrRequest& m, const RequestContext&,
+                            Transaction& txn) {
+  const int64_t by = m.has_by() ? m.by() : 1;
+  return OnKey(m.key(), [&] { return KvIncr(txn, m.key(), by); });
+}
+
+absl::StatusOr<Answer> Append(const pb::AppendRequest& m, const RequestContext&,
+                              Transaction& txn) {
+  return OnKey(m.key(), [&] { return KvAppend(txn, m.key(), m.value()); });
 }
 
 }  // namespace
 
 absl::Status RegisterKvGrpcMethods(framework::GrpcRouter& router) {
-  auto routes = std::make_shared<framework::Router>();
-  if (absl::Status s = RegisterKvRoutes(*routes); !s.ok()) return s;
-  namespace pb = baton::kv::v1;
-  const std::pair<const char*, Decoder> methods[] = {
-      {kGrpcGet,
-       [](const std::string& b) -> absl::StatusOr<HttpForm> {
-         auto m = ParseMessage<pb::GetRequest>(b);
-         if (!m.ok()) return m.status();
-         return HttpForm{"GET", "", m->key(), nullptr};
-       }},
-      {kGrpcPut,
-       [](const std::string& b) -> absl::StatusOr<HttpForm> {
-         auto m = ParseMessage<pb::PutRequest>(b);
-         if (!m.ok()) return m.status();
-         auto v = ParseValue(m->value_json(), "value_json");
-         if (!v.ok()) return v.status();
-         return HttpForm{"PUT", "", m->key(), json{{"value", *v}}};
-       }},
-      {kGrpcDelete,
-       [](const std::string& b) -> absl::StatusOr<HttpForm> {
-         auto m = ParseMessage<pb::DeleteRequest>(b);
-         if (!m.ok()) return m.status();
-         return HttpForm{"DELETE", "", m->key(), nullptr};
-       }},
-      {kGrpcCas,
-       [](const std::string& b) -> absl::StatusOr<HttpForm> {
-         auto m = ParseMessage<pb::CasRequest>(b);
-         if (!m.ok()) return m.status();
-         auto e = ParseValue(m->expected_json(), "expected_json");
-         if (!e.ok()) return e.status();
-         auto v = ParseValue(m->value_json(), "value_json");
-         if (!v.ok()) return v.status();
-         return HttpForm{"POST", "/cas", m->key(),
-                         json{{"expected", *e}, {"value", *v}}};
-       }},
-      {kGrpcIncr,
-       [](const std::string& b) -> absl::StatusOr<HttpForm> {
-         auto m = ParseMessage<pb::IncrRequest>(b);
-         if (!m.ok()) return m.status();
-         return HttpForm{"POST", "/incr", m->key(),
-                         json{{"by", m->has_by() ? m->by() : int64_t{1}}}};
-       }},
-      {kGrpcAppend,
-       [](const std::string& b) -> absl::StatusOr<HttpForm> {
-         auto m = ParseMessage<pb::AppendRequest>(b);
-         if (!m.ok()) return m.status();
-         return HttpForm{"POST", "/append", m->key(),
-                         json{{"value", m->value()}}};
-       }},
-  };
-  for (const auto& [name, decode] : methods) {
-    if (absl::Status s = router.Add(
-            name, std::make_shared<GrpcAdapter>(routes, decode));
-        !s.ok()) {
-      return s;
-    }
+  using framework::AddTypedMethod;
+  for (absl::Status s : {
+           AddTypedMethod<pb::GetRequest, pb::KvReply>(router, kGrpcGet, Get),
+           AddTypedMethod<pb::PutRequest, pb::KvReply>(router, kGrpcPut, Put),
+           AddTypedMethod<pb::DeleteRequest, pb::KvReply>(router, kGrpcDelete,
+                                                          Delete),
+           AddTypedMethod<pb::CasRequest, pb::KvReply>(router, kGrpcCas, Cas),
+           AddTypedMethod<pb::IncrRequest, pb::KvReply>(router, kGrpcIncr,
+                                                        Incr),
+           AddTypedMethod<pb::AppendRequest, pb::KvReply>(router, kGrpcAppend,
+                                                          Append),
+       }) {
+    if (!s.ok()) return s;
   }
   return absl::OkStatus();
 }

@@ -1,8 +1,16 @@
 // The sample key-value service over gRPC (samples/kvservice/proto/kv.proto):
-// each method decodes its protobuf message, runs the same handler as the
-// matching HTTP route (kv_service.h) in the same pipeline, and encodes the
-// reply as a KvReply. A serving process registers these on a GrpcRouter
-// beside RegisterKvRoutes on a Router, over one RequestPipeline and store.
+// typed methods (framework/grpc/typed.h) over the same operations as the
+// HTTP routes (kv_service.h: KvGet ... KvAppend), in the same pipeline. A
+// serving process registers these on a GrpcRouter beside RegisterKvRoutes
+// on a Router, over one RequestPipeline and store.
+//
+// Answers: a KvReply; or NOT_FOUND / FAILED_PRECONDITION / INVALID_ARGUMENT
+// with the HTTP front end's JSON error as the status message, the JSON
+// error's code as trailing metadata `baton-error` ("not_found",
+// "precondition_failed", "invalid_argument") and, when the refusal names the
+// current value (CAS mismatch, wrong type), a KvReply {key, value_json} in
+// the google.rpc.Status details. Request bytes that are not the method's
+// message: INVALID_ARGUMENT `baton-error: invalid_argument`.
 //
 // Requests are fingerprinted as gRPC requests (method name + message bytes),
 // so one request id used once over HTTP and once over gRPC is "reused for a

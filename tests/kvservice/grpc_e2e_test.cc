@@ -22,14 +22,17 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "framework/client/client.h"
 #include "framework/clock.h"
 #include "framework/grpc/grpc_server.h"
+#include "framework/grpc/typed.h"
 #include "framework/http_server.h"
 #include "framework/pipeline.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "samples/kvservice/kv_client.h"
 #include "samples/kvservice/kv_grpc.h"
 #include "samples/kvservice/kv_service.h"
@@ -465,6 +468,107 @@ TEST(NodeAndFenceTest, BothFrontEndsNameTheNodeAndFenceBySlotAddress) {
   (*http)->Stop();
   store->reset();
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace baton::kvservice
+
+namespace baton::kvservice {
+namespace {
+
+// The kv operations answer alike over HTTP (JSON routes) and gRPC (typed
+// methods): same codes, same values and versions, and the gRPC status
+// message is the HTTP error body, byte for byte.
+TEST(KvBothFormsTest, EveryOperationAnswersAlikeOverHttpAndGrpc) {
+  Servers servers;
+  auto h = Connect(KvProtocol::kHttp, servers.Direct(KvProtocol::kHttp));
+  auto g = Connect(KvProtocol::kGrpc, servers.Direct(KvProtocol::kGrpc));
+  struct Op {
+    std::string op, arg1, arg2;
+  };
+  const std::vector<Op> ops = {
+      {"get", "", ""},           {"delete", "", ""},
+      {"put", "1", ""},          {"incr", "41", ""},
+      {"append", "x", ""},       {"cas", "1", "2"},
+      {"cas", "42", "\"s\""},    {"incr", "1", ""},
+      {"append", "t", ""},       {"get", "", ""},
+      {"put", "9223372036854775807", ""},
+      {"incr", "1", ""},         {"cas", "null", "3"},
+      {"put", "{\"a\":[1,{\"b\":null}]}", ""},
+      {"get", "", ""},           {"delete", "", ""},
+      {"delete", "", ""},        {"cas", "null", "\"new\""},
+  };
+  int step = 0;
+  for (const Op& o : ops) {
+    SCOPED_TRACE(absl::StrCat("step ", step++, ": ", o.op, " ", o.arg1, " ", o.arg2));
+    auto hc = h->MakeCall(o.op, "k", o.arg1, o.arg2);
+    auto gc = g->MakeCall(o.op, "k2", o.arg1, o.arg2);
+    ASSERT_TRUE(hc.ok() && gc.ok());
+    KvResult hr = h->Decode(h->client().Send(*hc));
+    KvResult gr = g->Decode(g->client().Send(*gc));
+    ASSERT_TRUE(hr.call.status.ok()) << hr.call.status;
+    ASSERT_TRUE(gr.call.status.ok()) << gr.call.status;
+    EXPECT_EQ(hr.code, gr.code);
+    EXPECT_EQ(hr.value_json, gr.value_json);
+    EXPECT_EQ(hr.version, gr.version);
+    EXPECT_EQ(hr.deleted, gr.deleted);
+    EXPECT_EQ(hr.error, gr.error);
+    if (hr.ok()) {
+      EXPECT_EQ(hr.key, "k");
+      EXPECT_EQ(gr.key, "k2");
+    } else {
+      EXPECT_EQ(gr.call.response.error_code,
+                nlohmann::json::parse(hr.error)["error"]["code"])
+          << "baton-error is the JSON error's code";
+    }
+  }
+}
+
+// A CAS mismatch over gRPC: the refusal's details carry the current value as
+// a KvReply, and a retry of a refused write is not executed twice.
+TEST_F(GrpcBadInputTest, RefusalsCarryTheCurrentValueAsADetail) {
+  kv::v1::PutRequest put;
+  put.set_key("c");
+  put.set_value_json("{\"n\":1}");
+  ASSERT_TRUE(Call(kGrpcPut, put.SerializeAsString(), {{"idempotency-key", "p"}}).ok());
+  kv::v1::CasRequest cas;
+  cas.set_key("c");
+  cas.set_expected_json("2");
+  cas.set_value_json("3");
+  std::string name;
+  auto channel = grpc::CreateChannel(servers_.Direct(KvProtocol::kGrpc),
+                                     grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("idempotency-key", "cas-1");
+  grpc::Slice slice(cas.SerializeAsString());
+  grpc::ByteBuffer req(&slice, 1), resp;
+  std::promise<grpc::Status> p;
+  stub.UnaryCall(&ctx, kGrpcCas, grpc::StubOptions(), &req, &resp,
+                 [&p](grpc::Status s) { p.set_value(s); });
+  grpc::Status s = p.get_future().get();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(s.error_message(),
+            "{\"current\":{\"n\":1},\"error\":{\"code\":\"precondition_failed\","
+            "\"message\":\"current value differs from \\\"expected\\\"\"}}");
+  auto md = ctx.GetServerTrailingMetadata();
+  auto it = md.find("baton-error");
+  ASSERT_NE(it, md.end());
+  EXPECT_EQ(std::string(it->second.data(), it->second.size()), "precondition_failed");
+  absl::StatusOr<framework::RpcStatus> details =
+      framework::ParseRpcStatus(s.error_details());
+  ASSERT_TRUE(details.ok()) << details.status();
+  ASSERT_EQ(details->details.size(), 1u);
+  kv::v1::KvReply current;
+  ASSERT_TRUE(details->details[0].UnpackTo(&current));
+  EXPECT_EQ(current.key(), "c");
+  EXPECT_EQ(current.value_json(), "{\"n\":1}");
+  // Garbage for a typed method: the framework's message, nothing executed.
+  s = Call(kGrpcPut, "\x0a\x09" "short", {{"idempotency-key", "g"}}, &name);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("malformed baton.kv.v1.PutRequest"),
+            std::string::npos) << s.error_message();
+  EXPECT_EQ(name, "invalid_argument");
 }
 
 }  // namespace
