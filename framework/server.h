@@ -10,8 +10,8 @@
 //   int main(int argc, char** argv) {
 //     baton::framework::ServiceDefinition service("hello");
 //     service.Route("POST", "/hits", HandleHit);         // HTTP route
-//     AddTypedMethod<HitRequest, HitReply>(service.grpc(),  // typed gRPC
-//         "/hello.v1.Hello/Hit", HandleHitGrpc);
+//     service.Method("/hello.v1.Hello/Hit",               // typed gRPC
+//                    MakeTypedHandler<HitRequest, HitReply>(HandleHitGrpc));
 //     return baton::framework::ServerMain(argc, argv, std::move(service));
 //   }
 //
@@ -81,8 +81,8 @@ class ServiceDefinition {
                            std::shared_ptr<Handler> handler);
   ServiceDefinition& Route(std::string_view method, std::string_view pattern,
                            HandlerFunction handler);
-  // Adds a gRPC method given as a raw-bytes handler (typed methods:
-  // framework/grpc/typed.h AddTypedMethod(service.grpc(), ...)).
+  // Adds a gRPC method: a typed one (framework/grpc/typed.h,
+  // MakeTypedHandler<Req, Resp>(fn)) or a raw-bytes Handler.
   ServiceDefinition& Method(std::string_view full_method,
                             std::shared_ptr<Handler> handler);
 

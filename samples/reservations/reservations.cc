@@ -17,8 +17,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "framework/grpc/typed.h"
 #include "framework/json.h"
 #include "nlohmann/json.hpp"
+#include "reservations.pb.h"
 
 namespace reservations {
 namespace {
@@ -261,10 +263,79 @@ void DefineHttp(baton::framework::ServiceDefinition& service) {
                 });
 }
 
+// --- gRPC (proto/reservations.proto): the same operations, typed ----------
+
+namespace pb = ::reservations::v1;
+using baton::framework::MakeTypedHandler;
+using baton::framework::RequestContext;
+using baton::framework::TypedReply;
+
+pb::Show ToProto(const Show& s) {
+  pb::Show out;
+  out.set_id(s.id);
+  out.set_name(s.name);
+  out.set_seats(s.seats);
+  for (int t : s.taken) out.add_taken(t);
+  return out;
+}
+pb::Reservation ToProto(const Reservation& r) {
+  pb::Reservation out;
+  out.set_id(r.id);
+  out.set_show(r.show);
+  out.set_customer(r.customer);
+  for (int seat : r.seats) out.add_seats(seat);
+  return out;
+}
+
+// As Answer(): a domain refusal is the call's answer (code, message and a
+// `baton-error` name); store trouble is a status the client retries.
+template <typename P, typename T>
+absl::StatusOr<TypedReply<P>> GrpcAnswer(const absl::StatusOr<T>& r) {
+  if (r.ok()) return TypedReply<P>(ToProto(*r));
+  if (!IsAnswer(r.status().code())) return r.status();
+  return TypedReply<P>::Error(
+      r.status().code(), std::string(r.status().message()),
+      absl::AsciiStrToLower(absl::StatusCodeToString(r.status().code())));
+}
+
+void DefineGrpc(baton::framework::ServiceDefinition& service) {
+  service.Method(
+      "/reservations.v1.Reservations/CreateShow",
+      MakeTypedHandler<pb::CreateShowRequest, pb::Show>(
+          [](const pb::CreateShowRequest& req, const RequestContext&,
+             Transaction& txn) {
+            return GrpcAnswer<pb::Show>(
+                CreateShow(txn, req.id(), req.name(), req.seats()));
+          }));
+  service.Method("/reservations.v1.Reservations/GetShow",
+                 MakeTypedHandler<pb::GetShowRequest, pb::Show>(
+                     [](const pb::GetShowRequest& req, const RequestContext&,
+                        Transaction& txn) {
+                       return GrpcAnswer<pb::Show>(GetShow(txn, req.id()));
+                     }));
+  service.Method(
+      "/reservations.v1.Reservations/Reserve",
+      MakeTypedHandler<pb::ReserveRequest, pb::Reservation>(
+          [](const pb::ReserveRequest& req, const RequestContext&,
+             Transaction& txn) {
+            return GrpcAnswer<pb::Reservation>(
+                Reserve(txn, req.show(), req.customer(),
+                        std::vector<int>(req.seats().begin(), req.seats().end())));
+          }));
+  service.Method("/reservations.v1.Reservations/Cancel",
+                 MakeTypedHandler<pb::CancelRequest, pb::Reservation>(
+                     [](const pb::CancelRequest& req, const RequestContext&,
+                        Transaction& txn) {
+                       return GrpcAnswer<pb::Reservation>(
+                           Cancel(txn, req.reservation()));
+                     }));
+}
+
 }  // namespace
 
 void Define(baton::framework::ServiceDefinition& service) {
   DefineHttp(service);
+  DefineGrpc(service);
 }
 
 }  // namespace reservations

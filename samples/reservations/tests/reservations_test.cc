@@ -4,6 +4,8 @@
 // invariants that must survive them: no seat booked twice, every seat and its
 // reservation pointing at each other, one request making at most one
 // reservation (with the same id in every reply).
+#include <chrono>
+#include <cstdio>
 #include <map>
 #include <random>
 #include <set>
@@ -14,7 +16,9 @@
 #include "framework/testing/assertions.h"
 #include "framework/testing/harness.h"
 #include "gtest/gtest.h"
+#include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
+#include "reservations.grpc.pb.h"
 #include "reservations.h"
 
 namespace reservations {
@@ -221,6 +225,76 @@ INSTANTIATE_TEST_SUITE_P(Modes, ReservationsTest, ::testing::Values(0, 1),
                            return info.param == 0 ? std::string("Inline")
                                                   : std::string("BlockingStale");
                          });
+
+// The whole service in a real server (HTTP and gRPC on one in-memory store):
+// a gRPC retry is answered from the stored reply, flagged as a replay; a
+// refusal carries its code and `baton-error` name; HTTP sees gRPC's booking.
+TEST(ReservationsServerTest, GrpcRetriesReplayAndBothFrontEndsShareTheStore) {
+  namespace pb = ::reservations::v1;
+  baton::framework::ServerConfig c =
+      baton::framework::DefaultServerConfig("reservations");
+  c.http.port = 0;
+  c.grpc_enabled = true;
+  c.grpc.port = 0;
+  c.admin.enabled = false;
+  c.store.kind = baton::framework::StoreConfig::Kind::kMemory;
+  baton::framework::ServiceDefinition service("reservations");
+  Define(service);
+  auto server = baton::framework::Server::Start(c, std::move(service));
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = pb::Reservations::NewStub(grpc::CreateChannel(
+      (*server)->grpc_address(), grpc::InsecureChannelCredentials()));
+  auto call = [&](const std::string& key, auto method, const auto& request,
+                  auto* response, bool* replayed) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("idempotency-key", key);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::Status st = ((*stub).*method)(&ctx, request, response);
+    auto it = ctx.GetServerTrailingMetadata().find("idempotent-replayed");
+    *replayed = it != ctx.GetServerTrailingMetadata().end();
+    auto err = ctx.GetServerTrailingMetadata().find("baton-error");
+    if (!st.ok() && err != ctx.GetServerTrailingMetadata().end()) {
+      return std::make_pair(st, std::string(err->second.data(), err->second.size()));
+    }
+    return std::make_pair(st, std::string());
+  };
+  bool replayed = false;
+  pb::CreateShowRequest create;
+  create.set_id("ballet");
+  create.set_name("Giselle");
+  create.set_seats(8);
+  pb::Show show;
+  ASSERT_TRUE(call("create", &pb::Reservations::Stub::CreateShow, create, &show,
+                   &replayed).first.ok());
+  pb::ReserveRequest reserve;
+  reserve.set_show("ballet");
+  reserve.set_customer("ada");
+  reserve.add_seats(2);
+  reserve.add_seats(3);
+  pb::Reservation first, again;
+  ASSERT_TRUE(call("book", &pb::Reservations::Stub::Reserve, reserve, &first,
+                   &replayed).first.ok());
+  EXPECT_FALSE(replayed);
+  ASSERT_TRUE(call("book", &pb::Reservations::Stub::Reserve, reserve, &again,
+                   &replayed).first.ok());
+  EXPECT_TRUE(replayed);
+  EXPECT_EQ(again.id(), first.id());
+  reserve.set_customer("bob");
+  pb::Reservation refused;
+  auto [status, name] = call("book-bob", &pb::Reservations::Stub::Reserve,
+                             reserve, &refused, &replayed);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(name, "failed_precondition");
+  // HTTP sees the booking made over gRPC.
+  const std::string http = (*server)->http_address();
+  const std::string cmd = "curl -s http://" + http + "/reservations/" + first.id();
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string body;
+  char buf[512];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) body.append(buf, n);
+  ::pclose(p);
+  EXPECT_NE(body.find("\"customer\":\"ada\""), std::string::npos) << body;
+}
 
 }  // namespace
 }  // namespace reservations
