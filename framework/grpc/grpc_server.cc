@@ -1,6 +1,8 @@
 #include "framework/grpc/grpc_server.h"
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <deque>
 #include <functional>
 #include <optional>
@@ -14,6 +16,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "framework/request_builder.h"
 #include "grpcpp/generic/async_generic_service.h"
 #include "grpc/grpc_security_constants.h"
 #include "grpcpp/grpcpp.h"
@@ -21,13 +25,12 @@
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
 #include "grpcpp/support/byte_buffer.h"
+#include "google/protobuf/stubs/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace baton::framework {
 namespace {
 
-// Longest id metadata value accepted (idempotency keys are 1..255).
-constexpr size_t kMaxIdValueBytes = 255;
 
 grpc::Status ToGrpc(absl::StatusCode code, std::string message) {
   return grpc::Status(static_cast<grpc::StatusCode>(code), std::move(message));
@@ -250,9 +253,8 @@ bool CallReactor::Prepare() {
     r.body.append(reinterpret_cast<const char*>(s.begin()), s.size());
   }
   for (const auto& [k, v] : ctx_->client_metadata()) {
-    std::string name(k.data(), k.size());
-    auto [it, inserted] = r.metadata.emplace(name, std::string(v.data(), v.size()));
-    if (!inserted) absl::StrAppend(&it->second, ",", std::string(v.data(), v.size()));
+    AddMetadata(std::string_view(k.data(), k.size()),
+                std::string_view(v.data(), v.size()), &r.metadata);
   }
   absl::StatusOr<RequestId> id = RequestIdFromMetadata(r.metadata);
   if (!id.ok()) {
@@ -360,13 +362,6 @@ class GrpcServerImpl : public GrpcServer {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-bool ParseU64(const std::string& s, uint64_t* out) {
-  if (s.empty() || s.size() > 20) return false;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-  }
-  return absl::SimpleAtoi(s, out);
-}
 
 }  // namespace
 
@@ -393,46 +388,7 @@ Handler* GrpcRouter::Find(std::string_view full_method) const {
 
 absl::StatusOr<RequestId> RequestIdFromMetadata(
     const std::map<std::string, std::string, std::less<>>& md) {
-  auto get = [&](const char* name) -> const std::string* {
-    auto it = md.find(name);
-    return it == md.end() ? nullptr : &it->second;
-  };
-  const std::string* key = get("idempotency-key");
-  const std::string* client = get("baton-client-id");
-  const std::string* seq = get("baton-seq");
-  const std::string* ack = get("baton-ack");
-  for (const std::string* v : {key, client, seq, ack}) {
-    if (v != nullptr && v->size() > kMaxIdValueBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "request id metadata longer than ", kMaxIdValueBytes, " bytes"));
-    }
-  }
-  if (key != nullptr && (client || seq || ack)) {
-    return absl::InvalidArgumentError(
-        "idempotency-key and baton-client-id/baton-seq are exclusive");
-  }
-  if (key != nullptr) {
-    if (key->empty()) return absl::InvalidArgumentError("empty idempotency-key");
-    return RequestId::Key(*key);
-  }
-  if (!client && !seq && !ack) return RequestId::None();
-  if (!client || !seq) {
-    return absl::InvalidArgumentError(
-        "baton-client-id and baton-seq must come together (baton-ack is "
-        "optional with them)");
-  }
-  uint64_t s = 0, a = 0;
-  if (!ParseU64(*seq, &s)) {
-    return absl::InvalidArgumentError("baton-seq must be a decimal integer");
-  }
-  std::optional<uint64_t> acked;
-  if (ack) {
-    if (!ParseU64(*ack, &a)) {
-      return absl::InvalidArgumentError("baton-ack must be a decimal integer");
-    }
-    acked = a;
-  }
-  return RequestId::ClientSeq(*client, s, acked);
+  return RequestIdFromGrpcMetadata(md);  // One parser for both front ends.
 }
 
 namespace {
@@ -507,21 +463,40 @@ std::optional<GrpcError> ParseGrpcErrorReply(const Reply& reply) {
 }
 
 std::string GrpcErrorName(const absl::Status& status) {
-  switch (GetPipelineError(status)) {
-    case PipelineError::kKeyReused: return "idempotency_key_reused";
-    case PipelineError::kInProgress: return "request_in_progress";
-    case PipelineError::kAlreadyAcknowledged: return "request_already_acknowledged";
-    case PipelineError::kOutcomeUnknown: return "outcome_unknown";
-    case PipelineError::kFenceNotReady: return "fence_not_ready";
-    case PipelineError::kDeposed: return "deposed";
-    case PipelineError::kNone: break;
-  }
-  return absl::AsciiStrToLower(absl::StatusCodeToString(status.code()));
+  return ErrorName(status);  // One table of error names (request_builder.h).
 }
+
+namespace {
+
+// protobuf logs an ERROR line for every message it refuses to parse (e.g. a
+// proto3 string with invalid UTF-8): a client could fill the log with them.
+// Routed through spdlog, at most one line per 10 s with a count.
+void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
+                 const std::string& message) {
+  if (level == google::protobuf::LOGLEVEL_FATAL) {
+    spdlog::critical("protobuf {}:{}: {}", file, line, message);
+    return;
+  }
+  static std::atomic<int64_t> last_ns{0};
+  static std::atomic<uint64_t> suppressed{0};
+  const int64_t now = absl::GetCurrentTimeNanos();
+  int64_t last = last_ns.load();
+  if (now - last < 10'000'000'000 || !last_ns.compare_exchange_strong(last, now)) {
+    suppressed.fetch_add(1);
+    return;
+  }
+  spdlog::warn("protobuf: {} ({} more protobuf messages not logged)", message,
+               suppressed.exchange(0));
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(
     const GrpcServerOptions& options, GrpcRouter router,
     RequestPipeline& pipeline) {
+  static std::once_flag log_handler;
+  std::call_once(log_handler,
+                 [] { google::protobuf::SetLogHandler(&ProtobufLog); });
   if (options.worker_threads < 1 || options.max_message_bytes < 1 ||
       options.max_metadata_bytes < 1 || options.address.empty()) {
     return absl::InvalidArgumentError("bad gRPC server options");
