@@ -135,6 +135,10 @@ struct SlotState {
   bool request_now = false;
   Time release_until = kLongAgo;  // Advertise a release until then.
   bool drained_here = false;      // Drain(slot): we do not campaign for it.
+  // Counters since Create (Status): added here, removed here, removed as shed.
+  uint64_t takeovers = 0;
+  uint64_t releases = 0;
+  uint64_t sheds = 0;
 
   // --- Knowledge of others' holding (from their own claims).
   NodeId claimed_holder = kNoNode;
@@ -338,6 +342,9 @@ class NodeImpl final : public Node {
       ss.slot = i;
       ss.assigned = assigned_[i];
       ss.shed = i >= slots_.size() - shed_now_;
+      ss.takeovers = s.takeovers;
+      ss.releases = s.releases;
+      ss.sheds = s.sheds;
       if (s.added) ++st.capacity_used;
       if (s.added) {
         ss.holder = self_;
@@ -818,6 +825,7 @@ class NodeImpl final : public Node {
       actions_.push_back({Action::Kind::kRemoveAddress, slot, s.held_epoch});
       s.added = false;
       ++releases_;
+      ++s.releases;
     }
     if (s.campaigning) {
       s.campaigning = false;
@@ -940,7 +948,10 @@ class NodeImpl final : public Node {
     for (const SlotState& s : slots_) used += (s.added || s.campaigning) ? 1 : 0;
     for (uint32_t i = static_cast<uint32_t>(slots_.size()); i-- > 0 && used > capacity_;) {
       if (slots_[i].added || slots_[i].campaigning) {
-        if (slots_[i].added && assigned_[i] == kNoNode) ++sheds_;
+        if (slots_[i].added && assigned_[i] == kNoNode) {
+          ++sheds_;
+          ++slots_[i].sheds;
+        }
         GiveUp(i, now);
         --used;
       }
@@ -953,7 +964,10 @@ class NodeImpl final : public Node {
         } else if (self_candidate && assigned_[i] != self_) {
           // Shed, over capacity, or rebalanced away. (Without a majority
           // view our assignment means nothing; the lease decides.)
-          if (assigned_[i] == kNoNode) ++sheds_;
+          if (assigned_[i] == kNoNode) {
+            ++sheds_;
+            ++s.sheds;
+          }
           GiveUp(i, now);
           --used;
         }
@@ -987,6 +1001,7 @@ class NodeImpl final : public Node {
         s.claim_heard = now;
         actions_.push_back({Action::Kind::kAddAddress, i, s.my_epoch});
         ++takeovers_;
+        ++s.takeovers;
         actions_.push_back({Action::Kind::kAnnounce, i, s.my_epoch});
         // Tell the peers at once, so they stop campaigning.
         std::fill(send_to_.begin(), send_to_.end(), true);

@@ -239,6 +239,10 @@ class Node {
     // Unassigned for lack of capacity in this view. False while this node's
     // view lacks a majority (its assignment then means nothing).
     bool shed = false;
+    // This slot's share of Status::takeovers, releases and sheds.
+    uint64_t takeovers = 0;
+    uint64_t releases = 0;
+    uint64_t sheds = 0;
   };
   struct Status {
     NodeId self = kNoNode;

@@ -131,8 +131,9 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
   if (!root.IsMap()) return Bad("<top>", "the document must be a mapping");
   if (absl::Status s = CheckKeys(root, "",
                                  {"node_id", "peers", "key_file", "interface", "service_address",
-                                  "service_addresses", "rebalance", "label", "bind_host", "timing", "announce", "preempt",
-                                  "kernel_fence", "health_check", "status_socket", "incarnation_file",
+                                  "service_addresses", "rebalance", "label", "bind_host", "freshness_window",
+                                  "timing", "announce", "preempt",
+                                  "kernel_fence", "health_check", "status_socket", "metrics_listen", "incarnation_file",
                                   "state_file", "nice",
                                   "log_level"});
       !s.ok()) {
@@ -238,6 +239,16 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
   if (root["bind_host"]) {
     if (absl::Status s = Get(root["bind_host"], "bind_host", c.bind_host); !s.ok()) return s;
     if (!IsIpv4(c.bind_host) && !IsIpv6(c.bind_host)) return Bad("bind_host", "not a numeric address");
+  }
+
+  if (root["freshness_window"]) {
+    if (absl::Status s = GetDuration(root["freshness_window"], "freshness_window", c.freshness_window);
+        !s.ok()) {
+      return s;
+    }
+    if (c.freshness_window > std::chrono::hours(1)) {
+      return Bad("freshness_window", "must be at most 1h (0 = off)");
+    }
   }
 
   if (const YAML::Node t = root["timing"]) {
@@ -367,6 +378,24 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
   if (root["status_socket"]) {
     if (absl::Status s = Get(root["status_socket"], "status_socket", c.status_socket); !s.ok()) return s;
     if (c.status_socket.size() >= 108) return Bad("status_socket", "path longer than 107 bytes");
+  }
+  if (root["metrics_listen"]) {
+    if (absl::Status s = Get(root["metrics_listen"], "metrics_listen", c.metrics_listen); !s.ok()) {
+      return s;
+    }
+    if (!c.metrics_listen.empty()) {
+      if (absl::Status s = ParseHostPort("metrics_listen", c.metrics_listen, c.metrics_host,
+                                         c.metrics_port);
+          !s.ok()) {
+        return s;
+      }
+      const std::string& t = c.metrics_listen;
+      const bool has_port = t.front() == '[' ? t.find("]:") != std::string::npos
+                                             : std::count(t.begin(), t.end(), ':') == 1;
+      if (!has_port) {
+        return Bad("metrics_listen", "needs HOST:PORT (e.g. 127.0.0.1:9464)");
+      }
+    }
   }
   c.incarnation_file = absl::StrCat("/var/lib/baton/takeoverd-", c.node_id, ".incarnation");
   if (root["incarnation_file"]) {

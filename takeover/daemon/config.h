@@ -77,6 +77,11 @@ struct DaemonConfig {
   std::string label;
   // Local address the UDP socket binds to. Default: "::" (any, dual stack); port: own peer's.
   std::string bind_host = "::";
+  // The transport drops datagrams whose send time (the sender's wall clock) differs from ours by
+  // more than this, so that a restarted daemon never accepts an old captured datagram
+  // (udp_transport.h "Receiver restarts"). Needs the peers' wall clocks within it (NTP). YAML
+  // `freshness_window: 5s`; 0 turns it off. Default: 5 s.
+  std::chrono::nanoseconds freshness_window = std::chrono::seconds(5);
 
   // Timing (YAML `timing:`). Everything but the heartbeat and max_drift is a multiple of the
   // heartbeat; an absent value keeps the core's default multiple (takeover/core/node.h,
@@ -115,6 +120,12 @@ struct DaemonConfig {
   // true: start-up fails if it is not usable.
   std::optional<bool> kernel_fence;
   HealthCheckConfig health_check;
+  // Prometheus metrics (takeover/daemon/metrics.h) served over HTTP as GET /metrics on this
+  // "HOST:PORT" ("[v6]:PORT"), e.g. 127.0.0.1:9464. YAML `metrics_listen`. An embedding server
+  // normally leaves it off and exports the same metrics on its own admin plane. Default: "" (off).
+  std::string metrics_listen;
+  uint16_t metrics_port = 0;  // parsed from metrics_listen (host in metrics_host)
+  std::string metrics_host;
   // Unix socket for `baton-takeoverd status` and `drain`. Empty: no socket (an embedding process
   // that serves the status itself). Default: /run/baton-takeoverd.sock
   std::string status_socket = "/run/baton-takeoverd.sock";

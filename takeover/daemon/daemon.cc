@@ -19,6 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "spdlog/spdlog.h"
+#include "takeover/daemon/metrics.h"
+#include "takeover/daemon/unix_socket.h"
 
 namespace baton::takeover {
 namespace {
@@ -277,6 +279,7 @@ absl::Status TakeoverDaemon::Start() {
   }
   topt.key = key_;
   topt.incarnation = incarnation_;
+  topt.freshness_window = config_.freshness_window;
   // One message per peer per round carries every slot (about 18 bytes each: 18.2 KB at 1024
   // slots), so a large pool needs more than the transport's 8 KiB default. Every member of the
   // group has the same pool, hence the same limit on both sides. 65467 is the transport's maximum.
@@ -290,6 +293,16 @@ absl::Status TakeoverDaemon::Start() {
   transport_ = *std::move(transport);
 
   if (absl::Status s = StartStatusSocket(); !s.ok()) return s;
+  if (!config_.metrics_host.empty()) {
+    MetricsServerOptions mopt;
+    mopt.host = config_.metrics_host;
+    mopt.port = config_.metrics_port;
+    absl::StatusOr<std::unique_ptr<MetricsServer>> metrics = MetricsServer::Create(
+        io_, mopt, [this] { return RenderTakeoverMetrics(StatusJson()); });
+    if (!metrics.ok()) return metrics.status();
+    metrics_ = *std::move(metrics);
+    spdlog::info("metrics on http://{}/metrics", config_.metrics_listen);
+  }
 
   absl::StatusOr<std::unique_ptr<Node>> node = Node::Create(group_, config_.node_id, now, restored_);
   if (!node.ok()) return node.status();
@@ -633,6 +646,7 @@ void TakeoverDaemon::Finish() {
     boost::system::error_code ec;
     status_acceptor_->close(ec);
   }
+  if (metrics_) metrics_->Close();
   spdlog::info("stopped (address held: {})", holding_any());
   *alive_ = false;
   alive_ = std::make_shared<bool>(false);
@@ -656,14 +670,18 @@ absl::Status TakeoverDaemon::StartStatusSocket() {
     }
     ::unlink(path.c_str());
   }
+  // Owner-only from the first instant (the socket accepts drain requests): unix_socket.h.
+  absl::StatusOr<int> fd = ListenUnixOwnerOnly(path, 8);
+  if (!fd.ok()) {
+    return absl::Status(fd.status().code(), absl::StrCat("status socket: ", fd.status().message()));
+  }
   boost::system::error_code ec;
   auto acceptor = std::make_unique<boost::asio::local::stream_protocol::acceptor>(io_);
-  boost::asio::local::stream_protocol::endpoint ep(path);
-  acceptor->open(ep.protocol(), ec);
-  if (!ec) acceptor->bind(ep, ec);
-  if (!ec) acceptor->listen(8, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("status socket ", path, ": ", ec.message()));
-  ::chmod(path.c_str(), 0600);
+  acceptor->assign(boost::asio::local::stream_protocol(), *fd, ec);
+  if (ec) {
+    ::close(*fd);
+    return absl::UnavailableError(absl::StrCat("status socket ", path, ": ", ec.message()));
+  }
   status_acceptor_ = std::move(acceptor);
   AcceptStatus();
   return absl::OkStatus();
@@ -791,7 +809,10 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
          {"lease_remaining_ms", s ? Ms(s->lease_remaining) : 0.0},
          {"assigned", s && s->assigned != kNoNode ? json(s->assigned) : json(nullptr)},
          {"shed", s ? s->shed : false},
-         {"drained", slots_[i].drained}});
+         {"drained", slots_[i].drained},
+         {"takeovers", s ? s->takeovers : 0},
+         {"releases", s ? s->releases : 0},
+         {"sheds", s ? s->sheds : 0}});
   }
   j["slots"] = slots;
   if (st) {

@@ -44,6 +44,7 @@
 #include "takeover/core/node.h"
 #include "takeover/daemon/config.h"
 #include "takeover/daemon/health_check.h"
+#include "takeover/daemon/metrics_server.h"
 #include "takeover/daemon/state_file.h"
 #include "takeover/drivers/address_driver.h"
 #include "takeover/drivers/announcer.h"
@@ -184,6 +185,7 @@ class TakeoverDaemon {
   uint64_t fence_updates_ = 0, fence_errors_ = 0;
   boost::asio::steady_timer tick_timer_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> status_acceptor_;
+  std::unique_ptr<MetricsServer> metrics_;  // config metrics_listen; null when off
 
   bool check_healthy_ = true;     // the health checker's last report
   bool external_healthy_ = true;  // SetHealthy's last value

@@ -27,6 +27,7 @@ health_check: {tcp: "127.0.0.1:8080", period: 200ms, timeout: 50ms, fall: 2, ris
 status_socket: /tmp/x.sock
 state_file: /tmp/x.state
 nice: -5
+freshness_window: 2s
 )";
 
 TEST(DaemonConfigTest, ParsesEveryKey) {
@@ -61,6 +62,7 @@ TEST(DaemonConfigTest, ParsesEveryKey) {
   EXPECT_DOUBLE_EQ(c->shrink_after_heartbeats, 100);
   EXPECT_EQ(c->state_file, "/tmp/x.state");
   EXPECT_EQ(c->nice, -5);
+  EXPECT_EQ(c->freshness_window, std::chrono::seconds(2));
 }
 
 TEST(DaemonConfigTest, DefaultsWhenOptionalKeysAreAbsent) {
@@ -84,6 +86,8 @@ peers: [{id: 1, priority: 1, address: "::1"}]
   EXPECT_DOUBLE_EQ(c->shrink_after_heartbeats, 0);  // group shrink off
   EXPECT_EQ(c->state_file, "/var/lib/baton/takeoverd-1.state");
   EXPECT_EQ(c->nice, -10);
+  // A restarted daemon must not accept an old captured datagram: the window is on by default.
+  EXPECT_EQ(c->freshness_window, std::chrono::seconds(5));
 }
 
 std::string WithLine(const std::string& replace, const std::string& with) {
@@ -116,6 +120,8 @@ TEST(DaemonConfigTest, BadConfigsNameTheKey) {
       {WithLine("state_file: /tmp/x.state", "state_file: [a]"), "state_file"},
       {WithLine("preempt: true", "prempt: true"), "prempt: unknown key"},
       {WithLine("nice: -5", "nice: -40"), "nice"},
+      {WithLine("freshness_window: 2s", "freshness_window: soon"), "freshness_window"},
+      {WithLine("freshness_window: 2s", "freshness_window: 2h"), "freshness_window"},
       {WithLine("fall: 2", "fall: 0"), "health_check.fall"},
       {WithLine("tcp: \"127.0.0.1:8080\"", "tcp: 127.0.0.1"), "health_check.tcp"},
       {WithLine("interface: eth0", "interface: eth0\nlabel: wlan0:x"), "label"},
