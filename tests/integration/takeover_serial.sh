@@ -28,7 +28,6 @@ answered_since() { awk -v t="$1" -v h="$2" '$2 >= t && $3 == "OK" && $4 == h { f
 lab_up
 for (( i = 1; i <= NHOSTS; i++ )); do
   write_config "h$i"
-  (( SHRINK_AFTER == 0 )) && continue
   sed -i "s|^timing: {heartbeat: $HB}\$|timing: {heartbeat: $HB, shrink_after: $SHRINK_AFTER}|" "$WORK/h$i.yaml"
   grep -q "shrink_after: $SHRINK_AFTER" "$WORK/h$i.yaml" || fail "could not enable shrink_after in h$i.yaml"
 done
