@@ -57,7 +57,7 @@ Timing TimingFromConfig(const DaemonConfig& c) {
   if (c.peer_timeout_heartbeats) t.peer_timeout = Multiple(c.heartbeat, *c.peer_timeout_heartbeats);
   if (c.discovery_heartbeats) t.discovery = Multiple(c.heartbeat, *c.discovery_heartbeats);
   t.max_drift = c.max_drift;
-  if (c.shrink_after_heartbeats > 0) t.shrink_after = Multiple(c.heartbeat, c.shrink_after_heartbeats);
+  t.shrink_after = Multiple(c.heartbeat, c.shrink_after_heartbeats);
   return t;
 }
 
@@ -231,9 +231,7 @@ std::chrono::seconds TakeoverDaemon::ValidLifetime() const {
   return std::chrono::seconds(std::max<int64_t>(2, static_cast<int64_t>(std::ceil(s))));
 }
 
-absl::Status TakeoverDaemon::Start() {
-  const Time now = clock_.Now();
-  started_ = now;
+absl::Status TakeoverDaemon::StartAddressDrivers() {
   AddressDriverOptions aopt;
   aopt.label_suffix = config_.label_suffix();
   absl::StatusOr<std::unique_ptr<AddressDriver>> addresses = AddressDriver::Create(aopt);
@@ -269,6 +267,15 @@ absl::Status TakeoverDaemon::Start() {
   if (!announcer.ok()) return announcer.status();
   announcer_ = *std::move(announcer);
   announcer_driver_ = std::make_unique<AsioAnnouncerDriver>(io_, clock_, *announcer_);
+  return absl::OkStatus();
+}
+
+absl::Status TakeoverDaemon::Start() {
+  const Time now = clock_.Now();
+  started_ = now;
+  if (!config_.witness) {
+    if (absl::Status s = StartAddressDrivers(); !s.ok()) return s;
+  }
 
   UdpTransportOptions topt;
   topt.self = config_.node_id;
@@ -332,15 +339,22 @@ absl::Status TakeoverDaemon::Start() {
   const Timing& t = group_.timing;
   std::vector<std::string> pool;
   for (const Slot& slot : slots_) pool.push_back(slot.prefix.ToString());
-  spdlog::info(
-      "baton-takeoverd node {} started: {} on {} (label {}), {} peers, capacity {}, heartbeat {} ms, "
-      "lease {} ms, grant hold {} ms, start-up quiet {} ms, valid_lft {} s, kernel fence {}, "
-      "preempt {}, rebalance {}, incarnation {}",
-      config_.node_id, absl::StrJoin(pool, ","), config_.interface, config_.label,
-      config_.peers.size(), config_.self()->capacity, Ms(t.heartbeat), Ms(t.lease),
-      Ms(GrantHold(t)), Ms(StartupQuiet(t)), ValidLifetime().count(),
-      fence_ ? fence_->table() : std::string("off"), config_.preempt, config_.rebalance,
-      incarnation_);
+  if (config_.witness) {
+    spdlog::info("baton-takeoverd node {} started as a witness (grants only) for {} slot(s), {} peers, "
+                 "heartbeat {} ms, lease {} ms, shrink after {} ms, incarnation {}",
+                 config_.node_id, slots_.size(), config_.peers.size(), Ms(t.heartbeat), Ms(t.lease),
+                 Ms(t.shrink_after), incarnation_);
+  } else {
+    spdlog::info(
+        "baton-takeoverd node {} started: {} on {} (label {}), {} peers, capacity {}, heartbeat {} ms, "
+        "lease {} ms, grant hold {} ms, start-up quiet {} ms, valid_lft {} s, kernel fence {}, "
+        "preempt {}, rebalance {}, incarnation {}",
+        config_.node_id, absl::StrJoin(pool, ","), config_.interface, config_.label,
+        config_.peers.size(), config_.self()->capacity, Ms(t.heartbeat), Ms(t.lease),
+        Ms(GrantHold(t)), Ms(StartupQuiet(t)), ValidLifetime().count(),
+        fence_ ? fence_->table() : std::string("off"), config_.preempt, config_.rebalance,
+        incarnation_);
+  }
   Pump();
   return absl::OkStatus();
 }
@@ -398,6 +412,10 @@ void TakeoverDaemon::Pump() {
 void TakeoverDaemon::ApplyAction(const Action& action) {
   if (action.slot >= slots_.size()) {
     spdlog::error("core action for unknown slot {}", action.slot);
+    return;
+  }
+  if (config_.witness) {  // capacity 0: the core never asks; nothing to act with anyway
+    spdlog::error("witness: ignored an address action for slot {}", action.slot);
     return;
   }
   Slot& slot = slots_[action.slot];
@@ -772,6 +790,7 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
   const Time now = clock_.Now();
   json j;
   j["node_id"] = config_.node_id;
+  j["witness"] = config_.witness;
   j["service_address"] = slots_.empty() ? std::string() : slots_[0].prefix.ToString();
   j["interface"] = config_.interface;
   j["address_held"] = holding_any();
@@ -825,7 +844,7 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
     j["shed_slots"] = st->shed_slots;
     // Slot 0 at the top level: what the single-address daemon always reported.
     const Node::SlotStatus* s0 = st->slots.empty() ? nullptr : &st->slots[0];
-    std::string role = "backup";
+    std::string role = config_.witness ? "witness" : "backup";
     if (shutting_down_) role = "stopping";
     else if (draining_) role = "drained";
     else if (holding_any()) role = "holder";

@@ -137,6 +137,9 @@ class TakeoverDaemon {
   TakeoverDaemon(boost::asio::io_context& io, const Clock& clock, DaemonConfig config,
                  std::string key, uint64_t incarnation, std::vector<IpPrefix> prefixes);
 
+  // Netlink address driver (removing stale addresses), kernel fence and announcer: everything
+  // that needs CAP_NET_ADMIN / CAP_NET_RAW. Not started by a witness.
+  absl::Status StartAddressDrivers();
   void OnReceive(NodeId from, std::string_view payload);
   // Applies the core's actions, then sends its messages, logs role changes, re-arms the timer.
   void Pump();

@@ -1544,6 +1544,24 @@ TEST(TakeoverSim, SerialCrashesDownToTheLastHostWithWitness) {
               agreed_ms[agreed_ms.size() / 2], agreed_ms.back());
 }
 
+// Pre-emption hands a slot back to a higher-priority host, never to a
+// higher-priority witness (capacity 0): that would take the slot from every
+// holder, round after round, and nobody would keep it.
+TEST(TakeoverSim, PreemptNeverHandsToAWitness) {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.group.peers = {{1, 100, 1}, {2, 50, 1}, {3, 500, 0}};  // 3: the witness, ranked first.
+    o.group.preempt = true;
+    Simulation sim(o);
+    for (NodeId id : sim.ids()) sim.Start(id);
+    sim.RunUntil(milliseconds(1000));
+    ASSERT_TRUE(sim.ok()) << "seed " << seed << ": " << sim.violations()[0];
+    EXPECT_EQ(sim.Holder(), 1u) << "seed " << seed;
+    EXPECT_EQ(sim.history().size(), 1u) << "seed " << seed << ": the holder kept handing over";
+  }
+}
+
 // A pair of hosts with a witness (grant-only, capacity 0). Crash either host:
 // the other serves. Cut the link between the two hosts while both still reach
 // the witness: exactly one serves (the witness grants to one), before, during
