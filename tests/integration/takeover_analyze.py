@@ -12,6 +12,13 @@
                                                   answer from OLD and the first from NEW after T;
                                                   exit 1 if NEW never answered.
   first-ok CLIENT_LOG T HOST                      prints ms from T to the first answer from HOST.
+  gap CLIENT_LOG T NEW                            prints the client outage (ms) around a fault at T:
+                                                  from the last answer (any host) to a request sent
+                                                  before T to the first answer from NEW to one sent
+                                                  at or after T; exit 1 if NEW never answered.
+  agreed DAEMON_LOG T MEMBERS                     prints ms from T to the first line of the daemon
+                                                  log that reports the committed membership MEMBERS
+                                                  (e.g. 2,3,6); exit 1 if there is none.
 """
 import datetime
 import os
@@ -113,8 +120,35 @@ def first_ok(args):
     return 0
 
 
+def gap(args):
+    log, t, new = args[0], float(args[1]), args[2]
+    last = max((ts for ts, st, h in rows(log) if st == "OK" and ts < t), default=None)
+    first_new = next((ts for ts, st, h in rows(log) if st == "OK" and h == new and ts >= t), None)
+    if first_new is None or last is None:
+        print(f"no answer from {new} after the fault")
+        return 1
+    print(f"{(first_new - last) * 1e3:.1f}")
+    return 0
+
+
+def agreed(args):
+    log, t, members = args[0], float(args[1]), args[2]
+    want = f"members [{members}]"
+    for line in open(log, errors="replace"):
+        # "2026-12-06T11:47:10.680452 info [node 2] group membership version 1: members [2,3,4,5]"
+        if "group membership version" not in line or not line.rstrip().endswith(want):
+            continue
+        ts = datetime.datetime.fromisoformat(line.split()[0]).timestamp()
+        if ts >= t:
+            print(f"{(ts - t) * 1e3:.1f}")
+            return 0
+    print(f"no committed membership [{members}] in {log} after {t}")
+    return 1
+
+
 if __name__ == "__main__":
-    cmds = {"single-holder": single_holder, "order": order, "outage": outage, "first-ok": first_ok}
+    cmds = {"single-holder": single_holder, "order": order, "outage": outage, "first-ok": first_ok,
+            "gap": gap, "agreed": agreed}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         print(__doc__)
         sys.exit(2)

@@ -59,8 +59,9 @@ wait_until() {
 }
 
 ns() { echo "${PFX}$1"; }
-lab_up() {
-  "$LAB" up -p "$PFX" -n "$NHOSTS" -k >/dev/null
+lab_up() {   # extra lab.sh options in LAB_UP_ARGS (e.g. -6)
+  # shellcheck disable=SC2086
+  "$LAB" up -p "$PFX" -n "$NHOSTS" -k ${LAB_UP_ARGS:-} >/dev/null
   VIP=$("$LAB" ip -p "$PFX" vip)
   openssl rand -hex 32 > "$WORK/cluster.key"
   chmod 600 "$WORK/cluster.key"
@@ -81,6 +82,10 @@ write_config() {
     echo "timing: {heartbeat: $HB}"
     echo "peers:"
     for (( i = 1; i <= NHOSTS; i++ )); do
+      if [[ " ${WITNESSES:-} " == *" h$i "* ]]; then   # a witness (grants only) in the peer list
+        echo "  - {id: $i, priority: ${PRIO[h$i]}, capacity: 0, address: \"$("$LAB" cip -p "$PFX" "h$i"):$DPORT\"}"
+        continue
+      fi
       echo "  - {id: $i, priority: ${PRIO[h$i]}, address: \"$("$LAB" cip -p "$PFX" "h$i"):$DPORT\"}"
     done
     if [[ $# -ge 2 ]]; then printf "%s\n" "${@:2}"; fi
@@ -91,8 +96,9 @@ start_daemon() {   # start_daemon hK  (config must exist)
   "$LAB" exec -p "$PFX" "$1" "$TAKEOVERD" --config "$WORK/$1.yaml" >> "$WORK/$1.log" 2>&1 &
   disown $!
 }
-start_responder() {
-  "$LAB" exec -p "$PFX" "$1" "$RESPONDER" --name "$1" --port "$SPORT" --max-seconds 300 \
+start_responder() {   # extra responder options in RESPONDER_ARGS (e.g. --ipv6)
+  # shellcheck disable=SC2086
+  "$LAB" exec -p "$PFX" "$1" "$RESPONDER" --name "$1" --port "$SPORT" --max-seconds 300 ${RESPONDER_ARGS:-} \
     > "$WORK/resp-$1.log" 2>&1 &
   disown $!
 }
@@ -178,5 +184,36 @@ assert_never_two_holders() {
 }
 
 status() { "$TAKEOVERD" status --socket "$WORK/$1.sock" --json; }
+# members_are LIST hK...: every listed host reports the committed membership LIST (python list).
+members_are() {
+  local want=$1 h; shift
+  for h in "$@"; do
+    [[ $(status_field "$h" "j.get('membership', {}).get('members') == $want and not j['membership']['old_members']" 2>/dev/null) == True ]] || return 1
+  done
+}
+# answered_since T hK: the client log has an answer from hK to a request sent at or after T.
+answered_since() { awk -v t="$1" -v h="$2" '$2 >= t && $3 == "OK" && $4 == h { f = 1; exit } END { exit !f }' "$WORK/client.log"; }
+# write_witness_config hK [extra yaml lines]: hK as a witness (grants only, no interface), in a
+# group whose peers are h1..h$NHOSTS with PRIO and, for the witness itself, capacity 0.
+write_witness_config() {
+  local h=$1 k=${1#h} i cap
+  {
+    echo "node_id: $k"
+    echo "witness: true"
+    echo "service_address: $VIP/24"
+    echo "key_file: $WORK/cluster.key"
+    echo "bind_host: $("$LAB" cip -p "$PFX" "$h")"
+    echo "status_socket: $WORK/$h.sock"
+    echo "incarnation_file: $WORK/$h.incarnation"
+    echo "state_file: $WORK/$h.state"
+    echo "timing: {heartbeat: $HB}"
+    echo "peers:"
+    for (( i = 1; i <= NHOSTS; i++ )); do
+      cap=""; [[ " ${WITNESSES:-} " == *" h$i "* ]] && cap="capacity: 0, "
+      echo "  - {id: $i, priority: ${PRIO[h$i]}, ${cap}address: \"$("$LAB" cip -p "$PFX" "h$i"):$DPORT\"}"
+    done
+    if [[ $# -ge 2 ]]; then printf "%s\n" "${@:2}"; fi
+  } > "$WORK/$h.yaml"
+}
 # status_field hK python-expression-on-j : e.g. status_field h1 'j["epoch"]'
 status_field() { status "$1" | "$PY" -c "import json,sys; j=json.load(sys.stdin); print($2)"; }

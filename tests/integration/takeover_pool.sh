@@ -14,12 +14,6 @@ TEST_NAME=takeover_pool TEST_TAG=p
 . "$(dirname "$0")/takeover_lib.sh"
 . "$(dirname "$0")/takeover_pool_lib.sh"
 CRASH_BOUND_MS=${CRASH_BOUND_MS:-3000}   # crash -> first answer from the new holder
-# answered_since T HOST: the client log has an answer from HOST sent at or after T. (A function, not
-# `grep <(...)`: wait_until re-runs it, and a process substitution would be read only once.)
-answered_since() {
-  awk -v t="$1" -v h="$2" '$2 >= t && $3 == "OK" && $4 == h { found = 1; exit } END { exit !found }' \
-    "$WORK/client.log"
-}
 
 pool_lab_up
 for (( i = 1; i <= NHOSTS; i++ )); do write_pool_config "h$i"; done
