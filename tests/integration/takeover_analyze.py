@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Analysis helpers of the take-over lab tests (timestamps: wall clock, seconds since the epoch).
 
-  single-holder VIP [--until HOST=T ...] MON...   exit 1 if the `ip -ts monitor address` logs
+  single-holder VIP [--until HOST=T ...] [--revived HOST=T ...] MON...
+                                                  exit 1 if the `ip -ts monitor address` logs
                                                   (mon-<host>.log) show two hosts holding VIP at
-                                                  once; a host listed in --until is considered to
-                                                  hold nothing after T (it crashed: port down).
+                                                  once; a host listed in --until holds nothing
+                                                  from T (it crashed: ports down) until a later
+                                                  --revived time of it (both may repeat).
   order VIP T OLD_MON NEW_MON                     exit 1 unless OLD's first "Deleted VIP" after T
                                                   precedes NEW's first add of VIP after T; prints
                                                   both times and the gap.
@@ -39,21 +41,35 @@ def host_of(path):
 
 
 def single_holder(args):
-    vip, until, mons = args[0], {}, []
+    vip, crashes, revivals, mons = args[0], {}, {}, []
     i = 1
     while i < len(args):
-        if args[i] == "--until":
+        if args[i] in ("--until", "--revived"):
             h, t = args[i + 1].split("=")
-            until[h] = float(t)
+            (crashes if args[i] == "--until" else revivals).setdefault(h, []).append(float(t))
             i += 2
         else:
             mons.append(args[i])
             i += 1
+
+    def down(host, ts):
+        # From a crash (recorded just before the ports went down) to the next revival a host serves
+        # nobody: what its dying daemon did in that window (e.g. a valid_lft refresh, which `ip
+        # monitor` prints like an add) is no hold.
+        for c in crashes.get(host, []):
+            back = min((r for r in revivals.get(host, []) if r > c), default=float("inf"))
+            if c <= ts < back:
+                return True
+        return False
+
     intervals = []  # (start, end, host)
     for m in mons:
         h = host_of(m)
+        ev = [(ts, k) for ts, k in vip_events(m, vip) if k == "del" or not down(h, ts)]
+        ev += [(t, "del") for t in crashes.get(h, [])]
+        ev.sort()
         start = None
-        for ts, kind in vip_events(m, vip):
+        for ts, kind in ev:
             if kind == "add" and start is None:
                 start = ts
             elif kind == "del" and start is not None:
@@ -61,7 +77,6 @@ def single_holder(args):
                 start = None
         if start is not None:
             intervals.append((start, float("inf"), h))
-    intervals = [(s, min(e, until.get(h, e)), h) for s, e, h in intervals]
     intervals = [iv for iv in intervals if iv[1] > iv[0]]
     intervals.sort()
     bad = 0

@@ -147,6 +147,7 @@ revive_host() {
   wait_until 10 bash -c "! ip -n $(ns "$1") -4 -o addr show dev eth0 | grep -q ' $VIP/'" \
     || fail "the address left on crashed $1 did not expire (valid_lft backstop)"
   "$LAB" restore -p "$PFX" "$1"
+  echo "$1=$EPOCHREALTIME" >> "$WORK/revived"
   sed -i "/^$1\$/d" "$WORK/dead"
 }
 sole_holder_is() { [[ $(holders) == "$1" ]]; }
@@ -178,6 +179,9 @@ assert_never_two_holders() {
   local until=()
   if [[ -f $WORK/until ]]; then
     while read -r u; do until+=(--until "$u"); done < "$WORK/until"
+  fi
+  if [[ -f $WORK/revived ]]; then
+    while read -r u; do until+=(--revived "$u"); done < "$WORK/revived"
   fi
   "$PY" "$HERE/takeover_analyze.py" single-holder "$VIP" "${until[@]}" "$WORK"/mon-h*.log \
     || fail "ip monitor shows two holders at once"

@@ -17,14 +17,24 @@ DISCOVERY=${DISCOVERY:-20}
 # lose its addresses and reshuffle the layout the test expects.
 LEASE=${LEASE:-5}
 
+# POOL_IPV6=1: one pool of both families (issue 17): IP1 stays IPv4, IP2 and IP3 are IPv6 (the
+# lab's ULA fd78::/64, lab.sh up -6); the responders also answer on IPv6.
 pool_lab_up() {
+  if [[ ${POOL_IPV6:-0} == 1 ]]; then
+    LAB_UP_ARGS="-6"
+    RESPONDER_ARGS="--ipv6"
+  fi
   lab_up
   local net=${VIP%.*}
   IP1=$net.100 IP2=$net.101 IP3=$net.102
+  if [[ ${POOL_IPV6:-0} == 1 ]]; then IP2=fd78::101 IP3=fd78::102; fi
   SLOT_IPS=("$IP1" "$IP3" "$IP2")   # slot i = SLOT_IPS[i]
   declare -gA IP_NAME=(["$IP1"]=IP1 ["$IP2"]=IP2 ["$IP3"]=IP3)
   : > "$WORK/dead"
 }
+
+# prefixed IP: the address with the lab's prefix length (/24 for IPv4, /64 for IPv6).
+prefixed() { if [[ $1 == *:* ]]; then echo "$1/64"; else echo "$1/24"; fi; }
 
 # write_pool_config hK [extra yaml lines]
 write_pool_config() {
@@ -32,7 +42,7 @@ write_pool_config() {
   {
     echo "node_id: $k"
     echo "interface: eth0"
-    echo "service_addresses: [${SLOT_IPS[0]}/24, ${SLOT_IPS[1]}/24, ${SLOT_IPS[2]}/24]"
+    echo "service_addresses: [$(prefixed "${SLOT_IPS[0]}"), $(prefixed "${SLOT_IPS[1]}"), $(prefixed "${SLOT_IPS[2]}")]"
     echo "key_file: $WORK/cluster.key"
     echo "bind_host: $("$LAB" cip -p "$PFX" "$h")"
     echo "status_socket: $WORK/$h.sock"
@@ -51,7 +61,7 @@ write_pool_config() {
 # and ip dies of SIGPIPE (more likely with several addresses), which would read as "not held".
 has_ip() {
   local out
-  out=$(ip -n "$(ns "$1")" -4 -o addr show dev eth0 2>/dev/null) || return 1
+  out=$(ip -n "$(ns "$1")" -o addr show dev eth0 2>/dev/null) || return 1
   [[ $out == *" $2/"* ]]
 }
 # snapshot [-r]: reads every live host's addresses once (one `ip` per host, in host order, or
@@ -66,7 +76,7 @@ snapshot() {
   for h in "${order[@]}"; do
     [[ $dead == *$'\n'$h$'\n'* ]] && continue
     # awk reads the whole listing: no SIGPIPE for ip (see has_ip)
-    for a in $(ip -n "$(ns "$h")" -4 -o addr show dev eth0 2>/dev/null | awk '{print $4}'); do
+    for a in $(ip -n "$(ns "$h")" -o addr show dev eth0 2>/dev/null | awk '{print $4}'); do
       SNAP[${a%/*}]+="$h "
     done
   done
@@ -109,7 +119,7 @@ start_pool_poller() {
 revive_pool_host() {
   local ip
   for ip in "${SLOT_IPS[@]}"; do
-    wait_until 10 bash -c "! ip -n $(ns "$1") -4 -o addr show dev eth0 | grep -q ' $ip/'" \
+    wait_until 10 bash -c "! ip -n $(ns "$1") -o addr show dev eth0 | grep -q ' $ip/'" \
       || fail "$ip left on crashed $1 did not expire (valid_lft backstop)"
   done
   "$LAB" restore -p "$PFX" "$1"
@@ -128,11 +138,22 @@ assert_pool_never_two_holders() {
   "$PY" - "$WORK" "${SLOT_IPS[@]}" <<'PY' || fail "ip monitor shows two holders of an address at once"
 import datetime, glob, os, sys
 work, ips = sys.argv[1], sys.argv[2:]
-crashes = {}
-if os.path.exists(f"{work}/until"):
-    for line in open(f"{work}/until"):
-        h, t = line.strip().split("=")
-        crashes.setdefault(h, []).append(float(t))
+def times(name):
+    out = {}
+    if os.path.exists(f"{work}/{name}"):
+        for line in open(f"{work}/{name}"):
+            h, t = line.strip().split("=")
+            out.setdefault(h, []).append(float(t))
+    return out
+crashes, revivals = times("until"), times("revived")
+def down(host, ts):
+    # Between a crash (recorded just before the ports went down) and the next revival a host
+    # serves nobody: a valid_lft refresh its dying daemon made in that window is no hold.
+    for c in crashes.get(host, []):
+        back = min((r for r in revivals.get(host, []) if r > c), default=float("inf"))
+        if c <= ts < back:
+            return True
+    return False
 bad = 0
 for ip in ips:
     intervals = []
@@ -142,7 +163,10 @@ for ip in ips:
         for line in open(mon, errors="replace"):
             if line.startswith("[") and f" {ip}/" in line:
                 ts = datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
-                ev.append((ts, "del" if "Deleted" in line else "add"))
+                kind = "del" if "Deleted" in line else "add"
+                if kind == "add" and down(host, ts):
+                    continue
+                ev.append((ts, kind))
         ev += [(t, "del") for t in crashes.get(host, [])]
         ev.sort()
         start = None
