@@ -273,6 +273,22 @@ TEST(DaemonConfigTest, ShippedExampleParses) {
   EXPECT_EQ(c->heartbeat, milliseconds(100));
 }
 
+// The pair and witness examples too: a pair whose third member is a witness.
+TEST(DaemonConfigTest, ShippedPairAndWitnessExamplesParse) {
+  absl::StatusOr<DaemonConfig> pair = LoadDaemonConfig(std::string(BATON_SOURCE_DIR) +
+                                                       "/deploy/baton-takeoverd-pair.example.yaml");
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  EXPECT_FALSE(pair->witness);
+  ASSERT_EQ(pair->peers.size(), 3u);
+  EXPECT_EQ(pair->peers[2].capacity, 0);
+  absl::StatusOr<DaemonConfig> witness = LoadDaemonConfig(
+      std::string(BATON_SOURCE_DIR) + "/deploy/baton-takeoverd-witness.example.yaml");
+  ASSERT_TRUE(witness.ok()) << witness.status();
+  EXPECT_TRUE(witness->witness);
+  EXPECT_EQ(witness->self()->capacity, 0);
+  EXPECT_EQ(witness->service_addresses.size(), pair->service_addresses.size());
+}
+
 TEST(DaemonConfigTest, MissingFileIsNotFound) {
   EXPECT_EQ(LoadDaemonConfig("/nonexistent/baton.yaml").status().code(),
             absl::StatusCode::kNotFound);
