@@ -114,20 +114,28 @@ def rows(path):
             yield float(f[1]), f[2], f[3]
 
 
+def first_answer(log, t, host):
+    """Send time of the first request sent at or after t that HOST answered, or None."""
+    return next((ts for ts, st, h in rows(log) if st == "OK" and h == host and ts >= t), None)
+
+
+def print_gap(last, first, new):
+    if first is None or last is None:
+        print(f"no answer from {new} after the fault")
+        return 1
+    print(f"{(first - last) * 1e3:.1f}")
+    return 0
+
+
 def outage(args):
     log, t, old, new = args[0], float(args[1]), args[2], args[3]
     last_old = max((ts for ts, st, h in rows(log) if st == "OK" and h == old), default=None)
-    first_new = next((ts for ts, st, h in rows(log) if st == "OK" and h == new and ts >= t), None)
-    if first_new is None or last_old is None:
-        print(f"no answer from {new} after the fault")
-        return 1
-    print(f"{(first_new - last_old) * 1e3:.1f}")
-    return 0
+    return print_gap(last_old, first_answer(log, t, new), new)
 
 
 def first_ok(args):
     log, t, host = args[0], float(args[1]), args[2]
-    first = next((ts for ts, st, h in rows(log) if st == "OK" and h == host and ts >= t), None)
+    first = first_answer(log, t, host)
     if first is None:
         print(f"no answer from {host} after {t}")
         return 1
@@ -138,12 +146,7 @@ def first_ok(args):
 def gap(args):
     log, t, new = args[0], float(args[1]), args[2]
     last = max((ts for ts, st, h in rows(log) if st == "OK" and ts < t), default=None)
-    first_new = next((ts for ts, st, h in rows(log) if st == "OK" and h == new and ts >= t), None)
-    if first_new is None or last is None:
-        print(f"no answer from {new} after the fault")
-        return 1
-    print(f"{(first_new - last) * 1e3:.1f}")
-    return 0
+    return print_gap(last, first_answer(log, t, new), new)
 
 
 def agreed(args):

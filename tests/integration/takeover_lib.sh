@@ -67,30 +67,33 @@ lab_up() {   # extra lab.sh options in LAB_UP_ARGS (e.g. -6)
   chmod 600 "$WORK/cluster.key"
 }
 
-# write_config hK [extra yaml lines]: hK's daemon config (cluster network, heartbeat $HB).
+# write_config hK [extra yaml lines]: hK's daemon config (cluster network, heartbeat $HB). Hosts
+# listed in WITNESSES (e.g. "h3") are witnesses: capacity 0 in every peer list, and their own
+# config says `witness: true` and has no interface. SHRINK_AFTER, when set, is
+# timing.shrink_after (heartbeats; 0 = static group), DISCOVERY timing.discovery (heartbeats of
+# start-up quiet: more than the default 3 lets daemons started one after the other on a loaded
+# machine all hear each other before the first election); unset, the daemon's defaults.
 write_config() {
-  local h=$1 k=${1#h} i
+  local h=$1 k=${1#h} i cap
   {
     echo "node_id: $k"
-    echo "interface: eth0"
+    if is_witness "$h"; then echo "witness: true"; else echo "interface: eth0"; fi
     echo "service_address: $VIP/24"
     echo "key_file: $WORK/cluster.key"
     echo "bind_host: $("$LAB" cip -p "$PFX" "$h")"
     echo "status_socket: $WORK/$h.sock"
     echo "incarnation_file: $WORK/$h.incarnation"
     echo "state_file: $WORK/$h.state"
-    echo "timing: {heartbeat: $HB}"
+    echo "timing: {heartbeat: $HB${SHRINK_AFTER:+, shrink_after: $SHRINK_AFTER}${DISCOVERY:+, discovery: $DISCOVERY}}"
     echo "peers:"
     for (( i = 1; i <= NHOSTS; i++ )); do
-      if [[ " ${WITNESSES:-} " == *" h$i "* ]]; then   # a witness (grants only) in the peer list
-        echo "  - {id: $i, priority: ${PRIO[h$i]}, capacity: 0, address: \"$("$LAB" cip -p "$PFX" "h$i"):$DPORT\"}"
-        continue
-      fi
-      echo "  - {id: $i, priority: ${PRIO[h$i]}, address: \"$("$LAB" cip -p "$PFX" "h$i"):$DPORT\"}"
+      cap=""; is_witness "h$i" && cap="capacity: 0, "
+      echo "  - {id: $i, priority: ${PRIO[h$i]}, ${cap}address: \"$("$LAB" cip -p "$PFX" "h$i"):$DPORT\"}"
     done
     if [[ $# -ge 2 ]]; then printf "%s\n" "${@:2}"; fi
   } > "$WORK/$h.yaml"
 }
+is_witness() { [[ " ${WITNESSES:-} " == *" $1 "* ]]; }
 
 start_daemon() {   # start_daemon hK  (config must exist)
   "$LAB" exec -p "$PFX" "$1" "$TAKEOVERD" --config "$WORK/$1.yaml" >> "$WORK/$1.log" 2>&1 &
@@ -197,27 +200,5 @@ members_are() {
 }
 # answered_since T hK: the client log has an answer from hK to a request sent at or after T.
 answered_since() { awk -v t="$1" -v h="$2" '$2 >= t && $3 == "OK" && $4 == h { f = 1; exit } END { exit !f }' "$WORK/client.log"; }
-# write_witness_config hK [extra yaml lines]: hK as a witness (grants only, no interface), in a
-# group whose peers are h1..h$NHOSTS with PRIO and, for the witness itself, capacity 0.
-write_witness_config() {
-  local h=$1 k=${1#h} i cap
-  {
-    echo "node_id: $k"
-    echo "witness: true"
-    echo "service_address: $VIP/24"
-    echo "key_file: $WORK/cluster.key"
-    echo "bind_host: $("$LAB" cip -p "$PFX" "$h")"
-    echo "status_socket: $WORK/$h.sock"
-    echo "incarnation_file: $WORK/$h.incarnation"
-    echo "state_file: $WORK/$h.state"
-    echo "timing: {heartbeat: $HB}"
-    echo "peers:"
-    for (( i = 1; i <= NHOSTS; i++ )); do
-      cap=""; [[ " ${WITNESSES:-} " == *" h$i "* ]] && cap="capacity: 0, "
-      echo "  - {id: $i, priority: ${PRIO[h$i]}, ${cap}address: \"$("$LAB" cip -p "$PFX" "h$i"):$DPORT\"}"
-    done
-    if [[ $# -ge 2 ]]; then printf "%s\n" "${@:2}"; fi
-  } > "$WORK/$h.yaml"
-}
 # status_field hK python-expression-on-j : e.g. status_field h1 'j["epoch"]'
 status_field() { status "$1" | "$PY" -c "import json,sys; j=json.load(sys.stdin); print($2)"; }

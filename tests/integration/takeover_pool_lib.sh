@@ -135,62 +135,14 @@ assert_pool_never_two_holders() {
   if [[ -s $WORK/double ]]; then
     fail "two hosts held an address at once (ip addr polling): $(head -3 "$WORK/double")"
   fi
-  "$PY" - "$WORK" "${SLOT_IPS[@]}" <<'PY' || fail "ip monitor shows two holders of an address at once"
-import datetime, glob, os, sys
-work, ips = sys.argv[1], sys.argv[2:]
-def times(name):
-    out = {}
-    if os.path.exists(f"{work}/{name}"):
-        for line in open(f"{work}/{name}"):
-            h, t = line.strip().split("=")
-            out.setdefault(h, []).append(float(t))
-    return out
-crashes, revivals = times("until"), times("revived")
-def down(host, ts):
-    # Between a crash (recorded just before the ports went down) and the next revival a host
-    # serves nobody: a valid_lft refresh its dying daemon made in that window is no hold.
-    for c in crashes.get(host, []):
-        back = min((r for r in revivals.get(host, []) if r > c), default=float("inf"))
-        if c <= ts < back:
-            return True
-    return False
-bad = 0
-for ip in ips:
-    intervals = []
-    for mon in sorted(glob.glob(f"{work}/mon-h*.log")):
-        host = os.path.basename(mon)[4:-4]
-        ev = []
-        for line in open(mon, errors="replace"):
-            if line.startswith("[") and f" {ip}/" in line:
-                ts = datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
-                kind = "del" if "Deleted" in line else "add"
-                if kind == "add" and down(host, ts):
-                    continue
-                ev.append((ts, kind))
-        ev += [(t, "del") for t in crashes.get(host, [])]
-        ev.sort()
-        start = None
-        for ts, kind in ev:
-            if kind == "add" and start is None:
-                start = ts
-            elif kind == "del" and start is not None:
-                intervals.append((start, ts, host))
-                start = None
-        if start is not None:
-            intervals.append((start, float("inf"), host))
-    intervals.sort()
-    overlaps = 0
-    for a in range(len(intervals)):
-        for b in range(a + 1, len(intervals)):
-            sa, ea, ha = intervals[a]
-            sb, eb, hb = intervals[b]
-            if ha != hb and sb < ea and sa < eb:
-                print(f"{ip}: two holders: {ha} [{sa:.6f}, {ea:.6f}] and {hb} [{sb:.6f}, {eb:.6f}]")
-                overlaps += 1
-    print(f"{ip}: hold intervals {len(intervals)}, overlaps between hosts {overlaps}")
-    bad += overlaps
-sys.exit(1 if bad else 0)
-PY
+  local times=() u ip bad=0
+  if [[ -f $WORK/until ]]; then while read -r u; do times+=(--until "$u"); done < "$WORK/until"; fi
+  if [[ -f $WORK/revived ]]; then while read -r u; do times+=(--revived "$u"); done < "$WORK/revived"; fi
+  for ip in "${SLOT_IPS[@]}"; do
+    printf '%s: ' "$ip"
+    "$PY" "$HERE/takeover_analyze.py" single-holder "$ip" "${times[@]}" "$WORK"/mon-h*.log || bad=1
+  done
+  (( bad == 0 )) || fail "ip monitor shows two holders of an address at once"
 }
 
 # flaps: per live server, how often its daemon took and released an address (for failure messages:

@@ -15,13 +15,10 @@ NHOSTS=5
 PRIO[h4]=40
 PRIO[h5]=30
 SHRINK_AFTER=${SHRINK_AFTER:-20}
+DISCOVERY=${DISCOVERY:-20}   # 1 s: all daemons heard before the first election (h1 must win)
 
 lab_up
-for (( i = 1; i <= NHOSTS; i++ )); do
-  write_config "h$i"
-  sed -i "s|^timing: {heartbeat: $HB}\$|timing: {heartbeat: $HB, shrink_after: $SHRINK_AFTER}|" "$WORK/h$i.yaml"
-  grep -q "shrink_after: $SHRINK_AFTER" "$WORK/h$i.yaml" || fail "could not enable shrink_after in h$i.yaml"
-done
+for (( i = 1; i <= NHOSTS; i++ )); do write_config "h$i"; done
 for (( i = 1; i <= NHOSTS; i++ )); do start_host "h$i"; done
 start_poller
 wait_until 15 sole_holder_is h1 || fail "h1 (highest priority) did not become the sole holder: '$(holders)'"

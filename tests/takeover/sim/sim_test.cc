@@ -564,17 +564,24 @@ TEST(TakeoverSim, MinorityNeverHolds) {
 // not. The fourth crash leaves one of two members: that cannot be served
 // (crash and partition look the same). Recovered hosts are added back
 // without moving the slot.
+// The serial-failure groups: five hosts of distinct priorities, LAN delays
+// with a few duplicates; `shrink_after` as given (0: the static group).
+SimOptions SerialFailureOptions(uint64_t seed, Time shrink_after) {
+  std::mt19937_64 g(seed);
+  SimOptions o;
+  o.seed = seed;
+  o.group = MakeGroup(5, g, true);
+  o.group.timing.shrink_after = shrink_after;
+  o.network.min_delay = microseconds(200);
+  o.network.max_delay = milliseconds(2);
+  o.network.duplicate = 0.05;
+  return o;
+}
+
 TEST(TakeoverSim, SerialFailuresShrinkTheGroup) {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     for (bool shrink : {true, false}) {
-      std::mt19937_64 g(seed);
-      SimOptions o;
-      o.seed = seed;
-      o.group = MakeGroup(5, g, true);
-      o.group.timing.shrink_after = shrink ? milliseconds(300) : Time(0);
-      o.network.min_delay = microseconds(200);
-      o.network.max_delay = milliseconds(2);
-      o.network.duplicate = 0.05;
+      SimOptions o = SerialFailureOptions(seed, shrink ? milliseconds(300) : Time(0));
       Simulation sim(o);
       for (NodeId id : sim.ids()) sim.Start(id);
       sim.RunUntil(milliseconds(200));
@@ -1488,15 +1495,8 @@ TEST(TakeoverSim, BrokenMembershipIsCaught) {
 TEST(TakeoverSim, SerialCrashesDownToTheLastHostWithWitness) {
   std::vector<double> agreed_ms;
   for (uint64_t seed = 1; seed <= 10; ++seed) {
-    std::mt19937_64 g(seed);
-    SimOptions o;
-    o.seed = seed;
-    o.group = MakeGroup(5, g, true);
+    SimOptions o = SerialFailureOptions(seed, milliseconds(300));
     o.group.peers.push_back({6, 0, 0});  // The witness.
-    o.group.timing.shrink_after = milliseconds(300);
-    o.network.min_delay = microseconds(200);
-    o.network.max_delay = milliseconds(2);
-    o.network.duplicate = 0.05;
     Simulation sim(o);
     for (NodeId id : sim.ids()) sim.Start(id);
     sim.RunUntil(milliseconds(200));
