@@ -22,8 +22,6 @@ PKGS=(
   iproute2 iputils-ping procps psmisc curl gnuplot-nox python3 openssl
   # kernel-enforced lease fence (takeover/drivers/nft_fence)
   nftables libnftables-dev
-  # Prometheus metrics (takeover/daemon/metrics.h; prometheus-cpp::core)
-  prometheus-cpp-dev
 )
 
 missing=()
