@@ -163,6 +163,7 @@ class NodeImpl final : public Node {
         commit_wait_(Scale(GrantHold(config.timing),
                            (1.0 + config.timing.max_drift) / (1.0 - config.timing.max_drift)) +
                      config.timing.grant_margin),
+        grow_after_(std::min(config.timing.shrink_after, 10 * config.timing.heartbeat)),
         stall_wait_(2 * commit_wait_ + 2 * config.timing.peer_timeout +
                     2 * config.timing.heartbeat),
         start_(now),
@@ -549,8 +550,8 @@ class NodeImpl final : public Node {
       if (base[i] && now - last >= timing_.shrink_after && NobodyHears(i, now)) {
         next[i] = false;
         changed = true;
-      } else if (!base[i] && InView(i, now) && !p.draining &&
-                 now - p.present_since >= timing_.shrink_after) {
+      } else if (!base[i] && InView(i, now) && !p.draining && !p.quiet &&
+                 now - p.present_since >= grow_after_) {
         next[i] = true;
         changed = true;
       }
@@ -1248,6 +1249,14 @@ class NodeImpl final : public Node {
   // acknowledged, which lapses within GrantHold of its clock (padded again
   // for the rate difference between its clock and ours).
   const Time commit_wait_;
+  // How long a returning non-member must have been in the view before it is
+  // added again: 10 heartbeats (or shrink_after, if shorter). Much shorter
+  // than shrink_after on purpose: adding a live member never hurts, and a
+  // member removed while it was merely paused (or cut off) for longer than
+  // shrink_after must count again before the next failure; re-adding it only
+  // after another shrink_after left, e.g., a group of three shrunk to two for
+  // that long, where a pause of either stopped the service.
+  const Time grow_after_;
   // How long a change may be pending before a new ballot is tried (times
   // 1 + our rank among the old members): a few commit waits and view
   // timeouts, so that a working proposer is never overtaken.

@@ -98,8 +98,9 @@ struct Timing {
   Time discovery = std::chrono::milliseconds(30);
   // Serial failures: once a member has been missing from the view of a
   // connected majority for this long, the survivors shrink the group to
-  // exclude it, and a non-member that has been back in the view this long is
-  // added again (docs/takeover.md "Serial failures"). Changes are agreed by
+  // exclude it; a non-member that has been back in the view for 10
+  // heartbeats (or this long, if shorter) is added again (docs/takeover.md
+  // "Serial failures"). Changes are agreed by
   // a majority of the current members (ballots, as in Paxos), so a partition
   // can shrink at most one side. Requires the driver to persist
   // TakeStateToPersist(). Zero disables membership changes: the group is the
