@@ -104,7 +104,7 @@ struct DaemonConfig {
   std::optional<double> discovery_heartbeats;      // start-up quiet period (at least GrantHold)
   // Serial failures (YAML `timing.shrink_after`, in heartbeats): a member missing from the view of
   // a connected majority this long is removed from the group (and a returning host that has been
-  // back this long is added again), so that the service survives hosts failing one after another
+  // back for 10 heartbeats is added again), so that the service survives hosts failing one after another
   // down to a pair with a witness, or the last of a group with one (docs/takeover.md "Serial
   // failures"). Needs `state_file`. 0 turns it off (the group is the static peer list).
   // Default: 100 heartbeats (10 s at the default heartbeat).
