@@ -25,6 +25,7 @@ set(BATON_EXPORTS
   baton_takeover_core:takeover_core
   baton_takeover_drivers:takeover_drivers
   baton_takeover_daemon_config:takeover_config
+  baton_takeover_metrics:takeover_metrics
   baton_takeover_daemon:takeover_daemon
   baton_framework:framework
   baton_grpc_server:grpc
@@ -84,6 +85,9 @@ install(FILES
     ${PROJECT_SOURCE_DIR}/deploy/baton-takeoverd.service
     ${PROJECT_SOURCE_DIR}/deploy/baton-kvserver.example.yaml
     ${PROJECT_SOURCE_DIR}/deploy/baton-takeoverd.example.yaml
+    ${PROJECT_SOURCE_DIR}/deploy/baton-takeoverd-pair.example.yaml
+    ${PROJECT_SOURCE_DIR}/deploy/baton-takeoverd-witness.example.yaml
+    ${PROJECT_SOURCE_DIR}/deploy/baton-takeoverd-witness.service
   DESTINATION ${CMAKE_INSTALL_DATADIR}/baton/deploy)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/docs/
   DESTINATION ${CMAKE_INSTALL_DOCDIR} FILES_MATCHING PATTERN "*.md")

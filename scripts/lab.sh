@@ -35,7 +35,11 @@
 #                                                    isolation); the client still reaches them
 #   lab.sh cut     -p PREFIX hK...                   (-k labs) cut these hosts' cluster links: each
 #                                                    loses the other hosts, keeps the client
-#   lab.sh heal    -p PREFIX [hK...]                 undo isolate and cut (all hosts when none given)
+#   lab.sh split   -p PREFIX hA hB                   (-k labs) cut the cluster network between two
+#                                                    hosts only (nftables in both namespaces): each
+#                                                    still reaches every other host, e.g. a witness
+#   lab.sh heal    -p PREFIX [hK...]                 undo isolate, cut and split (all hosts when none
+#                                                    given)
 #   lab.sh exec    -p PREFIX NODE cmd...             run cmd in NODE's namespace (h1.., c, sw)
 #   lab.sh ip      -p PREFIX NODE                    print NODE's address (h1.., c, vip)
 #   lab.sh cip     -p PREFIX hK                      print hK's cluster-network address (-k labs)
@@ -208,6 +212,26 @@ case $CMD in
     ip -n "$NS_SW" link set "sw-${ARGS[0]}" up
     if ip -n "$NS_SW" link show "cl-${ARGS[0]}" >/dev/null 2>&1; then ip -n "$NS_SW" link set "cl-${ARGS[0]}" up; fi
     ;;
+  split)
+    [[ ${#ARGS[@]} -eq 2 && ${ARGS[0]} != "${ARGS[1]}" ]] || usage 2
+    a=${ARGS[0]} b=${ARGS[1]}
+    for h in "$a" "$b"; do host_num "$h" >/dev/null; node_ns "$h" >/dev/null; done
+    ip -n "$NS_SW" link show "cl-$a" >/dev/null 2>&1 || die "lab '$PFX' has no cluster network (up -k)"
+    # In each of the two namespaces: drop cluster traffic to and from the other one. One table per
+    # namespace (batonlab_split) holding the peers cut off from it; `heal` deletes it.
+    for pair in "$a $b" "$b $a"; do
+      read -r here there <<< "$pair"
+      peer="$NET2.$(host_num "$there")"
+      ip netns exec "$(node_ns "$here")" nft -f - <<EOF
+table inet batonlab_split {
+  set peers { type ipv4_addr; }
+  chain in { type filter hook input priority -200; policy accept; ip saddr @peers drop; }
+  chain out { type filter hook output priority -200; policy accept; ip daddr @peers drop; }
+}
+add element inet batonlab_split peers { $peer }
+EOF
+    done
+    ;;
   isolate|heal|cut)
     hosts=("${ARGS[@]}")
     node_ns sw >/dev/null
@@ -223,7 +247,8 @@ case $CMD in
         cut) has_cluster "$h" || die "lab '$PFX' has no cluster network (up -k)"
              ip -n "$NS_SW" link set "cl-$h" down ;;
         heal) bridge -n "$NS_SW" link set dev "sw-$h" isolated off
-              if has_cluster "$h"; then ip -n "$NS_SW" link set "cl-$h" up; fi ;;
+              if has_cluster "$h"; then ip -n "$NS_SW" link set "cl-$h" up; fi
+              ip netns exec "$(node_ns "$h")" nft delete table inet batonlab_split 2>/dev/null || true ;;
       esac
     done
     ;;

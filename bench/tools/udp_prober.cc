@@ -71,14 +71,26 @@ int main(int argc, char** argv) {
     else if (f == "--stop-file") stop_file = v;
     else return Usage();
   }
-  sockaddr_in dst{};
-  dst.sin_family = AF_INET;
-  dst.sin_port = htons(static_cast<uint16_t>(port));
+  // The target: an IPv4 or an IPv6 address.
+  sockaddr_storage dst_storage{};
+  socklen_t dst_len = 0;
+  auto* dst4 = reinterpret_cast<sockaddr_in*>(&dst_storage);
+  auto* dst6 = reinterpret_cast<sockaddr_in6*>(&dst_storage);
+  if (inet_pton(AF_INET, target.c_str(), &dst4->sin_addr) == 1) {
+    dst4->sin_family = AF_INET;
+    dst4->sin_port = htons(static_cast<uint16_t>(port));
+    dst_len = sizeof(*dst4);
+  } else if (inet_pton(AF_INET6, target.c_str(), &dst6->sin6_addr) == 1) {
+    dst6->sin6_family = AF_INET6;
+    dst6->sin6_port = htons(static_cast<uint16_t>(port));
+    dst_len = sizeof(*dst6);
+  }
   if (argc % 2 == 0 || log_path.empty() || port <= 0 || port > 65535 || period <= 0 ||
-      timeout <= 0 || inet_pton(AF_INET, target.c_str(), &dst.sin_addr) != 1) {
+      timeout <= 0 || dst_len == 0) {
     return Usage();
   }
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+  sockaddr* dst = reinterpret_cast<sockaddr*>(&dst_storage);
+  int fd = socket(dst->sa_family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
   if (fd < 0) {
     std::perror("socket");
     return 1;
@@ -119,8 +131,7 @@ int main(int argc, char** argv) {
       pending_set.insert(seq);
       int len = std::snprintf(buf, sizeof(buf), "%ld", seq);
       // A send error (no route, no neighbour) counts as FAIL through the timeout below.
-      (void)sendto(fd, buf, static_cast<size_t>(len), 0, reinterpret_cast<sockaddr*>(&dst),
-                   sizeof(dst));
+      (void)sendto(fd, buf, static_cast<size_t>(len), 0, dst, dst_len);
       next_send += period;
       if (next_send < now) next_send = now + period;  // no burst after a stall
     }

@@ -42,6 +42,7 @@ Timing Timing::ForHeartbeat(Time heartbeat) {
   t.remove_margin = Scale(t.remove_margin, f);
   t.peer_timeout = Scale(t.peer_timeout, f);
   t.discovery = Scale(t.discovery, f);
+  t.shrink_after = Scale(t.shrink_after, f);
   return t;
 }
 
@@ -75,9 +76,13 @@ struct PeerState {
   bool draining = false;
   std::vector<uint32_t> view;  // As last reported by the peer.
   Time present_since = kLongAgo;  // When it last came into our view.
-  // The peer's membership as last reported (for counting acknowledgements).
+  // The peer's membership as last reported (for counting promises and
+  // acceptances): version, members, whether it is joint, and its ballots.
   uint64_t config_version = 0;
   std::vector<uint32_t> members;
+  bool joint = false;
+  Ballot promised;
+  Ballot accepted;
   // Pool: the peer's advertised capacity (config value until heard), the
   // slots it drained alone, and whether its reported view has a majority of
   // our membership (cached: recomputed when either changes).
@@ -135,6 +140,10 @@ struct SlotState {
   bool request_now = false;
   Time release_until = kLongAgo;  // Advertise a release until then.
   bool drained_here = false;      // Drain(slot): we do not campaign for it.
+  // Counters since Create (Status): added here, removed here, removed as shed.
+  uint64_t takeovers = 0;
+  uint64_t releases = 0;
+  uint64_t sheds = 0;
 
   // --- Knowledge of others' holding (from their own claims).
   NodeId claimed_holder = kNoNode;
@@ -154,6 +163,9 @@ class NodeImpl final : public Node {
         commit_wait_(Scale(GrantHold(config.timing),
                            (1.0 + config.timing.max_drift) / (1.0 - config.timing.max_drift)) +
                      config.timing.grant_margin),
+        grow_after_(std::min(config.timing.shrink_after, 10 * config.timing.heartbeat)),
+        stall_wait_(2 * commit_wait_ + 2 * config.timing.peer_timeout +
+                    2 * config.timing.heartbeat),
         start_(now),
         quiet_until_(now + StartupQuiet(config.timing)),
         incarnation_(now.count() == 0 ? 1 : static_cast<uint64_t>(now.count())),
@@ -182,6 +194,11 @@ class NodeImpl final : public Node {
       cfg_version_ = m.version;
       member_ = SetOf(m.members);
       if (!m.old_members.empty()) old_member_ = SetOf(m.old_members);
+      promised_ = m.promised;
+      if (Joint()) {
+        accepted_ = m.accepted;
+        joint_since_ = now;
+      }
     }
     if (restored) {
       for (size_t i = 0; i < slots_.size() && i < restored->epochs.size(); ++i) {
@@ -338,6 +355,9 @@ class NodeImpl final : public Node {
       ss.slot = i;
       ss.assigned = assigned_[i];
       ss.shed = i >= slots_.size() - shed_now_;
+      ss.takeovers = s.takeovers;
+      ss.releases = s.releases;
+      ss.sheds = s.sheds;
       if (s.added) ++st.capacity_used;
       if (s.added) {
         ss.holder = self_;
@@ -392,6 +412,8 @@ class NodeImpl final : public Node {
     m.version = cfg_version_;
     m.members = IdsOf(member_);
     if (Joint()) m.old_members = IdsOf(old_member_);
+    m.promised = promised_;
+    m.accepted = accepted_;
     return m;
   }
   bool Joint() const { return !old_member_.empty(); }
@@ -426,42 +448,79 @@ class NodeImpl final : public Node {
     }
     return v;
   }
+  // The version of the last membership this node knows to be committed.
+  uint64_t CommittedVersion() const { return Joint() ? cfg_version_ - 1 : cfg_version_; }
+  const std::vector<bool>& CommittedSet() const { return Joint() ? old_member_ : member_; }
+
   void SetConfig(uint64_t version, std::vector<bool> members, std::vector<bool> old_members) {
+    const uint64_t was_committed = CommittedVersion();
     cfg_version_ = version;
     member_ = std::move(members);
     old_member_ = std::move(old_members);
     commit_at_ = kNever;
     persist_pending_ = true;
-    std::fill(send_to_.begin(), send_to_.end(), true);
-    send_to_[self_index_] = false;
+    if (!Joint()) accepted_ = Ballot{};
+    if (CommittedVersion() != was_committed) {
+      // A new committed version: ballots are per version.
+      promised_ = Ballot{};
+      accepted_ = Ballot{};
+      prepare_ = Ballot{};
+    }
+    SendToAll();
     for (PeerState& p : peers_) p.view_majority = ViewHasMajority(p.view);
   }
-  // Learns the membership from a peer's message (before its requests are
-  // decided). A peer at a higher stable version committed it, so adopting it
-  // is safe; a proposal (joint) one version up from ours is acknowledged.
-  void LearnConfig(size_t from, const wire::Message& m) {
+  // Accepts the change (version committed + 1, members) under `ballot`: we
+  // become joint with the committed set as the old members (docs "Serial
+  // failures": phase 2). From now on we grant only at that membership.
+  void Accept(const Ballot& ballot, std::vector<bool> members, Time now) {
+    std::vector<bool> base = CommittedSet();
+    const uint64_t version = CommittedVersion() + 1;
+    promised_ = std::max(promised_, ballot);
+    SetConfig(version, std::move(members), std::move(base));
+    accepted_ = ballot;
+    joint_since_ = now;
+  }
+  // Learns the membership from a peer's newest message (before its requests
+  // are decided): committed memberships are adopted, promises are raised,
+  // and a change under a ballot we may accept is accepted.
+  void LearnConfig(size_t from, const wire::Message& m, Time now) {
     PeerState& p = peers_[from];
+    const bool joint = !m.old_members.empty();
     p.config_version = m.config_version;
     p.members = m.members;
+    p.joint = joint;
+    p.promised = Ballot{m.promised_round, m.promised_node};
+    p.accepted = joint ? Ballot{m.accepted_round, m.accepted_node} : Ballot{};
     if (timing_.shrink_after <= Time(0)) return;
-    const std::vector<bool> members = SetOf(m.members);
     // A committed membership (version, set) is known from a stable sender,
-    // and from a changing sender as the base of its change: a change of
-    // version w is only ever made on top of the committed w−1. Adopt it if
-    // it is newer than ours, or if ours is a change of that same version
-    // still under way (a conflicting proposal that now can never commit,
-    // since at most one membership per version commits).
-    const bool joint = !m.old_members.empty();
-    const uint64_t committed_version = joint ? m.config_version - 1 : m.config_version;
-    const std::vector<bool> committed = joint ? SetOf(m.old_members) : members;
-    if (m.config_version > 0 &&
-        (committed_version > cfg_version_ ||
-         (committed_version == cfg_version_ && (Joint() || committed != member_)))) {
-      SetConfig(committed_version, committed, {});
+    // and from a changing sender as the base of its change (a change of
+    // version w is only ever made on top of the committed w−1). At most one
+    // membership per version is ever committed (the ballots below), so a
+    // newer one is adopted on sight, and so is one of the version we are
+    // still changing to (whatever we accepted, this one was chosen).
+    if (m.config_version == 0 && !joint) {
+      // The static peer list: nothing to learn.
+    } else {
+      const uint64_t committed_version = joint ? m.config_version - 1 : m.config_version;
+      if (committed_version > CommittedVersion() ||
+          (committed_version == cfg_version_ && Joint())) {
+        SetConfig(committed_version, SetOf(joint ? m.old_members : m.members), {});
+      }
     }
-    if (joint && !Joint() && m.config_version == cfg_version_ + 1 &&
-        SetOf(m.old_members) == member_) {
-      SetConfig(m.config_version, members, member_);  // Acknowledge the change.
+    // The agreement on version CommittedVersion() + 1 (same base only).
+    const uint64_t base = joint ? m.config_version - 1 : m.config_version;
+    if (base != CommittedVersion()) return;
+    if (p.promised > promised_) {
+      // Promising more only refuses more: always safe, and it carries a
+      // proposer's ballot to nodes it does not reach directly.
+      promised_ = p.promised;
+      promise_raised_at_ = now;
+      persist_pending_ = true;
+      SendToAll();  // The proposer counts our promise from our next message.
+    }
+    if (joint && SetOf(m.old_members) == CommittedSet() && p.accepted >= promised_ &&
+        (!Joint() || p.accepted > accepted_)) {
+      Accept(p.accepted, SetOf(m.members), now);
     }
   }
   // True if no peer in our view reports hearing peer `i` (makes conflicting
@@ -478,38 +537,158 @@ class NodeImpl final : public Node {
   bool SameConfig(const wire::Message& m) const {
     return m.config_version == cfg_version_ && SetOf(m.members) == member_;
   }
+  // The membership this node would like next (shrink and grow) instead of
+  // the committed one, or nullopt.
+  std::optional<std::vector<bool>> DesiredChange(Time now) const {
+    const std::vector<bool>& base = CommittedSet();
+    std::vector<bool> next = base;
+    bool changed = false;
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (i == self_index_) continue;
+      const PeerState& p = peers_[i];
+      const Time last = p.heard ? p.last_heard : start_;
+      if (base[i] && now - last >= timing_.shrink_after && NobodyHears(i, now)) {
+        next[i] = false;
+        changed = true;
+      } else if (!base[i] && InView(i, now) && !p.draining && !p.quiet &&
+                 now - p.present_since >= grow_after_) {
+        next[i] = true;
+        changed = true;
+      }
+    }
+    if (!changed) return std::nullopt;
+    return next;
+  }
+  // Phase 1 (docs "Serial failures"): asks for promises of a fresh ballot,
+  // higher than every ballot we know of, for the change `value`.
+  void Prepare(std::vector<bool> value, Time now) {
+    Ballot b{std::max(promised_.round, accepted_.round) + 1, self_};
+    for (const PeerState& p : peers_) b.round = std::max(b.round, p.promised.round + 1);
+    prepare_ = b;
+    prepare_value_ = std::move(value);
+    prepare_at_ = now;
+    promised_ = b;
+    persist_pending_ = true;
+    SendToAll();
+    if (config_.testing.skip_prepare) {
+      // BROKEN (GroupConfig::Testing): no promises, no look at what may
+      // already have been accepted.
+      Accept(b, prepare_value_, now);
+      prepare_ = Ballot{};
+    }
+  }
+  // Phase 1 under way: once a majority of the committed members promised our
+  // ballot, propose. If a change may have been chosen -- reported as
+  // accepted by so many promisers that, with the members that did not
+  // answer, they could form a majority -- propose the one with the highest
+  // ballot any promiser accepted (Paxos). Otherwise nothing was chosen, and
+  // we propose what we want now: our own change, or, if we want none but
+  // someone is stuck in an old change, the unchanged membership under the new
+  // version (which frees it).
+  void CompletePrepare(Time now) {
+    if (prepare_ == Ballot{} || promised_ != prepare_) return;
+    const std::vector<bool>& base = CommittedSet();
+    struct Report {
+      size_t index;
+      Ballot accepted;  // (0, 0): accepted nothing.
+      std::vector<bool> value;
+    };
+    std::vector<Report> reports = {
+        {self_index_, Joint() ? accepted_ : Ballot{}, Joint() ? member_ : std::vector<bool>{}}};
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      const PeerState& p = peers_[i];
+      if (i == self_index_ || !p.heard || p.promised != prepare_) continue;
+      const uint64_t peer_base = p.joint ? p.config_version - 1 : p.config_version;
+      if (peer_base != CommittedVersion()) continue;
+      reports.push_back({i, p.joint ? p.accepted : Ballot{},
+                         p.joint ? SetOf(p.members) : std::vector<bool>{}});
+    }
+    size_t promised = 0;
+    std::vector<bool> answered(peers_.size(), false);
+    for (const Report& r : reports) {
+      promised += base[r.index] ? 1 : 0;
+      answered[r.index] = true;
+    }
+    const size_t majority = MajorityOf(base);
+    if (promised < majority) return;
+    // A majority suffices, but every answer more can rule out that an old
+    // change was chosen (and so spare re-proposing it): wait a little for the
+    // members we hear, who answer at once.
+    bool all_in_view = true;
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (base[i] && !answered[i] && InView(i, now)) all_in_view = false;
+    }
+    if (!all_in_view && now - prepare_at_ < 2 * timing_.heartbeat) return;
+    const size_t silent = static_cast<size_t>(std::count(base.begin(), base.end(), true)) - promised;
+    Ballot best;
+    std::vector<bool> value;
+    bool stuck = false;
+    for (const Report& r : reports) {
+      if (r.accepted == Ballot{}) continue;
+      stuck = true;
+      size_t same = 0;
+      for (const Report& q : reports) {
+        if (base[q.index] && q.accepted != Ballot{} && q.value == r.value) ++same;
+      }
+      if (same + silent >= majority && r.accepted > best) {
+        best = r.accepted;
+        value = r.value;
+      }
+    }
+    const Ballot b = prepare_;
+    prepare_ = Ballot{};
+    if (best == Ballot{}) {
+      value = prepare_value_;
+      if (value == base && !stuck) return;  // Nothing to change any more.
+    }
+    Accept(b, std::move(value), now);
+  }
   // Proposes a new membership (shrink/grow) or completes one under way.
   void EvaluateMembership(Time now) {
     if (timing_.shrink_after <= Time(0)) return;
+    CompletePrepare(now);
     if (Joint()) {
       if (commit_at_ == kNever) {
-        // Acknowledged by a majority of the old members (ourselves included):
-        // no lease under the old membership alone can be formed any more;
+        // Accepted by a majority of the old members (ourselves included)
+        // under our very ballot: the change is chosen, no lease under any
+        // other membership of this version can be formed any more, and
         // those formed before end within commit_wait_.
         std::vector<uint32_t> acked = {self_};
         for (size_t i = 0; i < peers_.size(); ++i) {
           const PeerState& p = peers_[i];
           if (i == self_index_ || !p.heard) continue;
-          // Only an acknowledgement of this very change counts (a node of a
-          // higher version may have acknowledged a conflicting proposal).
-          if (p.config_version == cfg_version_ && SetOf(p.members) == member_) {
+          if (p.joint && p.config_version == cfg_version_ && p.accepted == accepted_ &&
+              SetOf(p.members) == member_) {
             acked.push_back(p.config.id);
           }
         }
         if (HasMajority(acked, old_member_)) commit_at_ = now + commit_wait_;
       }
-      if (now >= commit_at_) SetConfig(cfg_version_, member_, {});
+      if (now >= commit_at_) {
+        SetConfig(cfg_version_, member_, {});
+        return;
+      }
+      // Stalled (e.g. two proposals split the acceptances, or the proposer
+      // died before a majority accepted): a member of the old group starts a
+      // new ballot, which re-proposes the change that may have been chosen.
+      // The top-ranked member in view goes first, the others later, so that
+      // they rarely compete; any progress (a higher ballot) restarts the wait.
+      if (!old_member_[self_index_]) return;
+      const Time since = std::max({joint_since_, promise_raised_at_, prepare_at_});
+      if (now - since >= stall_wait_ * static_cast<int64_t>(1 + RankAmong(old_member_, now))) {
+        Prepare(DesiredChange(now).value_or(old_member_), now);
+      }
       return;
     }
     // Only the holder of slot 0 proposes: there is at most one at any time,
     // and it can only have become holder at the current membership, so two
-    // different changes of the same version are rarely proposed at once.
+    // different changes of the same version are rarely proposed at once
+    // (they are safe anyway: the ballots let at most one be chosen).
     // In a pool whose members in view all lack capacity nobody can hold slot
     // 0 (say the group shrank to capacity-0 grantors); then the top-ranked
-    // eligible member proposes, or returning nodes could never be added. It
-    // must have been top for a view timeout plus a round first: right after a
-    // partition heals two nodes that do not hear each other yet would both
-    // be "top" and propose conflicting changes (which stall, see the docs).
+    // eligible member proposes. It must have been top for a view timeout
+    // plus a round first: right after a partition heals two nodes that do
+    // not hear each other yet would both be "top" and compete.
     const bool fallback = assigned_[0] == kNoNode && !ClaimLive(slots_[0], now) &&
                           IAmTopEligible(now) && ViewHasMajority(MyView(now));
     if (!fallback) {
@@ -518,26 +697,30 @@ class NodeImpl final : public Node {
       fallback_since_ = now;
     }
     const bool proposer =
-        slots_[0].added ||
+        slots_[0].added || config_.testing.every_node_proposes ||
         (fallback && now - fallback_since_ >= timing_.peer_timeout + timing_.heartbeat);
     if (draining_ || Quiet(now) || !member_[self_index_] || !proposer) return;
     if (!ViewHasMajority(MyView(now))) return;
-    std::vector<bool> next = member_;
-    bool changed = false;
-    for (size_t i = 0; i < peers_.size(); ++i) {
-      if (i == self_index_) continue;
-      const PeerState& p = peers_[i];
-      const Time last = p.heard ? p.last_heard : start_;
-      if (member_[i] && now - last >= timing_.shrink_after && NobodyHears(i, now)) {
-        next[i] = false;
-        changed = true;
-      } else if (!member_[i] && InView(i, now) && !p.draining &&
-                 now - p.present_since >= timing_.shrink_after) {
-        next[i] = true;
-        changed = true;
-      }
+    std::optional<std::vector<bool>> next = DesiredChange(now);
+    if (!next) return;
+    if (prepare_ != Ballot{} && promised_ == prepare_) {
+      // Our ballot is still the highest known: wait for the promises (every
+      // message repeats our ballot), unless it has been too long.
+      if (now - prepare_at_ < stall_wait_) return;
+    } else if (promised_ != Ballot{} && promised_.node != self_ &&
+               now - promise_raised_at_ < stall_wait_) {
+      return;  // Another proposer is at work; do not compete with it.
     }
-    if (changed) SetConfig(cfg_version_ + 1, std::move(next), member_);
+    Prepare(*std::move(next), now);
+  }
+  // Our position (0 = first) among the members of `set` in our view, by
+  // priority, then id.
+  size_t RankAmong(const std::vector<bool>& set, Time now) const {
+    size_t rank = 0;
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (i != self_index_ && set[i] && InView(i, now) && Outranks(i, self_index_)) ++rank;
+    }
+    return rank;
   }
   bool Quiet(Time now) const { return now < quiet_until_; }
   bool ClaimLive(const SlotState& s, Time now) const {
@@ -658,7 +841,7 @@ class NodeImpl final : public Node {
     const NodeId from_id = peer.config.id;
     const bool replies_for_me = m.peer_incarnation == incarnation_;
     if (newest) {
-      LearnConfig(from, m);
+      LearnConfig(from, m, now);
       peer.view_majority = ViewHasMajority(peer.view);
       peer.capacity = static_cast<int>(std::min<uint32_t>(m.capacity, 1u << 20));
     }
@@ -818,6 +1001,7 @@ class NodeImpl final : public Node {
       actions_.push_back({Action::Kind::kRemoveAddress, slot, s.held_epoch});
       s.added = false;
       ++releases_;
+      ++s.releases;
     }
     if (s.campaigning) {
       s.campaigning = false;
@@ -876,11 +1060,14 @@ class NodeImpl final : public Node {
     return true;
   }
 
+  // Pre-emption hands over only to a peer that can hold the slot: a
+  // higher-ranked witness (capacity 0) would otherwise take the slot from
+  // every holder, round after round, and nobody would keep it.
   bool ShouldHandOver(Time now) const {
     if (!config_.preempt) return false;
     for (size_t i = 0; i < peers_.size(); ++i) {
       if (i != self_index_ && PeerEligible(i, now) && !peers_[i].quiet &&
-          Outranks(i, self_index_)) {
+          peers_[i].capacity > 0 && Outranks(i, self_index_)) {
         return true;
       }
     }
@@ -940,7 +1127,10 @@ class NodeImpl final : public Node {
     for (const SlotState& s : slots_) used += (s.added || s.campaigning) ? 1 : 0;
     for (uint32_t i = static_cast<uint32_t>(slots_.size()); i-- > 0 && used > capacity_;) {
       if (slots_[i].added || slots_[i].campaigning) {
-        if (slots_[i].added && assigned_[i] == kNoNode) ++sheds_;
+        if (slots_[i].added && assigned_[i] == kNoNode) {
+          ++sheds_;
+          ++slots_[i].sheds;
+        }
         GiveUp(i, now);
         --used;
       }
@@ -953,7 +1143,10 @@ class NodeImpl final : public Node {
         } else if (self_candidate && assigned_[i] != self_) {
           // Shed, over capacity, or rebalanced away. (Without a majority
           // view our assignment means nothing; the lease decides.)
-          if (assigned_[i] == kNoNode) ++sheds_;
+          if (assigned_[i] == kNoNode) {
+            ++sheds_;
+            ++s.sheds;
+          }
           GiveUp(i, now);
           --used;
         }
@@ -987,6 +1180,7 @@ class NodeImpl final : public Node {
         s.claim_heard = now;
         actions_.push_back({Action::Kind::kAddAddress, i, s.my_epoch});
         ++takeovers_;
+        ++s.takeovers;
         actions_.push_back({Action::Kind::kAnnounce, i, s.my_epoch});
         // Tell the peers at once, so they stop campaigning.
         std::fill(send_to_.begin(), send_to_.end(), true);
@@ -1012,6 +1206,10 @@ class NodeImpl final : public Node {
       m.capacity = static_cast<uint32_t>(capacity_);
       m.members = IdsOf(member_);
       if (Joint()) m.old_members = IdsOf(old_member_);
+      m.promised_round = promised_.round;
+      m.promised_node = promised_.node;
+      m.accepted_round = accepted_.round;
+      m.accepted_node = accepted_.node;
       for (uint32_t k = 0; k < slots_.size(); ++k) {
         const SlotState& s = slots_[k];
         wire::SlotEntry e;
@@ -1051,6 +1249,18 @@ class NodeImpl final : public Node {
   // acknowledged, which lapses within GrantHold of its clock (padded again
   // for the rate difference between its clock and ours).
   const Time commit_wait_;
+  // How long a returning non-member must have been in the view before it is
+  // added again: 10 heartbeats (or shrink_after, if shorter). Much shorter
+  // than shrink_after on purpose: adding a live member never hurts, and a
+  // member removed while it was merely paused (or cut off) for longer than
+  // shrink_after must count again before the next failure; re-adding it only
+  // after another shrink_after left, e.g., a group of three shrunk to two for
+  // that long, where a pause of either stopped the service.
+  const Time grow_after_;
+  // How long a change may be pending before a new ballot is tried (times
+  // 1 + our rank among the old members): a few commit waits and view
+  // timeouts, so that a working proposer is never overtaken.
+  const Time stall_wait_;
   const Time start_;
   const Time quiet_until_;
   const uint64_t incarnation_;
@@ -1066,6 +1276,14 @@ class NodeImpl final : public Node {
   std::vector<bool> old_member_;  // Non-empty while a change is under way.
   Time commit_at_ = kNever;
   Time fallback_since_ = kNever;  // Top proposer without a slot-0 holder since.
+  // The agreement on version CommittedVersion() + 1 (docs "Serial failures").
+  Ballot promised_;                 // Highest ballot promised (persisted).
+  Ballot accepted_;                 // While joint: the ballot of member_ (persisted).
+  Ballot prepare_;                  // Our phase 1 under way, if any.
+  std::vector<bool> prepare_value_;  // The change we want under prepare_.
+  Time prepare_at_ = kLongAgo;      // When we last started a phase 1.
+  Time promise_raised_at_ = kLongAgo;  // When another node's ballot raised promised_.
+  Time joint_since_ = kLongAgo;     // When we last accepted a change.
   bool persist_pending_ = false;           // Membership changed.
   std::vector<uint64_t> persisted_epochs_;  // Epoch floors last handed out.
   bool draining_ = false;

@@ -98,11 +98,14 @@ struct Timing {
   Time discovery = std::chrono::milliseconds(30);
   // Serial failures: once a member has been missing from the view of a
   // connected majority for this long, the survivors shrink the group to
-  // exclude it, and a non-member that has been back in the view this long is
-  // added again (docs/takeover.md "Serial failures"). Requires the driver to
-  // persist TakeStateToPersist(). Zero disables membership changes: the
-  // group is the static peer list. Default: 0 (disabled).
-  Time shrink_after{0};
+  // exclude it; a non-member that has been back in the view for 10
+  // heartbeats (or this long, if shorter) is added again (docs/takeover.md
+  // "Serial failures"). Changes are agreed by
+  // a majority of the current members (ballots, as in Paxos), so a partition
+  // can shrink at most one side. Requires the driver to persist
+  // TakeStateToPersist(). Zero disables membership changes: the group is the
+  // static peer list. Default: 1 s (100 × heartbeat).
+  Time shrink_after = std::chrono::seconds(1);
 
   // The defaults above scaled to another heartbeat (same multiples).
   static Timing ForHeartbeat(Time heartbeat);
@@ -114,12 +117,27 @@ Time GrantHold(const Timing& timing);
 // How long a freshly created node stays quiet: max(discovery, GrantHold()).
 Time StartupQuiet(const Timing& timing);
 
+// A membership ballot: proposals of the same version are ordered by
+// (round, node); each ballot is used by one proposer for one proposal.
+// (0, 0) is "none".
+struct Ballot {
+  uint64_t round = 0;
+  NodeId node = 0;
+  bool operator==(const Ballot&) const = default;
+  auto operator<=>(const Ballot&) const = default;
+};
+
 // The group's current membership (changes only when Timing::shrink_after > 0).
 struct Membership {
   uint64_t version = 0;             // 0 = the static peer list of GroupConfig.
   std::vector<NodeId> members;      // Sorted; the nodes whose grants count.
   std::vector<NodeId> old_members;  // Non-empty while a change is under way:
                                     // leases need a majority of both.
+  // The agreement on the next version (docs/takeover.md "Serial failures"):
+  // the highest ballot this node promised, and while a change is under way
+  // the ballot under which it accepted `members`.
+  Ballot promised;
+  Ballot accepted;
 };
 
 // What a node should keep across restarts (see Node::TakeStateToPersist).
@@ -147,6 +165,20 @@ struct GroupConfig {
   // false: only a failure, a capacity change or a drain moves an address.
   // In a pool, preempt = true implies rebalance.
   bool rebalance = false;
+  // Hooks for the simulation (tests/takeover/sim); never set in production.
+  struct Testing {
+    // Every member whose view has a majority proposes membership changes,
+    // not only the holder of slot 0: as many concurrent proposals as
+    // possible. Safe (the agreement does not depend on who proposes).
+    bool every_node_proposes = false;
+    // BROKEN on purpose: a proposer skips the promise phase and proposes its
+    // own change under a fresh ballot even when another change may already
+    // have been agreed; acceptors still move to higher ballots. Two changes
+    // of one version can then both be committed: the simulation's checker
+    // must find two holders (TakeoverSim.BrokenMembershipIsCaught).
+    bool skip_prepare = false;
+  };
+  Testing testing;
 };
 
 struct Action {
@@ -239,6 +271,10 @@ class Node {
     // Unassigned for lack of capacity in this view. False while this node's
     // view lacks a majority (its assignment then means nothing).
     bool shed = false;
+    // This slot's share of Status::takeovers, releases and sheds.
+    uint64_t takeovers = 0;
+    uint64_t releases = 0;
+    uint64_t sheds = 0;
   };
   struct Status {
     NodeId self = kNoNode;

@@ -67,13 +67,14 @@ class Reader {
 //   view_count:u16 view_count × id:u32
 //   config_version:u64 members_count:u16 × id:u32 old_count:u16 × id:u32
 //   capacity:u32
+//   promised_round:u64 promised_node:u32 accepted_round:u64 accepted_node:u32
 //   slot_count:u16 slot_count × {
 //     slot:u32 flags:u8 holder:u32 epoch:u64
 //     [request] request_epoch:u64
 //     [reply]   reply_echo:u64 reply_epoch:u64 reply_wait_ns:u64 }
 std::string Encode(const Message& m) {
   std::string out;
-  out.reserve(24 + 4 * m.view.size() + 40 * m.slots.size());
+  out.reserve(72 + 4 * m.view.size() + 40 * m.slots.size());
   PutU8(out, kMagic0);
   PutU8(out, kMagic1);
   PutU8(out, kVersion);
@@ -91,6 +92,10 @@ std::string Encode(const Message& m) {
   PutU16(out, static_cast<uint16_t>(m.old_members.size()));
   for (uint32_t id : m.old_members) PutU32(out, id);
   PutU32(out, m.capacity);
+  PutU64(out, m.promised_round);
+  PutU32(out, m.promised_node);
+  PutU64(out, m.accepted_round);
+  PutU32(out, m.accepted_node);
   PutU16(out, static_cast<uint16_t>(m.slots.size()));
   for (const SlotEntry& s : m.slots) {
     uint8_t flags = (s.holding ? kSlotHolding : 0) |
@@ -139,6 +144,10 @@ std::optional<Message> Decode(std::string_view bytes) {
     for (uint16_t i = 0; i < count && r.ok(); ++i) list->push_back(r.U32());
   }
   m.capacity = r.U32();
+  m.promised_round = r.U64();
+  m.promised_node = r.U32();
+  m.accepted_round = r.U64();
+  m.accepted_node = r.U32();
   uint16_t slot_count = r.U16();
   if (!r.ok() || slot_count > kMaxSlots) return std::nullopt;
   m.slots.reserve(slot_count);

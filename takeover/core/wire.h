@@ -16,7 +16,10 @@ namespace baton::takeover::wire {
 inline constexpr uint8_t kMagic0 = 'B';
 inline constexpr uint8_t kMagic1 = 'T';
 // Version 2 (pool): adds the sender's capacity and the per-slot drained flag.
-inline constexpr uint8_t kVersion = 2;
+// Version 3 (membership ballots): adds the sender's promised and accepted
+// membership ballots. Only the current version is decoded: a group is
+// upgraded as a whole (older peers count newer messages as malformed).
+inline constexpr uint8_t kVersion = 3;
 // Decoding limits (a message naming more is malformed).
 inline constexpr uint32_t kMaxSlots = 1024;
 inline constexpr uint32_t kMaxView = 1024;
@@ -64,6 +67,14 @@ struct Message {
   std::vector<uint32_t> members;
   std::vector<uint32_t> old_members;
   uint32_t capacity = 0;     // Sender's current capacity (pool assignment).
+  // Membership change of version (committed + 1), docs/takeover.md "Serial
+  // failures": the highest ballot the sender promised, and, while it is
+  // joint, the ballot of the change it accepted (its members / old_members).
+  // A ballot is (round, proposer id); (0, 0) is none.
+  uint64_t promised_round = 0;
+  uint32_t promised_node = 0;
+  uint64_t accepted_round = 0;
+  uint32_t accepted_node = 0;
   std::vector<SlotEntry> slots;
 };
 

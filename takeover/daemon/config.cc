@@ -130,16 +130,21 @@ absl::Status ParseServiceAddress(const YAML::Node& node, const std::string& key,
 absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
   if (!root.IsMap()) return Bad("<top>", "the document must be a mapping");
   if (absl::Status s = CheckKeys(root, "",
-                                 {"node_id", "peers", "key_file", "interface", "service_address",
-                                  "service_addresses", "rebalance", "label", "bind_host", "timing", "announce", "preempt",
-                                  "kernel_fence", "health_check", "status_socket", "incarnation_file",
+                                 {"node_id", "witness", "peers", "key_file", "interface", "service_address",
+                                  "service_addresses", "rebalance", "label", "bind_host", "freshness_window",
+                                  "timing", "announce", "preempt",
+                                  "kernel_fence", "health_check", "status_socket", "metrics_listen", "incarnation_file",
                                   "state_file", "nice",
                                   "log_level"});
       !s.ok()) {
     return s;
   }
   DaemonConfig c;
+  if (root["witness"]) {
+    if (absl::Status s = Get(root["witness"], "witness", c.witness); !s.ok()) return s;
+  }
   for (const char* required : {"node_id", "peers", "key_file", "interface"}) {
+    if (c.witness && std::string_view(required) == "interface") continue;
     if (!root[required]) return Bad(required, "missing (required)");
   }
   if (!root["service_address"] && !root["service_addresses"]) {
@@ -148,8 +153,10 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
   if (absl::Status s = Get(root["node_id"], "node_id", c.node_id); !s.ok()) return s;
   if (c.node_id == 0) return Bad("node_id", "must be > 0");
   if (absl::Status s = Get(root["key_file"], "key_file", c.key_file); !s.ok()) return s;
-  if (absl::Status s = Get(root["interface"], "interface", c.interface); !s.ok()) return s;
-  if (c.interface.empty() || c.interface.size() > 15) return Bad("interface", "1..15 characters");
+  if (root["interface"]) {
+    if (absl::Status s = Get(root["interface"], "interface", c.interface); !s.ok()) return s;
+    if (c.interface.empty() || c.interface.size() > 15) return Bad("interface", "1..15 characters");
+  }
 
   if (root["service_address"] && root["service_addresses"]) {
     return Bad("service_addresses", "give either service_address or service_addresses, not both");
@@ -227,17 +234,34 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
     return Bad("peers", absl::StrCat("node_id ", c.node_id, " is not in the peer list"));
   }
 
-  c.label = c.interface + ":bt";
+  if (c.witness && c.self()->capacity != 0) {
+    return Bad("peers", absl::StrCat("a witness holds no address: its own entry (id ", c.node_id,
+                                     ") must say capacity: 0"));
+  }
+  if (c.witness && root["health_check"]) {
+    return Bad("health_check", "a witness has no service to check");
+  }
+  c.label = c.interface.empty() ? "witness:bt" : c.interface + ":bt";
   if (root["label"]) {
     if (absl::Status s = Get(root["label"], "label", c.label); !s.ok()) return s;
   }
-  if (c.label.size() > 15 || c.label.size() <= c.interface.size() + 1 ||
-      c.label.rfind(c.interface + ":", 0) != 0) {
+  if (!c.witness && (c.label.size() > 15 || c.label.size() <= c.interface.size() + 1 ||
+                     c.label.rfind(c.interface + ":", 0) != 0)) {
     return Bad("label", "must be '<interface>:<suffix>', at most 15 characters");
   }
   if (root["bind_host"]) {
     if (absl::Status s = Get(root["bind_host"], "bind_host", c.bind_host); !s.ok()) return s;
     if (!IsIpv4(c.bind_host) && !IsIpv6(c.bind_host)) return Bad("bind_host", "not a numeric address");
+  }
+
+  if (root["freshness_window"]) {
+    if (absl::Status s = GetDuration(root["freshness_window"], "freshness_window", c.freshness_window);
+        !s.ok()) {
+      return s;
+    }
+    if (c.freshness_window > std::chrono::hours(1)) {
+      return Bad("freshness_window", "must be at most 1h (0 = off)");
+    }
   }
 
   if (const YAML::Node t = root["timing"]) {
@@ -367,6 +391,24 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
   if (root["status_socket"]) {
     if (absl::Status s = Get(root["status_socket"], "status_socket", c.status_socket); !s.ok()) return s;
     if (c.status_socket.size() >= 108) return Bad("status_socket", "path longer than 107 bytes");
+  }
+  if (root["metrics_listen"]) {
+    if (absl::Status s = Get(root["metrics_listen"], "metrics_listen", c.metrics_listen); !s.ok()) {
+      return s;
+    }
+    if (!c.metrics_listen.empty()) {
+      if (absl::Status s = ParseHostPort("metrics_listen", c.metrics_listen, c.metrics_host,
+                                         c.metrics_port);
+          !s.ok()) {
+        return s;
+      }
+      const std::string& t = c.metrics_listen;
+      const bool has_port = t.front() == '[' ? t.find("]:") != std::string::npos
+                                             : std::count(t.begin(), t.end(), ':') == 1;
+      if (!has_port) {
+        return Bad("metrics_listen", "needs HOST:PORT (e.g. 127.0.0.1:9464)");
+      }
+    }
   }
   c.incarnation_file = absl::StrCat("/var/lib/baton/takeoverd-", c.node_id, ".incarnation");
   if (root["incarnation_file"]) {

@@ -64,9 +64,18 @@ struct ServiceAddress {
 
 struct DaemonConfig {
   uint32_t node_id = 0;
+  // A witness (YAML `witness: true`): a member that only grants -- it holds no address, needs no
+  // interface, no service and no network privileges (no netlink, no ARP, no kernel fence), and
+  // can run on any third machine, e.g. beside an etcd member. With it, a pair of hosts keeps
+  // serving when either fails, and a group shrinks down to its last host (docs/takeover.md
+  // "Serial failures"). Its own `peers` entry must say `capacity: 0`; `service_address(es)` is
+  // the group's list (only its length, the number of slots, matters here); `interface` may be
+  // left out; no health check. Default: false.
+  bool witness = false;
   std::vector<DaemonPeerConfig> peers;  // every member, this node included, sorted by id
   std::string key_file;                 // cluster key (see LoadClusterKey)
-  std::string interface;                // where the service addresses live, e.g. "eth0"
+  std::string interface;                // where the service addresses live, e.g. "eth0"; a witness
+                                        // has none (empty)
   // The pool: slot i is service_addresses[i] (YAML `service_addresses: [A/P, ...]`, or the
   // single `service_address: A/P` = a pool of one). Exactly one of the two keys; >= 1 entry,
   // at most 1024, no duplicates. Each peer's `capacity` is the most it holds at once.
@@ -77,6 +86,11 @@ struct DaemonConfig {
   std::string label;
   // Local address the UDP socket binds to. Default: "::" (any, dual stack); port: own peer's.
   std::string bind_host = "::";
+  // The transport drops datagrams whose send time (the sender's wall clock) differs from ours by
+  // more than this, so that a restarted daemon never accepts an old captured datagram
+  // (udp_transport.h "Receiver restarts"). Needs the peers' wall clocks within it (NTP). YAML
+  // `freshness_window: 5s`; 0 turns it off. Default: 5 s.
+  std::chrono::nanoseconds freshness_window = std::chrono::seconds(5);
 
   // Timing (YAML `timing:`). Everything but the heartbeat and max_drift is a multiple of the
   // heartbeat; an absent value keeps the core's default multiple (takeover/core/node.h,
@@ -89,10 +103,12 @@ struct DaemonConfig {
   std::optional<double> peer_timeout_heartbeats;   // silence after which a peer leaves the view
   std::optional<double> discovery_heartbeats;      // start-up quiet period (at least GrantHold)
   // Serial failures (YAML `timing.shrink_after`, in heartbeats): a member missing from the view of
-  // a connected majority this long is removed from the group, so that e.g. a 5-host group
-  // survives 3 serial crashes (docs/takeover.md "Serial failures"). Needs `state_file`.
-  // Default: 0 = off (the group is the static peer list).
-  double shrink_after_heartbeats = 0;
+  // a connected majority this long is removed from the group (and a returning host that has been
+  // back for 10 heartbeats is added again), so that the service survives hosts failing one after another
+  // down to a pair with a witness, or the last of a group with one (docs/takeover.md "Serial
+  // failures"). Needs `state_file`. 0 turns it off (the group is the static peer list).
+  // Default: 100 heartbeats (10 s at the default heartbeat).
+  double shrink_after_heartbeats = 100;
   double max_drift = 0.001;  // bound on clock-rate error, a fraction. Default: 1e-3 (0.1 %)
   // Kernel valid_lft of the address while held (refreshed while holding): a backstop that
   // removes the address if the daemon is paused or dead. Default: 30 heartbeats; the kernel
@@ -115,6 +131,12 @@ struct DaemonConfig {
   // true: start-up fails if it is not usable.
   std::optional<bool> kernel_fence;
   HealthCheckConfig health_check;
+  // Prometheus metrics (takeover/daemon/metrics.h) served over HTTP as GET /metrics on this
+  // "HOST:PORT" ("[v6]:PORT"), e.g. 127.0.0.1:9464. YAML `metrics_listen`. An embedding server
+  // normally leaves it off and exports the same metrics on its own admin plane. Default: "" (off).
+  std::string metrics_listen;
+  uint16_t metrics_port = 0;  // parsed from metrics_listen (host in metrics_host)
+  std::string metrics_host;
   // Unix socket for `baton-takeoverd status` and `drain`. Empty: no socket (an embedding process
   // that serves the status itself). Default: /run/baton-takeoverd.sock
   std::string status_socket = "/run/baton-takeoverd.sock";
@@ -133,7 +155,7 @@ struct DaemonConfig {
 
   const DaemonPeerConfig* self() const;
   // The part of `label` after "<interface>:".
-  std::string label_suffix() const { return label.substr(interface.size() + 1); }
+  std::string label_suffix() const { return label.substr(label.find(':') + 1); }
 };
 
 // Parses YAML text. kInvalidArgument names the first bad or missing key.

@@ -19,6 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "spdlog/spdlog.h"
+#include "takeover/daemon/metrics.h"
+#include "takeover/daemon/unix_socket.h"
 
 namespace baton::takeover {
 namespace {
@@ -55,7 +57,7 @@ Timing TimingFromConfig(const DaemonConfig& c) {
   if (c.peer_timeout_heartbeats) t.peer_timeout = Multiple(c.heartbeat, *c.peer_timeout_heartbeats);
   if (c.discovery_heartbeats) t.discovery = Multiple(c.heartbeat, *c.discovery_heartbeats);
   t.max_drift = c.max_drift;
-  if (c.shrink_after_heartbeats > 0) t.shrink_after = Multiple(c.heartbeat, c.shrink_after_heartbeats);
+  t.shrink_after = Multiple(c.heartbeat, c.shrink_after_heartbeats);
   return t;
 }
 
@@ -229,9 +231,7 @@ std::chrono::seconds TakeoverDaemon::ValidLifetime() const {
   return std::chrono::seconds(std::max<int64_t>(2, static_cast<int64_t>(std::ceil(s))));
 }
 
-absl::Status TakeoverDaemon::Start() {
-  const Time now = clock_.Now();
-  started_ = now;
+absl::Status TakeoverDaemon::StartAddressDrivers() {
   AddressDriverOptions aopt;
   aopt.label_suffix = config_.label_suffix();
   absl::StatusOr<std::unique_ptr<AddressDriver>> addresses = AddressDriver::Create(aopt);
@@ -267,6 +267,15 @@ absl::Status TakeoverDaemon::Start() {
   if (!announcer.ok()) return announcer.status();
   announcer_ = *std::move(announcer);
   announcer_driver_ = std::make_unique<AsioAnnouncerDriver>(io_, clock_, *announcer_);
+  return absl::OkStatus();
+}
+
+absl::Status TakeoverDaemon::Start() {
+  const Time now = clock_.Now();
+  started_ = now;
+  if (!config_.witness) {
+    if (absl::Status s = StartAddressDrivers(); !s.ok()) return s;
+  }
 
   UdpTransportOptions topt;
   topt.self = config_.node_id;
@@ -277,6 +286,7 @@ absl::Status TakeoverDaemon::Start() {
   }
   topt.key = key_;
   topt.incarnation = incarnation_;
+  topt.freshness_window = config_.freshness_window;
   // One message per peer per round carries every slot (about 18 bytes each: 18.2 KB at 1024
   // slots), so a large pool needs more than the transport's 8 KiB default. Every member of the
   // group has the same pool, hence the same limit on both sides. 65467 is the transport's maximum.
@@ -290,6 +300,16 @@ absl::Status TakeoverDaemon::Start() {
   transport_ = *std::move(transport);
 
   if (absl::Status s = StartStatusSocket(); !s.ok()) return s;
+  if (!config_.metrics_host.empty()) {
+    MetricsServerOptions mopt;
+    mopt.host = config_.metrics_host;
+    mopt.port = config_.metrics_port;
+    absl::StatusOr<std::unique_ptr<MetricsServer>> metrics = MetricsServer::Create(
+        io_, mopt, [this] { return RenderTakeoverMetrics(StatusJson()); });
+    if (!metrics.ok()) return metrics.status();
+    metrics_ = *std::move(metrics);
+    spdlog::info("metrics on http://{}/metrics", config_.metrics_listen);
+  }
 
   absl::StatusOr<std::unique_ptr<Node>> node = Node::Create(group_, config_.node_id, now, restored_);
   if (!node.ok()) return node.status();
@@ -319,15 +339,22 @@ absl::Status TakeoverDaemon::Start() {
   const Timing& t = group_.timing;
   std::vector<std::string> pool;
   for (const Slot& slot : slots_) pool.push_back(slot.prefix.ToString());
-  spdlog::info(
-      "baton-takeoverd node {} started: {} on {} (label {}), {} peers, capacity {}, heartbeat {} ms, "
-      "lease {} ms, grant hold {} ms, start-up quiet {} ms, valid_lft {} s, kernel fence {}, "
-      "preempt {}, rebalance {}, incarnation {}",
-      config_.node_id, absl::StrJoin(pool, ","), config_.interface, config_.label,
-      config_.peers.size(), config_.self()->capacity, Ms(t.heartbeat), Ms(t.lease),
-      Ms(GrantHold(t)), Ms(StartupQuiet(t)), ValidLifetime().count(),
-      fence_ ? fence_->table() : std::string("off"), config_.preempt, config_.rebalance,
-      incarnation_);
+  if (config_.witness) {
+    spdlog::info("baton-takeoverd node {} started as a witness (grants only) for {} slot(s), {} peers, "
+                 "heartbeat {} ms, lease {} ms, shrink after {} ms, incarnation {}",
+                 config_.node_id, slots_.size(), config_.peers.size(), Ms(t.heartbeat), Ms(t.lease),
+                 Ms(t.shrink_after), incarnation_);
+  } else {
+    spdlog::info(
+        "baton-takeoverd node {} started: {} on {} (label {}), {} peers, capacity {}, heartbeat {} ms, "
+        "lease {} ms, grant hold {} ms, start-up quiet {} ms, valid_lft {} s, kernel fence {}, "
+        "preempt {}, rebalance {}, incarnation {}",
+        config_.node_id, absl::StrJoin(pool, ","), config_.interface, config_.label,
+        config_.peers.size(), config_.self()->capacity, Ms(t.heartbeat), Ms(t.lease),
+        Ms(GrantHold(t)), Ms(StartupQuiet(t)), ValidLifetime().count(),
+        fence_ ? fence_->table() : std::string("off"), config_.preempt, config_.rebalance,
+        incarnation_);
+  }
   Pump();
   return absl::OkStatus();
 }
@@ -385,6 +412,10 @@ void TakeoverDaemon::Pump() {
 void TakeoverDaemon::ApplyAction(const Action& action) {
   if (action.slot >= slots_.size()) {
     spdlog::error("core action for unknown slot {}", action.slot);
+    return;
+  }
+  if (config_.witness) {  // capacity 0: the core never asks; nothing to act with anyway
+    spdlog::error("witness: ignored an address action for slot {}", action.slot);
     return;
   }
   Slot& slot = slots_[action.slot];
@@ -633,6 +664,7 @@ void TakeoverDaemon::Finish() {
     boost::system::error_code ec;
     status_acceptor_->close(ec);
   }
+  if (metrics_) metrics_->Close();
   spdlog::info("stopped (address held: {})", holding_any());
   *alive_ = false;
   alive_ = std::make_shared<bool>(false);
@@ -656,14 +688,18 @@ absl::Status TakeoverDaemon::StartStatusSocket() {
     }
     ::unlink(path.c_str());
   }
+  // Owner-only from the first instant (the socket accepts drain requests): unix_socket.h.
+  absl::StatusOr<int> fd = ListenUnixOwnerOnly(path, 8);
+  if (!fd.ok()) {
+    return absl::Status(fd.status().code(), absl::StrCat("status socket: ", fd.status().message()));
+  }
   boost::system::error_code ec;
   auto acceptor = std::make_unique<boost::asio::local::stream_protocol::acceptor>(io_);
-  boost::asio::local::stream_protocol::endpoint ep(path);
-  acceptor->open(ep.protocol(), ec);
-  if (!ec) acceptor->bind(ep, ec);
-  if (!ec) acceptor->listen(8, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("status socket ", path, ": ", ec.message()));
-  ::chmod(path.c_str(), 0600);
+  acceptor->assign(boost::asio::local::stream_protocol(), *fd, ec);
+  if (ec) {
+    ::close(*fd);
+    return absl::UnavailableError(absl::StrCat("status socket ", path, ": ", ec.message()));
+  }
   status_acceptor_ = std::move(acceptor);
   AcceptStatus();
   return absl::OkStatus();
@@ -754,6 +790,7 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
   const Time now = clock_.Now();
   json j;
   j["node_id"] = config_.node_id;
+  j["witness"] = config_.witness;
   j["service_address"] = slots_.empty() ? std::string() : slots_[0].prefix.ToString();
   j["interface"] = config_.interface;
   j["address_held"] = holding_any();
@@ -791,7 +828,10 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
          {"lease_remaining_ms", s ? Ms(s->lease_remaining) : 0.0},
          {"assigned", s && s->assigned != kNoNode ? json(s->assigned) : json(nullptr)},
          {"shed", s ? s->shed : false},
-         {"drained", slots_[i].drained}});
+         {"drained", slots_[i].drained},
+         {"takeovers", s ? s->takeovers : 0},
+         {"releases", s ? s->releases : 0},
+         {"sheds", s ? s->sheds : 0}});
   }
   j["slots"] = slots;
   if (st) {
@@ -804,7 +844,7 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
     j["shed_slots"] = st->shed_slots;
     // Slot 0 at the top level: what the single-address daemon always reported.
     const Node::SlotStatus* s0 = st->slots.empty() ? nullptr : &st->slots[0];
-    std::string role = "backup";
+    std::string role = config_.witness ? "witness" : "backup";
     if (shutting_down_) role = "stopping";
     else if (draining_) role = "drained";
     else if (holding_any()) role = "holder";

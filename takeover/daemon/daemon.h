@@ -44,6 +44,7 @@
 #include "takeover/core/node.h"
 #include "takeover/daemon/config.h"
 #include "takeover/daemon/health_check.h"
+#include "takeover/daemon/metrics_server.h"
 #include "takeover/daemon/state_file.h"
 #include "takeover/drivers/address_driver.h"
 #include "takeover/drivers/announcer.h"
@@ -136,6 +137,9 @@ class TakeoverDaemon {
   TakeoverDaemon(boost::asio::io_context& io, const Clock& clock, DaemonConfig config,
                  std::string key, uint64_t incarnation, std::vector<IpPrefix> prefixes);
 
+  // Netlink address driver (removing stale addresses), kernel fence and announcer: everything
+  // that needs CAP_NET_ADMIN / CAP_NET_RAW. Not started by a witness.
+  absl::Status StartAddressDrivers();
   void OnReceive(NodeId from, std::string_view payload);
   // Applies the core's actions, then sends its messages, logs role changes, re-arms the timer.
   void Pump();
@@ -184,6 +188,7 @@ class TakeoverDaemon {
   uint64_t fence_updates_ = 0, fence_errors_ = 0;
   boost::asio::steady_timer tick_timer_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> status_acceptor_;
+  std::unique_ptr<MetricsServer> metrics_;  // config metrics_listen; null when off
 
   bool check_healthy_ = true;     // the health checker's last report
   bool external_healthy_ = true;  // SetHealthy's last value

@@ -16,7 +16,9 @@
 namespace baton::takeover {
 namespace {
 
-constexpr absl::string_view kHeader = "baton-takeoverd-state 1";
+// Version 2 adds the membership ballots; version 1 files (without them) are still read.
+constexpr absl::string_view kHeader = "baton-takeoverd-state 2";
+constexpr absl::string_view kHeaderV1 = "baton-takeoverd-state 1";
 
 uint64_t Fnv1a(absl::string_view s) {
   uint64_t h = 1469598103934665603ULL;
@@ -63,7 +65,9 @@ std::string EncodePersistentState(const PersistentState& state) {
     const NodeId owner = i < state.epoch_owners.size() ? state.epoch_owners[i] : kNoNode;
     absl::StrAppend(&body, " ", state.epochs[i], ":", owner);
   }
-  absl::StrAppend(&body, "\n");
+  const Membership& m = state.membership;
+  absl::StrAppend(&body, "\nballots ", m.promised.round, ":", m.promised.node, " ",
+                  m.accepted.round, ":", m.accepted.node, "\n");
   char sum[17];
   std::snprintf(sum, sizeof sum, "%016" PRIx64, Fnv1a(body));
   return absl::StrCat(body, "checksum ", sum, "\n");
@@ -83,8 +87,14 @@ absl::StatusOr<PersistentState> DecodePersistentState(std::string_view text_in) 
   if (sum != Fnv1a(body)) return Corrupt("checksum mismatch");
 
   std::vector<absl::string_view> lines = absl::StrSplit(body, '\n', absl::SkipEmpty());
-  if (lines.size() != 5) return Corrupt(absl::StrCat("expected 5 records, found ", lines.size()));
-  if (lines[0] != kHeader) return Corrupt(absl::StrCat("unknown header '", lines[0], "'"));
+  const bool v1 = !lines.empty() && lines[0] == kHeaderV1;
+  if (!lines.empty() && lines[0] != kHeader && !v1) {
+    return Corrupt(absl::StrCat("unknown header '", lines[0], "'"));
+  }
+  const size_t records = v1 ? 5 : 6;
+  if (lines.size() != records) {
+    return Corrupt(absl::StrCat("expected ", records, " records, found ", lines.size()));
+  }
   PersistentState st;
   {
     std::vector<absl::string_view> f = absl::StrSplit(lines[1], ' ', absl::SkipEmpty());
@@ -105,6 +115,18 @@ absl::StatusOr<PersistentState> DecodePersistentState(std::string_view text_in) 
     }
     st.epochs.push_back(epoch);
     st.epoch_owners.push_back(owner);
+  }
+  if (!v1) {
+    std::vector<absl::string_view> b = absl::StrSplit(lines[5], ' ', absl::SkipEmpty());
+    Ballot* ballots[] = {&st.membership.promised, &st.membership.accepted};
+    if (b.size() != 3 || b[0] != "ballots") return Corrupt("bad ballots line");
+    for (size_t i = 0; i < 2; ++i) {
+      std::vector<absl::string_view> rn = absl::StrSplit(b[i + 1], ':');
+      if (rn.size() != 2 || !absl::SimpleAtoi(rn[0], &ballots[i]->round) ||
+          !absl::SimpleAtoi(rn[1], &ballots[i]->node)) {
+        return Corrupt(absl::StrCat("bad ballot '", b[i + 1], "'"));
+      }
+    }
   }
   return st;
 }

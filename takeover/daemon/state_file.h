@@ -7,12 +7,15 @@
 //
 // Format: a small text file, one record per line, ending with a checksum line over everything
 // before it (FNV-1a 64), so that a torn or edited file is detected rather than half-used:
-//   baton-takeoverd-state 1
+//   baton-takeoverd-state 2
 //   membership <version>
 //   members <id> <id> ...
 //   old_members <id> ...
 //   epochs <epoch>:<owner> ...        (owner 4294967295 = none)
+//   ballots <round>:<node> <round>:<node>   (promised, accepted: the membership agreement)
 //   checksum <16 hex digits>
+// Version 1 files (written before the ballots existed: no ballots line) are still read, with
+// both ballots (0, 0).
 //
 // Errors: kDataLoss for a corrupt file (bad header, syntax or checksum); kPermissionDenied /
 // kUnavailable when the file cannot be read or written. A missing file is not an error for

@@ -47,6 +47,21 @@ bool ValidTable(const std::string& t) {
                      [](unsigned char c) { return std::isalnum(c) != 0 || c == '_'; });
 }
 
+// An IPv6 address as the 128-bit integer nft compares ND targets with ("0x" + 32 hex digits):
+// the neighbour-discovery sets are keyed on the raw target field (@th,64,128), not on a typed
+// address. "" if `address` is not IPv6.
+std::string NdTarget(const std::string& address) {
+  unsigned char b[16];
+  if (inet_pton(AF_INET6, address.c_str(), b) != 1) return "";
+  std::string hex = "0x";
+  static const char kDigits[] = "0123456789abcdef";
+  for (unsigned char c : b) {
+    hex.push_back(kDigits[c >> 4]);
+    hex.push_back(kDigits[c & 15]);
+  }
+  return hex;
+}
+
 // The element timeout for `remaining` (already reduced by the margin): whole milliseconds,
 // rounded down, so the kernel never lets the address answer past the lease (it rounds further
 // down to jiffies).
@@ -70,7 +85,7 @@ absl::StatusOr<std::unique_ptr<NftFence>> NftFence::Create(const Clock& clock,
   }
   if (options.addresses.empty()) return absl::InvalidArgumentError("fence needs an address");
   std::vector<bool> is_v6;
-  std::vector<std::string> v4, v6;
+  std::vector<std::string> v4, v6, v6nd;
   for (const std::string& a : options.addresses) {
     unsigned char buf[16];
     if (inet_pton(AF_INET, a.c_str(), buf) == 1) {
@@ -79,6 +94,7 @@ absl::StatusOr<std::unique_ptr<NftFence>> NftFence::Create(const Clock& clock,
     } else if (inet_pton(AF_INET6, a.c_str(), buf) == 1) {
       is_v6.push_back(true);
       v6.push_back(a);
+      v6nd.push_back(NdTarget(a));
     } else {
       return absl::InvalidArgumentError(absl::StrCat("fence address '", a, "' is not numeric"));
     }
@@ -103,12 +119,21 @@ absl::StatusOr<std::unique_ptr<NftFence>> NftFence::Create(const Clock& clock,
       "  set leased4 { type ipv4_addr; flags timeout; }\n",
       "  set service6 { type ipv6_addr;", elements(v6), " }\n",
       "  set leased6 { type ipv6_addr; flags timeout; }\n",
+      // Neighbour discovery, IPv6's ARP: keyed on the ND target field (after the ICMPv6 type,
+      // code, checksum and 4 reserved bytes), which is the address whatever the packet's source
+      // and destination (an NS goes to a solicited-node multicast group).
+      "  set service6nd { typeof @th,64,128;", elements(v6nd), " }\n",
+      "  set leased6nd { typeof @th,64,128; flags timeout; }\n",
       "  chain pre { type filter hook prerouting priority -300; policy accept;\n",
       "    ip daddr @service4 ip daddr != @leased4 counter drop\n",
-      "    ip6 daddr @service6 ip6 daddr != @leased6 counter drop\n  }\n",
+      "    ip6 daddr @service6 ip6 daddr != @leased6 counter drop\n",
+      "    icmpv6 type nd-neighbor-solicit @th,64,128 @service6nd @th,64,128 != @leased6nd ",
+      "counter drop\n  }\n",
       "  chain out { type filter hook output priority -300; policy accept;\n",
       "    ip saddr @service4 ip saddr != @leased4 counter drop\n",
-      "    ip6 saddr @service6 ip6 saddr != @leased6 counter drop\n  }\n}\n",
+      "    ip6 saddr @service6 ip6 saddr != @leased6 counter drop\n",
+      "    icmpv6 type nd-neighbor-advert @th,64,128 @service6nd @th,64,128 != @leased6nd ",
+      "counter drop\n  }\n}\n",
       "table arp ", t, " {\n",
       "  set service { type ipv4_addr;", elements(v4), " }\n",
       "  set leased { type ipv4_addr; flags timeout; }\n",
@@ -154,15 +179,19 @@ absl::Status NftFence::Lease(const std::string& address, std::chrono::nanosecond
   // add (no-op if present) + delete + add-with-timeout: the only way to replace a timeout that
   // nft 1.0.6 / kernels before "update element" support offer, atomically and without ENOENT
   // when the element has just expired.
-  auto refresh = [&](const std::string& family, const std::string& set, int64_t ms) {
-    return absl::StrCat("add element ", family, " ", t, " ", set, " { ", address, " }\n",
-                        "delete element ", family, " ", t, " ", set, " { ", address, " }\n",
-                        "add element ", family, " ", t, " ", set, " { ", address, " timeout ",
-                        ms, "ms }\n");
+  const std::string nd = v6 ? NdTarget(address) : std::string();
+  auto refresh = [&](const std::string& family, const std::string& set, const std::string& key,
+                     int64_t ms) {
+    return absl::StrCat("add element ", family, " ", t, " ", set, " { ", key, " }\n",
+                        "delete element ", family, " ", t, " ", set, " { ", key, " }\n",
+                        "add element ", family, " ", t, " ", set, " { ", key, " timeout ", ms,
+                        "ms }\n");
   };
   auto command = [&](int64_t ms) {
-    return v6 ? refresh("inet", "leased6", ms)
-              : absl::StrCat(refresh("inet", "leased4", ms), refresh("arp", "leased", ms));
+    return v6 ? absl::StrCat(refresh("inet", "leased6", address, ms),
+                             refresh("inet", "leased6nd", nd, ms))
+              : absl::StrCat(refresh("inet", "leased4", address, ms),
+                             refresh("arp", "leased", address, ms));
   };
   if (absl::Status s = Exec(command(ms)); !s.ok()) return s;
   // The kernel counts the timeout from its commit, at the end of the call. If the call took
@@ -179,12 +208,14 @@ absl::Status NftFence::Revoke(const std::string& address) {
   absl::StatusOr<size_t> i = Index(address);
   if (!i.ok()) return i.status();
   const std::string& t = options_.table;
-  auto drop = [&](const std::string& family, const std::string& set) {
-    return absl::StrCat("add element ", family, " ", t, " ", set, " { ", address, " }\n",
-                        "delete element ", family, " ", t, " ", set, " { ", address, " }\n");
+  auto drop = [&](const std::string& family, const std::string& set, const std::string& key) {
+    return absl::StrCat("add element ", family, " ", t, " ", set, " { ", key, " }\n",
+                        "delete element ", family, " ", t, " ", set, " { ", key, " }\n");
   };
-  std::string cmd = is_v6_[*i] ? drop("inet", "leased6")
-                               : absl::StrCat(drop("inet", "leased4"), drop("arp", "leased"));
+  std::string cmd = is_v6_[*i] ? absl::StrCat(drop("inet", "leased6", address),
+                                               drop("inet", "leased6nd", NdTarget(address)))
+                               : absl::StrCat(drop("inet", "leased4", address),
+                                              drop("arp", "leased", address));
   return Exec(cmd);
 }
 

@@ -10,6 +10,10 @@
 //   table inet <name>  sets service4/service6 (the configured addresses) and leased4/leased6
 //                      (flags timeout); chains at prerouting and output, priority raw (-300),
 //                      that drop packets to / from a service address that is not in leased*;
+//                      and, for IPv6 neighbour discovery, service6nd/leased6nd keyed on the ND
+//                      target field: neighbour solicitations for a service address that is not
+//                      leased are dropped on input, neighbour advertisements for it on output
+//                      (whatever their source or destination address);
 //   table arp  <name>  sets service/leased (IPv4); drops ARP requests asking for a service
 //                      address (except gratuitous ones from its new holder) on input and any ARP
 //                      with a service address as sender on output, unless the address is leased.
@@ -17,9 +21,8 @@
 // the kernel removes the element by itself when the timeout runs out, so a frozen process stops
 // answering for the address within a jiffy (1-4 ms) of its lease end, whatever it does.
 // Every change is one atomic nftables transaction (libnftables), so the sets never disagree.
-// Not covered: IPv6 neighbour discovery (NS/NA for the address are not filtered; the data plane
-// to/from an IPv6 service address is); packets sent on AF_PACKET sockets (the announcer) bypass
-// netfilter -- a frozen daemon sends none.
+// Not covered: packets sent on AF_PACKET sockets (the announcer) bypass netfilter -- a frozen
+// daemon sends none.
 //
 // Thread-safety: not thread-safe (one libnftables context); callers serialise.
 #ifndef BATON_TAKEOVER_DRIVERS_NFT_FENCE_H_

@@ -36,11 +36,21 @@
 // datagram captured before a sender restart carries the old incarnation and is
 // rejected by every receiver that has accepted one datagram of the new one.
 //
-// Receiver restarts forget the per-sender state; a receiver then accepts the
-// first authentic datagram it sees from each sender. Set
-// `freshness_window` (needs peers' wall clocks synchronised within it) to also
-// reject datagrams whose send time is too far from the receiver's wall clock,
-// which bounds how old a replayed capture can be.
+// Receiver restarts. A restarted receiver has forgotten the per-sender state,
+// so sequence numbers alone would let it accept any authentic datagram ever
+// captured from a sender's current incarnation. `freshness_window` (on by
+// default, 5 s) also rejects datagrams whose send time differs from the
+// receiver's wall clock by more than the window: a capture older than that is
+// refused by every receiver, restarted or not. What it trades: the peers'
+// wall clocks must agree within the window (NTP keeps them within
+// milliseconds); a host whose clock is off by more is not heard at all (its
+// datagrams are counted as `stale` and logged) until its clock is corrected.
+// What is left: after a restart, a capture younger than the window can be
+// delivered once, before the sender's first fresh datagram sets the
+// high-water mark; the core tolerates that (an old view, claim or request
+// from the last few seconds; a restarted node is quiet and grants nothing).
+// Persisting per-sender high-water marks would close that too, at the price
+// of a write per datagram; not done.
 //
 // Key: the cluster key is raw bytes from a key file (`LoadClusterKey`), at
 // least 32 bytes, readable by its owner only.
@@ -120,8 +130,10 @@ struct UdpTransportOptions {
   // NAT.
   bool check_source_address = true;
   // If > 0, drop datagrams whose send time differs from our wall clock by
-  // more than this. Default: 0 (off: no clock synchronisation assumed).
-  std::chrono::nanoseconds freshness_window{0};
+  // more than this (see "Receiver restarts" above). 0 turns the check off
+  // (no clock synchronisation assumed; a restarted receiver then accepts an
+  // old capture once). Default: 5 s.
+  std::chrono::nanoseconds freshness_window = std::chrono::seconds(5);
   // At most one log line per drop reason per interval (with the count of
   // drops since the last line). Default: 10 s.
   std::chrono::nanoseconds drop_log_interval = std::chrono::seconds(10);

@@ -8,7 +8,7 @@ if(TARGET baton-takeoverd AND TARGET baton-udp-responder)
     "RESPONDER=$<TARGET_FILE:baton-udp-responder>"
     "PROBER=$<TARGET_FILE:baton-udp-prober>"
     "INJECT=$<TARGET_FILE:baton-udp-inject>")
-  foreach(name crash partition priority forgery handover serial)
+  foreach(name crash partition priority forgery handover serial witness lastman shrink_partition)
     if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/takeover_${name}.sh)
       add_test(NAME takeover_${name} COMMAND ${CMAKE_CURRENT_LIST_DIR}/takeover_${name}.sh)
       set_tests_properties(takeover_${name} PROPERTIES

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Analysis helpers of the take-over lab tests (timestamps: wall clock, seconds since the epoch).
 
-  single-holder VIP [--until HOST=T ...] MON...   exit 1 if the `ip -ts monitor address` logs
+  single-holder VIP [--until HOST=T ...] [--revived HOST=T ...] MON...
+                                                  exit 1 if the `ip -ts monitor address` logs
                                                   (mon-<host>.log) show two hosts holding VIP at
-                                                  once; a host listed in --until is considered to
-                                                  hold nothing after T (it crashed: port down).
+                                                  once; a host listed in --until holds nothing
+                                                  from T (it crashed: ports down) until a later
+                                                  --revived time of it (both may repeat).
   order VIP T OLD_MON NEW_MON                     exit 1 unless OLD's first "Deleted VIP" after T
                                                   precedes NEW's first add of VIP after T; prints
                                                   both times and the gap.
@@ -12,6 +14,13 @@
                                                   answer from OLD and the first from NEW after T;
                                                   exit 1 if NEW never answered.
   first-ok CLIENT_LOG T HOST                      prints ms from T to the first answer from HOST.
+  gap CLIENT_LOG T NEW                            prints the client outage (ms) around a fault at T:
+                                                  from the last answer (any host) to a request sent
+                                                  before T to the first answer from NEW to one sent
+                                                  at or after T; exit 1 if NEW never answered.
+  agreed DAEMON_LOG T MEMBERS                     prints ms from T to the first line of the daemon
+                                                  log that reports the committed membership MEMBERS
+                                                  (e.g. 2,3,6); exit 1 if there is none.
 """
 import datetime
 import os
@@ -32,21 +41,35 @@ def host_of(path):
 
 
 def single_holder(args):
-    vip, until, mons = args[0], {}, []
+    vip, crashes, revivals, mons = args[0], {}, {}, []
     i = 1
     while i < len(args):
-        if args[i] == "--until":
+        if args[i] in ("--until", "--revived"):
             h, t = args[i + 1].split("=")
-            until[h] = float(t)
+            (crashes if args[i] == "--until" else revivals).setdefault(h, []).append(float(t))
             i += 2
         else:
             mons.append(args[i])
             i += 1
+
+    def down(host, ts):
+        # From a crash (recorded just before the ports went down) to the next revival a host serves
+        # nobody: what its dying daemon did in that window (e.g. a valid_lft refresh, which `ip
+        # monitor` prints like an add) is no hold.
+        for c in crashes.get(host, []):
+            back = min((r for r in revivals.get(host, []) if r > c), default=float("inf"))
+            if c <= ts < back:
+                return True
+        return False
+
     intervals = []  # (start, end, host)
     for m in mons:
         h = host_of(m)
+        ev = [(ts, k) for ts, k in vip_events(m, vip) if k == "del" or not down(h, ts)]
+        ev += [(t, "del") for t in crashes.get(h, [])]
+        ev.sort()
         start = None
-        for ts, kind in vip_events(m, vip):
+        for ts, kind in ev:
             if kind == "add" and start is None:
                 start = ts
             elif kind == "del" and start is not None:
@@ -54,7 +77,6 @@ def single_holder(args):
                 start = None
         if start is not None:
             intervals.append((start, float("inf"), h))
-    intervals = [(s, min(e, until.get(h, e)), h) for s, e, h in intervals]
     intervals = [iv for iv in intervals if iv[1] > iv[0]]
     intervals.sort()
     bad = 0
@@ -92,20 +114,28 @@ def rows(path):
             yield float(f[1]), f[2], f[3]
 
 
+def first_answer(log, t, host):
+    """Send time of the first request sent at or after t that HOST answered, or None."""
+    return next((ts for ts, st, h in rows(log) if st == "OK" and h == host and ts >= t), None)
+
+
+def print_gap(last, first, new):
+    if first is None or last is None:
+        print(f"no answer from {new} after the fault")
+        return 1
+    print(f"{(first - last) * 1e3:.1f}")
+    return 0
+
+
 def outage(args):
     log, t, old, new = args[0], float(args[1]), args[2], args[3]
     last_old = max((ts for ts, st, h in rows(log) if st == "OK" and h == old), default=None)
-    first_new = next((ts for ts, st, h in rows(log) if st == "OK" and h == new and ts >= t), None)
-    if first_new is None or last_old is None:
-        print(f"no answer from {new} after the fault")
-        return 1
-    print(f"{(first_new - last_old) * 1e3:.1f}")
-    return 0
+    return print_gap(last_old, first_answer(log, t, new), new)
 
 
 def first_ok(args):
     log, t, host = args[0], float(args[1]), args[2]
-    first = next((ts for ts, st, h in rows(log) if st == "OK" and h == host and ts >= t), None)
+    first = first_answer(log, t, host)
     if first is None:
         print(f"no answer from {host} after {t}")
         return 1
@@ -113,8 +143,30 @@ def first_ok(args):
     return 0
 
 
+def gap(args):
+    log, t, new = args[0], float(args[1]), args[2]
+    last = max((ts for ts, st, h in rows(log) if st == "OK" and ts < t), default=None)
+    return print_gap(last, first_answer(log, t, new), new)
+
+
+def agreed(args):
+    log, t, members = args[0], float(args[1]), args[2]
+    want = f"members [{members}]"
+    for line in open(log, errors="replace"):
+        # "2026-12-06T11:47:10.680452 info [node 2] group membership version 1: members [2,3,4,5]"
+        if "group membership version" not in line or not line.rstrip().endswith(want):
+            continue
+        ts = datetime.datetime.fromisoformat(line.split()[0]).timestamp()
+        if ts >= t:
+            print(f"{(ts - t) * 1e3:.1f}")
+            return 0
+    print(f"no committed membership [{members}] in {log} after {t}")
+    return 1
+
+
 if __name__ == "__main__":
-    cmds = {"single-holder": single_holder, "order": order, "outage": outage, "first-ok": first_ok}
+    cmds = {"single-holder": single_holder, "order": order, "outage": outage, "first-ok": first_ok,
+            "gap": gap, "agreed": agreed}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         print(__doc__)
         sys.exit(2)

@@ -59,40 +59,49 @@ wait_until() {
 }
 
 ns() { echo "${PFX}$1"; }
-lab_up() {
-  "$LAB" up -p "$PFX" -n "$NHOSTS" -k >/dev/null
+lab_up() {   # extra lab.sh options in LAB_UP_ARGS (e.g. -6)
+  # shellcheck disable=SC2086
+  "$LAB" up -p "$PFX" -n "$NHOSTS" -k ${LAB_UP_ARGS:-} >/dev/null
   VIP=$("$LAB" ip -p "$PFX" vip)
   openssl rand -hex 32 > "$WORK/cluster.key"
   chmod 600 "$WORK/cluster.key"
 }
 
-# write_config hK [extra yaml lines]: hK's daemon config (cluster network, heartbeat $HB).
+# write_config hK [extra yaml lines]: hK's daemon config (cluster network, heartbeat $HB). Hosts
+# listed in WITNESSES (e.g. "h3") are witnesses: capacity 0 in every peer list, and their own
+# config says `witness: true` and has no interface. SHRINK_AFTER, when set, is
+# timing.shrink_after (heartbeats; 0 = static group), DISCOVERY timing.discovery (heartbeats of
+# start-up quiet: more than the default 3 lets daemons started one after the other on a loaded
+# machine all hear each other before the first election); unset, the daemon's defaults.
 write_config() {
-  local h=$1 k=${1#h} i
+  local h=$1 k=${1#h} i cap
   {
     echo "node_id: $k"
-    echo "interface: eth0"
+    if is_witness "$h"; then echo "witness: true"; else echo "interface: eth0"; fi
     echo "service_address: $VIP/24"
     echo "key_file: $WORK/cluster.key"
     echo "bind_host: $("$LAB" cip -p "$PFX" "$h")"
     echo "status_socket: $WORK/$h.sock"
     echo "incarnation_file: $WORK/$h.incarnation"
     echo "state_file: $WORK/$h.state"
-    echo "timing: {heartbeat: $HB}"
+    echo "timing: {heartbeat: $HB${SHRINK_AFTER:+, shrink_after: $SHRINK_AFTER}${DISCOVERY:+, discovery: $DISCOVERY}}"
     echo "peers:"
     for (( i = 1; i <= NHOSTS; i++ )); do
-      echo "  - {id: $i, priority: ${PRIO[h$i]}, address: \"$("$LAB" cip -p "$PFX" "h$i"):$DPORT\"}"
+      cap=""; is_witness "h$i" && cap="capacity: 0, "
+      echo "  - {id: $i, priority: ${PRIO[h$i]}, ${cap}address: \"$("$LAB" cip -p "$PFX" "h$i"):$DPORT\"}"
     done
     if [[ $# -ge 2 ]]; then printf "%s\n" "${@:2}"; fi
   } > "$WORK/$h.yaml"
 }
+is_witness() { [[ " ${WITNESSES:-} " == *" $1 "* ]]; }
 
 start_daemon() {   # start_daemon hK  (config must exist)
   "$LAB" exec -p "$PFX" "$1" "$TAKEOVERD" --config "$WORK/$1.yaml" >> "$WORK/$1.log" 2>&1 &
   disown $!
 }
-start_responder() {
-  "$LAB" exec -p "$PFX" "$1" "$RESPONDER" --name "$1" --port "$SPORT" --max-seconds 300 \
+start_responder() {   # extra responder options in RESPONDER_ARGS (e.g. --ipv6)
+  # shellcheck disable=SC2086
+  "$LAB" exec -p "$PFX" "$1" "$RESPONDER" --name "$1" --port "$SPORT" --max-seconds 300 ${RESPONDER_ARGS:-} \
     > "$WORK/resp-$1.log" 2>&1 &
   disown $!
 }
@@ -141,6 +150,7 @@ revive_host() {
   wait_until 10 bash -c "! ip -n $(ns "$1") -4 -o addr show dev eth0 | grep -q ' $VIP/'" \
     || fail "the address left on crashed $1 did not expire (valid_lft backstop)"
   "$LAB" restore -p "$PFX" "$1"
+  echo "$1=$EPOCHREALTIME" >> "$WORK/revived"
   sed -i "/^$1\$/d" "$WORK/dead"
 }
 sole_holder_is() { [[ $(holders) == "$1" ]]; }
@@ -173,10 +183,22 @@ assert_never_two_holders() {
   if [[ -f $WORK/until ]]; then
     while read -r u; do until+=(--until "$u"); done < "$WORK/until"
   fi
+  if [[ -f $WORK/revived ]]; then
+    while read -r u; do until+=(--revived "$u"); done < "$WORK/revived"
+  fi
   "$PY" "$HERE/takeover_analyze.py" single-holder "$VIP" "${until[@]}" "$WORK"/mon-h*.log \
     || fail "ip monitor shows two holders at once"
 }
 
 status() { "$TAKEOVERD" status --socket "$WORK/$1.sock" --json; }
+# members_are LIST hK...: every listed host reports the committed membership LIST (python list).
+members_are() {
+  local want=$1 h; shift
+  for h in "$@"; do
+    [[ $(status_field "$h" "j.get('membership', {}).get('members') == $want and not j['membership']['old_members']" 2>/dev/null) == True ]] || return 1
+  done
+}
+# answered_since T hK: the client log has an answer from hK to a request sent at or after T.
+answered_since() { awk -v t="$1" -v h="$2" '$2 >= t && $3 == "OK" && $4 == h { f = 1; exit } END { exit !f }' "$WORK/client.log"; }
 # status_field hK python-expression-on-j : e.g. status_field h1 'j["epoch"]'
 status_field() { status "$1" | "$PY" -c "import json,sys; j=json.load(sys.stdin); print($2)"; }

@@ -14,4 +14,13 @@ if(TARGET baton-takeoverd AND TARGET baton-udp-responder)
         ENVIRONMENT "TAKEOVERD=$<TARGET_FILE:baton-takeoverd>;RESPONDER=$<TARGET_FILE:baton-udp-responder>;PROBER=$<TARGET_FILE:baton-udp-prober>;INJECT=$<TARGET_FILE:baton-udp-inject>")
     endif()
   endforeach()
+  # The same with a pool of both families: IP1 IPv4, IP2 and IP3 IPv6 (the client probes IP3
+  # over IPv6; unsolicited NA announce it, the kernel fence covers its neighbour discovery).
+  add_test(NAME takeover_pool6 COMMAND ${CMAKE_CURRENT_LIST_DIR}/takeover_pool.sh)
+  set_tests_properties(takeover_pool6 PROPERTIES
+    LABELS "root;lab"
+    RESOURCE_LOCK lab
+    SKIP_RETURN_CODE 77
+    TIMEOUT 180
+    ENVIRONMENT "POOL_IPV6=1;TEST_TAG=q;TAKEOVERD=$<TARGET_FILE:baton-takeoverd>;RESPONDER=$<TARGET_FILE:baton-udp-responder>;PROBER=$<TARGET_FILE:baton-udp-prober>;INJECT=$<TARGET_FILE:baton-udp-inject>")
 endif()

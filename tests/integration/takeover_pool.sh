@@ -10,16 +10,12 @@
 #                 sees a gap far below the crash fail-over's
 # At every 20 ms poll no address is on two live hosts; the kernel-timestamped `ip monitor` logs
 # are checked for overlapping hold intervals. Prints both client gaps.
-TEST_NAME=takeover_pool TEST_TAG=p
+# POOL_IPV6=1 (ctest takeover_pool6): the same with IP2 and IP3 IPv6 and IP1 IPv4 in one pool; the
+# client then probes IP3 over IPv6.
+if [[ ${POOL_IPV6:-0} == 1 ]]; then TEST_NAME=takeover_pool6 TEST_TAG=q; else TEST_NAME=takeover_pool TEST_TAG=p; fi
 . "$(dirname "$0")/takeover_lib.sh"
 . "$(dirname "$0")/takeover_pool_lib.sh"
 CRASH_BOUND_MS=${CRASH_BOUND_MS:-3000}   # crash -> first answer from the new holder
-# answered_since T HOST: the client log has an answer from HOST sent at or after T. (A function, not
-# `grep <(...)`: wait_until re-runs it, and a process substitution would be read only once.)
-answered_since() {
-  awk -v t="$1" -v h="$2" '$2 >= t && $3 == "OK" && $4 == h { found = 1; exit } END { exit !found }' \
-    "$WORK/client.log"
-}
 
 pool_lab_up
 for (( i = 1; i <= NHOSTS; i++ )); do write_pool_config "h$i"; done
@@ -53,6 +49,14 @@ CRASH_TAKE=$("$PY" "$HERE/takeover_analyze.py" first-ok "$WORK/client.log" "$T3"
 log "crash fail-over of IP3: client gap $CRASH_GAP ms (crash -> first h1 answer $CRASH_TAKE ms)"
 awk -v t="$CRASH_TAKE" -v b="$CRASH_BOUND_MS" 'BEGIN { exit !(t <= b) }' \
   || fail "IP3 took $CRASH_TAKE ms to move (bound $CRASH_BOUND_MS ms)"
+if [[ $IP3 == *:* ]]; then
+  # The client's neighbour entry for the IPv6 address points at the new holder: the unsolicited
+  # neighbour advertisement (override flag) replaced the old MAC.
+  mac_h1=$(ip -n "$(ns h1)" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | awk '{print $2}')
+  entry=$(ip -n "$(ns c)" -6 neigh show to "$IP3")
+  [[ $entry == *"lladdr $mac_h1"* ]] || fail "client's neighbour entry for $IP3 is '$entry', not h1's $mac_h1"
+  log "client's neighbour entry for $IP3: $entry (h1's MAC)"
+fi
 
 # --- S2 crashes: S1 keeps IP1 and IP3 (capacity 2); IP2 is shed.
 crash_host h2 > /dev/null

@@ -14,24 +14,8 @@ PRIO[h5]=30
 # Heartbeats. SHRINK_AFTER=0 is the control (static group): it must fail in round 3.
 SHRINK_AFTER=${SHRINK_AFTER:-20}
 
-# members_are LIST hK...: every listed host reports the committed membership LIST (python list).
-members_are() {
-  local want=$1 h; shift
-  for h in "$@"; do
-    [[ $(status_field "$h" "j.get('membership', {}).get('members') == $want and not j['membership']['old_members']" 2>/dev/null) == True ]] || return 1
-  done
-}
-
-# answered_since T hK: the client log has an answer from hK to a request sent at or after T.
-answered_since() { awk -v t="$1" -v h="$2" '$2 >= t && $3 == "OK" && $4 == h { f = 1; exit } END { exit !f }' "$WORK/client.log"; }
-
 lab_up
-for (( i = 1; i <= NHOSTS; i++ )); do
-  write_config "h$i"
-  (( SHRINK_AFTER == 0 )) && continue
-  sed -i "s|^timing: {heartbeat: $HB}\$|timing: {heartbeat: $HB, shrink_after: $SHRINK_AFTER}|" "$WORK/h$i.yaml"
-  grep -q "shrink_after: $SHRINK_AFTER" "$WORK/h$i.yaml" || fail "could not enable shrink_after in h$i.yaml"
-done
+for (( i = 1; i <= NHOSTS; i++ )); do write_config "h$i"; done
 for (( i = 1; i <= NHOSTS; i++ )); do start_host "h$i"; done
 start_poller
 wait_until 15 sole_holder_is h1 || fail "h1 (highest priority) did not become the sole holder: '$(holders)'"

@@ -105,9 +105,9 @@ TEST(TakeoverNode, CreateRejectsBadConfig) {
   EXPECT_TRUE(Node::Create(g, 1, Time(0)).ok());
   GroupConfig shrink = g;
   shrink.timing.shrink_after = milliseconds(500);
-  PersistentState unknown{{2, {1, 7}, {}}, {}, {}};
+  PersistentState unknown{{2, {1, 7}, {}, {}, {}}, {}, {}};
   EXPECT_FALSE(Node::Create(shrink, 1, Time(0), unknown).ok());
-  PersistentState restored{{2, {1, 2}, {}}, {7}, {2}};
+  PersistentState restored{{2, {1, 2}, {}, {}, {}}, {7}, {2}};
   auto n = Node::Create(shrink, 1, Time(0), restored);
   ASSERT_TRUE(n.ok());
   const Node::Status st = (*n)->GetStatus(Time(0));

@@ -21,6 +21,10 @@ Message Sample() {
   m.members = {1, 2};
   m.old_members = {1, 2, 5};
   m.capacity = 16;
+  m.promised_round = 7;
+  m.promised_node = 5;
+  m.accepted_round = 6;
+  m.accepted_node = 2;
   SlotEntry a;
   a.slot = 0;
   a.holder = 2;
@@ -55,6 +59,10 @@ TEST(TakeoverWire, RoundTrip) {
   EXPECT_EQ(d->members, (std::vector<uint32_t>{1, 2}));
   EXPECT_EQ(d->old_members, (std::vector<uint32_t>{1, 2, 5}));
   EXPECT_EQ(d->capacity, 16u);
+  EXPECT_EQ(d->promised_round, 7u);
+  EXPECT_EQ(d->promised_node, 5u);
+  EXPECT_EQ(d->accepted_round, 6u);
+  EXPECT_EQ(d->accepted_node, 2u);
   ASSERT_EQ(d->slots.size(), 2u);
   EXPECT_FALSE(d->slots[0].drained);
   EXPECT_TRUE(d->slots[1].drained);
@@ -85,7 +93,7 @@ TEST(TakeoverWire, WrongMagicVersionOrFlagsIsRejected) {
   s = Encode(Sample());
   s[2] = static_cast<char>(kVersion + 1);
   EXPECT_FALSE(Decode(s).has_value());
-  s[2] = static_cast<char>(kVersion - 1);  // A pre-pool (v1) peer: no capacity field.
+  s[2] = static_cast<char>(kVersion - 1);  // A v2 peer: no membership ballots.
   EXPECT_FALSE(Decode(s).has_value());
   s = Encode(Sample());
   s[3] = static_cast<char>(0x80);  // Unknown message flag.

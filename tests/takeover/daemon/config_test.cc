@@ -27,6 +27,7 @@ health_check: {tcp: "127.0.0.1:8080", period: 200ms, timeout: 50ms, fall: 2, ris
 status_socket: /tmp/x.sock
 state_file: /tmp/x.state
 nice: -5
+freshness_window: 2s
 )";
 
 TEST(DaemonConfigTest, ParsesEveryKey) {
@@ -61,6 +62,7 @@ TEST(DaemonConfigTest, ParsesEveryKey) {
   EXPECT_DOUBLE_EQ(c->shrink_after_heartbeats, 100);
   EXPECT_EQ(c->state_file, "/tmp/x.state");
   EXPECT_EQ(c->nice, -5);
+  EXPECT_EQ(c->freshness_window, std::chrono::seconds(2));
 }
 
 TEST(DaemonConfigTest, DefaultsWhenOptionalKeysAreAbsent) {
@@ -81,9 +83,61 @@ peers: [{id: 1, priority: 1, address: "::1"}]
   EXPECT_EQ(c->health_check.kind, HealthCheckConfig::Kind::kNone);
   EXPECT_EQ(c->status_socket, "/run/baton-takeoverd.sock");
   EXPECT_EQ(c->announce_schedule.size(), 5u);
-  EXPECT_DOUBLE_EQ(c->shrink_after_heartbeats, 0);  // group shrink off
+  EXPECT_DOUBLE_EQ(c->shrink_after_heartbeats, 100);  // group shrink on (issue 17)
   EXPECT_EQ(c->state_file, "/var/lib/baton/takeoverd-1.state");
   EXPECT_EQ(c->nice, -10);
+  // A restarted daemon must not accept an old captured datagram: the window is on by default.
+  EXPECT_EQ(c->freshness_window, std::chrono::seconds(5));
+}
+
+// A witness: grants only. No interface, no health check; its own entry must have capacity 0.
+TEST(DaemonConfigTest, WitnessNeedsNoInterfaceAndHoldsNothing) {
+  constexpr char kWitness[] = R"(
+node_id: 3
+witness: true
+service_address: 10.78.0.100/24
+key_file: k
+peers:
+  - {id: 1, priority: 150, address: 10.79.0.1}
+  - {id: 2, priority: 100, address: 10.79.0.2}
+  - {id: 3, priority: 1, capacity: 0, address: 10.79.0.3}
+)";
+  absl::StatusOr<DaemonConfig> c = ParseDaemonConfig(kWitness);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->witness);
+  EXPECT_EQ(c->interface, "");
+  EXPECT_EQ(c->self()->capacity, 0);
+  std::string holds = kWitness;
+  holds.replace(holds.find("capacity: 0, "), 13, "");
+  absl::StatusOr<DaemonConfig> bad = ParseDaemonConfig(holds);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("capacity: 0"), std::string::npos) << bad.status();
+  bad = ParseDaemonConfig(std::string(kWitness) + "health_check: {tcp: \"127.0.0.1:80\"}\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("health_check"), std::string::npos);
+  // Without `witness: true` the interface is required as before.
+  std::string host = kWitness;
+  host.replace(host.find("witness: true\n"), 14, "");
+  bad = ParseDaemonConfig(host);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("interface"), std::string::npos) << bad.status();
+}
+
+TEST(DaemonConfigTest, MetricsListenNeedsHostAndPort) {
+  std::string yaml = std::string(kGood) + "metrics_listen: \"127.0.0.1:9464\"\n";
+  absl::StatusOr<DaemonConfig> c = ParseDaemonConfig(yaml);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics_host, "127.0.0.1");
+  EXPECT_EQ(c->metrics_port, 9464);
+  c = ParseDaemonConfig(std::string(kGood) + "metrics_listen: \"[::1]:9100\"\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics_host, "::1");
+  EXPECT_EQ(ParseDaemonConfig(kGood)->metrics_listen, "");  // off by default
+  for (const char* bad : {"127.0.0.1", "::1", "localhost:9464", "127.0.0.1:0"}) {
+    absl::StatusOr<DaemonConfig> r =
+        ParseDaemonConfig(std::string(kGood) + "metrics_listen: \"" + bad + "\"\n");
+    EXPECT_FALSE(r.ok()) << bad;
+  }
 }
 
 std::string WithLine(const std::string& replace, const std::string& with) {
@@ -116,6 +170,8 @@ TEST(DaemonConfigTest, BadConfigsNameTheKey) {
       {WithLine("state_file: /tmp/x.state", "state_file: [a]"), "state_file"},
       {WithLine("preempt: true", "prempt: true"), "prempt: unknown key"},
       {WithLine("nice: -5", "nice: -40"), "nice"},
+      {WithLine("freshness_window: 2s", "freshness_window: soon"), "freshness_window"},
+      {WithLine("freshness_window: 2s", "freshness_window: 2h"), "freshness_window"},
       {WithLine("fall: 2", "fall: 0"), "health_check.fall"},
       {WithLine("tcp: \"127.0.0.1:8080\"", "tcp: 127.0.0.1"), "health_check.tcp"},
       {WithLine("interface: eth0", "interface: eth0\nlabel: wlan0:x"), "label"},
@@ -215,6 +271,22 @@ TEST(DaemonConfigTest, ShippedExampleParses) {
   EXPECT_EQ(c->peers.size(), 3u);
   EXPECT_EQ(c->health_check.kind, HealthCheckConfig::Kind::kTcp);
   EXPECT_EQ(c->heartbeat, milliseconds(100));
+}
+
+// The pair and witness examples too: a pair whose third member is a witness.
+TEST(DaemonConfigTest, ShippedPairAndWitnessExamplesParse) {
+  absl::StatusOr<DaemonConfig> pair = LoadDaemonConfig(std::string(BATON_SOURCE_DIR) +
+                                                       "/deploy/baton-takeoverd-pair.example.yaml");
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  EXPECT_FALSE(pair->witness);
+  ASSERT_EQ(pair->peers.size(), 3u);
+  EXPECT_EQ(pair->peers[2].capacity, 0);
+  absl::StatusOr<DaemonConfig> witness = LoadDaemonConfig(
+      std::string(BATON_SOURCE_DIR) + "/deploy/baton-takeoverd-witness.example.yaml");
+  ASSERT_TRUE(witness.ok()) << witness.status();
+  EXPECT_TRUE(witness->witness);
+  EXPECT_EQ(witness->self()->capacity, 0);
+  EXPECT_EQ(witness->service_addresses.size(), pair->service_addresses.size());
 }
 
 TEST(DaemonConfigTest, MissingFileIsNotFound) {

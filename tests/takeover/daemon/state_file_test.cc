@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -23,6 +24,8 @@ PersistentState Sample() {
   s.membership.old_members = {1, 2, 4, 5};
   s.epochs = {17, 0, 4294967296ULL};
   s.epoch_owners = {2, kNoNode, 5};
+  s.membership.promised = {9, 4};
+  s.membership.accepted = {8, 2};
   return s;
 }
 
@@ -32,6 +35,8 @@ void ExpectSame(const PersistentState& a, const PersistentState& b) {
   EXPECT_EQ(a.membership.old_members, b.membership.old_members);
   EXPECT_EQ(a.epochs, b.epochs);
   EXPECT_EQ(a.epoch_owners, b.epoch_owners);
+  EXPECT_EQ(a.membership.promised, b.membership.promised);
+  EXPECT_EQ(a.membership.accepted, b.membership.accepted);
 }
 
 class StateFileTest : public ::testing::Test {
@@ -102,6 +107,28 @@ TEST_F(StateFileTest, DamagedFilesAreDataLoss) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
     EXPECT_NE(std::string(r.status().message()).find(path_), std::string::npos) << r.status();
   }
+}
+
+// A file written before the membership ballots existed (format 1) still loads: a daemon upgraded
+// in place keeps its membership and epochs, with no ballot promised or accepted.
+TEST_F(StateFileTest, VersionOneFileWithoutBallotsLoads) {
+  const std::string body =
+      "baton-takeoverd-state 1\nmembership 3\nmembers 1 2 5\nold_members\nepochs 17:2\n";
+  uint64_t h = 1469598103934665603ULL;  // as the file's checksum line (state_file.cc)
+  for (unsigned char c : body) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char sum[17];
+  std::snprintf(sum, sizeof sum, "%016llx", static_cast<unsigned long long>(h));
+  Write(body + "checksum " + sum + "\n");
+  absl::StatusOr<std::optional<PersistentState>> r = LoadPersistentState(path_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->has_value());
+  EXPECT_EQ((*r)->membership.version, 3u);
+  EXPECT_EQ((*r)->membership.members, (std::vector<NodeId>{1, 2, 5}));
+  EXPECT_EQ((*r)->membership.promised, Ballot{});
+  EXPECT_EQ((*r)->epochs, (std::vector<uint64_t>{17}));
 }
 
 TEST_F(StateFileTest, UnwritableDirectoryIsAnError) {

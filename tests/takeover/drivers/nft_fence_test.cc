@@ -27,6 +27,7 @@ using testing::ScopedNetns;
 using testing::Sh;
 
 constexpr char kVip[] = "10.91.0.100";
+constexpr char kVip6[] = "fd91::100";
 constexpr char kTable[] = "baton_fence_test";
 
 class NftFenceTest : public ::testing::Test {
@@ -64,12 +65,28 @@ class NftFenceTest : public ::testing::Test {
     if (!in.ok()) return absl::InternalError("setns failed");
     NftFenceOptions o;
     o.table = kTable;
-    o.addresses = {kVip, "fd91::100"};
+    o.addresses = {kVip, kVip6};
     return NftFence::Create(clock_, o);
   }
-  absl::Status Lease(NftFence& f, milliseconds length) {
+  absl::Status Lease(NftFence& f, milliseconds length, const char* address = kVip) {
     EnterNetns in(host_);
-    return f.Lease(kVip, clock_.Now() + length);
+    return f.Lease(address, clock_.Now() + length);
+  }
+  // IPv6 on the veth pair: the host's own fd91::1 and the service address, the client fd91::2
+  // (no duplicate address detection: the addresses are usable at once).
+  void AddIpv6() {
+    for (ScopedNetns* n : {&host_, &client_}) {
+      Sh("ip netns exec " + n->name() + " sysctl -qw net.ipv6.conf.all.disable_ipv6=0 " +
+         "net.ipv6.conf.eth0.disable_ipv6=0");
+    }
+    ASSERT_EQ(host_.Ip("addr add fd91::1/64 dev eth0 nodad").exit_code, 0);
+    ASSERT_EQ(host_.Ip(std::string("addr add ") + kVip6 + "/64 dev eth0 nodad").exit_code, 0);
+    ASSERT_EQ(client_.Ip("addr add fd91::2/64 dev eth0 nodad").exit_code, 0);
+  }
+  // Neighbour discovery for the IPv6 service address from the client: forget its MAC, ping it.
+  bool Answers6() {
+    client_.Ip(std::string("-6 neigh flush to ") + kVip6);
+    return Sh("ip netns exec " + client_.name() + " ping -6 -c1 -W0.5 " + kVip6).exit_code == 0;
   }
 
   const SteadyClock& clock_ = SteadyClock::Get();
@@ -97,6 +114,39 @@ TEST_F(NftFenceTest, FencedAddressGetsNoAnswerNeitherIcmpNorArp) {
     ASSERT_TRUE((*fence)->Revoke(kVip).ok());
   }
   EXPECT_FALSE(Answers()) << "a revoked address answered";
+}
+
+// IPv6's ARP: a neighbour solicitation for a fenced IPv6 service address must not even reach the
+// host's neighbour code (which would answer it, and learn the solicitor), and no advertisement
+// for it may leave; once leased, the address is resolved and answers.
+TEST_F(NftFenceTest, FencedIpv6AddressTakesNoPartInNeighbourDiscovery) {
+  AddIpv6();
+  ASSERT_TRUE(Answers6()) << "the lab itself is broken";
+  auto fence = MakeFence();
+  ASSERT_TRUE(fence.ok()) << fence.status();
+  host_.Ip("-6 neigh flush dev eth0");
+  EXPECT_FALSE(Answers6()) << "a fenced IPv6 address answered";
+  // The client never learnt a MAC for it (no advertisement came back) ...
+  EXPECT_EQ(client_.Ip(std::string("-6 neigh show to ") + kVip6).output.find("lladdr"),
+            std::string::npos);
+  // ... and the host's kernel never processed the solicitation: it would have learnt the
+  // client's MAC from it (an NS carries the sender's link-layer address).
+  EXPECT_EQ(host_.Ip("-6 neigh show to fd91::2").output.find("lladdr"), std::string::npos)
+      << host_.Ip("-6 neigh show").output;
+  const std::string pre = HostNft(std::string("list chain inet ") + kTable + " pre");
+  EXPECT_NE(pre.find("nd-neighbor-solicit"), std::string::npos) << pre;
+  // The host's own IPv6 address on the same interface is untouched.
+  EXPECT_EQ(Sh("ip netns exec " + client_.name() + " ping -6 -c1 -W0.5 fd91::1").exit_code, 0);
+
+  ASSERT_TRUE(Lease(**fence, milliseconds(5000), kVip6).ok());
+  EXPECT_TRUE(Answers6()) << "a leased IPv6 address did not answer";
+  EXPECT_NE(client_.Ip(std::string("-6 neigh show to ") + kVip6).output.find("lladdr"),
+            std::string::npos);
+  {
+    EnterNetns in(host_);
+    ASSERT_TRUE((*fence)->Revoke(kVip6).ok());
+  }
+  EXPECT_FALSE(Answers6()) << "a revoked IPv6 address answered";
 }
 
 TEST_F(NftFenceTest, ElementExpiresByItselfAfterItsTimeout) {

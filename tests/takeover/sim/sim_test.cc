@@ -77,6 +77,13 @@ RealTime PickTime(std::mt19937_64& g, RealTime lo, RealTime hi) {
   return RealTime(std::uniform_int_distribution<int64_t>(lo.count(), hi.count())(g));
 }
 
+// Membership settings forced on a random schedule (the broken-variant tests).
+struct MembershipOverride {
+  Time shrink_after{0};
+  bool every_node_proposes = false;
+  bool skip_prepare = false;  // GroupConfig::Testing: the broken variant.
+};
+
 struct ScheduleResult {
   std::vector<std::string> failures;
   bool shrink = false;
@@ -94,7 +101,8 @@ struct ScheduleResult {
 // faults also change capacities and drain single slots. After healing, the
 // min(slots, total capacity) most important slots must be held and the rest
 // shed; the checker also holds every node to its capacity at every instant.
-ScheduleResult RunRandomSchedule(uint64_t seed, bool trace, bool pool = false) {
+ScheduleResult RunRandomSchedule(uint64_t seed, bool trace, bool pool = false,
+                                 const std::optional<MembershipOverride>& force = std::nullopt) {
   std::mt19937_64 g(seed * 0x9E3779B97F4A7C15ULL + (pool ? 11 : 7));
   static const int kSizes[] = {2, 3, 3, 3, 4, 5, 5, 5};
   const int n = pool ? 3 + static_cast<int>(g() % 3) : kSizes[g() % 8];
@@ -113,12 +121,25 @@ ScheduleResult RunRandomSchedule(uint64_t seed, bool trace, bool pool = false) {
   o.network.loss = kLoss[g() % 5];
   static const double kDup[] = {0.0, 0.05, 0.3};
   o.network.duplicate = kDup[g() % 3];
-  // A third of the schedules let the group shrink and grow (serial failures).
-  static const int kShrinkMs[] = {0, 0, 0, 0, 100, 300};
+  // Two thirds of the schedules let the group shrink and grow (serial
+  // failures), with windows much shorter than in production to provoke
+  // changes during partitions, crashes and returns; in half of those every
+  // member proposes, not only the holder of slot 0 (concurrent proposals).
+  static const int kShrinkMs[] = {0, 0, 50, 100, 100, 300};
   o.group.timing.shrink_after = milliseconds(kShrinkMs[g() % 6]);
+  o.group.testing.every_node_proposes = g() % 2 == 0;
+  if (force) {
+    o.group.timing.shrink_after = force->shrink_after;
+    o.group.testing.every_node_proposes = force->every_node_proposes;
+    o.group.testing.skip_prepare = force->skip_prepare;
+  }
   // A quarter of the static-group schedules run without persisted state
   // (epochs may then repeat after crashes; everything else must hold).
   o.persist = o.group.timing.shrink_after > Time(0) || g() % 4 != 0;
+  // A quarter of the single-address groups have a witness: a member that
+  // only grants (capacity 0), as in a pair plus a witness.
+  const bool witness = !pool && g() % 4 == 0;
+  if (witness) o.group.peers.back().capacity = 0;
   if (pool) {
     o.group.num_slots = 2 + static_cast<uint32_t>(g() % 7);
     for (PeerConfig& p : o.group.peers) p.capacity = static_cast<int>(g() % 4);
@@ -128,12 +149,14 @@ ScheduleResult RunRandomSchedule(uint64_t seed, bool trace, bool pool = false) {
   ScheduleResult r;
   char desc[256];
   std::snprintf(desc, sizeof desc,
-                "n=%d drift=%g preempt=%d slots=%u rebalance=%d shrink_after=%lldms persist=%d "
-                "delay=[%lld,%lld]us loss=%g dup=%g",
-                n,
+                "n=%d witness=%d drift=%g preempt=%d slots=%u rebalance=%d shrink_after=%lldms "
+                "every_node_proposes=%d skip_prepare=%d persist=%d delay=[%lld,%lld]us loss=%g "
+                "dup=%g",
+                n, witness ? 1 : 0,
                 o.group.timing.max_drift, o.group.preempt ? 1 : 0, o.group.num_slots,
                 o.group.rebalance ? 1 : 0,
                 static_cast<long long>(o.group.timing.shrink_after.count() / 1000000),
+                o.group.testing.every_node_proposes ? 1 : 0, o.group.testing.skip_prepare ? 1 : 0,
                 o.persist ? 1 : 0,
                 static_cast<long long>(o.network.min_delay.count() / 1000),
                 static_cast<long long>(o.network.max_delay.count() / 1000), o.network.loss,
@@ -231,9 +254,11 @@ ScheduleResult RunRandomSchedule(uint64_t seed, bool trace, bool pool = false) {
     }
   }
   // Slots 0..served-1 must be held after healing, the rest shed.
+  if (!pool) {
+    for (const PeerConfig& p : o.group.peers) total_capacity += p.capacity;
+  }
   const uint32_t served =
-      pool ? static_cast<uint32_t>(std::min<int64_t>(o.group.num_slots, total_capacity))
-           : o.group.num_slots;
+      static_cast<uint32_t>(std::min<int64_t>(o.group.num_slots, total_capacity));
   // A pool may have to wait for a shrunk group to grow back before the
   // capacity of the returning nodes counts.
   const RealTime settle = pool && o.group.timing.shrink_after > Time(0) ? milliseconds(800)
@@ -539,17 +564,24 @@ TEST(TakeoverSim, MinorityNeverHolds) {
 // not. The fourth crash leaves one of two members: that cannot be served
 // (crash and partition look the same). Recovered hosts are added back
 // without moving the slot.
+// The serial-failure groups: five hosts of distinct priorities, LAN delays
+// with a few duplicates; `shrink_after` as given (0: the static group).
+SimOptions SerialFailureOptions(uint64_t seed, Time shrink_after) {
+  std::mt19937_64 g(seed);
+  SimOptions o;
+  o.seed = seed;
+  o.group = MakeGroup(5, g, true);
+  o.group.timing.shrink_after = shrink_after;
+  o.network.min_delay = microseconds(200);
+  o.network.max_delay = milliseconds(2);
+  o.network.duplicate = 0.05;
+  return o;
+}
+
 TEST(TakeoverSim, SerialFailuresShrinkTheGroup) {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     for (bool shrink : {true, false}) {
-      std::mt19937_64 g(seed);
-      SimOptions o;
-      o.seed = seed;
-      o.group = MakeGroup(5, g, true);
-      o.group.timing.shrink_after = shrink ? milliseconds(300) : Time(0);
-      o.network.min_delay = microseconds(200);
-      o.network.max_delay = milliseconds(2);
-      o.network.duplicate = 0.05;
+      SimOptions o = SerialFailureOptions(seed, shrink ? milliseconds(300) : Time(0));
       Simulation sim(o);
       for (NodeId id : sim.ids()) sim.Start(id);
       sim.RunUntil(milliseconds(200));
@@ -1348,6 +1380,235 @@ TEST(TakeoverPoolSim, ScaleRun64Nodes1024Addresses) {
               static_cast<double>(converged.count()) / 1e6, msgs / rounds / 64.0,
               bytes / msgs, load[victim],
               static_cast<double>((reserved - crash).count()) / 1e6);
+}
+
+}  // namespace
+}  // namespace baton::takeover::sim
+
+namespace baton::takeover::sim {
+namespace {
+
+// Two conflicting membership changes of one version, the case the ballots
+// exist for. Five nodes start partitioned: A = {1,2} and B = {4,5} never hear
+// each other; node 3 hears nobody, but everybody hears 3 (its reported view is
+// {3}). So each side sees a majority ({1,2,3} or {3,4,5}), the other side
+// missing since the start, and nobody reporting hearing it; after
+// shrink_after (every member proposes) A wants N1 = {1,2,3} and B wants
+// N2 = {3,4,5}, and neither gets 3's word. Then 3 hears A (and only A hears
+// 3): A's change is agreed by {1,2,3}; the moment 3 accepted it, 3 stops
+// hearing A, so 3 never learns that 1 and 2 committed N1 and serve under it
+// (2 of 3). Then 3 and B hear each other. With the promise phase, B learns
+// from 3's promise that N1 may have been chosen and proposes N1 itself: 4 and
+// 5 end outside the group and nothing is served on their side. Without it
+// (skip_prepare, the broken variant), 3 moves to B's higher ballot, {3,4,5}
+// commit N2 and serve under it while 1 serves under N1: two holders, which
+// the checker must report.
+struct ConflictResult {
+  bool staged = false;  // 3 accepted N1 and was then turned towards B.
+  bool safe = true;
+  std::string first_violation;
+  std::vector<NodeId> members_at_4;
+  std::string trace;
+};
+
+ConflictResult RunConflictingChanges(uint64_t seed, bool skip_prepare) {
+  SimOptions o;
+  o.seed = seed;
+  o.trace = std::getenv("BATON_SIM_TRACE") != nullptr;
+  // B ranks above 3 and 3 above A: while both changes wait for 3, B's
+  // stalled proposal is retried (with a higher ballot) more often than A's,
+  // so B's ballot is the higher one when 3 turns towards B.
+  o.group.peers = {{1, 20, 1}, {2, 10, 1}, {3, 30, 1}, {4, 50, 1}, {5, 40, 1}};
+  o.group.timing.shrink_after = milliseconds(100);
+  o.group.testing.every_node_proposes = true;
+  o.group.testing.skip_prepare = skip_prepare;
+  o.network.min_delay = microseconds(300);
+  o.network.max_delay = microseconds(1500);
+  Simulation sim(o);
+  auto block = [&](std::vector<NodeId> from, std::vector<NodeId> to, bool blocked = true) {
+    for (NodeId x : from) {
+      for (NodeId y : to) sim.Block(x, y, blocked);
+    }
+  };
+  block({1, 2}, {4, 5});
+  block({4, 5}, {1, 2});
+  block({1, 2, 4, 5}, {3});  // 3 hears nobody; everybody hears 3.
+  for (NodeId id : sim.ids()) sim.Start(id);
+  sim.RunUntil(milliseconds(400));
+  // 3 hears A, and only A hears 3.
+  block({3}, {4, 5});
+  block({1, 2}, {3}, false);
+  ConflictResult r;
+  const RealTime deadline = sim.now() + milliseconds(1000);
+  while (sim.now() < deadline && !r.staged) {
+    sim.RunUntil(sim.now() + microseconds(50));
+    const Membership m = sim.NodeStatus(3).membership;
+    r.staged = !m.old_members.empty() && m.members == std::vector<NodeId>{1, 2, 3};
+  }
+  // 3 stops hearing A (its acceptance is on its way to A), and 3 and B hear
+  // each other.
+  block({1, 2}, {3});
+  block({3}, {1, 2});
+  block({3}, {4, 5}, false);
+  block({4, 5}, {3}, false);
+  sim.RunUntil(sim.now() + milliseconds(1500));
+  r.safe = sim.ok();
+  if (!sim.ok()) r.first_violation = sim.violations()[0];
+  r.members_at_4 = sim.NodeStatus(4).membership.members;
+  r.trace = sim.trace();
+  return r;
+}
+
+TEST(TakeoverSim, ConflictingMembershipChangesNeverBothCommit) {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    ConflictResult r = RunConflictingChanges(seed, /*skip_prepare=*/false);
+    ASSERT_TRUE(r.staged) << "seed " << seed << ": node 3 never accepted {1,2,3}";
+    EXPECT_TRUE(r.safe) << "seed " << seed << ": " << r.first_violation;
+    // The other side agreed on the change that may have been chosen, N1.
+    EXPECT_EQ(r.members_at_4, (std::vector<NodeId>{1, 2, 3})) << "seed " << seed;
+  }
+}
+
+// The same race with the promise phase skipped: the checker must catch it.
+TEST(TakeoverSim, BrokenMembershipIsCaught) {
+  int caught = 0;
+  std::string example;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    ConflictResult r = RunConflictingChanges(seed, /*skip_prepare=*/true);
+    ASSERT_TRUE(r.staged) << "seed " << seed;
+    if (!r.safe) {
+      ++caught;
+      if (example.empty()) example = r.first_violation;
+    }
+  }
+  std::printf("broken membership agreement: two holders in %d of 20 runs (e.g. %s)\n", caught,
+              example.c_str());
+  EXPECT_GE(caught, 10);
+}
+
+// The paper's property 2 down to the last host: five hosts and a witness (a
+// grant-only member, capacity 0, e.g. on a third machine beside an etcd
+// member). The holder crashes four times, one after another, each
+// after the survivors agreed on the smaller group; the last host keeps the
+// address with the witness's grant. Then the hosts come back one by one:
+// each is added again, and the address does not move (property 4).
+TEST(TakeoverSim, SerialCrashesDownToTheLastHostWithWitness) {
+  std::vector<double> agreed_ms;
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    SimOptions o = SerialFailureOptions(seed, milliseconds(300));
+    o.group.peers.push_back({6, 0, 0});  // The witness.
+    Simulation sim(o);
+    for (NodeId id : sim.ids()) sim.Start(id);
+    sim.RunUntil(milliseconds(200));
+    std::vector<NodeId> crashed;
+    for (int failure = 1; failure <= 4; ++failure) {
+      const NodeId h = sim.Holder();
+      ASSERT_NE(h, kNoNode) << "seed " << seed << " before failure " << failure;
+      const RealTime t = sim.now();
+      sim.Crash(h);
+      crashed.push_back(h);
+      sim.RunUntil(t + milliseconds(100));
+      const NodeId next = sim.Holder();
+      ASSERT_NE(next, kNoNode) << "seed " << seed << ": nobody serves after failure " << failure;
+      // The survivors agree on the group without the crashed host.
+      RealTime agreed = RealTime::max();
+      while (sim.now() < t + milliseconds(2000)) {
+        sim.RunUntil(sim.now() + milliseconds(5));
+        const Membership m = sim.NodeStatus(next).membership;
+        if (m.old_members.empty() && m.members.size() == 6u - failure) {
+          agreed = sim.now() - t;
+          break;
+        }
+      }
+      ASSERT_NE(agreed, RealTime::max()) << "seed " << seed << " failure " << failure;
+      agreed_ms.push_back(static_cast<double>(agreed.count()) / 1e6);
+      ASSERT_EQ(sim.Holder(), next) << "seed " << seed << ": the address moved during the change";
+      ASSERT_TRUE(sim.ok()) << "seed " << seed << ": " << sim.violations()[0];
+    }
+    // The last host serves with the witness: a group of two.
+    const NodeId last = sim.Holder();
+    EXPECT_EQ(sim.NodeStatus(last).membership.members, (std::vector<NodeId>{last, 6}));
+    // Back one by one: each is added again; nothing moves.
+    const size_t events = sim.history().size();
+    for (NodeId id : crashed) {
+      sim.Start(id);
+      sim.RunUntil(sim.now() + milliseconds(600));
+    }
+    EXPECT_EQ(sim.NodeStatus(last).membership.members.size(), 6u) << "seed " << seed;
+    EXPECT_EQ(sim.Holder(), last) << "seed " << seed;
+    EXPECT_EQ(sim.history().size(), events) << "seed " << seed << ": the address moved";
+    ASSERT_TRUE(sim.ok()) << "seed " << seed << ": " << sim.violations()[0];
+  }
+  std::sort(agreed_ms.begin(), agreed_ms.end());
+  std::printf("failure -> smaller group agreed (shrink_after 300 ms): median %.1f ms, max %.1f ms\n",
+              agreed_ms[agreed_ms.size() / 2], agreed_ms.back());
+}
+
+// Pre-emption hands a slot back to a higher-priority host, never to a
+// higher-priority witness (capacity 0): that would take the slot from every
+// holder, round after round, and nobody would keep it.
+TEST(TakeoverSim, PreemptNeverHandsToAWitness) {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.group.peers = {{1, 100, 1}, {2, 50, 1}, {3, 500, 0}};  // 3: the witness, ranked first.
+    o.group.preempt = true;
+    Simulation sim(o);
+    for (NodeId id : sim.ids()) sim.Start(id);
+    sim.RunUntil(milliseconds(1000));
+    ASSERT_TRUE(sim.ok()) << "seed " << seed << ": " << sim.violations()[0];
+    EXPECT_EQ(sim.Holder(), 1u) << "seed " << seed;
+    EXPECT_EQ(sim.history().size(), 1u) << "seed " << seed << ": the holder kept handing over";
+  }
+}
+
+// A pair of hosts with a witness (grant-only, capacity 0). Crash either host:
+// the other serves. Cut the link between the two hosts while both still reach
+// the witness: exactly one serves (the witness grants to one), before, during
+// and after the cut; nothing moves when it heals. Cut the holder off from
+// both: the other takes over with the witness's grant.
+TEST(TakeoverSim, PairWithWitness) {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.group.peers = {{1, 100, 1}, {2, 50, 1}, {3, 0, 0}};  // 3: the witness.
+    o.group.timing.shrink_after = milliseconds(300);
+    o.network.min_delay = microseconds(200);
+    o.network.max_delay = milliseconds(2);
+    Simulation sim(o);
+    for (NodeId id : sim.ids()) sim.Start(id);
+    sim.RunUntil(milliseconds(200));
+    ASSERT_EQ(sim.Holder(), 1u) << "seed " << seed;
+    // The pair's own link is cut: the witness keeps granting to the holder.
+    sim.Block(1, 2);
+    sim.Block(2, 1);
+    sim.RunUntil(sim.now() + milliseconds(1000));  // Longer than shrink_after.
+    EXPECT_EQ(sim.Holder(), 1u) << "seed " << seed;
+    EXPECT_EQ(sim.NodeStatus(1).membership.members.size(), 3u)
+        << "seed " << seed << ": the witness still hears 2, so 2 stays a member";
+    sim.HealPartitions();
+    sim.RunUntil(sim.now() + milliseconds(300));
+    EXPECT_EQ(sim.Holder(), 1u) << "seed " << seed;
+    // The holder cut off from both: 2 takes over with the witness.
+    for (NodeId other : {2, 3}) {
+      sim.Block(1, other);
+      sim.Block(other, 1);
+    }
+    sim.RunUntil(sim.now() + milliseconds(200));
+    EXPECT_EQ(sim.Holder(), 2u) << "seed " << seed;
+    sim.HealPartitions();
+    sim.RunUntil(sim.now() + milliseconds(1000));
+    EXPECT_EQ(sim.Holder(), 2u) << "seed " << seed;
+    // Crash the holder: 1 serves again.
+    sim.Crash(2);
+    sim.RunUntil(sim.now() + milliseconds(200));
+    EXPECT_EQ(sim.Holder(), 1u) << "seed " << seed;
+    // And the witness agrees on {1, 3}: 1 keeps serving.
+    sim.RunUntil(sim.now() + milliseconds(800));
+    EXPECT_EQ(sim.NodeStatus(1).membership.members, (std::vector<NodeId>{1, 3})) << "seed " << seed;
+    EXPECT_EQ(sim.Holder(), 1u) << "seed " << seed;
+    ASSERT_TRUE(sim.ok()) << "seed " << seed << ": " << sim.violations()[0];
+  }
 }
 
 }  // namespace
