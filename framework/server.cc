@@ -22,6 +22,7 @@
 #include "framework/embedded_agent.h"
 #include "framework/json.h"
 #include "framework/systemd.h"
+#include "takeover/daemon/metrics.h"
 #include "framework/testing/fault_store.h"
 #include "spdlog/spdlog.h"
 #include "storage/rocksdb/rocksdb_store.h"
@@ -210,6 +211,37 @@ std::vector<prometheus::MetricFamily> ConnectionFamilies(
       static_cast<double>(h.bad_requests), true);
   add("baton_connection_cap", "The effective connection cap.",
       static_cast<double>(h.connection_cap), false);
+  return out;
+}
+
+std::vector<prometheus::MetricFamily> AgentFamilies(ServerAgent& agent) {
+  absl::StatusOr<nlohmann::json> status =
+      agent.StatusJson(absl::Milliseconds(500));
+  std::vector<prometheus::MetricFamily> out;
+  if (!status.ok()) {
+    out.push_back(GaugeFamily("baton_takeover_agent_up",
+                              "1 while the take-over agent answers.", 0));
+    return out;
+  }
+  out = takeover::TakeoverMetricFamilies(*status);
+  out.push_back(GaugeFamily("baton_takeover_agent_up",
+                            "1 while the take-over agent answers.", 1));
+  const nlohmann::json& server = (*status)["server"];
+  auto counter = [&](const char* key, const char* name, const char* help) {
+    if (server.is_object() && server.contains(key) &&
+        server[key].is_number()) {
+      out.push_back(CounterFamily(name, help, server[key].get<double>()));
+    }
+  };
+  counter("fenced_off", "baton_fence_refused_commits_total",
+          "Writing requests refused because this host was deposed (a newer "
+          "holder's fence was in the store).");
+  counter("not_ready", "baton_fence_not_ready_total",
+          "Writing requests refused because their slot's fence was not ready.");
+  counter("fences_established", "baton_fence_established_total",
+          "Fences written after taking a slot.");
+  counter("fence_errors", "baton_fence_errors_total",
+          "Fence writes that failed (retried).");
   return out;
 }
 
@@ -504,6 +536,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     if (!raw->http) return std::vector<prometheus::MetricFamily>{};
     return ConnectionFamilies(raw->http->Stats());
   });
+  if (m.agent) {
+    // The agent's own metrics (per slot: held, epoch, lease remaining,
+    // take-overs, releases, sheds; datagrams rejected by reason), defined
+    // once in takeover/daemon/metrics.h, plus this server's fence counters.
+    m.metrics.AddSource([raw] { return AgentFamilies(*raw->agent); });
+  }
 
   if (c.http_enabled) {
     HttpServerOptions ho = c.http;

@@ -29,6 +29,7 @@
 #include "boost/asio.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
+#include "base/unix_socket.h"
 #include "framework/absl_compat.h"
 #include "framework/json.h"
 #include "spdlog/spdlog.h"
@@ -358,11 +359,8 @@ class AdminServerImpl : public AdminServer {
     return absl::OkStatus();
   }
 
-  // Binds in a fresh 0700 directory beside the target, sets the socket's
-  // mode, then renames it into place: nobody can connect before the mode is
-  // 0600.
+  // A live server's socket is never taken over; a stale one is replaced.
   absl::Status ListenUnix() {
-    const std::filesystem::path target(unix_path_);
     if (unix_path_.empty() || unix_path_.size() >= sizeof(sockaddr_un{}.sun_path)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "admin listen unix socket path must be 1..",
@@ -383,38 +381,18 @@ class AdminServerImpl : public AdminServer {
       }
       ::unlink(unix_path_.c_str());  // Stale: its server is gone.
     }
-    std::string dir = target.parent_path().string();
-    if (dir.empty()) dir = ".";
-    std::string tmpl = dir + "/.baton-admin-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) {
-      return absl::UnavailableError(absl::StrCat(
-          "admin socket: cannot create a directory in ", dir, ": ",
-          std::strerror(errno)));
-    }
-    const std::string tmp_sock = tmpl + "/s";
-    auto cleanup = [&] {
-      ::unlink(tmp_sock.c_str());
-      ::rmdir(tmpl.c_str());
-    };
-    if (tmp_sock.size() >= sizeof(sockaddr_un{}.sun_path)) {
-      cleanup();
-      return absl::InvalidArgumentError(
-          absl::StrCat("admin socket directory path too long: ", dir));
+    // Owner-only from its first instant (base/unix_socket.h).
+    absl::StatusOr<int> fd = ListenUnixOwnerOnly(unix_path_, 16);
+    if (!fd.ok()) {
+      return absl::Status(fd.status().code(),
+                          absl::StrCat("admin socket ", unix_path_, ": ",
+                                       fd.status().message()));
     }
     beast::error_code ec;
-    local_acceptor_.open(local(), ec);
-    if (!ec) local_acceptor_.bind(local::endpoint(tmp_sock), ec);
-    if (!ec && ::chmod(tmp_sock.c_str(), 0600) != 0) {
-      ec = beast::error_code(errno, beast::system_category());
-    }
-    if (!ec) local_acceptor_.listen(16, ec);
-    if (!ec && ::rename(tmp_sock.c_str(), unix_path_.c_str()) != 0) {
-      ec = beast::error_code(errno, beast::system_category());
-    }
-    cleanup();
+    local_acceptor_.assign(local(), *fd, ec);
     if (ec) {
-      beast::error_code ignored;
-      local_acceptor_.close(ignored);
+      ::close(*fd);
+      ::unlink(unix_path_.c_str());
       return absl::UnavailableError(absl::StrCat(
           "cannot listen on unix socket ", unix_path_, ": ", ec.message()));
     }

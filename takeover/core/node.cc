@@ -24,7 +24,15 @@ constexpr Time kNever = Time::max() / 4;
 constexpr Time kLongAgo = Time::min() / 4;
 
 uint64_t ToWire(Time t) { return static_cast<uint64_t>(t.count()); }
-Time FromWire(uint64_t v) { return Time(static_cast<int64_t>(v)); }
+// A time or duration from a peer's message, bounded to [0, 2^61 ns] (73
+// years): differences and sums of two such values, and with our own clock,
+// can then never overflow, whatever an authenticated but broken or hostile
+// peer sends (found by tests/fuzz: send_time >= 2^63 overflowed
+// `now - send_time`).
+constexpr uint64_t kMaxWireTime = uint64_t{1} << 61;
+Time FromWire(uint64_t v) {
+  return Time(static_cast<int64_t>(std::min(v, kMaxWireTime)));
+}
 
 Time Scale(Time t, double f) {
   return Time(static_cast<int64_t>(std::ceil(static_cast<double>(t.count()) * f)));

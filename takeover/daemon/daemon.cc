@@ -20,7 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "spdlog/spdlog.h"
 #include "takeover/daemon/metrics.h"
-#include "takeover/daemon/unix_socket.h"
+#include "base/unix_socket.h"
 
 namespace baton::takeover {
 namespace {
@@ -688,8 +688,8 @@ absl::Status TakeoverDaemon::StartStatusSocket() {
     }
     ::unlink(path.c_str());
   }
-  // Owner-only from the first instant (the socket accepts drain requests): unix_socket.h.
-  absl::StatusOr<int> fd = ListenUnixOwnerOnly(path, 8);
+  // Owner-only from the first instant (the socket accepts drain requests): base/unix_socket.h.
+  absl::StatusOr<int> fd = ::baton::ListenUnixOwnerOnly(path, 8);
   if (!fd.ok()) {
     return absl::Status(fd.status().code(), absl::StrCat("status socket: ", fd.status().message()));
   }

@@ -278,7 +278,7 @@ TEST_F(ServerTest, AdminUnixSocketIsPrivateFromTheStart) {
   // No temporary directory is left beside it.
   int entries = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir_)) {
-    entries += e.path().filename().string().rfind(".baton-admin-", 0) == 0;
+    entries += e.path().filename().string().rfind(".btk", 0) == 0;
   }
   EXPECT_EQ(entries, 0);
   EXPECT_EQ(Call("unix:" + path, "GET", "/baton/status").status, 200);

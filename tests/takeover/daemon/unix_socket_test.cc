@@ -2,7 +2,7 @@
 // be created there with the umask's mode and chmod-ed afterwards (a window in which anyone may
 // connect and send a drain request). Watched with inotify: the name may only appear by a rename
 // of an already owner-only socket. No root needed.
-#include "takeover/daemon/unix_socket.h"
+#include "base/unix_socket.h"
 
 #include <dirent.h>
 #include <sys/inotify.h>

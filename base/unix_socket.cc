@@ -1,4 +1,4 @@
-#include "takeover/daemon/unix_socket.h"
+#include "base/unix_socket.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -11,7 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
-namespace baton::takeover {
+namespace baton {
 namespace {
 
 absl::Status SocketError(const std::string& what, int err) {
@@ -58,4 +58,4 @@ absl::StatusOr<int> ListenUnixOwnerOnly(const std::string& path, int backlog) {
   return fd;
 }
 
-}  // namespace baton::takeover
+}  // namespace baton

@@ -8,14 +8,14 @@
 // `path`: the name appears already owner-only, atomically, replacing whatever file was there.
 //
 // Thread-safety: a free function; safe to call from any thread.
-#ifndef BATON_TAKEOVER_DAEMON_UNIX_SOCKET_H_
-#define BATON_TAKEOVER_DAEMON_UNIX_SOCKET_H_
+#ifndef BATON_BASE_UNIX_SOCKET_H_
+#define BATON_BASE_UNIX_SOCKET_H_
 
 #include <string>
 
 #include "absl/status/statusor.h"
 
-namespace baton::takeover {
+namespace baton {
 
 // Creates, binds and listens (`backlog`) on a unix stream socket at `path` with mode 0600, never
 // visible there with another mode. Returns the listening descriptor (close-on-exec; the caller
@@ -25,6 +25,6 @@ namespace baton::takeover {
 // kUnavailable (the directory is not writable, socket or bind failed).
 absl::StatusOr<int> ListenUnixOwnerOnly(const std::string& path, int backlog);
 
-}  // namespace baton::takeover
+}  // namespace baton
 
-#endif  // BATON_TAKEOVER_DAEMON_UNIX_SOCKET_H_
+#endif  // BATON_BASE_UNIX_SOCKET_H_
