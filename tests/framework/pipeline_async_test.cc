@@ -1,6 +1,8 @@
 // RequestPipeline::ExecuteAsync on the RocksDB store: duplicates of one request
 // id arriving concurrently run the handler once and all get the same reply; a
-// reused key with another body is refused.
+// reused key with another body is refused. Execute() on the same store (whose
+// commits call back on its committer thread) runs every handler run on the
+// calling thread.
 #include <unistd.h>
 
 #include <atomic>
@@ -107,6 +109,45 @@ TEST(PipelineAsync, ConcurrentDuplicatesExecuteOnceAndGetTheSameReply) {
                         });
   done.WaitForNotification();
   EXPECT_EQ(runs.load(), kKeys);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(PipelineAsync, ExecuteRunsEveryHandlerRunOnTheCallingThread) {
+  const std::string dir = absl::StrCat(::testing::TempDir(),
+                                       "/pipeline-caller-", ::getpid());
+  std::filesystem::remove_all(dir);
+  absl::StatusOr<std::unique_ptr<storage::StableStore>> store =
+      storage::OpenRocksDbStore({.path = dir});
+  ASSERT_TRUE(store.ok()) << store.status();
+  RequestPipeline pipeline(**store, RealClock());
+  // The first run's read is made stale by a write behind its back, so its
+  // commit conflicts (on the committer thread) and the handler runs again.
+  std::vector<std::thread::id> runs;
+  std::shared_ptr<Handler> incr = MakeHandler(
+      [&](const Request&, Transaction& txn) -> absl::StatusOr<Reply> {
+        runs.push_back(std::this_thread::get_id());
+        absl::StatusOr<storage::Versioned> v = txn.Get("n");
+        if (!v.ok()) return v.status();
+        if (runs.size() == 1) {
+          absl::StatusOr<uint64_t> c =
+              (*store)->Commit({}, {storage::Write::Put("n", "10")});
+          if (!c.ok()) return c.status();
+        }
+        if (absl::Status s = txn.Put("n", v->value + "+1"); !s.ok()) return s;
+        return Reply::Text(absl::StatusCode::kOk, v->value + "+1");
+      });
+  Request r;
+  r.operation = "POST /incr";
+  r.path = "/incr";
+  absl::StatusOr<PipelineResult> result =
+      pipeline.Execute(RequestId::Key("k"), r, *incr);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->reply.body, "10+1");
+  ASSERT_EQ(runs.size(), 2u);
+  for (const std::thread::id& id : runs) {
+    EXPECT_EQ(id, std::this_thread::get_id())
+        << "a handler ran on a store thread under Execute()";
+  }
   std::filesystem::remove_all(dir);
 }
 

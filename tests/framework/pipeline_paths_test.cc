@@ -4,7 +4,6 @@
 // injected clock, without a thread on the async path) and then gets
 // kInProgress; a store fault on a read is answered as retryable, never as a
 // final kUnknown; commit latency is measured on the injected clock.
-#include <chrono>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -27,55 +26,8 @@ using testing_util::CounterHandler;
 using testing_util::LaggingStore;
 using testing_util::MakeRequest;
 using testing_util::ReadInt;
-
-// A request started without waiting for it: ExecuteAsync (async), or
-// Execute on a thread of its own (sync).
-class Started {
- public:
-  Started(bool async, RequestPipeline& p, const RequestId& id, Request request,
-          Handler& h)
-      : request_(std::move(request)) {
-    if (async) {
-      p.ExecuteAsync(id, request_, h, [this](absl::StatusOr<PipelineResult> r) {
-        result_ = std::move(r);
-        done_.Notify();
-      });
-    } else {
-      thread_ = std::thread([this, &p, id, &h] {
-        result_ = p.Execute(id, request_, h);
-        done_.Notify();
-      });
-    }
-  }
-  ~Started() {
-    if (thread_.joinable()) thread_.join();
-  }
-  bool done() const { return done_.HasBeenNotified(); }
-  // False when no result came within `d` (real time).
-  bool WaitFor(absl::Duration d) {
-    return done_.WaitForNotificationWithTimeout(d);
-  }
-  const absl::StatusOr<PipelineResult>& result() {
-    done_.WaitForNotification();
-    return result_;
-  }
-
- private:
-  const Request request_;
-  absl::StatusOr<PipelineResult> result_ = absl::InternalError("no result");
-  absl::Notification done_;
-  std::thread thread_;
-};
-
-// Waits (real time, at most 10 s) until `p` has parked `n` retries.
-bool WaitUntilParked(RequestPipeline& p, uint64_t n) {
-  const absl::Time give_up = absl::Now() + absl::Seconds(10);
-  while (p.Stats().waited < n) {
-    if (absl::Now() > give_up) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
-}
+using testing_util::Started;
+using testing_util::WaitUntilParked;
 
 // A store whose reads fail with a given status, a given number of times.
 class FaultyReads : public storage::StableStore {
@@ -179,18 +131,22 @@ TEST_P(PipelinePathTest, RetryWhileFirstAttemptRunsGetsInProgressAfterWait) {
                 h);
   entered.WaitForNotification();
   Started second(GetParam(), p, RequestId::Key("slow"), MakeRequest("+1"), h);
-  ASSERT_TRUE(WaitUntilParked(p, 1));
+  const bool parked = WaitUntilParked(p, 1);
   // The clock has not moved: the retry is still waiting (and, on the async
   // path, ExecuteAsync has returned: no thread waits for it).
-  EXPECT_FALSE(second.done());
+  const bool answered_early = second.done();
   clock_.Advance(absl::Seconds(5));
-  ASSERT_TRUE(second.WaitFor(absl::Seconds(10)))
+  const bool answered = second.WaitFor(absl::Seconds(10));
+  const bool first_still_running = !first.done();
+  release.Notify();
+  ASSERT_TRUE(parked);
+  EXPECT_FALSE(answered_early);
+  ASSERT_TRUE(answered)
       << "a retry waited past in_flight_wait for a running attempt";
+  EXPECT_TRUE(first_still_running);
   ASSERT_FALSE(second.result().ok());
   EXPECT_EQ(GetPipelineError(second.result().status()),
             PipelineError::kInProgress);
-  EXPECT_FALSE(first.done());
-  release.Notify();
   ASSERT_TRUE(first.result().ok());
   auto third = Run(p, RequestId::Key("slow"), MakeRequest("+1"), h);
   ASSERT_TRUE(third.ok());
@@ -212,8 +168,9 @@ TEST_P(PipelinePathTest, RetryThatWaitedIsAnsweredFromTheFirstAttemptsRecord) {
   entered.WaitForNotification();
   Started second(GetParam(), p, RequestId::ClientSeq("c", 7),
                  MakeRequest("+1"), h);
-  ASSERT_TRUE(WaitUntilParked(p, 1));
+  const bool parked = WaitUntilParked(p, 1);
   release.Notify();
+  ASSERT_TRUE(parked);
   ASSERT_TRUE(first.result().ok());
   ASSERT_TRUE(second.result().ok()) << second.result().status();
   EXPECT_TRUE(second.result()->replayed);

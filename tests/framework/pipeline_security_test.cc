@@ -28,6 +28,7 @@ using testing_util::CounterHandler;
 using testing_util::LaggingStore;
 using testing_util::MakeRequest;
 using testing_util::ReadInt;
+using testing_util::Started;
 
 const std::string kFw = std::string(storage::kReservedPrefix) + "fw/";
 
@@ -421,18 +422,18 @@ TEST_P(PipelineSecurityTest, RunningAttemptOfOnePrincipalDoesNotHoldAnother) {
     if (!entered.HasBeenNotified()) entered.Notify();
     release.WaitForNotification();
   };
-  absl::StatusOr<PipelineResult> alice;
-  std::thread t([&] { alice = p.Execute(RequestId::Key("k"), As("alice"), slow); });
+  Started alice(/*async=*/false, p, RequestId::Key("k"), As("alice"), slow);
   entered.WaitForNotification();
   CounterHandler h;
-  auto bob = Run(p, RequestId::Key("k"), As("bob"), h);
-  ASSERT_TRUE(bob.ok()) << bob.status();
-  EXPECT_FALSE(bob->replayed);
-  EXPECT_EQ(p.Stats().waited, 0u) << "bob waited for alice's attempt";
+  Started bob(GetParam(), p, RequestId::Key("k"), As("bob"), h);
+  const bool answered = bob.WaitFor(absl::Seconds(10));
   release.Notify();
-  t.join();
-  ASSERT_TRUE(alice.ok());
-  EXPECT_FALSE(alice->replayed);
+  ASSERT_TRUE(answered) << "bob waited for alice's attempt";
+  ASSERT_TRUE(bob.result().ok()) << bob.result().status();
+  EXPECT_FALSE(bob.result()->replayed);
+  EXPECT_EQ(p.Stats().waited, 0u) << "bob waited for alice's attempt";
+  ASSERT_TRUE(alice.result().ok());
+  EXPECT_FALSE(alice.result()->replayed);
 }
 
 INSTANTIATE_TEST_SUITE_P(SyncAndAsync, PipelineSecurityTest,

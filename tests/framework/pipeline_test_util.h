@@ -10,6 +10,7 @@
 #define BATON_TESTS_FRAMEWORK_PIPELINE_TEST_UTIL_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -18,6 +19,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -25,6 +27,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "framework/pipeline.h"
 #include "framework/testing/fault_store.h"
 #include "gtest/gtest.h"
@@ -179,6 +183,58 @@ inline absl::StatusOr<PipelineResult> RunAsync(RequestPipeline& p, const Request
   });
   done.WaitForNotification();
   return out;
+}
+
+// A request started without waiting for it: ExecuteAsync (async), or
+// Execute on a thread of its own (sync).
+class Started {
+ public:
+  Started(bool async, RequestPipeline& p, const RequestId& id, Request request,
+          Handler& h)
+      : request_(std::move(request)) {
+    if (async) {
+      p.ExecuteAsync(id, request_, h, [this](absl::StatusOr<PipelineResult> r) {
+        result_ = std::move(r);
+        done_.Notify();
+      });
+    } else {
+      thread_ = std::thread([this, &p, id, &h] {
+        result_ = p.Execute(id, request_, h);
+        done_.Notify();
+      });
+    }
+  }
+  // Waits for the result: a test that failed early must not leave a
+  // callback behind that writes into a destroyed object.
+  ~Started() {
+    done_.WaitForNotification();
+    if (thread_.joinable()) thread_.join();
+  }
+  bool done() const { return done_.HasBeenNotified(); }
+  // False when no result came within `d` (real time).
+  bool WaitFor(absl::Duration d) {
+    return done_.WaitForNotificationWithTimeout(d);
+  }
+  const absl::StatusOr<PipelineResult>& result() {
+    done_.WaitForNotification();
+    return result_;
+  }
+
+ private:
+  const Request request_;
+  absl::StatusOr<PipelineResult> result_ = absl::InternalError("no result");
+  absl::Notification done_;
+  std::thread thread_;
+};
+
+// Waits (real time, at most 10 s) until `p` has parked `n` retries.
+inline bool WaitUntilParked(RequestPipeline& p, uint64_t n) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (p.Stats().waited < n) {
+    if (absl::Now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
 }
 
 // Each test of a fixture derived from this one runs through Execute()
