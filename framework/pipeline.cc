@@ -655,7 +655,7 @@ void RequestPipeline::ReleaseInFlight(const std::string& record_key) {
 }
 
 void RequestPipeline::TimerLoop() {
-  absl::MutexLock lock(&mu_);
+  mu_.Lock();
   while (!timer_stop_) {
     if (parked_deadlines_.empty()) {
       timer_wake_.Wait(&mu_);
@@ -677,6 +677,7 @@ void RequestPipeline::TimerLoop() {
     node.mapped().resume(/*expired=*/true);
     mu_.Lock();
   }
+  mu_.Unlock();
 }
 
 // --- The one execution path ---------------------------------------------------
@@ -766,30 +767,15 @@ class RequestPipeline::Execution {
     step();
   }
 
-  // Dedup: a stored record answers; otherwise take the in-flight mark, or
-  // park until the attempt that holds it ends (then look again) or until
-  // in_flight_wait has passed since the first look (then kInProgress). The
-  // first look may be stale (see "Reads" in pipeline.h); after a wait it is
-  // latest.
+  // Dedup. First the in-flight mark: if an attempt of this id is running
+  // here, park until it ends (then look again) or until in_flight_wait has
+  // passed since the first look (then kInProgress). Taking the mark before
+  // reading means a retry reads only after the attempt it waited for (or
+  // that just ended) released the mark, which it does after its commit is
+  // durable: the read finds that attempt's record instead of running the
+  // handler again. Then a stored record answers. The first read may be stale
+  // (see "Reads" in pipeline.h); after a wait it is latest.
   void Lookup() {
-    absl::StatusOr<DedupView> v =
-        p_->ReadDedup(client_, record_key_, /*stale=*/stale_reads_ && !waited_);
-    if (!v.ok()) return Finish(ReadFault(v.status()));
-    view_ = *std::move(v);
-    if (view_.record) {
-      if (view_.record->fingerprint != fingerprint_) {
-        return Finish(KeyReusedError());
-      }
-      p_->replayed_.fetch_add(1, std::memory_order_relaxed);
-      return Finish(PipelineResult{std::move(view_.record->reply), true});
-    }
-    // GC persists a client's watermark before it deletes the records below
-    // it, and the commit checks both the record's absence and (after a
-    // stale look) the watermark's version: a collected record is always
-    // noticed, so its request is never executed again.
-    if (id_.kind == RequestId::Kind::kClientSeq && id_.seq <= view_.acked) {
-      return Finish(AcknowledgedError(id_));
-    }
     {
       absl::MutexLock lock(&p_->mu_);
       holds_in_flight_ = p_->in_flight_.insert(record_key_).second;
@@ -810,6 +796,24 @@ class RequestPipeline::Execution {
       }
     }
     if (!holds_in_flight_) return Finish(InProgressError());
+    absl::StatusOr<DedupView> v =
+        p_->ReadDedup(client_, record_key_, /*stale=*/stale_reads_ && !waited_);
+    if (!v.ok()) return Finish(ReadFault(v.status()));
+    view_ = *std::move(v);
+    if (view_.record) {
+      if (view_.record->fingerprint != fingerprint_) {
+        return Finish(KeyReusedError());
+      }
+      p_->replayed_.fetch_add(1, std::memory_order_relaxed);
+      return Finish(PipelineResult{std::move(view_.record->reply), true});
+    }
+    // GC persists a client's watermark before it deletes the records below
+    // it, and the commit checks both the record's absence and (after a
+    // stale look) the watermark's version: a collected record is always
+    // noticed, so its request is never executed again.
+    if (id_.kind == RequestId::Kind::kClientSeq && id_.seq <= view_.acked) {
+      return Finish(AcknowledgedError(id_));
+    }
     StartAttempts();
   }
 

@@ -143,7 +143,9 @@ struct RequestId {
   // kIdempotencyKey: 1..255 printable ASCII characters.
   std::string idempotency_key;
   // kClientSeq only, optional: the client has received the replies of all
-  // its requests with seq <= acked; their records may be collected.
+  // its requests with seq <= acked; their records may be collected. Only
+  // acked < seq is accepted (else ignored and counted), and only once the
+  // request is answered with a reply (see "Acknowledgements" above).
   std::optional<uint64_t> acked;
 
   static RequestId None() { return {}; }
