@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -1236,114 +1237,107 @@ absl::StatusOr<size_t> RequestPipeline::CollectByWatermark() {
   return deleted;
 }
 
-absl::StatusOr<size_t> RequestPipeline::CollectByAge() {
-  const int64_t cutoff =
-      absl::ToUnixMicros(clock_.Now() - options_.retention);
-  const std::string index_prefix = IndexPrefix();
-  const std::string record_prefix = RecordPrefix();
-  size_t deleted = 0;
+namespace {
+
+// Walks the age index under `index_prefix` (<micros, 16 hex>/<suffix>) from
+// its oldest entry up to `cutoff` (unix micros), `batch` entries per commit,
+// and deletes every entry it walks. For each entry, `collect` is given the
+// entry's suffix and version and adds the deletes (with their conditions)
+// of what the entry indexes, returning how many items they collect. A
+// commit that fails a condition ends the walk (the next pass reads again).
+// Returns the items collected.
+absl::StatusOr<size_t> SweepAgeIndex(
+    storage::StableStore& store, const std::string& index_prefix,
+    int64_t cutoff, size_t batch,
+    absl::FunctionRef<absl::StatusOr<size_t>(
+        std::string_view suffix, uint64_t entry_version,
+        std::vector<Condition>* conditions, std::vector<Write>* writes)>
+        collect) {
+  size_t collected = 0;
   std::string start_after;
   for (;;) {
     absl::StatusOr<std::vector<KeyValue>> kvs =
-        store_.Scan({index_prefix, start_after, options_.gc_batch});
+        store.Scan({index_prefix, start_after, batch});
     if (!kvs.ok()) return kvs.status();
     std::vector<Condition> conditions;
     std::vector<Write> writes;
-    size_t records = 0;
-    bool done = kvs->size() < options_.gc_batch;
+    size_t items = 0;
+    bool done = kvs->size() < batch;
     for (const KeyValue& kv : *kvs) {
       uint64_t micros = 0;
-      std::string_view id;
-      if (!ParseAgeIndexEntry(
+      std::string_view suffix;
+      if (ParseAgeIndexEntry(
               std::string_view(kv.key).substr(index_prefix.size()), &micros,
-              &id)) {
-        writes.push_back(Write::Delete(kv.key));  // Not ours; malformed.
-        continue;
-      }
-      if (static_cast<int64_t>(micros) > cutoff) {
-        done = true;
-        break;
-      }
-      const std::string rkey = record_prefix + std::string(id);
-      absl::StatusOr<Versioned> r = store_.Get(rkey);
-      if (!r.ok()) return r.status();
-      if (r->present()) {
-        std::optional<Record> rec = Record::Decode(r->value);
-        // The id may have been reused after an earlier collection: only a
-        // record at least as old as this entry goes.
-        if (!rec || rec->time_micros <= cutoff) {
-          conditions.push_back({rkey, r->version});
-          writes.push_back(Write::Delete(rkey));
-          ++records;
+              &suffix)) {
+        if (static_cast<int64_t>(micros) > cutoff) {
+          done = true;
+          break;
         }
-      }
+        absl::StatusOr<size_t> n =
+            collect(suffix, kv.version, &conditions, &writes);
+        if (!n.ok()) return n.status();
+        items += *n;
+      }  // else: not ours, malformed; it goes.
       writes.push_back(Write::Delete(kv.key));
     }
     if (!writes.empty()) {
-      absl::StatusOr<uint64_t> c = store_.Commit(conditions, writes);
+      absl::StatusOr<uint64_t> c = store.Commit(conditions, writes);
       if (!c.ok()) {
-        if (storage::IsConflict(c.status())) break;  // Next pass re-reads.
+        if (storage::IsConflict(c.status())) break;
         return c.status();
       }
-      deleted += records;
+      collected += items;
     }
     if (done || kvs->empty()) break;
     start_after = kvs->back().key;
   }
-  return deleted;
+  return collected;
+}
+
+}  // namespace
+
+absl::StatusOr<size_t> RequestPipeline::CollectByAge() {
+  const int64_t cutoff =
+      absl::ToUnixMicros(clock_.Now() - options_.retention);
+  const std::string record_prefix = RecordPrefix();
+  return SweepAgeIndex(
+      store_, IndexPrefix(), cutoff, options_.gc_batch,
+      [&](std::string_view id, uint64_t, std::vector<Condition>* conditions,
+          std::vector<Write>* writes) -> absl::StatusOr<size_t> {
+        const std::string rkey = record_prefix + std::string(id);
+        absl::StatusOr<Versioned> r = store_.Get(rkey);
+        if (!r.ok()) return r.status();
+        if (!r->present()) return 0;
+        std::optional<Record> rec = Record::Decode(r->value);
+        // The id may have been reused after an earlier collection: only a
+        // record at least as old as this entry goes.
+        if (rec && rec->time_micros > cutoff) return 0;
+        conditions->push_back({rkey, r->version});
+        writes->push_back(Write::Delete(rkey));
+        return 1;
+      });
 }
 
 absl::StatusOr<size_t> RequestPipeline::ExpireWatermarks() {
-  const int64_t cutoff =
-      absl::ToUnixMicros(clock_.Now() - options_.retention);
-  const std::string index_prefix = WatermarkIndexPrefix();
-  size_t expired = 0;
-  std::string start_after;
-  for (;;) {
-    absl::StatusOr<std::vector<KeyValue>> kvs =
-        store_.Scan({index_prefix, start_after, options_.gc_batch});
-    if (!kvs.ok()) return kvs.status();
-    std::vector<Condition> conditions;
-    std::vector<Write> writes;
-    size_t watermarks = 0;
-    bool done = kvs->size() < options_.gc_batch;
-    for (const KeyValue& kv : *kvs) {
-      uint64_t micros = 0;
-      std::string_view client;
-      if (!ParseAgeIndexEntry(
-              std::string_view(kv.key).substr(index_prefix.size()), &micros,
-              &client)) {
-        writes.push_back(Write::Delete(kv.key));  // Not ours; malformed.
-        continue;
-      }
-      if (static_cast<int64_t>(micros) > cutoff) {
-        done = true;
-        break;
-      }
-      // The entry was written with the watermark, in one commit: the same
-      // version. A watermark written since has a newer version (and a newer
-      // entry); only the entry goes then.
-      const std::string wkey = WatermarkKey(client);
-      absl::StatusOr<Versioned> w = store_.Get(wkey);
-      if (!w.ok()) return w.status();
-      if (w->present() && w->version == kv.version) {
-        conditions.push_back({wkey, w->version});
-        writes.push_back(Write::Delete(wkey));
-        ++watermarks;
-      }
-      writes.push_back(Write::Delete(kv.key));
-    }
-    if (!writes.empty()) {
-      absl::StatusOr<uint64_t> c = store_.Commit(conditions, writes);
-      if (!c.ok()) {
-        if (storage::IsConflict(c.status())) break;  // Next pass re-reads.
-        return c.status();
-      }
-      expired += watermarks;
-      watermarks_expired_.fetch_add(watermarks, std::memory_order_relaxed);
-    }
-    if (done || kvs->empty()) break;
-    start_after = kvs->back().key;
+  absl::StatusOr<size_t> expired = SweepAgeIndex(
+      store_, WatermarkIndexPrefix(),
+      absl::ToUnixMicros(clock_.Now() - options_.retention), options_.gc_batch,
+      [&](std::string_view client, uint64_t entry_version,
+          std::vector<Condition>* conditions,
+          std::vector<Write>* writes) -> absl::StatusOr<size_t> {
+        // The entry was written with the watermark, in one commit: the same
+        // version. A watermark written since has a newer version (and a
+        // newer entry); only the entry goes then.
+        const std::string wkey = WatermarkKey(client);
+        absl::StatusOr<Versioned> w = store_.Get(wkey);
+        if (!w.ok()) return w.status();
+        if (!w->present() || w->version != entry_version) return 0;
+        conditions->push_back({wkey, w->version});
+        writes->push_back(Write::Delete(wkey));
+        return 1;
+      });
+  if (expired.ok()) {
+    watermarks_expired_.fetch_add(*expired, std::memory_order_relaxed);
   }
   return expired;
 }
