@@ -56,8 +56,12 @@ struct Request {
   std::string local_address;
   // The authenticated principal the front end derived (a TLS client
   // certificate's subject, or what the service's authentication hook
-  // returned); empty when the request is unauthenticated. Request ids,
-  // completion records and watermarks are scoped by it (framework/pipeline.h).
+  // returned); empty when the request is unauthenticated. Any bytes, at most
+  // RequestPipeline::kMaxPrincipalBytes (1024). The pipeline scopes request
+  // ids, completion records, watermarks and acknowledgements by it
+  // (framework/pipeline.h): one principal never sees another's stored reply,
+  // even for the same id. Without authentication ids are global (whoever
+  // knows a client id or an idempotency key shares its records).
   std::string principal;
 
   // The parameter `name`, or "" when absent.

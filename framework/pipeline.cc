@@ -4,15 +4,18 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
+#include <exception>
 #include <map>
 #include <random>
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/time/clock.h"
 #include "framework/absl_compat.h"
 #include "spdlog/spdlog.h"
 
@@ -36,23 +39,61 @@ const std::string& FrameworkPrefix() {
 }
 std::string RecordPrefix() { return FrameworkPrefix() + "c/"; }
 std::string IndexPrefix() { return FrameworkPrefix() + "t/"; }
-std::string WatermarkKey(std::string_view client) {
-  return absl::StrCat(FrameworkPrefix(), "w/", AV(client));
-}
+std::string WatermarkIndexPrefix() { return FrameworkPrefix() + "u/"; }
 std::string Hex16(uint64_t v) { return absl::StrFormat("%016x", v); }
+
+// The key scope of a principal: "" (unauthenticated: today's layout), or
+// "a/" + the principal with \0 -> \1\1 and \1 -> \1\2 + "\0". The escaped
+// principal holds no \0, so the first \0 after "a/" ends it: no two
+// principals share a scope, and no scoped key is an unscoped one (those
+// start with "s/" or "k/", or hold no \0 at all: client ids).
+std::string Scope(std::string_view principal) {
+  if (principal.empty()) return "";
+  std::string out = "a/";
+  out.reserve(principal.size() + 4);
+  for (char c : principal) {
+    if (c == '\0') {
+      out.append("\x01\x01", 2);
+    } else if (c == '\x01') {
+      out.append("\x01\x02", 2);
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('\0');
+  return out;
+}
 
 // The part of a record key after RecordPrefix(); also the suffix of its age
 // index entry.
-std::string IdPart(const RequestId& id) {
+std::string IdPart(std::string_view scope, const RequestId& id) {
   if (id.kind == RequestId::Kind::kClientSeq) {
-    return absl::StrCat("s/", id.client_id, absl::string_view("\0", 1),
-                        Hex16(id.seq));
+    return absl::StrCat(AV(scope), "s/", id.client_id,
+                        absl::string_view("\0", 1), Hex16(id.seq));
   }
-  return absl::StrCat("k/", id.idempotency_key);
+  return absl::StrCat(AV(scope), "k/", id.idempotency_key);
+}
+
+// A (client, seq) client within its scope: scope + client id. Client ids
+// hold no \0, so the last \0 (if any) ends the scope.
+std::string WatermarkKey(std::string_view client) {
+  return absl::StrCat(FrameworkPrefix(), "w/", AV(client));
 }
 std::string ClientRecordPrefix(std::string_view client) {
-  return absl::StrCat(RecordPrefix(), "s/", AV(client),
+  const size_t end = client.rfind('\0');
+  const std::string_view scope =
+      end == std::string_view::npos ? std::string_view() : client.substr(0, end + 1);
+  const std::string_view id =
+      end == std::string_view::npos ? client : client.substr(end + 1);
+  return absl::StrCat(RecordPrefix(), AV(scope), "s/", AV(id),
                       absl::string_view("\0", 1));
+}
+// An age index entry: <prefix><micros, 16 hex>/<suffix>.
+std::string AgeIndexKey(const std::string& prefix, absl::Time t,
+                        std::string_view suffix) {
+  const int64_t micros = std::max<int64_t>(absl::ToUnixMicros(t), 0);
+  return absl::StrCat(prefix, Hex16(static_cast<uint64_t>(micros)), "/",
+                      AV(suffix));
 }
 
 bool ParseHex16(std::string_view s, uint64_t* out) {
@@ -70,6 +111,16 @@ bool ParseHex16(std::string_view s, uint64_t* out) {
     v = (v << 4) | static_cast<uint64_t>(d);
   }
   *out = v;
+  return true;
+}
+// Splits an age index entry (after its prefix) into time and suffix.
+bool ParseAgeIndexEntry(std::string_view rest, uint64_t* micros,
+                        std::string_view* suffix) {
+  if (rest.size() < 17 || rest[16] != '/' ||
+      !ParseHex16(rest.substr(0, 16), micros)) {
+    return false;
+  }
+  *suffix = rest.substr(17);
   return true;
 }
 
@@ -92,6 +143,42 @@ constexpr std::string_view kPipelineErrorPayload =
 absl::Status MakePipelineError(absl::Status s, std::string_view kind) {
   s.SetPayload(AV(kPipelineErrorPayload), absl::Cord(AV(kind)));
   return s;
+}
+
+absl::Status AcknowledgedError(const RequestId& id) {
+  return MakePipelineError(
+      absl::FailedPreconditionError(absl::StrCat(
+          "request ", id.seq, " of client ", id.client_id,
+          " was acknowledged by the client and its record collected")),
+      "acknowledged");
+}
+
+absl::Status KeyReusedError() {
+  return MakePipelineError(
+      absl::FailedPreconditionError(
+          "this request id was already used for a different request"),
+      "key-reused");
+}
+
+absl::Status InProgressError() {
+  return MakePipelineError(
+      absl::AbortedError(
+          "a request with this id is still in progress; retry later"),
+      "in-progress");
+}
+
+absl::Status ConflictsExhaustedError(int attempts) {
+  return absl::AbortedError(absl::StrCat(
+      "request conflicted with concurrent requests ", attempts,
+      " times; retry"));
+}
+
+// A read, or a conditions-only commit (which only reads), whose outcome is
+// unknown changed nothing: it is answered as retryable, never as final.
+absl::Status ReadFault(absl::Status s) {
+  if (s.code() != absl::StatusCode::kUnknown) return s;
+  return absl::UnavailableError(
+      absl::StrCat("store read outcome unknown (", s.message(), "); retry"));
 }
 
 // --- Encoding of a completion record --------------------------------------
@@ -136,10 +223,15 @@ class TransactionImpl : public Transaction {
  public:
   // `consistency`: how fresh the store reads of Get() must be. kMayBeStale
   // only for an attempt whose commit (or read-only confirmation) checks
-  // every version read; Scan always reads the latest state.
+  // every version read; Scan always reads the latest state. Put refuses
+  // values over `max_value_bytes`, counting them in `values_refused`.
   TransactionImpl(storage::StableStore& store,
-                  storage::ReadConsistency consistency)
-      : store_(store), consistency_(consistency) {}
+                  storage::ReadConsistency consistency, size_t max_value_bytes,
+                  std::atomic<uint64_t>& values_refused)
+      : store_(store),
+        consistency_(consistency),
+        max_value_bytes_(max_value_bytes),
+        values_refused_(values_refused) {}
 
   absl::StatusOr<Versioned> Get(std::string_view key) override {
     if (absl::Status s = CheckKey(key); !s.ok()) return s;
@@ -148,7 +240,7 @@ class TransactionImpl : public Transaction {
       return Versioned{*it->second, kUncommittedVersion};
     }
     absl::StatusOr<Versioned> v = ReadStore(key);
-    if (!v.ok()) return v.status();
+    if (!v.ok()) return ReadFault(v.status());
     reads_.emplace(std::string(key), v->version);
     return v;
   }
@@ -165,7 +257,7 @@ class TransactionImpl : public Transaction {
     opts.start_after = std::string(start_after);
     opts.limit = limit;
     absl::StatusOr<std::vector<KeyValue>> got = store_.Scan(opts);
-    if (!got.ok()) return got.status();
+    if (!got.ok()) return ReadFault(got.status());
     const bool truncated = got->size() >= limit;
     std::map<std::string, KeyValue, std::less<>> merged;
     for (KeyValue& kv : *got) {
@@ -195,6 +287,16 @@ class TransactionImpl : public Transaction {
 
   absl::Status Put(std::string_view key, std::string_view value) override {
     if (absl::Status s = CheckKey(key); !s.ok()) return s;
+    if (value.size() > max_value_bytes_) {
+      values_refused_.fetch_add(1, std::memory_order_relaxed);
+      absl::Status refused = absl::ResourceExhaustedError(absl::StrCat(
+          "value of ", value.size(), " bytes for key \"",
+          absl::CHexEscape(AV(key.substr(0, 64))),
+          "\" exceeds the pipeline's max_value_bytes (", max_value_bytes_,
+          ")"));
+      if (refusal_.ok()) refusal_ = refused;
+      return refused;
+    }
     writes_[std::string(key)] = std::string(value);
     return absl::OkStatus();
   }
@@ -210,10 +312,12 @@ class TransactionImpl : public Transaction {
     return consistency_ == storage::ReadConsistency::kMayBeStale;
   }
   size_t read_count() const { return reads_.size(); }
+  // The first refused Put (OK: none): the request must commit nothing.
+  const absl::Status& refusal() const { return refusal_; }
 
   std::vector<Condition> Conditions() const {
     std::vector<Condition> c;
-    c.reserve(reads_.size() + 1);
+    c.reserve(reads_.size() + 3);
     for (const auto& [key, version] : reads_) c.push_back({key, version});
     return c;
   }
@@ -238,6 +342,9 @@ class TransactionImpl : public Transaction {
 
   storage::StableStore& store_;
   const storage::ReadConsistency consistency_;
+  const size_t max_value_bytes_;
+  std::atomic<uint64_t>& values_refused_;
+  absl::Status refusal_;
   std::map<std::string, uint64_t, std::less<>> reads_;
   std::map<std::string, std::optional<std::string>, std::less<>> writes_;
 };
@@ -254,34 +361,18 @@ class FunctionHandler : public Handler {
   HandlerFunction fn_;
 };
 
-// A request that wrote nothing needs no completion record. Its reply may be
-// sent only if its reads are the state at one instant within the request:
-// one latest read is; several latest reads, or any stale one, are confirmed
-// by an empty conditional commit (linearizable: etcd serves a read-only Txn
-// through the read index), which also carries `extra` (the dedup conditions
-// when the record and watermark were read stale). false: a condition failed;
-// the conflict status is in *conflict.
-absl::StatusOr<bool> ReadsStillCurrent(storage::StableStore& store,
-                                       const TransactionImpl& txn,
-                                       const std::vector<Condition>& extra,
-                                       absl::Status* conflict) {
-  if (!txn.stale() && extra.empty() && txn.read_count() <= 1) return true;
-  std::vector<Condition> conditions = txn.Conditions();
-  conditions.insert(conditions.end(), extra.begin(), extra.end());
-  if (conditions.empty()) return true;
-  absl::StatusOr<uint64_t> c = store.Commit(conditions, {});
-  if (c.ok()) return true;
-  if (storage::IsConflict(c.status())) {
-    *conflict = c.status();
-    return false;
-  }
-  return c.status();
-}
-
 storage::ReadConsistency Consistency(bool stale) {
   return stale ? storage::ReadConsistency::kMayBeStale
                : storage::ReadConsistency::kLatest;
 }
+
+// How many clients FirstArrival() remembers (beyond that, it forgets them
+// all: they only lose the shortcut).
+constexpr size_t kMaxClients = 65536;
+
+// The in-flight timer re-reads the clock at least this often, so that a
+// clock that jumps (NTP; a simulated clock in tests) is noticed.
+constexpr absl::Duration kTimerRecheck = absl::Milliseconds(50);
 
 }  // namespace
 
@@ -337,18 +428,6 @@ struct RequestPipeline::Record {
   }
 };
 
-// Marks an id as running in this process; wakes waiters when done.
-class RequestPipeline::InFlightGuard {
- public:
-  InFlightGuard(RequestPipeline* p, std::string key)
-      : p_(p), key_(std::move(key)) {}
-  ~InFlightGuard() { p_->ReleaseInFlight(key_); }
-
- private:
-  RequestPipeline* p_;
-  std::string key_;
-};
-
 // What one dedup lookup saw.
 struct RequestPipeline::DedupView {
   std::optional<Record> record;
@@ -361,32 +440,13 @@ struct RequestPipeline::DedupView {
   bool stale = false;
 };
 
-namespace {
-
-absl::Status AcknowledgedError(const RequestId& id) {
-  return MakePipelineError(
-      absl::FailedPreconditionError(absl::StrCat(
-          "request ", id.seq, " of client ", id.client_id,
-          " was acknowledged by the client and its record collected")),
-      "acknowledged");
-}
-
-absl::Status KeyReusedError() {
-  return MakePipelineError(
-      absl::FailedPreconditionError(
-          "this request id was already used for a different request"),
-      "key-reused");
-}
-
-}  // namespace
-
 absl::StatusOr<RequestPipeline::DedupView> RequestPipeline::ReadDedup(
-    const RequestId& id, const std::string& record_key, bool stale) {
+    const std::string& client, const std::string& record_key, bool stale) {
   DedupView view;
   view.stale = stale;
   std::vector<std::string> keys = {record_key};
-  if (id.kind == RequestId::Kind::kClientSeq) {
-    view.watermark_key = WatermarkKey(id.client_id);
+  if (!client.empty()) {
+    view.watermark_key = WatermarkKey(client);
     keys.push_back(view.watermark_key);
   }
   absl::StatusOr<std::vector<Versioned>> got =
@@ -408,10 +468,12 @@ absl::StatusOr<RequestPipeline::DedupView> RequestPipeline::ReadDedup(
     if (!wm.present() || !absl::SimpleAtoi(wm.value, &view.acked)) {
       view.acked = 0;
     }
+    // A latest read is the truth (also a watermark GC expired: its version
+    // is then 0); a stale one only when it is not older than what we know.
     absl::MutexLock lock(&clients_mu_);
-    auto it = clients_.find(id.client_id);
+    auto it = clients_.find(client);
     if (it != clients_.end() &&
-        (!it->second.watermark_known ||
+        (!stale || !it->second.watermark_known ||
          it->second.watermark_version <= view.watermark_version)) {
       it->second.watermark_known = true;
       it->second.watermark_version = view.watermark_version;
@@ -421,36 +483,31 @@ absl::StatusOr<RequestPipeline::DedupView> RequestPipeline::ReadDedup(
   return view;
 }
 
-namespace {
-// How many clients FirstArrival() remembers (beyond that, it forgets them
-// all: they only lose the shortcut).
-constexpr size_t kMaxClients = 65536;
-}  // namespace
-
-bool RequestPipeline::FirstArrival(const RequestId& id, DedupView* view) {
+bool RequestPipeline::FirstArrival(const std::string& client, uint64_t seq,
+                                   DedupView* view) {
   absl::MutexLock lock(&clients_mu_);
-  auto it = clients_.find(id.client_id);
+  auto it = clients_.find(client);
   if (it == clients_.end()) {
     if (clients_.size() >= kMaxClients) clients_.clear();
-    it = clients_.emplace(id.client_id, ClientState{}).first;
+    it = clients_.emplace(client, ClientState{}).first;
   }
   ClientState& c = it->second;
-  if (id.seq + kSeqWindow <= c.max_seq) return false;  // Too old to tell.
-  if (id.seq > c.max_seq) {
+  if (seq + kSeqWindow <= c.max_seq) return false;  // Too old to tell.
+  if (seq > c.max_seq) {
     // The window slides up: forget the seqs that fall out of it.
-    if (id.seq - c.max_seq >= kSeqWindow) {
+    if (seq - c.max_seq >= kSeqWindow) {
       c.recent.reset();
     } else {
-      for (uint64_t s = c.max_seq + 1; s < id.seq; ++s) c.recent.reset(s % kSeqWindow);
+      for (uint64_t s = c.max_seq + 1; s < seq; ++s) c.recent.reset(s % kSeqWindow);
     }
-    c.max_seq = id.seq;
-  } else if (c.recent.test(id.seq % kSeqWindow)) {
+    c.max_seq = seq;
+  } else if (c.recent.test(seq % kSeqWindow)) {
     return false;  // A retry.
   }
-  c.recent.set(id.seq % kSeqWindow);
-  if (!c.watermark_known || id.seq <= c.acked) return false;
+  c.recent.set(seq % kSeqWindow);
+  if (!c.watermark_known || seq <= c.acked) return false;
   view->record.reset();
-  view->watermark_key = WatermarkKey(id.client_id);
+  view->watermark_key = WatermarkKey(client);
   view->watermark_version = c.watermark_version;
   view->acked = c.acked;
   view->stale = true;
@@ -479,7 +536,15 @@ RequestPipeline::RequestPipeline(storage::StableStore& store, Clock& clock,
       instance_nonce_((static_cast<uint64_t>(std::random_device()()) << 32) ^
                       std::random_device()()) {}
 
-RequestPipeline::~RequestPipeline() { StopBackgroundGc(); }
+RequestPipeline::~RequestPipeline() {
+  StopBackgroundGc();
+  {
+    absl::MutexLock lock(&mu_);
+    timer_stop_ = true;
+    timer_wake_.SignalAll();
+  }
+  if (timer_thread_.joinable()) timer_thread_.join();
+}
 
 std::string RequestPipeline::Fingerprint(const Request& request) {
   std::string data;
@@ -501,7 +566,13 @@ std::string RequestPipeline::Fingerprint(const Request& request) {
   return std::string(reinterpret_cast<const char*>(md), len);
 }
 
-absl::Status RequestPipeline::CheckId(const RequestId& id) {
+absl::Status RequestPipeline::CheckRequest(const RequestId& id,
+                                           const Request& request,
+                                           std::optional<uint64_t>* ack) {
+  if (request.principal.size() > kMaxPrincipalBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "principal must be at most ", kMaxPrincipalBytes, " bytes"));
+  }
   switch (id.kind) {
     case RequestId::Kind::kNone:
       break;
@@ -511,10 +582,13 @@ absl::Status RequestPipeline::CheckId(const RequestId& id) {
             "client id must be 1..128 printable ASCII characters without "
             "spaces");
       }
-      if (id.acked) {
-        absl::MutexLock lock(&mu_);
-        uint64_t& a = pending_acks_[id.client_id];
-        a = std::max(a, *id.acked);
+      // A client has the replies of seqs below the one it is sending, never
+      // of this one or later: anything else would let one request retire
+      // the client's future requests.
+      if (id.acked && *id.acked >= id.seq) {
+        acks_refused_.fetch_add(1, std::memory_order_relaxed);
+      } else if (id.acked && *id.acked > 0) {
+        *ack = id.acked;
       }
       break;
     case RequestId::Kind::kIdempotencyKey:
@@ -527,32 +601,137 @@ absl::Status RequestPipeline::CheckId(const RequestId& id) {
   return absl::OkStatus();
 }
 
+void RequestPipeline::NoteAck(const std::string& client, uint64_t acked) {
+  absl::MutexLock lock(&mu_);
+  NoteAckLocked(client, acked);
+}
+
+void RequestPipeline::NoteAckLocked(const std::string& client,
+                                    uint64_t acked) {
+  auto it = pending_acks_.find(client);
+  if (it != pending_acks_.end()) {
+    it->second = std::max(it->second, acked);
+    return;
+  }
+  if (pending_acks_.size() >= kMaxPendingAcks) {
+    pending_acks_dropped_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  pending_acks_.emplace(client, acked);
+}
+
+// --- Retries of a running id: parked, resumed or timed out ------------------
+
+void RequestPipeline::ParkLocked(std::string key, absl::Time deadline,
+                                 absl::AnyInvocable<void(bool)> resume) {
+  const uint64_t id = next_parked_++;
+  const bool earliest =
+      parked_deadlines_.empty() || deadline < parked_deadlines_.begin()->first;
+  parked_by_key_[key].push_back(id);
+  parked_deadlines_.emplace(deadline, id);
+  parked_.emplace(id, Parked{std::move(key), deadline, std::move(resume)});
+  if (!timer_thread_.joinable()) {
+    timer_thread_ = std::thread([this] { TimerLoop(); });
+  } else if (earliest) {
+    timer_wake_.Signal();
+  }
+}
+
 void RequestPipeline::ReleaseInFlight(const std::string& record_key) {
-  std::vector<absl::AnyInvocable<void()>> waiters;
+  std::vector<absl::AnyInvocable<void(bool)>> resumes;
   {
     absl::MutexLock lock(&mu_);
     in_flight_.erase(record_key);
-    in_flight_done_.SignalAll();
-    auto it = in_flight_async_waiters_.find(record_key);
-    if (it != in_flight_async_waiters_.end()) {
-      waiters = std::move(it->second);
-      in_flight_async_waiters_.erase(it);
+    auto it = parked_by_key_.find(record_key);
+    if (it != parked_by_key_.end()) {
+      for (uint64_t id : it->second) {
+        auto node = parked_.extract(id);
+        parked_deadlines_.erase({node.mapped().deadline, id});
+        resumes.push_back(std::move(node.mapped().resume));
+      }
+      parked_by_key_.erase(it);
     }
   }
-  for (auto& w : waiters) w();
+  for (auto& resume : resumes) resume(/*expired=*/false);
 }
 
-// --- Asynchronous execution -------------------------------------------------
+void RequestPipeline::TimerLoop() {
+  mu_.Lock();
+  while (!timer_stop_) {
+    if (parked_deadlines_.empty()) {
+      timer_wake_.Wait(&mu_);
+      continue;
+    }
+    const auto [deadline, id] = *parked_deadlines_.begin();
+    const absl::Time now = clock_.Now();
+    if (deadline > now) {
+      timer_wake_.WaitWithTimeout(&mu_, std::min(deadline - now, kTimerRecheck));
+      continue;
+    }
+    parked_deadlines_.erase(parked_deadlines_.begin());
+    auto node = parked_.extract(id);
+    auto by_key = parked_by_key_.find(node.mapped().key);
+    std::vector<uint64_t>& ids = by_key->second;
+    ids.erase(std::find(ids.begin(), ids.end(), id));
+    if (ids.empty()) parked_by_key_.erase(by_key);
+    mu_.Unlock();
+    node.mapped().resume(/*expired=*/true);
+    mu_.Lock();
+  }
+  mu_.Unlock();
+}
 
-// One ExecuteAsync() call: the steps of Execute() as a chain of
-// continuations (lookup -> handler -> CommitAsync -> result). On the heap;
-// deletes itself after calling back.
-class RequestPipeline::AsyncExecution {
+// --- The one execution path ---------------------------------------------------
+
+// Execute()'s executor: the calling thread runs every step of its execution
+// (posted by store callbacks, the in-flight timer and ended attempts) until
+// the result is there.
+class RequestPipeline::CallerExecutor {
  public:
-  AsyncExecution(RequestPipeline* p, const RequestId& id,
-                 const Request& request, Handler& handler,
-                 ExecuteCallback done)
+  void Post(absl::AnyInvocable<void()> step) {
+    absl::MutexLock lock(&mu_);
+    steps_.push_back(std::move(step));
+  }
+  void Done(absl::StatusOr<PipelineResult> result) {
+    absl::MutexLock lock(&mu_);
+    result_ = std::move(result);
+  }
+  absl::StatusOr<PipelineResult> Run() {
+    for (;;) {
+      absl::AnyInvocable<void()> step;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(this, &CallerExecutor::Ready));
+        if (result_) return *std::move(result_);
+        step = std::move(steps_.front());
+        steps_.pop_front();
+      }
+      step();
+    }
+  }
+
+ private:
+  bool Ready() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return result_.has_value() || !steps_.empty();
+  }
+
+  absl::Mutex mu_;
+  std::deque<absl::AnyInvocable<void()>> steps_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::StatusOr<PipelineResult>> result_ ABSL_GUARDED_BY(mu_);
+};
+
+// One request through the pipeline, as a chain of continuations: identify
+// -> lookup (or park behind a running attempt) -> handler -> commit ->
+// result. On the heap; deletes itself after calling back. With a
+// CallerExecutor (Execute) every continuation that a store, timer or other
+// thread triggers is handed to the caller's thread; without (ExecuteAsync)
+// it runs where it was triggered.
+class RequestPipeline::Execution {
+ public:
+  Execution(RequestPipeline* p, CallerExecutor* caller, const RequestId& id,
+            const Request& request, Handler& handler, ExecuteCallback done)
       : p_(p),
+        caller_(caller),
         id_(id),
         request_(request),
         handler_(handler),
@@ -560,29 +739,67 @@ class RequestPipeline::AsyncExecution {
 
   void Start() {
     stale_reads_ = p_->store_.StaleReadsAreCheaper();
+    if (absl::Status s = p_->CheckRequest(id_, request_, &ack_); !s.ok()) {
+      return Finish(s);
+    }
     if (id_.kind == RequestId::Kind::kNone) return RunAttempt();
-    if (absl::Status s = p_->CheckId(id_); !s.ok()) return Finish(s);
-    record_key_ = RecordPrefix() + IdPart(id_);
+    const std::string scope = Scope(request_.principal);
+    record_key_ = RecordPrefix() + IdPart(scope, id_);
     fingerprint_ = Fingerprint(request_);
-    if (stale_reads_ && id_.kind == RequestId::Kind::kClientSeq &&
-        p_->FirstArrival(id_, &view_)) {
-      {
-        absl::MutexLock lock(&p_->mu_);
-        holds_in_flight_ = p_->in_flight_.emplace(record_key_, 1).second;
+    if (id_.kind == RequestId::Kind::kClientSeq) {
+      client_ = scope + id_.client_id;
+      if (stale_reads_ && p_->FirstArrival(client_, id_.seq, &view_)) {
+        {
+          absl::MutexLock lock(&p_->mu_);
+          holds_in_flight_ = p_->in_flight_.insert(record_key_).second;
+        }
+        if (holds_in_flight_) return StartAttempts();
       }
-      if (holds_in_flight_) return StartAttempts();
     }
     Lookup();
   }
 
  private:
-  // Dedup: a stored record answers; otherwise take the in-flight mark, or
-  // wait (as a continuation) for the attempt that holds it. The first look
-  // may be stale (see "Reads" in pipeline.h); after a wait it is latest.
+  using Continuation = void (Execution::*)(const absl::Status&);
+
+  // Runs `step` on this execution's executor (see the class comment).
+  void Resume(absl::AnyInvocable<void()> step) {
+    if (caller_ != nullptr) return caller_->Post(std::move(step));
+    step();
+  }
+
+  // Dedup. First the in-flight mark: if an attempt of this id is running
+  // here, park until it ends (then look again) or until in_flight_wait has
+  // passed since the first look (then kInProgress). Taking the mark before
+  // reading means a retry reads only after the attempt it waited for (or
+  // that just ended) released the mark, which it does after its commit is
+  // durable: the read finds that attempt's record instead of running the
+  // handler again. Then a stored record answers. The first read may be stale
+  // (see "Reads" in pipeline.h); after a wait it is latest.
   void Lookup() {
+    {
+      absl::MutexLock lock(&p_->mu_);
+      holds_in_flight_ = p_->in_flight_.insert(record_key_).second;
+      if (!holds_in_flight_) {
+        const absl::Time now = p_->clock_.Now();
+        if (!deadline_) deadline_ = now + p_->options_.in_flight_wait;
+        if (now < *deadline_) {
+          p_->waited_.fetch_add(1, std::memory_order_relaxed);
+          p_->ParkLocked(record_key_, *deadline_, [this](bool expired) {
+            Resume([this, expired] {
+              if (expired) return Finish(InProgressError());
+              waited_ = true;
+              Lookup();
+            });
+          });
+          return;
+        }
+      }
+    }
+    if (!holds_in_flight_) return Finish(InProgressError());
     absl::StatusOr<DedupView> v =
-        p_->ReadDedup(id_, record_key_, /*stale=*/stale_reads_ && !waited_);
-    if (!v.ok()) return Finish(v.status());
+        p_->ReadDedup(client_, record_key_, /*stale=*/stale_reads_ && !waited_);
+    if (!v.ok()) return Finish(ReadFault(v.status()));
     view_ = *std::move(v);
     if (view_.record) {
       if (view_.record->fingerprint != fingerprint_) {
@@ -591,21 +808,13 @@ class RequestPipeline::AsyncExecution {
       p_->replayed_.fetch_add(1, std::memory_order_relaxed);
       return Finish(PipelineResult{std::move(view_.record->reply), true});
     }
+    // GC persists a client's watermark before it deletes the records below
+    // it, and the commit checks both the record's absence and (after a
+    // stale look) the watermark's version: a collected record is always
+    // noticed, so its request is never executed again.
     if (id_.kind == RequestId::Kind::kClientSeq && id_.seq <= view_.acked) {
       return Finish(AcknowledgedError(id_));
     }
-    {
-      absl::MutexLock lock(&p_->mu_);
-      if (!p_->in_flight_.emplace(record_key_, 1).second) {
-        p_->waited_.fetch_add(1, std::memory_order_relaxed);
-        p_->in_flight_async_waiters_[record_key_].push_back([this] {
-          waited_ = true;
-          Lookup();
-        });
-        return;
-      }
-    }
-    holds_in_flight_ = true;
     StartAttempts();
   }
 
@@ -616,14 +825,15 @@ class RequestPipeline::AsyncExecution {
     RunAttempt();
   }
 
-  // See ExecuteKeyed(): after a failed condition that may be due to the
-  // dedup view, read it latest. True when that finished the request.
+  // After a failed condition that may be due to the dedup view: read the
+  // record and watermark latest. True when that finished the request (a
+  // replay, 410, or a read error); false: run the handler again.
   bool Revalidate() {
     p_->revalidations_.fetch_add(1, std::memory_order_relaxed);
     absl::StatusOr<DedupView> v =
-        p_->ReadDedup(id_, record_key_, /*stale=*/false);
+        p_->ReadDedup(client_, record_key_, /*stale=*/false);
     if (!v.ok()) {
-      Finish(v.status());
+      Finish(ReadFault(v.status()));
       return true;
     }
     view_ = *std::move(v);
@@ -638,24 +848,45 @@ class RequestPipeline::AsyncExecution {
     return false;
   }
 
+  // The handler, with whatever it throws caught: an exception must not
+  // cross the pipeline (it would unwind through a store's or an event
+  // loop's thread), and the request commits nothing.
+  absl::StatusOr<Reply> RunHandler(Transaction& txn) {
+    try {
+      return handler_.Handle(request_, txn);
+    } catch (const std::exception& e) {
+      p_->handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
+      spdlog::error("handler for {} threw: {}; answered \"handler failed\"",
+                    request_.operation, e.what());
+    } catch (...) {
+      p_->handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
+      spdlog::error("handler for {} threw a non-std exception; answered "
+                    "\"handler failed\"",
+                    request_.operation);
+    }
+    return absl::InternalError("handler failed");
+  }
+
   void RunAttempt() {
     if (++attempt_ > p_->options_.max_attempts) {
-      return Finish(absl::AbortedError(
-          absl::StrCat("request conflicted with concurrent requests ",
-                       p_->options_.max_attempts, " times; retry")));
+      return Finish(ConflictsExhaustedError(p_->options_.max_attempts));
     }
     if (attempt_ > 1) p_->reruns_.fetch_add(1, std::memory_order_relaxed);
-    TransactionImpl txn(p_->store_, Consistency(stale_reads_));
+    TransactionImpl txn(p_->store_, Consistency(stale_reads_),
+                        p_->options_.max_value_bytes, p_->values_refused_);
     stale_reads_ = false;  // Runs after a failed condition read latest.
-    absl::StatusOr<Reply> reply = absl::InternalError("handler failed");
-    try {
-      reply = handler_.Handle(request_, txn);
-    } catch (const std::exception& e) {
-      spdlog::error("handler for {} threw: {}", request_.operation, e.what());
-      reply = absl::InternalError("handler failed");
-    } catch (...) {
-      spdlog::error("handler for {} threw", request_.operation);
-      reply = absl::InternalError("handler failed");
+    absl::StatusOr<Reply> reply = RunHandler(txn);
+    if (reply.ok() && !txn.refusal().ok()) reply = txn.refusal();
+    if (reply.ok() && txn.has_writes() &&
+        id_.kind != RequestId::Kind::kNone) {
+      const size_t bytes = reply->body.size() + reply->content_type.size();
+      if (bytes > p_->options_.max_reply_bytes) {
+        p_->replies_refused_.fetch_add(1, std::memory_order_relaxed);
+        reply = absl::ResourceExhaustedError(absl::StrCat(
+            "the reply of ", bytes, " bytes exceeds the pipeline's "
+            "max_reply_bytes (", p_->options_.max_reply_bytes,
+            "); nothing was written"));
+      }
     }
     handler_error_ = absl::OkStatus();
     if (!reply.ok()) {
@@ -670,23 +901,16 @@ class RequestPipeline::AsyncExecution {
 
     std::vector<Condition> conditions = txn.Conditions();
     if (!txn.has_writes() || !handler_error_.ok()) {
-      // See ReadsStillCurrent(): one latest read is a linearizable answer;
-      // several, or stale ones, are confirmed by an empty conditional
-      // commit, with the dedup conditions when the lookup was stale.
-      if (view_.stale) RequestPipeline::AddDedupConditions(view_, record_key_, &conditions);
+      // Nothing to commit. One latest read is a linearizable answer;
+      // several, or stale ones, are confirmed by an empty conditional commit
+      // (etcd serves it through the read index), with the dedup conditions
+      // when the lookup was stale.
+      if (view_.stale) AddDedupConditions(view_, record_key_, &conditions);
       if (!txn.stale() && !view_.stale && txn.read_count() <= 1) {
         return FinishReadOnly();
       }
       if (conditions.empty()) return FinishReadOnly();
-      return p_->store_.CommitAsync(
-          std::move(conditions), {}, [this](absl::StatusOr<uint64_t> c) {
-            if (!c.ok() && storage::IsConflict(c.status())) {
-              if (view_.stale && Revalidate()) return;
-              return RunAttempt();
-            }
-            if (!c.ok()) return Finish(c.status());
-            FinishReadOnly();
-          });
+      return SendCommit(std::move(conditions), {}, &Execution::OnConfirmed);
     }
     std::vector<Write> writes = txn.Writes();
     if (absl::Status f = p_->AddFence(request_, &conditions, &fence_);
@@ -694,23 +918,42 @@ class RequestPipeline::AsyncExecution {
       return Finish(f);
     }
     if (id_.kind == RequestId::Kind::kNone) {
-      return p_->store_.CommitAsync(
-          std::move(conditions), std::move(writes),
-          [this](absl::StatusOr<uint64_t> c) { OnUnkeyedCommitted(c.status()); });
+      return SendCommit(std::move(conditions), std::move(writes),
+                        &Execution::OnUnkeyedCommitted);
     }
-    Record record{fingerprint_, token_, absl::ToUnixMicros(p_->clock_.Now()),
-                  reply_};
-    RequestPipeline::AddDedupConditions(view_, record_key_, &conditions);
+    const absl::Time now = p_->clock_.Now();
+    Record record{fingerprint_, token_, absl::ToUnixMicros(now), reply_};
+    AddDedupConditions(view_, record_key_, &conditions);
     writes.push_back(Write::Put(record_key_, record.Encode()));
     writes.push_back(Write::Put(
-        absl::StrCat(IndexPrefix(),
-                     Hex16(static_cast<uint64_t>(
-                         std::max<int64_t>(record.time_micros, 0))),
-                     "/", IdPart(id_)),
+        AgeIndexKey(IndexPrefix(), now,
+                    std::string_view(record_key_).substr(RecordPrefix().size())),
         ""));
+    SendCommit(std::move(conditions), std::move(writes),
+               &Execution::OnKeyedCommitted);
+  }
+
+  // The store commit of a step; `then` continues with its outcome on this
+  // execution's executor. Its latency is measured on the pipeline's clock.
+  void SendCommit(std::vector<Condition> conditions, std::vector<Write> writes,
+                  Continuation then) {
+    const absl::Time sent = p_->clock_.Now();
     p_->store_.CommitAsync(
         std::move(conditions), std::move(writes),
-        [this](absl::StatusOr<uint64_t> c) { OnKeyedCommitted(c.status()); });
+        [this, sent, then](absl::StatusOr<uint64_t> c) {
+          p_->CountCommitLatency(p_->clock_.Now() - sent);
+          Resume([this, then, s = c.status()] { (this->*then)(s); });
+        });
+  }
+
+  // A read-only reply's (or a handler error's) confirmation.
+  void OnConfirmed(const absl::Status& s) {
+    if (s.ok()) return FinishReadOnly();
+    if (storage::IsConflict(s)) {
+      if (view_.stale && Revalidate()) return;
+      return RunAttempt();
+    }
+    Finish(ReadFault(s));
   }
 
   void OnKeyedCommitted(const absl::Status& s) {
@@ -733,7 +976,10 @@ class RequestPipeline::AsyncExecution {
                    "completion record",
                    std::string(s.message()));
       if (Revalidate()) return;
-      return RunAttempt();  // Safe: see ExecuteKeyed().
+      // Absent now. Running again is safe: every attempt commits only if the
+      // record is absent, so at most one of them (the lost one, if it lands
+      // late, or this one) ever commits, and the other finds its record.
+      return RunAttempt();
     }
     Finish(s);
   }
@@ -747,6 +993,8 @@ class RequestPipeline::AsyncExecution {
     if (storage::IsConflict(s)) return RunAttempt();
     if (s.code() == absl::StatusCode::kUnknown) {
       p_->unknown_outcomes_.fetch_add(1, std::memory_order_relaxed);
+      // Without a request id there is no record to resolve it by; the client
+      // must not retry blindly. The only final "unknown" the pipeline gives.
       return Finish(MakePipelineError(
           absl::UnknownError(absl::StrCat(
               "commit outcome unknown (request had no idempotency key): ",
@@ -756,6 +1004,8 @@ class RequestPipeline::AsyncExecution {
     Finish(s);
   }
 
+  // A record found after our commit attempt: ours (token) or a concurrent
+  // process's attempt at the same id.
   void AnswerFrom(Record& r) {
     if (r.fingerprint != fingerprint_) return Finish(KeyReusedError());
     if (r.token == token_) {
@@ -772,25 +1022,31 @@ class RequestPipeline::AsyncExecution {
     Finish(PipelineResult{std::move(reply_), false});
   }
 
-
   void Finish(absl::StatusOr<PipelineResult> result) {
     // Released before calling back: a waiting retry then finds the record.
     if (holds_in_flight_) p_->ReleaseInFlight(record_key_);
+    // Only a request answered with a reply (executed, read-only, or its own
+    // record replayed) may move its client's watermark.
+    if (result.ok() && ack_) p_->NoteAck(client_, *ack_);
     ExecuteCallback done = std::move(done_);
     delete this;
     done(std::move(result));
   }
 
   RequestPipeline* const p_;
+  CallerExecutor* const caller_;  // Execute()'s thread; nullptr: inline
   const RequestId id_;
   const Request& request_;
   Handler& handler_;
   ExecuteCallback done_;
-  std::string record_key_;
+  std::string record_key_;  // keyed requests, scoped by the principal
   std::string fingerprint_;
+  std::string client_;  // (client, seq) requests: scope + client id
+  std::optional<uint64_t> ack_;  // the accepted acknowledgement, if any
   uint64_t token_ = 0;
   int attempt_ = 0;
   bool waited_ = false;  // waited for a running attempt of the same id
+  std::optional<absl::Time> deadline_;  // of waiting for a running attempt
   // The next handler run may read stale (the first one, unkeyed or after a
   // stale lookup).
   bool stale_reads_ = true;
@@ -803,239 +1059,22 @@ class RequestPipeline::AsyncExecution {
 
 void RequestPipeline::ExecuteAsync(const RequestId& id, const Request& request,
                                    Handler& handler, ExecuteCallback done) {
-  (new AsyncExecution(this, id, request, handler, std::move(done)))->Start();
+  (new Execution(this, /*caller=*/nullptr, id, request, handler,
+                 std::move(done)))
+      ->Start();
 }
 
 absl::StatusOr<PipelineResult> RequestPipeline::Execute(const RequestId& id,
                                                         const Request& request,
                                                         Handler& handler) {
-  if (id.kind == RequestId::Kind::kNone) {
-    return ExecuteUnkeyed(request, handler);
-  }
-  if (absl::Status s = CheckId(id); !s.ok()) return s;
-
-  const std::string record_key = RecordPrefix() + IdPart(id);
-  const std::string fingerprint = Fingerprint(request);
-  // The first lookup may be stale: the commit re-checks what it saw (see
-  // "Reads" in pipeline.h). After waiting for a running attempt of the same
-  // id, read the latest state, so that attempt's record answers us.
-  bool stale = store_.StaleReadsAreCheaper();
-  // The wait is real time (not the injected clock): it bounds how long a
-  // client's connection is held, not a protocol decision.
-  const absl::Time deadline = absl::Now() + options_.in_flight_wait;
-  DedupView view;
-  bool marked = false;
-  if (stale && id.kind == RequestId::Kind::kClientSeq &&
-      FirstArrival(id, &view)) {
-    absl::MutexLock lock(&mu_);
-    marked = in_flight_.emplace(record_key, 1).second;
-  }
-  while (!marked) {
-    absl::StatusOr<DedupView> v = ReadDedup(id, record_key, stale);
-    if (!v.ok()) return v.status();
-    view = *std::move(v);
-    if (view.record) {
-      if (view.record->fingerprint != fingerprint) return KeyReusedError();
-      replayed_.fetch_add(1, std::memory_order_relaxed);
-      return PipelineResult{std::move(view.record->reply), true};
-    }
-    // GC persists a client's watermark before it deletes the records below
-    // it, and the commit checks both the record's absence and the
-    // watermark's version: a collected record is always noticed, so its
-    // request is never executed again.
-    if (id.kind == RequestId::Kind::kClientSeq && id.seq <= view.acked) {
-      return AcknowledgedError(id);
-    }
-    absl::MutexLock lock(&mu_);
-    if (in_flight_.emplace(record_key, 1).second) {
-      marked = true;
-      break;
-    }
-    waited_.fetch_add(1, std::memory_order_relaxed);
-    while (in_flight_.contains(record_key)) {
-      if (in_flight_done_.WaitWithDeadline(&mu_, deadline) &&
-          in_flight_.contains(record_key)) {
-        return MakePipelineError(
-            absl::AbortedError("a request with this id is still in progress; "
-                               "retry later"),
-            "in-progress");
-      }
-    }
-    // The first attempt finished: its record (if any) answers us.
-    stale = false;
-  }
-  InFlightGuard guard(this, record_key);
-  return ExecuteKeyed(id, record_key, fingerprint, request, handler,
-                      std::move(view));
+  CallerExecutor caller;
+  (new Execution(this, &caller, id, request, handler,
+                 [&caller](absl::StatusOr<PipelineResult> result) {
+                   caller.Done(std::move(result));
+                 }))
+      ->Start();
+  return caller.Run();
 }
-
-absl::StatusOr<PipelineResult> RequestPipeline::ExecuteKeyed(
-    const RequestId& id, const std::string& record_key,
-    const std::string& fingerprint, const Request& request, Handler& handler,
-    DedupView view) {
-  const uint64_t token =
-      instance_nonce_ ^ (attempt_counter_.fetch_add(1) * 0x9e3779b97f4a7c15ULL);
-
-  // A record found after our commit attempt: ours (token) or a concurrent
-  // process's attempt at the same id.
-  auto answer_from = [&](Record& r) -> absl::StatusOr<PipelineResult> {
-    if (r.fingerprint != fingerprint) {
-      return MakePipelineError(
-          absl::FailedPreconditionError(
-              "this request id was already used for a different request"),
-          "key-reused");
-    }
-    if (r.token == token) {
-      executed_.fetch_add(1, std::memory_order_relaxed);
-      return PipelineResult{std::move(r.reply), false};
-    }
-    replayed_.fetch_add(1, std::memory_order_relaxed);
-    return PipelineResult{std::move(r.reply), true};
-  };
-  // After a failed condition that may be due to the dedup view: read the
-  // record and watermark latest. An answer (replay, 410), or nullopt: run
-  // the handler again.
-  auto revalidate = [&]() -> std::optional<absl::StatusOr<PipelineResult>> {
-    revalidations_.fetch_add(1, std::memory_order_relaxed);
-    absl::StatusOr<DedupView> v = ReadDedup(id, record_key, /*stale=*/false);
-    if (!v.ok()) return v.status();
-    view = *std::move(v);
-    if (view.record) return answer_from(*view.record);
-    if (id.kind == RequestId::Kind::kClientSeq && id.seq <= view.acked) {
-      return AcknowledgedError(id);
-    }
-    return std::nullopt;
-  };
-  // The first run reads stale-allowed when the lookup did; every run after a
-  // failed condition reads the latest state (a lagging replica would
-  // otherwise fail the same condition again).
-  bool stale_reads = view.stale;
-
-  for (int attempt = 1;; ++attempt) {
-    if (attempt > options_.max_attempts) {
-      return absl::AbortedError(absl::StrCat(
-          "request conflicted with concurrent requests ",
-          options_.max_attempts, " times; retry"));
-    }
-    if (attempt > 1) reruns_.fetch_add(1, std::memory_order_relaxed);
-    TransactionImpl txn(store_, Consistency(stale_reads));
-    stale_reads = false;
-    absl::StatusOr<Reply> reply = handler.Handle(request, txn);
-    // An error built on stale reads (or on a stale lookup) is answered only
-    // once confirmed, like a read-only reply (see ExecuteAsync's).
-    if (!reply.ok() && !txn.stale() && !view.stale) return reply.status();
-
-    std::vector<Condition> conditions = txn.Conditions();
-    if (!txn.has_writes() || !reply.ok()) {
-      std::vector<Condition> extra;
-      if (view.stale) AddDedupConditions(view, record_key, &extra);
-      absl::Status conflict;
-      absl::StatusOr<bool> current =
-          ReadsStillCurrent(store_, txn, extra, &conflict);
-      if (!current.ok()) return current.status();
-      if (!*current) {
-        if (view.stale) {
-          if (auto answer = revalidate()) return *std::move(answer);
-        }
-        continue;
-      }
-      if (!reply.ok()) return reply.status();
-      read_only_.fetch_add(1, std::memory_order_relaxed);
-      return PipelineResult{*std::move(reply), false};
-    }
-
-    FenceDecision fence;
-    if (absl::Status f = AddFence(request, &conditions, &fence); !f.ok()) {
-      return f;
-    }
-    Record record{fingerprint, token, absl::ToUnixMicros(clock_.Now()), *reply};
-    AddDedupConditions(view, record_key, &conditions);
-    std::vector<Write> writes = txn.Writes();
-    writes.push_back(Write::Put(record_key, record.Encode()));
-    writes.push_back(Write::Put(
-        absl::StrCat(IndexPrefix(),
-                     Hex16(static_cast<uint64_t>(std::max<int64_t>(
-                         record.time_micros, 0))),
-                     "/", IdPart(id)),
-        ""));
-    absl::StatusOr<uint64_t> c = store_.Commit(conditions, writes);
-    if (c.ok()) {
-      executed_.fetch_add(1, std::memory_order_relaxed);
-      return PipelineResult{*std::move(reply), false};
-    }
-    const absl::Status& s = c.status();
-    if (absl::Status d = DeposedError(s, fence); !d.ok()) return d;
-    if (storage::IsConflict(s)) {
-      std::optional<std::string> key = storage::ConflictKey(s);
-      if (view.stale || !key || *key == record_key ||
-          *key == view.watermark_key) {
-        if (auto answer = revalidate()) return *std::move(answer);
-      }
-      continue;  // A read changed: run the handler again on fresh state.
-    }
-    if (s.code() == absl::StatusCode::kUnknown) {
-      unknown_outcomes_.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("commit outcome unknown ({}); resolving by reading the "
-                   "completion record",
-                   std::string(s.message()));
-      if (auto answer = revalidate()) return *std::move(answer);
-      // Absent now. Running again is safe: every attempt commits only if the
-      // record is absent, so at most one of them (the lost one, if it lands
-      // late, or this one) ever commits, and the other finds its record.
-      continue;
-    }
-    return s;
-  }
-}
-
-absl::StatusOr<PipelineResult> RequestPipeline::ExecuteUnkeyed(
-    const Request& request, Handler& handler) {
-  for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
-    if (attempt > 1) reruns_.fetch_add(1, std::memory_order_relaxed);
-    // Only the first run reads stale-allowed (see ExecuteKeyed).
-    TransactionImpl txn(
-        store_, Consistency(attempt == 1 && store_.StaleReadsAreCheaper()));
-    absl::StatusOr<Reply> reply = handler.Handle(request, txn);
-    if (!reply.ok() && !txn.stale()) return reply.status();
-    std::vector<Condition> conditions = txn.Conditions();
-    if (!txn.has_writes() || !reply.ok()) {
-      absl::Status conflict;
-      absl::StatusOr<bool> current =
-          ReadsStillCurrent(store_, txn, {}, &conflict);
-      if (!current.ok()) return current.status();
-      if (!*current) continue;
-      if (!reply.ok()) return reply.status();
-      read_only_.fetch_add(1, std::memory_order_relaxed);
-      return PipelineResult{*std::move(reply), false};
-    }
-    FenceDecision fence;
-    if (absl::Status f = AddFence(request, &conditions, &fence); !f.ok()) {
-      return f;
-    }
-    absl::StatusOr<uint64_t> c = store_.Commit(conditions, txn.Writes());
-    if (c.ok()) {
-      executed_.fetch_add(1, std::memory_order_relaxed);
-      return PipelineResult{*std::move(reply), false};
-    }
-    if (absl::Status d = DeposedError(c.status(), fence); !d.ok()) return d;
-    if (storage::IsConflict(c.status())) continue;
-    if (c.status().code() == absl::StatusCode::kUnknown) {
-      unknown_outcomes_.fetch_add(1, std::memory_order_relaxed);
-      // Without a request id there is no record to resolve it by; the client
-      // must not retry blindly.
-      return MakePipelineError(
-          absl::UnknownError(absl::StrCat(
-              "commit outcome unknown (request had no idempotency key): ",
-              std::string(c.status().message()))),
-          "unknown");
-    }
-    return c.status();
-  }
-  return absl::AbortedError(
-      absl::StrCat("request conflicted with concurrent requests ",
-                   options_.max_attempts, " times; retry"));
-}
-
 // --- Fencing ----------------------------------------------------------------
 
 absl::Status RequestPipeline::AddFence(const Request& request,
@@ -1082,15 +1121,35 @@ absl::Status RequestPipeline::DeposedError(const absl::Status& commit_status,
       "deposed");
 }
 
+void RequestPipeline::CountCommitLatency(absl::Duration d) {
+  const uint64_t micros =
+      d <= absl::ZeroDuration()
+          ? 0
+          : static_cast<uint64_t>(absl::ToInt64Microseconds(d));
+  const size_t bucket = static_cast<size_t>(
+      std::lower_bound(kCommitLatencyBoundsMicros.begin(),
+                       kCommitLatencyBoundsMicros.end(), micros) -
+      kCommitLatencyBoundsMicros.begin());
+  commit_latency_buckets_[bucket].fetch_add(1, std::memory_order_relaxed);
+  commit_latency_sum_micros_.fetch_add(micros, std::memory_order_relaxed);
+}
+
 // --- Garbage collection ---------------------------------------------------
 
 absl::StatusOr<size_t> RequestPipeline::CollectGarbage() {
   absl::MutexLock gc_lock(&gc_mu_);
+  gc_passes_.fetch_add(1, std::memory_order_relaxed);
   absl::StatusOr<size_t> by_ack = CollectByWatermark();
   absl::StatusOr<size_t> by_age = CollectByAge();
-  if (!by_ack.ok()) return by_ack.status();
-  if (!by_age.ok()) return by_age.status();
-  collected_.fetch_add(*by_ack + *by_age, std::memory_order_relaxed);
+  absl::StatusOr<size_t> expired = ExpireWatermarks();
+  collected_.fetch_add((by_ack.ok() ? *by_ack : 0) + (by_age.ok() ? *by_age : 0),
+                       std::memory_order_relaxed);
+  for (const absl::StatusOr<size_t>* part : {&by_ack, &by_age, &expired}) {
+    if (!part->ok()) {
+      gc_errors_.fetch_add(1, std::memory_order_relaxed);
+      return part->status();
+    }
+  }
   return *by_ack + *by_age;
 }
 
@@ -1102,17 +1161,17 @@ absl::StatusOr<size_t> RequestPipeline::CollectByWatermark() {
   }
   auto requeue = [&](auto it) {
     absl::MutexLock lock(&mu_);
-    for (; it != pending.end(); ++it) {
-      uint64_t& a = pending_acks_[it->first];
-      a = std::max(a, it->second);
-    }
+    for (; it != pending.end(); ++it) NoteAckLocked(it->first, it->second);
   };
   size_t deleted = 0;
   for (auto it = pending.begin(); it != pending.end(); ++it) {
-    const std::string& client = it->first;
+    const std::string& client = it->first;  // scope + client id
     const uint64_t acked = it->second;
     // 1. Persist the watermark (it only grows), so that Execute() refuses a
     //    late duplicate of a collected request instead of running it again.
+    //    Each write adds an age index entry written in the same commit (so
+    //    with the same version): ExpireWatermarks() deletes the watermark
+    //    when its newest entry is older than the retention.
     const std::string wkey = WatermarkKey(client);
     absl::Status persisted = absl::AbortedError("watermark contention");
     for (int tries = 0; tries < 8; ++tries) {
@@ -1128,7 +1187,10 @@ absl::StatusOr<size_t> RequestPipeline::CollectByWatermark() {
         break;
       }
       absl::StatusOr<uint64_t> c = store_.Commit(
-          {{wkey, cur->version}}, {Write::Put(wkey, absl::StrCat(acked))});
+          {{wkey, cur->version}},
+          {Write::Put(wkey, absl::StrCat(acked)),
+           Write::Put(AgeIndexKey(WatermarkIndexPrefix(), clock_.Now(), client),
+                      "")});
       persisted = c.status();
       if (c.ok() || !storage::IsConflict(c.status())) break;
     }
@@ -1175,59 +1237,109 @@ absl::StatusOr<size_t> RequestPipeline::CollectByWatermark() {
   return deleted;
 }
 
-absl::StatusOr<size_t> RequestPipeline::CollectByAge() {
-  const int64_t cutoff =
-      absl::ToUnixMicros(clock_.Now() - options_.retention);
-  const std::string index_prefix = IndexPrefix();
-  const std::string record_prefix = RecordPrefix();
-  size_t deleted = 0;
+namespace {
+
+// Walks the age index under `index_prefix` (<micros, 16 hex>/<suffix>) from
+// its oldest entry up to `cutoff` (unix micros), `batch` entries per commit,
+// and deletes every entry it walks. For each entry, `collect` is given the
+// entry's suffix and version and adds the deletes (with their conditions)
+// of what the entry indexes, returning how many items they collect. A
+// commit that fails a condition ends the walk (the next pass reads again).
+// Returns the items collected.
+absl::StatusOr<size_t> SweepAgeIndex(
+    storage::StableStore& store, const std::string& index_prefix,
+    int64_t cutoff, size_t batch,
+    absl::FunctionRef<absl::StatusOr<size_t>(
+        std::string_view suffix, uint64_t entry_version,
+        std::vector<Condition>* conditions, std::vector<Write>* writes)>
+        collect) {
+  size_t collected = 0;
   std::string start_after;
   for (;;) {
     absl::StatusOr<std::vector<KeyValue>> kvs =
-        store_.Scan({index_prefix, start_after, options_.gc_batch});
+        store.Scan({index_prefix, start_after, batch});
     if (!kvs.ok()) return kvs.status();
     std::vector<Condition> conditions;
     std::vector<Write> writes;
-    size_t records = 0;
-    bool done = kvs->size() < options_.gc_batch;
+    size_t items = 0;
+    bool done = kvs->size() < batch;
     for (const KeyValue& kv : *kvs) {
-      std::string_view rest = std::string_view(kv.key).substr(index_prefix.size());
       uint64_t micros = 0;
-      if (rest.size() < 17 || !ParseHex16(rest.substr(0, 16), &micros)) {
-        writes.push_back(Write::Delete(kv.key));  // Not ours; malformed.
-        continue;
-      }
-      if (static_cast<int64_t>(micros) > cutoff) {
-        done = true;
-        break;
-      }
-      const std::string rkey = record_prefix + std::string(rest.substr(17));
-      absl::StatusOr<Versioned> r = store_.Get(rkey);
-      if (!r.ok()) return r.status();
-      if (r->present()) {
-        std::optional<Record> rec = Record::Decode(r->value);
-        // The id may have been reused after an earlier collection: only a
-        // record at least as old as this entry goes.
-        if (!rec || rec->time_micros <= cutoff) {
-          conditions.push_back({rkey, r->version});
-          writes.push_back(Write::Delete(rkey));
-          ++records;
+      std::string_view suffix;
+      if (ParseAgeIndexEntry(
+              std::string_view(kv.key).substr(index_prefix.size()), &micros,
+              &suffix)) {
+        if (static_cast<int64_t>(micros) > cutoff) {
+          done = true;
+          break;
         }
-      }
+        absl::StatusOr<size_t> n =
+            collect(suffix, kv.version, &conditions, &writes);
+        if (!n.ok()) return n.status();
+        items += *n;
+      }  // else: not ours, malformed; it goes.
       writes.push_back(Write::Delete(kv.key));
     }
     if (!writes.empty()) {
-      absl::StatusOr<uint64_t> c = store_.Commit(conditions, writes);
+      absl::StatusOr<uint64_t> c = store.Commit(conditions, writes);
       if (!c.ok()) {
-        if (storage::IsConflict(c.status())) break;  // Next pass re-reads.
+        if (storage::IsConflict(c.status())) break;
         return c.status();
       }
-      deleted += records;
+      collected += items;
     }
     if (done || kvs->empty()) break;
     start_after = kvs->back().key;
   }
-  return deleted;
+  return collected;
+}
+
+}  // namespace
+
+absl::StatusOr<size_t> RequestPipeline::CollectByAge() {
+  const int64_t cutoff =
+      absl::ToUnixMicros(clock_.Now() - options_.retention);
+  const std::string record_prefix = RecordPrefix();
+  return SweepAgeIndex(
+      store_, IndexPrefix(), cutoff, options_.gc_batch,
+      [&](std::string_view id, uint64_t, std::vector<Condition>* conditions,
+          std::vector<Write>* writes) -> absl::StatusOr<size_t> {
+        const std::string rkey = record_prefix + std::string(id);
+        absl::StatusOr<Versioned> r = store_.Get(rkey);
+        if (!r.ok()) return r.status();
+        if (!r->present()) return 0;
+        std::optional<Record> rec = Record::Decode(r->value);
+        // The id may have been reused after an earlier collection: only a
+        // record at least as old as this entry goes.
+        if (rec && rec->time_micros > cutoff) return 0;
+        conditions->push_back({rkey, r->version});
+        writes->push_back(Write::Delete(rkey));
+        return 1;
+      });
+}
+
+absl::StatusOr<size_t> RequestPipeline::ExpireWatermarks() {
+  absl::StatusOr<size_t> expired = SweepAgeIndex(
+      store_, WatermarkIndexPrefix(),
+      absl::ToUnixMicros(clock_.Now() - options_.retention), options_.gc_batch,
+      [&](std::string_view client, uint64_t entry_version,
+          std::vector<Condition>* conditions,
+          std::vector<Write>* writes) -> absl::StatusOr<size_t> {
+        // The entry was written with the watermark, in one commit: the same
+        // version. A watermark written since has a newer version (and a
+        // newer entry); only the entry goes then.
+        const std::string wkey = WatermarkKey(client);
+        absl::StatusOr<Versioned> w = store_.Get(wkey);
+        if (!w.ok()) return w.status();
+        if (!w->present() || w->version != entry_version) return 0;
+        conditions->push_back({wkey, w->version});
+        writes->push_back(Write::Delete(wkey));
+        return 1;
+      });
+  if (expired.ok()) {
+    watermarks_expired_.fetch_add(*expired, std::memory_order_relaxed);
+  }
+  return expired;
 }
 
 void RequestPipeline::StartBackgroundGc() {
@@ -1264,16 +1376,29 @@ void RequestPipeline::GcLoop() {
 }
 
 PipelineStats RequestPipeline::Stats() const {
+  constexpr auto kRelaxed = std::memory_order_relaxed;
   PipelineStats s;
-  s.executed = executed_.load();
-  s.replayed = replayed_.load();
-  s.read_only = read_only_.load();
-  s.reruns = reruns_.load();
-  s.unknown_outcomes = unknown_outcomes_.load();
-  s.waited = waited_.load();
-  s.collected = collected_.load();
-  s.revalidations = revalidations_.load();
-  s.lookups_skipped = lookups_skipped_.load();
+  s.executed = executed_.load(kRelaxed);
+  s.replayed = replayed_.load(kRelaxed);
+  s.read_only = read_only_.load(kRelaxed);
+  s.reruns = reruns_.load(kRelaxed);
+  s.unknown_outcomes = unknown_outcomes_.load(kRelaxed);
+  s.waited = waited_.load(kRelaxed);
+  s.collected = collected_.load(kRelaxed);
+  s.revalidations = revalidations_.load(kRelaxed);
+  s.lookups_skipped = lookups_skipped_.load(kRelaxed);
+  s.acks_refused = acks_refused_.load(kRelaxed);
+  s.pending_acks_dropped = pending_acks_dropped_.load(kRelaxed);
+  s.gc_passes = gc_passes_.load(kRelaxed);
+  s.gc_errors = gc_errors_.load(kRelaxed);
+  s.watermarks_expired = watermarks_expired_.load(kRelaxed);
+  s.replies_refused = replies_refused_.load(kRelaxed);
+  s.values_refused = values_refused_.load(kRelaxed);
+  s.handler_exceptions = handler_exceptions_.load(kRelaxed);
+  for (size_t i = 0; i < s.commit_latency_buckets.size(); ++i) {
+    s.commit_latency_buckets[i] = commit_latency_buckets_[i].load(kRelaxed);
+  }
+  s.commit_latency_sum_micros = commit_latency_sum_micros_.load(kRelaxed);
   return s;
 }
 

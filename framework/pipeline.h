@@ -1,5 +1,11 @@
 // The request pipeline: makes a handler's execution exactly-once and durable.
 //
+//   0. Scope     every key the pipeline keeps for a request is scoped by the
+//                request's authenticated principal (Request::principal): two
+//                principals never share a completion record, a watermark, an
+//                in-flight mark or a pending acknowledgement, even with the
+//                same client id or idempotency key. Unauthenticated requests
+//                (empty principal) share one global scope, today's layout.
 //   1. Identify  the request by its RequestId: (client id, sequence number)
 //                from the retrying client, or an opaque idempotency key.
 //   2. Dedup     a completion record exists -> its reply, byte for byte,
@@ -7,9 +13,12 @@
 //                (SHA-256 fingerprint over operation, path and body) ->
 //                PipelineError::kKeyReused, never the old reply; a retry that
 //                arrives while the first attempt runs in this process waits
-//                for it (PipelineOptions::in_flight_wait), then gets
+//                for it (at most PipelineOptions::in_flight_wait, on the
+//                injected Clock; no thread is parked for it), then gets
 //                PipelineError::kInProgress. Never a second execution.
-//   3. Execute   the handler on a fresh Transaction.
+//   3. Execute   the handler on a fresh Transaction. A handler that throws is
+//                answered kInternal "handler failed" (logged, counted);
+//                nothing is committed.
 //   4. Commit    one atomic commit: read versions unchanged + completion
 //                record absent -> the writes + the completion record (reply,
 //                fingerprint, time) + its GC index entry. A conflict on the
@@ -18,11 +27,32 @@
 //                unknown outcome (kUnknown) is resolved by reading the record,
 //                and if it is absent the handler runs again under the same
 //                "record absent" condition, so at most one run ever commits.
-//   5. Reply     Execute() returns only after the commit is durable.
+//   5. Reply     the result is delivered only after the commit is durable.
 //   6. GC        CollectGarbage() (or the background thread started by
 //                StartBackgroundGc) deletes completion records at or below a
-//                client's acknowledged watermark and records older than the
+//                client's acknowledged watermark, records older than the
+//                retention, and watermarks untouched for longer than the
 //                retention, through ordered indexes (no full scan).
+//
+// One algorithm. ExecuteAsync() runs the steps above as a chain of
+// continuations; Execute() runs the very same chain with the calling thread
+// as its executor (every continuation -- a commit's callback, the end of a
+// wait for a running attempt -- is handed back to that thread) and waits for
+// its result.
+//
+// Acknowledgements. A (client, seq) request may carry `acked`: the client
+// has the replies of every seq <= acked, so GC may delete their records and
+// persist the watermark. An ack is accepted only when acked < seq (else it is
+// ignored and counted), and noted for GC only when the request is answered
+// with a reply (executed, read-only, or replayed from its own record) --
+// never when it failed validation, was refused (410, 422, 409, fence) or
+// conflicted. At most kMaxPendingAcks clients' acks wait for GC; beyond that
+// new clients' acks are dropped (counted), never memory growth.
+//
+// Limits. A reply that would be stored in a completion record is at most
+// PipelineOptions::max_reply_bytes, every value a handler writes at most
+// max_value_bytes (Transaction::Put refuses it); either refusal is answered
+// kResourceExhausted naming the limit and nothing is committed.
 //
 // Reads (one round trip each on a replicated store; docs/framework.md,
 // "Pipeline reads"). On a store whose StaleReadsAreCheaper() is false
@@ -34,13 +64,14 @@
 //   because the commit re-checks every one of them: the handler's read
 //   versions unchanged, the record absent, the watermark at the version the
 //   lookup saw (so a watermark that grew past the request's seq fails the
-//   commit; watermarks only grow, so a stale one can only under-report and a
-//   410 it gives is right). Any failed condition of a stale attempt re-reads
-//   the record and watermark with kLatest (a record found answers, as a
-//   replay: never a second execution) and runs the handler again on latest
-//   reads, bounded by max_attempts. A read-only reply built on stale reads
-//   is confirmed by one empty conditional commit (read versions, record
-//   absent, watermark) before it is returned, so replies stay linearizable.
+//   commit; watermarks only grow while they exist, so a stale one can only
+//   under-report and a 410 it gives is right). Any failed condition of a
+//   stale attempt re-reads the record and watermark with kLatest (a record
+//   found answers, as a replay: never a second execution) and runs the
+//   handler again on latest reads, bounded by max_attempts. A read-only reply
+//   built on stale reads is confirmed by one empty conditional commit (read
+//   versions, record absent, watermark) before it is returned, so replies
+//   stay linearizable.
 //   A (client, seq) request whose seq arrives here for the first time (the
 //   pipeline remembers the last 4096 seqs of each client it served) and
 //   whose client's watermark it has read before skips the lookup: it is
@@ -49,35 +80,47 @@
 //   A PUT-like request thus costs its handler's stale reads and one commit;
 //   a blind write one commit.
 //
+// Store faults on reads are never final: a lookup, a read-only confirmation
+// or a conditions-only commit whose outcome is unknown (kUnknown) is answered
+// kUnavailable (retry). Only a writing request without an id can end with
+// PipelineError::kOutcomeUnknown.
+//
 // Requests without an id (RequestId::None()) are executed once per arrival:
 // no dedup and no completion record. Requests whose handler writes nothing
 // (read-only) store no completion record either: a retry runs them again.
 //
-// Framework keys live under storage::kReservedPrefix + "fw/":
-//   \xff fw/c/s/<client>\0<seq, 16 hex>   completion record (client, seq)
-//   \xff fw/c/k/<idempotency key>         completion record (key)
-//   \xff fw/t/<micros, 16 hex>/<id part>  age index entry of a record
-//   \xff fw/w/<client>                    client's collected watermark
+// Framework keys live under storage::kReservedPrefix + "fw/". <scope> is
+// empty for unauthenticated requests and "a/" + <principal, escaped> + "\0"
+// otherwise (the escape maps \0 to \1\1 and \1 to \1\2, so the first \0
+// ends the principal and no two (principal, id) pairs share a key):
+//   \xff fw/c/<scope>s/<client>\0<seq, 16 hex>   completion record (client, seq)
+//   \xff fw/c/<scope>k/<idempotency key>         completion record (key)
+//   \xff fw/t/<micros, 16 hex>/<scope><s/... | k/...>  age index of a record
+//   \xff fw/w/<scope><client>                    client's collected watermark
+//   \xff fw/u/<micros, 16 hex>/<scope><client>   age index of a watermark
 //
-// Thread safety: thread-safe; Execute() blocks on store calls and is meant to
-// be called from worker threads, any number concurrently. ExecuteAsync() runs
-// the same steps but does not wait for the commit: it is meant for event-loop
-// threads when the store commits asynchronously (ExecutesInline()).
+// Thread safety: thread-safe. Execute() blocks on store calls and is meant to
+// be called from worker threads, any number concurrently. ExecuteAsync() is
+// meant for event-loop threads when the store commits asynchronously
+// (ExecutesInline()).
 #ifndef BATON_FRAMEWORK_PIPELINE_H_
 #define BATON_FRAMEWORK_PIPELINE_H_
 
+#include <array>
 #include <atomic>
 #include <bitset>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -100,7 +143,9 @@ struct RequestId {
   // kIdempotencyKey: 1..255 printable ASCII characters.
   std::string idempotency_key;
   // kClientSeq only, optional: the client has received the replies of all
-  // its requests with seq <= acked; their records may be collected.
+  // its requests with seq <= acked; their records may be collected. Only
+  // acked < seq is accepted (else ignored and counted), and only once the
+  // request is answered with a reply (see "Acknowledgements" above).
   std::optional<uint64_t> acked;
 
   static RequestId None() { return {}; }
@@ -126,15 +171,27 @@ struct PipelineOptions {
   // concurrent commits; then the request fails with kAborted. Default: 16.
   int max_attempts = 16;
   // How long a retry waits for a first attempt of the same id that is still
-  // running in this process, before PipelineError::kInProgress.
+  // running in this process, before PipelineError::kInProgress. Measured on
+  // the pipeline's Clock (checked at least every 50 ms of real time, so a
+  // clock that jumps is noticed); the same on Execute() and ExecuteAsync().
   // Default: 5 s.
   absl::Duration in_flight_wait = absl::Seconds(5);
-  // Completion records older than this are collected. Default: 24 h.
+  // Completion records older than this are collected, and so are client
+  // watermarks not written for this long (a request older than this may
+  // then run again). Default: 24 h.
   absl::Duration retention = absl::Hours(24);
   // Period of the background GC thread (StartBackgroundGc). Default: 60 s.
   absl::Duration gc_interval = absl::Seconds(60);
   // GC deletes at most this many records per commit. Default: 256.
   size_t gc_batch = 256;
+  // Largest reply stored in a completion record (body plus content type), in
+  // bytes; a writing request with an id and a bigger reply is answered
+  // kResourceExhausted and nothing is committed. Default: 1 MiB.
+  size_t max_reply_bytes = size_t{1} << 20;
+  // Largest value a handler may write, in bytes: Transaction::Put of a bigger
+  // one returns kResourceExhausted and the request commits nothing.
+  // Default: 1 MiB.
+  size_t max_value_bytes = size_t{1} << 20;
 };
 
 // What the pipeline answers: the reply and whether it is a replay of a saved
@@ -169,6 +226,14 @@ enum class PipelineError {
 // The PipelineError carried by `status` (kNone for other errors).
 PipelineError GetPipelineError(const absl::Status& status);
 
+// Upper bounds (inclusive) of the commit-latency histogram's buckets, in
+// microseconds: 100 us .. 10 s, exponential (1-2-5 per decade). The
+// histogram has one more bucket for everything above 10 s.
+inline constexpr std::array<uint64_t, 16> kCommitLatencyBoundsMicros = {
+    100,    200,    500,     1000,    2000,    5000,    10000,   20000,
+    50000,  100000, 200000,  500000,  1000000, 2000000, 5000000, 10000000};
+
+// Counters since the pipeline was made; each only grows.
 struct PipelineStats {
   uint64_t executed = 0;        // Requests whose handler run was committed.
   uint64_t replayed = 0;        // Requests answered from a completion record.
@@ -183,6 +248,29 @@ struct PipelineStats {
   // (client, seq) requests that skipped the dedup lookup: first arrival of
   // the seq here, client's watermark known (see "Reads").
   uint64_t lookups_skipped = 0;
+  // Acks ignored because acked >= the request's own seq.
+  uint64_t acks_refused = 0;
+  // Acks dropped because kMaxPendingAcks clients already had one pending.
+  uint64_t pending_acks_dropped = 0;
+  // CollectGarbage() passes, and those that ended with an error.
+  uint64_t gc_passes = 0;
+  uint64_t gc_errors = 0;
+  // Client watermarks deleted by GC after options.retention untouched.
+  uint64_t watermarks_expired = 0;
+  // Replies refused for max_reply_bytes; Transaction::Put calls refused for
+  // max_value_bytes.
+  uint64_t replies_refused = 0;
+  uint64_t values_refused = 0;
+  // Handler runs that threw (answered kInternal, nothing committed).
+  uint64_t handler_exceptions = 0;
+  // Latency of the store commits a request makes (writing commits and
+  // read-only confirmations), measured on the pipeline's Clock from the
+  // call to its result: commit_latency_buckets[i] counts commits that took
+  // at most kCommitLatencyBoundsMicros[i] (and more than the bound before);
+  // the last bucket counts the rest. Not cumulative. Sum in microseconds.
+  std::array<uint64_t, kCommitLatencyBoundsMicros.size() + 1>
+      commit_latency_buckets{};
+  uint64_t commit_latency_sum_micros = 0;
 };
 
 class RequestPipeline {
@@ -191,20 +279,29 @@ class RequestPipeline {
   // request within that window of the highest seq seen here, and not seen
   // here before, skips the dedup lookup (see the file comment).
   static constexpr uint64_t kSeqWindow = 4096;
+  // At most this many clients' acknowledgements wait for the next GC pass.
+  static constexpr size_t kMaxPendingAcks = 65536;
+  // Longest Request::principal, in bytes (any bytes).
+  static constexpr size_t kMaxPrincipalBytes = 1024;
 
   // `store` and `clock` must outlive the pipeline.
   RequestPipeline(storage::StableStore& store, Clock& clock,
                   PipelineOptions options = {});
-  ~RequestPipeline();  // Stops background GC.
+  ~RequestPipeline();  // Stops background GC and the in-flight timer.
 
   RequestPipeline(const RequestPipeline&) = delete;
   RequestPipeline& operator=(const RequestPipeline&) = delete;
 
-  // Runs `request` through the pipeline (see the file comment).
-  // Errors: kInvalidArgument (malformed id), the PipelineErrors above
-  // (see GetPipelineError), kAborted (conflicts after max_attempts),
-  // kUnavailable and other store errors (nothing was committed), and any
-  // non-OK status the handler returned.
+  // Runs `request` through the pipeline (see the file comment) and waits for
+  // the result: ExecuteAsync() with the calling thread as the executor of
+  // every step (handler runs, re-runs, commit results), so it blocks on the
+  // store and never runs a handler on a store thread.
+  // Errors: kInvalidArgument (malformed id or principal), the
+  // PipelineErrors above (see GetPipelineError), kAborted (conflicts after
+  // max_attempts), kResourceExhausted (max_reply_bytes, max_value_bytes),
+  // kInternal "handler failed" (the handler threw), kUnavailable and other
+  // store errors (nothing was committed), and any non-OK status the handler
+  // returned.
   [[nodiscard]] absl::StatusOr<PipelineResult> Execute(const RequestId& id,
                                                        const Request& request,
                                                        Handler& handler);
@@ -213,19 +310,18 @@ class RequestPipeline {
   using ExecuteCallback =
       absl::AnyInvocable<void(absl::StatusOr<PipelineResult>)>;
 
-  // Execute() without waiting for the commit: the dedup lookup and the
-  // handler run on the calling thread (they read the store); the commit is
-  // handed to StableStore::CommitAsync and `done` runs when it is durable,
-  // usually on the store's commit thread, or on the calling thread before
-  // ExecuteAsync returns (errors, read-only requests, a store without
-  // asynchronous commits). `done` must be short and must not block. Same
-  // steps, guarantees and errors as Execute(), except that a retry of an id
-  // whose first attempt is running here waits (without a thread) until that
-  // attempt finishes, however long, instead of giving up after
+  // The pipeline's one algorithm, without waiting: the dedup lookup and the
+  // first handler run happen on the calling thread; the commit is handed to
+  // StableStore::CommitAsync and `done` runs when it is durable, usually on
+  // the store's commit thread, or on the calling thread before ExecuteAsync
+  // returns (errors, read-only requests, a store without asynchronous
+  // commits). A retry of an id whose first attempt is running here is parked
+  // without a thread and resumed (on the thread that ends that attempt) or
+  // answered kInProgress by the pipeline's timer thread after
   // in_flight_wait; handler re-runs after a conflict may run on the store's
-  // commit thread. A handler exception is caught and answered as kInternal.
-  // `request` and `handler` must stay valid until `done` has been called,
-  // and the pipeline until every callback has run.
+  // commit thread. `done` must be short and must not block. Same errors as
+  // Execute(). `request` and `handler` must stay valid until `done` has been
+  // called, and the pipeline until every callback has run.
   void ExecuteAsync(const RequestId& id, const Request& request,
                     Handler& handler, ExecuteCallback done);
 
@@ -235,7 +331,8 @@ class RequestPipeline {
   bool ExecutesInline() const { return store_.CommitsAsynchronously(); }
 
   // One garbage-collection pass; returns how many completion records it
-  // deleted. Safe to call concurrently with Execute().
+  // deleted (expired watermarks are counted in Stats()). Safe to call
+  // concurrently with Execute().
   [[nodiscard]] absl::StatusOr<size_t> CollectGarbage();
 
   // A thread that calls CollectGarbage() every options.gc_interval until
@@ -244,6 +341,7 @@ class RequestPipeline {
   void StartBackgroundGc();
   void StopBackgroundGc();
 
+  // Cheap (relaxed atomic loads).
   PipelineStats Stats() const;
 
   // Fences commits by take-over slot (framework/fence.h): every writing
@@ -264,8 +362,8 @@ class RequestPipeline {
  private:
   struct Record;
   struct DedupView;
-  class InFlightGuard;
-  class AsyncExecution;
+  class Execution;
+  class CallerExecutor;
 
   // What this process knows of a (client, seq) client.
   struct ClientState {
@@ -274,19 +372,28 @@ class RequestPipeline {
     // seq % kSeqWindow. A fixed 512 bytes per client, so the table's memory
     // is bounded by its client limit whatever the clients send.
     std::bitset<kSeqWindow> recent;
-    // The watermark as last read (versions only grow; so does this).
+    // The watermark as last read.
     uint64_t watermark_version = 0;
     uint64_t acked = 0;
     bool watermark_known = false;
   };
-  // Notes that `id` (kClientSeq) arrived. True when this is the first
-  // arrival of its seq seen here and the client's watermark is known: *view
-  // is then the lookup's result to assume (stale: no record, the known
-  // watermark), and the lookup may be skipped.
-  bool FirstArrival(const RequestId& id, DedupView* view);
-  // Reads `record_key` and (client, seq ids) the client's watermark in one
-  // GetMany, stale-allowed or latest.
-  absl::StatusOr<DedupView> ReadDedup(const RequestId& id,
+  // A retry waiting for the running attempt of its id (in_flight_).
+  struct Parked {
+    std::string key;  // the record key it waits for
+    absl::Time deadline;
+    // Called once, outside mu_: false when the attempt ended, true when the
+    // deadline passed first.
+    absl::AnyInvocable<void(bool expired)> resume;
+  };
+
+  // Notes that (client, seq) arrived; `client` is the scoped client key.
+  // True when this is the first arrival of its seq seen here and the
+  // client's watermark is known: *view is then the lookup's result to assume
+  // (stale: no record, the known watermark), and the lookup may be skipped.
+  bool FirstArrival(const std::string& client, uint64_t seq, DedupView* view);
+  // Reads `record_key` and (client, seq ids: `client` non-empty) the
+  // client's watermark in one GetMany, stale-allowed or latest.
+  absl::StatusOr<DedupView> ReadDedup(const std::string& client,
                                       const std::string& record_key,
                                       bool stale);
   // The conditions that make a commit check `view`: record absent, and the
@@ -295,20 +402,26 @@ class RequestPipeline {
                                  const std::string& record_key,
                                  std::vector<storage::Condition>* conditions);
 
-  // Validates `id`; notes its acknowledgement watermark for GC.
-  absl::Status CheckId(const RequestId& id);
-  // Ends the in-flight mark of `record_key`; wakes synchronous waiters and
-  // runs the continuations of asynchronous ones.
-  void ReleaseInFlight(const std::string& record_key);
+  // Validates `id` and `request.principal`. *ack: the acknowledgement to
+  // note once the request is answered (nullopt: none, or refused).
+  absl::Status CheckRequest(const RequestId& id, const Request& request,
+                            std::optional<uint64_t>* ack);
+  // Remembers `acked` for `client` (scoped) until the next GC pass, unless
+  // kMaxPendingAcks other clients are already waiting.
+  void NoteAck(const std::string& client, uint64_t acked)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void NoteAckLocked(const std::string& client, uint64_t acked)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  absl::StatusOr<PipelineResult> ExecuteUnkeyed(const Request& request,
-                                                Handler& handler);
-  absl::StatusOr<PipelineResult> ExecuteKeyed(const RequestId& id,
-                                              const std::string& record_key,
-                                              const std::string& fingerprint,
-                                              const Request& request,
-                                              Handler& handler,
-                                              DedupView view);
+  // Parks a retry of `key` until its attempt ends or `deadline`.
+  void ParkLocked(std::string key, absl::Time deadline,
+                  absl::AnyInvocable<void(bool expired)> resume)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the in-flight mark of `record_key` and resumes its parked retries.
+  void ReleaseInFlight(const std::string& record_key) ABSL_LOCKS_EXCLUDED(mu_);
+  // The in-flight timer thread: answers parked retries whose deadline passed.
+  void TimerLoop();
+
   // Adds the fence condition of `request`'s slot to `conditions` (noting it
   // in *used), or returns kFenceNotReady.
   absl::Status AddFence(const Request& request,
@@ -318,8 +431,11 @@ class RequestPipeline {
   // the kDeposed error to return (the slot is marked deposed). Else OK.
   absl::Status DeposedError(const absl::Status& commit_status,
                             const FenceDecision& used);
+  void CountCommitLatency(absl::Duration d);
+
   absl::StatusOr<size_t> CollectByWatermark();
   absl::StatusOr<size_t> CollectByAge();
+  absl::StatusOr<size_t> ExpireWatermarks();
   void GcLoop();
 
   storage::StableStore& store_;
@@ -327,14 +443,20 @@ class RequestPipeline {
   const PipelineOptions options_;
 
   absl::Mutex mu_;
-  // Ids whose first attempt is running in this process.
-  absl::flat_hash_map<std::string, int> in_flight_ ABSL_GUARDED_BY(mu_);
-  absl::CondVar in_flight_done_;
-  // ExecuteAsync() calls waiting for an id in in_flight_: run (to look the
-  // id up again) when its first attempt finishes.
-  absl::flat_hash_map<std::string, std::vector<absl::AnyInvocable<void()>>>
-      in_flight_async_waiters_ ABSL_GUARDED_BY(mu_);
-  // Acknowledged watermarks seen in requests, not yet applied by GC.
+  // Record keys whose first attempt is running in this process.
+  absl::flat_hash_set<std::string> in_flight_ ABSL_GUARDED_BY(mu_);
+  // Retries waiting for an id in in_flight_: by id, by record key, by
+  // deadline (the timer's queue).
+  absl::flat_hash_map<uint64_t, Parked> parked_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::vector<uint64_t>> parked_by_key_
+      ABSL_GUARDED_BY(mu_);
+  std::set<std::pair<absl::Time, uint64_t>> parked_deadlines_
+      ABSL_GUARDED_BY(mu_);
+  uint64_t next_parked_ ABSL_GUARDED_BY(mu_) = 0;
+  bool timer_stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::CondVar timer_wake_;
+  std::thread timer_thread_;  // started by the first parked retry
+  // Acknowledged watermarks (by scoped client) not yet applied by GC.
   absl::flat_hash_map<std::string, uint64_t> pending_acks_ ABSL_GUARDED_BY(mu_);
   bool gc_stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::CondVar gc_wake_;
@@ -343,6 +465,7 @@ class RequestPipeline {
   absl::Mutex gc_mu_;  // One GC pass at a time.
 
   absl::Mutex clients_mu_;
+  // By scoped client key.
   absl::flat_hash_map<std::string, ClientState> clients_
       ABSL_GUARDED_BY(clients_mu_);
 
@@ -352,7 +475,12 @@ class RequestPipeline {
 
   std::atomic<uint64_t> executed_{0}, replayed_{0}, read_only_{0}, reruns_{0},
       unknown_outcomes_{0}, waited_{0}, collected_{0}, revalidations_{0},
-      lookups_skipped_{0};
+      lookups_skipped_{0}, acks_refused_{0}, pending_acks_dropped_{0},
+      gc_passes_{0}, gc_errors_{0}, watermarks_expired_{0},
+      replies_refused_{0}, values_refused_{0}, handler_exceptions_{0},
+      commit_latency_sum_micros_{0};
+  std::array<std::atomic<uint64_t>, kCommitLatencyBoundsMicros.size() + 1>
+      commit_latency_buckets_{};
 };
 
 }  // namespace baton::framework

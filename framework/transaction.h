@@ -21,9 +21,15 @@
 // Keys starting with storage::kReservedPrefix belong to the framework:
 // Get/Scan/Put/Delete on them return kInvalidArgument.
 //
-// Errors: kInvalidArgument (reserved or malformed key), kUnavailable (store
-// cannot serve; the pipeline answers 503 if the handler returns it), other
-// store codes as documented in storage/stable_store.h.
+// Values are bounded: Put of a value longer than the pipeline's
+// PipelineOptions::max_value_bytes (default 1 MiB) returns kResourceExhausted
+// naming the limit, and the pipeline then commits nothing for the request and
+// answers that error, whatever the handler returns.
+//
+// Errors: kInvalidArgument (reserved or malformed key), kResourceExhausted
+// (value over max_value_bytes), kUnavailable (store cannot serve, or a read
+// whose outcome was unknown; the pipeline answers 503 if the handler returns
+// it), other store codes as documented in storage/stable_store.h.
 //
 // Thread safety: not thread-safe; one handler invocation uses it on one thread.
 #ifndef BATON_FRAMEWORK_TRANSACTION_H_
@@ -63,7 +69,8 @@ class Transaction {
       std::string_view prefix, std::string_view start_after = {},
       size_t limit = 1000) = 0;
 
-  // Buffer a write; nothing reaches the store before the commit.
+  // Buffer a write; nothing reaches the store before the commit. A value
+  // over max_value_bytes: kResourceExhausted, nothing buffered.
   [[nodiscard]] virtual absl::Status Put(std::string_view key,
                                          std::string_view value) = 0;
   [[nodiscard]] virtual absl::Status Delete(std::string_view key) = 0;

@@ -1,6 +1,8 @@
 // RequestPipeline::ExecuteAsync on the RocksDB store: duplicates of one request
 // id arriving concurrently run the handler once and all get the same reply; a
-// reused key with another body is refused.
+// reused key with another body is refused. Execute() on the same store (whose
+// commits call back on its committer thread) runs every handler run on the
+// calling thread.
 #include <unistd.h>
 
 #include <atomic>
@@ -24,14 +26,29 @@
 namespace baton::framework {
 namespace {
 
+// A fresh RocksDB store in the test's temp dir; removed by ~TempStore.
+struct TempStore {
+  explicit TempStore(const std::string& name)
+      : dir(absl::StrCat(::testing::TempDir(), "/", name, "-", ::getpid())) {
+    std::filesystem::remove_all(dir);
+    absl::StatusOr<std::unique_ptr<storage::StableStore>> s =
+        storage::OpenRocksDbStore({.path = dir});
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (s.ok()) store = *std::move(s);
+  }
+  ~TempStore() {
+    store.reset();
+    std::filesystem::remove_all(dir);
+  }
+  const std::string dir;
+  std::unique_ptr<storage::StableStore> store;
+};
+
 TEST(PipelineAsync, ConcurrentDuplicatesExecuteOnceAndGetTheSameReply) {
-  const std::string dir = absl::StrCat(::testing::TempDir(),
-                                       "/pipeline-async-", ::getpid());
-  std::filesystem::remove_all(dir);
-  absl::StatusOr<std::unique_ptr<storage::StableStore>> store =
-      storage::OpenRocksDbStore({.path = dir});
-  ASSERT_TRUE(store.ok()) << store.status();
-  RequestPipeline pipeline(**store, RealClock());
+  TempStore temp("pipeline-async");
+  ASSERT_NE(temp.store, nullptr);
+  storage::StableStore* store = temp.store.get();
+  RequestPipeline pipeline(*store, RealClock());
   ASSERT_TRUE(pipeline.ExecutesInline());
 
   std::atomic<int> runs{0};
@@ -90,7 +107,7 @@ TEST(PipelineAsync, ConcurrentDuplicatesExecuteOnceAndGetTheSameReply) {
   EXPECT_EQ(runs.load(), kKeys) << "a duplicate ran the handler again";
   for (int k = 0; k < kKeys; ++k) {
     absl::StatusOr<storage::Versioned> v =
-        (*store)->Get(absl::StrCat("counter", k));
+        store->Get(absl::StrCat("counter", k));
     ASSERT_TRUE(v.ok());
     EXPECT_EQ(v->value, "1") << "key " << k << " applied more than once";
     for (const std::string& body : bodies[k]) EXPECT_EQ(body, "1");
@@ -107,7 +124,41 @@ TEST(PipelineAsync, ConcurrentDuplicatesExecuteOnceAndGetTheSameReply) {
                         });
   done.WaitForNotification();
   EXPECT_EQ(runs.load(), kKeys);
-  std::filesystem::remove_all(dir);
+}
+
+TEST(PipelineAsync, ExecuteRunsEveryHandlerRunOnTheCallingThread) {
+  TempStore temp("pipeline-caller");
+  ASSERT_NE(temp.store, nullptr);
+  storage::StableStore* store = temp.store.get();
+  RequestPipeline pipeline(*store, RealClock());
+  // The first run's read is made stale by a write behind its back, so its
+  // commit conflicts (on the committer thread) and the handler runs again.
+  std::vector<std::thread::id> runs;
+  std::shared_ptr<Handler> incr = MakeHandler(
+      [&](const Request&, Transaction& txn) -> absl::StatusOr<Reply> {
+        runs.push_back(std::this_thread::get_id());
+        absl::StatusOr<storage::Versioned> v = txn.Get("n");
+        if (!v.ok()) return v.status();
+        if (runs.size() == 1) {
+          absl::StatusOr<uint64_t> c =
+              store->Commit({}, {storage::Write::Put("n", "10")});
+          if (!c.ok()) return c.status();
+        }
+        if (absl::Status s = txn.Put("n", v->value + "+1"); !s.ok()) return s;
+        return Reply::Text(absl::StatusCode::kOk, v->value + "+1");
+      });
+  Request r;
+  r.operation = "POST /incr";
+  r.path = "/incr";
+  absl::StatusOr<PipelineResult> result =
+      pipeline.Execute(RequestId::Key("k"), r, *incr);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->reply.body, "10+1");
+  ASSERT_EQ(runs.size(), 2u);
+  for (const std::thread::id& id : runs) {
+    EXPECT_EQ(id, std::this_thread::get_id())
+        << "a handler ran on a store thread under Execute()";
+  }
 }
 
 }  // namespace

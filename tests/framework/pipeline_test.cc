@@ -18,86 +18,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
-#include "framework/testing/fault_store.h"
 #include "gtest/gtest.h"
-#include "storage/memory/memory_store.h"
+#include "tests/framework/pipeline_test_util.h"
 
 namespace baton::framework {
 namespace {
 
-using testing::Fault;
-
-// The test kit's in-memory store (committing on the caller's thread) behind
-// its FaultStore, with the shortcuts these tests use.
-class MemoryStore : public testing::FaultStore {
- public:
-  MemoryStore() : FaultStore(SyncMemory()) {}
-  // Runs before every commit (replacing the previous hook), e.g. to race a
-  // write in; nullptr: none.
-  void SetBeforeCommit(std::function<void()> hook) {
-    if (hook_ != 0) RemoveHook(hook_);
-    hook_ = hook ? AddBeforeCommitHook([hook](const testing::CommitInfo&) { hook(); })
-                 : 0;
-  }
-  // Writes directly, bypassing conditions and faults (a concurrent writer).
-  void ForcePut(const std::string& key, const std::string& value) {
-    ASSERT_TRUE(inner().Commit({}, {storage::Write::Put(key, value)}).ok());
-  }
-  size_t CountWithPrefix(const std::string& prefix) {
-    return inner().Scan({.prefix = prefix, .start_after = "", .limit = 1u << 20})->size();
-  }
-
- private:
-  static std::unique_ptr<storage::StableStore> SyncMemory() {
-    storage::MemoryStoreOptions o;
-    o.async_commits = false;
-    absl::StatusOr<std::unique_ptr<storage::MemoryStore>> s = storage::OpenMemoryStore(o);
-    return *std::move(s);
-  }
-  int hook_ = 0;
-};
-
-Request MakeRequest(std::string body, std::string path = "/counter") {
-  Request r;
-  r.operation = "POST /counter";
-  r.path = std::move(path);
-  r.body = std::move(body);
-  return r;
-}
-
-int64_t ReadInt(MemoryStore& store, const std::string& key) {
-  auto v = store.Get(key);
-  EXPECT_TRUE(v.ok());
-  int64_t n = 0;
-  if (v->present()) {
-    EXPECT_TRUE(absl::SimpleAtoi(v->value, &n));
-  }
-  return n;
-}
-
-// Increments "n" and answers with the new value plus a random tag, so a
-// re-execution would be visible in the reply too.
-class CounterHandler : public Handler {
- public:
-  absl::StatusOr<Reply> Handle(const Request& request,
-                               Transaction& txn) override {
-    calls.fetch_add(1);
-    auto v = txn.Get("n");
-    if (!v.ok()) return v.status();
-    int64_t n = 0;
-    if (v->present() && !absl::SimpleAtoi(v->value, &n)) {
-      return absl::InternalError("bad counter");
-    }
-    if (delay) delay();
-    ++n;
-    if (absl::Status s = txn.Put("n", absl::StrCat(n)); !s.ok()) return s;
-    return Reply::Json(absl::StatusCode::kOk,
-                       absl::StrCat("{\"n\":", n, ",\"tag\":", rng(), "}"));
-  }
-  std::atomic<int> calls{0};
-  std::function<void()> delay;
-  std::mt19937_64 rng{42};
-};
+using baton::testing::Fault;
+using testing_util::MemoryStore;
+using testing_util::CounterHandler;
+using testing_util::LaggingStore;
+using testing_util::MakeRequest;
+using testing_util::ReadInt;
 
 class PipelineTest : public ::testing::Test {
  protected:
@@ -175,34 +107,6 @@ TEST_F(PipelineTest, ConcurrentDuplicatesExecuteOnce) {
   }
   EXPECT_EQ(fresh, 1);
   EXPECT_EQ(ReadInt(store_, "n"), 1);
-}
-
-TEST_F(PipelineTest, RetryWhileFirstAttemptRunsGetsInProgressAfterWait) {
-  PipelineOptions o;
-  o.in_flight_wait = absl::Milliseconds(50);
-  RequestPipeline p(store_, clock_, o);
-  absl::Notification entered, release;
-  CounterHandler h;
-  h.delay = [&] {
-    entered.Notify();
-    release.WaitForNotification();
-  };
-  absl::StatusOr<PipelineResult> first;
-  std::thread t([&] {
-    first = p.Execute(RequestId::Key("slow"), MakeRequest("+1"), h);
-  });
-  entered.WaitForNotification();
-  auto second = p.Execute(RequestId::Key("slow"), MakeRequest("+1"), h);
-  ASSERT_FALSE(second.ok());
-  EXPECT_EQ(GetPipelineError(second.status()), PipelineError::kInProgress);
-  release.Notify();
-  t.join();
-  ASSERT_TRUE(first.ok());
-  auto third = p.Execute(RequestId::Key("slow"), MakeRequest("+1"), h);
-  ASSERT_TRUE(third.ok());
-  EXPECT_TRUE(third->replayed);
-  EXPECT_EQ(third->reply, first->reply);
-  EXPECT_EQ(h.calls.load(), 1);
 }
 
 TEST_F(PipelineTest, ConflictReRunsAreBounded) {
@@ -468,95 +372,17 @@ TEST_F(PipelineTest, MalformedIdsAreRejected) {
   EXPECT_EQ(h.calls.load(), 0);
 }
 
+// Each stale test runs through Execute() and ExecuteAsync().
 // --- Stale-allowed reads ------------------------------------------------------
 //
 // The pipeline reads the dedup state and the first handler run's keys with
 // ReadConsistency::kMayBeStale. LaggingStore plays a replica that stopped
-// applying commits at Freeze(): stale-allowed reads see the frozen state,
-// latest reads and commits the live one. Whatever the lag, a request must
-// execute at most once, a replay must be served, a read-only reply must be
-// current, and re-runs must stay bounded.
-
-class LaggingStore : public storage::StableStore {
- public:
-  explicit LaggingStore(MemoryStore& live) : live_(live) {}
-
-  // From now on stale-allowed reads see the store as it is now.
-  void Freeze() {
-    auto all = live_.Scan({"", "", std::numeric_limits<size_t>::max()});
-    ASSERT_TRUE(all.ok());
-    absl::MutexLock lock(&mu_);
-    frozen_.emplace();
-    for (const storage::KeyValue& kv : *all) {
-      (*frozen_)[kv.key] = storage::Versioned{kv.value, kv.version};
-    }
-  }
-
-  absl::StatusOr<storage::Versioned> Get(std::string_view key) override {
-    latest_reads_.fetch_add(1);
-    return live_.Get(key);
-  }
-  absl::StatusOr<std::vector<storage::Versioned>> GetMany(
-      const std::vector<std::string>& keys,
-      const storage::ReadOptions& options) override {
-    if (options.consistency == storage::ReadConsistency::kLatest) {
-      latest_reads_.fetch_add(1);
-      return live_.GetMany(keys, options);
-    }
-    stale_reads_.fetch_add(1);
-    absl::MutexLock lock(&mu_);
-    if (!frozen_) return live_.GetMany(keys, options);
-    std::vector<storage::Versioned> out;
-    for (const std::string& k : keys) {
-      auto it = frozen_->find(k);
-      out.push_back(it == frozen_->end() ? storage::Versioned{} : it->second);
-    }
-    return out;
-  }
-  absl::StatusOr<std::vector<storage::KeyValue>> Scan(
-      const storage::ScanOptions& o) override {
-    latest_reads_.fetch_add(1);
-    return live_.Scan(o);
-  }
-  absl::StatusOr<uint64_t> Commit(
-      const std::vector<storage::Condition>& conditions,
-      const std::vector<storage::Write>& writes) override {
-    commits_.fetch_add(1);
-    return live_.Commit(conditions, writes);
-  }
-  absl::Status Ping() override { return live_.Ping(); }
-  bool StaleReadsAreCheaper() const override { return true; }
-
-  std::atomic<int> latest_reads_{0}, stale_reads_{0}, commits_{0};
-
- private:
-  MemoryStore& live_;
-  absl::Mutex mu_;
-  std::optional<std::map<std::string, storage::Versioned>> frozen_
-      ABSL_GUARDED_BY(mu_);
-};
-
-// Runs ExecuteAsync and waits for its callback.
-absl::StatusOr<PipelineResult> RunAsync(RequestPipeline& p, const RequestId& id,
-                                        const Request& request, Handler& h) {
-  absl::Notification done;
-  absl::StatusOr<PipelineResult> out = absl::InternalError("no callback");
-  p.ExecuteAsync(id, request, h, [&](absl::StatusOr<PipelineResult> r) {
-    out = std::move(r);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return out;
-}
-
-// Each stale test runs through Execute() and ExecuteAsync().
-class PipelineStaleTest : public ::testing::TestWithParam<bool> {
+// applying commits at Freeze(). Whatever the lag, a request must execute at
+// most once, a replay must be served, a read-only reply must be current, and
+// re-runs must stay bounded. Each test runs through Execute() and
+// ExecuteAsync().
+class PipelineStaleTest : public testing_util::SyncAndAsyncTest {
  protected:
-  absl::StatusOr<PipelineResult> Run(RequestPipeline& p, const RequestId& id,
-                                     const Request& request, Handler& h) {
-    return GetParam() ? RunAsync(p, id, request, h) : p.Execute(id, request, h);
-  }
-
   MemoryStore live_;
   LaggingStore store_{live_};
   SimulatedClock clock_;
@@ -784,8 +610,9 @@ TEST_P(PipelineStaleTest, RetryFirstSeenHereAfterAnotherHostRanItIsReplayed) {
   EXPECT_EQ(p2.Stats().lookups_skipped, 1u);
   EXPECT_EQ(p2.Stats().replayed, 1u);
   // A watermark that grew behind p2's back (p1's GC) is caught by the
-  // commit's watermark condition: a new seq below it gets 410.
-  ASSERT_TRUE(Run(p1, RequestId::ClientSeq("c", 6, /*acked=*/9),
+  // commit's watermark condition: a new seq below it gets 410. (An ack is
+  // only accepted on a later seq than itself.)
+  ASSERT_TRUE(Run(p1, RequestId::ClientSeq("c", 10, /*acked=*/9),
                   MakeRequest("+1"), h)
                   .ok());
   ASSERT_TRUE(p1.CollectGarbage().ok());
@@ -798,9 +625,7 @@ TEST_P(PipelineStaleTest, RetryFirstSeenHereAfterAnotherHostRanItIsReplayed) {
 
 INSTANTIATE_TEST_SUITE_P(SyncAndAsync, PipelineStaleTest,
                          ::testing::Values(false, true),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? "Async" : "Sync";
-                         });
+                         testing_util::SyncOrAsyncName);
 
 }  // namespace
 }  // namespace baton::framework
