@@ -916,12 +916,9 @@ std::shared_ptr<HttpResponse> ServerImpl::Handle(
       Prepare(req, local_address, principal, started, &error);
   if (!p) return error;
   absl::StatusOr<PipelineResult> result;
-  try {
-    result = pipeline_.Execute(p->id, p->request, *p->handler);
-  } catch (const std::exception& e) {
-    spdlog::error("handler for {} threw: {}", p->request.operation, e.what());
-    result = absl::InternalError("handler failed");
-  }
+  // The pipeline catches what a handler throws (one clear 500, nothing
+  // committed) on both of its entry points.
+  result = pipeline_.Execute(p->id, p->request, *p->handler);
   return Respond(*p, std::move(result));
 }
 

@@ -888,12 +888,21 @@ class RequestPipeline::Execution {
             "); nothing was written"));
       }
     }
+    // Whether an answer without writes must first check that this request
+    // has no record: its lookup was stale, or one of its writing commits
+    // failed -- a duplicate on another server may have committed the
+    // request meanwhile, and its stored reply, not this run's refusal built
+    // on the duplicate's writes, is the answer (found with the test kit:
+    // racing duplicates on several servers, the losers re-ran and answered
+    // "seat taken").
+    const bool check_record = id_.kind != RequestId::Kind::kNone &&
+                              (view_.stale || commit_failed_);
     handler_error_ = absl::OkStatus();
     if (!reply.ok()) {
       // An error built on stale reads (or on a stale lookup) is answered
       // only once confirmed, like a read-only reply: it may be due to the
       // staleness, or the request may have a record to replay.
-      if (!txn.stale() && !view_.stale) return Finish(reply.status());
+      if (!txn.stale() && !check_record) return Finish(reply.status());
       handler_error_ = reply.status();
     } else {
       reply_ = *std::move(reply);
@@ -905,8 +914,8 @@ class RequestPipeline::Execution {
       // several, or stale ones, are confirmed by an empty conditional commit
       // (etcd serves it through the read index), with the dedup conditions
       // when the lookup was stale.
-      if (view_.stale) AddDedupConditions(view_, record_key_, &conditions);
-      if (!txn.stale() && !view_.stale && txn.read_count() <= 1) {
+      if (check_record) AddDedupConditions(view_, record_key_, &conditions);
+      if (!txn.stale() && !check_record && txn.read_count() <= 1) {
         return FinishReadOnly();
       }
       if (conditions.empty()) return FinishReadOnly();
@@ -950,7 +959,7 @@ class RequestPipeline::Execution {
   void OnConfirmed(const absl::Status& s) {
     if (s.ok()) return FinishReadOnly();
     if (storage::IsConflict(s)) {
-      if (view_.stale && Revalidate()) return;
+      if ((view_.stale || commit_failed_) && Revalidate()) return;
       return RunAttempt();
     }
     Finish(ReadFault(s));
@@ -961,6 +970,7 @@ class RequestPipeline::Execution {
       p_->executed_.fetch_add(1, std::memory_order_relaxed);
       return Finish(PipelineResult{std::move(reply_), false});
     }
+    commit_failed_ = true;
     if (absl::Status d = p_->DeposedError(s, fence_); !d.ok()) return Finish(d);
     if (storage::IsConflict(s)) {
       std::optional<std::string> key = storage::ConflictKey(s);
@@ -1052,6 +1062,9 @@ class RequestPipeline::Execution {
   bool stale_reads_ = true;
   DedupView view_;  // the last dedup lookup (keyed requests)
   absl::Status handler_error_;  // the current run's, while it is confirmed
+  // A writing commit of this (keyed) request failed: later answers without
+  // writes carry the "record absent" condition (see RunAttempt).
+  bool commit_failed_ = false;
   bool holds_in_flight_ = false;
   Reply reply_;
   FenceDecision fence_;  // the fence the current attempt's commit carries

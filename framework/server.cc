@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <thread>
 #include <utility>
 
@@ -164,7 +165,50 @@ std::vector<prometheus::MetricFamily> PipelineFamilies(
         p.revalidations),
       c("lookups_skipped", "Dedup lookups skipped for new sequence numbers.",
         p.lookups_skipped),
+      c("acks_refused",
+        "Acknowledgements ignored (not below the request's own seq).",
+        p.acks_refused),
+      c("pending_acks_dropped",
+        "Acknowledgements dropped: too many clients with one pending.",
+        p.pending_acks_dropped),
+      c("gc_passes", "Completion-record GC passes.", p.gc_passes),
+      c("gc_errors", "GC passes that ended with an error.", p.gc_errors),
+      c("watermarks_expired", "Client watermarks expired with the retention.",
+        p.watermarks_expired),
+      c("replies_refused", "Replies refused for max_reply_bytes.",
+        p.replies_refused),
+      c("values_refused", "Writes refused for max_value_bytes.",
+        p.values_refused),
+      c("handler_exceptions",
+        "Handler runs that threw (answered 500, nothing committed).",
+        p.handler_exceptions),
   };
+}
+
+// The pipeline's commit latency (per-bucket counts) as a Prometheus
+// histogram (cumulative buckets, seconds).
+prometheus::MetricFamily CommitLatencyFamily(const PipelineStats& p) {
+  prometheus::MetricFamily f{
+      "baton_pipeline_commit_duration_seconds",
+      "Store commits of requests (writes and read confirmations), from the "
+      "call to its durable result.",
+      prometheus::MetricType::Histogram,
+      {}};
+  prometheus::ClientMetric m;
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < p.commit_latency_buckets.size(); ++i) {
+    cumulative += p.commit_latency_buckets[i];
+    prometheus::ClientMetric::Bucket b;
+    b.cumulative_count = cumulative;
+    b.upper_bound = i < kCommitLatencyBoundsMicros.size()
+                        ? static_cast<double>(kCommitLatencyBoundsMicros[i]) / 1e6
+                        : std::numeric_limits<double>::infinity();
+    m.histogram.bucket.push_back(b);
+  }
+  m.histogram.sample_count = cumulative;
+  m.histogram.sample_sum = static_cast<double>(p.commit_latency_sum_micros) / 1e6;
+  f.metric.push_back(std::move(m));
+  return f;
 }
 
 std::vector<prometheus::MetricFamily> StoreFamilies(
@@ -353,7 +397,15 @@ nlohmann::json Server::Impl::StatsJson() {
                    {"waited", p.waited},
                    {"collected", p.collected},
                    {"revalidations", p.revalidations},
-                   {"lookups_skipped", p.lookups_skipped}};
+                   {"lookups_skipped", p.lookups_skipped},
+                   {"acks_refused", p.acks_refused},
+                   {"pending_acks_dropped", p.pending_acks_dropped},
+                   {"gc_passes", p.gc_passes},
+                   {"gc_errors", p.gc_errors},
+                   {"watermarks_expired", p.watermarks_expired},
+                   {"replies_refused", p.replies_refused},
+                   {"values_refused", p.values_refused},
+                   {"handler_exceptions", p.handler_exceptions}};
   nlohmann::json store = {{"kind", serving->Kind()}};
   for (const storage::StoreStatistic& s : serving->Statistics()) {
     store[s.name] = s.value;
@@ -528,7 +580,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   if (m.agent) m.pipeline->SetFenceTable(&m.agent->fences());
 
   Impl* raw = &m;
-  m.metrics.AddSource([raw] { return PipelineFamilies(raw->pipeline->Stats()); });
+  m.metrics.AddSource([raw] {
+    const PipelineStats p = raw->pipeline->Stats();
+    std::vector<prometheus::MetricFamily> out = PipelineFamilies(p);
+    out.push_back(CommitLatencyFamily(p));
+    return out;
+  });
   m.metrics.AddSource([raw] {
     return StoreFamilies(*raw->serving, raw->store_healthy.load());
   });

@@ -126,7 +126,8 @@ absl::Status ReadPipeline(const YamlSection& root, ServerConfig* c) {
   PipelineOptions& o = c->pipeline;
   for (absl::Status s :
        {p.AllowKeys({"max_attempts", "in_flight_wait", "retention",
-                     "gc_interval", "gc_batch", "gc", "in_flight_wait_ms",
+                     "gc_interval", "gc_batch", "gc", "max_reply_bytes",
+                     "max_value_bytes", "in_flight_wait_ms",
                      "retention_hours", "gc_interval_s"}),
         p.Int("max_attempts", 1, 1000, &o.max_attempts),
         p.DeprecatedDuration("in_flight_wait_ms", absl::Milliseconds(1),
@@ -145,6 +146,8 @@ absl::Status ReadPipeline(const YamlSection& root, ServerConfig* c) {
         p.Duration("gc_interval", absl::Milliseconds(10), absl::Hours(24),
                    &o.gc_interval),
         p.Int("gc_batch", 1, 100000, &o.gc_batch),
+        p.Int("max_reply_bytes", 1, 1 * kGiB, &o.max_reply_bytes),
+        p.Int("max_value_bytes", 1, 1 * kGiB, &o.max_value_bytes),
         p.Bool("gc", &c->gc)}) {
     if (!s.ok()) return s;
   }

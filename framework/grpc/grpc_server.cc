@@ -291,12 +291,8 @@ bool CallReactor::Prepare() {
 void CallReactor::Run() {
   if (!Prepare()) return;
   absl::StatusOr<PipelineResult> result;
-  try {
-    result = service_->pipeline().Execute(id_, request_obj_, *handler_);
-  } catch (const std::exception& e) {
-    spdlog::error("handler for {} threw: {}", request_obj_.operation, e.what());
-    result = absl::InternalError("handler failed");
-  }
+  // The pipeline catches what a handler throws (INTERNAL, nothing committed).
+  result = service_->pipeline().Execute(id_, request_obj_, *handler_);
   Respond(std::move(result));
 }
 

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <stdexcept>
 #include <string>
 #include <utility>  // Before Asio: Boost 1.74 uses std::exchange without it.
 
@@ -348,6 +349,43 @@ TEST_F(ServerTest, OnePrincipalNeverGetsAnothersStoredReply) {
             std::string::npos)
       << bob.body;
   EXPECT_EQ(alice_again.body, alice.body);  // Alice's retry: her own reply.
+}
+
+// Issue 12: a handler that throws gets one clear 500 and commits nothing, on
+// the event-loop path (RocksDB commits asynchronously) and on the workers.
+TEST_F(ServerTest, AThrowingHandlerIsA500AndCommitsNothingOnBothPaths) {
+  for (auto threads : {HttpServerOptions::HandlerThreads::kAuto,
+                       HttpServerOptions::HandlerThreads::kWorkers}) {
+    ServiceDefinition s("boom");
+    s.Route("POST", "/boom",
+            [](const Request&, Transaction& txn) -> absl::StatusOr<Reply> {
+              if (auto st = txn.Put("written", "1"); !st.ok()) return st;
+              throw std::runtime_error("a handler bug");
+            });
+    s.Route("GET", "/written",
+            [](const Request&, Transaction& txn) -> absl::StatusOr<Reply> {
+              auto v = txn.Get("written");
+              if (!v.ok()) return v.status();
+              return Reply::Json(absl::StatusCode::kOk,
+                                 v->present() ? "true" : "false");
+            });
+    ServerConfig c = Config();
+    c.store.data_dir = (dir_ / (threads == HttpServerOptions::HandlerThreads::kAuto
+                                    ? "auto"
+                                    : "workers"))
+                           .string();
+    c.http.handler_threads = threads;
+    auto server = Server::Start(c, std::move(s));
+    ASSERT_TRUE(server.ok()) << server.status();
+    const std::string svc = (*server)->http_address();
+    Answer a = Call(svc, "POST", "/boom", {{"Idempotency-Key", "\"b1\""}});
+    EXPECT_EQ(a.status, 500);
+    EXPECT_NE(a.body.find("handler failed"), std::string::npos) << a.body;
+    EXPECT_EQ(Call(svc, "GET", "/written").body, "false");
+    // The retry runs it again (nothing was recorded) and fails the same way.
+    EXPECT_EQ(Call(svc, "POST", "/boom", {{"Idempotency-Key", "\"b1\""}}).status,
+              500);
+  }
 }
 
 std::string ReadFile(const std::string& path) {

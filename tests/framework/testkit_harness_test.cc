@@ -187,6 +187,38 @@ TEST_P(HarnessTest, DuplicatesOnSeparateServersRaceAndOneCommits) {
   EXPECT_EQ(BalanceOf("a"), 107);
 }
 
+// A handler that refuses once its own write is there (a seat, a unique
+// name): the duplicates that lose the race must not answer that refusal --
+// their request was executed by the winner, and its stored reply is theirs.
+// (Before the fix the losers' re-runs, seeing the winner's write, answered
+// 409 without checking for the record.)
+TEST_P(HarnessTest, DuplicatesThatLoseTheRaceReplayInsteadOfRefusing) {
+  ASSERT_TRUE(h_.Route("POST", "/claims/{id}",
+                       [](const baton::framework::Request& req,
+                          baton::framework::Transaction& txn)
+                           -> absl::StatusOr<baton::framework::Reply> {
+                         const std::string key =
+                             "claim/" + std::string(req.Param("id"));
+                         auto v = txn.Get(key);
+                         if (!v.ok()) return v.status();
+                         if (v->present()) {
+                           return baton::framework::Reply::Json(
+                               absl::StatusCode::kAlreadyExists,
+                               "{\"error\":\"taken\"}");
+                         }
+                         if (auto s = txn.Put(key, req.body); !s.ok()) return s;
+                         return baton::framework::Reply::Json(
+                             absl::StatusCode::kOk, "{\"claimed\":true}");
+                       })
+                  .ok());
+  Report r = h_.SendConcurrently(Post("/claims/c1", "x").Key("claim-race"), 6);
+  EXPECT_TRUE(ExactlyOnce(r)) << r;
+  EXPECT_EQ(r.replays(), 5) << r;
+  // A different request for the same claim is refused, as it should be.
+  Report other = h_.Send(Post("/claims/c1", "y").Key("claim-other"));
+  EXPECT_EQ(other.last().http_status, 409) << other;
+}
+
 TEST_P(HarnessTest, DuplicatesOnOneServerRunTheHandlerOnce) {
   Report r = h_.SendConcurrently(Post("/accounts/b/deposit", "3").Key("d-same"), 6,
                                  /*same_server=*/true);
