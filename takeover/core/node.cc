@@ -24,14 +24,15 @@ constexpr Time kNever = Time::max() / 4;
 constexpr Time kLongAgo = Time::min() / 4;
 
 uint64_t ToWire(Time t) { return static_cast<uint64_t>(t.count()); }
-// A time or duration from a peer's message, bounded to [0, 2^61 ns] (73
-// years): differences and sums of two such values, and with our own clock,
-// can then never overflow, whatever an authenticated but broken or hostile
-// peer sends (found by tests/fuzz: send_time >= 2^63 overflowed
-// `now - send_time`).
-constexpr uint64_t kMaxWireTime = uint64_t{1} << 61;
+// A time or duration from a peer's message, bounded to [-2^61, 2^61] ns
+// (73 years either way): differences and sums of two such values, and with
+// our own clock, can then never overflow, whatever an authenticated but
+// broken or hostile peer sends (found by tests/fuzz: send_time >= 2^63
+// overflowed `now - send_time`). Values a correct peer sends are within the
+// bound, so they round-trip exactly (negative ones too).
+constexpr int64_t kMaxWireTime = int64_t{1} << 61;
 Time FromWire(uint64_t v) {
-  return Time(static_cast<int64_t>(std::min(v, kMaxWireTime)));
+  return Time(std::clamp(static_cast<int64_t>(v), -kMaxWireTime, kMaxWireTime));
 }
 
 Time Scale(Time t, double f) {
