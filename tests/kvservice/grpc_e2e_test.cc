@@ -356,6 +356,26 @@ TEST_F(GrpcBadInputTest, MalformedMessageIsInvalidArgument) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// Issue 13: a Put with a deeply nested value_json crashed the server (stack
+// overflow while the value was printed). Now refused before it is built;
+// the server still answers.
+TEST_F(GrpcBadInputTest, DeeplyNestedValueJsonIsRefusedAndTheServerLives) {
+  kv::v1::PutRequest put;
+  put.set_key("deep");
+  put.set_value_json(std::string(100000, '[') + std::string(100000, ']'));
+  std::string name;
+  grpc::Status s = Call(kGrpcPut, put.SerializeAsString(),
+                        {{"idempotency-key", "deep"}}, &name);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << s.error_message();
+  EXPECT_NE(s.error_message().find("nested deeper than"), std::string::npos)
+      << s.error_message();
+  kv::v1::GetRequest g;
+  g.set_key("deep");
+  EXPECT_EQ(Call(kGrpcGet, g.SerializeAsString(), {}).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
 TEST_F(GrpcBadInputTest, ReplayFlagAndCodesMapOneToOne) {
   bool replayed = false;
   grpc::Status s = Call(kGrpcIncr, IncrBody(), {{"idempotency-key", "r1"}},

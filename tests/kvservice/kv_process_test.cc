@@ -174,6 +174,26 @@ TEST_F(KvProcessTest, SpeaksTheSystemdNotifyProtocol) {
   EXPECT_EQ(Wait(std::chrono::seconds(10)), 0) << Log();
 }
 
+// SIGHUP re-reads credentials (TLS files, admin token) and the server keeps
+// serving; without the handler SIGHUP's default action would end it.
+TEST_F(KvProcessTest, SighupReloadsAndKeepsServing) {
+  Start({"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+         "--data-dir", Path("data"), "--ready-file", Path("ready")});
+  ASSERT_EQ(Ready(std::chrono::seconds(20)).size(), 3u) << Log();
+  ::kill(pid_, SIGHUP);
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (Log().find("SIGHUP") == std::string::npos &&
+         std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(Log().find("SIGHUP: TLS certificates and admin token re-read"),
+            std::string::npos)
+      << Log();
+  EXPECT_EQ(Wait(std::chrono::milliseconds(300)), -1) << "it exited: " << Log();
+  ::kill(pid_, SIGTERM);
+  EXPECT_EQ(Wait(std::chrono::seconds(10)), 0) << Log();
+}
+
 TEST_F(KvProcessTest, ConfigMistakesExitTwoAndRuntimeFailuresOne) {
   struct Case {
     std::string yaml, mentions;
