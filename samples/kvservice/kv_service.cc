@@ -183,6 +183,15 @@ absl::StatusOr<KvOutcome> KvIncr(Transaction& txn, std::string_view key,
       return Refuse(absl::StatusCode::kFailedPrecondition,
                     "value is not an integer", (*e)->value);
     }
+    // A value PUT as an unsigned number above 2^63 - 1 reads back as a
+    // negative int64; adding to it would wrap (fuzz_kv_json: u64 max + 1
+    // stored 0).
+    if ((*e)->value.is_number_unsigned() &&
+        (*e)->value.get<uint64_t>() >
+            static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return Refuse(absl::StatusCode::kFailedPrecondition,
+                    "value is outside the signed 64-bit range", (*e)->value);
+    }
     n = (*e)->value.get<int64_t>();
   }
   int64_t sum = 0;

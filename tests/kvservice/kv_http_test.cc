@@ -451,6 +451,21 @@ TEST_F(KvHttpTest, IncrementOutsideInt64IsRefused) {
             200);
 }
 
+// fuzz_kv_json: a value stored as 18446744073709551615 read back as -1, so
+// incr by 1 stored 0.
+TEST_F(KvHttpTest, IncrementOfAStoredValueOutsideInt64IsRefused) {
+  ASSERT_EQ(Call(Req("PUT", "/kv/u", R"({"value":18446744073709551615})",
+                     Key("u1")))
+                .status,
+            200);
+  Resp r = Call(Req("POST", "/kv/u/incr", R"({"by":1})", Key("u2")));
+  EXPECT_EQ(r.status, 412) << r.body;
+  EXPECT_NE(r.body.find("signed 64-bit"), std::string::npos) << r.body;
+  EXPECT_EQ(Call(Req("GET", "/kv/u")).body.find("18446744073709551615") !=
+                std::string::npos,
+            true);
+}
+
 // Issue 13: no connection cap. Beyond the cap a connection gets a 503 and
 // is closed; the ones within it keep working.
 TEST_F(KvHttpTest, ConnectionsBeyondTheCapAreRefused) {
