@@ -2,7 +2,7 @@
 # baton-kvserver with its take-over agent in a supervised child process (takeover_mode: process,
 # baton-takeoverd --parent-fd), in ONE network namespace this test creates (etcd on its loopback,
 # a group of one moving a service address on a veth interface; heartbeat 50 ms, health period
-# 200 ms, so the child's watchdog is 600 ms). Asserts:
+# 200 ms; the child's watchdog is health_check.liveness, 300 ms by default). Asserts:
 #   (a) kill -9 of the server: the child sees EOF, removes the address within CRASH_BOUND (about
 #       two heartbeats; the bound is generous for a loaded machine, the time is printed) and exits;
 #   (b) a hung server (SIGSTOP): the child's watchdog removes the address within HANG_BOUND and the
@@ -27,7 +27,7 @@ WORK=$(mktemp -d /tmp/baton-kv_agent_crash.XXXXXX)
 VIP=10.79.0.100
 HTTP=8080
 ADMIN=8081  # the operator plane (status, drain)
-# Bounds (ms). Crash: EOF + removal, ~2 heartbeats expected. Hang: the 600 ms watchdog + removal.
+# Bounds (ms). Crash: EOF + removal, ~2 heartbeats expected. Hang: the 300 ms watchdog + removal.
 # Generous for a loaded 2-core machine; the measured times are printed.
 CRASH_BOUND_MS=1000
 HANG_BOUND_MS=2500
@@ -81,7 +81,7 @@ took=$(( $(now_ms) - t0 ))
 wait_until 3 not_alive "$AGENT" || { kill -CONT "$KV_PID"; fail "agent child $AGENT alive 3 s after its server stopped"; }
 kill -CONT "$KV_PID"
 (( took <= HANG_BOUND_MS )) || fail "address removed only ${took} ms after SIGSTOP (bound ${HANG_BOUND_MS} ms)"
-log "(b) SIGSTOP server: address removed after ${took} ms (watchdog 600 ms); agent child $AGENT exited"
+log "(b) SIGSTOP server: address removed after ${took} ms (watchdog 300 ms); agent child $AGENT exited"
 wait_until 10 has_vip || fail "address not back after SIGCONT (no new agent child?)"
 AGENT2=$(agent_of "$KV_PID") || fail "no new agent child after SIGCONT"
 CHILDREN+=("$AGENT2")
