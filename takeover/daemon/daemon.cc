@@ -169,6 +169,9 @@ void TakeoverDaemon::GateRelease(uint32_t slot, std::function<void()> then) {
   for (uint32_t i = 0; i < slots_.size(); ++i) {
     if ((slot == kAllSlots || i == slot) && slots_[i].holding) held.push_back(i);
   }
+  // From now on new connections to these addresses are refused (a reset: the client goes on to
+  // the next holder at once), while the lease keeps the ones being closed working.
+  for (uint32_t i : held) RefuseConnections(i, true);
   if (!release_gate_ || held.empty() || config_.close_timeout.count() == 0) {
     then();
     return;
@@ -217,6 +220,16 @@ void TakeoverDaemon::GateRelease(uint32_t slot, std::function<void()> then) {
         if (--gate->waiting == 0) pass();
       });
     });
+  }
+}
+
+void TakeoverDaemon::RefuseConnections(uint32_t slot, bool refuse) {
+  if (!fence_) return;
+  if (absl::Status s = fence_->RefuseConnections(slots_[slot].prefix.address.to_string(), refuse);
+      !s.ok()) {
+    ++fence_errors_;
+    spdlog::warn("kernel fence: cannot {} new connections to {}: {}", refuse ? "refuse" : "accept",
+                 slots_[slot].prefix.ToString(), s.ToString());
   }
 }
 
@@ -343,7 +356,11 @@ void TakeoverDaemon::ApplyDrain(uint32_t slot, bool drain) {
     if (shutting_down_) return;
     const Time now = clock_.Now();
     for (uint32_t i : changed) {
-      if (slots_[i].drained) node_->Drain(i, now);  // not undone meanwhile
+      if (slots_[i].drained) {
+        node_->Drain(i, now);
+      } else if (slots_[i].holding) {
+        RefuseConnections(i, false);  // undone meanwhile: keeps serving
+      }
     }
     Pump();
   });
@@ -765,7 +782,13 @@ void TakeoverDaemon::OnHealth() {
     health_gate_pending_ = true;
     GateRelease(kAllSlots, [this] {
       health_gate_pending_ = false;
-      if (shutting_down_ || draining_ || (check_healthy_ && external_healthy_)) return;
+      if (shutting_down_ || draining_) return;
+      if (check_healthy_ && external_healthy_) {  // recovered meanwhile: keeps serving
+        for (uint32_t i = 0; i < slots_.size(); ++i) {
+          if (slots_[i].holding) RefuseConnections(i, false);
+        }
+        return;
+      }
       node_->Drain(clock_.Now());
       draining_ = true;
       ++drains_;
@@ -794,7 +817,12 @@ void TakeoverDaemon::Shutdown(std::function<void()> done, bool gate) {
   if (health_) health_->Stop();
   // No Finish from OnTick while the release gate is open.
   shutdown_deadline_ = Time::max();
-  if (!gate) return HandOver();
+  if (!gate) {
+    for (uint32_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].holding) RefuseConnections(i, true);
+    }
+    return HandOver();
+  }
   GateRelease(kAllSlots, [this] { HandOver(); });
 }
 

@@ -179,6 +179,8 @@ class TakeoverDaemon {
   // Lease-loss damping: counts a loss of `slot` and steps back from it when the damper says so;
   // ends step-backs that are over.
   void OnLeaseLoss(uint32_t slot);
+  // Kernel fence (if any): refuse (or again accept) new TCP connections to the slot's address.
+  void RefuseConnections(uint32_t slot, bool refuse);
   // Shutdown after its release gate: drain, removals, releases, the grace period.
   void HandOver();
   void EndStepBacks();
