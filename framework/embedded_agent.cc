@@ -80,6 +80,8 @@ void ServerAgent::StartLoops(storage::StableStore& store) {
   store_ = &store;
   fence_thread_ = std::thread([this] { FenceLoop(); });
   health_thread_ = std::thread([this] { HealthLoop(); });
+  liveness_thread_ = std::thread([this] { LivenessLoop(); });
+  close_thread_ = std::thread([this] { CloseLoop(); });
 }
 
 void ServerAgent::StopLoops() {
@@ -88,9 +90,119 @@ void ServerAgent::StopLoops() {
     stop_ = true;
     wake_fence_.SignalAll();
     wake_health_.SignalAll();
+    wake_close_.SignalAll();
   }
+  if (close_thread_.joinable()) close_thread_.join();
+  if (liveness_thread_.joinable()) liveness_thread_.join();
   if (health_thread_.joinable()) health_thread_.join();
   if (fence_thread_.joinable()) fence_thread_.join();
+  std::deque<Closing> left;
+  {
+    absl::MutexLock lock(&loops_mu_);
+    left.swap(closing_);
+  }
+  for (Closing& c : left) c.done();
+}
+
+void ServerAgent::OnReleasing(const std::string& address,
+                              std::function<void()> done) {
+  absl::MutexLock lock(&loops_mu_);
+  if (stop_) {
+    done();
+    return;
+  }
+  closing_.push_back(Closing{address, std::move(done)});
+  wake_close_.Signal();
+}
+
+void ServerAgent::CloseLoop() {
+  Clock& clock = RealClock();
+  // The daemon stops waiting after its close_timeout anyway; this bound
+  // only keeps a closer that never reaches 0 from holding the thread.
+  const absl::Duration limit =
+      absl::FromChrono(config_.daemon.close_timeout) + absl::Milliseconds(50);
+  for (;;) {
+    Closing job;
+    {
+      absl::MutexLock lock(&loops_mu_);
+      while (!stop_ && closing_.empty()) wake_close_.Wait(&loops_mu_);
+      if (stop_) return;
+      job = std::move(closing_.front());
+      closing_.pop_front();
+    }
+    const absl::Time t0 = clock.Now();
+    size_t first = 0, left = 0;
+    for (int round = 0;; ++round) {
+      left = closer_ ? closer_(job.address) : 0;
+      if (round == 0) first = left;
+      if (left == 0 || clock.Now() - t0 >= limit) break;
+      absl::MutexLock lock(&loops_mu_);
+      // Real time: polling the connections' closing, not a protocol step.
+      if (!stop_) wake_close_.WaitWithTimeout(&loops_mu_, absl::Milliseconds(1));
+      if (stop_) break;
+    }
+    spdlog::info("planned release of {}: {} connection(s) there closed in {}{}",
+                 job.address, first - std::min(first, left),
+                 absl::FormatDuration(clock.Now() - t0),
+                 left > 0 ? absl::StrCat(", ", left, " still open") : "");
+    job.done();
+  }
+}
+
+void ServerAgent::LivenessLoop() {
+  const absl::Duration liveness =
+      absl::FromChrono(config_.daemon.health_check.liveness);
+  const absl::Duration interval =
+      std::max(liveness / 6, absl::Milliseconds(5));
+  const absl::Duration stuck_after =
+      absl::FromChrono(config_.daemon.health_check.timeout) *
+      std::max(1, config_.daemon.health_check.fall);
+  Clock& clock = RealClock();
+  absl::Time last_progress = clock.Now();
+  for (;;) {
+    {
+      absl::MutexLock lock(&loops_mu_);
+      if (stop_) return;
+    }
+    const absl::Time t0 = clock.Now();
+    // The probe waits at most one interval; it is the pause between rounds
+    // when the loop is busy.
+    const bool progress = !probe_ || probe_(interval);
+    const absl::Time now = clock.Now();
+    if (progress) last_progress = now;
+    const bool live = now - last_progress < liveness;
+    if (live != live_.load()) {
+      live_.store(live);
+      if (live) {
+        spdlog::info("the server's event loop makes progress again");
+      } else {
+        spdlog::error("the server's event loop made no progress for {}: hung; "
+                      "giving the service addresses away",
+                      absl::FormatDuration(now - last_progress));
+      }
+      AgentHealthy(healthy());
+    }
+    // A store call that does not come back is no answer either: a ping
+    // running longer than health_check.timeout x fall counts as a failed
+    // store (HealthLoop cannot tell while it waits in the ping).
+    const int64_t ping0 = ping_started_ns_.load();
+    if (ping0 != 0 && !ping_stuck_.load() &&
+        now - absl::FromUnixNanos(ping0) > stuck_after) {
+      ping_stuck_.store(true);
+      if (store_healthy_.exchange(false)) {
+        spdlog::warn("store ping running for {}: giving the service addresses "
+                     "away", absl::FormatDuration(now - absl::FromUnixNanos(ping0)));
+        AgentHealthy(healthy());
+      }
+    }
+    if (progress) AgentKeepalive();
+    const absl::Duration rest = interval - (clock.Now() - t0);
+    if (rest > absl::ZeroDuration()) {
+      absl::MutexLock lock(&loops_mu_);
+      // Real time: the keepalive period, not a protocol decision.
+      if (!stop_) wake_health_.WaitWithTimeout(&loops_mu_, rest);
+    }
+  }
 }
 
 void ServerAgent::OnSlotEvent(const takeover::SlotEvent& e) {
@@ -154,11 +266,20 @@ void ServerAgent::HealthLoop() {
       if (stop_) return;
     }
     const absl::Time t0 = clock.Now();
+    ping_started_ns_.store(absl::ToUnixNanos(t0));
     absl::Status s = store_->Ping();
+    ping_started_ns_.store(0);
     const absl::Duration took = clock.Now() - t0;
     if (s.ok() && took > timeout) {
       s = absl::DeadlineExceededError(
           absl::StrCat("ping took ", absl::FormatDuration(took)));
+    }
+    if (ping_stuck_.exchange(false)) {
+      // The liveness loop reported this ping as stuck (store unhealthy):
+      // it counts as the fall-th failure; `rise` good pings undo it.
+      healthy = false;
+      oks = 0;
+      fails = fall;
     }
     if (s.ok()) {
       fails = 0;
@@ -166,7 +287,7 @@ void ServerAgent::HealthLoop() {
         healthy = true;
         store_healthy_.store(true);
         spdlog::info("store reachable again ({} pings): campaigning", oks);
-        AgentHealthy(true);
+        AgentHealthy(this->healthy());
       }
       continue;
     }
@@ -180,7 +301,7 @@ void ServerAgent::HealthLoop() {
       spdlog::warn("store unreachable ({} pings failed, last: {}): giving the "
                    "service addresses away",
                    fails, std::string(s.message()));
-      AgentHealthy(false);
+      AgentHealthy(this->healthy());
     }
   }
 }
@@ -301,6 +422,10 @@ absl::StatusOr<std::unique_ptr<EmbeddedAgent>> EmbeddedAgent::Create(
   EmbeddedAgent* raw = agent.get();
   agent->daemon_->SetSlotListener(
       [raw](const takeover::SlotEvent& e) { raw->OnSlotEvent(e); });
+  agent->daemon_->SetReleaseGate(
+      [raw](const takeover::SlotEvent& e, std::function<void()> done) {
+        raw->OnReleasing(e.address, std::move(done));
+      });
   return agent;
 }
 
@@ -484,7 +609,7 @@ absl::Status AgentSupervisor::Spawn() {
     link_up_ = true;
   }
   SendLine({{"op", "config"}, {"yaml", config_.yaml}});
-  SendLine({{"op", "health"}, {"healthy", store_healthy()}});
+  SendLine({{"op", "health"}, {"healthy", healthy()}});
   std::vector<bool> drained;
   {
     absl::MutexLock lock(&mu_);
@@ -580,6 +705,11 @@ void AgentSupervisor::HandleLine(const std::string& line) {
     e.held = j.value("held", false);
     e.epoch = j.value("epoch", uint64_t{0});
     OnSlotEvent(e);
+  } else if (ev == "releasing") {
+    const uint64_t id = j.value("id", uint64_t{0});
+    OnReleasing(j.value("address", ""), [this, id] {
+      SendLine({{"op", "closed"}, {"id", id}});
+    });
   } else if (ev == "status") {
     const uint64_t id = j.value("id", uint64_t{0});
     std::shared_ptr<PendingStatus> p;
@@ -621,9 +751,6 @@ void AgentSupervisor::RunChild() {
   }();
   const int pid = child_pid_.load();
   Clock& clock = RealClock();
-  const absl::Duration period =
-      absl::FromChrono(config_.daemon.health_check.period);
-  absl::Time next_keepalive = clock.Now() + period;
   absl::Time kill_at = absl::InfiniteFuture();
   bool asked_shutdown = false;
   for (;;) {
@@ -637,7 +764,6 @@ void AgentSupervisor::RunChild() {
       asked_shutdown = true;
       SendLine({{"op", "shutdown"}});
       kill_at = clock.Now() + absl::Seconds(10);
-      next_keepalive = absl::InfiniteFuture();
     }
     const absl::Time now = clock.Now();
     if (now >= kill_at) {
@@ -646,15 +772,10 @@ void AgentSupervisor::RunChild() {
       ::kill(pid, SIGKILL);
       break;
     }
-    if (now >= next_keepalive) {
-      // The keepalive: the child drains every slot after 3 periods without
-      // a line (this server stopped or hung).
-      SendLine({{"op", "health"}, {"healthy", store_healthy()}});
-      next_keepalive = now + period;
-    }
-    const absl::Time wake = std::min(next_keepalive, kill_at);
+    // (The keepalive comes from the liveness loop, after each probe of the
+    // server's event loop that passed.)
     const int wait_ms = static_cast<int>(std::clamp<int64_t>(
-        absl::ToInt64Milliseconds(wake - clock.Now()) + 1, 1, 100));
+        absl::ToInt64Milliseconds(kill_at - clock.Now()) + 1, 1, 100));
     pollfd p{fd, POLLIN, 0};
     const int r = ::poll(&p, 1, wait_ms);
     if (r < 0 && errno != EINTR) break;
@@ -744,6 +865,12 @@ void AgentSupervisor::Shutdown() {
 
 void AgentSupervisor::AgentHealthy(bool healthy) {
   SendLine({{"op", "health"}, {"healthy", healthy}});
+}
+
+void AgentSupervisor::AgentKeepalive() {
+  // The child hands every address over after health_check.liveness without
+  // a line: this server stopped or hung.
+  SendLine({{"op", "health"}, {"healthy", healthy()}});
 }
 
 absl::Status AgentSupervisor::AgentDrain(uint32_t slot, bool drain) {

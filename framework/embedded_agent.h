@@ -64,6 +64,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -145,17 +146,43 @@ class ServerAgent {
   // host may hold addresses and serve (the server's /readyz).
   bool may_serve() const { return running() && store_healthy(); }
 
+  // --- Hooks the server gives the agent (set before Start) ---
+  // Closes this server's client connections on a local address (idle ones
+  // at once, busy ones right after their reply) and returns how many are
+  // still open there (0: none left). Called, repeatedly until it returns 0
+  // or the daemon's close_timeout passed, before a planned release of that
+  // address (operator drain, health drain, shutdown), on an agent thread.
+  // Default: none (nothing to close).
+  using ConnectionCloser = std::function<size_t(const std::string& address)>;
+  void SetConnectionCloser(ConnectionCloser closer) { closer_ = std::move(closer); }
+  // The server's progress probe: true when its request event loop ran a
+  // no-op within `timeout` (HttpServer::Probe). Called every
+  // health_check.liveness / 6 on an agent thread; the supervised agent gets
+  // its keepalive only after a probe that passed, so a stopped or hung
+  // server is handed over after health_check.liveness (default 300 ms). The
+  // in-process agent reports unhealthy instead. Default: always passes.
+  using ProgressProbe = std::function<bool(absl::Duration timeout)>;
+  void SetProgressProbe(ProgressProbe probe) { probe_ = std::move(probe); }
+
  protected:
   explicit ServerAgent(EmbeddedAgentConfig config);
   // The daemon's status document (before the fences are added).
   virtual absl::StatusOr<nlohmann::json> AgentStatus(absl::Duration timeout) = 0;
   // Passes an operator drain on (slot already checked).
   virtual absl::Status AgentDrain(uint32_t slot, bool drain) = 0;
-  // Passes a change of store health on.
+  // Passes a change of health (store and, in-process, the event loop) on.
   virtual void AgentHealthy(bool healthy) = 0;
+  // The server made progress (a probe passed): the supervised agent's
+  // keepalive. Default: nothing.
+  virtual void AgentKeepalive() {}
   virtual bool running() const = 0;
 
   void OnSlotEvent(const takeover::SlotEvent& event);
+  // A planned release of `address` (the release gate): closes this server's
+  // connections there on the close thread, then calls `done` (any thread).
+  void OnReleasing(const std::string& address, std::function<void()> done);
+  // The health to report: the store answers, and the event loop is live.
+  bool healthy() const { return store_healthy_.load() && live_.load(); }
   // Every slot released (the agent is gone): writes there are refused.
   void ReleaseAll();
   void StartLoops(storage::StableStore& store);
@@ -167,10 +194,26 @@ class ServerAgent {
  private:
   void FenceLoop();
   void HealthLoop();
+  void LivenessLoop();
+  void CloseLoop();
 
   FenceTable fences_;
   storage::StableStore* store_ = nullptr;
-  std::thread fence_thread_, health_thread_;
+  std::thread fence_thread_, health_thread_, liveness_thread_, close_thread_;
+  ConnectionCloser closer_;
+  ProgressProbe probe_;
+  struct Closing {
+    std::string address;
+    std::function<void()> done;
+  };
+  std::deque<Closing> closing_ ABSL_GUARDED_BY(loops_mu_);
+  absl::CondVar wake_close_;
+  // The event loop passed its probe within health_check.liveness.
+  std::atomic<bool> live_{true};
+  // When the store ping now running started (0: none runs), for the stuck-
+  // ping check of the liveness loop; set when it reported one.
+  std::atomic<int64_t> ping_started_ns_{0};
+  std::atomic<bool> ping_stuck_{false};
   absl::Mutex loops_mu_;
   // Holdings whose fence is to be written: (slot, epoch).
   std::deque<std::pair<uint32_t, uint64_t>> establish_ ABSL_GUARDED_BY(loops_mu_);
@@ -254,6 +297,7 @@ class AgentSupervisor final : public ServerAgent {
   absl::StatusOr<nlohmann::json> AgentStatus(absl::Duration timeout) override;
   absl::Status AgentDrain(uint32_t slot, bool drain) override;
   void AgentHealthy(bool healthy) override;
+  void AgentKeepalive() override;
   bool running() const override { return started_ && !shut_down_; }
 
   // Spawns a child on a new socketpair and sends it the config.

@@ -658,6 +658,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   // Only now, with the store open and the listeners up, may the agent take
   // addresses: a client that reaches a service address finds a server.
   if (m.agent) {
+    // Fail-over hooks (docs/framework.md "Embedded take-over"): before a
+    // planned release of a service address the agent has this server close
+    // its HTTP connections there; its keepalive proves that the request
+    // event loop makes progress (a hung server is handed over).
+    m.agent->SetConnectionCloser([raw](const std::string& address) -> size_t {
+      return raw->http ? raw->http->CloseConnections(address) : 0;
+    });
+    m.agent->SetProgressProbe([raw](absl::Duration timeout) {
+      return !raw->http || raw->http->Probe(timeout);
+    });
     if (absl::Status s = m.agent->Start(*m.serving); !s.ok()) {
       m.ShutdownAll();
       return absl::UnavailableError(

@@ -134,7 +134,7 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
                                   "service_addresses", "rebalance", "label", "bind_host", "freshness_window",
                                   "timing", "announce", "preempt",
                                   "kernel_fence", "health_check", "status_socket", "metrics_listen", "incarnation_file",
-                                  "state_file", "nice",
+                                  "state_file", "nice", "damping", "close_timeout",
                                   "log_level"});
       !s.ok()) {
     return s;
@@ -330,7 +330,8 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
   if (const YAML::Node h = root["health_check"]) {
     if (!h.IsMap()) return Bad("health_check", "must be a mapping");
     if (absl::Status s = CheckKeys(h, "health_check.",
-                                   {"kind", "command", "tcp", "period", "timeout", "fall", "rise"});
+                                   {"kind", "command", "tcp", "period", "timeout", "fall", "rise",
+                                    "liveness"});
         !s.ok()) {
       return s;
     }
@@ -387,6 +388,35 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
     }
     if (hc.fall < 1) return Bad("health_check.fall", "must be >= 1");
     if (hc.rise < 1) return Bad("health_check.rise", "must be >= 1");
+    if (h["liveness"]) {
+      if (absl::Status s = GetMs(h["liveness"], "health_check.liveness", hc.liveness); !s.ok()) {
+        return s;
+      }
+      if (hc.liveness.count() < 10) return Bad("health_check.liveness", "must be >= 10ms");
+    }
+  }
+  if (const YAML::Node d = root["damping"]) {
+    if (!d.IsMap()) return Bad("damping", "must be a mapping");
+    if (absl::Status s = CheckKeys(d, "damping.", {"losses", "window", "hold"}); !s.ok()) return s;
+    DampingConfig& dc = c.damping;
+    if (d["losses"]) {
+      if (absl::Status s = Get(d["losses"], "damping.losses", dc.losses); !s.ok()) return s;
+      if (dc.losses < 0 || dc.losses > 1000) return Bad("damping.losses", "must be 0..1000");
+    }
+    if (d["window"]) {
+      if (absl::Status s = GetMs(d["window"], "damping.window", dc.window); !s.ok()) return s;
+    }
+    if (d["hold"]) {
+      if (absl::Status s = GetMs(d["hold"], "damping.hold", dc.hold); !s.ok()) return s;
+    }
+    if (dc.losses > 0 && dc.window.count() < 1) return Bad("damping.window", "must be >= 1ms");
+    if (dc.losses > 0 && dc.hold.count() < 1) return Bad("damping.hold", "must be >= 1ms");
+  }
+  if (root["close_timeout"]) {
+    if (absl::Status s = GetMs(root["close_timeout"], "close_timeout", c.close_timeout); !s.ok()) {
+      return s;
+    }
+    if (c.close_timeout > std::chrono::seconds(60)) return Bad("close_timeout", "must be <= 60s");
   }
   if (root["status_socket"]) {
     if (absl::Status s = Get(root["status_socket"], "status_socket", c.status_socket); !s.ok()) return s;

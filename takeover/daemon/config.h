@@ -53,6 +53,24 @@ struct HealthCheckConfig {
   std::chrono::milliseconds timeout{1000};  // per check. Default: 1 s
   int fall = 3;  // consecutive failures before the node drains. Default: 3
   int rise = 2;  // consecutive successes before it campaigns again. Default: 2
+  // kExternal, agent supervised by a server (`baton-takeoverd --parent-fd`): the server proves
+  // its progress (its request event loop ran a probe) with a keepalive every liveness / 6; a
+  // server silent this long is stopped or hung and its addresses are handed over, as after its
+  // death. In-process (thread mode) a server whose probe fails this long reports unhealthy.
+  // YAML `health_check.liveness`, >= 10ms. Default: 300 ms.
+  std::chrono::milliseconds liveness{300};
+};
+
+// Damping of lease losses (YAML `damping: {losses: 2, window: 5s, hold: 2s}`): a holder that
+// lost a slot's lease (not a release it chose) `losses` times within `window` -- a lossy or slow
+// cluster link, a gray failure -- steps back from that slot for `hold` (drains it, so a peer with
+// a healthy link wins the next election instead of this host taking it back after every loss),
+// then may campaign for it again (it does not take it from a live holder unless preempt).
+// losses 0 = off. Defaults: 2, 5 s, 2 s.
+struct DampingConfig {
+  int losses = 2;
+  std::chrono::milliseconds window{5000};
+  std::chrono::milliseconds hold{2000};
 };
 
 // One service address of the pool (YAML `service_addresses` entry or `service_address`).
@@ -131,6 +149,13 @@ struct DaemonConfig {
   // true: start-up fails if it is not usable.
   std::optional<bool> kernel_fence;
   HealthCheckConfig health_check;
+  DampingConfig damping;
+  // A planned release of a held address (operator drain, health drain, a shutdown the embedding
+  // server asked for) first lets the embedding server close its connections on the address
+  // (TakeoverDaemon::SetReleaseGate) and waits for it at most this long, so that clients
+  // reconnect to the next holder instead of losing a reply. YAML `close_timeout`; 0: no wait.
+  // Default: 200 ms.
+  std::chrono::milliseconds close_timeout{200};
   // Prometheus metrics (takeover/daemon/metrics.h) served over HTTP as GET /metrics on this
   // "HOST:PORT" ("[v6]:PORT"), e.g. 127.0.0.1:9464. YAML `metrics_listen`. An embedding server
   // normally leaves it off and exports the same metrics on its own admin plane. Default: "" (off).

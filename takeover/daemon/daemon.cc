@@ -1,5 +1,7 @@
 #include "takeover/daemon/daemon.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -147,6 +149,7 @@ TakeoverDaemon::TakeoverDaemon(boost::asio::io_context& io, const Clock& clock, 
       group_(GroupFromConfig(config_)),
       key_(std::move(key)),
       incarnation_(incarnation),
+      damper_(config_.damping, config_.service_addresses.size()),
       tick_timer_(io) {
   for (IpPrefix& p : prefixes) {
     Slot slot;
@@ -157,6 +160,148 @@ TakeoverDaemon::TakeoverDaemon(boost::asio::io_context& io, const Clock& clock, 
 
 void TakeoverDaemon::SetSlotListener(std::function<void(const SlotEvent&)> listener) {
   slot_listener_ = std::move(listener);
+}
+
+void TakeoverDaemon::SetReleaseGate(ReleaseGate gate) { release_gate_ = std::move(gate); }
+
+void TakeoverDaemon::GateRelease(uint32_t slot, std::function<void()> then) {
+  std::vector<uint32_t> held;
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    if ((slot == kAllSlots || i == slot) && slots_[i].holding) held.push_back(i);
+  }
+  // From now on new connections to these addresses are refused (a reset: the client goes on to
+  // the next holder at once), while the lease keeps the ones being closed working.
+  for (uint32_t i : held) RefuseConnections(i, true);
+  if (!release_gate_ || held.empty() || config_.close_timeout.count() == 0) {
+    then();
+    return;
+  }
+  struct Gate {
+    explicit Gate(boost::asio::io_context& io) : timer(io) {}
+    size_t waiting = 0;
+    bool passed = false;
+    boost::asio::steady_timer timer;
+    std::function<void()> then;
+  };
+  auto gate = std::make_shared<Gate>(io_);
+  gate->waiting = held.size();
+  gate->then = std::move(then);
+  std::shared_ptr<bool> alive = alive_;
+  // `then` runs once: when the last slot's gate opened, or at the timeout.
+  auto pass = [alive, gate] {
+    if (gate->passed || !*alive) return;
+    gate->passed = true;
+    gate->timer.cancel();
+    auto then = std::move(gate->then);
+    then();
+  };
+  gate->timer.expires_after(config_.close_timeout);
+  gate->timer.async_wait([this, alive, gate, pass](const boost::system::error_code& ec) {
+    if (ec || gate->passed || !*alive) return;
+    ++gate_timeouts_;
+    spdlog::warn("release gate: the server did not close its connections within {} ms; "
+                 "releasing anyway", config_.close_timeout.count());
+    pass();
+  });
+  for (uint32_t i : held) {
+    ++gated_releases_;
+    SlotEvent e;
+    e.slot = i;
+    e.address = slots_[i].prefix.address.to_string();
+    e.held = true;
+    e.epoch = slots_[i].held_epoch;
+    spdlog::info("slot {} ({}): planned release; the server closes its connections there first",
+                 i, e.address);
+    auto opened = std::make_shared<bool>(false);
+    release_gate_(e, [this, alive, gate, pass, opened] {
+      boost::asio::post(io_, [alive, gate, pass, opened] {
+        if (!*alive || *opened) return;
+        *opened = true;
+        if (--gate->waiting == 0) pass();
+      });
+    });
+  }
+}
+
+void TakeoverDaemon::RefuseConnections(uint32_t slot, bool refuse) {
+  if (!fence_) return;
+  if (absl::Status s = fence_->RefuseConnections(slots_[slot].prefix.address.to_string(), refuse);
+      !s.ok()) {
+    ++fence_errors_;
+    spdlog::warn("kernel fence: cannot {} new connections to {}: {}", refuse ? "refuse" : "accept",
+                 slots_[slot].prefix.ToString(), s.ToString());
+  }
+}
+
+void TakeoverDaemon::OnLeaseLoss(uint32_t slot) {
+  const Time now = clock_.Now();
+  if (!damper_.OnLoss(slot, now)) return;
+  // Stepping back only helps when a peer can take the slot: one in this node's view.
+  if (node_->GetStatus(now).view.size() < 2) {
+    spdlog::warn("slot {} ({}): lost its lease {} times within {} ms, but no peer is in view to "
+                 "take it; not stepping back",
+                 slot, slots_[slot].prefix.ToString(), config_.damping.losses,
+                 config_.damping.window.count());
+    damper_.Cancel(slot);
+    return;
+  }
+  spdlog::warn("slot {} ({}): lost its lease {} times within {} ms (a lossy or slow link?): "
+               "stepping back from it for {} ms so that a peer takes it",
+               slot, slots_[slot].prefix.ToString(), config_.damping.losses,
+               config_.damping.window.count(), config_.damping.hold.count());
+  node_->Drain(slot, now);
+}
+
+void TakeoverDaemon::EndStepBacks() {
+  for (uint32_t i : damper_.TakeEnded(clock_.Now())) {
+    if (slots_[i].drained || shutting_down_) continue;  // the operator's drain stays
+    spdlog::info("slot {} ({}): step-back over; campaigning for it again", i,
+                 slots_[i].prefix.ToString());
+    node_->Undrain(i, clock_.Now());
+  }
+}
+
+absl::Status TakeoverDaemon::LockInstance() {
+  if (config_.incarnation_file.empty()) return absl::OkStatus();
+  const std::string path = config_.incarnation_file + ".lock";
+  EnsureParentDirectory(path);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("instance lock ", path, ": ", std::strerror(errno)));
+  }
+  // Real time: waiting for another process to exit, not a protocol decision.
+  const auto deadline = std::chrono::steady_clock::now() + kInstanceLockWait;
+  bool logged = false;
+  while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) {
+      const int err = errno;
+      ::close(fd);
+      return absl::UnavailableError(absl::StrCat("instance lock ", path, ": ", std::strerror(err)));
+    }
+    char pid[32] = {};
+    const ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);
+    const std::string owner = n > 0 ? std::string(pid, static_cast<size_t>(n)) : "?";
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::close(fd);
+      return absl::UnavailableError(absl::StrCat(
+          "another agent of node ", config_.node_id, " (pid ", owner, ", lock ", path,
+          ") still runs after ", kInstanceLockWait.count(), " s"));
+    }
+    if (!logged) {
+      spdlog::info("waiting for the previous agent of node {} (pid {}) to finish its hand-over",
+                   config_.node_id, owner);
+      logged = true;
+    }
+    ::usleep(5000);
+  }
+  const std::string me = std::to_string(::getpid());
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, me.data(), me.size(), 0) < 0) {
+    spdlog::debug("instance lock {}: cannot record the pid: {}", path, std::strerror(errno));
+  }
+  if (logged) spdlog::info("the previous agent of node {} has exited", config_.node_id);
+  lock_fd_ = fd;
+  return absl::OkStatus();
 }
 
 void TakeoverDaemon::SetHealthy(bool healthy) {
@@ -188,7 +333,7 @@ void TakeoverDaemon::GetStatusAsync(std::function<void(nlohmann::json)> done) {
 void TakeoverDaemon::ApplyDrain(uint32_t slot, bool drain) {
   if (slot != kAllSlots && slot >= slots_.size()) return;
   if (shutting_down_) return;  // everything is being released anyway
-  const Time now = clock_.Now();
+  std::vector<uint32_t> changed;
   for (uint32_t i = 0; i < slots_.size(); ++i) {
     if (slot != kAllSlots && i != slot) continue;
     if (slots_[i].drained == drain) continue;
@@ -196,14 +341,29 @@ void TakeoverDaemon::ApplyDrain(uint32_t slot, bool drain) {
     if (drain) ++drains_;
     spdlog::info("operator {} slot {} ({})", drain ? "drains" : "undrains", i,
                  slots_[i].prefix.ToString());
-    if (!node_) continue;  // applied when the Node is created at Start
-    if (drain) {
-      node_->Drain(i, now);
-    } else {
-      node_->Undrain(i, now);
-    }
+    changed.push_back(i);
   }
-  if (node_) Pump();
+  if (!node_ || changed.empty()) return;  // applied when the Node is created at Start
+  if (!drain) {
+    for (uint32_t i : changed) {
+      if (!damper_.stepped_back(i)) node_->Undrain(i, clock_.Now());
+    }
+    Pump();
+    return;
+  }
+  // The server closes its connections on a held address before it goes (GateRelease).
+  GateRelease(slot, [this, changed] {
+    if (shutting_down_) return;
+    const Time now = clock_.Now();
+    for (uint32_t i : changed) {
+      if (slots_[i].drained) {
+        node_->Drain(i, now);
+      } else if (slots_[i].holding) {
+        RefuseConnections(i, false);  // undone meanwhile: keeps serving
+      }
+    }
+    Pump();
+  });
 }
 
 bool TakeoverDaemon::holding_any() const {
@@ -223,6 +383,7 @@ void TakeoverDaemon::Notify(uint32_t slot, bool held, uint64_t epoch) {
 TakeoverDaemon::~TakeoverDaemon() {
   *alive_ = false;
   *posted_alive_ = false;
+  if (lock_fd_ >= 0) ::close(lock_fd_);
   if (status_acceptor_) ::unlink(config_.status_socket.c_str());
 }
 
@@ -271,6 +432,7 @@ absl::Status TakeoverDaemon::StartAddressDrivers() {
 }
 
 absl::Status TakeoverDaemon::Start() {
+  if (absl::Status s = LockInstance(); !s.ok()) return s;
   const Time now = clock_.Now();
   started_ = now;
   if (!config_.witness) {
@@ -369,6 +531,7 @@ void TakeoverDaemon::OnTick() {
   if (!node_) return;
   const Time now = clock_.Now();
   node_->Tick(now);
+  EndStepBacks();
   RefreshLifetimes(false);
   Pump();
   if (shutting_down_ && now >= shutdown_deadline_) Finish();
@@ -421,10 +584,16 @@ void TakeoverDaemon::ApplyAction(const Action& action) {
   Slot& slot = slots_[action.slot];
   const Time now = clock_.Now();
   switch (action.kind) {
-    case Action::Kind::kRemoveAddress:
+    case Action::Kind::kRemoveAddress: {
       announcer_driver_->Cancel(slot.prefix.address);
+      // Not a release this node chose (operator or health drain, shutdown, a step-back): the
+      // lease ran out. Counted for damping once the address is gone.
+      const bool lost = slot.holding && !slot.drained && !draining_ && !shutting_down_ &&
+                        !damper_.stepped_back(action.slot);
       RemoveAddressIfPresent(action.slot, "lease not renewed or released");
+      if (lost && !slot.holding) OnLeaseLoss(action.slot);
       break;
+    }
     case Action::Kind::kAddAddress: {
       SyncFence();  // lease the fence first, so the kernel answers from the first instant
       const std::chrono::seconds lft = ValidLifetime();
@@ -571,6 +740,7 @@ void TakeoverDaemon::ArmTick() {
     if (slot.holding) next = std::min(next, slot.next_refresh);
   }
   if (shutting_down_) next = std::min(next, shutdown_deadline_);
+  if (std::optional<Time> end = damper_.NextEnd()) next = std::min(next, *end);
   const Time delay = std::max<Time>(Time(0), next - clock_.Now());
   tick_timer_.expires_after(delay);
   tick_timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
@@ -607,11 +777,23 @@ void TakeoverDaemon::OnHealth() {
   const bool healthy = check_healthy_ && external_healthy_;
   const Time now = clock_.Now();
   if (!healthy && !draining_) {
+    if (health_gate_pending_) return;
     spdlog::warn("local service unhealthy: draining (hand-over to a peer)");
-    node_->Drain(now);
-    draining_ = true;
-    ++drains_;
-    Pump();
+    health_gate_pending_ = true;
+    GateRelease(kAllSlots, [this] {
+      health_gate_pending_ = false;
+      if (shutting_down_ || draining_) return;
+      if (check_healthy_ && external_healthy_) {  // recovered meanwhile: keeps serving
+        for (uint32_t i = 0; i < slots_.size(); ++i) {
+          if (slots_[i].holding) RefuseConnections(i, false);
+        }
+        return;
+      }
+      node_->Drain(clock_.Now());
+      draining_ = true;
+      ++drains_;
+      Pump();
+    });
   } else if (healthy && draining_) {
     // Resume keeps the Node (its grants, membership and epochs): no start-up quiet period, and
     // like a recovered node it does not take an address from a live holder unless preempt.
@@ -623,7 +805,7 @@ void TakeoverDaemon::OnHealth() {
   }
 }
 
-void TakeoverDaemon::Shutdown(std::function<void()> done) {
+void TakeoverDaemon::Shutdown(std::function<void()> done, bool gate) {
   if (shutting_down_) {
     spdlog::warn("second stop request: exiting now");
     Finish();
@@ -631,9 +813,21 @@ void TakeoverDaemon::Shutdown(std::function<void()> done) {
   }
   shutting_down_ = true;
   shutdown_done_ = std::move(done);
-  const Time now = clock_.Now();
   spdlog::info("stop requested: handing over");
   if (health_) health_->Stop();
+  // No Finish from OnTick while the release gate is open.
+  shutdown_deadline_ = Time::max();
+  if (!gate) {
+    for (uint32_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].holding) RefuseConnections(i, true);
+    }
+    return HandOver();
+  }
+  GateRelease(kAllSlots, [this] { HandOver(); });
+}
+
+void TakeoverDaemon::HandOver() {
+  const Time now = clock_.Now();
   if (node_ && !draining_) {
     node_->Drain(now);
     draining_ = true;
@@ -811,7 +1005,9 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
   for (const Slot& slot : slots_) used += slot.holding ? 1 : 0;
   j["capacity_used"] = used;
   json counters = {{"takeovers", 0}, {"releases", 0}, {"sheds", 0}, {"drains", drains_},
-                   {"address_adds", adds_}, {"address_removes", removes_}};
+                   {"address_adds", adds_}, {"address_removes", removes_},
+                   {"step_backs", damper_.step_backs()}, {"gated_releases", gated_releases_},
+                   {"gate_timeouts", gate_timeouts_}};
   std::vector<NodeId> view;
   std::optional<Node::Status> st;
   if (node_) st = node_->GetStatus(now);
@@ -829,6 +1025,7 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
          {"assigned", s && s->assigned != kNoNode ? json(s->assigned) : json(nullptr)},
          {"shed", s ? s->shed : false},
          {"drained", slots_[i].drained},
+         {"stepped_back", damper_.stepped_back(i)},
          {"takeovers", s ? s->takeovers : 0},
          {"releases", s ? s->releases : 0},
          {"sheds", s ? s->sheds : 0}});

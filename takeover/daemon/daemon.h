@@ -43,6 +43,7 @@
 #include "absl/status/statusor.h"
 #include "takeover/core/node.h"
 #include "takeover/daemon/config.h"
+#include "takeover/daemon/damping.h"
 #include "takeover/daemon/health_check.h"
 #include "takeover/daemon/metrics_server.h"
 #include "takeover/daemon/state_file.h"
@@ -87,16 +88,39 @@ class TakeoverDaemon {
   TakeoverDaemon(const TakeoverDaemon&) = delete;
   TakeoverDaemon& operator=(const TakeoverDaemon&) = delete;
 
-  // Removes stale labelled addresses, opens the transport and the status socket, creates the
-  // Node and starts the timers and the health check. kUnavailable / kPermissionDenied from the
-  // drivers (bind, netlink, AF_PACKET).
+  // Takes the node's instance lock (below), removes stale labelled addresses, opens the
+  // transport and the status socket, creates the Node and starts the timers and the health
+  // check. kUnavailable / kPermissionDenied from the drivers (bind, netlink, AF_PACKET);
+  // kUnavailable when another agent of this node still runs after kInstanceLockWait.
+  //
+  // Instance lock: one agent per node, also across a restart. An exclusive flock on
+  // "<incarnation_file>.lock" (holding the owner's pid) is taken before anything touches the
+  // system and held until the process exits. A server restarted right after kill -9 starts a new
+  // supervised agent while the old one is still handing the addresses over (it waits for its
+  // server's end, then a grace period): the new one waits for the lock -- the old one's exit --
+  // instead of failing to bind the UDP port, and never runs beside it. Blocks the calling thread
+  // for that wait (at most kInstanceLockWait).
   [[nodiscard]] absl::Status Start();
+  static constexpr std::chrono::seconds kInstanceLockWait{5};
 
   // Graceful hand-over: Drain, apply the removals, send the releases, keep answering peers for a
   // short grace period (one heartbeat, at most 100 ms) so a lost release is repeated, make sure
   // every address is gone, close everything, then call `done`. A second call finishes at once.
+  // With a release gate (SetReleaseGate) the held addresses are first gated as a planned
+  // release, unless `gate` is false (the embedding server is dead or hung: nobody to ask).
   // On the io_context's thread.
-  void Shutdown(std::function<void()> done);
+  void Shutdown(std::function<void()> done, bool gate = true);
+
+  // The planned-release gate. Before a planned release of a held slot (DrainSlot, a health
+  // drain, Shutdown) the daemon calls `gate(event, done)` (event: the slot, its address, held =
+  // true, its epoch) on the io_context's thread and keeps holding -- renewing the lease, the
+  // address in place -- until `done` is called (from any thread, once) or
+  // config.close_timeout passed; only then is the address removed and the slot released. An
+  // embedding server closes its connections on the address meanwhile (idle ones at once, busy
+  // ones after their reply), so that a client's next request goes to the next holder instead
+  // of into a connection that went dark. Set before Start(); not thread-safe.
+  using ReleaseGate = std::function<void(const SlotEvent&, std::function<void()> done)>;
+  void SetReleaseGate(ReleaseGate gate);
 
   // "Every slot" for DrainSlot.
   static constexpr uint32_t kAllSlots = std::numeric_limits<uint32_t>::max();
@@ -149,6 +173,18 @@ class TakeoverDaemon {
   void RefreshLifetimes(bool force);
   void RemoveAddressIfPresent(uint32_t slot, const char* why);
   void Notify(uint32_t slot, bool held, uint64_t epoch);
+  // Runs `then` once the release gate passed for every held slot among `slot` (kAllSlots: all),
+  // at once if none is held or there is no gate; at most config.close_timeout later.
+  void GateRelease(uint32_t slot, std::function<void()> then);
+  // Lease-loss damping: counts a loss of `slot` and steps back from it when the damper says so;
+  // ends step-backs that are over.
+  void OnLeaseLoss(uint32_t slot);
+  // Kernel fence (if any): refuse (or again accept) new TCP connections to the slot's address.
+  void RefuseConnections(uint32_t slot, bool refuse);
+  // Shutdown after its release gate: drain, removals, releases, the grace period.
+  void HandOver();
+  void EndStepBacks();
+  absl::Status LockInstance();
   // Health of the checker and of SetHealthy combined: drain or resume on a change.
   void OnHealth();
   void ApplyDrain(uint32_t slot, bool drain);
@@ -177,6 +213,11 @@ class TakeoverDaemon {
   std::vector<Slot> slots_;  // one per service address
   Time started_{0};
   std::function<void(const SlotEvent&)> slot_listener_;
+  ReleaseGate release_gate_;
+  uint64_t gated_releases_ = 0, gate_timeouts_ = 0;
+  bool health_gate_pending_ = false;  // a health drain waits for its release gate
+  LeaseLossDamper damper_;
+  int lock_fd_ = -1;  // the instance lock (see Start)
 
   std::unique_ptr<Node> node_;
   std::unique_ptr<UdpTransport> transport_;

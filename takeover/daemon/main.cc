@@ -6,9 +6,11 @@
 //   baton-takeoverd status --socket PATH [--json]           print a running daemon's status
 //   baton-takeoverd drain --socket PATH [--slot N] [--undo] hand addresses over (or take back)
 //   baton-takeoverd --parent-fd N                           supervised by a server (parent_link.h):
-//       the config arrives on fd N; the server's exit (EOF), silence for 3 x health_check.period
-//       or its shutdown request hands every address over and exits 0; also SIGTERM on the
-//       server's death (PR_SET_PDEATHSIG). health_check kind external is allowed here.
+//       the config arrives on fd N; the server's exit (EOF), silence for health_check.liveness
+//       (the server's keepalives prove its event loop's progress) or its shutdown request (the
+//       server first closes its connections on each address) hands every address over and
+//       exits 0; also SIGTERM on the server's death (PR_SET_PDEATHSIG). health_check kind
+//       external is allowed here.
 //
 // Exit status: 0 after a clean stop, 1 on a runtime error (e.g. bind or netlink failure),
 // 2 on a bad command line or configuration (including an unusable key file, and
@@ -195,9 +197,10 @@ int RunSupervised(int parent_fd, const std::string& log_level) {
   spdlog::set_level(spdlog::level::from_str(config->log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%f %^%l%$ [agent " + std::to_string(config->node_id) +
                       " pid " + std::to_string(::getpid()) + "] %v");
-  // The server sends a keepalive every health period; three missed ones mean it is stopped or
-  // hung, and its addresses must go before the grants lapse.
-  const std::chrono::milliseconds watchdog = 3 * config->health_check.period;
+  // The server sends a keepalive (every liveness / 6) only while its request event loop makes
+  // progress; silence for health_check.liveness means it is stopped or hung, and its addresses
+  // must go to a peer.
+  const std::chrono::milliseconds watchdog = config->health_check.liveness;
   if (setpriority(PRIO_PROCESS, 0, config->nice) != 0) {
     spdlog::warn("cannot set nice {}: {} (running at the inherited priority)", config->nice,
                  std::strerror(errno));
@@ -211,11 +214,13 @@ int RunSupervised(int parent_fd, const std::string& log_level) {
     return 2;
   }
   bool shutting_down = false;
-  auto shutdown = [&](const std::string& why) {
+  // gate: the server is alive and closes its connections on each address first (a shutdown it
+  // asked for); a dead or hung server has nothing to close.
+  auto shutdown = [&](const std::string& why, bool gate) {
     if (shutting_down) return;
     shutting_down = true;
     spdlog::info("{}: handing the addresses over", why);
-    (*daemon)->Shutdown([&] { io.stop(); });
+    (*daemon)->Shutdown([&] { io.stop(); }, gate);
   };
   // When the server dies, the first signs (SIGTERM from PR_SET_PDEATHSIG, which fires when the
   // thread that started this process exits; EOF on the link) can come before its last thread
@@ -231,7 +236,7 @@ int RunSupervised(int parent_fd, const std::string& log_level) {
   auto shutdown_after_server = [&](const std::string& why) {
     if (shutting_down || waiting_for_server) return;
     const int fd = server_pidfd >= 0 ? ::dup(server_pidfd) : -1;
-    if (fd < 0) return shutdown(why);
+    if (fd < 0) return shutdown(why, false);
     waiting_for_server = true;
     server_exit.emplace(io, fd);
     auto done = [&, why](const char* how) {
@@ -240,7 +245,7 @@ int RunSupervised(int parent_fd, const std::string& log_level) {
       boost::system::error_code ignored;
       server_exit->cancel(ignored);
       spdlog::info("the server's process {}", how);
-      shutdown(why);
+      shutdown(why, false);
     };
     server_exit->async_wait(boost::asio::posix::descriptor_base::wait_read,
                             [done](const boost::system::error_code& ec) {
@@ -257,11 +262,15 @@ int RunSupervised(int parent_fd, const std::string& log_level) {
         if (loss == baton::takeover::LinkLoss::kServerExited) {
           shutdown_after_server(why);
         } else {
-          shutdown(why);
+          shutdown(why, loss == baton::takeover::LinkLoss::kShutdownRequested);
         }
       });
   (*daemon)->SetSlotListener(
       [&link](const baton::takeover::SlotEvent& e) { link.SendSlotEvent(e); });
+  (*daemon)->SetReleaseGate(
+      [&link](const baton::takeover::SlotEvent& e, std::function<void()> done) {
+        link.SendReleasing(e, std::move(done));
+      });
   if (absl::Status s = (*daemon)->Start(); !s.ok()) {
     spdlog::error("start failed: {}", s.ToString());
     return 1;

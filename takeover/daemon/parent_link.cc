@@ -104,7 +104,18 @@ void ParentLink::Handle(const std::string& line) {
       Send({{"ev", "status"}, {"id", id}, {"status", std::move(status)}});
     });
   } else if (op == "shutdown") {
-    Lost("the server asked for a shutdown", LinkLoss::kShutdownRequested);
+    // The link stays up: the hand-over may ask the server to close connections first.
+    if (!shutdown_requested_ && on_lost_) {
+      shutdown_requested_ = true;
+      on_lost_("the server asked for a shutdown", LinkLoss::kShutdownRequested);
+    }
+  } else if (op == "closed") {
+    const uint64_t id = j.value("id", uint64_t{0});
+    if (auto it = releasing_.find(id); it != releasing_.end()) {
+      std::function<void()> done = std::move(it->second);
+      releasing_.erase(it);
+      done();
+    }
   } else {
     spdlog::warn("parent link: unknown op \"{}\" ignored", op);
   }
@@ -116,6 +127,20 @@ void ParentLink::SendSlotEvent(const SlotEvent& e) {
         {"slot", e.slot},
         {"address", e.address},
         {"held", e.held},
+        {"epoch", e.epoch}});
+}
+
+void ParentLink::SendReleasing(const SlotEvent& e, std::function<void()> done) {
+  if (lost_) {
+    done();
+    return;
+  }
+  const uint64_t id = next_release_id_++;
+  releasing_.emplace(id, std::move(done));
+  Send({{"ev", "releasing"},
+        {"id", id},
+        {"slot", e.slot},
+        {"address", e.address},
         {"epoch", e.epoch}});
 }
 
@@ -151,6 +176,10 @@ void ParentLink::Lost(const std::string& why, LinkLoss loss) {
   watchdog_timer_.cancel();
   boost::system::error_code ignored;
   socket_.shutdown(boost::asio::local::stream_protocol::socket::shutdown_send, ignored);
+  // Nobody will answer a pending release gate now.
+  std::map<uint64_t, std::function<void()>> pending;
+  pending.swap(releasing_);
+  for (auto& [id, done] : pending) done();
   if (on_lost_) on_lost_(why, loss);
 }
 

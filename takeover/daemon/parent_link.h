@@ -11,11 +11,19 @@
 //                    {"op":"drain","slot":N|null,"drain":bool}      operator drain / undo
 //                    {"op":"status","id":N}                         status request
 //                    {"op":"shutdown"}                              graceful hand-over, then exit
+//                    {"op":"closed","id":N}                         connections on the address of
+//                                                                   "releasing" N are closed
 //   agent -> server: {"ev":"started"}                              the daemon started (once)
 //                    {"ev":"slot","slot":N,"address":"a.b.c.d","held":bool,"epoch":E}
 //                    {"ev":"status","id":N,"status":{...}}           TakeoverDaemon::StatusJson
+//                    {"ev":"releasing","id":N,"slot":S,"address":"a.b.c.d","epoch":E}
+//                        a planned release of held slot S (TakeoverDaemon::SetReleaseGate): the
+//                        server closes its connections there and answers {"op":"closed"}; the
+//                        address stays until then (at most the daemon's close_timeout)
 // The link is lost -- and the agent hands over and exits -- on EOF or a read error, on a line
-// that is not a JSON object, or when no line arrived for `watchdog` (a stopped or hung server).
+// that is not a JSON object, or when no line arrived for `watchdog` (a stopped or hung server:
+// the server sends a keepalive only while its request event loop makes progress). A shutdown
+// request keeps the link up until the agent exits, so that the hand-over can be gated.
 //
 // Threading: everything on the io_context's thread (the daemon's).
 #ifndef BATON_TAKEOVER_DAEMON_PARENT_LINK_H_
@@ -23,6 +31,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <string>
 
 #include <boost/asio/io_context.hpp>
@@ -50,9 +59,9 @@ enum class LinkLoss {
 
 class ParentLink {
  public:
-  // Takes ownership of `fd`. `on_lost(reason, loss)` is called once, on the io_context's thread,
-  // when the link is lost or the server asked for a shutdown; the caller then shuts the daemon
-  // down.
+  // Takes ownership of `fd`. `on_lost(reason, loss)` is called on the io_context's thread when
+  // the server asked for a shutdown (the link stays up) and when the link is lost (once each);
+  // the caller then shuts the daemon down.
   using OnLost = std::function<void(const std::string& reason, LinkLoss loss)>;
   ParentLink(boost::asio::io_context& io, int fd, TakeoverDaemon& daemon,
              std::chrono::milliseconds watchdog, OnLost on_lost);
@@ -66,6 +75,12 @@ class ParentLink {
   void SendSlotEvent(const SlotEvent& event);
   // Tells the server that the daemon started (it waits for this before serving as an agent).
   void SendStarted();
+  // The release gate (install with TakeoverDaemon::SetReleaseGate): asks the server to close its
+  // connections on the slot's address; `done` runs when it answers, or at once when the link is
+  // (or gets) lost -- a dead or hung server has nothing to close.
+  void SendReleasing(const SlotEvent& event, std::function<void()> done);
+  // True once the link is lost (EOF, silence, garbage).
+  bool lost() const { return lost_; }
 
  private:
   void Read();
@@ -81,6 +96,9 @@ class ParentLink {
   boost::asio::streambuf buffer_;
   boost::asio::steady_timer watchdog_timer_;
   bool lost_ = false;
+  bool shutdown_requested_ = false;
+  uint64_t next_release_id_ = 1;
+  std::map<uint64_t, std::function<void()>> releasing_;  // waiting for {"op":"closed"}
 };
 
 }  // namespace baton::takeover

@@ -124,12 +124,25 @@ absl::StatusOr<std::unique_ptr<NftFence>> NftFence::Create(const Clock& clock,
       // and destination (an NS goes to a solicited-node multicast group).
       "  set service6nd { typeof @th,64,128;", elements(v6nd), " }\n",
       "  set leased6nd { typeof @th,64,128; flags timeout; }\n",
+      "  set closing4 { type ipv4_addr; }\n",
+      "  set closing6 { type ipv6_addr; }\n",
       "  chain pre { type filter hook prerouting priority -300; policy accept;\n",
+      // TCP is refused with a reset, not dropped: a client whose SYN or request reaches this
+      // host while the address is elsewhere (or on its way there) retries at once instead of
+      // waiting out a retransmission timeout. New connections on an address being released
+      // (closing*) are refused the same way while its lease still runs.
+      "    ip daddr @closing4 tcp flags & (syn | ack) == syn counter reject with tcp reset\n",
+      "    ip6 daddr @closing6 tcp flags & (syn | ack) == syn counter reject with tcp reset\n",
+      "    ip daddr @service4 ip daddr != @leased4 meta l4proto tcp counter reject with tcp reset\n",
+      "    ip6 daddr @service6 ip6 daddr != @leased6 meta l4proto tcp counter reject with tcp reset\n",
       "    ip daddr @service4 ip daddr != @leased4 counter drop\n",
       "    ip6 daddr @service6 ip6 daddr != @leased6 counter drop\n",
       "    icmpv6 type nd-neighbor-solicit @th,64,128 @service6nd @th,64,128 != @leased6nd ",
       "counter drop\n  }\n",
       "  chain out { type filter hook output priority -300; policy accept;\n",
+      // The resets above (the only TCP that reaches this host for an unleased address).
+      "    ip saddr @service4 ip saddr != @leased4 tcp flags rst counter accept\n",
+      "    ip6 saddr @service6 ip6 saddr != @leased6 tcp flags rst counter accept\n",
       "    ip saddr @service4 ip saddr != @leased4 counter drop\n",
       "    ip6 saddr @service6 ip6 saddr != @leased6 counter drop\n",
       "    icmpv6 type nd-neighbor-advert @th,64,128 @service6nd @th,64,128 != @leased6nd ",
@@ -213,10 +226,22 @@ absl::Status NftFence::Revoke(const std::string& address) {
                         "delete element ", family, " ", t, " ", set, " { ", key, " }\n");
   };
   std::string cmd = is_v6_[*i] ? absl::StrCat(drop("inet", "leased6", address),
-                                               drop("inet", "leased6nd", NdTarget(address)))
+                                               drop("inet", "leased6nd", NdTarget(address)),
+                                               drop("inet", "closing6", address))
                                : absl::StrCat(drop("inet", "leased4", address),
-                                              drop("arp", "leased", address));
+                                              drop("arp", "leased", address),
+                                              drop("inet", "closing4", address));
   return Exec(cmd);
+}
+
+absl::Status NftFence::RefuseConnections(const std::string& address, bool refuse) {
+  absl::StatusOr<size_t> i = Index(address);
+  if (!i.ok()) return i.status();
+  const std::string element = absl::StrCat("element inet ", options_.table, " ",
+                                           is_v6_[*i] ? "closing6" : "closing4", " { ", address,
+                                           " }\n");
+  return Exec(refuse ? absl::StrCat("add ", element)
+                     : absl::StrCat("add ", element, "delete ", element));
 }
 
 absl::Status NftFence::RemoveTables() {

@@ -9,7 +9,11 @@
 // What: in the calling thread's network namespace the fence installs
 //   table inet <name>  sets service4/service6 (the configured addresses) and leased4/leased6
 //                      (flags timeout); chains at prerouting and output, priority raw (-300),
-//                      that drop packets to / from a service address that is not in leased*;
+//                      that drop packets to / from a service address that is not in leased*
+//                      -- TCP to it is refused with a reset instead, so that a client that
+//                      reaches this host while the address is elsewhere retries at once (the
+//                      resets are the one thing let out); closing4/closing6: addresses being
+//                      released, whose new TCP connections are refused the same way;
 //                      and, for IPv6 neighbour discovery, service6nd/leased6nd keyed on the ND
 //                      target field: neighbour solicitations for a service address that is not
 //                      leased are dropped on input, neighbour advertisements for it on output
@@ -72,8 +76,15 @@ class NftFence {
   // longer than the margin, so that the element never outlives the lease by the call's latency. kInvalidArgument for an address not in the options,
   // kUnavailable if nftables refuses.
   [[nodiscard]] absl::Status Lease(const std::string& address, std::chrono::nanoseconds lease_end);
-  // Fences `address` now (no-op if it is not leased). Errors as Lease.
+  // Fences `address` now (no-op if it is not leased); also ends RefuseConnections. Errors as
+  // Lease.
   [[nodiscard]] absl::Status Revoke(const std::string& address);
+  // New TCP connections to `address` are refused with a reset from now on, while its lease (if
+  // any) still lets everything else through: the address is being released, and a client that
+  // connects now must go on to the next holder at once (its SYN would otherwise be accepted
+  // here, and the connection go dark when the address goes). Until Revoke, or a call with
+  // refuse = false (the release was called off). Errors as Lease.
+  [[nodiscard]] absl::Status RefuseConnections(const std::string& address, bool refuse = true);
   // Deletes both tables (clean shutdown: the address is gone, nothing left to fence). kUnavailable.
   [[nodiscard]] absl::Status RemoveTables();
 

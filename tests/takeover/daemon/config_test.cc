@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace baton::takeover {
@@ -88,6 +89,39 @@ peers: [{id: 1, priority: 1, address: "::1"}]
   EXPECT_EQ(c->nice, -10);
   // A restarted daemon must not accept an old captured datagram: the window is on by default.
   EXPECT_EQ(c->freshness_window, std::chrono::seconds(5));
+  // Issue 14: a hung server is handed over within 300 ms; planned releases wait up to 200 ms
+  // for the server's connections; a holder that lost its lease twice in 5 s steps back for 2 s.
+  EXPECT_EQ(c->health_check.liveness, milliseconds(300));
+  EXPECT_EQ(c->close_timeout, milliseconds(200));
+  EXPECT_EQ(c->damping.losses, 2);
+  EXPECT_EQ(c->damping.window, milliseconds(5000));
+  EXPECT_EQ(c->damping.hold, milliseconds(2000));
+}
+
+TEST(DaemonConfigTest, FailOverKeys) {
+  absl::StatusOr<DaemonConfig> c = ParseDaemonConfig(R"(
+node_id: 1
+interface: eth0
+service_address: 10.0.0.1
+key_file: k
+peers: [{id: 1, priority: 1, address: "127.0.0.1"}]
+health_check: {kind: external, liveness: 150ms}
+damping: {losses: 3, window: 1s, hold: 500ms}
+close_timeout: 50ms
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->health_check.liveness, milliseconds(150));
+  EXPECT_EQ(c->damping.losses, 3);
+  EXPECT_EQ(c->damping.window, milliseconds(1000));
+  EXPECT_EQ(c->damping.hold, milliseconds(500));
+  EXPECT_EQ(c->close_timeout, milliseconds(50));
+  for (const char* bad : {"damping: {losses: -1}", "damping: {lossses: 2}", "damping: 3",
+                          "close_timeout: 2m", "health_check: {kind: external, liveness: 5ms}"}) {
+    absl::StatusOr<DaemonConfig> b = ParseDaemonConfig(absl::StrCat(
+        "node_id: 1\ninterface: eth0\nservice_address: 10.0.0.1\nkey_file: k\n"
+        "peers: [{id: 1, priority: 1, address: \"127.0.0.1\"}]\n", bad, "\n"));
+    EXPECT_FALSE(b.ok()) << bad;
+  }
 }
 
 // A witness: grants only. No interface, no health check; its own entry must have capacity 0.

@@ -89,6 +89,30 @@ class NftFenceTest : public ::testing::Test {
     return Sh("ip netns exec " + client_.name() + " ping -6 -c1 -W0.5 " + kVip6).exit_code == 0;
   }
 
+  // A TCP connect from the client to the service address (port 7070, where ListenTcp listens),
+  // the client's neighbour entry pinned to the host (as a client whose ARP cache still points
+  // to a former holder): "ok", "refused" (a reset) or "timeout" (nothing came back in 0.5 s).
+  std::string Connect() {
+    const std::string mac =
+        Sh("ip -n " + host_.name() + " -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | "
+           "cut -d' ' -f2").output;
+    client_.Ip(std::string("neigh replace ") + kVip + " lladdr " +
+               mac.substr(0, mac.find('\n')) + " dev eth0 nud permanent");
+    return Sh("ip netns exec " + client_.name() +
+              " python3 -c \"import socket\n"
+              "s = socket.socket(); s.settimeout(0.5)\n"
+              "try:\n  s.connect(('" + std::string(kVip) + "', 7070)); print('ok', end='')\n"
+              "except ConnectionRefusedError: print('refused', end='')\n"
+              "except OSError: print('timeout', end='')\"").output;
+  }
+  void ListenTcp() {
+    ASSERT_EQ(Sh("ip netns exec " + host_.name() +
+                 " python3 -c \"import socket,time\n"
+                 "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                 "s.bind(('0.0.0.0', 7070)); s.listen(64); time.sleep(5)\" "
+                 ">/dev/null 2>&1 & sleep 0.3").exit_code, 0);
+  }
+
   const SteadyClock& clock_ = SteadyClock::Get();
   ScopedNetns host_;
   ScopedNetns client_;
@@ -114,6 +138,37 @@ TEST_F(NftFenceTest, FencedAddressGetsNoAnswerNeitherIcmpNorArp) {
     ASSERT_TRUE((*fence)->Revoke(kVip).ok());
   }
   EXPECT_FALSE(Answers()) << "a revoked address answered";
+}
+
+// A client that reaches a fenced host for the address (a stale neighbour entry, a SYN sent in
+// the moment between the old holder's removal and the new holder's announcement) is refused with
+// a reset and retries at once, instead of waiting out a retransmission timeout; an address being
+// released refuses new connections while its lease still runs (RefuseConnections).
+TEST_F(NftFenceTest, TcpToAnUnleasedAddressIsRefusedWithAReset) {
+  ListenTcp();
+  ASSERT_EQ(Connect(), "ok") << "the lab itself is broken";
+  auto fence = MakeFence();
+  ASSERT_TRUE(fence.ok()) << fence.status();
+  EXPECT_EQ(Connect(), "refused") << "a fenced address did not refuse TCP with a reset";
+  ASSERT_TRUE(Lease(**fence, milliseconds(5000)).ok());
+  EXPECT_EQ(Connect(), "ok") << "a leased address refused TCP";
+  {
+    EnterNetns in(host_);
+    ASSERT_TRUE((*fence)->RefuseConnections(kVip).ok());
+  }
+  EXPECT_EQ(Connect(), "refused") << "new connections to an address being released were accepted";
+  EXPECT_TRUE(Answers()) << "RefuseConnections must leave the lease (other traffic) alone";
+  {
+    EnterNetns in(host_);
+    ASSERT_TRUE((*fence)->RefuseConnections(kVip, false).ok());
+  }
+  EXPECT_EQ(Connect(), "ok") << "a called-off release still refused connections";
+  {
+    EnterNetns in(host_);
+    ASSERT_TRUE((*fence)->RefuseConnections(kVip).ok());
+    ASSERT_TRUE((*fence)->Revoke(kVip).ok());
+  }
+  EXPECT_EQ(Connect(), "refused");
 }
 
 // IPv6's ARP: a neighbour solicitation for a fenced IPv6 service address must not even reach the

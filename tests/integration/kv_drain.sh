@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# kv_drain: a planned drain that keep-alive clients do not see (issue 14 item 1). The kv lab of
+# scripts/kvlab.sh (three hosts, baton-kvserver with its supervised agent and kernel fence, etcd
+# on each host); in the client namespace CLIENTS keep-alive HTTP clients (kv_drain_client.py: one
+# persistent connection each, INCRs back to back, each with its own Idempotency-Key, reconnect
+# only when the connection ends, attempt timeout 1 s). DRAINS times the holder is drained
+# (POST /baton/drain), and undrained once another host holds the address.
+# Asserts, from the clients' records:
+#   - no attempt ever waited out its timeout (before the release gate, the drained host removed
+#     the address under open connections: the request in flight, or the next one, went into a
+#     connection that had gone dark);
+#   - after each drain the clients' requests reach the new holder, and the longest pause between
+#     two answers around the drain is below GAP_MS (default 250 ms, a quarter of the attempt
+#     timeout; the measured pauses are printed);
+#   - the clients used keep-alive (many requests per connection before the first drain);
+#   - every INCR of a client was acknowledged once: the counter read at the end equals the
+#     number of keys acknowledged (exactly once across the hand-overs).
+# Environment (CTest, kv_lab.cmake): KVSERVER. Root only (exit 77 = skip outside root).
+set -euo pipefail
+export LC_ALL=C
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../testing/require_root.sh
+. "$REPO/tests/testing/require_root.sh"
+: "${KVSERVER:?set KVSERVER to baton-kvserver}"
+export KVSERVER
+KVLAB=$REPO/scripts/kvlab.sh
+PY=$(command -v python3)
+command -v etcd >/dev/null || { echo "SKIP: no etcd binary (etcd-server)"; exit 77; }
+
+PFX=kd$$; PFX=${PFX:0:12}
+WORK=$(mktemp -d /tmp/baton-kv_drain.XXXXXX)
+LABDIR=$WORK/lab
+DRAINS=${DRAINS:-3}
+CLIENTS=${CLIENTS:-2}
+GAP_MS=${GAP_MS:-250}
+HB=${HB:-50ms}
+CLIENT_PIDS=()
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S.%3N)" "$*"; }
+fail() { log "FAIL: $*"; exit 1; }
+cleanup() {
+  local rc=$? p
+  touch "$WORK/stop"
+  for p in "${CLIENT_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${CLIENT_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  "$KVLAB" down -p "$PFX" -d "$LABDIR" >/dev/null 2>&1 || true
+  if (( rc != 0 )) || [[ -n ${KEEP:-} ]]; then
+    log "logs in $WORK (exit $rc)"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+kvlab() { "$KVLAB" "$1" -p "$PFX" -d "$LABDIR" "${@:2}"; }
+wait_until() {   # wait_until SECONDS CMD...
+  local end=$(( ${EPOCHREALTIME/./} + ${1%.*} * 1000000 )); shift
+  while ! "$@"; do (( ${EPOCHREALTIME/./} < end )) || return 1; sleep 0.02; done
+}
+holder() { kvlab holder 0; }
+sole_holder_not() { local h; h=$(holder); [[ -n $h && $h != *" "* && $h != "$1" ]]; }
+
+log "lab up (heartbeat $HB)"
+kvlab up -i "$HB" > "$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; fail "kvlab up"; }
+eval "$(kvlab env)"
+
+for (( i = 1; i <= CLIENTS; i++ )); do
+  ip netns exec "${PFX}c" "$PY" "$HERE/kv_drain_client.py" --host "$VIP" --port "$PORT" \
+    --attempt-timeout 1 --out "$WORK/client-$i.jsonl" --stop-file "$WORK/stop" --id "ka$i-$$" \
+    > "$WORK/client-$i.log" 2>&1 &
+  CLIENT_PIDS+=($!)
+done
+: > "$WORK/drains"
+for (( k = 1; k <= DRAINS; k++ )); do
+  sleep 1
+  old=$(holder)
+  [[ -n $old && $old != *" "* ]] || fail "no sole holder before drain $k: '$old'"
+  echo "$EPOCHREALTIME $old" >> "$WORK/drains"
+  kvlab drain "$old"
+  wait_until 10 sole_holder_not "$old" || fail "drain $k: no other host holds the address ($(holder))"
+  log "drain $k: $old -> $(holder)"
+  sleep 0.5
+  kvlab undrain "$old"
+done
+sleep 1
+touch "$WORK/stop"
+for p in "${CLIENT_PIDS[@]}"; do wait "$p" || fail "a client exited with an error"; done
+CLIENT_PIDS=()
+
+# The counters as the service has them now (through the address; a plain GET).
+for (( i = 1; i <= CLIENTS; i++ )); do
+  ip netns exec "${PFX}c" curl -sf --max-time 5 "http://$VIP:$PORT/kv/ka$i-$$" > "$WORK/value-$i" \
+    || fail "cannot read counter ka$i-$$"
+done
+
+"$PY" - "$WORK" "$CLIENTS" "$GAP_MS" <<'PYEOF'
+import json, statistics, sys
+work, clients, gap_ms = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+drains = [(float(t), h) for t, h in (l.split() for l in open(work + "/drains"))]
+bad = []
+gaps = []
+for c in range(1, clients + 1):
+    recs = [json.loads(l) for l in open("%s/client-%d.jsonl" % (work, c))]
+    timeouts = [r for r in recs if r["outcome"] == "timeout"]
+    if timeouts:
+        bad.append("client %d: %d attempt(s) waited out the 1 s timeout, first at %.3f"
+                   % (c, len(timeouts), timeouts[0]["t0"]))
+    before = [r for r in recs if r["t1"] < drains[0][0] and r["outcome"] == "ok"]
+    if before and len(before) / max(1, len({r["conn"] for r in before})) < 5:
+        bad.append("client %d: %d requests on %d connections before the first drain: no keep-alive"
+                   % (c, len(before), len({r["conn"] for r in before})))
+    ok = [r for r in recs if r["outcome"] == "ok"]
+    for t, old in drains:
+        after = [r for r in ok if r["t0"] > t + 0.3]
+        if after and after[0]["node"] == old:
+            bad.append("client %d: after the drain of %s at %.3f it still answered" % (c, old, t))
+        # the longest pause between two answers from 100 ms before to 400 ms after the drain
+        window = [r["t1"] for r in ok if t - 0.1 <= r["t1"] <= t + 0.4]
+        prev = max([r["t1"] for r in ok if r["t1"] < t - 0.1], default=None)
+        pts = ([prev] if prev else []) + window
+        g = max((b - a for a, b in zip(pts, pts[1:])), default=0.5) * 1000
+        gaps.append(g)
+        if g > gap_ms:
+            bad.append("client %d: a pause of %.1f ms around the drain of %s" % (c, g, old))
+    keys = {r["key"] for r in ok}
+    value = json.load(open("%s/value-%d" % (work, c)))
+    v = value.get("value", value) if isinstance(value, dict) else value
+    if str(v) != str(len(keys)):
+        bad.append("client %d: counter %s, %d keys acknowledged" % (c, v, len(keys)))
+print("pauses around drains (ms): %s; median %.1f, max %.1f"
+      % (" ".join("%.1f" % g for g in gaps), statistics.median(gaps), max(gaps)))
+outcomes = {}
+for c in range(1, clients + 1):
+    for l in open("%s/client-%d.jsonl" % (work, c)):
+        o = json.loads(l)["outcome"]
+        outcomes[o] = outcomes.get(o, 0) + 1
+print("attempt outcomes:", json.dumps(outcomes, sort_keys=True))
+for b in bad:
+    print("FAIL:", b)
+sys.exit(1 if bad else 0)
+PYEOF
+log "PASS"
