@@ -75,7 +75,10 @@ absl::StatusOr<ThroughputResult> MeasureRawRocksDbSyncedPuts(
       std::vector<double>& mine = latencies[static_cast<size_t>(t)];
       for (uint64_t i = 0;; ++i) {
         const Clock::time_point before = Clock::now();
-        if (before >= end) break;
+        if (options.ops_per_thread > 0 ? i >= options.ops_per_thread
+                                       : before >= end) {
+          break;
+        }
         rocksdb::Status put =
             db->Put(write_options, absl::StrCat("raw/", t, "/", i), value);
         if (!put.ok()) {

@@ -40,6 +40,9 @@ struct RawRocksDbOptions {
   int threads = 1;
   // How long the writers run. Default: 3 s.
   std::chrono::milliseconds duration{3000};
+  // When > 0, each writer makes exactly this many Puts instead of running for
+  // `duration` (fixed work, e.g. to count instructions). Default: 0.
+  uint64_t ops_per_thread = 0;
   // Bytes of each value (keys are ~20 bytes). Default: 100 bytes.
   size_t value_bytes = 100;
   // WriteOptions::sync (fsync the WAL before Put returns). Default: true.
