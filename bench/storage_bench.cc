@@ -4,7 +4,9 @@
 //
 // Systems (--systems, any of):
 //   raw    RocksDB synced Puts from W threads (bench/raw_rocksdb.h): the
-//          engine's best case, RocksDB grouping the writers itself.
+//          engine's best case, RocksDB grouping the writers itself. With
+//          --shape request each one is a WriteBatch of the same keys and
+//          values as the store's commit.
 //   store  StableStore::Commit() from W threads, each waiting for its commit.
 //   async  StableStore::CommitAsync() with W commits outstanding, the next one
 //          issued from the previous one's callback: how the request pipeline
@@ -85,9 +87,14 @@ CommitOf MakeCommit(const Config& config, const std::string& value, int w,
   if (!config.request_shape) {
     return {{{key, 0}}, {storage::Write::Put(key, value)}};
   }
-  const std::string id = absl::StrCat(w, "-", i);
-  std::string record = absl::StrCat("\xff" "r/", id);
-  std::string index = absl::StrCat("\xff" "i/0000018c2f3a4b5c/", id);
+  // The pipeline's layout: "\xff" "fw/c/k/<id>" for the record, and its
+  // age index entry under the time in microseconds (16 hex digits).
+  const std::string id = absl::StrCat("k/", w, "-", i);
+  std::string record = absl::StrCat("\xff" "fw/c/", id);
+  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::system_clock::now().time_since_epoch());
+  std::string index = absl::StrCat(
+      "\xff" "fw/t/", absl::StrFormat("%016x", micros.count()), "/", id);
   CommitOf c;
   c.conditions.push_back({record, 0});
   c.writes.push_back(storage::Write::Put(std::move(key), value));
@@ -114,6 +121,19 @@ absl::StatusOr<Run> MeasureRaw(const Config& config, int writers) {
   options.ops_per_thread = config.ops_per_writer;
   options.value_bytes = config.value_bytes;
   options.sync = config.sync;
+  const std::string value(config.value_bytes, 'v');
+  if (config.request_shape) {
+    // The same keys and values as the store's commits (a version prefix
+    // more in the store), in one batch, but no conditions and no order.
+    options.make_puts = [&config, &value](
+                            int w, uint64_t i,
+                            std::vector<std::pair<std::string, std::string>>* puts) {
+      CommitOf c = MakeCommit(config, value, w, i);
+      for (storage::Write& write : c.writes) {
+        puts->emplace_back(std::move(write.key), std::move(write.value));
+      }
+    };
+  }
   const double cpu0 = ProcessCpuSeconds();
   absl::StatusOr<ThroughputResult> r = MeasureRawRocksDbSyncedPuts(options);
   if (!r.ok()) return r.status();
@@ -253,9 +273,10 @@ absl::StatusOr<Run> MeasureStore(const Config& config, int writers,
   if (run.result.ops > 0) {
     run.cpu_us_per_commit = cpu * 1e6 / static_cast<double>(run.result.ops);
   }
-  if (stats.batches_written > 0) {
-    run.commits_per_fsync = static_cast<double>(stats.commits_ok) /
-                            static_cast<double>(stats.batches_written);
+  const uint64_t fsyncs = config.sync ? stats.wal_syncs : 0;
+  if (fsyncs > 0) {
+    run.commits_per_fsync =
+        static_cast<double>(stats.commits_ok) / static_cast<double>(fsyncs);
   }
   return run;
 }
