@@ -26,6 +26,7 @@
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "spdlog/spdlog.h"
+#include "storage/rocksdb/internal/rocksdb_env.h"
 #include "storage/rocksdb/rocksdb_status.h"
 
 namespace baton::storage {
@@ -162,8 +163,9 @@ class SnapshotRef {
 
 class RocksDbStoreImpl final : public RocksDbStore {
  public:
-  explicit RocksDbStoreImpl(RocksDbOptions options)
-      : options_(std::move(options)) {}
+  // `env`: where RocksDB's files live (null: rocksdb::Env::Default()).
+  RocksDbStoreImpl(RocksDbOptions options, rocksdb::Env* env)
+      : options_(std::move(options)), env_(env) {}
 
   ~RocksDbStoreImpl() override {
     absl::Status s = Close();
@@ -443,8 +445,8 @@ class RocksDbStoreImpl final : public RocksDbStore {
                      reopen_error_.ToString(), ")"));
   }
 
-  // What reads see: the state after the last durable group (null: the
-  // latest state, when nothing is written ahead of its fsync).
+  // What reads see: the state after the last durable group (null with sync
+  // off: the latest state, as every written group is acknowledged).
   std::shared_ptr<const SnapshotRef> DurableSnapshotLocked() const
       ABSL_SHARED_LOCKS_REQUIRED(db_mu_) {
     absl::ReaderMutexLock lock(&snap_mu_);
@@ -945,6 +947,7 @@ class RocksDbStoreImpl final : public RocksDbStore {
     rocksdb::Options options;
     options.create_if_missing = options_.create_if_missing;
     options.create_missing_column_families = true;
+    if (env_ != nullptr) options.env = env_;
     options.write_buffer_size = options_.write_buffer_bytes;
     options.max_background_jobs = 2;
     options.info_log = std::make_shared<SpdlogRocksDbLogger>();
@@ -1016,6 +1019,14 @@ class RocksDbStoreImpl final : public RocksDbStore {
       return checked;
     }
     loaded_revision_ = *revision;
+    if (options_.sync) {
+      // Everything in the database now is durable (replayed from the WAL or
+      // synced on open); reads stay at this state until the syncer
+      // publishes the next durable group, whatever is written meanwhile.
+      absl::MutexLock lock(&snap_mu_);
+      durable_ = std::make_shared<const SnapshotRef>(db_.get(),
+                                                     db_->GetSnapshot());
+    }
     spdlog::info("rocksdb store {}: open at revision {}", options_.path,
                  loaded_revision_);
     return absl::OkStatus();
@@ -1048,6 +1059,7 @@ class RocksDbStoreImpl final : public RocksDbStore {
   }
 
   const RocksDbOptions options_;
+  rocksdb::Env* const env_;
 
   // Guards the database handle. Readers (Get, Scan, a group's leader, the
   // syncer) share it; Close() and recovery take it exclusively.
@@ -1112,8 +1124,10 @@ class RocksDbStoreImpl final : public RocksDbStore {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RocksDbStore>> OpenRocksDb(
-    const RocksDbOptions& options) {
+namespace rocksdb_internal {
+
+absl::StatusOr<std::unique_ptr<RocksDbStore>> OpenRocksDbOnEnv(
+    const RocksDbOptions& options, rocksdb::Env* env) {
   if (options.path.empty()) {
     return absl::InvalidArgumentError("RocksDbOptions.path is empty");
   }
@@ -1121,10 +1135,17 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> OpenRocksDb(
     return absl::InvalidArgumentError(
         "RocksDbOptions.max_group_commits and max_group_bytes must be > 0");
   }
-  auto store = std::make_unique<RocksDbStoreImpl>(options);
+  auto store = std::make_unique<RocksDbStoreImpl>(options, env);
   absl::Status s = store->Open();
   if (!s.ok()) return s;
   return std::unique_ptr<RocksDbStore>(std::move(store));
+}
+
+}  // namespace rocksdb_internal
+
+absl::StatusOr<std::unique_ptr<RocksDbStore>> OpenRocksDb(
+    const RocksDbOptions& options) {
+  return rocksdb_internal::OpenRocksDbOnEnv(options, nullptr);
 }
 
 absl::StatusOr<std::unique_ptr<StableStore>> OpenRocksDbStore(
