@@ -74,6 +74,7 @@ struct Run {
   ThroughputResult result;
   double cpu_us_per_commit = 0;
   double commits_per_fsync = 0;  // Store systems only.
+  double commits_per_batch = 0;  // Store systems only.
 };
 
 // One commit of writer `w`, number `i`, in the configured shape.
@@ -273,6 +274,10 @@ absl::StatusOr<Run> MeasureStore(const Config& config, int writers,
   if (run.result.ops > 0) {
     run.cpu_us_per_commit = cpu * 1e6 / static_cast<double>(run.result.ops);
   }
+  if (stats.batches_written > 0) {
+    run.commits_per_batch = static_cast<double>(stats.commits_ok) /
+                            static_cast<double>(stats.batches_written);
+  }
   const uint64_t fsyncs = config.sync ? stats.wal_syncs : 0;
   if (fsyncs > 0) {
     run.commits_per_fsync =
@@ -295,18 +300,21 @@ double Median(std::vector<double> v) {
 
 // Medians over the reps of one system at one writer count.
 struct Medians {
-  double ops_per_s = 0, p50_us = 0, p99_us = 0, cpu_us = 0, per_fsync = 0;
+  double ops_per_s = 0, p50_us = 0, p99_us = 0, cpu_us = 0, per_fsync = 0,
+         per_batch = 0;
 };
 Medians MedianOf(const std::vector<Run>& runs) {
-  std::vector<double> ops, p50, p99, cpu, group;
+  std::vector<double> ops, p50, p99, cpu, group, batch;
   for (const Run& r : runs) {
+    batch.push_back(r.commits_per_batch);
     ops.push_back(r.result.ops_per_sec);
     p50.push_back(r.result.p50_us);
     p99.push_back(r.result.p99_us);
     cpu.push_back(r.cpu_us_per_commit);
     group.push_back(r.commits_per_fsync);
   }
-  return {Median(ops), Median(p50), Median(p99), Median(cpu), Median(group)};
+  return {Median(ops), Median(p50), Median(p99),
+          Median(cpu), Median(group), Median(batch)};
 }
 
 int Main(int argc, char** argv) {
@@ -365,10 +373,10 @@ int Main(int argc, char** argv) {
           ? absl::StrCat(config.ops_per_writer, " commits per writer").c_str()
           : absl::StrCat(seconds, " s per run").c_str(),
       shape.c_str(), config.value_bytes, config.sync ? "on" : "off", reps);
-  std::printf("%7s %-6s | %11s %8s %8s %10s %9s | %8s %8s\n", "writers",
-              "system", "commits/s", "p50 ms", "p99 ms", "CPU us/c",
-              "per fsync", "rate/raw", "CPU/raw");
-  std::printf("%s\n", std::string(94, '-').c_str());
+  std::printf("%7s %-6s | %11s %8s %8s %10s %9s %9s | %8s %8s\n",
+              "writers", "system", "commits/s", "p50 ms", "p99 ms", "CPU us/c",
+              "per fsync", "per batch", "rate/raw", "CPU/raw");
+  std::printf("%s\n", std::string(104, '-').c_str());
 
   nlohmann::json rows = nlohmann::json::array();
   for (int writers : writer_counts) {
@@ -395,17 +403,20 @@ int Main(int argc, char** argv) {
       const double rate_ratio =
           raw && raw->ops_per_s > 0 ? x.ops_per_s / raw->ops_per_s : 0;
       const double cpu_ratio = raw && raw->cpu_us > 0 ? x.cpu_us / raw->cpu_us : 0;
-      std::printf("%7d %-6s | %11.0f %8.2f %8.2f %10.1f %9s | %8.2f %8.2f\n",
+      const auto per = [&](double v) {
+        return s == "raw" ? std::string("-") : absl::StrFormat("%.1f", v);
+      };
+      std::printf("%7d %-6s | %11.0f %8.2f %8.2f %10.1f %9s %9s | %8.2f %8.2f\n",
                   writers, s.c_str(), x.ops_per_s, x.p50_us / 1000,
-                  x.p99_us / 1000, x.cpu_us,
-                  s == "raw" ? "-" : absl::StrFormat("%.1f", x.per_fsync).c_str(),
-                  rate_ratio, cpu_ratio);
+                  x.p99_us / 1000, x.cpu_us, per(x.per_fsync).c_str(),
+                  per(x.per_batch).c_str(), rate_ratio, cpu_ratio);
       row[s + "_ops_per_s"] = x.ops_per_s;
       row[s + "_p50_us"] = x.p50_us;
       row[s + "_p99_us"] = x.p99_us;
       row[s + "_cpu_us_per_commit"] = x.cpu_us;
       if (s != "raw") {
         row[s + "_commits_per_fsync"] = x.per_fsync;
+        row[s + "_commits_per_batch"] = x.per_batch;
         row[s + "_over_raw"] = rate_ratio;
         row[s + "_cpu_over_raw"] = cpu_ratio;
       }

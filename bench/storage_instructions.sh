@@ -10,8 +10,8 @@
 # the start-up and shut-down of the process and of the database cancel out.
 # Everything the process executes counts: the writers, the store's threads and
 # RocksDB's. Under valgrind threads run one at a time, so groups are formed
-# differently than on real cores; the commits per fsync of each run are
-# printed beside the count.
+# differently than on real cores; the commits per fsync and per WAL batch of
+# each run are printed beside the count.
 #
 #   bench/storage_instructions.sh [--build-dir build-ci] [--writers 16]
 #       [--ops 1000] [--systems raw,store,async] [--shape put|request]
@@ -52,16 +52,16 @@ run() {  # system ops
     --shape "$SHAPE" --dir "$DIR" --sync "$SYNC" >"$OUT/log.$1.$2" 2>&1
   local ir per_fsync
   ir=$(awk '/^(totals|summary):/ {print $2; exit}' "$file")
-  per_fsync=$(awk -v s="$1" '$2 == s && $3 == "|" {print $8}' "$OUT/log.$1.$2")
-  echo "$ir ${per_fsync:--}"
+  per=$(awk -v s="$1" '$2 == s && $3 == "|" {print $8 "/" $9}' "$OUT/log.$1.$2")
+  echo "$ir ${per:--}"
 }
 
 echo "writers=$WRITERS, commits per writer $OPS and $((2 * OPS)), shape $SHAPE, sync $SYNC; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s | %16s | %14s\n' system "instructions/commit" "commits/fsync"
+printf '%-6s | %19s | %s\n' system "instructions/commit" "commits per fsync/per batch"
 IFS=, read -ra LIST <<<"$SYSTEMS"
 for s in "${LIST[@]}"; do
   read -r ir1 _ < <(run "$s" "$OPS")
   read -r ir2 group < <(run "$s" $((2 * OPS)))
   per=$(( (ir2 - ir1) / (WRITERS * OPS) ))
-  printf '%-6s | %19d | %14s\n' "$s" "$per" "$group"
+  printf '%-6s | %19d | %s\n' "$s" "$per" "$group"
 done

@@ -273,6 +273,7 @@ class RocksDbStoreImpl final : public RocksDbStore {
           committer_ = std::thread([this] { CommitterLoop(); });
           committer_id_ = committer_.get_id();
         }
+        w->seq = ++enqueued_;
         writers_.push_back(w);
         // The committer waits on a condition over the queue, evaluated by
         // this unlock: no explicit signal, and no wake-up at all while it
@@ -378,6 +379,7 @@ class RocksDbStoreImpl final : public RocksDbStore {
     const std::vector<Condition>* conditions;
     const std::vector<Write>* writes;
     size_t bytes;
+    uint64_t seq = 0;  // Position in the queue (1, 2, ...). Guarded by mu_.
     bool async = false;
     bool done = false;  // Guarded by mu_.
     absl::StatusOr<uint64_t> result = uint64_t{0};
@@ -488,6 +490,7 @@ class RocksDbStoreImpl final : public RocksDbStore {
   // (which has no thread of its own).
   absl::StatusOr<uint64_t> RunInQueue(Writer* w) {
     absl::MutexLock lock(&mu_);
+    w->seq = ++enqueued_;
     writers_.push_back(w);
     WaitArgs args{this, w};
     mu_.Await(absl::Condition(&MayProceed, &args));
@@ -497,18 +500,44 @@ class RocksDbStoreImpl final : public RocksDbStore {
     return std::move(w->result);
   }
 
-  // A new group may be checked and written when none is: with sync on, at
-  // most one written group waits for the fsync in progress (a second one
-  // would only mean more, smaller batches; the commits that arrive meanwhile
-  // queue and form a larger next group). After a failed write or fsync the
-  // next leader recovers, which needs the syncer idle. While closing, groups
-  // fail without touching the database, so nothing needs to wait.
+  // When a new group may be checked and written (one at a time):
+  //  - No fsync running: at once (a lone commit waits for nothing), unless
+  //    the syncer is ready to start the next fsync (see SyncerMayProceed),
+  //    which then goes first.
+  //  - An fsync (or the answering of its groups) running: the group written
+  //    now is made durable by the next fsync, which covers every group
+  //    written before it; so groups are written during the fsync, but only
+  //    once half as many commits are queued as the last fsync covered (each
+  //    batch costs a WAL write and a memtable pass: a few per fsync, not one
+  //    per commit).
+  //  - After a failed write or fsync: once no group waits for the syncer (the
+  //    leader then recovers the database).
+  //  - While closing: at once (groups fail without touching the database).
   static bool LeaderMayStart(const RocksDbStoreImpl* self)
       ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (self->leading_) return false;
     if (self->closing_) return true;
-    return self->unsynced_.empty() &&
-           !(self->syncing_ && self->needs_recovery_.load());
+    if (self->needs_recovery_.load()) {
+      return self->unsynced_.empty() && !self->syncing_;
+    }
+    if (!self->syncing_) return !SyncerReady(self);
+    const size_t enough =
+        std::min(self->options_.max_group_commits,
+                 std::max<size_t>(1, self->last_sync_commits_ / 2));
+    return self->writers_.size() >= enough;
+  }
+
+  // The next fsync starts once every commit that was queued when the last
+  // one had been answered is written (and no group is being written): it
+  // then covers all of them. Commits that arrive during an fsync are thus
+  // checked and written during it and made durable together by the next
+  // one, which starts without waiting for later arrivals. When the leaders
+  // are slow (a busy machine), fsyncs wait for them and cover more commits,
+  // so the fsync rate, and its CPU, fall as CPU gets scarce.
+  static bool SyncerReady(const RocksDbStoreImpl* self)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return !self->unsynced_.empty() && !self->leading_ &&
+           self->taken_ >= self->drain_to_;
   }
 
   // RunInQueue's wait: done, or at the front when a leader may start.
@@ -529,7 +558,13 @@ class RocksDbStoreImpl final : public RocksDbStore {
   }
   static bool SyncerMayProceed(RocksDbStoreImpl* self)
       ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return !self->unsynced_.empty() || self->threads_stop_;
+    if (self->unsynced_.empty()) return self->threads_stop_;
+    // Failing or closing: the waiting groups are answered at once.
+    if (self->closing_ || self->threads_stop_ ||
+        self->needs_recovery_.load()) {
+      return true;
+    }
+    return SyncerReady(self);
   }
   // Close()'s wait: no group between its leader and its answers.
   static bool Drained(RocksDbStoreImpl* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -537,9 +572,8 @@ class RocksDbStoreImpl final : public RocksDbStore {
   }
 
   // The committer thread: leads the groups whose front commit is
-  // asynchronous. While the syncer fsyncs one group it checks and writes the
-  // next; while that one waits for its fsync, new commits queue up and form
-  // the group after it, so it is woken about once per group, not per commit.
+  // asynchronous, also while the syncer fsyncs earlier ones (see
+  // LeaderMayStart), so it is woken about once per group, not per commit.
   void CommitterLoop() {
     absl::MutexLock lock(&mu_);
     for (;;) {
@@ -550,8 +584,9 @@ class RocksDbStoreImpl final : public RocksDbStore {
   }
 
   // The syncer thread (sync on): makes written groups durable with one WAL
-  // fsync (DB::SyncWAL, which covers everything written before it) while the
-  // next group is checked and written, then answers their commits in order.
+  // fsync (DB::SyncWAL, which covers everything written before it) while
+  // the next groups are checked and written, then answers their commits in
+  // order.
   void SyncerLoop() {
     absl::MutexLock lock(&mu_);
     for (;;) {
@@ -560,6 +595,8 @@ class RocksDbStoreImpl final : public RocksDbStore {
       std::vector<Group> batch;
       batch.swap(unsynced_);
       syncing_ = true;
+      last_sync_commits_ = 0;
+      for (const Group& g : batch) last_sync_commits_ += g.writers.size();
       const uint64_t failed_generation = failed_generation_;
       mu_.Unlock();
       const bool synced = SyncBatch(batch, failed_generation);
@@ -575,6 +612,7 @@ class RocksDbStoreImpl final : public RocksDbStore {
       // nothing is answered directly only when every earlier one has been.
       AnswerLocked(batch);
       syncing_ = false;
+      drain_to_ = enqueued_;
     }
   }
 
@@ -621,6 +659,7 @@ class RocksDbStoreImpl final : public RocksDbStore {
       }
       group.writers.push_back(next);
       group_bytes += next->bytes;
+      taken_ = next->seq;
       writers_.pop_front();
     }
     group.id = ++last_group_id_;
@@ -1101,6 +1140,13 @@ class RocksDbStoreImpl final : public RocksDbStore {
   // (and then answering) a batch of them.
   std::vector<Group> unsynced_ ABSL_GUARDED_BY(mu_);
   bool syncing_ ABSL_GUARDED_BY(mu_) = false;
+  // Commits in the syncer's current (or last) batch.
+  size_t last_sync_commits_ ABSL_GUARDED_BY(mu_) = 0;
+  // Commits ever queued; the queue position of the last one taken into a
+  // group; enqueued_ when the syncer last finished answering.
+  uint64_t enqueued_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t taken_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t drain_to_ ABSL_GUARDED_BY(mu_) = 0;
   // The newest database generation in which an fsync failed (0: none).
   uint64_t failed_generation_ ABSL_GUARDED_BY(mu_) = 0;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;

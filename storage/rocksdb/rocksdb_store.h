@@ -14,8 +14,9 @@
 //      accepted before it in the same group; it writes the accepted ones as
 //      one rocksdb::WriteBatch to the WAL and the memtable, without an fsync.
 //   2. The store's syncer thread makes written groups durable with one WAL
-//      fsync (DB::SyncWAL) while the leader of the next group checks and
-//      writes it; at most one written group waits for the running fsync.
+//      fsync (DB::SyncWAL, covering every group written before it) while the
+//      next groups are checked and written. The next fsync starts once the
+//      commits queued meanwhile are written, so it covers all of them.
 //   3. Only then are the group's commits answered, in commit order: Commit()
 //      returns, CommitAsync() callbacks run (on the syncer thread), also for
 //      commits that only checked conditions or conflicted (so a commit never
@@ -59,8 +60,9 @@ struct RocksDbOptions {
   // crash is survived, a machine crash loses the last commits.
   bool sync = true;
 
-  // Group commit: at most this many commits share one WriteBatch and one
-  // fsync. Default: 256 commits. 1 disables grouping (one fsync per commit).
+  // Group commit: at most this many commits are checked and written as one
+  // group (one WriteBatch). Default: 256 commits. 1: one batch per commit
+  // (an fsync still covers every batch written before it).
   size_t max_group_commits = 256;
 
   // Group commit: a group stops growing once its commits' keys and values
