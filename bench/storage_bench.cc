@@ -89,8 +89,14 @@ CommitOf MakeCommit(const Config& config, const std::string& value, int w,
     return {{{key, 0}}, {storage::Write::Put(key, value)}};
   }
   // The pipeline's layout: "\xff" "fw/c/k/<id>" for the record, and its
-  // age index entry under the time in microseconds (16 hex digits).
-  const std::string id = absl::StrCat("k/", w, "-", i);
+  // age index entry under the time in microseconds (16 hex digits). Ids are
+  // what clients send as Idempotency-Key: random (a UUID's worth of hex).
+  uint64_t h = (static_cast<uint64_t>(w) << 40) ^ i;
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;  // splitmix64's finalizer
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+  h ^= h >> 31;
+  const std::string id =
+      absl::StrCat("k/", absl::StrFormat("%016x%016x", h, h * 0x9e3779b97f4a7c15ULL));
   std::string record = absl::StrCat("\xff" "fw/c/", id);
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::system_clock::now().time_since_epoch());
