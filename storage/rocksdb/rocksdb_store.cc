@@ -183,6 +183,11 @@ class ReservedKeyFamilies final : public rocksdb::SliceTransform {
   }
 };
 
+class RocksDbStoreImpl;
+// The store whose commit callbacks this thread is running, if any (Close()
+// from a callback must not wait for the callbacks to end).
+thread_local const RocksDbStoreImpl* answering_store = nullptr;
+
 class RocksDbStoreImpl final : public RocksDbStore {
  public:
   // `env`: where RocksDB's files live (null: rocksdb::Env::Default()).
@@ -291,19 +296,18 @@ class RocksDbStoreImpl final : public RocksDbStore {
     {
       absl::MutexLock lock(&mu_);
       if (!threads_stop_) {
-        if (!committer_.joinable()) {
-          committer_ = std::thread([this] { CommitterLoop(); });
-          committer_id_ = committer_.get_id();
+        while (committers_.size() < kCommitters) {
+          committers_.emplace_back([this] { CommitterLoop(); });
         }
         w->seq = ++enqueued_;
         writers_.push_back(w);
-        // The committer waits on a condition over the queue, evaluated by
-        // this unlock: no explicit signal, and no wake-up at all while it
-        // waits for the previous group's fsync.
+        // The committers wait on a condition over the queue, evaluated by
+        // this unlock: no explicit signal, and no wake-up at all while they
+        // are busy.
         return;
       }
     }
-    // Closed: the committer is gone (or going); answer here.
+    // Closed: the committers are gone (or going); answer here.
     w->result = ClosedError();
     FinishAsync(w);
   }
@@ -329,10 +333,9 @@ class RocksDbStoreImpl final : public RocksDbStore {
       absl::MutexLock lock(&mu_);
       closing_ = true;
       // Let the groups already written reach their fsync and be answered,
-      // unless this is a store thread (a commit callback), which would wait
-      // for itself; their commits then fail below.
-      const std::thread::id self = std::this_thread::get_id();
-      if (self != committer_id_ && self != syncer_id_) {
+      // unless this is a commit callback, which would wait for itself; their
+      // commits then fail below.
+      if (answering_store != this) {
         mu_.Await(absl::Condition(&Drained, this));
       }
     }
@@ -426,8 +429,9 @@ class RocksDbStoreImpl final : public RocksDbStore {
   };
 
   // One group of commits, from its leader to its answers. A group is checked
-  // and written by a leader, then (with sync on) waits in unsynced_ until the
-  // syncer thread's WAL fsync covers it; only then are its commits answered.
+  // and written by a leader, then (with sync on) waits in unsynced_ until a
+  // WAL fsync covers it (SyncRoundLocked); only then are its commits
+  // answered.
   struct Group {
     std::vector<Writer*> writers;
     uint64_t id = 0;          // Groups are numbered in commit order.
@@ -507,32 +511,47 @@ class RocksDbStoreImpl final : public RocksDbStore {
   }
 
   // Queues `w`; returns its result once it is answered. Modeled on LevelDB's
-  // DBImpl::Write; the leader is the thread of the commit at the queue's
-  // front, or the committer thread when the front is an asynchronous commit
-  // (which has no thread of its own).
+  // DBImpl::Write: while it waits, the thread also does the store's work
+  // when it is its turn: it leads a group when its commit is at the front,
+  // and it fsyncs written groups (its own, usually) when no other thread
+  // does (see SyncTurn).
   absl::StatusOr<uint64_t> RunInQueue(Writer* w) {
     absl::MutexLock lock(&mu_);
     w->seq = ++enqueued_;
     writers_.push_back(w);
     WaitArgs args{this, w};
-    mu_.Await(absl::Condition(&MayProceed, &args));
-    if (!w->done) LeadOneGroupLocked();
-    // A leader with sync on hands its group to the syncer and waits too.
-    mu_.Await(absl::Condition(&w->done));
-    return std::move(w->result);
+    for (;;) {
+      mu_.Await(absl::Condition(&MayProceed, &args));
+      if (w->done) return std::move(w->result);
+      if (SyncTurn(this)) {
+        SyncRoundLocked();
+      } else {
+        LeadOneGroupLocked();
+      }
+    }
   }
 
-  // When a new group may be checked and written (one at a time):
+  // The store's work is done by its committer threads (for asynchronous
+  // commits, which have no thread of their own) and by the threads of
+  // synchronous commits while they wait. Two roles, each held by at most
+  // one thread at a time:
+  //   leading_  checking and writing a group (LeadOneGroupLocked);
+  //   syncing_  fsyncing the written groups and answering them
+  //             (SyncRoundLocked).
+  // A thread that has written a group usually syncs it itself at once (no
+  // hand-over to another thread); while it does, another thread can lead
+  // the next group, which the next fsync covers.
+  //
+  // When a new group may be checked and written:
   //  - No fsync running: at once (a lone commit waits for nothing), unless
-  //    the syncer is ready to start the next fsync (see SyncerMayProceed),
-  //    which then goes first.
+  //    the next fsync is due (SyncTurn), which goes first.
   //  - An fsync (or the answering of its groups) running: the group written
   //    now is made durable by the next fsync, which covers every group
   //    written before it; so groups are written during the fsync, but only
   //    once half as many commits are queued as the last fsync covered (each
   //    batch costs a WAL write and a memtable pass: a few per fsync, not one
   //    per commit).
-  //  - After a failed write or fsync: once no group waits for the syncer (the
+  //  - After a failed write or fsync: once no group waits for an fsync (the
   //    leader then recovers the database).
   //  - While closing: at once (groups fail without touching the database).
   static bool LeaderMayStart(const RocksDbStoreImpl* self)
@@ -542,132 +561,132 @@ class RocksDbStoreImpl final : public RocksDbStore {
     if (self->needs_recovery_.load()) {
       return self->unsynced_.empty() && !self->syncing_;
     }
-    if (!self->syncing_) return !SyncerReady(self);
+    if (!self->syncing_) return !SyncDue(self);
     const size_t enough =
         std::min(self->options_.max_group_commits,
                  std::max<size_t>(1, self->last_sync_commits_ / 2));
     return self->writers_.size() >= enough;
   }
 
-  // The next fsync starts once every commit that was queued when the last
+  // The next fsync is due once every commit that was queued when the last
   // one had been answered is written (and no group is being written): it
   // then covers all of them. Commits that arrive during an fsync are thus
   // checked and written during it and made durable together by the next
-  // one, which starts without waiting for later arrivals. When the leaders
-  // are slow (a busy machine), fsyncs wait for them and cover more commits,
-  // so the fsync rate, and its CPU, fall as CPU gets scarce.
-  static bool SyncerReady(const RocksDbStoreImpl* self)
+  // one, which starts without waiting for later arrivals. When leaders are
+  // slow (a busy machine), fsyncs wait for them and cover more commits, so
+  // the fsync rate, and its CPU, fall as CPU gets scarce.
+  static bool SyncDue(const RocksDbStoreImpl* self)
       ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return !self->unsynced_.empty() && !self->leading_ &&
            self->taken_ >= self->drain_to_;
   }
 
-  // RunInQueue's wait: done, or at the front when a leader may start.
+  // Whether a waiting thread should take the sync role now. Failing or
+  // closing: the waiting groups are answered (with errors) at once.
+  static bool SyncTurn(const RocksDbStoreImpl* self)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (self->syncing_ || self->unsynced_.empty()) return false;
+    if (self->closing_ || self->threads_stop_ ||
+        self->needs_recovery_.load()) {
+      return true;
+    }
+    return SyncDue(self);
+  }
+
+  // RunInQueue's wait: done, the sync role's turn, or at the front when a
+  // leader may start.
   struct WaitArgs {
     RocksDbStoreImpl* self;
     Writer* w;
   };
   static bool MayProceed(WaitArgs* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return a->w->done ||
+    return a->w->done || SyncTurn(a->self) ||
            (!a->self->writers_.empty() && a->self->writers_.front() == a->w &&
             LeaderMayStart(a->self));
   }
   static bool CommitterMayProceed(RocksDbStoreImpl* self)
       ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return (self->threads_stop_ && self->writers_.empty()) ||
+    return CommitterDone(self) || SyncTurn(self) ||
            (!self->writers_.empty() && self->writers_.front()->async &&
             LeaderMayStart(self));
   }
-  static bool SyncerMayProceed(RocksDbStoreImpl* self)
+  static bool CommitterDone(const RocksDbStoreImpl* self)
       ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    if (self->unsynced_.empty()) return self->threads_stop_;
-    // Failing or closing: the waiting groups are answered at once.
-    if (self->closing_ || self->threads_stop_ ||
-        self->needs_recovery_.load()) {
-      return true;
-    }
-    return SyncerReady(self);
+    return self->threads_stop_ && self->writers_.empty() &&
+           self->unsynced_.empty();
   }
   // Close()'s wait: no group between its leader and its answers.
   static bool Drained(RocksDbStoreImpl* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return !self->leading_ && self->unsynced_.empty() && !self->syncing_;
   }
 
-  // The committer thread: leads the groups whose front commit is
-  // asynchronous, also while the syncer fsyncs earlier ones (see
-  // LeaderMayStart), so it is woken about once per group, not per commit.
+  // A committer thread: leads the groups whose front commit is asynchronous
+  // and takes the sync role when it is due. There are two, so that one can
+  // write the next group while the other fsyncs; each is woken about once
+  // per group, not per commit.
   void CommitterLoop() {
     absl::MutexLock lock(&mu_);
     for (;;) {
       mu_.Await(absl::Condition(&CommitterMayProceed, this));
-      if (writers_.empty()) return;  // Stopping and drained.
-      LeadOneGroupLocked();
-    }
-  }
-
-  // The syncer thread (sync on): makes written groups durable with one WAL
-  // fsync (DB::SyncWAL, which covers everything written before it) while
-  // the next groups are checked and written, then answers their commits in
-  // order.
-  void SyncerLoop() {
-    absl::MutexLock lock(&mu_);
-    for (;;) {
-      mu_.Await(absl::Condition(&SyncerMayProceed, this));
-      if (unsynced_.empty()) return;  // Stopping and drained.
-      std::vector<Group> batch;
-      batch.swap(unsynced_);
-      syncing_ = true;
-      last_sync_commits_ = 0;
-      for (const Group& g : batch) last_sync_commits_ += g.writers.size();
-      const uint64_t failed_generation = failed_generation_;
-      mu_.Unlock();
-      const bool synced = SyncBatch(batch, failed_generation);
-      mu_.Lock();
-      if (!synced) {
-        // Every group written after a failed fsync was checked against the
-        // failed groups' writes: it fails too, until the database recovers.
-        for (const Group& g : batch) {
-          failed_generation_ = std::max(failed_generation_, g.generation);
-        }
+      if (SyncTurn(this)) {
+        SyncRoundLocked();
+      } else if (!writers_.empty() && writers_.front()->async &&
+                 LeaderMayStart(this)) {
+        LeadOneGroupLocked();
+      } else {
+        return;  // Stopping and drained.
       }
-      // Still "syncing" while the answers run: a later group that wrote
-      // nothing is answered directly only when every earlier one has been.
-      AnswerLocked(batch);
-      syncing_ = false;
-      drain_to_ = enqueued_;
     }
   }
 
-  void StartSyncerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (syncer_.joinable()) return;
-    syncer_ = std::thread([this] { SyncerLoop(); });
-    syncer_id_ = syncer_.get_id();
+  // The sync role (with sync on): makes the written groups durable with one
+  // WAL fsync (DB::SyncWAL, which covers everything written before it) and
+  // answers their commits in order. Called when SyncTurn.
+  void SyncRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<Group> batch;
+    batch.swap(unsynced_);
+    syncing_ = true;
+    last_sync_commits_ = 0;
+    for (const Group& g : batch) last_sync_commits_ += g.writers.size();
+    const uint64_t failed_generation = failed_generation_;
+    mu_.Unlock();
+    const bool synced = SyncBatch(batch, failed_generation);
+    mu_.Lock();
+    if (!synced) {
+      // Every group written after a failed fsync was checked against the
+      // failed groups' writes: it fails too, until the database recovers.
+      for (const Group& g : batch) {
+        failed_generation_ = std::max(failed_generation_, g.generation);
+      }
+    }
+    // Still "syncing" while the answers run: a later group that wrote
+    // nothing is answered directly only when every earlier one has been.
+    AnswerLocked(batch);
+    syncing_ = false;
+    drain_to_ = enqueued_;
   }
 
   void StopThreads() ABSL_LOCKS_EXCLUDED(mu_) {
-    std::thread committer, syncer;
+    std::vector<std::thread> committers;
     {
       absl::MutexLock lock(&mu_);
       threads_stop_ = true;
-      committer = std::move(committer_);
-      syncer = std::move(syncer_);
+      committers.swap(committers_);
     }
-    // The committer first: its last groups may still go through the syncer.
-    for (std::thread* t : {&committer, &syncer}) {
-      if (!t->joinable()) continue;
-      if (t->get_id() == std::this_thread::get_id()) {
-        t->detach();  // Close() from a commit callback: the loop ends itself.
+    for (std::thread& t : committers) {
+      if (t.get_id() == std::this_thread::get_id()) {
+        t.detach();  // Close() from a commit callback: the loop ends itself.
       } else {
-        t->join();
+        t.join();
       }
     }
   }
 
   // Takes the queued commits from the front (up to the group limits), checks
   // and writes them as one group without holding mu_, then answers them, or,
-  // with sync on, hands the group to the syncer. Called with mu_ held, when
-  // LeaderMayStart, by the thread whose commit is at the front or by the
-  // committer thread.
+  // with sync on, leaves the group for the next fsync (unsynced_). Called
+  // with mu_ held, when LeaderMayStart, by the thread whose commit is at the
+  // front or by a committer thread.
   void LeadOneGroupLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     leading_ = true;
     Group group;
@@ -705,7 +724,7 @@ class RocksDbStoreImpl final : public RocksDbStore {
     leading_ = false;
     // Answered now: without sync (written = acknowledged), a group that
     // failed as a whole, or one that wrote nothing while nothing before it
-    // awaits an fsync. Everything else waits for the syncer, in order.
+    // awaits an fsync. Everything else waits for the next fsync, in order.
     const bool failed = closing || (!group.wrote && AllFailed(group));
     if (!options_.sync || failed ||
         (!group.wrote && unsynced_.empty() && !syncing_ &&
@@ -715,7 +734,6 @@ class RocksDbStoreImpl final : public RocksDbStore {
       AnswerLocked(one);
       return;
     }
-    StartSyncerLocked();
     unsynced_.push_back(std::move(group));
   }
 
@@ -747,14 +765,17 @@ class RocksDbStoreImpl final : public RocksDbStore {
     }
     if (callbacks.empty()) return;
     mu_.Unlock();
+    const RocksDbStoreImpl* outer = answering_store;
+    answering_store = this;
     for (AsyncWriter* a : callbacks) FinishAsync(a);
+    answering_store = outer;
     mu_.Lock();
   }
 
   // Checks, merges and writes one group; sets every writer's result and the
   // group's revision (base_revision if nothing was written), generation and
   // `wrote`. With sync on the batch is written without an fsync and a
-  // snapshot of the state after it is kept for the syncer to publish.
+  // snapshot of the state after it is kept, to publish once it is durable.
   void RunGroup(Group* group, uint64_t base_revision, size_t group_bytes)
       ABSL_LOCKS_EXCLUDED(mu_, db_mu_) {
     group->revision = base_revision;
@@ -840,8 +861,8 @@ class RocksDbStoreImpl final : public RocksDbStore {
 
     EncodeFixed64To(revision, version);
     batch.Put(meta_cf_, kRevisionKey, rocksdb::Slice(version, kVersionBytes));
-    // Never an fsync here: with sync on, the syncer thread makes the batch
-    // durable (SyncWAL) while the next group is checked and written.
+    // Never an fsync here: with sync on, the sync role makes the batch
+    // durable (SyncWAL), while the next group may be checked and written.
     rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &batch);
     batches_written_.fetch_add(1, std::memory_order_relaxed);
     if (!s.ok()) {
@@ -1084,8 +1105,8 @@ class RocksDbStoreImpl final : public RocksDbStore {
     loaded_revision_ = *revision;
     if (options_.sync) {
       // Everything in the database now is durable (replayed from the WAL or
-      // synced on open); reads stay at this state until the syncer
-      // publishes the next durable group, whatever is written meanwhile.
+      // synced on open); reads stay at this state until the next durable
+      // group is published, whatever is written meanwhile.
       absl::MutexLock lock(&snap_mu_);
       durable_ = std::make_shared<const SnapshotRef>(db_.get(),
                                                      db_->GetSnapshot());
@@ -1125,7 +1146,7 @@ class RocksDbStoreImpl final : public RocksDbStore {
   rocksdb::Env* const env_;
 
   // Guards the database handle. Readers (Get, Scan, a group's leader, the
-  // syncer) share it; Close() and recovery take it exclusively.
+  // sync role) share it; Close() and recovery take it exclusively.
   mutable absl::Mutex db_mu_ ABSL_ACQUIRED_BEFORE(snap_mu_);
   std::unique_ptr<rocksdb::DB> db_ ABSL_GUARDED_BY(db_mu_);
   rocksdb::ColumnFamilyHandle* data_cf_ ABSL_GUARDED_BY(db_mu_) = nullptr;
@@ -1160,27 +1181,24 @@ class RocksDbStoreImpl final : public RocksDbStore {
   uint64_t last_group_id_ ABSL_GUARDED_BY(mu_) = 0;
   // A thread is checking and writing a group (at most one at a time).
   bool leading_ ABSL_GUARDED_BY(mu_) = false;
-  // Written groups waiting for the syncer, in order; the syncer is syncing
-  // (and then answering) a batch of them.
+  // Written groups waiting for their fsync, in order; a thread holds the
+  // sync role (fsyncing, then answering a batch of them).
   std::vector<Group> unsynced_ ABSL_GUARDED_BY(mu_);
   bool syncing_ ABSL_GUARDED_BY(mu_) = false;
-  // Commits in the syncer's current (or last) batch.
+  // Commits in the current (or last) fsync's batch.
   size_t last_sync_commits_ ABSL_GUARDED_BY(mu_) = 0;
   // Commits ever queued; the queue position of the last one taken into a
-  // group; enqueued_ when the syncer last finished answering.
+  // group; enqueued_ when the last fsync's answers ended.
   uint64_t enqueued_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t taken_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t drain_to_ ABSL_GUARDED_BY(mu_) = 0;
   // The newest database generation in which an fsync failed (0: none).
   uint64_t failed_generation_ ABSL_GUARDED_BY(mu_) = 0;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
-  // The committer leads groups whose front commit is asynchronous (started
-  // by the first CommitAsync); the syncer fsyncs (started by the first group
-  // written with sync on).
-  std::thread committer_ ABSL_GUARDED_BY(mu_);
-  std::thread syncer_ ABSL_GUARDED_BY(mu_);
-  std::thread::id committer_id_ ABSL_GUARDED_BY(mu_);
-  std::thread::id syncer_id_ ABSL_GUARDED_BY(mu_);
+  // The committer threads (see CommitterLoop), started by the first
+  // CommitAsync.
+  static constexpr size_t kCommitters = 2;
+  std::vector<std::thread> committers_ ABSL_GUARDED_BY(mu_);
   bool threads_stop_ ABSL_GUARDED_BY(mu_) = false;
 
   std::atomic<uint64_t> commits_ok_{0};

@@ -7,25 +7,27 @@
 // Concurrent commits share fsyncs (group commit), and the check and write of
 // one group overlap the fsync of the previous one:
 //   1. A commit joins a queue. The first commit in the queue (the leader: its
-//      own thread for Commit(), the store's committer thread for
+//      own thread for Commit(), one of the store's two committer threads for
 //      CommitAsync()) takes the queued commits as a group and checks each
 //      one's conditions in order against the latest state, including groups
 //      written before it whose fsync is still running, plus the commits
 //      accepted before it in the same group; it writes the accepted ones as
 //      one rocksdb::WriteBatch to the WAL and the memtable, without an fsync.
-//   2. The store's syncer thread makes written groups durable with one WAL
-//      fsync (DB::SyncWAL, covering every group written before it) while the
-//      next groups are checked and written. The next fsync starts once the
-//      commits queued meanwhile are written, so it covers all of them.
-//   3. Only then are the group's commits answered, in commit order: Commit()
-//      returns, CommitAsync() callbacks run (on the syncer thread), also for
-//      commits that only checked conditions or conflicted (so a commit never
-//      returns before an earlier one it may depend on is durable).
+//   2. One thread at a time (usually the one that just wrote a group) makes
+//      the written groups durable with one WAL fsync (DB::SyncWAL, covering
+//      every group written before it), while another may check and write
+//      the next group. The next fsync starts once the commits queued
+//      meanwhile are written, so it covers all of them.
+//   3. Only then are the groups' commits answered, in commit order: Commit()
+//      returns, CommitAsync() callbacks run (on the thread that did the
+//      fsync), also for commits that only checked conditions or conflicted
+//      (so a commit never returns before an earlier one it may depend on is
+//      durable).
 // Reads (Get, Scan) see a RocksDB snapshot of the state after the last
 // durable group, never a commit whose fsync has not finished. If an fsync
 // fails, every commit of that group and of every group written after it
 // fails, and the next leader recovers the database first.
-// With sync = false there is no syncer: a group is answered once written.
+// With sync = false there is no fsync: a group is answered once written.
 // See docs/storage.md for the encoding and the error mapping.
 //
 // Thread safety: a store is thread-safe; any number of threads may call any
