@@ -594,7 +594,13 @@ class RocksDbStoreImpl final : public RocksDbStore {
   }
 
   // RunInQueue's wait: done, the sync role's turn, or at the front when a
-  // leader may start.
+  // leader may start and no fsync runs. A synchronous commit's thread does
+  // not write during an fsync: its commit waits for the fsync to end and is
+  // then written with every commit queued behind it (one batch, as many
+  // synchronous committers pile up meanwhile); writing during an fsync, in
+  // batches of half the last one, is the committer threads' job (measured:
+  // 16 Commit() threads reached ~60 % of the serial store's rate otherwise,
+  // from more, smaller batches and more wake-ups).
   struct WaitArgs {
     RocksDbStoreImpl* self;
     Writer* w;
@@ -602,6 +608,7 @@ class RocksDbStoreImpl final : public RocksDbStore {
   static bool MayProceed(WaitArgs* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return a->w->done || SyncTurn(a->self) ||
            (!a->self->writers_.empty() && a->self->writers_.front() == a->w &&
+            (!a->self->syncing_ || a->self->closing_) &&
             LeaderMayStart(a->self));
   }
   static bool CommitterMayProceed(RocksDbStoreImpl* self)
