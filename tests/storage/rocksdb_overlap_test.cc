@@ -60,7 +60,8 @@ using testing::WalHooks;
 // Holds WAL fsyncs until released and fails the next one on demand.
 class SyncGate : public WalHooks {
  public:
-  // From now on a WAL fsync waits (in the store's syncer) until Release().
+  // From now on a WAL fsync waits (in the store's thread that does it)
+  // until Release().
   void Hold() {
     absl::MutexLock lock(&mu_);
     held_ = true;
@@ -214,7 +215,7 @@ TEST(RocksDbOverlapTest, LaterCommitsCheckAgainstAWriteStillBeingSynced) {
   std::thread d([&] {
     answers.Add("d", store->Commit({{"k", r0 + 2}}, {Write::Put("k", "d")}));
   });
-  // b and d are checked and written while a's fsync is still held.
+  // b (with c) is checked and written while a's fsync is still held.
   ASSERT_TRUE(Eventually([&] { return store->Stats().batches_written >= 2; }))
       << "no group was written while a's fsync ran";
 
