@@ -195,7 +195,7 @@ absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
         absl::StrCat(R"({"value":")", std::string(value_bytes, 'v'), "\"}");
     std::vector<std::vector<double>> latencies(static_cast<size_t>(clients));
     std::atomic<bool> failed{false};
-    const uint64_t fsyncs_before = store->Stats().batches_written;
+    const uint64_t fsyncs_before = store->Stats().wal_syncs;
     const uint64_t commits_before = store->Stats().commits_ok;
     const double cpu_before = CpuSeconds();
     const Clock::time_point start = Clock::now();
@@ -262,7 +262,7 @@ absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
     std::vector<double> all;
     for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
     run.result = Summarize(std::move(all), seconds);
-    const uint64_t fsyncs = store->Stats().batches_written - fsyncs_before;
+    const uint64_t fsyncs = store->Stats().wal_syncs - fsyncs_before;
     const uint64_t commits = store->Stats().commits_ok - commits_before;
     run.commits_per_fsync = fsyncs ? static_cast<double>(commits) / fsyncs : 0;
     run.cpu_us_per_request =

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
+#include "rocksdb/write_batch.h"
 
 namespace baton::bench {
 namespace {
@@ -73,11 +74,23 @@ absl::StatusOr<ThroughputResult> MeasureRawRocksDbSyncedPuts(
   for (int t = 0; t < options.threads; ++t) {
     threads.emplace_back([&, t] {
       std::vector<double>& mine = latencies[static_cast<size_t>(t)];
+      std::vector<std::pair<std::string, std::string>> puts;
       for (uint64_t i = 0;; ++i) {
         const Clock::time_point before = Clock::now();
-        if (before >= end) break;
-        rocksdb::Status put =
-            db->Put(write_options, absl::StrCat("raw/", t, "/", i), value);
+        if (options.ops_per_thread > 0 ? i >= options.ops_per_thread
+                                       : before >= end) {
+          break;
+        }
+        rocksdb::Status put;
+        if (options.make_puts) {
+          puts.clear();
+          options.make_puts(t, i, &puts);
+          rocksdb::WriteBatch batch;
+          for (const auto& [k, v] : puts) put = batch.Put(k, v);
+          if (put.ok()) put = db->Write(write_options, &batch);
+        } else {
+          put = db->Put(write_options, absl::StrCat("raw/", t, "/", i), value);
+        }
         if (!put.ok()) {
           failed = true;
           break;

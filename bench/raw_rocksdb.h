@@ -12,7 +12,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -40,14 +42,24 @@ struct RawRocksDbOptions {
   int threads = 1;
   // How long the writers run. Default: 3 s.
   std::chrono::milliseconds duration{3000};
+  // When > 0, each writer makes exactly this many Puts instead of running for
+  // `duration` (fixed work, e.g. to count instructions). Default: 0.
+  uint64_t ops_per_thread = 0;
   // Bytes of each value (keys are ~20 bytes). Default: 100 bytes.
   size_t value_bytes = 100;
   // WriteOptions::sync (fsync the WAL before Put returns). Default: true.
   bool sync = true;
+  // When set, operation `i` of writer `thread` writes the (key, value) pairs
+  // this fills in as one WriteBatch instead of one Put of `value_bytes`
+  // (e.g. the same keys as a StableStore commit it is compared with).
+  // Default: unset.
+  std::function<void(int thread, uint64_t i,
+                     std::vector<std::pair<std::string, std::string>>* puts)>
+      make_puts;
 };
 
-// Runs `threads` threads that each Put distinct keys, with sync, into one
-// RocksDB database for `duration`. RocksDB groups concurrent writers itself
+// Runs `threads` threads that each Put distinct keys (or write the batches of
+// `make_puts`), with sync, into one RocksDB database for `duration`. RocksDB groups concurrent writers itself
 // (one WAL fsync per write group), so this is the engine's best case.
 // Errors: kInvalidArgument (empty dir, threads < 1), kUnavailable (RocksDB
 // open or write failed).

@@ -1,5 +1,6 @@
-# Storage benchmark: StableStore (RocksDB) durable commits/s against raw
-# RocksDB synced Puts in the same run. Run: baton-storage-bench --help.
+# Storage benchmark: StableStore (RocksDB) durable commits/s and CPU per
+# commit against raw RocksDB synced Puts in the same run. Run:
+# baton-storage-bench --help; instruction counts: bench/storage_instructions.sh.
 
 # The raw RocksDB baseline, reusable by other benchmarks (e.g. the HTTP one).
 add_library(baton_bench_raw_rocksdb ${CMAKE_CURRENT_LIST_DIR}/raw_rocksdb.cc)
@@ -7,9 +8,14 @@ target_link_libraries(baton_bench_raw_rocksdb
   PUBLIC absl::status absl::statusor
   PRIVATE absl::strings RocksDB::rocksdb Threads::Threads)
 
+# Load average, busy-machine warning and process CPU time for benchmarks.
+add_library(baton_bench_machine_load ${CMAKE_CURRENT_LIST_DIR}/machine_load.cc)
+target_link_libraries(baton_bench_machine_load PRIVATE absl::str_format)
+
 if(TARGET baton_storage)
   add_executable(baton-storage-bench ${CMAKE_CURRENT_LIST_DIR}/storage_bench.cc)
   target_link_libraries(baton-storage-bench PRIVATE
-    baton_storage baton_bench_raw_rocksdb CLI11::CLI11 nlohmann_json::nlohmann_json absl::strings
-    spdlog::spdlog Threads::Threads)
+    baton_storage baton_bench_raw_rocksdb baton_bench_machine_load CLI11::CLI11
+    nlohmann_json::nlohmann_json absl::strings absl::str_format
+    absl::synchronization spdlog::spdlog Threads::Threads)
 endif()

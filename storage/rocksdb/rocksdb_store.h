@@ -4,15 +4,30 @@
 // survives process crashes (every acknowledged commit is fsync'd to RocksDB's
 // write-ahead log before Commit() returns) but not the loss of the disk.
 //
-// Concurrent commits share fsyncs (group commit): a commit joins a queue; the
-// first commit in the queue (the leader) takes the queued commits, checks each
-// one's conditions in order against the committed state plus the commits
-// accepted before it in the same group, writes the accepted ones as one
-// rocksdb::WriteBatch with one WAL fsync and hands every waiter its own result.
-// CommitAsync() joins the same queue without a thread of its own: when such a
-// commit is at the front, the store's committer thread (started by the first
-// CommitAsync) leads the group and runs the callbacks once the group is
-// durable, so no thread waits per request (CommitsAsynchronously() is true).
+// Concurrent commits share fsyncs (group commit), and the check and write of
+// one group overlap the fsync of the previous one:
+//   1. A commit joins a queue. The first commit in the queue (the leader: its
+//      own thread for Commit(), one of the store's two committer threads for
+//      CommitAsync()) takes the queued commits as a group and checks each
+//      one's conditions in order against the latest state, including groups
+//      written before it whose fsync is still running, plus the commits
+//      accepted before it in the same group; it writes the accepted ones as
+//      one rocksdb::WriteBatch to the WAL and the memtable, without an fsync.
+//   2. One thread at a time (usually the one that just wrote a group) makes
+//      the written groups durable with one WAL fsync (DB::SyncWAL, covering
+//      every group written before it), while another may check and write
+//      the next group. The next fsync starts once the commits queued
+//      meanwhile are written, so it covers all of them.
+//   3. Only then are the groups' commits answered, in commit order: Commit()
+//      returns, CommitAsync() callbacks run (on the thread that did the
+//      fsync), also for commits that only checked conditions or conflicted
+//      (so a commit never returns before an earlier one it may depend on is
+//      durable).
+// Reads (Get, Scan) see a RocksDB snapshot of the state after the last
+// durable group, never a commit whose fsync has not finished. If an fsync
+// fails, every commit of that group and of every group written after it
+// fails, and the next leader recovers the database first.
+// With sync = false there is no fsync: a group is answered once written.
 // See docs/storage.md for the encoding and the error mapping.
 //
 // Thread safety: a store is thread-safe; any number of threads may call any
@@ -47,8 +62,9 @@ struct RocksDbOptions {
   // crash is survived, a machine crash loses the last commits.
   bool sync = true;
 
-  // Group commit: at most this many commits share one WriteBatch and one
-  // fsync. Default: 256 commits. 1 disables grouping (one fsync per commit).
+  // Group commit: at most this many commits are checked and written as one
+  // group (one WriteBatch). Default: 256 commits. 1: one batch per commit
+  // (an fsync still covers every batch written before it).
   size_t max_group_commits = 256;
 
   // Group commit: a group stops growing once its commits' keys and values
@@ -75,8 +91,10 @@ struct RocksDbStoreStats {
   uint64_t commits_conflict = 0;    // ... that returned kAborted.
   uint64_t commits_failed = 0;      // ... that returned another error.
   uint64_t groups = 0;              // Groups of commits processed.
-  uint64_t batches_written = 0;     // WriteBatches written; with sync = true,
-                                    // each one is one WAL fsync.
+  uint64_t batches_written = 0;     // WriteBatches written to the WAL (one
+                                    // per group with writes).
+  uint64_t wal_syncs = 0;           // WAL fsyncs (sync = true); each makes
+                                    // every batch written before it durable.
   uint64_t recoveries = 0;          // Successful recoveries after a write
                                     // error (DB::Resume() or a reopen).
 };
@@ -84,16 +102,18 @@ struct RocksDbStoreStats {
 // The RocksDB store with the operations beyond the StableStore contract.
 class RocksDbStore : public StableStore {
  public:
-  // Closes the database. Afterwards every call returns kUnavailable; commits
-  // queued behind a running group fail with kUnavailable (asynchronous ones
-  // get their callback with it before Close returns, unless Close is called
-  // from a commit callback). Waits for a running group to finish.
+  // Closes the database. Afterwards every call returns kUnavailable. Groups
+  // already being written finish (and are answered once durable); commits
+  // queued behind them fail with kUnavailable (asynchronous ones get their
+  // callback with it before Close returns, unless Close is called from a
+  // commit callback, which does not wait and fails the groups in flight).
   // Idempotent; the destructor calls it.
   [[nodiscard]] virtual absl::Status Close() = 0;
 
   virtual RocksDbStoreStats Stats() const = 0;
 
-  // The revision of the last successful commit with writes (0 for a new store).
+  // The revision of the last acknowledged commit with writes (0 for a new
+  // store).
   virtual uint64_t CurrentRevision() const = 0;
 };
 
