@@ -8,13 +8,15 @@
 # its seed corpus. Any failure, sanitizer report or fuzzer finding fails it.
 #
 #   BATON_FUZZ_SECONDS   time per fuzzer. Default: 30 (0: seeds only).
-#   BATON_FUZZ_JOBS      fuzzers run at once. Default: 1.
+#   BATON_FUZZ_JOBS      fuzzers run at once. Default: the number of cores
+#                        (nproc); each fuzzer keeps its full time.
 #   BATON_FUZZ_OUT       where new inputs, crash artifacts and logs go.
 #                        Default: build-sanitize/fuzz-out
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${BATON_FUZZ_SECONDS:-30}
+jobs=${BATON_FUZZ_JOBS:-$(nproc)}
 out=${BATON_FUZZ_OUT:-build-sanitize/fuzz-out}
 
 fuzzers=(http_server request_id kv_json takeover_datagram takeover_node kv_config takeoverd_config)
@@ -57,13 +59,11 @@ tests_done=$(date +%s)
 # Fuzzers: new inputs go to $out/<name>/corpus (the repository's seeds are read,
 # never written); a finding leaves $out/<name>/crash-* (or leak-, timeout-, oom-).
 mkdir -p "$out"
-failed=()
-summary=()
-for f in "${fuzzers[@]}"; do
-  dir="$out/$f"
+
+# One fuzzer: the seeds, then the timed run. Leaves its exit status in $out/<name>/rc.
+fuzz_one() {
+  local f=$1 dir="$out/$1" bin=build-sanitize/tests/fuzz/fuzz_$1 timeout=10 rc
   mkdir -p "$dir/corpus"
-  bin=build-sanitize/tests/fuzz/fuzz_$f
-  timeout=10
   if [ "$f" = http_server ]; then timeout=20; fi  # its own hang check fires at 5 s idle
   echo "fuzz: $f: every seed once, then ${seconds}s of fuzzing (seeds: tests/fuzz/corpus/$f)"
   set +e
@@ -80,13 +80,33 @@ for f in "${fuzzers[@]}"; do
   else
     cp "$dir/seeds.log" "$dir/log"
   fi
-  set -e
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -n 1)
+  echo "$rc" >"$dir/rc"
+}
+
+# BATON_FUZZ_JOBS at a time (each fuzzer is one process on one core).
+running=0
+for f in "${fuzzers[@]}"; do
+  rm -f "$out/$f/rc"
+  fuzz_one "$f" &
+  running=$((running + 1))
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+done
+wait || true
+
+failed=()
+summary=()
+for f in "${fuzzers[@]}"; do
+  dir="$out/$f"
+  rc=$(cat "$dir/rc" 2>/dev/null || echo 1)
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" 2>/dev/null | tail -n 1)
   summary+=("$(printf '%-20s %10s executions  exit %d' "$f" "${execs:-?}" "$rc")")
   if [ "$rc" -ne 0 ]; then
     failed+=("$f")
     echo "fuzz: $f FAILED (exit $rc); the end of $dir/log:"
-    tail -n 60 "$dir/log"
+    tail -n 60 "$dir/log" 2>/dev/null || true
     ls "$dir"/crash-* "$dir"/leak-* "$dir"/timeout-* "$dir"/oom-* 2>/dev/null || true
   fi
 done
