@@ -24,6 +24,7 @@ unit_tests=(
   framework_pipeline_test framework_pipeline_async_test   # pipeline (memory store, RocksDB)
   framework_http_test kvservice_http_test                 # HTTP front end, kv sample
   rocksdb_store_test rocksdb_async_test memory_store_test # store contract + RocksDB, memory
+  rocksdb_overlap_test                                    # RocksDB overlapped group commit
   framework_client_retry_test framework_client_connect_test  # retrying client
   takeover_core_test takeover_udp_transport_test          # core + wire, HMAC transport
 )
