@@ -54,6 +54,7 @@ namespace {
 
 using rocksdb_internal::OpenRocksDbOnEnv;
 using testing::NewHookedEnv;
+using testing::ForkAndKillAfterFirstAck;
 using testing::TempDir;
 using testing::WalHooks;
 
@@ -542,49 +543,11 @@ TEST(RocksDbOverlapTest, PowerLossAfterKillNineLosesNothingAcknowledged) {
 
   for (int round = 0; round < 5; ++round) {
     shared->count = 0;
-    int fds[2];
-    ASSERT_EQ(::pipe(fds), 0);
     const uint32_t child_seed = rng();
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      RunChainChild(options, round, fds[1], shared, child_seed);
-    }
-    ::close(fds[1]);
-
     std::vector<Ack> acks;
-    std::string buffer;
-    bool eof = false;
-    auto read_some = [&](int timeout_ms) {
-      pollfd p{fds[0], POLLIN, 0};
-      if (::poll(&p, 1, timeout_ms) <= 0) return;
-      char chunk[4096];
-      ssize_t n = ::read(fds[0], chunk, sizeof(chunk));
-      if (n <= 0) {
-        eof = true;
-        return;
-      }
-      buffer.append(chunk, static_cast<size_t>(n));
-      while (buffer.size() >= sizeof(Ack)) {
-        Ack ack;
-        std::memcpy(&ack, buffer.data(), sizeof(ack));
-        acks.push_back(ack);
-        buffer.erase(0, sizeof(Ack));
-      }
-    };
-    for (int i = 0; i < 500 && acks.empty() && !eof; ++i) read_some(20);
-    ASSERT_FALSE(acks.empty()) << "the child acknowledged nothing";
-    const auto kill_at = std::chrono::steady_clock::now() +
-                         std::chrono::milliseconds(50 + rng() % 400);
-    while (std::chrono::steady_clock::now() < kill_at && !eof) read_some(5);
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
-    int wstatus = 0;
-    ASSERT_EQ(::waitpid(pid, &wstatus, 0), pid);
-    while (!eof) read_some(1000);
-    ::close(fds[0]);
-    ASSERT_TRUE(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL)
-        << "child ended before the kill, status " << wstatus;
+    ASSERT_NO_FATAL_FAILURE(ForkAndKillAfterFirstAck<Ack>(
+        [&](int fd) { RunChainChild(options, round, fd, shared, child_seed); },
+        std::chrono::milliseconds(50 + rng() % 400), &acks));
 
     DropUnsyncedWalData(options.path, *shared);
     absl::StatusOr<std::unique_ptr<RocksDbStore>> opened = OpenRocksDb(options);

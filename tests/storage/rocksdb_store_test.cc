@@ -34,6 +34,7 @@
 namespace baton::storage {
 namespace {
 
+using testing::ForkAndKillAfterFirstAck;
 using testing::TempDir;
 
 RocksDbOptions OptionsFor(const std::string& dir) {
@@ -275,50 +276,11 @@ TEST(RocksDbStoreTest, KillNineLosesNoAcknowledgedCommit) {
   uint64_t last_revision = 0;
 
   for (int round = 0; round < 5; ++round) {
-    int fds[2];
-    ASSERT_EQ(::pipe(fds), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      RunCommitChild(options, round, fds[1]);
-    }
-    ::close(fds[1]);
-
+    // Killed at a random moment after the first acknowledgement.
     std::vector<Ack> acks;
-    std::string buffer;
-    bool eof = false;
-    auto read_some = [&](int timeout_ms) {
-      pollfd p{fds[0], POLLIN, 0};
-      if (::poll(&p, 1, timeout_ms) <= 0) return;
-      char chunk[4096];
-      ssize_t n = ::read(fds[0], chunk, sizeof(chunk));
-      if (n <= 0) {
-        eof = true;
-        return;
-      }
-      buffer.append(chunk, static_cast<size_t>(n));
-      while (buffer.size() >= sizeof(Ack)) {
-        Ack ack;
-        std::memcpy(&ack, buffer.data(), sizeof(ack));
-        acks.push_back(ack);
-        buffer.erase(0, sizeof(Ack));
-      }
-    };
-    // Kill at a random moment after the first acknowledgement.
-    for (int i = 0; i < 500 && acks.empty() && !eof; ++i) read_some(20);
-    ASSERT_FALSE(acks.empty()) << "the child acknowledged nothing";
-    const auto kill_at = std::chrono::steady_clock::now() +
-                         std::chrono::milliseconds(10 + rng() % 400);
-    while (std::chrono::steady_clock::now() < kill_at && !eof) read_some(5);
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
-    int wstatus = 0;
-    ASSERT_EQ(::waitpid(pid, &wstatus, 0), pid);
-    // Acknowledgements written before the kill are still in the pipe.
-    while (!eof) read_some(1000);
-    ::close(fds[0]);
-    ASSERT_TRUE(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL)
-        << "child ended before the kill, status " << wstatus;
+    ASSERT_NO_FATAL_FAILURE(ForkAndKillAfterFirstAck<Ack>(
+        [&](int fd) { RunCommitChild(options, round, fd); },
+        std::chrono::milliseconds(10 + rng() % 400), &acks));
 
     std::unique_ptr<RocksDbStore> store = MustOpen(options);
     ASSERT_NE(store, nullptr);

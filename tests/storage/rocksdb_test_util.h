@@ -5,9 +5,14 @@
 #ifndef BATON_TESTS_STORAGE_ROCKSDB_TEST_UTIL_H_
 #define BATON_TESTS_STORAGE_ROCKSDB_TEST_UTIL_H_
 
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -15,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
@@ -174,6 +180,60 @@ class HookedFileSystem : public rocksdb::FileSystemWrapper {
 // outlive it).
 inline std::unique_ptr<rocksdb::Env> NewHookedEnv(WalHooks* hooks) {
   return rocksdb::NewCompositeEnv(std::make_shared<HookedFileSystem>(hooks));
+}
+
+// Runs `child(fd)` in a forked process; the child writes fixed-size `Ack`
+// records to `fd` (one per acknowledged commit) and never returns. The child
+// is killed with SIGKILL `delay` after its first Ack; every Ack it wrote
+// before it died is appended to `acks`. A child that acknowledged nothing, or
+// that ended before the kill, is a test failure (fatal: check with
+// ASSERT_NO_FATAL_FAILURE).
+template <typename Ack, typename Child>
+void ForkAndKillAfterFirstAck(Child child, std::chrono::milliseconds delay,
+                              std::vector<Ack>* acks) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    child(fds[1]);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string buffer;
+  bool eof = false;
+  auto read_some = [&](int timeout_ms) {
+    pollfd p{fds[0], POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) <= 0) return;
+    char chunk[4096];
+    const ssize_t n = ::read(fds[0], chunk, sizeof(chunk));
+    if (n <= 0) {
+      eof = true;
+      return;
+    }
+    buffer.append(chunk, static_cast<size_t>(n));
+    while (buffer.size() >= sizeof(Ack)) {
+      Ack ack;
+      std::memcpy(&ack, buffer.data(), sizeof(ack));
+      acks->push_back(ack);
+      buffer.erase(0, sizeof(Ack));
+    }
+  };
+  const size_t before = acks->size();
+  for (int i = 0; i < 500 && acks->size() == before && !eof; ++i) read_some(20);
+  if (acks->size() == before) ::kill(pid, SIGKILL);
+  ASSERT_GT(acks->size(), before) << "the child acknowledged nothing";
+  const auto kill_at = std::chrono::steady_clock::now() + delay;
+  while (std::chrono::steady_clock::now() < kill_at && !eof) read_some(5);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  int wstatus = 0;
+  ASSERT_EQ(::waitpid(pid, &wstatus, 0), pid);
+  // Acknowledgements written before the kill are still in the pipe.
+  while (!eof) read_some(1000);
+  ::close(fds[0]);
+  ASSERT_TRUE(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL)
+      << "child ended before the kill, status " << wstatus;
 }
 
 }  // namespace baton::storage::testing
