@@ -1,10 +1,14 @@
 #include "storage/etcd/etcd_client.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <climits>
 #include <fstream>
 #include <sstream>
 #include <utility>
+
+#include <grpcpp/alarm.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -39,6 +43,17 @@ gpr_timespec After(std::chrono::milliseconds d) {
   // the call starts, so this code reads no clock itself.
   return gpr_time_from_millis(d.count(), GPR_TIMESPAN);
 }
+
+gpr_timespec MonotonicFromNs(int64_t ns) {
+  gpr_timespec t;
+  t.tv_sec = ns / 1000000000;
+  t.tv_nsec = static_cast<int32_t>(ns % 1000000000);
+  t.clock_type = GPR_CLOCK_MONOTONIC;
+  return t;
+}
+
+// The completion thread of the client running on this thread, if any.
+thread_local const void* tls_completion_client = nullptr;
 
 bool MessageHas(const grpc::Status& s, std::initializer_list<const char*> needles) {
   for (const char* n : needles) {
@@ -183,8 +198,12 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const EtcdOptions& option
     ep->auth = etcdserverpb::Auth::NewStub(ep->channel);
     client->endpoints_.push_back(std::move(ep));
   }
+  client->last_term_.assign(client->endpoints_.size(), 0);
+  Client* raw = client.get();
+  client->completion_thread_ = std::thread([raw] { raw->CompletionLoop(); });
   return client;
 }
+
 
 std::string Client::Token() const {
   absl::MutexLock lock(&token_mu_);
@@ -209,8 +228,17 @@ EtcdStoreStats Client::Stats() const {
   s.failovers = failovers_.load();
   s.unknown_outcomes = unknown_outcomes_.load();
   s.authentications = authentications_.load();
+  s.probe_failures = probe_failures_.load();
+  s.cancelled_calls = cancelled_calls_.load();
   return s;
 }
+
+int64_t Client::NowNs() {
+  const gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+  return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
+
+bool Client::OnCompletionThread() const { return tls_completion_client == this; }
 
 bool Client::WaitConnected(Endpoint& ep) {
   grpc_connectivity_state state = ep.channel->GetState(/*try_to_connect=*/true);
@@ -255,15 +283,25 @@ absl::Status Client::EnsureToken(Endpoint& ep, const std::string* stale) {
   return absl::OkStatus();
 }
 
+void Client::MoveTo(size_t from, size_t to, const char* why) {
+  if (from == to) return;
+  size_t expected = from;
+  if (current_.compare_exchange_strong(expected, to)) {
+    failovers_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("etcd: now using endpoint {} ({})", endpoints_[to]->target, why);
+  }
+}
+
 size_t Client::StartEndpoint() {
   const size_t current = current_.load() % endpoints_.size();
-  if (current == 0) return 0;
+  // With a health probe, it alone decides when to go back to the first
+  // endpoint (once that member has a leader and has caught up).
+  if (current == 0 || options_.health_probe_interval.count() > 0) return current;
   // The first endpoint is the preferred one (deployments list the host's own
   // member first). A call moved away when it was down; once it is back, go
   // back to it, so that the crash of the member this client moved to does
   // not cost a request timeout first.
-  const gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
-  const int64_t now_ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+  const int64_t now_ns = NowNs();
   int64_t last = last_fail_back_probe_ns_.load(std::memory_order_relaxed);
   if (now_ns - last < std::chrono::nanoseconds(kFailBackProbeInterval).count() ||
       !last_fail_back_probe_ns_.compare_exchange_strong(last, now_ns)) {
@@ -273,80 +311,453 @@ size_t Client::StartEndpoint() {
   // finds it ready.
   Endpoint& first = *endpoints_[0];
   if (first.channel->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_READY) return current;
-  size_t expected = current;
-  if (current_.compare_exchange_strong(expected, 0)) {
-    failovers_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::info("etcd: back on the first endpoint {}", first.target);
-    return 0;
-  }
-  return expected % endpoints_.size();
+  MoveTo(current, 0, "the first endpoint is back");
+  return current_.load() % endpoints_.size();
 }
 
-absl::Status Client::Call(CallKind kind, const Rpc& rpc) {
-  const size_t n = endpoints_.size();
-  const size_t start = StartEndpoint();
-  std::vector<std::string> why;
-  for (size_t k = 0; k < n; ++k) {
-    const size_t i = (start + k) % n;
-    Endpoint& ep = *endpoints_[i];
-    if (!WaitConnected(ep)) {
-      why.push_back(absl::StrCat(ep.target, ": not connected within ",
-                                 options_.dial_timeout.count(), " ms"));
-      continue;
-    }
-    absl::Status auth = EnsureToken(ep, /*stale=*/nullptr);
-    if (absl::IsUnavailable(auth)) {
-      why.push_back(std::string(auth.message()));
-      continue;
-    }
-    if (!auth.ok()) return auth;
+// ------------------------------------------------------ calls in flight ----
 
-    bool refreshed = false;
+void Client::Register(InFlight* call) {
+  absl::MutexLock lock(&calls_mu_);
+  in_flight_.insert(call);
+  if (closing_) {
+    call->cancelled_because = "the store is closing";
+    call->context->TryCancel();
+  }
+}
+
+void Client::Unregister(InFlight* call) {
+  absl::MutexLock lock(&calls_mu_);
+  in_flight_.erase(call);
+}
+
+void Client::CancelCalls(size_t endpoint, int64_t before_ns, const std::string& why) {
+  size_t n = 0;
+  {
+    absl::MutexLock lock(&calls_mu_);
+    for (InFlight* f : in_flight_) {
+      if (f->endpoint != endpoint || f->started_ns >= before_ns || !f->cancelled_because.empty()) {
+        continue;
+      }
+      f->cancelled_because = why;
+      f->context->TryCancel();
+      ++n;
+    }
+  }
+  if (n == 0) return;
+  cancelled_calls_.fetch_add(n, std::memory_order_relaxed);
+  spdlog::warn("etcd at {}: cancelled {} unanswered call(s): {}", endpoints_[endpoint]->target,
+               n, why);
+}
+
+// ------------------------------------------------------------- the walk ----
+
+// The endpoints one call tries, from the start endpoint on, and what each
+// attempt's outcome means: the one fail-over algorithm of Call() and
+// TxnAsync().
+class Client::Walk {
+ public:
+  Walk(Client& c, CallKind kind)
+      : c_(c), kind_(kind), n_(c.endpoints_.size()), start_(c.StartEndpoint()) {}
+
+  bool exhausted() const { return k_ >= n_; }
+  size_t index() const { return (start_ + k_) % n_; }
+  Endpoint& endpoint() const { return *c_.endpoints_[index()]; }
+
+  // Gives up on the endpoint in hand, for `why`.
+  void Skip(std::string why) {
+    why_.push_back(std::move(why));
+    ++k_;
+    refreshed_ = false;
+  }
+  void SkipUnconnected() {
+    Skip(absl::StrCat(endpoint().target, ": not connected within ",
+                      c_.options_.dial_timeout.count(), " ms"));
+  }
+
+  // Before sending on the endpoint in hand: the auth token. OK: send;
+  // kUnavailable: Skip()ped, try the next; other: the call's result.
+  absl::Status Authenticate() {
+    absl::Status auth = c_.EnsureToken(endpoint(), /*stale=*/nullptr);
+    if (absl::IsUnavailable(auth)) {
+      Skip(std::string(auth.message()));
+    }
+    return auth;
+  }
+
+  enum class Step {
+    kReturn,  // *result is the call's outcome
+    kRetry,   // send again on the same endpoint (new token)
+    kNext,    // try the next endpoint (if any)
+  };
+  // After an attempt that carried `token` ended with `s`; `cancelled`: why
+  // the probe cancelled it, if it did.
+  Step After(const grpc::Status& s, const std::string& token, const std::string& cancelled,
+             absl::Status* result) {
+    const size_t i = index();
+    Endpoint& ep = endpoint();
+    if (s.ok()) {
+      c_.MoveTo(start_, i, "answered");
+      *result = absl::OkStatus();
+      return Step::kReturn;
+    }
+    const std::string message =
+        cancelled.empty() ? s.error_message() : absl::StrCat("cancelled: ", cancelled);
+    const FailureClass fc = Classify(s, kind_);
+    if (fc == FailureClass::kBadToken && !refreshed_ && !c_.options_.username.empty()) {
+      // etcd checks the token before proposing: nothing was applied.
+      refreshed_ = true;
+      absl::Status again = c_.EnsureToken(ep, &token);
+      if (again.ok()) return Step::kRetry;
+      if (!absl::IsUnavailable(again)) {
+        *result = again;
+        return Step::kReturn;
+      }
+      Skip(std::string(again.message()));
+      return Step::kNext;
+    }
+    if (fc == FailureClass::kNotApplied) {
+      Skip(absl::StrCat(ep.target, ": ", message));
+      return Step::kNext;
+    }
+    if (fc == FailureClass::kUnknown) {
+      c_.unknown_outcomes_.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("etcd at {}: commit sent but not answered ({}): outcome unknown", ep.target,
+                   message);
+      // The member did not answer: let the next call start elsewhere. (A
+      // call the probe cancelled: the probe has moved, if it had to.)
+      if (n_ > 1 && cancelled.empty()) c_.MoveTo(i, (i + 1) % n_, "a commit was not answered");
+      *result = absl::UnknownError(
+          absl::StrCat("etcd at ", ep.target, ": commit sent but not answered (", message,
+                       "); its outcome is unknown: resolve by reading"));
+      return Step::kReturn;
+    }
+    *result = FinalStatus(s, ep.target);
+    return Step::kReturn;
+  }
+
+  absl::Status Unavailable() const {
+    return absl::UnavailableError(
+        absl::StrCat("etcd: no endpoint could serve the request, nothing was written: ",
+                     absl::StrJoin(why_, "; ")));
+  }
+
+ private:
+  Client& c_;
+  const CallKind kind_;
+  const size_t n_;
+  const size_t start_;
+  size_t k_ = 0;
+  bool refreshed_ = false;
+  std::vector<std::string> why_;
+};
+
+absl::Status Client::Call(CallKind kind, const Rpc& rpc) {
+  Walk walk(*this, kind);
+  while (!walk.exhausted()) {
+    Endpoint& ep = walk.endpoint();
+    if (!WaitConnected(ep)) {
+      walk.SkipUnconnected();
+      continue;
+    }
+    if (absl::Status auth = walk.Authenticate(); !auth.ok()) {
+      if (absl::IsUnavailable(auth)) continue;
+      return auth;
+    }
     for (;;) {
       grpc::ClientContext ctx;
       const std::string token = Prepare(ctx);
+      InFlight call{&ctx, walk.index(), NowNs(), {}};
+      Register(&call);
       const grpc::Status s = rpc(ep, ctx);
-      if (s.ok()) {
-        size_t expected = start;
-        if (i != start && current_.compare_exchange_strong(expected, i)) {
-          failovers_.fetch_add(1, std::memory_order_relaxed);
-          spdlog::info("etcd: now using endpoint {}", ep.target);
-        }
-        return absl::OkStatus();
-      }
-      const FailureClass c = Classify(s, kind);
-      if (c == FailureClass::kBadToken && !refreshed && !options_.username.empty()) {
-        // etcd checks the token before proposing: nothing was applied.
-        refreshed = true;
-        absl::Status again = EnsureToken(ep, &token);
-        if (again.ok()) continue;
-        if (!absl::IsUnavailable(again)) return again;
-        why.push_back(std::string(again.message()));
-        break;
-      }
-      if (c == FailureClass::kNotApplied) {
-        why.push_back(absl::StrCat(ep.target, ": ", s.error_message()));
-        break;
-      }
-      if (c == FailureClass::kUnknown) {
-        unknown_outcomes_.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("etcd at {}: commit sent but not answered ({}): outcome unknown",
-                     ep.target, s.error_message());
-        // The member did not answer: let the next call start elsewhere.
-        size_t expected = i;
-        if (n > 1 && current_.compare_exchange_strong(expected, (i + 1) % n)) {
-          failovers_.fetch_add(1, std::memory_order_relaxed);
-        }
-        return absl::UnknownError(absl::StrCat(
-            "etcd at ", ep.target, ": commit sent but not answered (",
-            s.error_message(), "); its outcome is unknown: resolve by reading"));
-      }
-      return FinalStatus(s, ep.target);
+      Unregister(&call);
+      absl::Status result;
+      const Walk::Step step = walk.After(s, token, call.cancelled_because, &result);
+      if (step == Walk::Step::kReturn) return result;
+      if (step == Walk::Step::kNext) break;
     }
   }
-  return absl::UnavailableError(absl::StrCat(
-      "etcd: no endpoint could serve the request, nothing was written: ",
-      absl::StrJoin(why, "; ")));
+  return walk.Unavailable();
+}
+
+// ------------------------------------------------- asynchronous calls ----
+
+// One TxnAsync() call: the walk of Call() as a chain of completion-queue
+// steps (wait for the connection, send, judge the answer). On the heap;
+// deletes itself after calling back.
+class Client::AsyncTxn : public Client::Tag {
+ public:
+  AsyncTxn(Client& c, CallKind kind, const etcdserverpb::TxnRequest* request,
+           etcdserverpb::TxnResponse* response, Done done)
+      : c_(c), walk_(c, kind), request_(request), response_(response), done_(std::move(done)) {}
+
+  void Attempt() {
+    if (walk_.exhausted() || c_.Closing()) {
+      return Finish(c_.Closing() ? absl::UnavailableError("etcd: the store is closing")
+                                 : walk_.Unavailable());
+    }
+    const grpc_connectivity_state state =
+        walk_.endpoint().channel->GetState(/*try_to_connect=*/true);
+    if (state == GRPC_CHANNEL_READY) return Send();
+    dial_deadline_ =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), After(c_.options_.dial_timeout));
+    WaitForChange(state);
+  }
+
+  void Proceed(bool ok) override {
+    if (connecting_) {
+      const grpc_connectivity_state state =
+          walk_.endpoint().channel->GetState(/*try_to_connect=*/true);
+      if (state == GRPC_CHANNEL_READY) return Send();
+      if (!ok) {  // the dial deadline passed
+        walk_.SkipUnconnected();
+        return Attempt();
+      }
+      return WaitForChange(state);
+    }
+    c_.Unregister(&call_);
+    absl::Status result;
+    switch (walk_.After(status_, token_, call_.cancelled_because, &result)) {
+      case Walk::Step::kReturn:
+        return Finish(result);
+      case Walk::Step::kRetry:
+        return Send();
+      case Walk::Step::kNext:
+        return Attempt();
+    }
+  }
+
+ private:
+  void WaitForChange(grpc_connectivity_state state) {
+    connecting_ = true;
+    walk_.endpoint().channel->NotifyOnStateChange(state, dial_deadline_, &c_.cq_, this);
+  }
+
+  void Send() {
+    connecting_ = false;
+    if (absl::Status auth = walk_.Authenticate(); !auth.ok()) {
+      if (absl::IsUnavailable(auth)) return Attempt();
+      return Finish(auth);
+    }
+    context_ = std::make_unique<grpc::ClientContext>();
+    token_ = c_.Prepare(*context_);
+    call_ = InFlight{context_.get(), walk_.index(), NowNs(), {}};
+    c_.Register(&call_);
+    reader_ = walk_.endpoint().kv->AsyncTxn(context_.get(), *request_, &c_.cq_);
+    reader_->Finish(response_, &status_, this);
+  }
+
+  void Finish(absl::Status result) {
+    Done done = std::move(done_);
+    Client& c = c_;
+    delete this;
+    done(std::move(result));
+    c.AsyncFinished();
+  }
+
+  Client& c_;
+  Walk walk_;
+  const etcdserverpb::TxnRequest* const request_;
+  etcdserverpb::TxnResponse* const response_;
+  Done done_;
+  bool connecting_ = false;
+  gpr_timespec dial_deadline_{};
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::string token_;
+  InFlight call_;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<etcdserverpb::TxnResponse>> reader_;
+  grpc::Status status_;
+};
+
+class Client::Alarm : public Client::Tag {
+ public:
+  Alarm(Client& c, absl::AnyInvocable<void()> fn) : c_(c), fn_(std::move(fn)) {}
+  grpc::Alarm& alarm() { return alarm_; }
+  void Proceed(bool ok) override {
+    {
+      absl::MutexLock lock(&c_.calls_mu_);
+      c_.alarms_.erase(this);
+    }
+    if (ok) fn_();
+    Client& c = c_;
+    delete this;
+    c.AsyncFinished();
+  }
+
+ private:
+  Client& c_;
+  absl::AnyInvocable<void()> fn_;
+  grpc::Alarm alarm_;
+};
+
+bool Client::Closing() const {
+  absl::MutexLock lock(&calls_mu_);
+  return closing_;
+}
+
+bool Client::BeginAsync() {
+  absl::MutexLock lock(&calls_mu_);
+  if (closing_) return false;
+  ++pending_async_;
+  return true;
+}
+
+void Client::AsyncFinished() {
+  absl::MutexLock lock(&calls_mu_);
+  --pending_async_;
+}
+
+void Client::TxnAsync(CallKind kind, const etcdserverpb::TxnRequest* request,
+                      etcdserverpb::TxnResponse* response, Done done) {
+  if (!BeginAsync()) {
+    done(absl::UnavailableError("etcd: the store is closing; nothing was written"));
+    return;
+  }
+  (new AsyncTxn(*this, kind, request, response, std::move(done)))->Attempt();
+}
+
+void Client::RunAt(int64_t deadline_ns, absl::AnyInvocable<void()> fn) {
+  if (!BeginAsync()) return;
+  auto* a = new Alarm(*this, std::move(fn));
+  {
+    absl::MutexLock lock(&calls_mu_);
+    alarms_.insert(a);
+  }
+  a->alarm().Set(&cq_, MonotonicFromNs(deadline_ns), a);
+}
+
+void Client::CompletionLoop() {
+  pthread_setname_np(pthread_self(), "etcd-completion");
+  tls_completion_client = this;
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq_.Next(&tag, &ok)) static_cast<Tag*>(tag)->Proceed(ok);
+}
+
+void Client::Shutdown() {
+  {
+    absl::MutexLock lock(&calls_mu_);
+    if (shut_down_) return;
+    closing_ = true;
+    for (InFlight* f : in_flight_) {
+      if (f->cancelled_because.empty()) f->cancelled_because = "the store is closing";
+      f->context->TryCancel();
+    }
+    for (Alarm* a : alarms_) a->alarm().Cancel();
+    // Every asynchronous call and alarm has called back (a call waiting
+    // for a connection does so by its dial deadline at the latest).
+    calls_mu_.Await(absl::Condition(
+        +[](size_t* pending) { return *pending == 0; }, &pending_async_));
+    shut_down_ = true;
+  }
+  cq_.Shutdown();
+  if (completion_thread_.joinable()) completion_thread_.join();
+}
+
+Client::~Client() { Shutdown(); }
+
+// --------------------------------------------------------- health probe ----
+
+ProbeVerdict JudgeProbe(const MemberHealth& h, uint64_t previous_term) {
+  if (!h.answered || h.leader == 0) return ProbeVerdict::kFailed;
+  if (previous_term != 0 && h.term > previous_term) return ProbeVerdict::kLeaderChanged;
+  return ProbeVerdict::kHealthy;
+}
+
+bool CaughtUp(const MemberHealth& preferred, const MemberHealth& in_use) {
+  return preferred.answered && preferred.leader != 0 &&
+         preferred.applied_index >= in_use.raft_index;
+}
+
+MemberHealth Client::StatusOf(size_t i, std::chrono::milliseconds timeout) {
+  Endpoint& ep = *endpoints_[i];
+  MemberHealth h;
+  if (absl::Status auth = EnsureToken(ep, /*stale=*/nullptr); !auth.ok()) {
+    h.error = std::string(auth.message());
+    return h;
+  }
+  grpc::ClientContext ctx;
+  Prepare(ctx);  // the token and require-leader ...
+  ctx.set_deadline(After(timeout));  // ... with the probe's own deadline
+  etcdserverpb::StatusResponse resp;
+  const grpc::Status s = ep.maintenance->Status(&ctx, etcdserverpb::StatusRequest(), &resp);
+  if (!s.ok()) {
+    h.error = s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
+                  ? absl::StrCat("no status within ", timeout.count(), " ms")
+                  : s.error_message();
+    return h;
+  }
+  h.answered = true;
+  h.leader = resp.leader();
+  h.term = resp.raftterm();
+  h.raft_index = resp.raftindex();
+  h.applied_index = resp.raftappliedindex();
+  h.db_size = resp.dbsize();
+  h.db_size_in_use = resp.dbsizeinuse();
+  h.revision = resp.header().revision();
+  h.alarms.assign(resp.errors().begin(), resp.errors().end());
+  return h;
+}
+
+std::optional<MemberHealth> Client::LastHealth() const {
+  absl::MutexLock lock(&health_mu_);
+  return last_health_;
+}
+
+void Client::ProbeOnce() {
+  const size_t n = endpoints_.size();
+  const size_t cur = current_.load() % n;
+  // A leader change seen one probe ago: what was sent to that member before
+  // it and is still unanswered was most likely dropped with the old leader
+  // (etcd 3.4 would hold it until the request's deadline).
+  if (leader_change_) {
+    const auto [e, at] = *leader_change_;
+    leader_change_.reset();
+    CancelCalls(e, at, "the member's raft leader changed while it waited");
+  }
+  const int64_t now = NowNs();
+  const std::chrono::milliseconds timeout = options_.health_probe_timeout;
+  const MemberHealth h = StatusOf(cur, timeout);
+  const uint64_t previous_term = last_term_[cur];
+  if (h.answered) {
+    last_term_[cur] = h.term;
+    absl::MutexLock lock(&health_mu_);
+    last_health_ = h;
+  }
+  switch (JudgeProbe(h, previous_term)) {
+    case ProbeVerdict::kHealthy:
+      break;
+    case ProbeVerdict::kLeaderChanged:
+      leader_change_ = {cur, now};
+      break;
+    case ProbeVerdict::kFailed: {
+      probe_failures_.fetch_add(1, std::memory_order_relaxed);
+      const std::string why = h.answered ? std::string("the member has no leader")
+                                         : absl::StrCat("the member does not answer: ", h.error);
+      CancelCalls(cur, now, why);
+      // Another member with a leader, the first (the host's own) preferred.
+      for (size_t j = 0; j < n; ++j) {
+        if (j == cur) continue;
+        const MemberHealth other = StatusOf(j, timeout);
+        if (JudgeProbe(other, 0) != ProbeVerdict::kHealthy) continue;
+        last_term_[j] = other.term;
+        spdlog::warn("etcd at {}: {}; moving to {}", endpoints_[cur]->target, why,
+                     endpoints_[j]->target);
+        MoveTo(cur, j, "the health probe found the member in use failed");
+        absl::MutexLock lock(&health_mu_);
+        last_health_ = other;
+        break;
+      }
+      return;
+    }
+  }
+  if (cur != 0) {
+    const MemberHealth first = StatusOf(0, timeout);
+    if (CaughtUp(first, h)) {
+      last_term_[0] = first.term;
+      MoveTo(cur, 0, "the first endpoint has a leader and has caught up");
+    }
+  }
 }
 
 }  // namespace baton::storage::etcd_internal

@@ -1,24 +1,37 @@
 // Internal to the etcd backend (and its benchmark): the gRPC connection to an
-// etcd cluster, with fail-over between endpoints, auth tokens and the mapping
-// of gRPC/etcd errors onto baton's codes. Includes gRPC and the generated etcd
-// API; nothing outside storage/etcd/ and bench/etcd_* should include it.
+// etcd cluster, with fail-over between endpoints, auth tokens, the mapping
+// of gRPC/etcd errors onto baton's codes, asynchronous Txns for commits and
+// the health probe that moves off a dead or leaderless member. Includes gRPC
+// and the generated etcd API; nothing outside storage/etcd/ and bench/etcd_*
+// should include it.
 //
-// Thread-safe: the endpoint list is fixed at creation; the current endpoint
-// and the auth token are guarded; gRPC stubs are themselves thread-safe.
+// Threads: the client owns one completion thread, which receives the
+// answers of asynchronous calls (TxnAsync) and runs their callbacks and
+// RunAt() alarms. Synchronous calls (Call) run on the caller's thread.
+// ProbeOnce() is driven by the store's maintenance thread.
+//
+// Thread-safe: the endpoint list is fixed at creation; the current endpoint,
+// the auth token and the calls in flight are guarded; gRPC stubs are
+// themselves thread-safe.
 #ifndef BATON_STORAGE_ETCD_ETCD_CLIENT_H_
 #define BATON_STORAGE_ETCD_ETCD_CLIENT_H_
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -27,8 +40,8 @@
 
 namespace baton::storage::etcd_internal {
 
-// How often a client that moved off the first endpoint checks whether it can
-// go back to it.
+// How often a client without a health probe that moved off the first
+// endpoint checks whether it can go back to it.
 inline constexpr std::chrono::milliseconds kFailBackProbeInterval{1000};
 
 // One member's connection.
@@ -58,18 +71,76 @@ FailureClass Classify(const grpc::Status& status, CallKind kind);
 // The baton status for a final gRPC failure (kFinal in Classify).
 absl::Status FinalStatus(const grpc::Status& status, const std::string& target);
 
+// What one health probe learned about a member (Maintenance.Status).
+struct MemberHealth {
+  bool answered = false;
+  std::string error;            // why not, when !answered
+  uint64_t leader = 0;          // 0: no leader
+  uint64_t term = 0;
+  uint64_t raft_index = 0;
+  uint64_t applied_index = 0;
+  int64_t db_size = 0;
+  int64_t db_size_in_use = 0;
+  int64_t revision = 0;
+  std::vector<std::string> alarms;
+};
+
+// What the probe does about the member in use (exposed for unit tests).
+enum class ProbeVerdict {
+  kHealthy,       // carry on
+  kLeaderChanged, // new term: cancel what was sent before, after a grace
+  kFailed,        // dead, unreachable or leaderless: move elsewhere now
+};
+// `previous_term`: the term the last probe of this member saw (0: none).
+ProbeVerdict JudgeProbe(const MemberHealth& health, uint64_t previous_term);
+// Whether the preferred member may take over again from the one in use:
+// it has a leader and has applied everything the one in use had in its log
+// when it was probed just before.
+bool CaughtUp(const MemberHealth& preferred, const MemberHealth& in_use);
+
 class Client {
  public:
   static absl::StatusOr<std::unique_ptr<Client>> Create(const EtcdOptions& options);
+  // Shutdown(), if not done.
+  ~Client();
 
   // Runs `rpc` on the current endpoint; on a failure that left nothing
   // applied, on the next ones, each at most once. `rpc` gets a fresh context
   // (deadline = request_timeout, auth token set) for each attempt and must
   // only issue the call (its response lives in the caller). Returns OK,
   // kUnavailable (naming every endpoint and why), kUnknown (writes), or a
-  // final error.
+  // final error. Blocks the calling thread (also when it is the completion
+  // thread: the call does not need it).
   using Rpc = std::function<grpc::Status(Endpoint&, grpc::ClientContext&)>;
   [[nodiscard]] absl::Status Call(CallKind kind, const Rpc& rpc);
+
+  // Call() for one Txn, without blocking: the walk over the endpoints is
+  // the same, connection waits and answers arrive on the completion thread,
+  // and `done` runs there (or on the calling thread, before TxnAsync
+  // returns, when the call ends without being sent: closing, auth errors).
+  // `request` and `response` must stay valid until `done` runs. `done`
+  // must be short: it holds up every other answer.
+  using Done = absl::AnyInvocable<void(absl::Status)>;
+  void TxnAsync(CallKind kind, const etcdserverpb::TxnRequest* request,
+                etcdserverpb::TxnResponse* response, Done done);
+
+  // Runs `fn` on the completion thread at `deadline_ns` (NowNs() time), or
+  // never when the client shuts down first.
+  void RunAt(int64_t deadline_ns, absl::AnyInvocable<void()> fn);
+
+  // One health probe (EtcdOptions::health_probe_*): judges the member in
+  // use, moves to another and cancels calls as the options say. Called by
+  // the store's maintenance thread, never concurrently with itself.
+  void ProbeOnce();
+  // The last answer of the member in use to a probe (nullopt before the
+  // first).
+  std::optional<MemberHealth> LastHealth() const;
+  // One Maintenance.Status on endpoint `i` alone, within `timeout`.
+  MemberHealth StatusOf(size_t i, std::chrono::milliseconds timeout);
+
+  // Cancels every call in flight and every later one, waits until their
+  // callbacks have run, and stops the completion thread. Idempotent.
+  void Shutdown();
 
   // Sets the deadline, etcd's require-leader flag and the auth token on a
   // context, as Call() does (also for the benchmark's raw requests). Returns
@@ -77,29 +148,66 @@ class Client {
   std::string Prepare(grpc::ClientContext& context);
 
   Endpoint& CurrentEndpoint();
+  size_t endpoint_count() const { return endpoints_.size(); }
+  Endpoint& endpoint(size_t i) { return *endpoints_[i]; }
   const EtcdOptions& options() const { return options_; }
   EtcdStoreStats Stats() const;
   void CountUnknown() { unknown_outcomes_.fetch_add(1, std::memory_order_relaxed); }
+  // True on this client's completion thread (where waiting for an answer
+  // of this client would wait forever).
+  bool OnCompletionThread() const;
+  // The monotonic time the client's decisions use (gRPC's clock), in ns.
+  static int64_t NowNs();
 
  private:
+  class Walk;
+  class AsyncTxn;
+  class Alarm;
+  // A completion-queue tag.
+  struct Tag {
+    virtual ~Tag() = default;
+    virtual void Proceed(bool ok) = 0;
+  };
+  // A call that the probe may cancel.
+  struct InFlight {
+    grpc::ClientContext* context = nullptr;
+    size_t endpoint = 0;
+    int64_t started_ns = 0;
+    // Why it was cancelled, if it was (set under calls_mu_ while
+    // registered).
+    std::string cancelled_because;
+  };
+
   explicit Client(const EtcdOptions& options) : options_(options) {}
 
   // Connected within dial_timeout?
   bool WaitConnected(Endpoint& endpoint);
-  // The endpoint a call starts at: the current one, or the first one again
-  // when the current one is another and the first one's connection is up
-  // (checked at most every kFailBackProbeInterval).
+  // The endpoint a call starts at: the current one; without a health probe,
+  // the first one again when the current one is another and the first
+  // one's connection is up (checked at most every kFailBackProbeInterval).
   size_t StartEndpoint();
   // Gets a token when auth is configured and none is held yet; with
   // `stale`, a new one unless another thread already replaced *stale (so a
   // token expiring under many callers costs one Authenticate, not one each).
   absl::Status EnsureToken(Endpoint& endpoint, const std::string* stale);
   std::string Token() const;
+  // Makes `to` the current endpoint if `from` still is; logs and counts it.
+  void MoveTo(size_t from, size_t to, const char* why);
+
+  void Register(InFlight* call);
+  void Unregister(InFlight* call);
+  // Cancels the calls on `endpoint` started before `before_ns`.
+  void CancelCalls(size_t endpoint, int64_t before_ns, const std::string& why);
+  void CompletionLoop();
+  bool Closing() const;
+  // Counts an asynchronous call or alarm; false when closing.
+  bool BeginAsync();
+  void AsyncFinished();
 
   const EtcdOptions options_;
   std::vector<std::unique_ptr<Endpoint>> endpoints_;
   std::atomic<size_t> current_{0};
-  // gpr monotonic time (ns) of the last fail-back probe.
+  // gpr monotonic time (ns) of the last fail-back check (no probe).
   std::atomic<int64_t> last_fail_back_probe_ns_{0};
 
   // Held across Authenticate, so that concurrent callers wait for one token
@@ -110,9 +218,31 @@ class Client {
   // configured but the cluster has auth disabled).
   bool authenticated_ ABSL_GUARDED_BY(token_mu_) = false;
 
+  grpc::CompletionQueue cq_;
+  std::thread completion_thread_;
+
+  // Calls in flight (sync and async), for cancellation; asynchronous work
+  // (calls, alarms) not finished yet, for Shutdown.
+  mutable absl::Mutex calls_mu_;
+  absl::flat_hash_set<InFlight*> in_flight_ ABSL_GUARDED_BY(calls_mu_);
+  absl::flat_hash_set<Alarm*> alarms_ ABSL_GUARDED_BY(calls_mu_);
+  size_t pending_async_ ABSL_GUARDED_BY(calls_mu_) = 0;
+  bool closing_ ABSL_GUARDED_BY(calls_mu_) = false;
+  bool shut_down_ ABSL_GUARDED_BY(calls_mu_) = false;
+
+  // The probe's memory of the member in use (ProbeOnce only).
+  std::vector<uint64_t> last_term_;
+  // A leader change seen on endpoint .first at time .second: calls sent
+  // there before it are cancelled at the next probe.
+  std::optional<std::pair<size_t, int64_t>> leader_change_;
+  mutable absl::Mutex health_mu_;
+  std::optional<MemberHealth> last_health_ ABSL_GUARDED_BY(health_mu_);
+
   std::atomic<uint64_t> failovers_{0};
   std::atomic<uint64_t> unknown_outcomes_{0};
   std::atomic<uint64_t> authentications_{0};
+  std::atomic<uint64_t> probe_failures_{0};
+  std::atomic<uint64_t> cancelled_calls_{0};
 };
 
 }  // namespace baton::storage::etcd_internal

@@ -258,6 +258,10 @@ EtcdOptions EtcdCluster::ClientOptions(int member) const {
   options.key_prefix = "baton-launcher/";
   options.dial_timeout = std::chrono::milliseconds(200);
   options.request_timeout = std::chrono::milliseconds(1000);
+  // The launcher only asks for status: no probe, compaction or counting.
+  options.health_probe_interval = std::chrono::milliseconds(0);
+  options.compaction_interval = std::chrono::seconds(0);
+  options.statistics_interval = std::chrono::seconds(0);
   if (!options_.tls_cert_file.empty()) {
     options.tls_ca_file = options_.tls_ca_file;
     options.tls_cert_file = options_.tls_client_cert_file;
