@@ -28,20 +28,30 @@ std::optional<int64_t> CommitQueue::NextTick() const {
   if (in_flight_.size() >= std::max<size_t>(options_.max_in_flight, 1) + kMaxStuckBatches) {
     return std::nullopt;  // only an answer frees a place now
   }
+  size_t stuck = 0;
+  for (const Sent& s : in_flight_) stuck += s.stuck ? 1 : 0;
   std::optional<int64_t> next;
   for (const Sent& s : in_flight_) {
     if (s.stuck) continue;
-    const int64_t at = s.sent_ns + options_.stuck_after_ns;
+    const int64_t at = s.sent_ns + StuckAfter(stuck);
     if (!next || at < *next) next = at;
   }
   return next;
 }
 
+int64_t CommitQueue::StuckAfter(size_t stuck) const {
+  return options_.stuck_after_ns << std::min<size_t>(stuck, 20);
+}
+
 size_t CommitQueue::Unstuck(int64_t now_ns) {
+  size_t stuck = 0;
+  for (const Sent& s : in_flight_) stuck += s.stuck ? 1 : 0;
   size_t n = 0;
+  // In the order they were sent (oldest first).
   for (Sent& s : in_flight_) {
-    if (!s.stuck && options_.stuck_after_ns > 0 && now_ns - s.sent_ns >= options_.stuck_after_ns) {
+    if (!s.stuck && options_.stuck_after_ns > 0 && now_ns - s.sent_ns >= StuckAfter(stuck)) {
       s.stuck = true;
+      ++stuck;
       ++stuck_batches_;
     }
     if (!s.stuck) ++n;

@@ -12,11 +12,14 @@
 //
 // Release rule: a batch goes out while fewer than max_in_flight batches are
 // in flight and not stuck. A batch in flight for stuck_after_ns or longer is
-// stuck: it no longer holds the commits behind it back (at most
-// kMaxStuckBatches stuck ones in flight besides), so one Txn that etcd
-// holds until its deadline (a proposal lost with a dead leader) does not
-// stall every commit of the process. Batches in flight together are
-// separate Txns, each atomic on its own.
+// stuck: it no longer holds the commits behind it back, so one Txn that
+// etcd holds until its deadline (a proposal lost with a dead leader) does
+// not stall every commit of the process. Each batch already stuck doubles
+// the time the next needs to count as stuck (stuck_after_ns, then 2x, 4x,
+// ...), and at most kMaxStuckBatches are in flight besides: a member
+// without a leader for a while gets a few probing batches, not a flood, and
+// one sent after its new leader arrived gets through. Batches in flight
+// together are separate Txns, each atomic on its own.
 //
 // Thread-compatible: the owner serializes calls (the store holds a mutex).
 #ifndef BATON_STORAGE_ETCD_COMMIT_QUEUE_H_
@@ -91,6 +94,8 @@ class CommitQueue {
     int64_t sent_ns = 0;
     bool stuck = false;
   };
+  // How long a batch must be in flight to be stuck, with `stuck` others so.
+  int64_t StuckAfter(size_t stuck) const;
   // Marks batches stuck as of now_ns; the number not stuck.
   size_t Unstuck(int64_t now_ns);
   std::vector<CommitBatch> Release(int64_t now_ns);

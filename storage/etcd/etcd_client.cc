@@ -52,8 +52,8 @@ gpr_timespec MonotonicFromNs(int64_t ns) {
   return t;
 }
 
-// The completion thread of the client running on this thread, if any.
-thread_local const void* tls_completion_client = nullptr;
+// The client whose callback runs on this thread, if any.
+thread_local const void* tls_callback_client = nullptr;
 
 bool MessageHas(const grpc::Status& s, std::initializer_list<const char*> needles) {
   for (const char* n : needles) {
@@ -181,8 +181,12 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const EtcdOptions& option
     // single node are noticed within a second rather than gRPC's default
     // backoff of up to two minutes.
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    // gRPC also takes this as the least time a connection attempt (TCP and
+    // HTTP/2 handshake) is given: at 100 ms, a member slow to send its
+    // SETTINGS (starting up, or on a loaded machine) was never reached.
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                static_cast<int>(std::clamp<int64_t>(options.dial_timeout.count(), 100, 20000)));
     // Notice a silently dead peer; etcd lets clients ping every 5 s or less
     // often (--grpc-keepalive-min-time).
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
@@ -199,8 +203,9 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const EtcdOptions& option
     client->endpoints_.push_back(std::move(ep));
   }
   client->last_term_.assign(client->endpoints_.size(), 0);
+  client->failed_.assign(client->endpoints_.size(), std::string());
   Client* raw = client.get();
-  client->completion_thread_ = std::thread([raw] { raw->CompletionLoop(); });
+  client->connect_thread_ = std::thread([raw] { raw->ConnectLoop(); });
   return client;
 }
 
@@ -237,8 +242,6 @@ int64_t Client::NowNs() {
   const gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
   return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
 }
-
-bool Client::OnCompletionThread() const { return tls_completion_client == this; }
 
 bool Client::WaitConnected(Endpoint& ep) {
   grpc_connectivity_state state = ep.channel->GetState(/*try_to_connect=*/true);
@@ -317,13 +320,23 @@ size_t Client::StartEndpoint() {
 
 // ------------------------------------------------------ calls in flight ----
 
-void Client::Register(InFlight* call) {
+bool Client::Register(InFlight* call) {
   absl::MutexLock lock(&calls_mu_);
+  if (!failed_[call->endpoint].empty()) {
+    call->cancelled_because = failed_[call->endpoint];
+    return false;
+  }
   in_flight_.insert(call);
   if (closing_) {
     call->cancelled_because = "the store is closing";
     call->context->TryCancel();
   }
+  return true;
+}
+
+void Client::MarkFailed(size_t endpoint, std::string why) {
+  absl::MutexLock lock(&calls_mu_);
+  failed_[endpoint] = std::move(why);
 }
 
 void Client::Unregister(InFlight* call) {
@@ -468,7 +481,10 @@ absl::Status Client::Call(CallKind kind, const Rpc& rpc) {
       grpc::ClientContext ctx;
       const std::string token = Prepare(ctx);
       InFlight call{&ctx, walk.index(), NowNs(), {}};
-      Register(&call);
+      if (!Register(&call)) {
+        walk.Skip(absl::StrCat(ep.target, ": ", call.cancelled_because));
+        break;
+      }
       const grpc::Status s = rpc(ep, ctx);
       Unregister(&call);
       absl::Status result;
@@ -482,10 +498,20 @@ absl::Status Client::Call(CallKind kind, const Rpc& rpc) {
 
 // ------------------------------------------------- asynchronous calls ----
 
-// One TxnAsync() call: the walk of Call() as a chain of completion-queue
-// steps (wait for the connection, send, judge the answer). On the heap;
-// deletes itself after calling back.
-class Client::AsyncTxn : public Client::Tag {
+// Runs `fn` as a callback of this client: a synchronous call made from it
+// must not wait for another callback (Client::InCallback).
+template <typename Fn>
+void RunAsCallback(const Client* c, Fn&& fn) {
+  const void* outer = tls_callback_client;
+  tls_callback_client = c;
+  fn();
+  tls_callback_client = outer;
+}
+
+// One TxnAsync() call: the walk of Call() as a chain of callbacks (wait for
+// the connection, send, judge the answer), on gRPC's callback threads. On the
+// heap; deletes itself after calling back.
+class Client::AsyncTxn : public Client::ConnectWaiter {
  public:
   AsyncTxn(Client& c, CallKind kind, const etcdserverpb::TxnRequest* request,
            etcdserverpb::TxnResponse* response, Done done)
@@ -496,28 +522,57 @@ class Client::AsyncTxn : public Client::Tag {
       return Finish(c_.Closing() ? absl::UnavailableError("etcd: the store is closing")
                                  : walk_.Unavailable());
     }
+    if (walk_.endpoint().channel->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) {
+      return Send();
+    }
+    // Not connected (a rare path: a member down or just restarted): wait
+    // for it on the connection thread until the dial deadline.
+    dial_deadline_ = MonotonicFromNs(NowNs() +
+                                     std::chrono::nanoseconds(c_.options_.dial_timeout).count());
+    WaitForChange();
+  }
+
+  // On the connection thread: the channel's state changed, or (ok false)
+  // the dial deadline passed.
+  void Connected(bool ok) override {
     const grpc_connectivity_state state =
         walk_.endpoint().channel->GetState(/*try_to_connect=*/true);
     if (state == GRPC_CHANNEL_READY) return Send();
-    dial_deadline_ =
-        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), After(c_.options_.dial_timeout));
-    WaitForChange(state);
+    if (!ok || c_.Closing()) {
+      walk_.SkipUnconnected();
+      return Attempt();
+    }
+    WaitForChange();
   }
 
-  void Proceed(bool ok) override {
-    if (connecting_) {
-      const grpc_connectivity_state state =
-          walk_.endpoint().channel->GetState(/*try_to_connect=*/true);
-      if (state == GRPC_CHANNEL_READY) return Send();
-      if (!ok) {  // the dial deadline passed
-        walk_.SkipUnconnected();
-        return Attempt();
-      }
-      return WaitForChange(state);
+ private:
+  void WaitForChange() {
+    const grpc_connectivity_state state =
+        walk_.endpoint().channel->GetState(/*try_to_connect=*/true);
+    if (state == GRPC_CHANNEL_READY) return Send();
+    walk_.endpoint().channel->NotifyOnStateChange(state, dial_deadline_, &c_.connect_cq_, this);
+  }
+
+  void Send() {
+    if (absl::Status auth = walk_.Authenticate(); !auth.ok()) {
+      if (absl::IsUnavailable(auth)) return Attempt();
+      return Finish(auth);
     }
+    context_ = std::make_unique<grpc::ClientContext>();
+    token_ = c_.Prepare(*context_);
+    call_ = InFlight{context_.get(), walk_.index(), NowNs(), {}};
+    if (!c_.Register(&call_)) {
+      walk_.Skip(absl::StrCat(walk_.endpoint().target, ": ", call_.cancelled_because));
+      return Attempt();
+    }
+    walk_.endpoint().kv->async()->Txn(context_.get(), request_, response_,
+                                      [this](grpc::Status s) { Answered(std::move(s)); });
+  }
+
+  void Answered(grpc::Status status) {
     c_.Unregister(&call_);
     absl::Status result;
-    switch (walk_.After(status_, token_, call_.cancelled_because, &result)) {
+    switch (walk_.After(status, token_, call_.cancelled_because, &result)) {
       case Walk::Step::kReturn:
         return Finish(result);
       case Walk::Step::kRetry:
@@ -527,31 +582,11 @@ class Client::AsyncTxn : public Client::Tag {
     }
   }
 
- private:
-  void WaitForChange(grpc_connectivity_state state) {
-    connecting_ = true;
-    walk_.endpoint().channel->NotifyOnStateChange(state, dial_deadline_, &c_.cq_, this);
-  }
-
-  void Send() {
-    connecting_ = false;
-    if (absl::Status auth = walk_.Authenticate(); !auth.ok()) {
-      if (absl::IsUnavailable(auth)) return Attempt();
-      return Finish(auth);
-    }
-    context_ = std::make_unique<grpc::ClientContext>();
-    token_ = c_.Prepare(*context_);
-    call_ = InFlight{context_.get(), walk_.index(), NowNs(), {}};
-    c_.Register(&call_);
-    reader_ = walk_.endpoint().kv->AsyncTxn(context_.get(), *request_, &c_.cq_);
-    reader_->Finish(response_, &status_, this);
-  }
-
   void Finish(absl::Status result) {
     Done done = std::move(done_);
     Client& c = c_;
     delete this;
-    done(std::move(result));
+    RunAsCallback(&c, [&] { done(std::move(result)); });
     c.AsyncFinished();
   }
 
@@ -560,31 +595,36 @@ class Client::AsyncTxn : public Client::Tag {
   const etcdserverpb::TxnRequest* const request_;
   etcdserverpb::TxnResponse* const response_;
   Done done_;
-  bool connecting_ = false;
   gpr_timespec dial_deadline_{};
   std::unique_ptr<grpc::ClientContext> context_;
   std::string token_;
   InFlight call_;
-  std::unique_ptr<grpc::ClientAsyncResponseReader<etcdserverpb::TxnResponse>> reader_;
-  grpc::Status status_;
 };
 
-class Client::Alarm : public Client::Tag {
+// A RunAt() alarm. On the heap; deletes itself once it fired or was
+// cancelled.
+class Client::Alarm {
  public:
   Alarm(Client& c, absl::AnyInvocable<void()> fn) : c_(c), fn_(std::move(fn)) {}
-  grpc::Alarm& alarm() { return alarm_; }
-  void Proceed(bool ok) override {
+  void Set(int64_t deadline_ns) {
+    alarm_.Set(MonotonicFromNs(deadline_ns), [this](bool fired) { Fired(fired); });
+  }
+  void Cancel() { alarm_.Cancel(); }
+
+ private:
+  void Fired(bool fired) {
     {
       absl::MutexLock lock(&c_.calls_mu_);
       c_.alarms_.erase(this);
     }
-    if (ok) fn_();
+    if (fired) RunAsCallback(&c_, [this] { fn_(); });
     Client& c = c_;
+    // grpc::Alarm may not be destroyed from its own callback before it
+    // returns; gRPC holds its own reference meanwhile.
     delete this;
     c.AsyncFinished();
   }
 
- private:
   Client& c_;
   absl::AnyInvocable<void()> fn_;
   grpc::Alarm alarm_;
@@ -607,6 +647,8 @@ void Client::AsyncFinished() {
   --pending_async_;
 }
 
+bool Client::InCallback() const { return tls_callback_client == this; }
+
 void Client::TxnAsync(CallKind kind, const etcdserverpb::TxnRequest* request,
                       etcdserverpb::TxnResponse* response, Done done) {
   if (!BeginAsync()) {
@@ -623,15 +665,14 @@ void Client::RunAt(int64_t deadline_ns, absl::AnyInvocable<void()> fn) {
     absl::MutexLock lock(&calls_mu_);
     alarms_.insert(a);
   }
-  a->alarm().Set(&cq_, MonotonicFromNs(deadline_ns), a);
+  a->Set(deadline_ns);
 }
 
-void Client::CompletionLoop() {
-  pthread_setname_np(pthread_self(), "etcd-completion");
-  tls_completion_client = this;
+void Client::ConnectLoop() {
+  pthread_setname_np(pthread_self(), "etcd-connect");
   void* tag = nullptr;
   bool ok = false;
-  while (cq_.Next(&tag, &ok)) static_cast<Tag*>(tag)->Proceed(ok);
+  while (connect_cq_.Next(&tag, &ok)) static_cast<ConnectWaiter*>(tag)->Connected(ok);
 }
 
 void Client::Shutdown() {
@@ -643,15 +684,15 @@ void Client::Shutdown() {
       if (f->cancelled_because.empty()) f->cancelled_because = "the store is closing";
       f->context->TryCancel();
     }
-    for (Alarm* a : alarms_) a->alarm().Cancel();
-    // Every asynchronous call and alarm has called back (a call waiting
-    // for a connection does so by its dial deadline at the latest).
+    for (Alarm* a : alarms_) a->Cancel();
+    // Every asynchronous call and alarm has called back (a call waiting for
+    // a connection does so by its dial deadline at the latest).
     calls_mu_.Await(absl::Condition(
         +[](size_t* pending) { return *pending == 0; }, &pending_async_));
     shut_down_ = true;
   }
-  cq_.Shutdown();
-  if (completion_thread_.joinable()) completion_thread_.join();
+  connect_cq_.Shutdown();
+  if (connect_thread_.joinable()) connect_thread_.join();
 }
 
 Client::~Client() { Shutdown(); }
@@ -674,6 +715,11 @@ MemberHealth Client::StatusOf(size_t i, std::chrono::milliseconds timeout) {
   MemberHealth h;
   if (absl::Status auth = EnsureToken(ep, /*stale=*/nullptr); !auth.ok()) {
     h.error = std::string(auth.message());
+    return h;
+  }
+  // A connection is given dial_timeout to come up, as calls give it.
+  if (!WaitConnected(ep)) {
+    h.error = absl::StrCat("not connected within ", options_.dial_timeout.count(), " ms");
     return h;
   }
   grpc::ClientContext ctx;
@@ -718,45 +764,61 @@ void Client::ProbeOnce() {
   const int64_t now = NowNs();
   const std::chrono::milliseconds timeout = options_.health_probe_timeout;
   const MemberHealth h = StatusOf(cur, timeout);
-  const uint64_t previous_term = last_term_[cur];
+  const ProbeVerdict verdict = JudgeProbe(h, last_term_[cur]);
   if (h.answered) {
     last_term_[cur] = h.term;
     absl::MutexLock lock(&health_mu_);
     last_health_ = h;
   }
-  switch (JudgeProbe(h, previous_term)) {
-    case ProbeVerdict::kHealthy:
+  if (verdict == ProbeVerdict::kLeaderChanged) leader_change_ = {cur, now};
+  if (verdict == ProbeVerdict::kFailed) {
+    probe_failures_.fetch_add(1, std::memory_order_relaxed);
+    const std::string why = h.answered ? std::string("the member has no leader")
+                                       : absl::StrCat("the member does not answer: ", h.error);
+    // With other members to go to, no new call goes here until a probe
+    // finds the member healthy; none of those in flight waits any longer.
+    if (n > 1) MarkFailed(cur, absl::StrCat("failed its health probe (", why, ")"));
+    CancelCalls(cur, INT64_MAX, why);
+    // Another member with a leader, the first (the host's own) preferred.
+    for (size_t j = 0; j < n; ++j) {
+      if (j == cur) continue;
+      const MemberHealth other = StatusOf(j, timeout);
+      if (JudgeProbe(other, 0) != ProbeVerdict::kHealthy) continue;
+      MarkFailed(j, "");
+      last_term_[j] = other.term;
+      spdlog::warn("etcd at {}: {}; moving to {}", endpoints_[cur]->target, why,
+                   endpoints_[j]->target);
+      MoveTo(cur, j, "the health probe found the member in use failed");
+      absl::MutexLock lock(&health_mu_);
+      last_health_ = other;
       break;
-    case ProbeVerdict::kLeaderChanged:
-      leader_change_ = {cur, now};
-      break;
-    case ProbeVerdict::kFailed: {
-      probe_failures_.fetch_add(1, std::memory_order_relaxed);
-      const std::string why = h.answered ? std::string("the member has no leader")
-                                         : absl::StrCat("the member does not answer: ", h.error);
-      CancelCalls(cur, now, why);
-      // Another member with a leader, the first (the host's own) preferred.
-      for (size_t j = 0; j < n; ++j) {
-        if (j == cur) continue;
-        const MemberHealth other = StatusOf(j, timeout);
-        if (JudgeProbe(other, 0) != ProbeVerdict::kHealthy) continue;
-        last_term_[j] = other.term;
-        spdlog::warn("etcd at {}: {}; moving to {}", endpoints_[cur]->target, why,
-                     endpoints_[j]->target);
-        MoveTo(cur, j, "the health probe found the member in use failed");
-        absl::MutexLock lock(&health_mu_);
-        last_health_ = other;
-        break;
-      }
-      return;
+    }
+    return;
+  }
+  MarkFailed(cur, "");
+  // Back to the first endpoint once it is healthy and has caught up;
+  // another member marked failed is looked at again once a second.
+  std::optional<size_t> recheck;
+  if (cur != 0) {
+    recheck = 0;
+  } else if (now - last_recheck_ns_ >= 1000000000) {
+    absl::MutexLock lock(&calls_mu_);
+    for (size_t k = 1; k <= n && !recheck; ++k) {
+      const size_t j = (last_rechecked_ + k) % n;
+      if (j != cur && !failed_[j].empty()) recheck = j;
     }
   }
-  if (cur != 0) {
-    const MemberHealth first = StatusOf(0, timeout);
-    if (CaughtUp(first, h)) {
-      last_term_[0] = first.term;
-      MoveTo(cur, 0, "the first endpoint has a leader and has caught up");
-    }
+  if (!recheck) return;
+  if (*recheck != 0) {
+    last_recheck_ns_ = now;
+    last_rechecked_ = *recheck;
+  }
+  const MemberHealth other = StatusOf(*recheck, timeout);
+  if (JudgeProbe(other, 0) != ProbeVerdict::kHealthy) return;
+  MarkFailed(*recheck, "");
+  if (*recheck == 0 && CaughtUp(other, h)) {
+    last_term_[0] = other.term;
+    MoveTo(cur, 0, "the first endpoint has a leader and has caught up");
   }
 }
 

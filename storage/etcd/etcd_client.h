@@ -5,10 +5,12 @@
 // and the generated etcd API; nothing outside storage/etcd/ and bench/etcd_*
 // should include it.
 //
-// Threads: the client owns one completion thread, which receives the
-// answers of asynchronous calls (TxnAsync) and runs their callbacks and
-// RunAt() alarms. Synchronous calls (Call) run on the caller's thread.
-// ProbeOnce() is driven by the store's maintenance thread.
+// Threads: asynchronous calls (TxnAsync) and RunAt() alarms call back on
+// gRPC's callback threads (the thread that read the answer, usually: no
+// hand-off); synchronous calls (Call) run on the caller's thread. One
+// connection thread of the client waits for members that are not connected
+// (and runs the calls that were waiting on it until they are sent).
+// ProbeOnce() is driven by the store's probe thread.
 //
 // Thread-safe: the endpoint list is fixed at creation; the current endpoint,
 // the auth token and the calls in flight are guarded; gRPC stubs are
@@ -115,16 +117,15 @@ class Client {
   [[nodiscard]] absl::Status Call(CallKind kind, const Rpc& rpc);
 
   // Call() for one Txn, without blocking: the walk over the endpoints is
-  // the same, connection waits and answers arrive on the completion thread,
-  // and `done` runs there (or on the calling thread, before TxnAsync
-  // returns, when the call ends without being sent: closing, auth errors).
-  // `request` and `response` must stay valid until `done` runs. `done`
-  // must be short: it holds up every other answer.
+  // the same; `done` runs on a gRPC callback thread (or on the calling
+  // thread, before TxnAsync returns, when the call ends without being sent:
+  // closing, auth errors). `request` and `response` must stay valid until
+  // `done` runs. `done` must be short: it holds a gRPC thread.
   using Done = absl::AnyInvocable<void(absl::Status)>;
   void TxnAsync(CallKind kind, const etcdserverpb::TxnRequest* request,
                 etcdserverpb::TxnResponse* response, Done done);
 
-  // Runs `fn` on the completion thread at `deadline_ns` (NowNs() time), or
+  // Runs `fn` on a gRPC callback thread at `deadline_ns` (NowNs() time), or
   // never when the client shuts down first.
   void RunAt(int64_t deadline_ns, absl::AnyInvocable<void()> fn);
 
@@ -138,8 +139,8 @@ class Client {
   // One Maintenance.Status on endpoint `i` alone, within `timeout`.
   MemberHealth StatusOf(size_t i, std::chrono::milliseconds timeout);
 
-  // Cancels every call in flight and every later one, waits until their
-  // callbacks have run, and stops the completion thread. Idempotent.
+  // Cancels every call in flight and every later one, and waits until their
+  // callbacks have run. Idempotent; not from a callback of this client.
   void Shutdown();
 
   // Sets the deadline, etcd's require-leader flag and the auth token on a
@@ -153,9 +154,9 @@ class Client {
   const EtcdOptions& options() const { return options_; }
   EtcdStoreStats Stats() const;
   void CountUnknown() { unknown_outcomes_.fetch_add(1, std::memory_order_relaxed); }
-  // True on this client's completion thread (where waiting for an answer
-  // of this client would wait forever).
-  bool OnCompletionThread() const;
+  // True inside a callback of this client (TxnAsync's `done`, RunAt's
+  // `fn`), where waiting for another of its answers could wait forever.
+  bool InCallback() const;
   // The monotonic time the client's decisions use (gRPC's clock), in ns.
   static int64_t NowNs();
 
@@ -163,10 +164,11 @@ class Client {
   class Walk;
   class AsyncTxn;
   class Alarm;
-  // A completion-queue tag.
-  struct Tag {
-    virtual ~Tag() = default;
-    virtual void Proceed(bool ok) = 0;
+  // Something waiting on connect_cq_ for a channel's state to change.
+  struct ConnectWaiter {
+    virtual ~ConnectWaiter() = default;
+    // The state changed (ok) or the wait's deadline passed (!ok).
+    virtual void Connected(bool ok) = 0;
   };
   // A call that the probe may cancel.
   struct InFlight {
@@ -194,11 +196,16 @@ class Client {
   // Makes `to` the current endpoint if `from` still is; logs and counts it.
   void MoveTo(size_t from, size_t to, const char* why);
 
-  void Register(InFlight* call);
+  // False (and why in call->cancelled_because) when its endpoint is marked
+  // failed: the call must not be sent.
+  bool Register(InFlight* call);
+  // Marks an endpoint failed by the probe (no calls go there), or clears
+  // the mark (`why` empty).
+  void MarkFailed(size_t endpoint, std::string why);
   void Unregister(InFlight* call);
   // Cancels the calls on `endpoint` started before `before_ns`.
   void CancelCalls(size_t endpoint, int64_t before_ns, const std::string& why);
-  void CompletionLoop();
+  void ConnectLoop();
   bool Closing() const;
   // Counts an asynchronous call or alarm; false when closing.
   bool BeginAsync();
@@ -218,14 +225,20 @@ class Client {
   // configured but the cluster has auth disabled).
   bool authenticated_ ABSL_GUARDED_BY(token_mu_) = false;
 
-  grpc::CompletionQueue cq_;
-  std::thread completion_thread_;
+  // Connection waits of asynchronous calls: NotifyOnStateChange needs a
+  // completion queue, and the thread polling it is also what drives a
+  // connection attempt that no call is waiting on yet. Idle while the
+  // members are connected: answers do not pass through it.
+  grpc::CompletionQueue connect_cq_;
+  std::thread connect_thread_;
 
   // Calls in flight (sync and async), for cancellation; asynchronous work
   // (calls, alarms) not finished yet, for Shutdown.
   mutable absl::Mutex calls_mu_;
   absl::flat_hash_set<InFlight*> in_flight_ ABSL_GUARDED_BY(calls_mu_);
   absl::flat_hash_set<Alarm*> alarms_ ABSL_GUARDED_BY(calls_mu_);
+  // Per endpoint: why the probe found it failed ("" = not marked).
+  std::vector<std::string> failed_ ABSL_GUARDED_BY(calls_mu_);
   size_t pending_async_ ABSL_GUARDED_BY(calls_mu_) = 0;
   bool closing_ ABSL_GUARDED_BY(calls_mu_) = false;
   bool shut_down_ ABSL_GUARDED_BY(calls_mu_) = false;
@@ -235,6 +248,9 @@ class Client {
   // A leader change seen on endpoint .first at time .second: calls sent
   // there before it are cancelled at the next probe.
   std::optional<std::pair<size_t, int64_t>> leader_change_;
+  // The last marked endpoint looked at again, and when.
+  size_t last_rechecked_ = 0;
+  int64_t last_recheck_ns_ = 0;
   mutable absl::Mutex health_mu_;
   std::optional<MemberHealth> last_health_ ABSL_GUARDED_BY(health_mu_);
 

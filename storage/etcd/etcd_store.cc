@@ -309,9 +309,10 @@ absl::StatusOr<std::unique_ptr<EtcdStore::QueuedCommit>> EtcdStore::BuildCommit(
 
 absl::StatusOr<uint64_t> EtcdStore::Commit(const std::vector<Condition>& conditions,
                                            const std::vector<Write>& writes) {
-  if (client_->OnCompletionThread()) {
-    // A callback of this store committing synchronously: the answer would
-    // come on this very thread. Send this commit alone, blocking here.
+  if (client_->InCallback()) {
+    // A callback of this store committing synchronously: waiting for the
+    // batch queue from here could wait for this very callback to return.
+    // Send this commit alone, blocking here.
     absl::StatusOr<std::unique_ptr<QueuedCommit>> c = BuildCommit(conditions, writes);
     if (!c.ok()) return c.status();
     commits_.fetch_add(1, std::memory_order_relaxed);
@@ -749,9 +750,12 @@ void EtcdStore::WaitForFirstEndpoint() {
     const int64_t left_ms = std::max<int64_t>((deadline - Client::NowNs()) / 1000000, 1);
     ctx.set_deadline(gpr_time_from_millis(
         std::min<int64_t>(left_ms, options_.request_timeout.count()), GPR_TIMESPAN));
-    Endpoint& first = client_->endpoint(0);
-    first.channel->GetState(/*try_to_connect=*/true);
-    const grpc::Status s = first.kv->Range(&ctx, req, &resp);
+    // Waits for the connection within the deadline. A fail-fast call would
+    // fail at once on a channel in backoff, and nothing else polls the
+    // channel's connection attempt before the store has sent anything: the
+    // attempt would time out every time (gRPC: "tcp handshaker shutdown").
+    ctx.set_wait_for_ready(true);
+    const grpc::Status s = client_->endpoint(0).kv->Range(&ctx, req, &resp);
     if (s.ok()) {
       spdlog::info("etcd: {} serves (waited {} ms)", target, (Client::NowNs() - start) / 1000000);
       return;

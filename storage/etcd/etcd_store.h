@@ -176,7 +176,7 @@ struct EtcdOptions {
 
   // What CommitsAsynchronously() answers. CommitAsync() never waits for
   // etcd either way (the Txn is sent from the calling thread and answered
-  // on the store's completion thread). true tells a server that it may run
+  // on the gRPC thread that reads etcd's answer). true tells a server that it may run
   // handlers on its event-loop threads (HttpServerOptions::handler_threads
   // kAuto, and the gRPC front end alike): a request then costs no thread
   // hand-off, but a read the read cache cannot answer (a key this server
@@ -283,8 +283,8 @@ class EtcdStore : public StableStore {
   [[nodiscard]] absl::StatusOr<uint64_t> Commit(const std::vector<Condition>& conditions,
                                                 const std::vector<Write>& writes) override;
   // Sends the commit (in a batch) from the calling thread without waiting;
-  // `done` runs on the store's completion thread when etcd answers (or on
-  // the calling thread when the commit is refused before sending).
+  // `done` runs on a gRPC callback thread when etcd answers (or on the
+  // calling thread when the commit is refused before sending).
   void CommitAsync(std::vector<Condition> conditions, std::vector<Write> writes,
                    CommitCallback done) override;
   // EtcdOptions::commits_asynchronously.

@@ -5,7 +5,9 @@
 // PR_SET_PDEATHSIG = SIGKILL), so a crashed test leaves no etcd behind.
 //
 // Not for production: data lives in a temp dir that is removed at the end.
-// Thread-compatible: one thread drives an EtcdCluster.
+// Thread-compatible: one thread drives an EtcdCluster. PR_SET_PDEATHSIG
+// fires when the *thread* that forked a member exits: start and restart
+// members from a thread that outlives them (the test's main thread).
 #ifndef BATON_STORAGE_ETCD_TESTING_ETCD_LAUNCHER_H_
 #define BATON_STORAGE_ETCD_TESTING_ETCD_LAUNCHER_H_
 

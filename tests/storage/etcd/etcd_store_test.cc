@@ -25,6 +25,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "spdlog/sinks/ringbuffer_sink.h"
+#include "spdlog/spdlog.h"
+#include "storage/etcd/etcd_client.h"
 #include "storage/etcd/testing/etcd_launcher.h"
 #include "tests/storage/store_contract_test.h"
 
@@ -678,6 +681,356 @@ TEST_F(EtcdStoreTest, ClientGoesBackToTheFirstEndpointOnceItIsUp) {
   absl::StatusOr<Versioned> v = store->Get("k");
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(v->value, "2");
+}
+
+// ------------------------------------------- leaving a failed member ----
+
+using SteadyClock = std::chrono::steady_clock;
+
+double SecondsSince(SteadyClock::time_point t0) {
+  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
+}
+
+// A member that stops answering without closing its connections (a host
+// that crashed or froze: SIGSTOP here). The commit sent to it is answered
+// kUnknown once the health probe finds the member silent -- well before the
+// 10 s request deadline -- and the commits after it go to another member.
+// The unknown one is resolved by reading: applied or not, never half.
+TEST_F(EtcdStoreTest, SilentMemberIsLeftWithinTheProbeBound) {
+  ASSERT_NO_FATAL_FAILURE(Start(3));
+  EtcdOptions options = TestOptions(*cluster_, "silent/");
+  options.request_timeout = milliseconds(10000);
+  options.health_probe_interval = milliseconds(100);
+  options.health_probe_timeout = milliseconds(300);
+  std::unique_ptr<EtcdStore> store = Open(options);
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<uint64_t> r1 = store->Commit({}, {Write::Put("k", "before")});
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  ASSERT_EQ(store->CurrentEndpoint(), cluster_->ClientEndpoint(0));
+
+  ASSERT_TRUE(cluster_->Pause(0).ok());
+  const auto t0 = SteadyClock::now();
+  absl::StatusOr<uint64_t> r2 = store->Commit({{"k", *r1}}, {Write::Put("k", "during")});
+  const double unknown_after = SecondsSince(t0);
+  EXPECT_EQ(r2.status().code(), absl::StatusCode::kUnknown) << r2.status();
+  EXPECT_LT(unknown_after, 2.0) << "the probe (100 ms, 300 ms timeout) should end the wait";
+  // The next commits go elsewhere (the survivors elect a leader if the
+  // paused member led). The first one may still find no leader.
+  absl::StatusOr<uint64_t> r3 = absl::UnavailableError("not tried");
+  while (!r3.ok() && SecondsSince(t0) < 8) {
+    absl::StatusOr<Versioned> cur = store->Get("k");
+    if (!cur.ok()) continue;
+    r3 = store->Commit({{"k", cur->version}}, {Write::Put("k", "after")});
+  }
+  ASSERT_TRUE(r3.ok()) << r3.status();
+  EXPECT_LT(SecondsSince(t0), 4.0) << "commits resumed on another member";
+  EXPECT_NE(store->CurrentEndpoint(), cluster_->ClientEndpoint(0));
+  EXPECT_GE(store->Stats().probe_failures, 1u);
+  EXPECT_GE(store->Stats().cancelled_calls, 1u);
+  ASSERT_TRUE(cluster_->Resume(0).ok());
+}
+
+struct StrandedCase {
+  const char* name;
+  bool probe;        // health probe on (cancels after the leader change)
+  bool stuck_batch;  // a stuck batch stops holding the queue
+};
+
+void PrintTo(const StrandedCase& c, std::ostream* os) { *os << c.name; }
+
+class StrandedCommitsTest : public EtcdStoreTest,
+                            public ::testing::WithParamInterface<StrandedCase> {};
+
+// The raft leader is killed while commits flow through a follower. etcd
+// 3.4 drops proposals forwarded to a leader that died and holds them until
+// the request's deadline (10 s here). With the health probe (cancel what was
+// sent before the leader changed) or with the stuck-batch rule (let the
+// commits behind a stuck batch go), commits resume within a few election
+// timeouts, and no call waits for the deadline. Every outcome is what it
+// says: acknowledged ones applied, refused ones not, unknown ones resolved
+// by reading.
+TEST_P(StrandedCommitsTest, CommitsResumeSoonAfterTheLeaderDies) {
+  ASSERT_NO_FATAL_FAILURE(Start(3));
+  absl::StatusOr<int> leader = cluster_->Leader(0);
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  const int follower = (*leader + 1) % cluster_->size();
+  EtcdOptions options = TestOptions(*cluster_, "stranded/");
+  std::rotate(options.endpoints.begin(), options.endpoints.begin() + follower,
+              options.endpoints.end());
+  options.request_timeout = milliseconds(10000);
+  options.health_probe_interval = milliseconds(GetParam().probe ? 100 : 0);
+  options.stuck_batch_after = milliseconds(GetParam().stuck_batch ? 100 : 0);
+  std::unique_ptr<EtcdStore> store = Open(options);
+  ASSERT_NE(store, nullptr);
+
+  constexpr int kThreads = 6;
+  enum Outcome { kOk, kConflict, kUnavailable, kUnknown, kOther };
+  auto outcome_of = [](const absl::StatusOr<uint64_t>& r) {
+    return r.ok()                            ? kOk
+           : IsConflict(r.status())          ? kConflict
+           : absl::IsUnavailable(r.status()) ? kUnavailable
+           : absl::IsUnknown(r.status())     ? kUnknown
+                                             : kOther;
+  };
+  struct Attempt {
+    std::string key;
+    Outcome outcome;
+    double started, took;  // seconds since the start
+  };
+  std::mutex mu;
+  std::vector<Attempt> attempts;
+  std::atomic<bool> stop{false};
+  const auto t0 = SteadyClock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; !stop.load(); ++i) {
+        const std::string key = absl::StrCat("rec/", t, "/", i);
+        const double started = SecondsSince(t0);
+        absl::StatusOr<uint64_t> r = store->Commit({{key, 0}}, {Write::Put(key, "1")});
+        const Outcome o = outcome_of(r);
+        std::lock_guard<std::mutex> l(mu);
+        attempts.push_back({key, o, started, SecondsSince(t0) - started});
+        if (o == kUnavailable) std::this_thread::sleep_for(milliseconds(20));
+      }
+    });
+  }
+  // New requests keep arriving, as on a server with many clients (the
+  // callers above may all be waiting in stuck batches): one commit every
+  // 20 ms, not waited for.
+  std::atomic<int> unanswered{0};
+  threads.emplace_back([&] {
+    for (int i = 0; !stop.load(); ++i) {
+      const std::string key = absl::StrCat("arrival/", i);
+      const double started = SecondsSince(t0);
+      ++unanswered;
+      store->CommitAsync({{key, 0}}, {Write::Put(key, "1")},
+                         [&, key, started](absl::StatusOr<uint64_t> r) {
+                           std::lock_guard<std::mutex> l(mu);
+                           attempts.push_back(
+                               {key, outcome_of(r), started, SecondsSince(t0) - started});
+                           --unanswered;
+                         });
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+  });
+  std::this_thread::sleep_for(milliseconds(500));
+  const double killed_at = SecondsSince(t0);
+  EXPECT_TRUE(cluster_->Kill(*leader).ok());
+  // Long enough for a quick resumption and short of the 10 s deadline.
+  std::this_thread::sleep_for(milliseconds(4500));
+  stop = true;
+  for (std::thread& th : threads) th.join();
+  // Every commit is answered by its request deadline (10 s).
+  while (unanswered.load() > 0 && SecondsSince(t0) < 30) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  ASSERT_EQ(unanswered.load(), 0);
+  std::lock_guard<std::mutex> done(mu);
+
+  double first_ok_after_kill = -1, longest = 0;
+  int unknown = 0;
+  for (const Attempt& a : attempts) {
+    longest = std::max(longest, a.took);
+    if (a.outcome == kOk && a.started > killed_at &&
+        (first_ok_after_kill < 0 || a.started + a.took < first_ok_after_kill)) {
+      first_ok_after_kill = a.started + a.took;
+    }
+    if (a.outcome == kUnknown) ++unknown;
+    EXPECT_NE(a.outcome, kOther) << a.key;
+  }
+  std::printf("%s: %zu commits, first success %.2f s after the kill, longest call %.2f s, "
+              "%d unknown, %llu stuck batches, %llu cancelled calls\n",
+              GetParam().name, attempts.size(), first_ok_after_kill - killed_at, longest,
+              unknown,
+              static_cast<unsigned long long>(store->Stats().stuck_batches),
+              static_cast<unsigned long long>(store->Stats().cancelled_calls));
+  ASSERT_GT(first_ok_after_kill, 0) << "no commit succeeded after the kill";
+  EXPECT_LT(first_ok_after_kill - killed_at, 3.0)
+      << "commits should resume a few election timeouts (500 ms) after the kill";
+  if (GetParam().probe) {
+    // The stranded calls themselves are cancelled (the rule alone only
+    // stops them from holding the others: etcd answers them after its own
+    // timeout, about 6 s here).
+    EXPECT_LT(longest, 4.0) << "a call waited for (most of) its 10 s deadline";
+  }
+
+  // Every outcome is what it says.
+  int unknown_applied = 0;
+  for (const Attempt& a : attempts) {
+    absl::StatusOr<Versioned> v = store->Get(a.key);
+    ASSERT_TRUE(v.ok()) << v.status();
+    if (a.outcome == kOk) {
+      EXPECT_TRUE(v->present()) << a.key << " acknowledged but lost";
+    }
+    if (a.outcome == kUnavailable || a.outcome == kConflict) {
+      EXPECT_FALSE(v->present()) << a.key << " refused but applied";
+    }
+    if (a.outcome == kUnknown && v->present()) ++unknown_applied;
+  }
+  std::printf("%s: %d of the %d unknown outcomes were applied\n", GetParam().name,
+              unknown_applied, unknown);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Etcd, StrandedCommitsTest,
+    ::testing::Values(StrandedCase{"HealthProbe", true, false},
+                      StrandedCase{"StuckBatchRule", false, true}),
+    [](const ::testing::TestParamInfo<StrandedCase>& i) { return std::string(i.param.name); });
+
+// A restored host's server opens its store while its own member (the first
+// endpoint) is still down: Open waits until that member serves, so the
+// server listens and campaigns only then, on its own member.
+TEST_F(EtcdStoreTest, OpenWaitsForTheFirstEndpoint) {
+  ASSERT_NO_FATAL_FAILURE(Start(3));
+  ASSERT_TRUE(cluster_->Kill(0).ok());
+  EtcdOptions options = TestOptions(*cluster_, "wait/");
+  options.wait_for_first_endpoint = milliseconds(20000);
+  // Open on another thread: the member is restarted from this one (the
+  // launcher's children die with the thread that started them).
+  std::unique_ptr<EtcdStore> store;
+  double waited = 0;
+  std::thread opener([&] {
+    const auto t0 = SteadyClock::now();
+    store = Open(options);
+    waited = SecondsSince(t0);
+  });
+  std::this_thread::sleep_for(milliseconds(1000));
+  EXPECT_TRUE(cluster_->Restart(0).ok());
+  EXPECT_TRUE(cluster_->WaitReady(0, milliseconds(20000)).ok());
+  opener.join();
+  ASSERT_NE(store, nullptr);
+  EXPECT_GE(waited, 1.0) << "opened before its own member was back";
+  EXPECT_LT(waited, 19.0);
+  EXPECT_EQ(store->CurrentEndpoint(), cluster_->ClientEndpoint(0));
+  EXPECT_TRUE(store->Commit({}, {Write::Put("k", "v")}).ok());
+
+  // A member that does not come back: the wait ends, the store works on the
+  // others.
+  ASSERT_TRUE(cluster_->Kill(0).ok());
+  options.wait_for_first_endpoint = milliseconds(500);
+  const auto t1 = SteadyClock::now();
+  std::unique_ptr<EtcdStore> other = Open(options);
+  ASSERT_NE(other, nullptr);
+  EXPECT_LT(SecondsSince(t1), 3.0);
+  absl::StatusOr<Versioned> v = other->Get("k");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->value, "v");
+}
+
+// -------------------------------------------------- records that fit ----
+
+// The value of statistic `name` (-1: none).
+double Statistic(const EtcdStore& store, const std::string& name) {
+  for (const StoreStatistic& s : store.Statistics()) {
+    if (s.name == name) return s.value;
+  }
+  return -1;
+}
+
+// A Range of `key` at `revision`, raw: the status etcd gives.
+absl::Status ReadAtRevision(EtcdStore& store, const std::string& key, int64_t revision) {
+  etcdserverpb::RangeRequest req;
+  req.set_key(key);
+  req.set_revision(revision);
+  etcdserverpb::RangeResponse resp;
+  return store.client().Call(
+      etcd_internal::CallKind::kRead,
+      [&](etcd_internal::Endpoint& ep, grpc::ClientContext& ctx) {
+        return ep.kv->Range(&ctx, req, &resp);
+      });
+}
+
+// The store compacts etcd's history on its schedule (the first turn notes
+// the revision, the next compacts to it): old revisions of a key written
+// over and over are gone; current values and versions are untouched. With
+// compaction off, the history stays.
+TEST_F(EtcdStoreTest, HistoryIsCompactedOnASchedule) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  EtcdOptions options = TestOptions(*cluster_, "compact/");
+  options.compaction_interval = std::chrono::seconds(1);
+  std::unique_ptr<EtcdStore> store = Open(options);
+  EtcdOptions off = TestOptions(*cluster_, "compact/");
+  off.compaction_interval = std::chrono::seconds(0);
+  std::unique_ptr<EtcdStore> no_compaction = Open(off);
+  ASSERT_NE(store, nullptr);
+  ASSERT_NE(no_compaction, nullptr);
+  uint64_t first = 0, last = 0;
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<uint64_t> r = store->Commit({{"k", last}}, {Write::Put("k", absl::StrCat(i))});
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (i == 0) first = *r;
+    last = *r;
+  }
+  ASSERT_TRUE(ReadAtRevision(*no_compaction, "compact/k", static_cast<int64_t>(first)).ok());
+  const auto t0 = SteadyClock::now();
+  while (store->Stats().compactions == 0 && SecondsSince(t0) < 15) {
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_GE(store->Stats().compactions, 1u);
+  EXPECT_GE(store->Stats().compacted_revision, last);
+  absl::Status old = ReadAtRevision(*store, "compact/k", static_cast<int64_t>(first));
+  EXPECT_FALSE(old.ok());
+  EXPECT_TRUE(absl::StrContains(old.message(), "compacted")) << old;
+  absl::StatusOr<Versioned> v = store->Get("k");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->value, "19");
+  EXPECT_EQ(v->version, last);
+  EXPECT_EQ(no_compaction->Stats().compactions, 0u);
+  EXPECT_GE(Statistic(*store, "compactions"), 1);
+}
+
+// The size statistics that /metrics and /baton/stats show: keys under the
+// prefix, the member's database size, the quota, the commit rate it holds.
+TEST_F(EtcdStoreTest, StatisticsShowKeysAndDatabaseSize) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  EtcdOptions options = TestOptions(*cluster_, "stats/");
+  options.statistics_interval = std::chrono::seconds(1);
+  options.quota_backend_bytes = 64u << 20;
+  options.record_retention = std::chrono::seconds(3600);
+  std::unique_ptr<EtcdStore> store = Open(options);
+  ASSERT_NE(store, nullptr);
+  for (int i = 0; i < 25; ++i) {
+    ASSERT_TRUE(store->Commit({}, {Write::Put(absl::StrCat("k", i), std::string(100, 'v'))}).ok());
+  }
+  const auto t0 = SteadyClock::now();
+  while (Statistic(*store, "keys") != 25 && SecondsSince(t0) < 10) {
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  EXPECT_EQ(Statistic(*store, "keys"), 25);
+  EXPECT_GT(Statistic(*store, "db_size_bytes"), 0);
+  EXPECT_GT(Statistic(*store, "db_size_in_use_bytes"), 0);
+  EXPECT_GT(Statistic(*store, "revision"), 0);
+  EXPECT_EQ(Statistic(*store, "quota_bytes"), 64u << 20);
+  EXPECT_GE(Statistic(*store, "written_bytes"), 25 * 100);
+  // 64 MiB, half usable, 1 h + 2 compaction intervals, ~2.1 x 103 B each.
+  const double rate = Statistic(*store, "sustainable_commit_rate");
+  EXPECT_GT(rate, 30);
+  EXPECT_LT(rate, 60);
+}
+
+// A configured rate the quota cannot hold for the retention is logged at
+// open, naming the quota and what to do.
+TEST_F(EtcdStoreTest, QuotaTooSmallForTheRateIsLoggedAtOpen) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  spdlog::default_logger()->sinks().push_back(sink);
+  EtcdOptions options = TestOptions(*cluster_, "quota/");
+  options.quota_backend_bytes = 64u << 20;
+  options.record_retention = std::chrono::seconds(86400);
+  options.expected_commits_per_second = 10;
+  std::unique_ptr<EtcdStore> small = Open(options);
+  options.quota_backend_bytes = 8ull << 30;
+  options.expected_commits_per_second = 1;
+  std::unique_ptr<EtcdStore> fits = Open(options);
+  spdlog::default_logger()->sinks().pop_back();
+  std::vector<std::string> lines = sink->last_formatted();
+  int warnings = 0;
+  for (const std::string& l : lines) {
+    if (absl::StrContains(l, "quota of 64 MiB") && absl::StrContains(l, "NOSPACE")) ++warnings;
+    EXPECT_FALSE(absl::StrContains(l, "quota of 8192 MiB")) << l;
+  }
+  EXPECT_EQ(warnings, 1);
 }
 
 // --------------------------------------------------------- group commit ----
