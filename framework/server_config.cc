@@ -183,12 +183,23 @@ absl::Status ReadStore(const YamlSection& root, ServerConfig* c) {
   storage::EtcdOptions& e = o.etcd;
   absl::Duration dial = absl::FromChrono(e.dial_timeout);
   absl::Duration request = absl::FromChrono(e.request_timeout);
+  absl::Duration wait_first = absl::FromChrono(e.wait_for_first_endpoint);
+  absl::Duration probe_interval = absl::FromChrono(e.health_probe_interval);
+  absl::Duration probe_timeout = absl::FromChrono(e.health_probe_timeout);
+  absl::Duration stuck = absl::FromChrono(e.stuck_batch_after);
+  absl::Duration compaction = absl::FromChrono(e.compaction_interval);
+  absl::Duration retention = absl::FromChrono(e.record_retention);
+  absl::Duration statistics = absl::FromChrono(e.statistics_interval);
   for (absl::Status s :
        {st.AllowKeys({"kind", "endpoints", "key_prefix", "dial_timeout",
                       "request_timeout", "tls_ca_file", "tls_cert_file",
                       "tls_key_file", "username", "password",
                       "max_request_bytes", "max_txn_ops", "group_commits",
-                      "max_commit_txns_in_flight", "read_cache_bytes"}),
+                      "max_commit_txns_in_flight", "read_cache_bytes",
+                      "wait_for_first_endpoint", "health_probe_interval",
+                      "health_probe_timeout", "stuck_batch_after",
+                      "compaction_interval", "quota_backend_bytes",
+                      "record_retention", "statistics_interval"}),
         st.StringList("endpoints", &e.endpoints),
         st.String("key_prefix", &e.key_prefix),
         st.Duration("dial_timeout", absl::Milliseconds(1), absl::Minutes(10),
@@ -205,7 +216,23 @@ absl::Status ReadStore(const YamlSection& root, ServerConfig* c) {
         st.Bool("group_commits", &e.group_commits),
         st.Int("max_commit_txns_in_flight", 1, 1024,
                &e.max_commit_txns_in_flight),
-        st.Int("read_cache_bytes", 0, 64 * kGiB, &e.read_cache_bytes)}) {
+        st.Int("read_cache_bytes", 0, 64 * kGiB, &e.read_cache_bytes),
+        st.Duration("wait_for_first_endpoint", absl::ZeroDuration(),
+                    absl::Hours(1), &wait_first),
+        st.Duration("health_probe_interval", absl::ZeroDuration(),
+                    absl::Minutes(10), &probe_interval),
+        st.Duration("health_probe_timeout", absl::Milliseconds(1),
+                    absl::Minutes(10), &probe_timeout),
+        st.Duration("stuck_batch_after", absl::ZeroDuration(),
+                    absl::Minutes(10), &stuck),
+        st.Duration("compaction_interval", absl::ZeroDuration(),
+                    absl::Hours(24 * 7), &compaction),
+        st.Int("quota_backend_bytes", 1 * kMiB, 1024 * kGiB,
+               &e.quota_backend_bytes),
+        st.Duration("record_retention", absl::Seconds(1),
+                    absl::Hours(24 * 365), &retention),
+        st.Duration("statistics_interval", absl::ZeroDuration(),
+                    absl::Hours(24), &statistics)}) {
     if (!s.ok()) return s;
   }
   if (st.Has("endpoints") && e.endpoints.empty()) {
@@ -213,6 +240,13 @@ absl::Status ReadStore(const YamlSection& root, ServerConfig* c) {
   }
   e.dial_timeout = absl::ToChronoMilliseconds(dial);
   e.request_timeout = absl::ToChronoMilliseconds(request);
+  e.wait_for_first_endpoint = absl::ToChronoMilliseconds(wait_first);
+  e.health_probe_interval = absl::ToChronoMilliseconds(probe_interval);
+  e.health_probe_timeout = absl::ToChronoMilliseconds(probe_timeout);
+  e.stuck_batch_after = absl::ToChronoMilliseconds(stuck);
+  e.compaction_interval = absl::ToChronoSeconds(compaction);
+  e.record_retention = absl::ToChronoSeconds(retention);
+  e.statistics_interval = absl::ToChronoSeconds(statistics);
   return absl::OkStatus();
 }
 

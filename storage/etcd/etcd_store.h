@@ -163,9 +163,13 @@ struct EtcdOptions {
   // against max_commit_txns_in_flight, so the commits behind it go out in
   // a batch of their own instead of waiting for its deadline (a Txn stuck on
   // a member whose leader died would otherwise hold every commit of the
-  // process for up to request_timeout). At most 8 such batches are in
-  // flight besides. 0: a batch holds the next until it is
-  // answered. Default: 100 ms.
+  // process for up to request_timeout). Each batch already stuck doubles
+  // the time the next one needs to count as stuck (100, 200, 400 ms ...),
+  // and at most 8 are in flight besides: a member without a leader gets a
+  // few probing batches, not a flood, and the first one sent after its new
+  // leader arrived gets through. A stuck batch is never resent: its
+  // commits get etcd's answer, or kUnknown. 0: a batch holds the next until
+  // it is answered. Default: 100 ms.
   std::chrono::milliseconds stuck_batch_after{100};
   // Memory for the cache that answers GetMany(kMayBeStale) without a round
   // trip: the last state this process saw of each key, from its reads and
@@ -201,8 +205,8 @@ struct EtcdOptions {
   // etcd's --quota-backend-bytes, for the capacity check and the quota
   // statistic (etcd does not report it). Default: 2 GiB (etcd's default).
   uint64_t quota_backend_bytes = 2ull << 30;
-  // How long completion records live (the pipeline's retention; a server
-  // copies its pipeline.retention here). With the commit rate, what the
+  // How long completion records live (set it to the pipeline's retention;
+  // server config key store.record_retention). With the commit rate, what the
   // capacity check needs to know: records written at rate r for this long,
   // plus the history of one compaction interval, must fit in half the quota
   // (etcd's database file never shrinks without a defragmentation, so half

@@ -109,6 +109,10 @@ TEST(KvConfigTest, StoreNodeNameAndTakeover) {
       "  username: u\n"
       "  group_commits: false\n"
       "  read_cache_bytes: 1048576\n"
+      "  wait_for_first_endpoint: 30s\n"
+      "  health_probe_interval: 0s\n"
+      "  compaction_interval: 10m\n"
+      "  quota_backend_bytes: 8589934592\n"
       "takeover:\n"
       "  node_id: 1\n"
       "  service_addresses: [10.78.0.100/24]\n");
@@ -124,6 +128,10 @@ TEST(KvConfigTest, StoreNodeNameAndTakeover) {
   EXPECT_EQ(c->store.etcd.key_prefix, "kvservice/");
   EXPECT_FALSE(c->store.etcd.group_commits);
   EXPECT_EQ(c->store.etcd.read_cache_bytes, 1048576u);
+  EXPECT_EQ(c->store.etcd.wait_for_first_endpoint, std::chrono::milliseconds(30000));
+  EXPECT_EQ(c->store.etcd.health_probe_interval, std::chrono::milliseconds(0));
+  EXPECT_EQ(c->store.etcd.compaction_interval, std::chrono::seconds(600));
+  EXPECT_EQ(c->store.etcd.quota_backend_bytes, 8ull << 30);
   EXPECT_NE(c->takeover_yaml.find("10.78.0.100/24"), std::string::npos);
 
   auto defaults = LoadServerConfig(BATON_KVSERVICE_YAML, "kvservice");
