@@ -78,6 +78,9 @@ CommitBatch CommitQueue::Pick() {
   // batching rule in the header).
   absl::flat_hash_set<std::string_view> written, touched;
   size_t bytes = 0;
+  // etcd checks a nested Txn against max_txn_ops minus the ops of the Txn
+  // around it: members + the largest member's ops must stay within it.
+  size_t max_ops = 0;
   const size_t max_members = std::max<size_t>(options_.max_members, 1);
   std::vector<bool> taken(queue_.size(), false);
   auto hits = [](const std::vector<std::string>& keys,
@@ -89,13 +92,16 @@ CommitBatch CommitQueue::Pick() {
   };
   for (size_t i = 0; i < queue_.size() && batch.members.size() < max_members; ++i) {
     PendingCommit* p = queue_[i];
+    const size_t ops = OpsOf(*p);
     if (!batch.members.empty()) {
+      if (batch.members.size() + 1 + std::max(max_ops, ops) > max_members) continue;
       if (bytes + p->bytes + kNestingBytes > options_.byte_budget) continue;
       if (hits(p->written, touched) || hits(p->compared, written)) continue;
     }
     batch.members.push_back(p);
     taken[i] = true;
     bytes += p->bytes + kNestingBytes;
+    max_ops = std::max(max_ops, ops);
     for (const std::string& k : p->written) {
       written.insert(k);
       touched.insert(k);

@@ -8,7 +8,9 @@
 // writes, and compares no key that an earlier member writes; otherwise it
 // waits for a later batch. A batch is then equivalent to its members run one
 // after another in queue order, and etcd's refusal of a key written twice in
-// one Txn never triggers. A batch stops at max_members and byte_budget.
+// one Txn never triggers. A batch stops at byte_budget, and when its
+// members plus the largest member's ops (OpsOf) would pass max_members:
+// etcd allows a nested Txn max_txn_ops minus the ops of the Txn around it.
 //
 // Release rule: a batch goes out while fewer than max_in_flight batches are
 // in flight and not stuck. A batch in flight for stuck_after_ns or longer is
@@ -25,6 +27,7 @@
 #ifndef BATON_STORAGE_ETCD_COMMIT_QUEUE_H_
 #define BATON_STORAGE_ETCD_COMMIT_QUEUE_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -45,6 +48,13 @@ struct PendingCommit {
   size_t bytes = 0;
 };
 
+// The ops etcd counts for a commit's own Txn against --max-txn-ops: the
+// larger of its compares (each with a Range in the failure branch) and its
+// writes.
+inline size_t OpsOf(const PendingCommit& c) {
+  return std::max(c.compared.size(), c.written.size());
+}
+
 // Commits to send together, as one Txn (one member: its own Txn).
 struct CommitBatch {
   uint64_t id = 0;
@@ -64,7 +74,8 @@ class CommitQueue {
     size_t max_in_flight = 1;
     // 0: a batch is never stuck.
     int64_t stuck_after_ns = 0;
-    // Members of one batch (etcd's --max-txn-ops). At least 1.
+    // etcd's --max-txn-ops: a batch of n members whose largest has k ops
+    // needs n + k <= max_members (one commit alone: any size). At least 1.
     size_t max_members = 128;
     // Encoded bytes of one batch's Txn.
     size_t byte_budget = 1 << 20;

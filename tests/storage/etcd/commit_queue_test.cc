@@ -76,7 +76,7 @@ TEST(CommitQueueTest, CommitsThatTouchAnEarlierMembersWritesWaitForTheNextBatch)
 
 TEST(CommitQueueTest, BatchStopsAtItsMemberAndByteLimits) {
   CommitQueue::Options o = Opts(0);
-  o.max_members = 2;
+  o.max_members = 3;  // two one-op members: 2 + 1
   o.byte_budget = 1000;
   CommitQueue q(o);
   auto first = Commit({}, {"f"});
@@ -91,6 +91,41 @@ TEST(CommitQueueTest, BatchStopsAtItsMemberAndByteLimits) {
   EXPECT_EQ(out[0].members, (std::vector<PendingCommit*>{a.get(), c.get()}));
   out = q.Done(out[0].id, 2);
   EXPECT_EQ(out[0].members, (std::vector<PendingCommit*>{b.get(), d.get()}));
+}
+
+// etcd checks a nested Txn against max_txn_ops minus the outer Txn's ops:
+// 128 one-op commits in one batch were refused ("too many operations in
+// txn request") and came back kResourceExhausted.
+TEST(CommitQueueTest, MembersAndTheLargestMembersOpsFitMaxTxnOps) {
+  CommitQueue::Options o = Opts(0);
+  o.max_members = 128;
+  CommitQueue q(o);
+  auto first = Commit({}, {"f"});
+  std::vector<CommitBatch> out = q.Add(first.get(), 0);
+  std::vector<std::unique_ptr<PendingCommit>> small;
+  for (int i = 0; i < 200; ++i) {
+    small.push_back(Commit({"c" + std::to_string(i)}, {"w" + std::to_string(i)}));
+    q.Add(small.back().get(), 0);
+  }
+  out = q.Done(out[0].id, 1);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].members.size(), 127u);  // 127 + 1 op each = 128
+
+  // A member with 100 ops leaves room for 27 others.
+  CommitQueue q2(o);
+  out = q2.Add(first.get(), 0);
+  std::vector<std::string> many;
+  for (int i = 0; i < 100; ++i) many.push_back("m" + std::to_string(i));
+  auto big = Commit({}, many);
+  q2.Add(big.get(), 0);
+  for (int i = 0; i < 50; ++i) q2.Add(small[static_cast<size_t>(i)].get(), 0);
+  out = q2.Done(out[0].id, 1);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].members.size(), 28u);  // big + 27: 28 + 100 = 128
+  EXPECT_EQ(out[0].members[0], big.get());
+  size_t largest = 0;
+  for (PendingCommit* p : out[0].members) largest = std::max(largest, OpsOf(*p));
+  EXPECT_LE(out[0].members.size() + largest, 128u);
 }
 
 // The regression: a batch that etcd does not answer (a proposal lost with a

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -1154,6 +1155,35 @@ TEST_F(EtcdStoreTest, GroupCommitWithSeveralBatchesInFlightLosesNoUpdate) {
   std::unique_ptr<EtcdStore> store = Open(options);
   ASSERT_NE(store, nullptr);
   IncrementSharedCounter(*store);
+}
+
+// A burst of commits while one is in flight fills a batch up to etcd's
+// --max-txn-ops (128, the default on both sides). etcd allows a nested Txn
+// only max_txn_ops minus the outer Txn's ops, so a batch of 128 one-op
+// commits was refused ("too many operations in txn request") and every
+// commit in it failed with kResourceExhausted.
+TEST_F(EtcdStoreTest, BurstOfCommitsFitsEtcdsTxnOpsLimit) {
+  ASSERT_NO_FATAL_FAILURE(Start(1));
+  std::unique_ptr<EtcdStore> store = Open(TestOptions(*cluster_, "burst/"));
+  ASSERT_NE(store, nullptr);
+  constexpr int kCommits = 400;
+  std::mutex mu;
+  std::condition_variable cv;
+  int answered = 0;
+  std::vector<absl::Status> failures;
+  for (int i = 0; i < kCommits; ++i) {
+    const std::string key = absl::StrCat("k", i);
+    store->CommitAsync({{key, 0}}, {Write::Put(key, "v")}, [&](absl::StatusOr<uint64_t> r) {
+      std::lock_guard<std::mutex> l(mu);
+      if (!r.ok()) failures.push_back(r.status());
+      ++answered;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock<std::mutex> l(mu);
+  ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(30), [&] { return answered == kCommits; }));
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failed, e.g. " << failures[0];
+  EXPECT_LT(store->Stats().commit_txns, static_cast<uint64_t>(kCommits)) << "no batching happened";
 }
 
 // With group commit off, every commit is its own Txn.
