@@ -203,7 +203,10 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const EtcdOptions& option
     client->endpoints_.push_back(std::move(ep));
   }
   client->last_term_.assign(client->endpoints_.size(), 0);
-  client->failed_.assign(client->endpoints_.size(), std::string());
+  {
+    absl::MutexLock lock(&client->calls_mu_);
+    client->failed_.assign(client->endpoints_.size(), std::string());
+  }
   Client* raw = client.get();
   client->connect_thread_ = std::thread([raw] { raw->ConnectLoop(); });
   return client;
