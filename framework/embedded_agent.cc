@@ -32,9 +32,12 @@ extern char** environ;
 #include "framework/clock.h"
 #include "framework/json.h"
 #include "spdlog/spdlog.h"
+#include "takeover/daemon/agent_link_protocol.h"
 #include "takeover/drivers/clock.h"
 
 namespace baton::framework {
+
+namespace agent_link = takeover::agent_link;
 
 namespace {
 
@@ -603,26 +606,27 @@ absl::Status AgentSupervisor::Spawn() {
   starts_.fetch_add(1);
   input_.clear();
   child_started_ = false;
+  child_error_ = absl::OkStatus();
   {
     absl::MutexLock lock(&mu_);
     fd_ = sv[0];
     link_up_ = true;
   }
-  SendLine({{"op", "config"}, {"yaml", config_.yaml}});
-  SendLine({{"op", "health"}, {"healthy", healthy()}});
+  SendLine(agent_link::Config{agent_link::kVersion, config_.yaml});
+  SendLine(agent_link::Health{healthy()});
   std::vector<bool> drained;
   {
     absl::MutexLock lock(&mu_);
     drained = drained_;
   }
   for (uint32_t i = 0; i < drained.size(); ++i) {
-    if (drained[i]) SendLine({{"op", "drain"}, {"slot", i}, {"drain", true}});
+    if (drained[i]) SendLine(agent_link::Drain{i, true});
   }
   return absl::OkStatus();
 }
 
-bool AgentSupervisor::SendLine(const nlohmann::json& j) {
-  const std::string line = j.dump() + "\n";
+bool AgentSupervisor::SendLine(const agent_link::ServerMessage& message) {
+  const std::string line = agent_link::Encode(message);
   absl::MutexLock lock(&mu_);
   if (!link_up_) return false;
   size_t off = 0;
@@ -652,7 +656,7 @@ absl::Status AgentSupervisor::Start(storage::StableStore& store) {
   Clock& clock = RealClock();
   const absl::Time deadline = clock.Now() + absl::Seconds(10);
   bool ok = true;
-  while (ok && !child_started_ && clock.Now() < deadline) {
+  while (ok && !child_started_ && child_error_.ok() && clock.Now() < deadline) {
     pollfd p{fd_, POLLIN, 0};
     const int r = ::poll(&p, 1, 100);
     if (r > 0) ok = ReadLines(fd_);
@@ -671,6 +675,7 @@ absl::Status AgentSupervisor::Start(storage::StableStore& store) {
     }
     ReleaseAll();
     StopLoops();
+    if (!child_error_.ok()) return child_error_;
     return absl::UnavailableError(absl::StrCat(
         "the agent process (", options_.binary, " --parent-fd 3) ",
         ok ? "did not start within 10 s"
@@ -689,45 +694,52 @@ absl::Status AgentSupervisor::Start(storage::StableStore& store) {
 }
 
 void AgentSupervisor::HandleLine(const std::string& line) {
-  nlohmann::json j =
-      nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) {
-    spdlog::warn("take-over agent: malformed line from the agent process");
+  absl::StatusOr<agent_link::AgentMessage> m = agent_link::DecodeAgentMessage(line);
+  if (!m.ok()) {
+    // An unknown event is a newer agent's; anything else is a broken one.
+    spdlog::log(m.status().code() == absl::StatusCode::kUnimplemented ? spdlog::level::debug
+                                                                      : spdlog::level::warn,
+                "take-over agent: line from the agent process ignored: {}",
+                m.status().message());
     return;
   }
-  const std::string ev = j.value("ev", "");
-  if (ev == "started") {
-    child_started_ = true;
-  } else if (ev == "slot") {
-    takeover::SlotEvent e;
-    e.slot = j.value("slot", uint32_t{0});
-    e.address = j.value("address", "");
-    e.held = j.value("held", false);
-    e.epoch = j.value("epoch", uint64_t{0});
-    OnSlotEvent(e);
-  } else if (ev == "releasing") {
-    const uint64_t id = j.value("id", uint64_t{0});
-    OnReleasing(j.value("address", ""), [this, id] {
-      SendLine({{"op", "closed"}, {"id", id}});
-    });
-  } else if (ev == "status") {
-    const uint64_t id = j.value("id", uint64_t{0});
-    std::shared_ptr<PendingStatus> p;
-    {
-      absl::MutexLock lock(&mu_);
-      for (auto it = pending_.begin(); it != pending_.end(); ++it) {
-        if (it->first == id) {
-          p = it->second;
-          pending_.erase(it);
-          break;
-        }
-      }
-    }
-    if (p) {
-      p->status = std::move(j["status"]);
-      p->done.Notify();
-    }
-  }
+  std::visit(
+      agent_link::Overloaded{
+          [this](const agent_link::Started& e) {
+            child_error_ = agent_link::CheckVersion(
+                e.version, absl::StrCat("the agent process ", options_.binary));
+            if (!child_error_.ok()) {
+              spdlog::error("take-over agent: {}", child_error_.message());
+              return;
+            }
+            child_started_ = true;
+          },
+          [this](const agent_link::SlotChange& e) {
+            OnSlotEvent(takeover::SlotEvent{e.slot, e.address, e.held, e.epoch});
+          },
+          [this](const agent_link::Releasing& e) {
+            OnReleasing(e.address,
+                        [this, id = e.id] { SendLine(agent_link::Closed{id}); });
+          },
+          [this](agent_link::StatusReply& e) {
+            std::shared_ptr<PendingStatus> p;
+            {
+              absl::MutexLock lock(&mu_);
+              for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+                if (it->first == e.id) {
+                  p = it->second;
+                  pending_.erase(it);
+                  break;
+                }
+              }
+            }
+            if (p) {
+              p->status = std::move(e.status);
+              p->done.Notify();
+            }
+          },
+      },
+      *m);
 }
 
 bool AgentSupervisor::ReadLines(int fd) {
@@ -740,6 +752,13 @@ bool AgentSupervisor::ReadLines(int fd) {
   while ((nl = input_.find('\n')) != std::string::npos) {
     HandleLine(input_.substr(0, nl));
     input_.erase(0, nl + 1);
+    // An agent of another protocol version: nothing else it says is understood.
+    if (!child_error_.ok()) return false;
+  }
+  if (input_.size() > agent_link::kMaxLineBytes) {
+    spdlog::error("take-over agent: a line from the agent process longer than {} bytes: "
+                  "ending the link", agent_link::kMaxLineBytes);
+    return false;
   }
   return true;
 }
@@ -762,7 +781,7 @@ void AgentSupervisor::RunChild() {
     if (stopping && !asked_shutdown) {
       // The child hands over, then exits; its EOF ends this loop.
       asked_shutdown = true;
-      SendLine({{"op", "shutdown"}});
+      SendLine(agent_link::Shutdown{});
       kill_at = clock.Now() + absl::Seconds(10);
     }
     const absl::Time now = clock.Now();
@@ -864,13 +883,13 @@ void AgentSupervisor::Shutdown() {
 }
 
 void AgentSupervisor::AgentHealthy(bool healthy) {
-  SendLine({{"op", "health"}, {"healthy", healthy}});
+  SendLine(agent_link::Health{healthy});
 }
 
 void AgentSupervisor::AgentKeepalive() {
   // The child hands every address over after health_check.liveness without
   // a line: this server stopped or hung.
-  SendLine({{"op", "health"}, {"healthy", healthy()}});
+  SendLine(agent_link::Health{healthy()});
 }
 
 absl::Status AgentSupervisor::AgentDrain(uint32_t slot, bool drain) {
@@ -882,11 +901,10 @@ absl::Status AgentSupervisor::AgentDrain(uint32_t slot, bool drain) {
       }
     }
   }
-  nlohmann::json j = {{"op", "drain"}, {"drain", drain}};
-  j["slot"] = slot == takeover::TakeoverDaemon::kAllSlots
-                  ? nlohmann::json(nullptr)
-                  : nlohmann::json(slot);
-  if (!SendLine(j)) {
+  agent_link::Drain message;
+  if (slot != takeover::TakeoverDaemon::kAllSlots) message.slot = slot;
+  message.drain = drain;
+  if (!SendLine(message)) {
     return absl::UnavailableError(
         "the take-over agent process is not running (restarting); the "
         "drain is applied when it is back");
@@ -903,7 +921,7 @@ absl::StatusOr<nlohmann::json> AgentSupervisor::AgentStatus(
     id = next_id_++;
     pending_.emplace_back(id, p);
   }
-  if (!SendLine({{"op", "status"}, {"id", id}}) ||
+  if (!SendLine(agent_link::StatusRequest{id}) ||
       !p->done.WaitForNotificationWithTimeout(timeout) || p->status.is_null()) {
     absl::MutexLock lock(&mu_);
     for (auto it = pending_.begin(); it != pending_.end(); ++it) {

@@ -86,6 +86,7 @@
 #include "framework/fence.h"
 #include "framework/admin/admin_server.h"
 #include "storage/stable_store.h"
+#include "takeover/daemon/agent_link_protocol.h"
 #include "takeover/daemon/config.h"
 #include "takeover/daemon/daemon.h"
 
@@ -282,7 +283,9 @@ class AgentSupervisor final : public ServerAgent {
   // Spawns the first child and waits (at most 10 s) until its daemon
   // started, then starts the supervisor thread. kUnavailable if the child
   // cannot be spawned or exits first (e.g. a bind or netlink failure, or a
-  // baton-takeoverd too old to know --parent-fd).
+  // baton-takeoverd too old to know --parent-fd); kFailedPrecondition if it
+  // speaks another version of the agent protocol
+  // (takeover/daemon/agent_link_protocol.h).
   [[nodiscard]] absl::Status Start(storage::StableStore& store) override;
   // Asks the child to hand over, waits for it to exit (at most 10 s, then
   // SIGKILL), stops the threads.
@@ -309,9 +312,9 @@ class AgentSupervisor final : public ServerAgent {
   // Reads what the child sent into input_ and handles every whole line;
   // false on EOF or a read error.
   bool ReadLines(int fd);
-  // Writes one line to the current child; false if there is none or the
+  // Writes one message to the current child; false if there is none or the
   // write failed.
-  bool SendLine(const nlohmann::json& j);
+  bool SendLine(const takeover::agent_link::ServerMessage& message);
 
   AgentSupervisorOptions options_;
   std::thread supervisor_thread_;
@@ -321,7 +324,9 @@ class AgentSupervisor final : public ServerAgent {
   std::atomic<uint64_t> starts_{0};
   int fd_ = -1;  // the server's end; only the supervisor thread opens/closes
   std::string input_;  // bytes read from the child, not yet a whole line
-  bool child_started_ = false;  // the current child sent {"ev":"started"}
+  bool child_started_ = false;  // the current child sent agent_link::Started
+  // Set when the current child speaks another agent_link::kVersion.
+  absl::Status child_error_;
 
   struct PendingStatus {
     nlohmann::json status;

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "spdlog/spdlog.h"
+#include "takeover/core/wire.h"
 #include "takeover/daemon/metrics.h"
 #include "base/unix_socket.h"
 
@@ -523,6 +524,23 @@ absl::Status TakeoverDaemon::Start() {
 
 void TakeoverDaemon::OnReceive(NodeId from, std::string_view payload) {
   if (!node_) return;
+  // A peer of another build speaks another wire version: the core only sees a malformed
+  // message; say which version came from whom, so that a half-upgraded group is obvious.
+  if (payload.size() >= 3 && static_cast<uint8_t>(payload[0]) == wire::kMagic0 &&
+      static_cast<uint8_t>(payload[1]) == wire::kMagic1 &&
+      static_cast<uint8_t>(payload[2]) != wire::kVersion) {
+    ++wrong_version_messages_;
+    ++wrong_version_unlogged_;
+    const Time now = clock_.Now();
+    if (!wrong_version_logged_ || now - *wrong_version_logged_ >= std::chrono::seconds(10)) {
+      wrong_version_logged_ = now;
+      spdlog::warn("take-over message version {} from peer {}, expected {}: dropped ({} such "
+                   "message(s) since the last report); upgrade the group as a whole",
+                   static_cast<unsigned>(static_cast<uint8_t>(payload[2])), from,
+                   static_cast<unsigned>(wire::kVersion), wrong_version_unlogged_);
+      wrong_version_unlogged_ = 0;
+    }
+  }
   node_->Receive(from, payload, clock_.Now());
   Pump();
 }
@@ -1051,6 +1069,7 @@ nlohmann::json TakeoverDaemon::StatusJson() const {
     j["epoch"] = s0 ? s0->epoch : 0;
     j["lease_remaining_ms"] = s0 ? Ms(s0->lease_remaining) : 0.0;
     j["core"] = {{"malformed_messages", st->malformed_messages},
+                 {"wrong_version_messages", wrong_version_messages_},
                  {"stale_messages", st->stale_messages},
                  {"late_messages", st->late_messages}};
     j["membership"] = {{"version", st->membership.version},

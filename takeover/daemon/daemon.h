@@ -240,6 +240,10 @@ class TakeoverDaemon {
   uint64_t role_changes_ = 0;
   uint64_t adds_ = 0, removes_ = 0, refreshes_ = 0, address_errors_ = 0, announces_ = 0;
   uint64_t drains_ = 0;           // operator slot drains + health drains
+  // Authentic messages of another peer wire version (takeover/core/wire.h kVersion; the core
+  // counts them as malformed too): counted, logged at most every 10 s with the count since.
+  uint64_t wrong_version_messages_ = 0, wrong_version_unlogged_ = 0;
+  std::optional<Time> wrong_version_logged_;
   uint64_t node_generation_ = 1;  // bumped when the Node resumes after a health drain
   // The core's persistent state (config state_file): what the last run stored, and a state not
   // yet written because the write failed (retried on the next pump; messages wait for it).
