@@ -189,10 +189,9 @@ class TakeoverDaemon {
   void OnHealth();
   void ApplyDrain(uint32_t slot, bool drain);
   void LogRoleChanges();
+  // The status socket (config status_socket), in status_socket.cc with its client.
   absl::Status StartStatusSocket();
   void AcceptStatus();
-  // One request line on the status socket: "" or {"op":"status"} -> status;
-  // {"op":"drain","slot":N|null,"undo":bool} -> drain, then the status.
   nlohmann::json HandleRequest(const std::string& line);
   void Finish();
   std::chrono::seconds ValidLifetime() const;
@@ -256,18 +255,6 @@ class TakeoverDaemon {
   // so copying it there does not race with Finish() replacing alive_; false once destroyed.
   const std::shared_ptr<bool> posted_alive_ = std::make_shared<bool>(true);
 };
-
-// The client side of `baton-takeoverd status`: connects to `socket_path`, returns the JSON.
-// kUnavailable if nothing listens there.
-absl::StatusOr<nlohmann::json> QueryStatus(const std::string& socket_path);
-// The client side of `baton-takeoverd drain [--slot N] [--undo]`: asks the daemon to drain slot
-// `slot` (nullopt: every slot) or to undo it; returns the daemon's answer (the status document
-// after the request was applied, with "ok"). kUnavailable if nothing listens there,
-// kInvalidArgument if the daemon refused the request (e.g. slot out of range).
-absl::StatusOr<nlohmann::json> RequestDrain(const std::string& socket_path,
-                                            std::optional<uint32_t> slot, bool undo);
-// Human-readable rendering of a status document (one line per slot).
-std::string FormatStatus(const nlohmann::json& status);
 
 }  // namespace baton::takeover
 
