@@ -9,6 +9,7 @@
 #include "framework/clock.h"
 #include "framework/embedded_agent.h"
 #include "spdlog/spdlog.h"
+#include "takeover/daemon/daemon.h"
 
 namespace baton::framework {
 

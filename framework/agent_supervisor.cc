@@ -22,18 +22,27 @@
 
 extern char** environ;
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "framework/absl_compat.h"
 #include "framework/clock.h"
 #include "framework/embedded_agent.h"
 #include "spdlog/spdlog.h"
 #include "takeover/daemon/agent_link_protocol.h"
+#include "takeover/daemon/daemon.h"
 #include "takeover/drivers/clock.h"
 
 namespace baton::framework {
 
 namespace agent_link = takeover::agent_link;
+
+struct AgentSupervisor::PendingStatus {
+  nlohmann::json status;  // null until answered (or the link ended)
+  absl::Notification done;
+};
 
 absl::StatusOr<std::string> FindTakeoverBinary() {
   std::error_code ec;
@@ -144,21 +153,20 @@ absl::Status AgentSupervisor::Spawn() {
     fd_ = sv[0];
     link_up_ = true;
   }
-  SendLine(agent_link::Config{agent_link::kVersion, config_.yaml});
-  SendLine(agent_link::Health{healthy()});
+  SendLine(agent_link::Encode(agent_link::Config{agent_link::kVersion, config_.yaml}));
+  SendLine(agent_link::Encode(agent_link::Health{healthy()}));
   std::vector<bool> drained;
   {
     absl::MutexLock lock(&mu_);
     drained = drained_;
   }
   for (uint32_t i = 0; i < drained.size(); ++i) {
-    if (drained[i]) SendLine(agent_link::Drain{i, true});
+    if (drained[i]) SendLine(agent_link::Encode(agent_link::Drain{i, true}));
   }
   return absl::OkStatus();
 }
 
-bool AgentSupervisor::SendLine(const agent_link::ServerMessage& message) {
-  const std::string line = agent_link::Encode(message);
+bool AgentSupervisor::SendLine(const std::string& line) {
   absl::MutexLock lock(&mu_);
   if (!link_up_) return false;
   size_t off = 0;
@@ -250,8 +258,9 @@ void AgentSupervisor::HandleLine(const std::string& line) {
             OnSlotEvent(takeover::SlotEvent{e.slot, e.address, e.held, e.epoch});
           },
           [this](const agent_link::Releasing& e) {
-            OnReleasing(e.address,
-                        [this, id = e.id] { SendLine(agent_link::Closed{id}); });
+            OnReleasing(e.address, [this, id = e.id] {
+              SendLine(agent_link::Encode(agent_link::Closed{id}));
+            });
           },
           [this](agent_link::StatusReply& e) {
             std::shared_ptr<PendingStatus> p;
@@ -313,7 +322,7 @@ void AgentSupervisor::RunChild() {
     if (stopping && !asked_shutdown) {
       // The child hands over, then exits; its EOF ends this loop.
       asked_shutdown = true;
-      SendLine(agent_link::Shutdown{});
+      SendLine(agent_link::Encode(agent_link::Shutdown{}));
       kill_at = clock.Now() + absl::Seconds(10);
     }
     const absl::Time now = clock.Now();
@@ -415,13 +424,13 @@ void AgentSupervisor::Shutdown() {
 }
 
 void AgentSupervisor::AgentHealthy(bool healthy) {
-  SendLine(agent_link::Health{healthy});
+  SendLine(agent_link::Encode(agent_link::Health{healthy}));
 }
 
 void AgentSupervisor::AgentKeepalive() {
   // The child hands every address over after health_check.liveness without
   // a line: this server stopped or hung.
-  SendLine(agent_link::Health{healthy()});
+  SendLine(agent_link::Encode(agent_link::Health{healthy()}));
 }
 
 absl::Status AgentSupervisor::AgentDrain(uint32_t slot, bool drain) {
@@ -436,7 +445,7 @@ absl::Status AgentSupervisor::AgentDrain(uint32_t slot, bool drain) {
   agent_link::Drain message;
   if (slot != takeover::TakeoverDaemon::kAllSlots) message.slot = slot;
   message.drain = drain;
-  if (!SendLine(message)) {
+  if (!SendLine(agent_link::Encode(message))) {
     return absl::UnavailableError(
         "the take-over agent process is not running (restarting); the "
         "drain is applied when it is back");
@@ -453,7 +462,7 @@ absl::StatusOr<nlohmann::json> AgentSupervisor::AgentStatus(
     id = next_id_++;
     pending_.emplace_back(id, p);
   }
-  if (!SendLine(agent_link::StatusRequest{id}) ||
+  if (!SendLine(agent_link::Encode(agent_link::StatusRequest{id})) ||
       !p->done.WaitForNotificationWithTimeout(timeout) || p->status.is_null()) {
     absl::MutexLock lock(&mu_);
     for (auto it = pending_.begin(); it != pending_.end(); ++it) {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "framework/json.h"
 #include "spdlog/spdlog.h"
+#include "takeover/daemon/daemon.h"
 
 namespace baton::framework {
 

@@ -73,14 +73,15 @@ Timing TimingFromConfig(const DaemonConfig& config);
 
 class TakeoverDaemon {
  public:
-  // Validates the config against the core and the drivers, loads the key, loads the state file,
-  // picks the transport incarnation. Errors: kInvalidArgument (config the core or drivers refuse,
-  // also a state file the core refuses), kDataLoss (corrupt state file), key-file,
-  // state-file and incarnation-file errors as in udp_transport.h / state_file.h.
   // Checks everything Create checks that needs no state change: the service prefix, the group
   // and timing as the core sees them, the key file. For `--check-config`. Same errors as Create.
   [[nodiscard]] static absl::Status Validate(const DaemonConfig& config, const Clock& clock);
 
+  // Validates the config against the core and the drivers, loads the key, loads the state file,
+  // picks the transport incarnation. Nothing runs until Start. Errors: kInvalidArgument (config
+  // the core or drivers refuse, also a state file the core refuses), kDataLoss (corrupt state
+  // file), key-file, state-file and incarnation-file errors as in udp_transport.h /
+  // state_file.h.
   static absl::StatusOr<std::unique_ptr<TakeoverDaemon>> Create(boost::asio::io_context& io,
                                                                 const Clock& clock,
                                                                 DaemonConfig config);

@@ -24,6 +24,8 @@
 #include <string>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "framework/embedded_agent.h"
 #include "gtest/gtest.h"
