@@ -31,7 +31,13 @@ std::string Line(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
-absl::StatusOr<nlohmann::json> ParseObject(std::string_view line) {
+// A line's JSON object and its message name (under `name_key`, "op" or "ev").
+struct Named {
+  nlohmann::json j;
+  std::string name;
+};
+
+absl::StatusOr<Named> ParseNamed(std::string_view line, const char* name_key) {
   if (line.size() > kMaxLineBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("line of ", line.size(), " bytes (at most ", kMaxLineBytes, ")"));
@@ -48,7 +54,12 @@ absl::StatusOr<nlohmann::json> ParseObject(std::string_view line) {
     return absl::InvalidArgumentError(absl::StrCat("nested deeper than ", kMaxDepth, " levels"));
   }
   if (!j.is_object()) return absl::InvalidArgumentError("not a JSON object");
-  return j;
+  const auto it = j.find(name_key);
+  if (it == j.end() || !it->is_string()) {
+    return absl::InvalidArgumentError(absl::StrCat("no \"", name_key, "\" name"));
+  }
+  std::string name = it->get<std::string>();
+  return Named{std::move(j), std::move(name)};
 }
 
 // Field readers: kInvalidArgument naming the message and the field.
@@ -92,15 +103,6 @@ class Fields {
   std::string_view name_;
 };
 
-// The message name under `key`: kInvalidArgument if there is none.
-absl::StatusOr<std::string> Name(const nlohmann::json& j, const char* key) {
-  const auto it = j.find(key);
-  if (it == j.end() || !it->is_string()) {
-    return absl::InvalidArgumentError(absl::StrCat("no \"", key, "\" name"));
-  }
-  return it->get<std::string>();
-}
-
 // Shortens `RETURN_IF_ERROR`-style unpacking of the field readers.
 #define BATON_AGENT_LINK_ASSIGN(lhs, expr) \
   {                                        \
@@ -108,6 +110,15 @@ absl::StatusOr<std::string> Name(const nlohmann::json& j, const char* key) {
     if (!v.ok()) return v.status();        \
     lhs = *std::move(v);                   \
   }
+
+// slot, address, epoch: the fields SlotChange and Releasing share.
+template <class M>
+absl::Status SlotFields(const Fields& f, M& m) {
+  BATON_AGENT_LINK_ASSIGN(m.slot, f.U32("slot"));
+  BATON_AGENT_LINK_ASSIGN(m.address, f.String("address"));
+  BATON_AGENT_LINK_ASSIGN(m.epoch, f.U64("epoch"));
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -162,10 +173,10 @@ std::string Encode(const AgentMessage& message) {
 }
 
 absl::StatusOr<ServerMessage> DecodeServerMessage(std::string_view line) {
-  absl::StatusOr<nlohmann::json> j = ParseObject(line);
-  if (!j.ok()) return j.status();
-  absl::StatusOr<std::string> op = Name(*j, kOp);
-  if (!op.ok()) return op.status();
+  absl::StatusOr<Named> named = ParseNamed(line, kOp);
+  if (!named.ok()) return named.status();
+  const nlohmann::json* j = &named->j;
+  const std::string* op = &named->name;
   const Fields f(*j, *op);
   if (*op == kOpConfig) {
     Config m;
@@ -201,10 +212,10 @@ absl::StatusOr<ServerMessage> DecodeServerMessage(std::string_view line) {
 }
 
 absl::StatusOr<AgentMessage> DecodeAgentMessage(std::string_view line) {
-  absl::StatusOr<nlohmann::json> j = ParseObject(line);
-  if (!j.ok()) return j.status();
-  absl::StatusOr<std::string> ev = Name(*j, kEv);
-  if (!ev.ok()) return ev.status();
+  absl::StatusOr<Named> named = ParseNamed(line, kEv);
+  if (!named.ok()) return named.status();
+  nlohmann::json* j = &named->j;
+  const std::string* ev = &named->name;
   const Fields f(*j, *ev);
   if (*ev == kEvStarted) {
     Started m;
@@ -213,10 +224,8 @@ absl::StatusOr<AgentMessage> DecodeAgentMessage(std::string_view line) {
   }
   if (*ev == kEvSlot) {
     SlotChange m;
-    BATON_AGENT_LINK_ASSIGN(m.slot, f.U32("slot"));
-    BATON_AGENT_LINK_ASSIGN(m.address, f.String("address"));
+    if (absl::Status s = SlotFields(f, m); !s.ok()) return s;
     BATON_AGENT_LINK_ASSIGN(m.held, f.Bool("held"));
-    BATON_AGENT_LINK_ASSIGN(m.epoch, f.U64("epoch"));
     return m;
   }
   if (*ev == kEvStatus) {
@@ -232,9 +241,7 @@ absl::StatusOr<AgentMessage> DecodeAgentMessage(std::string_view line) {
   if (*ev == kEvReleasing) {
     Releasing m;
     BATON_AGENT_LINK_ASSIGN(m.id, f.U64("id"));
-    BATON_AGENT_LINK_ASSIGN(m.slot, f.U32("slot"));
-    BATON_AGENT_LINK_ASSIGN(m.address, f.String("address"));
-    BATON_AGENT_LINK_ASSIGN(m.epoch, f.U64("epoch"));
+    if (absl::Status s = SlotFields(f, m); !s.ok()) return s;
     return m;
   }
   return absl::UnimplementedError(absl::StrCat("unknown ev \"", *ev, "\""));

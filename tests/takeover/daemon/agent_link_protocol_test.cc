@@ -5,6 +5,7 @@
 #include "takeover/daemon/agent_link_protocol.h"
 
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include "gtest/gtest.h"
@@ -13,23 +14,18 @@ namespace baton::takeover::agent_link {
 namespace {
 
 // Encodes, checks the line shape, decodes.
-ServerMessage RoundTrip(const ServerMessage& m) {
+template <class Message>
+Message RoundTripWith(const Message& m,
+                      absl::StatusOr<Message> (*decode)(std::string_view line)) {
   const std::string line = Encode(m);
   EXPECT_EQ(line.back(), '\n');
   EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
-  absl::StatusOr<ServerMessage> back = DecodeServerMessage(line.substr(0, line.size() - 1));
+  absl::StatusOr<Message> back = decode(std::string_view(line).substr(0, line.size() - 1));
   EXPECT_TRUE(back.ok()) << back.status() << " " << line;
-  return back.ok() ? *back : ServerMessage{};
+  return back.ok() ? *back : Message{};
 }
-
-AgentMessage RoundTrip(const AgentMessage& m) {
-  const std::string line = Encode(m);
-  EXPECT_EQ(line.back(), '\n');
-  EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
-  absl::StatusOr<AgentMessage> back = DecodeAgentMessage(line.substr(0, line.size() - 1));
-  EXPECT_TRUE(back.ok()) << back.status() << " " << line;
-  return back.ok() ? *back : AgentMessage{};
-}
+ServerMessage RoundTrip(const ServerMessage& m) { return RoundTripWith(m, &DecodeServerMessage); }
+AgentMessage RoundTrip(const AgentMessage& m) { return RoundTripWith(m, &DecodeAgentMessage); }
 
 TEST(AgentLinkProtocol, ServerMessagesRoundTrip) {
   // A YAML text with a newline and quotes stays on one line and comes back byte for byte.
