@@ -61,6 +61,10 @@
 #ifndef BATON_FRAMEWORK_EMBEDDED_AGENT_H_
 #define BATON_FRAMEWORK_EMBEDDED_AGENT_H_
 
+// What this header pulls in is the interface only: the daemon, its drivers,
+// Boost.Asio and the agent protocol stay in the .cc files (agent_thread.cc,
+// agent_supervisor.cc); nlohmann::json is declared, not defined (include
+// <nlohmann/json.hpp> to use a status document).
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -70,24 +74,24 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <vector>
 #include <utility>
+#include <vector>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "framework/fence.h"
 #include "framework/admin/admin_server.h"
+#include "framework/fence.h"
 #include "storage/stable_store.h"
 #include "takeover/daemon/config.h"
-#include "takeover/daemon/daemon.h"
+
+namespace baton::takeover {
+struct SlotEvent;  // takeover/daemon/daemon.h
+}  // namespace baton::takeover
 
 namespace baton::framework {
 
@@ -236,18 +240,16 @@ class EmbeddedAgent final : public ServerAgent {
   void Shutdown() override;
 
  private:
+  // The daemon, its io_context and the thread that runs it (agent_thread.cc).
+  struct Runtime;
+
   explicit EmbeddedAgent(EmbeddedAgentConfig config);
   absl::StatusOr<nlohmann::json> AgentStatus(absl::Duration timeout) override;
   absl::Status AgentDrain(uint32_t slot, bool drain) override;
   void AgentHealthy(bool healthy) override;
   bool running() const override { return started_ && !shut_down_; }
 
-  boost::asio::io_context io_;
-  std::optional<boost::asio::executor_work_guard<
-      boost::asio::io_context::executor_type>>
-      work_;
-  std::unique_ptr<takeover::TakeoverDaemon> daemon_;
-  std::thread io_thread_;
+  std::unique_ptr<Runtime> runtime_;
   // Written by the owning thread, read by request threads (StatusJson, Drain).
   std::atomic<bool> started_{false};
   std::atomic<bool> shut_down_{false};
@@ -282,7 +284,9 @@ class AgentSupervisor final : public ServerAgent {
   // Spawns the first child and waits (at most 10 s) until its daemon
   // started, then starts the supervisor thread. kUnavailable if the child
   // cannot be spawned or exits first (e.g. a bind or netlink failure, or a
-  // baton-takeoverd too old to know --parent-fd).
+  // baton-takeoverd too old to know --parent-fd); kFailedPrecondition if it
+  // speaks another version of the agent protocol
+  // (takeover/daemon/agent_link_protocol.h).
   [[nodiscard]] absl::Status Start(storage::StableStore& store) override;
   // Asks the child to hand over, waits for it to exit (at most 10 s, then
   // SIGKILL), stops the threads.
@@ -309,9 +313,9 @@ class AgentSupervisor final : public ServerAgent {
   // Reads what the child sent into input_ and handles every whole line;
   // false on EOF or a read error.
   bool ReadLines(int fd);
-  // Writes one line to the current child; false if there is none or the
-  // write failed.
-  bool SendLine(const nlohmann::json& j);
+  // Writes one encoded message (takeover/daemon/agent_link_protocol.h) to
+  // the current child; false if there is none or the write failed.
+  bool SendLine(const std::string& line);
 
   AgentSupervisorOptions options_;
   std::thread supervisor_thread_;
@@ -321,12 +325,11 @@ class AgentSupervisor final : public ServerAgent {
   std::atomic<uint64_t> starts_{0};
   int fd_ = -1;  // the server's end; only the supervisor thread opens/closes
   std::string input_;  // bytes read from the child, not yet a whole line
-  bool child_started_ = false;  // the current child sent {"ev":"started"}
+  bool child_started_ = false;  // the current child sent agent_link::Started
+  // Set when the current child speaks another agent_link::kVersion.
+  absl::Status child_error_;
 
-  struct PendingStatus {
-    nlohmann::json status;
-    absl::Notification done;
-  };
+  struct PendingStatus;  // a status request waiting for the child's answer
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool link_up_ ABSL_GUARDED_BY(mu_) = false;

@@ -127,19 +127,8 @@ absl::Status ParseServiceAddress(const YAML::Node& node, const std::string& key,
   return absl::OkStatus();
 }
 
-absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
-  if (!root.IsMap()) return Bad("<top>", "the document must be a mapping");
-  if (absl::Status s = CheckKeys(root, "",
-                                 {"node_id", "witness", "peers", "key_file", "interface", "service_address",
-                                  "service_addresses", "rebalance", "label", "bind_host", "freshness_window",
-                                  "timing", "announce", "preempt",
-                                  "kernel_fence", "health_check", "status_socket", "metrics_listen", "incarnation_file",
-                                  "state_file", "nice", "damping", "close_timeout",
-                                  "log_level"});
-      !s.ok()) {
-    return s;
-  }
-  DaemonConfig c;
+// witness, node_id, key_file, interface; every required key is present.
+absl::Status ParseIdentity(const YAML::Node& root, DaemonConfig& c) {
   if (root["witness"]) {
     if (absl::Status s = Get(root["witness"], "witness", c.witness); !s.ok()) return s;
   }
@@ -157,7 +146,11 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
     if (absl::Status s = Get(root["interface"], "interface", c.interface); !s.ok()) return s;
     if (c.interface.empty() || c.interface.size() > 15) return Bad("interface", "1..15 characters");
   }
+  return absl::OkStatus();
+}
 
+// service_address / service_addresses.
+absl::Status ParseServiceAddresses(const YAML::Node& root, DaemonConfig& c) {
   if (root["service_address"] && root["service_addresses"]) {
     return Bad("service_addresses", "give either service_address or service_addresses, not both");
   }
@@ -193,7 +186,11 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
       c.service_addresses.push_back(a);
     }
   }
+  return absl::OkStatus();
+}
 
+// peers (sorted by id; this node must be one of them).
+absl::Status ParsePeers(const YAML::Node& root, DaemonConfig& c) {
   const YAML::Node peers = root["peers"];
   if (!peers.IsSequence() || peers.size() == 0) return Bad("peers", "must be a non-empty list");
   std::set<uint32_t> ids;
@@ -238,6 +235,11 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
     return Bad("peers", absl::StrCat("a witness holds no address: its own entry (id ", c.node_id,
                                      ") must say capacity: 0"));
   }
+  return absl::OkStatus();
+}
+
+// label, bind_host, freshness_window.
+absl::Status ParseLocalAddressing(const YAML::Node& root, DaemonConfig& c) {
   if (c.witness && root["health_check"]) {
     return Bad("health_check", "a witness has no service to check");
   }
@@ -263,7 +265,11 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
       return Bad("freshness_window", "must be at most 1h (0 = off)");
     }
   }
+  return absl::OkStatus();
+}
 
+// timing, announce.
+absl::Status ParseTiming(const YAML::Node& root, DaemonConfig& c) {
   if (const YAML::Node t = root["timing"]) {
     if (!t.IsMap()) return Bad("timing", "must be a mapping");
     for (const auto& kv : t) {
@@ -316,6 +322,11 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
     }
     std::sort(c.announce_schedule.begin(), c.announce_schedule.end());
   }
+  return absl::OkStatus();
+}
+
+// preempt, rebalance, kernel_fence.
+absl::Status ParsePolicy(const YAML::Node& root, DaemonConfig& c) {
   if (root["preempt"]) {
     if (absl::Status s = Get(root["preempt"], "preempt", c.preempt); !s.ok()) return s;
   }
@@ -327,6 +338,11 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
     if (absl::Status s = Get(root["kernel_fence"], "kernel_fence", fence); !s.ok()) return s;
     c.kernel_fence = fence;
   }
+  return absl::OkStatus();
+}
+
+// health_check.
+absl::Status ParseHealthCheck(const YAML::Node& root, DaemonConfig& c) {
   if (const YAML::Node h = root["health_check"]) {
     if (!h.IsMap()) return Bad("health_check", "must be a mapping");
     if (absl::Status s = CheckKeys(h, "health_check.",
@@ -395,6 +411,11 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
       if (hc.liveness.count() < 10) return Bad("health_check.liveness", "must be >= 10ms");
     }
   }
+  return absl::OkStatus();
+}
+
+// damping.
+absl::Status ParseDamping(const YAML::Node& root, DaemonConfig& c) {
   if (const YAML::Node d = root["damping"]) {
     if (!d.IsMap()) return Bad("damping", "must be a mapping");
     if (absl::Status s = CheckKeys(d, "damping.", {"losses", "window", "hold"}); !s.ok()) return s;
@@ -412,6 +433,11 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
     if (dc.losses > 0 && dc.window.count() < 1) return Bad("damping.window", "must be >= 1ms");
     if (dc.losses > 0 && dc.hold.count() < 1) return Bad("damping.hold", "must be >= 1ms");
   }
+  return absl::OkStatus();
+}
+
+// close_timeout, status_socket, metrics_listen, incarnation_file, state_file, nice, log_level.
+absl::Status ParseOperation(const YAML::Node& root, DaemonConfig& c) {
   if (root["close_timeout"]) {
     if (absl::Status s = GetMs(root["close_timeout"], "close_timeout", c.close_timeout); !s.ok()) {
       return s;
@@ -459,6 +485,29 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
     if (absl::Status s = Get(root["log_level"], "log_level", c.log_level); !s.ok()) return s;
     static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
     if (kLevels.count(c.log_level) == 0) return Bad("log_level", "trace|debug|info|warn|error");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
+  if (!root.IsMap()) return Bad("<top>", "the document must be a mapping");
+  if (absl::Status s = CheckKeys(root, "",
+                                 {"node_id", "witness", "peers", "key_file", "interface", "service_address",
+                                  "service_addresses", "rebalance", "label", "bind_host", "freshness_window",
+                                  "timing", "announce", "preempt",
+                                  "kernel_fence", "health_check", "status_socket", "metrics_listen", "incarnation_file",
+                                  "state_file", "nice", "damping", "close_timeout",
+                                  "log_level"});
+      !s.ok()) {
+    return s;
+  }
+  DaemonConfig c;
+  // Section by section, in this order (the first error is reported; later sections may rely on
+  // earlier ones, e.g. the label on the interface, the peers on node_id).
+  for (absl::Status (*section)(const YAML::Node&, DaemonConfig&) :
+       {ParseIdentity, ParseServiceAddresses, ParsePeers, ParseLocalAddressing, ParseTiming,
+        ParsePolicy, ParseHealthCheck, ParseDamping, ParseOperation}) {
+    if (absl::Status s = section(root, c); !s.ok()) return s;
   }
   return c;
 }

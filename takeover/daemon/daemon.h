@@ -73,14 +73,15 @@ Timing TimingFromConfig(const DaemonConfig& config);
 
 class TakeoverDaemon {
  public:
-  // Validates the config against the core and the drivers, loads the key, loads the state file,
-  // picks the transport incarnation. Errors: kInvalidArgument (config the core or drivers refuse,
-  // also a state file the core refuses), kDataLoss (corrupt state file), key-file,
-  // state-file and incarnation-file errors as in udp_transport.h / state_file.h.
   // Checks everything Create checks that needs no state change: the service prefix, the group
   // and timing as the core sees them, the key file. For `--check-config`. Same errors as Create.
   [[nodiscard]] static absl::Status Validate(const DaemonConfig& config, const Clock& clock);
 
+  // Validates the config against the core and the drivers, loads the key, loads the state file,
+  // picks the transport incarnation. Nothing runs until Start. Errors: kInvalidArgument (config
+  // the core or drivers refuse, also a state file the core refuses), kDataLoss (corrupt state
+  // file), key-file, state-file and incarnation-file errors as in udp_transport.h /
+  // state_file.h.
   static absl::StatusOr<std::unique_ptr<TakeoverDaemon>> Create(boost::asio::io_context& io,
                                                                 const Clock& clock,
                                                                 DaemonConfig config);
@@ -189,10 +190,9 @@ class TakeoverDaemon {
   void OnHealth();
   void ApplyDrain(uint32_t slot, bool drain);
   void LogRoleChanges();
+  // The status socket (config status_socket), in status_socket.cc with its client.
   absl::Status StartStatusSocket();
   void AcceptStatus();
-  // One request line on the status socket: "" or {"op":"status"} -> status;
-  // {"op":"drain","slot":N|null,"undo":bool} -> drain, then the status.
   nlohmann::json HandleRequest(const std::string& line);
   void Finish();
   std::chrono::seconds ValidLifetime() const;
@@ -240,6 +240,10 @@ class TakeoverDaemon {
   uint64_t role_changes_ = 0;
   uint64_t adds_ = 0, removes_ = 0, refreshes_ = 0, address_errors_ = 0, announces_ = 0;
   uint64_t drains_ = 0;           // operator slot drains + health drains
+  // Authentic messages of another peer wire version (takeover/core/wire.h kVersion; the core
+  // counts them as malformed too): counted, logged at most every 10 s with the count since.
+  uint64_t wrong_version_messages_ = 0, wrong_version_unlogged_ = 0;
+  std::optional<Time> wrong_version_logged_;
   uint64_t node_generation_ = 1;  // bumped when the Node resumes after a health drain
   // The core's persistent state (config state_file): what the last run stored, and a state not
   // yet written because the write failed (retried on the next pump; messages wait for it).
@@ -252,18 +256,6 @@ class TakeoverDaemon {
   // so copying it there does not race with Finish() replacing alive_; false once destroyed.
   const std::shared_ptr<bool> posted_alive_ = std::make_shared<bool>(true);
 };
-
-// The client side of `baton-takeoverd status`: connects to `socket_path`, returns the JSON.
-// kUnavailable if nothing listens there.
-absl::StatusOr<nlohmann::json> QueryStatus(const std::string& socket_path);
-// The client side of `baton-takeoverd drain [--slot N] [--undo]`: asks the daemon to drain slot
-// `slot` (nullopt: every slot) or to undo it; returns the daemon's answer (the status document
-// after the request was applied, with "ok"). kUnavailable if nothing listens there,
-// kInvalidArgument if the daemon refused the request (e.g. slot out of range).
-absl::StatusOr<nlohmann::json> RequestDrain(const std::string& socket_path,
-                                            std::optional<uint32_t> slot, bool undo);
-// Human-readable rendering of a status document (one line per slot).
-std::string FormatStatus(const nlohmann::json& status);
 
 }  // namespace baton::takeover
 

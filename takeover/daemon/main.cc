@@ -43,6 +43,7 @@
 #include "takeover/daemon/config.h"
 #include "takeover/daemon/daemon.h"
 #include "takeover/daemon/parent_link.h"
+#include "takeover/daemon/status_socket.h"
 #include "takeover/drivers/clock.h"
 
 namespace {

@@ -8,10 +8,12 @@
 #include <cstring>
 #include <istream>
 #include <utility>
+#include <variant>
 
 #include <boost/asio/read_until.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "base/strings.h"
 #include "spdlog/spdlog.h"
 
 namespace baton::takeover {
@@ -32,14 +34,21 @@ absl::StatusOr<std::string> ReadParentConfig(int fd, std::chrono::milliseconds t
     if (n <= 0) return absl::UnavailableError("the parent closed the link before the config");
     if (c == '\n') break;
     line.push_back(c);
-    if (line.size() > (1u << 20)) return absl::InvalidArgumentError("config line too long");
+    if (line.size() > agent_link::kMaxLineBytes) {
+      return absl::InvalidArgumentError("config line too long");
+    }
   }
-  nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || j.value("op", "") != "config" || !j.contains("yaml") ||
-      !j["yaml"].is_string()) {
-    return absl::InvalidArgumentError("the first line from the parent is not {\"op\":\"config\"}");
+  absl::StatusOr<agent_link::ServerMessage> m = agent_link::DecodeServerMessage(line);
+  const agent_link::Config* config = m.ok() ? std::get_if<agent_link::Config>(&*m) : nullptr;
+  if (config == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the first line from the parent is not its config message",
+        m.ok() ? "" : absl::StrCat(": ", m.status().message())));
   }
-  return j["yaml"].get<std::string>();
+  if (absl::Status s = agent_link::CheckVersion(config->version, "the server"); !s.ok()) {
+    return s;
+  }
+  return std::move(config->yaml);
 }
 
 ParentLink::ParentLink(boost::asio::io_context& io, int fd, TakeoverDaemon& daemon,
@@ -69,6 +78,12 @@ void ParentLink::Read() {
   boost::asio::async_read_until(
       socket_, buffer_, '\n', [this](const boost::system::error_code& ec, size_t) {
         if (lost_) return;
+        if (ec == boost::asio::error::not_found) {  // buffer_ full, no newline
+          Lost(absl::StrCat("a line from the server longer than ", agent_link::kMaxLineBytes,
+                            " bytes"),
+               LinkLoss::kMalformed);
+          return;
+        }
         if (ec) {
           Lost(ec == boost::asio::error::eof ? std::string("the server closed the link (exited)")
                                              : "link read error: " + ec.message(),
@@ -85,49 +100,52 @@ void ParentLink::Read() {
 }
 
 void ParentLink::Handle(const std::string& line) {
-  nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("op") || !j["op"].is_string()) {
-    Lost("malformed line from the server", LinkLoss::kMalformed);
+  absl::StatusOr<agent_link::ServerMessage> m = agent_link::DecodeServerMessage(line);
+  if (m.status().code() == absl::StatusCode::kUnimplemented) {
+    spdlog::warn("parent link: {}: ignored", m.status().message());
     return;
   }
-  const std::string op = j["op"].get<std::string>();
-  if (op == "health") {
-    daemon_.SetHealthy(j.value("healthy", true));
-  } else if (op == "drain") {
-    uint32_t slot = TakeoverDaemon::kAllSlots;
-    if (j.contains("slot") && j["slot"].is_number_unsigned()) slot = j["slot"].get<uint32_t>();
-    daemon_.DrainSlot(slot, j.value("drain", true));
-  } else if (op == "status") {
-    const uint64_t id = j.value("id", uint64_t{0});
-    daemon_.GetStatusAsync([this, id](nlohmann::json status) {
-      if (lost_) return;
-      Send({{"ev", "status"}, {"id", id}, {"status", std::move(status)}});
-    });
-  } else if (op == "shutdown") {
-    // The link stays up: the hand-over may ask the server to close connections first.
-    if (!shutdown_requested_ && on_lost_) {
-      shutdown_requested_ = true;
-      on_lost_("the server asked for a shutdown", LinkLoss::kShutdownRequested);
-    }
-  } else if (op == "closed") {
-    const uint64_t id = j.value("id", uint64_t{0});
-    if (auto it = releasing_.find(id); it != releasing_.end()) {
-      std::function<void()> done = std::move(it->second);
-      releasing_.erase(it);
-      done();
-    }
-  } else {
-    spdlog::warn("parent link: unknown op \"{}\" ignored", op);
+  if (!m.ok()) {
+    Lost(absl::StrCat("malformed line from the server (", m.status().message(), ")"),
+         LinkLoss::kMalformed);
+    return;
   }
+  std::visit(
+      agent_link::Overloaded{
+          [](const agent_link::Config&) {
+            spdlog::warn("parent link: a second config message: ignored");
+          },
+          [this](const agent_link::Health& h) { daemon_.SetHealthy(h.healthy); },
+          [this](const agent_link::Drain& d) {
+            daemon_.DrainSlot(d.slot.value_or(TakeoverDaemon::kAllSlots), d.drain);
+          },
+          [this](const agent_link::StatusRequest& r) {
+            daemon_.GetStatusAsync([this, id = r.id](nlohmann::json status) {
+              if (lost_) return;
+              Send(agent_link::StatusReply{id, std::move(status)});
+            });
+          },
+          [this](const agent_link::Shutdown&) {
+            // The link stays up: the hand-over may ask the server to close connections first.
+            if (!shutdown_requested_ && on_lost_) {
+              shutdown_requested_ = true;
+              on_lost_("the server asked for a shutdown", LinkLoss::kShutdownRequested);
+            }
+          },
+          [this](const agent_link::Closed& c) {
+            if (auto it = releasing_.find(c.id); it != releasing_.end()) {
+              std::function<void()> done = std::move(it->second);
+              releasing_.erase(it);
+              done();
+            }
+          },
+      },
+      *m);
 }
 
 void ParentLink::SendSlotEvent(const SlotEvent& e) {
   if (lost_) return;
-  Send({{"ev", "slot"},
-        {"slot", e.slot},
-        {"address", e.address},
-        {"held", e.held},
-        {"epoch", e.epoch}});
+  Send(agent_link::SlotChange{e.slot, e.address, e.held, e.epoch});
 }
 
 void ParentLink::SendReleasing(const SlotEvent& e, std::function<void()> done) {
@@ -137,19 +155,15 @@ void ParentLink::SendReleasing(const SlotEvent& e, std::function<void()> done) {
   }
   const uint64_t id = next_release_id_++;
   releasing_.emplace(id, std::move(done));
-  Send({{"ev", "releasing"},
-        {"id", id},
-        {"slot", e.slot},
-        {"address", e.address},
-        {"epoch", e.epoch}});
+  Send(agent_link::Releasing{id, e.slot, e.address, e.epoch});
 }
 
 void ParentLink::SendStarted() {
-  if (!lost_) Send({{"ev", "started"}});
+  if (!lost_) Send(agent_link::Started{});
 }
 
-void ParentLink::Send(const nlohmann::json& j) {
-  const std::string line = j.dump() + "\n";
+void ParentLink::Send(const agent_link::AgentMessage& message) {
+  const std::string line = agent_link::Encode(message);
   size_t off = 0;
   while (off < line.size()) {
     const ssize_t n = ::send(socket_.native_handle(), line.data() + off, line.size() - off,

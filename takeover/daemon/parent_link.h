@@ -5,23 +5,11 @@
 // (EOF on the socket, or silence), and hands every address over before its grants would lapse,
 // instead of the address staying in the kernel until the lease and the kernel fence run out.
 //
-// Wire format: one JSON object per line, both ways.
-//   server -> agent: {"op":"config","yaml":"<takeover: section>"}   first line, exactly once
-//                    {"op":"health","healthy":bool}                 every health period (keepalive)
-//                    {"op":"drain","slot":N|null,"drain":bool}      operator drain / undo
-//                    {"op":"status","id":N}                         status request
-//                    {"op":"shutdown"}                              graceful hand-over, then exit
-//                    {"op":"closed","id":N}                         connections on the address of
-//                                                                   "releasing" N are closed
-//   agent -> server: {"ev":"started"}                              the daemon started (once)
-//                    {"ev":"slot","slot":N,"address":"a.b.c.d","held":bool,"epoch":E}
-//                    {"ev":"status","id":N,"status":{...}}           TakeoverDaemon::StatusJson
-//                    {"ev":"releasing","id":N,"slot":S,"address":"a.b.c.d","epoch":E}
-//                        a planned release of held slot S (TakeoverDaemon::SetReleaseGate): the
-//                        server closes its connections there and answers {"op":"closed"}; the
-//                        address stays until then (at most the daemon's close_timeout)
+// The messages (one JSON object per line, both ways) and their version are defined once, in
+// agent_link_protocol.h; this file is the agent's end of them.
 // The link is lost -- and the agent hands over and exits -- on EOF or a read error, on a line
-// that is not a JSON object, or when no line arrived for `watchdog` (a stopped or hung server:
+// that does not decode (agent_link::DecodeServerMessage: garbage, a missing field, longer than
+// agent_link::kMaxLineBytes; an unknown op is logged and ignored), or when no line arrived for `watchdog` (a stopped or hung server:
 // the server sends a keepalive only while its request event loop makes progress). A shutdown
 // request keeps the link up until the agent exits, so that the hand-over can be gated.
 //
@@ -38,15 +26,16 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
-#include <nlohmann/json.hpp>
-
 #include "absl/status/statusor.h"
+#include "takeover/daemon/agent_link_protocol.h"
 #include "takeover/daemon/daemon.h"
 
 namespace baton::takeover {
 
-// Reads the first line of the link (blocking, at most `timeout`): the {"op":"config"} message.
-// Returns the YAML text. kUnavailable on EOF / timeout, kInvalidArgument on anything else.
+// Reads the first line of the link (blocking, at most `timeout`): the agent_link::Config message.
+// Returns the YAML text. kUnavailable on EOF / timeout; kFailedPrecondition if the server speaks
+// another agent_link::kVersion ("agent protocol version N from the server, expected M");
+// kInvalidArgument on anything else.
 [[nodiscard]] absl::StatusOr<std::string> ReadParentConfig(int fd, std::chrono::milliseconds timeout);
 
 // Why the link ended.
@@ -86,19 +75,19 @@ class ParentLink {
   void Read();
   void ArmWatchdog();
   void Handle(const std::string& line);
-  void Send(const nlohmann::json& j);
+  void Send(const agent_link::AgentMessage& message);
   void Lost(const std::string& why, LinkLoss loss);
 
   boost::asio::local::stream_protocol::socket socket_;
   TakeoverDaemon& daemon_;
   std::chrono::milliseconds watchdog_;
   OnLost on_lost_;
-  boost::asio::streambuf buffer_;
+  boost::asio::streambuf buffer_{agent_link::kMaxLineBytes + 1};
   boost::asio::steady_timer watchdog_timer_;
   bool lost_ = false;
   bool shutdown_requested_ = false;
   uint64_t next_release_id_ = 1;
-  std::map<uint64_t, std::function<void()>> releasing_;  // waiting for {"op":"closed"}
+  std::map<uint64_t, std::function<void()>> releasing_;  // waiting for agent_link::Closed
 };
 
 }  // namespace baton::takeover

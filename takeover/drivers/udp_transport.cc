@@ -306,7 +306,18 @@ class UdpTransportImpl final : public UdpTransport {
 
   void Handle(std::string_view d, const udp::endpoint& from_raw) {
     udp::endpoint from = ForSocket(from_raw, socket_is_v6_);
-    if (auto r = CheckShape(d, options_.max_payload_bytes)) return Drop(*r, from, 0);
+    if (auto r = CheckShape(d, options_.max_payload_bytes)) {
+      // A peer of another build: say which version it speaks (the header
+      // past the version byte may be laid out differently; not read).
+      std::string detail;
+      if (*r == DropReason::kBadVersion) {
+        detail = absl::StrCat("version ", static_cast<unsigned>(static_cast<uint8_t>(d[4])),
+                              " flags ", static_cast<unsigned>(static_cast<uint8_t>(d[5])),
+                              ", expected version ", static_cast<unsigned>(kDatagramVersion),
+                              " flags 0");
+      }
+      return Drop(*r, from, 0, detail);
+    }
     DatagramHeader h = ParseHeader(d);
     auto it = peers_.find(h.sender);
     if (it == peers_.end()) return Drop(DropReason::kUnknownSender, from, h.sender);
@@ -341,7 +352,8 @@ class UdpTransportImpl final : public UdpTransport {
     }
   }
 
-  void Drop(DropReason reason, const udp::endpoint& from, NodeId claimed) {
+  void Drop(DropReason reason, const udp::endpoint& from, NodeId claimed,
+            const std::string& detail = "") {
     size_t i = static_cast<size_t>(reason);
     ++stats_.dropped[i];
     ++unlogged_[i];
@@ -349,9 +361,10 @@ class UdpTransportImpl final : public UdpTransport {
     if (last_logged_[i].has_value() && now - *last_logged_[i] < options_.drop_log_interval) return;
     last_logged_[i] = now;
     spdlog::warn(
-        "udp transport: dropped datagram ({}) from {} port {} claiming sender {}; {} such drop(s) "
-        "since the last report",
-        DropReasonName(reason), from.address().to_string(), from.port(), claimed, unlogged_[i]);
+        "udp transport: dropped datagram ({}{}{}) from {} port {} claiming sender {}; {} such "
+        "drop(s) since the last report",
+        DropReasonName(reason), detail.empty() ? "" : ": ", detail, from.address().to_string(),
+        from.port(), claimed, unlogged_[i]);
     unlogged_[i] = 0;
   }
 

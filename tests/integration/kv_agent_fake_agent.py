@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """A stand-in for `baton-takeoverd --parent-fd N` (takeover/daemon/parent_link.h) for
-kv_agent_supervisor_test: speaks the line protocol without any kernel or network access.
+kv_agent_supervisor_test: speaks the agent link protocol (takeover/daemon/agent_link_protocol.h,
+version PROTOCOL_VERSION below) without any kernel or network access.
 
-On start it reads the config line, says {"ev":"started"} and reports slot 0 held with epoch
+On start it reads the config line, checks its version, says {"ev":"started"} and reports slot 0 held with epoch
 5 + (number of starts so far); answers status requests; on {"op":"shutdown"} reports the slot
 released and exits 0; on EOF exits 0. Every line it receives is appended to
 $FAKE_AGENT_DIR/lines-<pid>; each start appends its pid to $FAKE_AGENT_DIR/starts.
-FAKE_AGENT_MODE=fail: exit 1 before saying started (a daemon that cannot start)."""
+FAKE_AGENT_MODE=fail: exit 1 before saying started (a daemon that cannot start).
+FAKE_AGENT_MODE=version: say started with another protocol version (a mismatched binary)."""
 import json
 import os
 import socket
 import sys
+
+# agent_link::kVersion: the server refuses an agent that says another one.
+PROTOCOL_VERSION = 1
 
 fd = int(sys.argv[sys.argv.index("--parent-fd") + 1])
 d = os.environ["FAKE_AGENT_DIR"]
@@ -30,9 +35,12 @@ def send(obj):
 
 
 config = json.loads(rf.readline())
-log.write(json.dumps({"op": config["op"]}) + "\n")
+log.write(json.dumps({"op": config["op"], "version": config.get("version", 0)}) + "\n")
+if config["op"] != "config" or config.get("version", 0) != PROTOCOL_VERSION:
+    sys.exit(2)
 epoch = 5 + starts
-send({"ev": "started"})
+mode = os.environ.get("FAKE_AGENT_MODE")
+send({"ev": "started", "version": PROTOCOL_VERSION + 1 if mode == "version" else PROTOCOL_VERSION})
 send({"ev": "slot", "slot": 0, "address": "10.0.0.1", "held": True, "epoch": epoch})
 for line in rf:
     log.write(line)

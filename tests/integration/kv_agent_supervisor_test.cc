@@ -8,7 +8,9 @@
 //     started after the back-off, with the operator drains replayed;
 //   - the server sends its health as a keepalive every health period;
 //   - Shutdown asks the child to hand over and reaps it;
-//   - a child that exits before it started fails Start.
+//   - a child that exits before it started fails Start, and so does one that
+//     speaks another version of the agent protocol, with a message naming
+//     both versions.
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +23,8 @@
 #include <sstream>
 #include <string>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "framework/embedded_agent.h"
@@ -169,6 +173,21 @@ TEST_F(AgentSupervisorTest, ChildThatCannotStartFailsStart) {
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
   EXPECT_NE(s.message().find("exited"), std::string::npos) << s;
   EXPECT_EQ(agent_->child_pid(), 0);
+}
+
+TEST_F(AgentSupervisorTest, ChildOfAnotherProtocolVersionFailsStart) {
+  ::setenv("FAKE_AGENT_MODE", "version", 1);
+  auto a = Make();
+  ASSERT_TRUE(a.ok()) << a.status();
+  agent_ = *std::move(a);
+  absl::Status s = agent_->Start(*store_);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("agent protocol version 2 from the agent process"),
+            std::string::npos) << s;
+  EXPECT_NE(s.message().find("expected 1"), std::string::npos) << s;
+  EXPECT_EQ(agent_->child_pid(), 0);
+  // Nothing it said before is trusted: no slot is served.
+  EXPECT_NE(Slot0(*agent_).state, FenceState::kReady);
 }
 
 TEST_F(AgentSupervisorTest, MissingBinaryIsNotFound) {

@@ -55,11 +55,14 @@ expect_rc 2 "$D"
 expect_rc 2 "$D" --config "$W/missing.yaml"
 expect_rc 3 "$D" status --socket "$W/nobody.sock"
 # Supervised by a server (--parent-fd, takeover/daemon/parent_link.h): a server gone before it
-# sent the config is a quiet exit 0; a first line that is not the config, or a config the daemon
-# refuses (named under "takeover."), is 2 -- all before any kernel access.
+# sent the config is a quiet exit 0; a first line that is not the config, a config of another
+# protocol version (takeover/daemon/agent_link_protocol.h), or a config the daemon refuses (named
+# under "takeover."), is 2 -- all before any kernel access.
 expect_rc 0 "$D" --parent-fd 3 3</dev/null
 expect_rc 2 "$D" --parent-fd 3 3< <(echo garbage)
-grep -q 'not {"op":"config"}' "$W/out" || fail "--parent-fd garbage message: $(cat "$W/out")"
-expect_rc 2 "$D" --parent-fd 3 3< <(python3 -c 'import json,sys; print(json.dumps({"op": "config", "yaml": open(sys.argv[1]).read()}))' "$W/bad.yaml")
+grep -q 'not its config message' "$W/out" || fail "--parent-fd garbage message: $(cat "$W/out")"
+expect_rc 2 "$D" --parent-fd 3 3< <(python3 -c 'import json,sys; print(json.dumps({"op": "config", "yaml": open(sys.argv[1]).read()}))' "$W/good.yaml")
+grep -q 'agent protocol version 0 from the server, expected 1' "$W/out" || fail "--parent-fd version message: $(cat "$W/out")"
+expect_rc 2 "$D" --parent-fd 3 3< <(python3 -c 'import json,sys; print(json.dumps({"op": "config", "version": 1, "yaml": open(sys.argv[1]).read()}))' "$W/bad.yaml")
 grep -q "takeover.*node_id 7 is not in the peer list" "$W/out" || fail "--parent-fd bad config message: $(cat "$W/out")"
 echo PASS
