@@ -24,7 +24,6 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,7 +32,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,6 +43,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/lib/json_output.h"
+#include "bench/lib/machine_load.h"
+#include "bench/lib/stats.h"
 #include "bench/raw_rocksdb.h"
 #include "bench/redis_benchmark_csv.h"
 #include "boost/asio.hpp"
@@ -68,13 +69,6 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
-
-double CpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
-         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
 
 struct BatonRun {
   ThroughputResult result;
@@ -197,7 +191,7 @@ absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
     std::atomic<bool> failed{false};
     const uint64_t fsyncs_before = store->Stats().wal_syncs;
     const uint64_t commits_before = store->Stats().commits_ok;
-    const double cpu_before = CpuSeconds();
+    const double cpu_before = ProcessCpuSeconds();
     const Clock::time_point start = Clock::now();
     const Clock::time_point end = start + duration;
     std::vector<std::thread> threads;
@@ -256,7 +250,7 @@ absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
     for (std::thread& th : threads) th.join();
     const double seconds =
         std::chrono::duration<double>(Clock::now() - start).count();
-    const double cpu = CpuSeconds() - cpu_before;
+    const double cpu = ProcessCpuSeconds() - cpu_before;
     (*server)->Stop();
     if (failed) return absl::InternalError("a client failed");
     std::vector<double> all;
@@ -348,15 +342,6 @@ class Redis {
   int port_ = 0;
   std::string dir_;
 };
-
-template <typename T, typename F>
-double Median(const std::vector<T>& runs, F field) {
-  std::vector<double> v;
-  for (const T& r : runs) v.push_back(field(r));
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 int Main(int argc, char** argv) {
   CLI::App app{"baton durable HTTP PUTs/s vs raw RocksDB and Redis (fsync always)"};
@@ -457,47 +442,50 @@ int Main(int argc, char** argv) {
       }
     }
     auto rate = [](const ThroughputResult& r) { return r.ops_per_sec; };
-    const double raw = Median(raws, rate);
-    const double red = Median(rediss, rate);
+    const double raw = MedianOf(raws, rate);
+    const double red = MedianOf(rediss, rate);
     const double bat =
-        Median(batons, [](const BatonRun& r) { return r.result.ops_per_sec; });
+        MedianOf(batons, [](const BatonRun& r) { return r.result.ops_per_sec; });
     const double nos =
-        Median(nosyncs, [](const BatonRun& r) { return r.result.ops_per_sec; });
+        MedianOf(nosyncs, [](const BatonRun& r) { return r.result.ops_per_sec; });
+    const double baton_p50 =
+        MedianOf(batons, [](const BatonRun& r) { return r.result.p50_us; });
+    const double baton_p99 =
+        MedianOf(batons, [](const BatonRun& r) { return r.result.p99_us; });
+    const double redis_p50 =
+        MedianOf(rediss, [](const ThroughputResult& r) { return r.p50_us; });
+    const double redis_p99 =
+        MedianOf(rediss, [](const ThroughputResult& r) { return r.p99_us; });
+    const double per_fsync =
+        MedianOf(batons, [](const BatonRun& r) { return r.commits_per_fsync; });
+    const double cpu_us =
+        MedianOf(batons, [](const BatonRun& r) { return r.cpu_us_per_request; });
     std::printf(
         "%-7d %12.0f %12.0f %12.0f %12.0f %8.2f %8.2f %10.0f %10.0f %10.0f "
         "%9.1f %9.0f\n",
         c, raw, red, bat, nos, raw ? bat / raw : 0, red ? bat / red : 0,
-        Median(batons, [](const BatonRun& r) { return r.result.p50_us; }),
-        Median(batons, [](const BatonRun& r) { return r.result.p99_us; }),
-        Median(rediss, [](const ThroughputResult& r) { return r.p99_us; }),
-        Median(batons, [](const BatonRun& r) { return r.commits_per_fsync; }),
-        Median(batons, [](const BatonRun& r) { return r.cpu_us_per_request; }));
+        baton_p50, baton_p99, redis_p99, per_fsync, cpu_us);
     std::fflush(stdout);
-    rows.push_back(
-        {{"clients", c},
-         {"raw_rocksdb_ops_per_s", raw},
-         {"redis_ops_per_s", red},
-         {"baton_ops_per_s", bat},
-         {"baton_nosync_ops_per_s", nos},
-         {"baton_over_raw", raw ? bat / raw : 0},
-         {"baton_over_redis", red ? bat / red : 0},
-         {"baton_p50_us", Median(batons, [](const BatonRun& r) { return r.result.p50_us; })},
-         {"baton_p99_us", Median(batons, [](const BatonRun& r) { return r.result.p99_us; })},
-         {"redis_p50_us", Median(rediss, [](const ThroughputResult& r) { return r.p50_us; })},
-         {"redis_p99_us", Median(rediss, [](const ThroughputResult& r) { return r.p99_us; })},
-         {"commits_per_fsync",
-          Median(batons, [](const BatonRun& r) { return r.commits_per_fsync; })},
-         {"cpu_us_per_request",
-          Median(batons, [](const BatonRun& r) { return r.cpu_us_per_request; })}});
+    rows.push_back({{"clients", c},
+                    {"raw_rocksdb_ops_per_s", raw},
+                    {"redis_ops_per_s", red},
+                    {"baton_ops_per_s", bat},
+                    {"baton_nosync_ops_per_s", nos},
+                    {"baton_over_raw", raw ? bat / raw : 0},
+                    {"baton_over_redis", red ? bat / red : 0},
+                    {"baton_p50_us", baton_p50},
+                    {"baton_p99_us", baton_p99},
+                    {"redis_p50_us", redis_p50},
+                    {"redis_p99_us", redis_p99},
+                    {"commits_per_fsync", per_fsync},
+                    {"cpu_us_per_request", cpu_us}});
   }
   if (!json_path.empty()) {
     nlohmann::json j = {{"benchmark", "http_put"}, {"seconds", seconds}, {"reps", reps},
                         {"value_bytes", value_bytes}, {"client", client_mode},
                         {"handlers", handlers}, {"rows", rows}};
-    std::ofstream f(json_path);
-    f << j.dump(1) << "\n";
-    if (!f) {
-      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
+    if (absl::Status w = WriteJsonFile(json_path, j); !w.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(w.message()).c_str());
       return 1;
     }
   }

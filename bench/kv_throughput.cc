@@ -45,7 +45,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -65,6 +64,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "bench/lib/alternating.h"
+#include "bench/lib/closed_loop.h"
+#include "bench/lib/json_output.h"
+#include "bench/lib/stats.h"
 #include "bench/raw_etcd.h"
 #include "bench/raw_rocksdb.h"
 #include "bench/redis_benchmark_csv.h"
@@ -144,13 +147,6 @@ int FreeLoopbackPort() {
   return port;
 }
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
 // ------------------------------------------------------------ results ----
 
 // One measured run.
@@ -197,10 +193,10 @@ Cell Reduce(Cell c, const std::vector<Run>& runs) {
     lat.insert(lat.end(), r.latencies_us.begin(), r.latencies_us.end());
     c.errors += r.errors;
   }
-  c.ops_per_s = Percentile(rates, 0.5);
-  c.cpu_s_per_1k = Percentile(cpu, 0.5);
-  c.p50_us = p50s.empty() ? Percentile(lat, 0.5) : Percentile(p50s, 0.5);
-  c.p99_us = p99s.empty() ? Percentile(lat, 0.99) : Percentile(p99s, 0.5);
+  c.ops_per_s = Median(rates);
+  c.cpu_s_per_1k = Median(cpu);
+  c.p50_us = p50s.empty() ? Percentile(lat, 0.5) : Median(p50s);
+  c.p99_us = p99s.empty() ? Percentile(lat, 0.99) : Median(p99s);
   c.reps = static_cast<int>(runs.size());
   return c;
 }
@@ -382,36 +378,16 @@ class ServerChild {
 
 // Runs `op(client, seq)` (true = success) from `clients` threads for
 // `duration`; CPU is sampled from `pid` (0: none).
-template <typename Op>
-Run Drive(int clients, std::chrono::milliseconds duration, pid_t pid, Op op) {
-  std::vector<std::vector<double>> lat(static_cast<size_t>(clients));
-  std::atomic<uint64_t> errors{0};
+Run Drive(int clients, std::chrono::milliseconds duration, pid_t pid,
+          const ClosedLoopOp& op) {
   const double cpu0 = pid > 0 ? ProcCpuSeconds(pid) : 0;
-  const Clock::time_point start = Clock::now();
-  const Clock::time_point end = start + duration;
-  std::vector<std::thread> threads;
-  for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&, c] {
-      for (uint64_t seq = 0;; ++seq) {
-        const Clock::time_point t0 = Clock::now();
-        if (t0 >= end) break;
-        if (!op(c, seq)) {
-          errors++;
-          continue;
-        }
-        lat[static_cast<size_t>(c)].push_back(
-            std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
-      }
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  ClosedLoopResult load = RunClosedLoop(clients, duration, op);
   Run r;
   r.cpu_s = pid > 0 ? ProcCpuSeconds(pid) - cpu0 : 0;
-  for (auto& l : lat) r.latencies_us.insert(r.latencies_us.end(), l.begin(), l.end());
+  r.latencies_us = std::move(load.latencies_us);
   r.ops = r.latencies_us.size();
-  r.ops_per_s = static_cast<double>(r.ops) / secs;
-  r.errors = errors.load();
+  r.ops_per_s = load.ops_per_s;
+  r.errors = load.errors;
   return r;
 }
 
@@ -513,9 +489,9 @@ bool Has(const std::vector<std::string>& v, const std::string& x) {
 using BaselineRun = std::function<Run(int clients)>;
 
 // The baton cells of one store. With `paired` (etcd), each PUT/INCR rep is
-// followed at once by a run of the baseline at the same client count; those
-// runs go to (*paired_runs)[clients] and the cell gets the median ratio of
-// the pairs.
+// paired with a run of the baseline at the same client count, right before
+// or after it (RunPaired alternates which goes first); those runs go to
+// (*paired_runs)[clients] and the cell gets the median ratio of the pairs.
 void MeasureBaton(const Options& o, const std::string& store_kind,
                   const std::string& etcd_endpoint, std::vector<Cell>* cells,
                   int* round, const BaselineRun* paired = nullptr,
@@ -555,8 +531,7 @@ void MeasureBaton(const Options& o, const std::string& store_kind,
       for (const std::string& op : o.ops) {
         for (int n : o.clients) {
           std::vector<Run> runs;
-          std::vector<double> ratios;
-          for (int rep = 0; rep < o.reps; ++rep) {
+          auto baton_run = [&]() {
             const int r = ++*round;
             runs.push_back(Drive(n, dur, server->pid(), [&](int c, uint64_t seq) {
               if (op == "put") {
@@ -565,15 +540,25 @@ void MeasureBaton(const Options& o, const std::string& store_kind,
               if (op == "get") return kv.Get(absl::StrCat("g", c)).ok();
               return kv.Incr(absl::StrCat("i", c)).ok();
             }));
-            if (paired != nullptr && op != "get") {
-              Run base = (*paired)(n);
-              if (base.ops_per_s > 0) ratios.push_back(runs.back().ops_per_s / base.ops_per_s);
-              (*paired_runs)[n].push_back(std::move(base));
-            }
+            return runs.back().ops_per_s;
+          };
+          double paired_ratio = -1;
+          if (paired != nullptr && op != "get") {
+            absl::StatusOr<PairedRuns> pairs =
+                RunPaired(o.reps, [&](int system, int) -> absl::StatusOr<double> {
+                  if (system == 0) return baton_run();
+                  Run base = (*paired)(n);
+                  const double rate = base.ops_per_s;
+                  (*paired_runs)[n].push_back(std::move(base));
+                  return rate;
+                });
+            if (pairs.ok()) paired_ratio = pairs->paired.median_ratio;
+          } else {
+            for (int rep = 0; rep < o.reps; ++rep) baton_run();
           }
           Cell cell{"baton", store_kind, proto_name, op, n};
           cell = Reduce(cell, runs);
-          if (!ratios.empty()) cell.paired_ratio = Percentile(ratios, 0.5);
+          cell.paired_ratio = paired_ratio;
           cell.peak_rss_mib = ProcPeakRssMiB(server->pid());
           Print(cell);
           cells->push_back(cell);
@@ -752,10 +737,8 @@ int Main(int argc, char** argv) {
     j["value_bytes"] = o.value_bytes;
     j["cells"] = nlohmann::json::array();
     for (const Cell& c : cells) j["cells"].push_back(ToJson(c));
-    std::ofstream f(o.json);
-    f << j.dump(1) << "\n";
-    if (!f) {
-      std::fprintf(stderr, "cannot write %s\n", o.json.c_str());
+    if (absl::Status w = WriteJsonFile(o.json, j); !w.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(w.message()).c_str());
       return 1;
     }
   }

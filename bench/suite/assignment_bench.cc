@@ -24,10 +24,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "bench/lib/json_output.h"
 #include "nlohmann/json.hpp"
 #include "takeover/core/assignment.h"
 #include "takeover/core/wire.h"
@@ -180,10 +181,8 @@ int Main(int argc, char** argv) {
               reps, wire::kVersion, sink == 1 ? " " : "");
   if (!json_path.empty()) {
     nlohmann::json j = {{"benchmark", "assignment"}, {"cells", cells}};
-    std::ofstream f(json_path);
-    f << j.dump(1) << "\n";
-    if (!f) {
-      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
+    if (absl::Status w = bench::WriteJsonFile(json_path, j); !w.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(w.message()).c_str());
       return 1;
     }
   }

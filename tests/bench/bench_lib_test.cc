@@ -3,6 +3,8 @@
 // every claim against a baseline rests on, and the JSON file the suite reads.
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -12,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "bench/lib/alternating.h"
+#include "bench/lib/closed_loop.h"
 #include "bench/lib/json_output.h"
 #include "bench/lib/machine_load.h"
 #include "bench/lib/stats.h"
@@ -122,6 +125,26 @@ TEST(AlternatingTest, PairsWithoutABaselineFigureAreLeftOut) {
   EXPECT_EQ(p.median_ratio, 2);
   EXPECT_EQ(PairRatios({10}, {0}).median_ratio, -1);
   EXPECT_EQ(PairRatios({}, {}).median_ratio, -1);
+}
+
+TEST(ClosedLoopTest, EveryCallerRunsUntilTheEndAndFailuresAreCountedNotTimed) {
+  std::atomic<uint64_t> calls[3] = {};
+  const ClosedLoopResult r = RunClosedLoop(
+      3, std::chrono::milliseconds(50), [&](int caller, uint64_t seq) {
+        EXPECT_EQ(calls[caller].fetch_add(1), seq);  // seq counts per caller
+        return seq % 2 == 0;                         // every other one fails
+      });
+  uint64_t total = 0;
+  for (const auto& c : calls) {
+    EXPECT_GT(c.load(), 0u);
+    total += c.load();
+  }
+  EXPECT_EQ(r.latencies_us.size() + r.errors, total);
+  EXPECT_GE(r.errors, total / 2 - 3);
+  EXPECT_LE(r.errors, total / 2 + 3);
+  EXPECT_GE(r.seconds, 0.05);
+  EXPECT_NEAR(r.ops_per_s, static_cast<double>(r.latencies_us.size()) / r.seconds,
+              1e-6 * r.ops_per_s);
 }
 
 class JsonOutputTest : public ::testing::Test {
