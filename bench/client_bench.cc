@@ -147,14 +147,6 @@ RunFigures LoadRun(KvClient& c, int callers, double seconds, int run) {
   return f;
 }
 
-// Writes `j` to `path` unless empty; false (and a line on stderr) on a write
-// error.
-bool WriteJson(const std::string& path, const nlohmann::json& j) {
-  const absl::Status written = baton::bench::WriteJsonFile(path, j);
-  if (!written.ok()) std::fprintf(stderr, "%s\n", std::string(written.message()).c_str());
-  return written.ok();
-}
-
 int Throughput(const std::string& dir, const std::vector<int>& clients,
                double seconds, int reps, const std::string& json_path) {
   nlohmann::json rows = nlohmann::json::array();
@@ -184,9 +176,7 @@ int Throughput(const std::string& dir, const std::vector<int>& clients,
             });
     if (!measured.ok()) return 1;
     auto med = [&](KvProtocol p, double RunFigures::*m) {
-      std::vector<double> v;
-      for (auto& f : figs[p]) v.push_back(f.*m);
-      return Median(v);
+      return baton::bench::MedianOf(figs[p], [m](const RunFigures& f) { return f.*m; });
     };
     const double h = med(KvProtocol::kHttp, &RunFigures::rate);
     const double g = med(KvProtocol::kGrpc, &RunFigures::rate);
@@ -205,8 +195,9 @@ int Throughput(const std::string& dir, const std::vector<int>& clients,
                     {"grpc_p50_us", med(KvProtocol::kGrpc, &RunFigures::p50_us)},
                     {"grpc_p99_us", med(KvProtocol::kGrpc, &RunFigures::p99_us)}});
   }
-  return WriteJson(json_path, {{"benchmark", "client"}, {"mode", "throughput"},
-                               {"seconds", seconds}, {"reps", reps}, {"rows", rows}})
+  return baton::bench::WriteJsonFileOrReport(
+             json_path, {{"benchmark", "client"}, {"mode", "throughput"},
+                         {"seconds", seconds}, {"reps", reps}, {"rows", rows}})
              ? 0
              : 1;
 }
@@ -392,7 +383,7 @@ int Crash(const std::string& dir, const std::string& binary, int clients,
               acked, mean_att, att.empty() ? 0 : *std::max_element(att.begin(), att.end()),
               failures.load(), lost, duplicates);
   server.Terminate();
-  const bool written = WriteJson(
+  const bool written = baton::bench::WriteJsonFileOrReport(
       json_path, {{"benchmark", "client"}, {"mode", "crash"}, {"clients", clients},
                   {"seed", seed}, {"crashes", crash_rows},
                   {"median_restart_ms", Median(restarts)},

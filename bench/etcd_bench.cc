@@ -184,10 +184,7 @@ int Main(int argc, char** argv) {
                         {"members", static_cast<int>(endpoints.size())},
                         {"value_bytes", value_bytes}, {"record_bytes", record_bytes},
                         {"rows", rows}};
-    if (absl::Status w = WriteJsonFile(json_path, j); !w.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(w.message()).c_str());
-      return 1;
-    }
+    if (!WriteJsonFileOrReport(json_path, j)) return 1;
   }
   return 0;
 }

@@ -484,10 +484,7 @@ int Main(int argc, char** argv) {
     nlohmann::json j = {{"benchmark", "http_put"}, {"seconds", seconds}, {"reps", reps},
                         {"value_bytes", value_bytes}, {"client", client_mode},
                         {"handlers", handlers}, {"rows", rows}};
-    if (absl::Status w = WriteJsonFile(json_path, j); !w.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(w.message()).c_str());
-      return 1;
-    }
+    if (!WriteJsonFileOrReport(json_path, j)) return 1;
   }
   std::printf(
       "\nrates are ops/s (medians of %d runs of %.1f s); b/raw = baton_http / "

@@ -737,10 +737,7 @@ int Main(int argc, char** argv) {
     j["value_bytes"] = o.value_bytes;
     j["cells"] = nlohmann::json::array();
     for (const Cell& c : cells) j["cells"].push_back(ToJson(c));
-    if (absl::Status w = WriteJsonFile(o.json, j); !w.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(w.message()).c_str());
-      return 1;
-    }
+    if (!WriteJsonFileOrReport(o.json, j)) return 1;
   }
   return 0;
 }

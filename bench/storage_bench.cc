@@ -443,10 +443,7 @@ int Main(int argc, char** argv) {
                         {"systems", systems},
                         {"rows", rows}};
     j.update(load.ToJson());
-    if (absl::Status w = WriteJsonFile(json_path, j); !w.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(w.message()).c_str());
-      return 1;
-    }
+    if (!WriteJsonFileOrReport(json_path, j)) return 1;
   }
   return 0;
 }

@@ -1,5 +1,6 @@
 #include "bench/lib/json_output.h"
 
+#include <cstdio>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,15 @@ absl::Status WriteJsonFile(const std::string& path,
   f.flush();
   if (!f) return absl::InternalError(absl::StrCat("cannot write ", path));
   return absl::OkStatus();
+}
+
+bool WriteJsonFileOrReport(const std::string& path,
+                           const nlohmann::json& document) {
+  const absl::Status written = WriteJsonFile(path, document);
+  if (!written.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(written.message()).c_str());
+  }
+  return written.ok();
 }
 
 }  // namespace baton::bench

@@ -19,6 +19,11 @@ namespace baton::bench {
 [[nodiscard]] absl::Status WriteJsonFile(const std::string& path,
                                          const nlohmann::json& document);
 
+// For a benchmark's main: WriteJsonFile, and on failure its message on
+// stderr. True when written (or no path), false when not (exit status 1).
+[[nodiscard]] bool WriteJsonFileOrReport(const std::string& path,
+                                         const nlohmann::json& document);
+
 }  // namespace baton::bench
 
 #endif  // BATON_BENCH_LIB_JSON_OUTPUT_H_

@@ -27,7 +27,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/status/status.h"
 #include "bench/lib/json_output.h"
 #include "nlohmann/json.hpp"
 #include "takeover/core/assignment.h"
@@ -181,10 +180,7 @@ int Main(int argc, char** argv) {
               reps, wire::kVersion, sink == 1 ? " " : "");
   if (!json_path.empty()) {
     nlohmann::json j = {{"benchmark", "assignment"}, {"cells", cells}};
-    if (absl::Status w = bench::WriteJsonFile(json_path, j); !w.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(w.message()).c_str());
-      return 1;
-    }
+    if (!bench::WriteJsonFileOrReport(json_path, j)) return 1;
   }
   return 0;
 }

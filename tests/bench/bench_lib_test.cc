@@ -180,6 +180,13 @@ TEST_F(JsonOutputTest, UnwritablePathIsAnError) {
   EXPECT_NE(s.message().find("cannot write"), std::string::npos);
 }
 
+TEST_F(JsonOutputTest, OrReportSaysWhetherTheBenchmarkMayExitZero) {
+  EXPECT_TRUE(WriteJsonFileOrReport((dir_ / "r.json").string(), {{"a", 1}}));
+  EXPECT_TRUE(WriteJsonFileOrReport("", {{"a", 1}}));
+  EXPECT_FALSE(
+      WriteJsonFileOrReport((dir_ / "no-such-dir" / "r.json").string(), {{"a", 1}}));
+}
+
 TEST(MachineLoadTest, JsonHasTheFieldsTheSuiteReads) {
   MachineLoadCheck check(/*busy_fraction=*/1e9);  // never busy
   check.Finish();
