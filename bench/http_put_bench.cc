@@ -21,10 +21,7 @@
 //                    [--client async|threads] [--handlers auto|io|workers]
 //                    [--json FILE]
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,9 +42,9 @@
 #include "absl/strings/str_split.h"
 #include "bench/lib/json_output.h"
 #include "bench/lib/machine_load.h"
+#include "bench/lib/redis_baseline.h"
 #include "bench/lib/stats.h"
 #include "bench/raw_rocksdb.h"
-#include "bench/redis_benchmark_csv.h"
 #include "boost/asio.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
@@ -59,7 +56,6 @@
 #include "spdlog/spdlog.h"
 #include "storage/rocksdb/rocksdb_store.h"
 
-extern char** environ;
 
 namespace baton::bench {
 namespace {
@@ -268,80 +264,23 @@ absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
   return run;
 }
 
-// redis-server with appendfsync always on a free loopback port, driven by
-// redis-benchmark SET; nullopt if redis is not installed or fails.
-class Redis {
- public:
-  static std::optional<Redis> Start(const std::string& dir) {
-    if (!std::filesystem::exists("/usr/bin/redis-server") ||
-        !std::filesystem::exists("/usr/bin/redis-benchmark")) {
-      return std::nullopt;
-    }
-    Redis r;
-    std::string tmpl = dir + "/http-bench-redis-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) return std::nullopt;
-    r.dir_ = tmpl;
-    r.port_ = 20000 + static_cast<int>(::getpid() % 20000);
-    std::vector<std::string> args = {
-        "/usr/bin/redis-server", "--port", std::to_string(r.port_),
-        "--bind", "127.0.0.1", "--dir", r.dir_, "--appendonly", "yes",
-        "--appendfsync", "always", "--save", "", "--daemonize", "no",
-        "--logfile", r.dir_ + "/redis.log"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&r.pid_, argv[0], nullptr, nullptr, argv.data(),
-                    environ) != 0) {
-      return std::nullopt;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    return r;
-  }
-  Redis() = default;
-  Redis(Redis&& o) noexcept
-      : pid_(std::exchange(o.pid_, -1)), port_(o.port_), dir_(o.dir_) {}
-  ~Redis() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-      std::filesystem::remove_all(dir_);
-    }
-  }
-
-  // SETs/s and p50/p99 (us) at `clients` connections for about `seconds`.
-  std::optional<ThroughputResult> Measure(int clients, double seconds,
-                                          size_t value_bytes,
-                                          double expected_rate) {
-    const uint64_t n = std::max<uint64_t>(
-        2000, static_cast<uint64_t>(expected_rate * seconds));
-    const std::string cmd = absl::StrCat(
-        "/usr/bin/redis-benchmark -h 127.0.0.1 -p ", port_, " -t set -c ",
-        clients, " -n ", n, " -d ", value_bytes, " -r 1000000 -q --csv 2>&1");
-    FILE* f = ::popen(cmd.c_str(), "r");
-    if (!f) return std::nullopt;
-    char line[1024];
-    std::optional<ThroughputResult> out;
-    while (std::fgets(line, sizeof line, f)) {
-      std::optional<bench::RedisBenchmarkRow> row =
-          bench::ParseRedisBenchmarkCsvLine(line, "SET");
-      if (!row) continue;
-      ThroughputResult r;
-      r.ops_per_sec = row->ops_per_s;
-      r.p50_us = row->p50_us;
-      r.p99_us = row->p99_us;
-      r.ops = n;
-      r.seconds = r.ops_per_sec > 0 ? n / r.ops_per_sec : 0;
-      out = r;
-    }
-    ::pclose(f);
-    return out;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-  std::string dir_;
-};
+// SETs/s and p50/p99 (us) of Redis at `clients` connections for about
+// `seconds`.
+std::optional<ThroughputResult> MeasureRedis(const RedisBaseline& redis, int clients,
+                                             double seconds, size_t value_bytes,
+                                             double expected_rate) {
+  std::optional<RedisBaseline::Result> result =
+      redis.Measure("set", clients, seconds, value_bytes, expected_rate,
+                    /*min_requests=*/2000, /*key_space=*/1000000);
+  if (!result) return std::nullopt;
+  ThroughputResult r;
+  r.ops_per_sec = result->row.ops_per_s;
+  r.p50_us = result->row.p50_us;
+  r.p99_us = result->row.p99_us;
+  r.ops = result->requests;
+  r.seconds = r.ops_per_sec > 0 ? static_cast<double>(r.ops) / r.ops_per_sec : 0;
+  return r;
+}
 
 int Main(int argc, char** argv) {
   CLI::App app{"baton durable HTTP PUTs/s vs raw RocksDB and Redis (fsync always)"};
@@ -398,8 +337,8 @@ int Main(int argc, char** argv) {
     }
     counts.push_back(n);
   }
-  std::optional<Redis> redis =
-      with_redis ? Redis::Start(dir) : std::optional<Redis>();
+  std::unique_ptr<RedisBaseline> redis =
+      with_redis ? RedisBaseline::Start(dir) : nullptr;
   const auto dur = std::chrono::milliseconds(static_cast<int>(seconds * 1000));
 
   std::printf(
@@ -437,7 +376,7 @@ int Main(int argc, char** argv) {
         if (n.ok()) nosyncs.push_back(*n);
       }
       if (redis) {
-        auto r = redis->Measure(c, seconds, value_bytes, b->result.ops_per_sec);
+        auto r = MeasureRedis(*redis, c, seconds, value_bytes, b->result.ops_per_sec);
         if (r) rediss.push_back(*r);
       }
     }

@@ -39,9 +39,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -67,10 +65,10 @@
 #include "bench/lib/alternating.h"
 #include "bench/lib/closed_loop.h"
 #include "bench/lib/json_output.h"
+#include "bench/lib/redis_baseline.h"
 #include "bench/lib/stats.h"
 #include "bench/raw_etcd.h"
 #include "bench/raw_rocksdb.h"
-#include "bench/redis_benchmark_csv.h"
 #include "framework/clock.h"
 #include "framework/grpc/grpc_server.h"
 #include "framework/http_server.h"
@@ -128,23 +126,6 @@ double ProcPeakRssMiB(pid_t pid) {
     }
   }
   return 0;
-}
-
-int FreeLoopbackPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  ::close(fd);
-  return port;
 }
 
 // ------------------------------------------------------------ results ----
@@ -391,81 +372,24 @@ Run Drive(int clients, std::chrono::milliseconds duration, pid_t pid,
   return r;
 }
 
-// redis-server with appendfsync always on a free loopback port.
-class Redis {
- public:
-  static std::unique_ptr<Redis> Start(const std::string& dir) {
-    if (!std::filesystem::exists("/usr/bin/redis-server") ||
-        !std::filesystem::exists("/usr/bin/redis-benchmark")) {
-      return nullptr;
-    }
-    auto r = std::unique_ptr<Redis>(new Redis);
-    std::string tmpl = dir + "/kv-throughput-redis-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) return nullptr;
-    r->dir_ = tmpl;
-    r->port_ = FreeLoopbackPort();
-    std::vector<std::string> args = {
-        "/usr/bin/redis-server", "--port", std::to_string(r->port_),
-        "--bind", "127.0.0.1", "--dir", r->dir_, "--appendonly", "yes",
-        "--appendfsync", "always", "--save", "", "--daemonize", "no",
-        "--logfile", r->dir_ + "/redis.log"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&r->pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
-      r->pid_ = -1;
-      return nullptr;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    return r;
-  }
-  ~Redis() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
-  }
-  pid_t pid() const { return pid_; }
-
-  // One redis-benchmark run of `test` (set, get, incr) sized to last about
-  // `seconds` at `expected_rate`.
-  std::optional<Run> Measure(const std::string& test, int clients, double seconds,
-                             size_t value_bytes, double expected_rate) {
-    const uint64_t n = std::max<uint64_t>(
-        1000, static_cast<uint64_t>(expected_rate * seconds));
-    const std::string cmd = absl::StrCat(
-        "/usr/bin/redis-benchmark -h 127.0.0.1 -p ", port_, " -t ", test, " -c ",
-        clients, " -n ", n, " -d ", value_bytes, " -r 100000 -q --csv 2>&1");
-    const double cpu0 = ProcCpuSeconds(pid_);
-    FILE* f = ::popen(cmd.c_str(), "r");
-    if (!f) return std::nullopt;
-    char line[1024];
-    std::optional<Run> out;
-    std::string upper = test;
-    for (char& ch : upper) ch = static_cast<char>(std::toupper(ch));
-    while (std::fgets(line, sizeof line, f)) {
-      std::optional<bench::RedisBenchmarkRow> row =
-          bench::ParseRedisBenchmarkCsvLine(line, upper);
-      if (!row) continue;
-      Run r;
-      r.ops_per_s = row->ops_per_s;
-      r.ops = n;
-      r.p50_us = row->p50_us;
-      r.p99_us = row->p99_us;
-      out = r;
-    }
-    ::pclose(f);
-    if (out) out->cpu_s = ProcCpuSeconds(pid_) - cpu0;
-    return out;
-  }
-
- private:
-  Redis() = default;
-  pid_t pid_ = -1;
-  int port_ = 0;
-  std::string dir_;
-};
+// One redis-benchmark run of `test` (set, get, incr) sized to last about
+// `seconds` at `expected_rate`, with the server's CPU time.
+std::optional<Run> MeasureRedis(const RedisBaseline& redis, const std::string& test,
+                                int clients, double seconds, size_t value_bytes,
+                                double expected_rate) {
+  const double cpu0 = ProcCpuSeconds(redis.pid());
+  std::optional<RedisBaseline::Result> result =
+      redis.Measure(test, clients, seconds, value_bytes, expected_rate,
+                    /*min_requests=*/1000, /*key_space=*/100000);
+  if (!result) return std::nullopt;
+  Run r;
+  r.ops_per_s = result->row.ops_per_s;
+  r.ops = result->requests;
+  r.p50_us = result->row.p50_us;
+  r.p99_us = result->row.p99_us;
+  r.cpu_s = ProcCpuSeconds(redis.pid()) - cpu0;
+  return r;
+}
 
 struct Options {
   std::vector<int> clients = {1, 16, 64};
@@ -638,7 +562,7 @@ int Main(int argc, char** argv) {
   }
 
   if (Has(o.baselines, "redis")) {
-    std::unique_ptr<Redis> redis = Redis::Start(o.dir);
+    std::unique_ptr<RedisBaseline> redis = RedisBaseline::Start(o.dir);
     if (!redis) {
       std::fprintf(stderr, "redis-server/redis-benchmark not available: no Redis baseline\n");
     } else {
@@ -649,7 +573,7 @@ int Main(int argc, char** argv) {
           // Size each run from the first (redis-benchmark takes a count).
           double expected = 2000;
           for (int rep = 0; rep < o.reps; ++rep) {
-            auto r = redis->Measure(test, n, o.seconds, o.value_bytes, expected);
+            auto r = MeasureRedis(*redis, test, n, o.seconds, o.value_bytes, expected);
             if (!r) break;
             expected = r->ops_per_s;
             runs.push_back(*r);

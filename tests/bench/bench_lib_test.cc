@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "bench/lib/closed_loop.h"
 #include "bench/lib/json_output.h"
 #include "bench/lib/machine_load.h"
+#include "bench/lib/redis_baseline.h"
 #include "bench/lib/stats.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -207,6 +209,22 @@ TEST(MachineLoadTest, BusyWhenTheLoadExceedsTheFraction) {
             std::string::npos);
   load.one = 0;
   EXPECT_FALSE(MachineBusy(load, 0.5));
+}
+
+TEST(RedisBaselineTest, ParsesTheRowOfItsTestFromRedisBenchmarkCsv) {
+  // redis-benchmark --csv: test, rps, avg, min, p50, p95, p99, max (ms).
+  const std::string header =
+      "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\","
+      "\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n";
+  const std::string set =
+      "\"SET\",\"1234.50\",\"0.800\",\"0.100\",\"0.700\",\"1.500\",\"2.250\",\"9.000\"\n";
+  EXPECT_FALSE(ParseRedisBenchmarkCsvLine(header, "SET").has_value());
+  EXPECT_FALSE(ParseRedisBenchmarkCsvLine(set, "GET").has_value());
+  const std::optional<RedisBenchmarkRow> row = ParseRedisBenchmarkCsvLine(set, "SET");
+  ASSERT_TRUE(row.has_value());
+  EXPECT_DOUBLE_EQ(row->ops_per_s, 1234.5);
+  EXPECT_DOUBLE_EQ(row->p50_us, 700);
+  EXPECT_DOUBLE_EQ(row->p99_us, 2250);
 }
 
 }  // namespace
