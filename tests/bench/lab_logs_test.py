@@ -82,31 +82,32 @@ class TwoHoldersTest(unittest.TestCase):
 
 
 class FilesTest(unittest.TestCase):
+    def setUp(self):
+        self._dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self._dir.cleanup)
+
+    def file(self, name, text):
+        path = os.path.join(self._dir.name, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
     def test_events_first_or_last_value(self):
-        with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "events")
-            with open(path, "w") as f:
-                f.write("start 100.5\nsplit_brain 0\nsplit_brain 1\nbroken\n")
-            self.assertEqual(lab_logs.load_events(path),
-                             {"start": "100.5", "split_brain": "0"})
-            self.assertEqual(lab_logs.load_events(path, last_wins=True)["split_brain"], "1")
-            self.assertEqual(lab_logs.load_events(os.path.join(d, "none")), {})
+        path = self.file("events", "start 100.5\nsplit_brain 0\nsplit_brain 1\nbroken\n")
+        self.assertEqual(lab_logs.load_events(path), {"start": "100.5", "split_brain": "0"})
+        self.assertEqual(lab_logs.load_events(path, last_wins=True)["split_brain"], "1")
+        self.assertEqual(lab_logs.load_events(os.path.join(self._dir.name, "none")), {})
 
     def test_jsonl_skips_a_line_being_written(self):
-        with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "t.jsonl")
-            with open(path, "w") as f:
-                f.write('{"a": 1}\n{"a": 2}\n{"a": ')
-            self.assertEqual(lab_logs.load_jsonl(path), [{"a": 1}, {"a": 2}])
+        path = self.file("t.jsonl", '{"a": 1}\n{"a": 2}\n{"a": ')
+        self.assertEqual(lab_logs.load_jsonl(path), [{"a": 1}, {"a": 2}])
 
     def test_prober_log(self):
-        with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "client.log")
-            with open(path, "w") as f:
-                f.write("1 100.25 OK h1 0.3\n2 100.5 FAIL - -\nnoise\n3 100.75 LATE h2 9.1\n")
-            self.assertEqual(lab_logs.prober_log(path),
-                             [(1, 100.25, "OK", "h1"), (2, 100.5, "FAIL", "-"),
-                              (3, 100.75, "LATE", "h2")])
+        path = self.file("client.log",
+                         "1 100.25 OK h1 0.3\n2 100.5 FAIL - -\nnoise\n3 100.75 LATE h2 9.1\n")
+        self.assertEqual(lab_logs.prober_log(path),
+                         [(1, 100.25, "OK", "h1"), (2, 100.5, "FAIL", "-"),
+                          (3, 100.75, "LATE", "h2")])
 
 
 class PercentileTest(unittest.TestCase):
