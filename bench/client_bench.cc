@@ -24,6 +24,7 @@
 // attempt when it was seen failing.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -41,6 +42,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "bench/lib/alternating.h"
+#include "bench/lib/closed_loop.h"
+#include "bench/lib/json_output.h"
+#include "bench/lib/stats.h"
 #include "framework/clock.h"
 #include "framework/grpc/grpc_server.h"
 #include "framework/http_server.h"
@@ -64,12 +69,8 @@ using baton::kvservice::KvResult;
 
 absl::Time Now() { return RealEnvironment().Now(); }
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
-}
-double Median(std::vector<double> v) { return Percentile(std::move(v), 0.5); }
+using baton::bench::Median;
+using baton::bench::Percentile;
 
 // One pipeline over RocksDB, HTTP and gRPC front ends on it.
 struct InProcessServer {
@@ -122,45 +123,28 @@ struct RunFigures {
 };
 
 RunFigures LoadRun(KvClient& c, int callers, double seconds, int run) {
-  std::atomic<bool> stop{false};
-  std::vector<std::vector<double>> lat(callers);
   std::atomic<long> attempts{0};
-  std::vector<std::thread> threads;
-  const absl::Time start = Now();
-  for (int i = 0; i < callers; ++i) {
-    threads.emplace_back([&, i] {
-      for (long j = 0; !stop.load(std::memory_order_relaxed); ++j) {
+  baton::bench::ClosedLoopResult load = baton::bench::RunClosedLoop(
+      callers, std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)),
+      [&](int i, uint64_t j) {
         KvResult r = c.Put(absl::StrFormat("r%d-c%d-%d", run, i, j % 64), "1");
         if (!r.ok()) {
           std::fprintf(stderr, "PUT failed: %s\n", r.error.c_str());
-          continue;
+          return false;
         }
         attempts += r.call.attempts;
-        lat[i].push_back(absl::ToDoubleMicroseconds(r.call.finished - r.call.started));
-      }
-    });
-  }
-  std::this_thread::sleep_for(absl::ToChronoMilliseconds(absl::Seconds(seconds)));
-  stop = true;
-  for (auto& t : threads) t.join();
-  const double elapsed = absl::ToDoubleSeconds(Now() - start);
-  std::vector<double> all;
-  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+        return true;
+      });
+  const baton::bench::LatencySummary latency =
+      baton::bench::SummarizeLatencies(load.latencies_us);
   RunFigures f;
-  f.rate = all.size() / elapsed;
-  f.p50_us = Percentile(all, 0.5);
-  f.p99_us = Percentile(all, 0.99);
-  f.attempts = all.empty() ? 0 : static_cast<double>(attempts) / all.size();
+  f.rate = load.ops_per_s;
+  f.p50_us = latency.p50;
+  f.p99_us = latency.p99;
+  f.attempts = latency.count == 0
+                   ? 0
+                   : static_cast<double>(attempts) / static_cast<double>(latency.count);
   return f;
-}
-
-// Writes `j` to `path` unless empty; false on a write error.
-bool WriteJson(const std::string& path, const nlohmann::json& j) {
-  if (path.empty()) return true;
-  std::ofstream f(path);
-  f << j.dump(1) << "\n";
-  if (!f) std::fprintf(stderr, "cannot write %s\n", path.c_str());
-  return static_cast<bool>(f);
 }
 
 int Throughput(const std::string& dir, const std::vector<int>& clients,
@@ -178,21 +162,21 @@ int Throughput(const std::string& dir, const std::vector<int>& clients,
   int run = 0;
   for (int n : clients) {
     std::map<KvProtocol, std::vector<RunFigures>> figs;
-    for (int r = 0; r < reps; ++r) {
-      // Alternate so that neither protocol always runs on a warmer store.
-      for (KvProtocol p : r % 2 ? std::vector{KvProtocol::kGrpc, KvProtocol::kHttp}
-                                : std::vector{KvProtocol::kHttp, KvProtocol::kGrpc}) {
-        ClientOptions o;
-        o.async_threads = 1;
-        auto c = KvClient::Connect(p, server.Endpoint(p), o);
-        if (!c.ok()) return 1;
-        figs[p].push_back(LoadRun(**c, n, seconds, run++));
-      }
-    }
+    // Alternate so that neither protocol always runs on a warmer store.
+    const absl::StatusOr<std::vector<std::vector<double>>> measured =
+        baton::bench::RunAlternating(
+            2, reps, [&](int system, int) -> absl::StatusOr<double> {
+              const KvProtocol p = system == 0 ? KvProtocol::kHttp : KvProtocol::kGrpc;
+              ClientOptions o;
+              o.async_threads = 1;
+              auto c = KvClient::Connect(p, server.Endpoint(p), o);
+              if (!c.ok()) return c.status();
+              figs[p].push_back(LoadRun(**c, n, seconds, run++));
+              return figs[p].back().rate;
+            });
+    if (!measured.ok()) return 1;
     auto med = [&](KvProtocol p, double RunFigures::*m) {
-      std::vector<double> v;
-      for (auto& f : figs[p]) v.push_back(f.*m);
-      return Median(v);
+      return baton::bench::MedianOf(figs[p], [m](const RunFigures& f) { return f.*m; });
     };
     const double h = med(KvProtocol::kHttp, &RunFigures::rate);
     const double g = med(KvProtocol::kGrpc, &RunFigures::rate);
@@ -211,8 +195,9 @@ int Throughput(const std::string& dir, const std::vector<int>& clients,
                     {"grpc_p50_us", med(KvProtocol::kGrpc, &RunFigures::p50_us)},
                     {"grpc_p99_us", med(KvProtocol::kGrpc, &RunFigures::p99_us)}});
   }
-  return WriteJson(json_path, {{"benchmark", "client"}, {"mode", "throughput"},
-                               {"seconds", seconds}, {"reps", reps}, {"rows", rows}})
+  return baton::bench::WriteJsonFileOrReport(
+             json_path, {{"benchmark", "client"}, {"mode", "throughput"},
+                         {"seconds", seconds}, {"reps", reps}, {"rows", rows}})
              ? 0
              : 1;
 }
@@ -398,7 +383,7 @@ int Crash(const std::string& dir, const std::string& binary, int clients,
               acked, mean_att, att.empty() ? 0 : *std::max_element(att.begin(), att.end()),
               failures.load(), lost, duplicates);
   server.Terminate();
-  const bool written = WriteJson(
+  const bool written = baton::bench::WriteJsonFileOrReport(
       json_path, {{"benchmark", "client"}, {"mode", "crash"}, {"clients", clients},
                   {"seed", seed}, {"crashes", crash_rows},
                   {"median_restart_ms", Median(restarts)},

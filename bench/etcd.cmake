@@ -4,6 +4,7 @@
 if(TARGET baton_etcd_store AND TARGET baton_etcd_launcher AND TARGET baton_etcd_proto)
   add_executable(baton-etcd-bench ${CMAKE_CURRENT_LIST_DIR}/etcd_bench.cc)
   target_link_libraries(baton-etcd-bench PRIVATE
-    baton_etcd_store baton_etcd_launcher baton_etcd_proto CLI11::CLI11 nlohmann_json::nlohmann_json
+    baton_etcd_store baton_etcd_launcher baton_etcd_proto baton_bench CLI11::CLI11
+    nlohmann_json::nlohmann_json
     absl::strings spdlog::spdlog Threads::Threads)
 endif()

@@ -19,76 +19,28 @@
 //   baton-etcd-bench [--callers 1,16,64] [--seconds 3] [--reps 3] [--members 1]
 //                    [--value-bytes 128] [--record-bytes 512]
 //                    [--dir /var/tmp] [--endpoints host:port,...] [--json FILE]
-#include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <string>
-#include <thread>
+#include <utility>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "bench/lib/alternating.h"
+#include "bench/lib/closed_loop.h"
+#include "bench/lib/json_output.h"
+#include "bench/lib/stats.h"
+#include "bench/raw_etcd.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
-#include "bench/raw_etcd.h"
 #include "storage/etcd/etcd_client.h"
 #include "storage/etcd/etcd_store.h"
 #include "storage/etcd/testing/etcd_launcher.h"
 
 namespace baton::bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-struct Round {
-  double ops_per_s = 0;
-  std::vector<double> latencies_us;
-  uint64_t errors = 0;
-};
-
-// Runs `op(caller, seq)` from `callers` threads for `duration`.
-template <typename Op>
-Round Run(int callers, std::chrono::milliseconds duration, Op op) {
-  std::vector<std::vector<double>> lat(static_cast<size_t>(callers));
-  std::atomic<uint64_t> errors{0};
-  const Clock::time_point start = Clock::now();
-  const Clock::time_point end = start + duration;
-  std::vector<std::thread> threads;
-  for (int c = 0; c < callers; ++c) {
-    threads.emplace_back([&, c] {
-      for (uint64_t seq = 0; Clock::now() < end; ++seq) {
-        const Clock::time_point t0 = Clock::now();
-        const bool ok = op(c, seq);
-        const Clock::time_point t1 = Clock::now();
-        if (!ok) {
-          errors++;
-          continue;
-        }
-        lat[static_cast<size_t>(c)].push_back(
-            std::chrono::duration<double, std::micro>(t1 - t0).count());
-      }
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  Round r;
-  for (auto& l : lat) r.latencies_us.insert(r.latencies_us.end(), l.begin(), l.end());
-  r.ops_per_s = static_cast<double>(r.latencies_us.size()) / secs;
-  r.errors = errors.load();
-  return r;
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
-double Median(std::vector<double> v) { return Percentile(std::move(v), 0.5); }
 
 struct Summary {
   double median_ops = 0;
@@ -97,18 +49,18 @@ struct Summary {
   uint64_t errors = 0;
 };
 
-Summary Summarize(const std::vector<Round>& rounds) {
-  std::vector<double> ops;
+// Median rate of the rounds; latency percentiles over all their requests.
+Summary Summarize(const std::vector<ClosedLoopResult>& rounds) {
   std::vector<double> lat;
   Summary s;
-  for (const Round& r : rounds) {
-    ops.push_back(r.ops_per_s);
+  for (const ClosedLoopResult& r : rounds) {
     lat.insert(lat.end(), r.latencies_us.begin(), r.latencies_us.end());
     s.errors += r.errors;
   }
-  s.median_ops = Median(ops);
-  s.p50_ms = Percentile(lat, 0.5) / 1000;
-  s.p99_ms = Percentile(lat, 0.99) / 1000;
+  s.median_ops = MedianOf(rounds, [](const ClosedLoopResult& r) { return r.ops_per_s; });
+  const LatencySummary latency = SummarizeLatencies(std::move(lat));
+  s.p50_ms = latency.p50 / 1000;
+  s.p99_ms = latency.p99 / 1000;
   return s;
 }
 
@@ -194,19 +146,17 @@ int Main(int argc, char** argv) {
   std::printf("%8s | %12s %8s %8s | %12s %8s %8s | %6s\n", "callers", "store ops/s",
               "p50 ms", "p99 ms", "raw ops/s", "p50 ms", "p99 ms", "ratio");
   for (int n : callers) {
-    std::vector<Round> store_rounds;
-    std::vector<Round> raw_rounds;
-    for (int rep = 0; rep < reps; ++rep) {
-      for (int half = 0; half < 2; ++half) {
-        ++round_id;
-        const bool store_now = (half == 0) == (rep % 2 == 0);
-        if (store_now) {
-          store_rounds.push_back(Run(n, std::chrono::seconds(seconds), store_op));
-        } else {
-          raw_rounds.push_back(Run(n, std::chrono::seconds(seconds), raw_op));
-        }
-      }
-    }
+    // System 0 the store, 1 raw etcd, alternating which goes first.
+    std::vector<ClosedLoopResult> rounds[2];
+    (void)RunAlternating(2, reps, [&](int system, int) -> absl::StatusOr<double> {
+      ++round_id;
+      rounds[system].push_back(RunClosedLoop(n, std::chrono::seconds(seconds),
+                                             system == 0 ? ClosedLoopOp(store_op)
+                                                         : ClosedLoopOp(raw_op)));
+      return rounds[system].back().ops_per_s;
+    });
+    const std::vector<ClosedLoopResult>& store_rounds = rounds[0];
+    const std::vector<ClosedLoopResult>& raw_rounds = rounds[1];
     const Summary s = Summarize(store_rounds);
     const Summary r = Summarize(raw_rounds);
     std::printf("%8d | %12.0f %8.2f %8.2f | %12.0f %8.2f %8.2f | %6.2f\n", n, s.median_ops,
@@ -234,12 +184,7 @@ int Main(int argc, char** argv) {
                         {"members", static_cast<int>(endpoints.size())},
                         {"value_bytes", value_bytes}, {"record_bytes", record_bytes},
                         {"rows", rows}};
-    std::ofstream f(json_path);
-    f << j.dump(1) << "\n";
-    if (!f) {
-      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
-      return 1;
-    }
+    if (!WriteJsonFileOrReport(json_path, j)) return 1;
   }
   return 0;
 }

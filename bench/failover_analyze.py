@@ -7,45 +7,22 @@
                               (printed; JSON lines to OUT_DIR/summary.jsonl)
 Client log lines: "<seq> <send time> OK|FAIL <host>|- <rtt ms>|-" (+ LATE/DUP lines).
 """
-import datetime
 import glob
 import json
 import os
 import statistics
 import sys
 
-
-def load_events(d):
-    ev = {}
-    for line in open(f"{d}/events"):
-        k, v = line.split(None, 1)
-        ev[k] = v.strip()
-    return ev
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis"))
+from lab_logs import address_events, hold_intervals, load_events, overlap_seconds, prober_log  # noqa: E402
 
 
 def load_client(d):
     rows, extra = [], []
-    if not os.path.exists(f"{d}/client.log"):  # the run failed before the client started
-        return rows, extra
-    for line in open(f"{d}/client.log"):
-        f = line.split()
-        if len(f) != 5:
-            continue
-        r = dict(seq=int(f[0]), t=float(f[1]), st=f[2], host=f[3])
-        (rows if r["st"] in ("OK", "FAIL") else extra).append(r)
+    for seq, t, st, host in prober_log(f"{d}/client.log"):  # none if the run failed before it
+        (rows if st in ("OK", "FAIL") else extra).append(dict(seq=seq, t=t, st=st, host=host))
     rows.sort(key=lambda r: r["seq"])
     return rows, extra
-
-
-def vip_events(path, vip):
-    out = []
-    if not os.path.exists(path):
-        return out
-    for line in open(path, errors="replace"):
-        if line.startswith("[") and f" {vip}/" in line:
-            ts = datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
-            out.append((ts, "del" if "Deleted" in line else "add"))
-    return out
 
 
 def ms(a, b):
@@ -71,33 +48,16 @@ def max_gap(rs):
     return best
 
 
-def hold_intervals(path, vip, until=None):
-    iv, start = [], None
-    for ts, kind in vip_events(path, vip):
-        if kind == "add" and start is None:
-            start = ts
-        elif kind == "del" and start is not None:
-            iv.append((start, ts))
-            start = None
-    if start is not None:
-        iv.append((start, float("inf")))
-    if until is not None:
-        iv = [(s, min(e, until)) for s, e in iv if s < until]
-    return iv
+def holds(path, vip, until):
+    return hold_intervals(address_events(path, vip), end=until)
 
 
 def overlap_ms(a, b):
-    tot = 0.0
-    for s1, e1 in a:
-        for s2, e2 in b:
-            lo, hi = max(s1, s2), min(e1, e2)
-            if hi > lo:
-                tot += hi - lo
-    return tot * 1e3
+    return overlap_seconds(a, b) * 1e3
 
 
 def run(mode, d, vip):
-    ev = load_events(d)
+    ev = load_events(f"{d}/events", last_wins=True)
     rows, extra = load_client(d)
     res = dict(mode=mode, run=os.path.basename(d), requests=len(rows),
                dup=sum(r["st"] == "DUP" for r in extra), late=sum(r["st"] == "LATE" for r in extra))
@@ -117,11 +77,11 @@ def run(mode, d, vip):
         first_new_t = first_new["t"] if first_new else None
         add = None
         for h in others:
-            a = first(vip_events(f"{d}/monitor-{h}.log", vip), lambda e: e[1] == "add" and e[0] >= T)
+            a = first(address_events(f"{d}/monitor-{h}.log", vip), lambda e: e[1] == "add" and e[0] >= T)
             if a and (add is None or a[0] < add):
                 add = a[0]
         # two live holders at once among the survivors (h1 is dead from T on)
-        iv = {h: hold_intervals(f"{d}/monitor-{h}.log", vip, end) for h in others}
+        iv = {h: holds(f"{d}/monitor-{h}.log", vip, end) for h in others}
         res.update(
             outage_ms=ms(last_h1, first_new_t),
             new_host=new_host,
@@ -137,15 +97,15 @@ def run(mode, d, vip):
             recovered=first_new is not None)
     elif mode == "partition" and "partition" in ev:
         Tp, Th = float(ev["partition"]), float(ev.get("heal", "inf"))
-        iv = {h: hold_intervals(f"{d}/monitor-{h}.log", vip, end) for h in ("h1", "h2", "h3")}
+        iv = {h: holds(f"{d}/monitor-{h}.log", vip, end) for h in ("h1", "h2", "h3")}
         holder_changes_after_heal = sum(
-            1 for h in ("h1", "h2", "h3") for ts, k in vip_events(f"{d}/monitor-{h}.log", vip)
+            1 for h in ("h1", "h2", "h3") for ts, k in address_events(f"{d}/monitor-{h}.log", vip)
             if k == "del" and Th <= ts < end)
         both_ms = overlap_ms(iv["h1"], iv["h2"] + iv["h3"]) + overlap_ms(iv["h2"], iv["h3"])
-        h1_del = first(vip_events(f"{d}/monitor-h1.log", vip), lambda e: e[1] == "del" and e[0] >= Tp)
+        h1_del = first(address_events(f"{d}/monitor-h1.log", vip), lambda e: e[1] == "del" and e[0] >= Tp)
         new_add = None
         for h in others:
-            a = first(vip_events(f"{d}/monitor-{h}.log", vip), lambda e: e[1] == "add" and e[0] >= Tp)
+            a = first(address_events(f"{d}/monitor-{h}.log", vip), lambda e: e[1] == "add" and e[0] >= Tp)
             if a and (new_add is None or a[0] < new_add):
                 new_add = a[0]
         c_new = first(ok, lambda r: r["host"] != "h1" and r["t"] >= Tp)

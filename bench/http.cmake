@@ -7,6 +7,6 @@ if(TARGET baton_storage AND TARGET baton_kvservice AND
    EXISTS ${CMAKE_CURRENT_LIST_DIR}/raw_rocksdb.cc)
   add_executable(baton-http-bench ${CMAKE_CURRENT_LIST_DIR}/http_put_bench.cc)
   target_link_libraries(baton-http-bench PRIVATE
-    baton_kvservice baton_framework baton_storage baton_bench_raw_rocksdb
+    baton_kvservice baton_framework baton_storage baton_bench_raw_rocksdb baton_bench
     CLI11::CLI11 nlohmann_json::nlohmann_json absl::strings spdlog::spdlog Threads::Threads)
 endif()

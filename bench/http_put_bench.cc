@@ -21,11 +21,7 @@
 //                    [--client async|threads] [--handlers auto|io|workers]
 //                    [--json FILE]
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,7 +29,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,8 +40,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/lib/json_output.h"
+#include "bench/lib/machine_load.h"
+#include "bench/lib/redis_baseline.h"
+#include "bench/lib/stats.h"
 #include "bench/raw_rocksdb.h"
-#include "bench/redis_benchmark_csv.h"
 #include "boost/asio.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
@@ -58,7 +56,6 @@
 #include "spdlog/spdlog.h"
 #include "storage/rocksdb/rocksdb_store.h"
 
-extern char** environ;
 
 namespace baton::bench {
 namespace {
@@ -68,13 +65,6 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
-
-double CpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
-         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
 
 struct BatonRun {
   ThroughputResult result;
@@ -197,7 +187,7 @@ absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
     std::atomic<bool> failed{false};
     const uint64_t fsyncs_before = store->Stats().wal_syncs;
     const uint64_t commits_before = store->Stats().commits_ok;
-    const double cpu_before = CpuSeconds();
+    const double cpu_before = ProcessCpuSeconds();
     const Clock::time_point start = Clock::now();
     const Clock::time_point end = start + duration;
     std::vector<std::thread> threads;
@@ -256,7 +246,7 @@ absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
     for (std::thread& th : threads) th.join();
     const double seconds =
         std::chrono::duration<double>(Clock::now() - start).count();
-    const double cpu = CpuSeconds() - cpu_before;
+    const double cpu = ProcessCpuSeconds() - cpu_before;
     (*server)->Stop();
     if (failed) return absl::InternalError("a client failed");
     std::vector<double> all;
@@ -274,88 +264,22 @@ absl::StatusOr<BatonRun> MeasureBaton(const std::string& dir, int clients,
   return run;
 }
 
-// redis-server with appendfsync always on a free loopback port, driven by
-// redis-benchmark SET; nullopt if redis is not installed or fails.
-class Redis {
- public:
-  static std::optional<Redis> Start(const std::string& dir) {
-    if (!std::filesystem::exists("/usr/bin/redis-server") ||
-        !std::filesystem::exists("/usr/bin/redis-benchmark")) {
-      return std::nullopt;
-    }
-    Redis r;
-    std::string tmpl = dir + "/http-bench-redis-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) return std::nullopt;
-    r.dir_ = tmpl;
-    r.port_ = 20000 + static_cast<int>(::getpid() % 20000);
-    std::vector<std::string> args = {
-        "/usr/bin/redis-server", "--port", std::to_string(r.port_),
-        "--bind", "127.0.0.1", "--dir", r.dir_, "--appendonly", "yes",
-        "--appendfsync", "always", "--save", "", "--daemonize", "no",
-        "--logfile", r.dir_ + "/redis.log"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&r.pid_, argv[0], nullptr, nullptr, argv.data(),
-                    environ) != 0) {
-      return std::nullopt;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    return r;
-  }
-  Redis() = default;
-  Redis(Redis&& o) noexcept
-      : pid_(std::exchange(o.pid_, -1)), port_(o.port_), dir_(o.dir_) {}
-  ~Redis() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-      std::filesystem::remove_all(dir_);
-    }
-  }
-
-  // SETs/s and p50/p99 (us) at `clients` connections for about `seconds`.
-  std::optional<ThroughputResult> Measure(int clients, double seconds,
-                                          size_t value_bytes,
-                                          double expected_rate) {
-    const uint64_t n = std::max<uint64_t>(
-        2000, static_cast<uint64_t>(expected_rate * seconds));
-    const std::string cmd = absl::StrCat(
-        "/usr/bin/redis-benchmark -h 127.0.0.1 -p ", port_, " -t set -c ",
-        clients, " -n ", n, " -d ", value_bytes, " -r 1000000 -q --csv 2>&1");
-    FILE* f = ::popen(cmd.c_str(), "r");
-    if (!f) return std::nullopt;
-    char line[1024];
-    std::optional<ThroughputResult> out;
-    while (std::fgets(line, sizeof line, f)) {
-      std::optional<bench::RedisBenchmarkRow> row =
-          bench::ParseRedisBenchmarkCsvLine(line, "SET");
-      if (!row) continue;
-      ThroughputResult r;
-      r.ops_per_sec = row->ops_per_s;
-      r.p50_us = row->p50_us;
-      r.p99_us = row->p99_us;
-      r.ops = n;
-      r.seconds = r.ops_per_sec > 0 ? n / r.ops_per_sec : 0;
-      out = r;
-    }
-    ::pclose(f);
-    return out;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-  std::string dir_;
-};
-
-template <typename T, typename F>
-double Median(const std::vector<T>& runs, F field) {
-  std::vector<double> v;
-  for (const T& r : runs) v.push_back(field(r));
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+// SETs/s and p50/p99 (us) of Redis at `clients` connections for about
+// `seconds`.
+std::optional<ThroughputResult> MeasureRedis(const RedisBaseline& redis, int clients,
+                                             double seconds, size_t value_bytes,
+                                             double expected_rate) {
+  std::optional<RedisBaseline::Result> result =
+      redis.Measure("set", clients, seconds, value_bytes, expected_rate,
+                    /*min_requests=*/2000, /*key_space=*/1000000);
+  if (!result) return std::nullopt;
+  ThroughputResult r;
+  r.ops_per_sec = result->row.ops_per_s;
+  r.p50_us = result->row.p50_us;
+  r.p99_us = result->row.p99_us;
+  r.ops = result->requests;
+  r.seconds = r.ops_per_sec > 0 ? static_cast<double>(r.ops) / r.ops_per_sec : 0;
+  return r;
 }
 
 int Main(int argc, char** argv) {
@@ -413,8 +337,8 @@ int Main(int argc, char** argv) {
     }
     counts.push_back(n);
   }
-  std::optional<Redis> redis =
-      with_redis ? Redis::Start(dir) : std::optional<Redis>();
+  std::unique_ptr<RedisBaseline> redis =
+      with_redis ? RedisBaseline::Start(dir) : nullptr;
   const auto dur = std::chrono::milliseconds(static_cast<int>(seconds * 1000));
 
   std::printf(
@@ -452,54 +376,54 @@ int Main(int argc, char** argv) {
         if (n.ok()) nosyncs.push_back(*n);
       }
       if (redis) {
-        auto r = redis->Measure(c, seconds, value_bytes, b->result.ops_per_sec);
+        auto r = MeasureRedis(*redis, c, seconds, value_bytes, b->result.ops_per_sec);
         if (r) rediss.push_back(*r);
       }
     }
     auto rate = [](const ThroughputResult& r) { return r.ops_per_sec; };
-    const double raw = Median(raws, rate);
-    const double red = Median(rediss, rate);
+    const double raw = MedianOf(raws, rate);
+    const double red = MedianOf(rediss, rate);
     const double bat =
-        Median(batons, [](const BatonRun& r) { return r.result.ops_per_sec; });
+        MedianOf(batons, [](const BatonRun& r) { return r.result.ops_per_sec; });
     const double nos =
-        Median(nosyncs, [](const BatonRun& r) { return r.result.ops_per_sec; });
+        MedianOf(nosyncs, [](const BatonRun& r) { return r.result.ops_per_sec; });
+    const double baton_p50 =
+        MedianOf(batons, [](const BatonRun& r) { return r.result.p50_us; });
+    const double baton_p99 =
+        MedianOf(batons, [](const BatonRun& r) { return r.result.p99_us; });
+    const double redis_p50 =
+        MedianOf(rediss, [](const ThroughputResult& r) { return r.p50_us; });
+    const double redis_p99 =
+        MedianOf(rediss, [](const ThroughputResult& r) { return r.p99_us; });
+    const double per_fsync =
+        MedianOf(batons, [](const BatonRun& r) { return r.commits_per_fsync; });
+    const double cpu_us =
+        MedianOf(batons, [](const BatonRun& r) { return r.cpu_us_per_request; });
     std::printf(
         "%-7d %12.0f %12.0f %12.0f %12.0f %8.2f %8.2f %10.0f %10.0f %10.0f "
         "%9.1f %9.0f\n",
         c, raw, red, bat, nos, raw ? bat / raw : 0, red ? bat / red : 0,
-        Median(batons, [](const BatonRun& r) { return r.result.p50_us; }),
-        Median(batons, [](const BatonRun& r) { return r.result.p99_us; }),
-        Median(rediss, [](const ThroughputResult& r) { return r.p99_us; }),
-        Median(batons, [](const BatonRun& r) { return r.commits_per_fsync; }),
-        Median(batons, [](const BatonRun& r) { return r.cpu_us_per_request; }));
+        baton_p50, baton_p99, redis_p99, per_fsync, cpu_us);
     std::fflush(stdout);
-    rows.push_back(
-        {{"clients", c},
-         {"raw_rocksdb_ops_per_s", raw},
-         {"redis_ops_per_s", red},
-         {"baton_ops_per_s", bat},
-         {"baton_nosync_ops_per_s", nos},
-         {"baton_over_raw", raw ? bat / raw : 0},
-         {"baton_over_redis", red ? bat / red : 0},
-         {"baton_p50_us", Median(batons, [](const BatonRun& r) { return r.result.p50_us; })},
-         {"baton_p99_us", Median(batons, [](const BatonRun& r) { return r.result.p99_us; })},
-         {"redis_p50_us", Median(rediss, [](const ThroughputResult& r) { return r.p50_us; })},
-         {"redis_p99_us", Median(rediss, [](const ThroughputResult& r) { return r.p99_us; })},
-         {"commits_per_fsync",
-          Median(batons, [](const BatonRun& r) { return r.commits_per_fsync; })},
-         {"cpu_us_per_request",
-          Median(batons, [](const BatonRun& r) { return r.cpu_us_per_request; })}});
+    rows.push_back({{"clients", c},
+                    {"raw_rocksdb_ops_per_s", raw},
+                    {"redis_ops_per_s", red},
+                    {"baton_ops_per_s", bat},
+                    {"baton_nosync_ops_per_s", nos},
+                    {"baton_over_raw", raw ? bat / raw : 0},
+                    {"baton_over_redis", red ? bat / red : 0},
+                    {"baton_p50_us", baton_p50},
+                    {"baton_p99_us", baton_p99},
+                    {"redis_p50_us", redis_p50},
+                    {"redis_p99_us", redis_p99},
+                    {"commits_per_fsync", per_fsync},
+                    {"cpu_us_per_request", cpu_us}});
   }
   if (!json_path.empty()) {
     nlohmann::json j = {{"benchmark", "http_put"}, {"seconds", seconds}, {"reps", reps},
                         {"value_bytes", value_bytes}, {"client", client_mode},
                         {"handlers", handlers}, {"rows", rows}};
-    std::ofstream f(json_path);
-    f << j.dump(1) << "\n";
-    if (!f) {
-      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
-      return 1;
-    }
+    if (!WriteJsonFileOrReport(json_path, j)) return 1;
   }
   std::printf(
       "\nrates are ops/s (medians of %d runs of %.1f s); b/raw = baton_http / "

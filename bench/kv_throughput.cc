@@ -39,13 +39,10 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -65,9 +62,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "bench/lib/alternating.h"
+#include "bench/lib/closed_loop.h"
+#include "bench/lib/json_output.h"
+#include "bench/lib/redis_baseline.h"
+#include "bench/lib/stats.h"
 #include "bench/raw_etcd.h"
 #include "bench/raw_rocksdb.h"
-#include "bench/redis_benchmark_csv.h"
 #include "framework/clock.h"
 #include "framework/grpc/grpc_server.h"
 #include "framework/http_server.h"
@@ -127,30 +128,6 @@ double ProcPeakRssMiB(pid_t pid) {
   return 0;
 }
 
-int FreeLoopbackPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
 // ------------------------------------------------------------ results ----
 
 // One measured run.
@@ -197,10 +174,10 @@ Cell Reduce(Cell c, const std::vector<Run>& runs) {
     lat.insert(lat.end(), r.latencies_us.begin(), r.latencies_us.end());
     c.errors += r.errors;
   }
-  c.ops_per_s = Percentile(rates, 0.5);
-  c.cpu_s_per_1k = Percentile(cpu, 0.5);
-  c.p50_us = p50s.empty() ? Percentile(lat, 0.5) : Percentile(p50s, 0.5);
-  c.p99_us = p99s.empty() ? Percentile(lat, 0.99) : Percentile(p99s, 0.5);
+  c.ops_per_s = Median(rates);
+  c.cpu_s_per_1k = Median(cpu);
+  c.p50_us = p50s.empty() ? Percentile(lat, 0.5) : Median(p50s);
+  c.p99_us = p99s.empty() ? Percentile(lat, 0.99) : Median(p99s);
   c.reps = static_cast<int>(runs.size());
   return c;
 }
@@ -382,114 +359,37 @@ class ServerChild {
 
 // Runs `op(client, seq)` (true = success) from `clients` threads for
 // `duration`; CPU is sampled from `pid` (0: none).
-template <typename Op>
-Run Drive(int clients, std::chrono::milliseconds duration, pid_t pid, Op op) {
-  std::vector<std::vector<double>> lat(static_cast<size_t>(clients));
-  std::atomic<uint64_t> errors{0};
+Run Drive(int clients, std::chrono::milliseconds duration, pid_t pid,
+          const ClosedLoopOp& op) {
   const double cpu0 = pid > 0 ? ProcCpuSeconds(pid) : 0;
-  const Clock::time_point start = Clock::now();
-  const Clock::time_point end = start + duration;
-  std::vector<std::thread> threads;
-  for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&, c] {
-      for (uint64_t seq = 0;; ++seq) {
-        const Clock::time_point t0 = Clock::now();
-        if (t0 >= end) break;
-        if (!op(c, seq)) {
-          errors++;
-          continue;
-        }
-        lat[static_cast<size_t>(c)].push_back(
-            std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
-      }
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  ClosedLoopResult load = RunClosedLoop(clients, duration, op);
   Run r;
   r.cpu_s = pid > 0 ? ProcCpuSeconds(pid) - cpu0 : 0;
-  for (auto& l : lat) r.latencies_us.insert(r.latencies_us.end(), l.begin(), l.end());
+  r.latencies_us = std::move(load.latencies_us);
   r.ops = r.latencies_us.size();
-  r.ops_per_s = static_cast<double>(r.ops) / secs;
-  r.errors = errors.load();
+  r.ops_per_s = load.ops_per_s;
+  r.errors = load.errors;
   return r;
 }
 
-// redis-server with appendfsync always on a free loopback port.
-class Redis {
- public:
-  static std::unique_ptr<Redis> Start(const std::string& dir) {
-    if (!std::filesystem::exists("/usr/bin/redis-server") ||
-        !std::filesystem::exists("/usr/bin/redis-benchmark")) {
-      return nullptr;
-    }
-    auto r = std::unique_ptr<Redis>(new Redis);
-    std::string tmpl = dir + "/kv-throughput-redis-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) return nullptr;
-    r->dir_ = tmpl;
-    r->port_ = FreeLoopbackPort();
-    std::vector<std::string> args = {
-        "/usr/bin/redis-server", "--port", std::to_string(r->port_),
-        "--bind", "127.0.0.1", "--dir", r->dir_, "--appendonly", "yes",
-        "--appendfsync", "always", "--save", "", "--daemonize", "no",
-        "--logfile", r->dir_ + "/redis.log"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&r->pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
-      r->pid_ = -1;
-      return nullptr;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    return r;
-  }
-  ~Redis() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
-  }
-  pid_t pid() const { return pid_; }
-
-  // One redis-benchmark run of `test` (set, get, incr) sized to last about
-  // `seconds` at `expected_rate`.
-  std::optional<Run> Measure(const std::string& test, int clients, double seconds,
-                             size_t value_bytes, double expected_rate) {
-    const uint64_t n = std::max<uint64_t>(
-        1000, static_cast<uint64_t>(expected_rate * seconds));
-    const std::string cmd = absl::StrCat(
-        "/usr/bin/redis-benchmark -h 127.0.0.1 -p ", port_, " -t ", test, " -c ",
-        clients, " -n ", n, " -d ", value_bytes, " -r 100000 -q --csv 2>&1");
-    const double cpu0 = ProcCpuSeconds(pid_);
-    FILE* f = ::popen(cmd.c_str(), "r");
-    if (!f) return std::nullopt;
-    char line[1024];
-    std::optional<Run> out;
-    std::string upper = test;
-    for (char& ch : upper) ch = static_cast<char>(std::toupper(ch));
-    while (std::fgets(line, sizeof line, f)) {
-      std::optional<bench::RedisBenchmarkRow> row =
-          bench::ParseRedisBenchmarkCsvLine(line, upper);
-      if (!row) continue;
-      Run r;
-      r.ops_per_s = row->ops_per_s;
-      r.ops = n;
-      r.p50_us = row->p50_us;
-      r.p99_us = row->p99_us;
-      out = r;
-    }
-    ::pclose(f);
-    if (out) out->cpu_s = ProcCpuSeconds(pid_) - cpu0;
-    return out;
-  }
-
- private:
-  Redis() = default;
-  pid_t pid_ = -1;
-  int port_ = 0;
-  std::string dir_;
-};
+// One redis-benchmark run of `test` (set, get, incr) sized to last about
+// `seconds` at `expected_rate`, with the server's CPU time.
+std::optional<Run> MeasureRedis(const RedisBaseline& redis, const std::string& test,
+                                int clients, double seconds, size_t value_bytes,
+                                double expected_rate) {
+  const double cpu0 = ProcCpuSeconds(redis.pid());
+  std::optional<RedisBaseline::Result> result =
+      redis.Measure(test, clients, seconds, value_bytes, expected_rate,
+                    /*min_requests=*/1000, /*key_space=*/100000);
+  if (!result) return std::nullopt;
+  Run r;
+  r.ops_per_s = result->row.ops_per_s;
+  r.ops = result->requests;
+  r.p50_us = result->row.p50_us;
+  r.p99_us = result->row.p99_us;
+  r.cpu_s = ProcCpuSeconds(redis.pid()) - cpu0;
+  return r;
+}
 
 struct Options {
   std::vector<int> clients = {1, 16, 64};
@@ -513,9 +413,9 @@ bool Has(const std::vector<std::string>& v, const std::string& x) {
 using BaselineRun = std::function<Run(int clients)>;
 
 // The baton cells of one store. With `paired` (etcd), each PUT/INCR rep is
-// followed at once by a run of the baseline at the same client count; those
-// runs go to (*paired_runs)[clients] and the cell gets the median ratio of
-// the pairs.
+// paired with a run of the baseline at the same client count, right before
+// or after it (RunPaired alternates which goes first); those runs go to
+// (*paired_runs)[clients] and the cell gets the median ratio of the pairs.
 void MeasureBaton(const Options& o, const std::string& store_kind,
                   const std::string& etcd_endpoint, std::vector<Cell>* cells,
                   int* round, const BaselineRun* paired = nullptr,
@@ -555,8 +455,7 @@ void MeasureBaton(const Options& o, const std::string& store_kind,
       for (const std::string& op : o.ops) {
         for (int n : o.clients) {
           std::vector<Run> runs;
-          std::vector<double> ratios;
-          for (int rep = 0; rep < o.reps; ++rep) {
+          auto baton_run = [&]() {
             const int r = ++*round;
             runs.push_back(Drive(n, dur, server->pid(), [&](int c, uint64_t seq) {
               if (op == "put") {
@@ -565,15 +464,25 @@ void MeasureBaton(const Options& o, const std::string& store_kind,
               if (op == "get") return kv.Get(absl::StrCat("g", c)).ok();
               return kv.Incr(absl::StrCat("i", c)).ok();
             }));
-            if (paired != nullptr && op != "get") {
-              Run base = (*paired)(n);
-              if (base.ops_per_s > 0) ratios.push_back(runs.back().ops_per_s / base.ops_per_s);
-              (*paired_runs)[n].push_back(std::move(base));
-            }
+            return runs.back().ops_per_s;
+          };
+          double paired_ratio = -1;
+          if (paired != nullptr && op != "get") {
+            absl::StatusOr<PairedRuns> pairs =
+                RunPaired(o.reps, [&](int system, int) -> absl::StatusOr<double> {
+                  if (system == 0) return baton_run();
+                  Run base = (*paired)(n);
+                  const double rate = base.ops_per_s;
+                  (*paired_runs)[n].push_back(std::move(base));
+                  return rate;
+                });
+            if (pairs.ok()) paired_ratio = pairs->paired.median_ratio;
+          } else {
+            for (int rep = 0; rep < o.reps; ++rep) baton_run();
           }
           Cell cell{"baton", store_kind, proto_name, op, n};
           cell = Reduce(cell, runs);
-          if (!ratios.empty()) cell.paired_ratio = Percentile(ratios, 0.5);
+          cell.paired_ratio = paired_ratio;
           cell.peak_rss_mib = ProcPeakRssMiB(server->pid());
           Print(cell);
           cells->push_back(cell);
@@ -653,7 +562,7 @@ int Main(int argc, char** argv) {
   }
 
   if (Has(o.baselines, "redis")) {
-    std::unique_ptr<Redis> redis = Redis::Start(o.dir);
+    std::unique_ptr<RedisBaseline> redis = RedisBaseline::Start(o.dir);
     if (!redis) {
       std::fprintf(stderr, "redis-server/redis-benchmark not available: no Redis baseline\n");
     } else {
@@ -664,7 +573,7 @@ int Main(int argc, char** argv) {
           // Size each run from the first (redis-benchmark takes a count).
           double expected = 2000;
           for (int rep = 0; rep < o.reps; ++rep) {
-            auto r = redis->Measure(test, n, o.seconds, o.value_bytes, expected);
+            auto r = MeasureRedis(*redis, test, n, o.seconds, o.value_bytes, expected);
             if (!r) break;
             expected = r->ops_per_s;
             runs.push_back(*r);
@@ -752,12 +661,7 @@ int Main(int argc, char** argv) {
     j["value_bytes"] = o.value_bytes;
     j["cells"] = nlohmann::json::array();
     for (const Cell& c : cells) j["cells"].push_back(ToJson(c));
-    std::ofstream f(o.json);
-    f << j.dump(1) << "\n";
-    if (!f) {
-      std::fprintf(stderr, "cannot write %s\n", o.json.c_str());
-      return 1;
-    }
+    if (!WriteJsonFileOrReport(o.json, j)) return 1;
   }
   return 0;
 }

@@ -11,7 +11,7 @@ if(TARGET baton_kv_client AND TARGET baton_kvservice_grpc AND
   target_link_libraries(baton-kv-throughput PRIVATE
     baton_kv_client baton_kvservice_grpc baton_kvservice baton_framework
     baton_storage baton_etcd_store baton_etcd_launcher baton_etcd_proto
-    baton_bench_raw_rocksdb CLI11::CLI11 nlohmann_json::nlohmann_json
+    baton_bench_raw_rocksdb baton_bench CLI11::CLI11 nlohmann_json::nlohmann_json
     absl::strings spdlog::spdlog Threads::Threads)
 endif()
 
@@ -23,5 +23,5 @@ if(TARGET baton_takeover_core AND
   add_executable(baton-assignment-bench
     ${CMAKE_CURRENT_LIST_DIR}/suite/assignment_bench.cc)
   target_link_libraries(baton-assignment-bench PRIVATE
-    baton_takeover_core nlohmann_json::nlohmann_json)
+    baton_takeover_core baton_bench nlohmann_json::nlohmann_json)
 endif()

@@ -2,16 +2,17 @@
 
 #include <stdlib.h>
 
-#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "bench/lib/stats.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
@@ -22,22 +23,16 @@ namespace {
 // Benchmarks are the measuring layer: they read the monotonic clock directly.
 using Clock = std::chrono::steady_clock;
 
-double Percentile(const std::vector<double>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  size_t i = static_cast<size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
-  return sorted[std::min(i, sorted.size() - 1)];
-}
-
 }  // namespace
 
 ThroughputResult Summarize(std::vector<double> latencies_us, double seconds) {
-  std::sort(latencies_us.begin(), latencies_us.end());
+  const LatencySummary latency = SummarizeLatencies(std::move(latencies_us));
   ThroughputResult r;
-  r.ops = latencies_us.size();
+  r.ops = latency.count;
   r.seconds = seconds;
   r.ops_per_sec = seconds > 0 ? static_cast<double>(r.ops) / seconds : 0;
-  r.p50_us = Percentile(latencies_us, 0.50);
-  r.p99_us = Percentile(latencies_us, 0.99);
+  r.p50_us = latency.p50;
+  r.p99_us = latency.p99;
   return r;
 }
 

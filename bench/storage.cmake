@@ -6,16 +6,12 @@
 add_library(baton_bench_raw_rocksdb ${CMAKE_CURRENT_LIST_DIR}/raw_rocksdb.cc)
 target_link_libraries(baton_bench_raw_rocksdb
   PUBLIC absl::status absl::statusor
-  PRIVATE absl::strings RocksDB::rocksdb Threads::Threads)
-
-# Load average, busy-machine warning and process CPU time for benchmarks.
-add_library(baton_bench_machine_load ${CMAKE_CURRENT_LIST_DIR}/machine_load.cc)
-target_link_libraries(baton_bench_machine_load PRIVATE absl::str_format)
+  PRIVATE baton_bench absl::strings RocksDB::rocksdb Threads::Threads)
 
 if(TARGET baton_storage)
   add_executable(baton-storage-bench ${CMAKE_CURRENT_LIST_DIR}/storage_bench.cc)
   target_link_libraries(baton-storage-bench PRIVATE
-    baton_storage baton_bench_raw_rocksdb baton_bench_machine_load CLI11::CLI11
+    baton_storage baton_bench_raw_rocksdb baton_bench CLI11::CLI11
     nlohmann_json::nlohmann_json absl::strings absl::str_format
     absl::synchronization spdlog::spdlog Threads::Threads)
 endif()

@@ -33,12 +33,10 @@
 //                       [--ops-per-writer 0] [--json FILE]
 #include <stdlib.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <string>
 #include <thread>
@@ -49,7 +47,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/blocking_counter.h"
-#include "bench/machine_load.h"
+#include "bench/lib/alternating.h"
+#include "bench/lib/json_output.h"
+#include "bench/lib/machine_load.h"
+#include "bench/lib/stats.h"
 #include "bench/raw_rocksdb.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -298,29 +299,18 @@ absl::StatusOr<Run> Measure(const Config& config, const std::string& system,
   return MeasureStore(config, writers, /*async=*/system == "async");
 }
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 // Medians over the reps of one system at one writer count.
 struct Medians {
   double ops_per_s = 0, p50_us = 0, p99_us = 0, cpu_us = 0, per_fsync = 0,
          per_batch = 0;
 };
-Medians MedianOf(const std::vector<Run>& runs) {
-  std::vector<double> ops, p50, p99, cpu, group, batch;
-  for (const Run& r : runs) {
-    batch.push_back(r.commits_per_batch);
-    ops.push_back(r.result.ops_per_sec);
-    p50.push_back(r.result.p50_us);
-    p99.push_back(r.result.p99_us);
-    cpu.push_back(r.cpu_us_per_commit);
-    group.push_back(r.commits_per_fsync);
-  }
-  return {Median(ops), Median(p50), Median(p99),
-          Median(cpu), Median(group), Median(batch)};
+Medians MediansOf(const std::vector<Run>& runs) {
+  return {MedianOf(runs, [](const Run& r) { return r.result.ops_per_sec; }),
+          MedianOf(runs, [](const Run& r) { return r.result.p50_us; }),
+          MedianOf(runs, [](const Run& r) { return r.result.p99_us; }),
+          MedianOf(runs, [](const Run& r) { return r.cpu_us_per_commit; }),
+          MedianOf(runs, [](const Run& r) { return r.commits_per_fsync; }),
+          MedianOf(runs, [](const Run& r) { return r.commits_per_batch; })};
 }
 
 int Main(int argc, char** argv) {
@@ -369,8 +359,8 @@ int Main(int argc, char** argv) {
   config.duration = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
   spdlog::set_level(spdlog::level::warn);
 
-  const LoadAverage load_before = ReadLoadAverage();
-  std::printf("%s\n", DescribeLoad("before", load_before, busy_fraction).c_str());
+  MachineLoadCheck load(busy_fraction);
+  std::printf("%s\n", load.DescribeBefore().c_str());
   std::printf(
       "dir=%s, %s, shape %s, values of %zu bytes, sync %s, %d runs per point "
       "and system (alternating); medians\n\n",
@@ -387,21 +377,24 @@ int Main(int argc, char** argv) {
   nlohmann::json rows = nlohmann::json::array();
   for (int writers : writer_counts) {
     std::map<std::string, std::vector<Run>> runs;
-    for (int rep = 0; rep < reps; ++rep) {
-      for (size_t k = 0; k < systems.size(); ++k) {
-        const std::string& system = systems[(k + static_cast<size_t>(rep)) %
-                                            systems.size()];
-        absl::StatusOr<Run> r = Measure(config, system, writers);
-        if (!r.ok()) {
-          std::fprintf(stderr, "%s: %s\n", system.c_str(),
-                       r.status().ToString().c_str());
-          return 1;
-        }
-        runs[system].push_back(*r);
-      }
+    absl::StatusOr<std::vector<std::vector<double>>> measured = RunAlternating(
+        static_cast<int>(systems.size()), reps,
+        [&](int k, int) -> absl::StatusOr<double> {
+          const std::string& system = systems[static_cast<size_t>(k)];
+          absl::StatusOr<Run> r = Measure(config, system, writers);
+          if (!r.ok()) {
+            return absl::Status(r.status().code(),
+                                absl::StrCat(system, ": ", r.status().message()));
+          }
+          runs[system].push_back(*r);
+          return r->result.ops_per_sec;
+        });
+    if (!measured.ok()) {
+      std::fprintf(stderr, "%s\n", measured.status().ToString().c_str());
+      return 1;
     }
     std::map<std::string, Medians> m;
-    for (const std::string& s : systems) m[s] = MedianOf(runs[s]);
+    for (const std::string& s : systems) m[s] = MediansOf(runs[s]);
     const Medians* raw = m.count("raw") ? &m["raw"] : nullptr;
     nlohmann::json row = {{"writers", writers}};
     for (const std::string& s : systems) {
@@ -432,8 +425,8 @@ int Main(int argc, char** argv) {
     std::fflush(stdout);
     rows.push_back(row);
   }
-  const LoadAverage load_after = ReadLoadAverage();
-  std::printf("\n%s\n", DescribeLoad("after", load_after, busy_fraction).c_str());
+  load.Finish();
+  std::printf("\n%s\n", load.DescribeAfter().c_str());
   std::printf(
       "CPU us/c = this process's CPU time (writers, RocksDB and store threads) "
       "per commit; rate/raw and CPU/raw against raw RocksDB synced Puts of the "
@@ -448,20 +441,9 @@ int Main(int argc, char** argv) {
                         {"value_bytes", config.value_bytes},
                         {"sync", config.sync},
                         {"systems", systems},
-                        {"loadavg_before",
-                         {load_before.one, load_before.five, load_before.fifteen}},
-                        {"loadavg_after",
-                         {load_after.one, load_after.five, load_after.fifteen}},
-                        {"busy", MachineBusy(load_before, busy_fraction) ||
-                                     MachineBusy(load_after, busy_fraction)},
-                        {"cpus", OnlineCpus()},
                         {"rows", rows}};
-    std::ofstream f(json_path);
-    f << j.dump(1) << "\n";
-    if (!f) {
-      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
-      return 1;
-    }
+    j.update(load.ToJson());
+    if (!WriteJsonFileOrReport(json_path, j)) return 1;
   }
   return 0;
 }

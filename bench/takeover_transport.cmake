@@ -4,6 +4,6 @@
 if(TARGET baton_takeover_drivers)
   add_executable(baton-takeover-transport-bench
     ${CMAKE_CURRENT_LIST_DIR}/takeover_transport_bench.cc)
-  target_link_libraries(baton-takeover-transport-bench PRIVATE baton_takeover_drivers
+  target_link_libraries(baton-takeover-transport-bench PRIVATE baton_takeover_drivers baton_bench
     spdlog::spdlog)
 endif()

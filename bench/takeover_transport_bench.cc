@@ -4,7 +4,6 @@
 // runs so that machine noise hits both. Prints medians and the ratio.
 //
 //   baton-takeover-transport-bench [round_trips (default 20000)] [payload_bytes (default 200)]
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +15,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
 
+#include "bench/lib/alternating.h"
+#include "bench/lib/stats.h"
 #include "spdlog/spdlog.h"
 #include "takeover/drivers/clock.h"
 #include "takeover/drivers/udp_transport.h"
@@ -30,13 +31,9 @@ using std::chrono::nanoseconds;
 
 const SteadyClock& clock_ = SteadyClock::Get();
 
-double MedianUs(std::vector<nanoseconds> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2].count() / 1000.0;
-}
-double P99Us(std::vector<nanoseconds> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() * 99 / 100].count() / 1000.0;
+// Appends round trips `from` to `to` in microseconds.
+void AppendUs(const std::vector<nanoseconds>& from, std::vector<double>* to) {
+  for (nanoseconds d : from) to->push_back(static_cast<double>(d.count()) / 1000.0);
 }
 
 // The baseline: the same ping-pong on the same kind of event loop (async
@@ -134,18 +131,25 @@ int main(int argc, char** argv) {
   }
   spdlog::set_level(spdlog::level::warn);
   const std::string payload(size, 'p');
-  std::vector<nanoseconds> plain, auth;
-  const int kRounds = 4;  // alternate: plain, transport, plain, transport, ...
-  for (int r = 0; r < kRounds; ++r) {
-    auto p = PlainRun(n / kRounds, payload);
-    plain.insert(plain.end(), p.begin(), p.end());
-    auto t = TransportRun(n / kRounds, payload, FreePort(), FreePort());
-    auth.insert(auth.end(), t.begin(), t.end());
-  }
-  double pm = MedianUs(plain), am = MedianUs(auth);
-  std::printf("loopback round trip, %zu-byte payload, %zu round trips each\n", size, plain.size());
-  std::printf("  plain UDP sockets (baseline): median %.1f us  p99 %.1f us\n", pm, P99Us(plain));
-  std::printf("  UdpTransport (HMAC+replay)  : median %.1f us  p99 %.1f us\n", am, P99Us(auth));
-  std::printf("  ratio transport/baseline (median): %.2f\n", pm > 0 ? am / pm : 0.0);
-  return auth.size() == plain.size() ? 0 : 1;
+  std::vector<double> plain_us, auth_us;
+  const int kRounds = 4;  // alternate: plain, transport, transport, plain, ...
+  (void)baton::bench::RunAlternating(
+      2, kRounds, [&](int system, int) -> absl::StatusOr<double> {
+        if (system == 0) {
+          AppendUs(PlainRun(n / kRounds, payload), &plain_us);
+        } else {
+          AppendUs(TransportRun(n / kRounds, payload, FreePort(), FreePort()), &auth_us);
+        }
+        return 0.0;
+      });
+  const baton::bench::LatencySummary plain = baton::bench::SummarizeLatencies(plain_us);
+  const baton::bench::LatencySummary auth = baton::bench::SummarizeLatencies(auth_us);
+  std::printf("loopback round trip, %zu-byte payload, %zu round trips each\n", size, plain.count);
+  std::printf("  plain UDP sockets (baseline): median %.1f us  p99 %.1f us\n", plain.p50,
+              plain.p99);
+  std::printf("  UdpTransport (HMAC+replay)  : median %.1f us  p99 %.1f us\n", auth.p50,
+              auth.p99);
+  std::printf("  ratio transport/baseline (median): %.2f\n",
+              plain.p50 > 0 ? auth.p50 / plain.p50 : 0.0);
+  return auth.count == plain.count ? 0 : 1;
 }

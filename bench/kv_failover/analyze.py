@@ -34,78 +34,16 @@ Definitions:
                 acknowledgements before the fault if that is more; 0 when never interrupted.
 """
 import argparse
-import datetime
 import json
 import os
 import statistics
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "analysis"))
+from lab_logs import (address_events, hold_intervals, load_events, load_jsonl,  # noqa: E402
+                      overlap_seconds, percentile)
+
 STUCK_MIN_S = 0.100
-
-
-def load_events(d):
-    ev = {}
-    path = os.path.join(d, "events")
-    if os.path.exists(path):
-        for line in open(path):
-            parts = line.split(None, 1)
-            if len(parts) == 2:
-                ev.setdefault(parts[0], parts[1].strip())
-    return ev
-
-
-def addr_events(path, vip):
-    """[(unix time, 'add'|'del')] for `vip` from an `ip -ts monitor address` log."""
-    out = []
-    if not os.path.exists(path):
-        return out
-    for line in open(path, errors="replace"):
-        if line.startswith("[") and f" {vip}/" in line:
-            ts = datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
-            out.append((ts, "del" if "Deleted" in line else "add"))
-    return out
-
-
-def hold_intervals(events, start, end, holds_at_start, dead_at=None):
-    """Intervals in [start, end] during which the host held the address."""
-    iv, since = [], (start if holds_at_start else None)
-    for ts, kind in events:
-        if ts < start or ts > end:
-            continue
-        if dead_at is not None and ts >= dead_at:
-            break
-        if kind == "add" and since is None:
-            since = ts
-        elif kind == "del" and since is not None:
-            iv.append((since, ts))
-            since = None
-    if since is not None:
-        iv.append((since, min(end, dead_at) if dead_at is not None else end))
-    return iv
-
-
-def overlap_s(a, b):
-    tot = 0.0
-    for s1, e1 in a:
-        for s2, e2 in b:
-            lo, hi = max(s1, s2), min(e1, e2)
-            if hi > lo:
-                tot += hi - lo
-    return tot
-
-
-def load_timeline(path):
-    rows = []
-    if not os.path.exists(path):
-        return rows
-    for line in open(path):
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        rows.append(r)
-    rows.sort(key=lambda r: r.get("finish_ms", 0))
-    return rows
 
 
 def gaps_after(ok_times, t, end):
@@ -126,7 +64,7 @@ def gaps_after(ok_times, t, end):
 
 def run(args):
     d = args.run_dir
-    ev = load_events(d)
+    ev = load_events(os.path.join(d, "events"))
     res = dict(system=args.system, scenario=args.scenario, interval_s=float(args.interval),
                run=os.path.basename(d))
     if "error" in ev:
@@ -143,7 +81,8 @@ def run(args):
     for k in ("requests", "acked", "retried", "replays", "unknown", "errors", "lost", "duplicated",
               "unverified", "incr_not_increasing"):
         res[k] = drv.get(k)
-    rows = load_timeline(os.path.join(d, "driver-timeline.jsonl"))
+    rows = sorted(load_jsonl(os.path.join(d, "driver-timeline.jsonl")),
+                  key=lambda r: r.get("finish_ms", 0))
     start_unix = drv.get("start_unix")
     if start_unix is None and os.path.exists(os.path.join(d, "driver.start")):
         start_unix = float(open(os.path.join(d, "driver.start")).read())
@@ -198,13 +137,14 @@ def run(args):
     iv = {}
     first_add = None
     for h in hosts:
-        evs = addr_events(os.path.join(args.monitors, f"monitor-{h}.log"), args.vip)
-        iv[h] = hold_intervals(evs, tstart, tend, h == victim, dead_at if h == dead_host else None)
+        evs = address_events(os.path.join(args.monitors, f"monitor-{h}.log"), args.vip)
+        down = [(dead_at, float("inf"))] if h == dead_host else []
+        iv[h] = hold_intervals(evs, tstart, tend, holds_at_start=h == victim, down=down)
         if h != victim:
             a = next((ts for ts, k in evs if k == "add" and tf <= ts <= tend), None)
             if a is not None and (first_add is None or a < first_add[0]):
                 first_add = (a, h)
-    both = sum(overlap_s(iv[a], iv[b]) for i, a in enumerate(hosts) for b in hosts[i + 1:])
+    both = sum(overlap_seconds(iv[a], iv[b]) for i, a in enumerate(hosts) for b in hosts[i + 1:])
     res["split_brain"] = both > 0
     res["split_brain_ms"] = round(both * 1e3, 1)
     res["new_holder"] = first_add[1] if first_add else None
@@ -228,15 +168,6 @@ def line(r=None):
             "duplicated", "unknown", "split_brain_ms", "post_heal_stuck_ms", "driver_rc", "error"]
     print(f"  {r['system']} {r['scenario']} {r['interval_s']:g}s {r['run']} victim {r.get('victim')}: "
           + ", ".join(f"{k}={r[k]}" for k in keys if k in r and r[k] is not None))
-
-
-def pct(v, p):
-    """Nearest-rank percentile."""
-    if not v:
-        return None
-    s = sorted(v)
-    k = max(0, min(len(s) - 1, int(-(-p * len(s) // 100)) - 1))
-    return s[k]
 
 
 def table(out):
@@ -263,7 +194,7 @@ def table(out):
         unverified = sum(not r.get("verified", True) for r in good)
         s = dict(system=system, scenario=scen, interval_s=iv, runs=len(rs), failed_runs=len(rs) - len(good),
                  outage_median_ms=statistics.median(out_ms) if out_ms else None,
-                 outage_p99_ms=pct(out_ms, 99), outage_max_ms=max(out_ms) if out_ms else None,
+                 outage_p99_ms=percentile(out_ms, 0.99), outage_max_ms=max(out_ms) if out_ms else None,
                  outage_open_runs=sum(bool(r.get("outage_open")) for r in good),
                  move_median_ms=statistics.median(move) if move else None,
                  requests=tot("requests"), retried=tot("retried"), replays=tot("replays"),

@@ -13,30 +13,22 @@ clients that ends within [event, event + 1.5 s], measured from the acknowledgeme
 An address "moved" when its holder just before the event and 1 s after it differ (kernel-
 timestamped `ip -ts monitor address` logs of the hosts, RUN_DIR/mon-hK.log).
 """
+import glob
 import json
 import os
 import statistics
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "analysis"))
+from lab_logs import load_events, load_jsonl, log_time  # noqa: E402
+
 BIN = 0.1
 
 
 def load(d):
-    ev = {}
-    for line in open(os.path.join(d, "events")):
-        p = line.split(None, 1)
-        if len(p) == 2:
-            ev.setdefault(p[0], p[1].strip())
+    ev = load_events(os.path.join(d, "events"))
     drv = json.load(open(os.path.join(d, "driver.json"))) if os.path.exists(os.path.join(d, "driver.json")) else {}
-    rows = []
-    p = os.path.join(d, "driver-timeline.jsonl")
-    if os.path.exists(p):
-        for line in open(p):
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                pass
-    return ev, drv, rows
+    return ev, drv, load_jsonl(os.path.join(d, "driver-timeline.jsonl"))
 
 
 def holders(path):
@@ -53,15 +45,13 @@ def transitions(d, crash_host, tc):
     """{address: [(unix time, host, 'add'|'del')]} from the kernel-timestamped monitor logs
     RUN_DIR/mon-hK.log (valid_lft refreshes, logged as repeated adds, are dropped); the crashed
     host's addresses end at the crash."""
-    import datetime
-    import glob
     ev = {}
     for path in glob.glob(os.path.join(d, "mon-h*.log")):
         h = os.path.basename(path)[len("mon-"):-len(".log")]
         for line in open(path, errors="replace"):
             if not line.startswith("[") or " inet " not in line:
                 continue
-            ts = datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
+            ts = log_time(line)
             addr = line.split(" inet ", 1)[1].split("/", 1)[0]
             ev.setdefault(addr, []).append((ts, h, "del" if "Deleted" in line else "add"))
     out = {}

@@ -24,10 +24,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <vector>
 
+#include "bench/lib/json_output.h"
 #include "nlohmann/json.hpp"
 #include "takeover/core/assignment.h"
 #include "takeover/core/wire.h"
@@ -180,12 +180,7 @@ int Main(int argc, char** argv) {
               reps, wire::kVersion, sink == 1 ? " " : "");
   if (!json_path.empty()) {
     nlohmann::json j = {{"benchmark", "assignment"}, {"cells", cells}};
-    std::ofstream f(json_path);
-    f << j.dump(1) << "\n";
-    if (!f) {
-      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
-      return 1;
-    }
+    if (!bench::WriteJsonFileOrReport(json_path, j)) return 1;
   }
   return 0;
 }

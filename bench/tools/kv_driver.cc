@@ -49,6 +49,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/lib/json_output.h"
 #include "framework/client/client.h"
 #include "nlohmann/json.hpp"
 #include "samples/kvservice/kv_client.h"
@@ -622,10 +623,9 @@ int main(int argc, char** argv) {
       {"by_node", by_node_json},
       {"counters", counters},
   };
-  if (!o.summary.empty()) {
-    std::ofstream f(o.summary, std::ios::trunc);
-    f << s.dump(2) << '\n';
-  }
+  // A summary that cannot be written is reported, the exit status stays the
+  // verdict on the requests.
+  (void)baton::bench::WriteJsonFileOrReport(o.summary, s);
   if (!o.quiet) {
     json brief = s;
     brief.erase("per_client");

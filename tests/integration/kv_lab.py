@@ -25,14 +25,15 @@ the epoch; the driver's timeline is in ms since its start (summary "start_unix")
                                  within 2 s after T), the requests retried and replays served
                                  that completed in it (or 1 s after); then median / p90 / max.
 """
-import datetime
 import json
 import os
+import statistics
 import sys
 
-
-def parse_ts(line):
-    return datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench",
+                                "analysis"))
+from lab_logs import (address_events, down_windows, hold_intervals as host_holds,  # noqa: E402
+                      load_jsonl, log_time, percentile, two_holders)
 
 
 def read_pairs(path):
@@ -59,44 +60,18 @@ def hold_intervals(labdir, vip):
                    if f.startswith("mon-") and f.endswith(".log"))
     intervals = []
     for h in hosts:
-        events = []
-        for line in open(os.path.join(labdir, f"mon-{h}.log"), errors="replace"):
-            if line.startswith("[") and f" {vip}/" in line:
-                events.append((parse_ts(line), 1, "del" if "Deleted" in line else "add"))
-        events += [(t, 0, "crash") for hh, t in crashes if hh == h]
-        events += [(t, 0, "restore") for hh, t in restores if hh == h]
-        events.sort()
-        start, dead = None, False
-        for t, _, kind in events:
-            if kind == "crash":
-                if start is not None:
-                    intervals.append((start, t, h))
-                    crashed_ends.add((h, t))
-                start, dead = None, True
-            elif kind == "restore":
-                start, dead = None, False
-            elif dead:
-                continue
-            elif kind == "add" and start is None:
-                start = t
-            elif kind == "del" and start is not None:
-                intervals.append((start, t, h))
-                start = None
-        if start is not None:
-            intervals.append((start, float("inf"), h))
+        crashed = [t for hh, t in crashes if hh == h]
+        down = down_windows(crashed, [t for hh, t in restores if hh == h])
+        for s, e in host_holds(address_events(os.path.join(labdir, f"mon-{h}.log"), vip), down=down):
+            intervals.append((s, e, h))
+            if e in crashed:
+                crashed_ends.add((h, e))
     intervals.sort()
     return intervals
 
 
 def overlaps(intervals):
-    bad = []
-    for i, (s1, e1, h1) in enumerate(intervals):
-        for s2, e2, h2 in intervals[i + 1:]:
-            if s2 >= e1:
-                break
-            if h1 != h2 and s2 < e1 and s1 < e2:
-                bad.append((h1, s1, e1, h2, s2, e2))
-    return bad
+    return [(h1, s1, e1, h2, s2, e2) for (s1, e1, h1), (s2, e2, h2) in two_holders(intervals)]
 
 
 def fmt(t, t0):
@@ -116,15 +91,7 @@ def cmd_holds(labdir, vip):
 
 def timeline(driverdir):
     start = float(open(os.path.join(driverdir, "start_unix")).read())
-    recs = []
-    path = os.path.join(driverdir, "timeline.jsonl")
-    if os.path.exists(path):
-        for line in open(path):
-            try:
-                recs.append(json.loads(line))
-            except ValueError:
-                pass  # a line being written
-    return start, recs
+    return start, load_jsonl(os.path.join(driverdir, "timeline.jsonl"))
 
 
 def cmd_answered(driverdir, t):
@@ -196,11 +163,6 @@ def read_events(labdir):
                 t, what = line.strip().split(" ", 1)
                 events.append((float(t), what))
     return events
-
-
-def log_time(line):
-    # spdlog: "[2026-11-26 17:18:32.423] [info] ..."
-    return datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
 
 
 def not_ready_windows(labdir):
@@ -275,10 +237,8 @@ def cmd_faults(labdir, driverdir):
         outages.append((b - a) * 1e3)
         print(f"{i:>3} {what[:28]:<28} {outages[-1]:9.0f} {retried:7d} {replays:7d}")
     if outages:
-        o = sorted(outages)
-        med = o[len(o) // 2] if len(o) % 2 else (o[len(o) // 2 - 1] + o[len(o) // 2]) / 2
-        p90 = o[min(len(o) - 1, int(0.9 * len(o)))]
-        print(f"{len(o)} faults: outage median {med:.0f} ms, p90 {p90:.0f} ms, max {o[-1]:.0f} ms")
+        print(f"{len(outages)} faults: outage median {statistics.median(outages):.0f} ms, "
+              f"p90 {percentile(outages, 0.9):.0f} ms, max {max(outages):.0f} ms")
     return 0
 
 
@@ -303,8 +263,7 @@ def cmd_inflight(driverdir, kill_times, limit_ms):
     if not waits:
         print("no kill had a request in flight")
         return 1
-    waits.sort()
-    median = waits[len(waits) // 2]
+    median = percentile(waits, 0.5)
     print(f"median {median:.0f} ms (limit {limit_ms:.0f} ms)")
     return 0 if median < limit_ms else 1
 

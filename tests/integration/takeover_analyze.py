@@ -26,14 +26,9 @@ import datetime
 import os
 import sys
 
-
-def vip_events(path, vip):
-    out = []
-    for line in open(path, errors="replace"):
-        if line.startswith("[") and f" {vip}/" in line:
-            ts = datetime.datetime.fromisoformat(line[1:line.index("]")]).timestamp()
-            out.append((ts, "del" if "Deleted" in line else "add"))
-    return out
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench",
+                                "analysis"))
+from lab_logs import address_events, down_windows, hold_intervals, prober_log, two_holders  # noqa: E402
 
 
 def host_of(path):
@@ -52,49 +47,25 @@ def single_holder(args):
             mons.append(args[i])
             i += 1
 
-    def down(host, ts):
-        # From a crash (recorded just before the ports went down) to the next revival a host serves
-        # nobody: what its dying daemon did in that window (e.g. a valid_lft refresh, which `ip
-        # monitor` prints like an add) is no hold.
-        for c in crashes.get(host, []):
-            back = min((r for r in revivals.get(host, []) if r > c), default=float("inf"))
-            if c <= ts < back:
-                return True
-        return False
-
     intervals = []  # (start, end, host)
     for m in mons:
         h = host_of(m)
-        ev = [(ts, k) for ts, k in vip_events(m, vip) if k == "del" or not down(h, ts)]
-        ev += [(t, "del") for t in crashes.get(h, [])]
-        ev.sort()
-        start = None
-        for ts, kind in ev:
-            if kind == "add" and start is None:
-                start = ts
-            elif kind == "del" and start is not None:
-                intervals.append((start, ts, h))
-                start = None
-        if start is not None:
-            intervals.append((start, float("inf"), h))
-    intervals = [iv for iv in intervals if iv[1] > iv[0]]
-    intervals.sort()
-    bad = 0
-    for a in range(len(intervals)):
-        for b in range(a + 1, len(intervals)):
-            sa, ea, ha = intervals[a]
-            sb, eb, hb = intervals[b]
-            if ha != hb and sb < ea and sa < eb:
-                print(f"two holders: {ha} [{sa:.6f}, {ea:.6f}] and {hb} [{sb:.6f}, {eb:.6f}]")
-                bad += 1
-    print(f"hold intervals: {len(intervals)}, overlaps between hosts: {bad}")
+        # From a crash (recorded just before the ports went down) to the next revival a host
+        # serves nobody: what its dying daemon did in that window (e.g. a valid_lft refresh,
+        # which `ip monitor` prints like an add) is no hold.
+        down = down_windows(crashes.get(h, []), revivals.get(h, []))
+        intervals += [(s, e, h) for s, e in hold_intervals(address_events(m, vip), down=down)]
+    bad = two_holders(intervals)
+    for (sa, ea, ha), (sb, eb, hb) in bad:
+        print(f"two holders: {ha} [{sa:.6f}, {ea:.6f}] and {hb} [{sb:.6f}, {eb:.6f}]")
+    print(f"hold intervals: {len(intervals)}, overlaps between hosts: {len(bad)}")
     return 1 if bad else 0
 
 
 def order(args):
     vip, t, old, new = args[0], float(args[1]), args[2], args[3]
-    dels = [ts for ts, k in vip_events(old, vip) if k == "del" and ts >= t]
-    adds = [ts for ts, k in vip_events(new, vip) if k == "add" and ts >= t]
+    dels = [ts for ts, k in address_events(old, vip) if k == "del" and ts >= t]
+    adds = [ts for ts, k in address_events(new, vip) if k == "add" and ts >= t]
     if not dels:
         print(f"{host_of(old)} never removed {vip} after the partition")
         return 1
@@ -108,10 +79,7 @@ def order(args):
 
 
 def rows(path):
-    for line in open(path):
-        f = line.split()
-        if len(f) == 5 and f[2] in ("OK", "FAIL"):
-            yield float(f[1]), f[2], f[3]
+    return [(t, st, h) for _, t, st, h in prober_log(path) if st in ("OK", "FAIL")]
 
 
 def first_answer(log, t, host):

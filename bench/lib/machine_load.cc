@@ -1,4 +1,4 @@
-#include "bench/machine_load.h"
+#include "bench/lib/machine_load.h"
 
 #include <sched.h>
 #include <sys/resource.h>
@@ -56,6 +56,34 @@ std::string DescribeLoad(std::string_view when, const LoadAverage& load,
         load.one, busy_fraction, OnlineCpus());
   }
   return out;
+}
+
+MachineLoadCheck::MachineLoadCheck(double busy_fraction)
+    : busy_fraction_(busy_fraction), before_(ReadLoadAverage()) {}
+
+void MachineLoadCheck::Finish() {
+  after_ = ReadLoadAverage();
+  finished_ = true;
+}
+
+std::string MachineLoadCheck::DescribeBefore() const {
+  return DescribeLoad("before", before_, busy_fraction_);
+}
+
+std::string MachineLoadCheck::DescribeAfter() const {
+  return DescribeLoad("after", after_, busy_fraction_);
+}
+
+bool MachineLoadCheck::Busy() const {
+  return MachineBusy(before_, busy_fraction_) ||
+         (finished_ && MachineBusy(after_, busy_fraction_));
+}
+
+nlohmann::json MachineLoadCheck::ToJson() const {
+  return {{"loadavg_before", {before_.one, before_.five, before_.fifteen}},
+          {"loadavg_after", {after_.one, after_.five, after_.fifteen}},
+          {"busy", Busy()},
+          {"cpus", OnlineCpus()}};
 }
 
 }  // namespace baton::bench
