@@ -14,8 +14,9 @@ Times are wall-clock seconds since the epoch (float) unless a name says otherwis
   hold_intervals(events, ...)     [(start, end)] during which a host held an address
   down_windows(crashes, restores) [(crash, restore or inf)] of one host
   overlap_seconds(a, b)           time two hosts' hold intervals overlap
-  two_holders(intervals)          the pairs of (start, end, host) intervals of different hosts
-                                  that overlap: an address held twice at once
+  two_holders(intervals, skew)    the pairs of (start, end, host) intervals of different hosts
+                                  that overlap by more than skew: an address held twice at once
+                                  (MONITOR_SKEW: the monitor logs' own timestamp error)
   prober_log(path)                [(seq, send time, status, host)] of a baton-udp-prober log
   load_events(path)               "key value" lines (a run's events file) as a dict
   load_jsonl(path)                the objects of a JSON-lines file (a line being written skipped)
@@ -94,15 +95,26 @@ def overlap_seconds(a, b):
     return tot
 
 
-def two_holders(intervals):
-    """The pairs ((s1, e1, h1), (s2, e2, h2)) of intervals of different hosts that overlap."""
+# How far apart two hosts' `ip -ts monitor` logs may place one instant. `ip -ts` stamps a
+# message with the time its `ip` process *read* it, not when the kernel sent it, and every host
+# has its own monitor process: on a loaded machine the one that logs a removal can be scheduled
+# a little after the one that logs the next holder's add, although the removal came first (the
+# daemon removes the address, with the kernel's acknowledgement, before it sends the release
+# that lets a peer take it). Seen: 51 us at load 12 on 2 cores. A lease error keeps an address
+# on two hosts far longer (until a lease runs out: milliseconds at the shortest heartbeat).
+MONITOR_SKEW = 0.001
+
+
+def two_holders(intervals, skew=0.0):
+    """The pairs ((s1, e1, h1), (s2, e2, h2)) of intervals of different hosts that overlap by
+    more than `skew` seconds (use MONITOR_SKEW for `ip -ts monitor` logs of several hosts)."""
     iv = sorted(intervals)
     bad = []
     for i, (s1, e1, h1) in enumerate(iv):
         for s2, e2, h2 in iv[i + 1:]:
             if s2 >= e1:
                 break
-            if h1 != h2 and s1 < e2:
+            if h1 != h2 and s1 < e2 and min(e1, e2) - max(s1, s2) > skew:
                 bad.append(((s1, e1, h1), (s2, e2, h2)))
     return bad
 

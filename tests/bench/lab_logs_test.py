@@ -76,6 +76,12 @@ class TwoHoldersTest(unittest.TestCase):
                                ((2.0, 4.0, "h1"), (3.0, INF, "h3"))])
         self.assertEqual(lab_logs.two_holders([(0.0, 1.0, "h1"), (1.0, 2.0, "h2")]), [])
 
+    def test_an_overlap_within_the_monitor_logs_skew_is_not_two_holders(self):
+        iv = [(0.0, 1.00005, "h1"), (1.0, 2.0, "h2"), (1.998, 3.0, "h1")]
+        self.assertEqual(lab_logs.two_holders(iv, lab_logs.MONITOR_SKEW),
+                         [((1.0, 2.0, "h2"), (1.998, 3.0, "h1"))])
+        self.assertEqual(len(lab_logs.two_holders(iv)), 2)
+
     def test_overlap_seconds(self):
         self.assertAlmostEqual(lab_logs.overlap_seconds([(0, 2), (5, 6)], [(1, 5.5)]), 1.5)
         self.assertEqual(lab_logs.overlap_seconds([(0, 1)], [(1, 2)]), 0)

@@ -33,7 +33,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench",
                                 "analysis"))
 from lab_logs import (address_events, down_windows, hold_intervals as host_holds,  # noqa: E402
-                      load_jsonl, log_time, percentile, two_holders)
+                      load_jsonl, log_time, percentile, two_holders, MONITOR_SKEW)
 
 
 def read_pairs(path):
@@ -71,7 +71,7 @@ def hold_intervals(labdir, vip):
 
 
 def overlaps(intervals):
-    return [(h1, s1, e1, h2, s2, e2) for (s1, e1, h1), (s2, e2, h2) in two_holders(intervals)]
+    return [(h1, s1, e1, h2, s2, e2) for (s1, e1, h1), (s2, e2, h2) in two_holders(intervals, MONITOR_SKEW)]
 
 
 def fmt(t, t0):
