@@ -10,7 +10,8 @@
 # (br1: etcd peers, the agents' heartbeats / the VRRP adverts). A lab is built once per system and
 # interval; the runs of every scenario follow each other in it. The victim of a run is whichever
 # host holds the address then; the etcd leader is moved off it first (etcdctl move-leader), so no
-# run waits for an etcd election: the figures isolate the address mover (+ fencing).
+# run waits for an etcd election: the figures isolate the address mover (+ fencing); except in
+# the etcdleader scenario, which moves the leadership onto the victim.
 # One run: the driver starts, after STEADY s (and a random phase in [0, interval)) the fault:
 #   process    SIGKILL of the holder's kv server; the host stays up. baton: its agent (in the
 #              server, or a baton-takeoverd process beside it) and the kernel fence release the
@@ -24,6 +25,17 @@
 #              switch port, carrier kept: keepalived cannot see a link-down), the client still
 #              reaches it; healed after HOLD s; post-heal stuck time measured for POST s.
 #   drain      planned: baton POST /baton/drain to the holder; keepalived SIGTERM (priority 0).
+#   freeze     the holder's kv server is frozen (SIGSTOP) for FREEZE s (default 2), then continued
+#              (SIGCONT): a hung server. baton: its supervised agent misses the server's keepalives
+#              (sent only while the server's event loop passes a probe) and hands the address over
+#              after health_check.liveness (300 ms); keepalived: the server process lives, nothing
+#              moves.
+#   lossy      a gray failure: LOSS % (default 25) of the frames to and from the holder's cluster
+#              port are dropped in the switch (nftables numgen; this kernel has no sch_netem, so no
+#              delay) for LOSSY s (default 5), then the loss ends. baton: a holder that lost its
+#              lease twice within 5 s steps back (damping) and a healthy host takes the address.
+#   etcdleader host crash of the holder while it is also etcd's leader (the leadership is moved
+#              ONTO the victim first): the store loses its leader with the address holder.
 # then, once another host holds the address, OBS s more; the driver stops and verifies; the
 # victim is restored (server restarted / host rebooted without the address / undrained).
 # Figures per system x scenario x interval: client outage (longest interval without a completed
@@ -37,7 +49,7 @@
 #   -i  intervals in seconds (baton heartbeat = keepalived advert_int; default 0.01,0.1;
 #       the full comparison adds 1: -i 0.01,0.1,1)
 #   -n  runs per system x scenario x interval (default 20)
-#   -s  scenarios (default process,host,partition,drain)
+#   -s  scenarios (default process,host,partition,drain; also freeze, lossy, etcdleader)
 #   -K  baton only;  -B  keepalived only
 #   --quick  -n 3 -i 0.1
 #   -b  build dir with baton-kvserver and baton-kv-driver (default: ../build, else ../build-kvbench)
@@ -70,7 +82,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ $N =~ ^[1-9][0-9]*$ ]] || { echo "bad -n $N" >&2; exit 2; }
-for s in ${SCENARIOS//,/ }; do [[ $s =~ ^(process|host|partition|drain)$ ]] || { echo "bad scenario $s" >&2; exit 2; }; done
+for s in ${SCENARIOS//,/ }; do [[ $s =~ ^(process|host|partition|drain|freeze|lossy|etcdleader)$ ]] || { echo "bad scenario $s" >&2; exit 2; }; done
 [[ $EUID -eq 0 ]] || { echo "must run as root" >&2; exit 1; }
 if [[ -z $BUILD ]]; then
   for b in "$REPO/build" "$REPO/build-kvbench"; do [[ -x $b/bench/tools/baton-kv-driver ]] && { BUILD=$b; break; }; done
@@ -92,6 +104,7 @@ NET=10.78.0; NET2=10.79.0; VIP=$NET.100; PORT=8080
 # Phases (s): steady load before the fault; after the move, watch this long; a partition lasts
 # max(HOLD, 5 intervals) (long enough for either system to move the address), then POST after healing.
 STEADY=0.25; OBS=0.25; HOLD=0.5; POST=1
+FREEZE=${FREEZE:-2}; LOSSY=${LOSSY:-5}; LOSS=${LOSS:-25}
 HOSTS=(h1 h2 h3)
 
 calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
@@ -153,21 +166,66 @@ table bridge kvfcut {
 EOF
 }
 heal_all() { ip netns exec "$(ns sw)" nft delete table bridge kvfcut 2>/dev/null || true; }
+# The gray failure: LOSS % of the frames to and from hK's cluster port are dropped (each frame
+# independently; nftables numgen random), the link stays up.
+lossy_host() {
+  ip netns exec "$(ns sw)" nft -f - <<EOF
+table bridge kvfloss {
+  chain loss { type filter hook forward priority 0; policy accept;
+    iifname "cl-$1" numgen random mod 100 < $LOSS drop
+    oifname "cl-$1" numgen random mod 100 < $LOSS drop
+  }
+}
+EOF
+}
+unloss_all() { ip netns exec "$(ns sw)" nft delete table bridge kvfloss 2>/dev/null || true; }
+kv_pid() { cat "$CELL/lab/kv.$1.pid" 2>/dev/null; }
 sys_fault() {  # sys_fault SCENARIO hK (both lab scripts have the same commands)
   case $1 in
     process) lab_cmd kill-server "$2" ;;
     host) lab_cmd crash "$2" ;;
     partition) cut_host "$2" ;;
     drain) lab_cmd drain "$2" ;;
+    freeze) kill -STOP "$(kv_pid "$2")" ;;
+    lossy) lossy_host "$2" ;;
+    etcdleader) lab_cmd crash "$2" ;;
+  esac
+}
+# The end of a fault that lasts (partition, freeze, lossy): the heal.
+sys_heal() {
+  case $1 in
+    partition) heal_all ;;
+    freeze) kill -CONT "$(kv_pid "$2")" ;;
+    lossy) unloss_all ;;
+  esac
+}
+fault_length() {  # fault_length SCENARIO INTERVAL: how long a lasting fault lasts (s)
+  case $1 in
+    partition) awk -v h="$HOLD" -v i="$2" 'BEGIN { print (5 * i > h ? 5 * i : h) }' ;;
+    freeze) echo "$FREEZE" ;;
+    lossy) echo "$LOSSY" ;;
   esac
 }
 sys_restore() {  # sys_restore SCENARIO hK: undo the fault (between runs)
   case $1 in
     process) lab_cmd start-server "$2" ;;
-    host) lab_cmd restore "$2"; start_monitor "$2" ;;
+    host|etcdleader) lab_cmd restore "$2"; start_monitor "$2" ;;
     partition) heal_all ;;
     drain) lab_cmd undrain "$2" ;;
+    freeze) kill -CONT "$(kv_pid "$2")" 2>/dev/null || true ;;
+    lossy) unloss_all ;;
   esac
+}
+move_leader_to() {  # move_leader_to VICTIM: the etcd leadership onto the victim
+  local v=$1 from id
+  for from in "${HOSTS[@]}"; do [[ $from != "$v" ]] && break; done
+  LEADER=$(etcd_leader "$from")
+  [[ $LEADER == "$v" ]] && return 0
+  [[ -n $LEADER ]] || return 1
+  id=$(etcdctl_in "$v" --endpoints="http://$NET2.${v#h}:2379" endpoint status -w json | "$PY" -c '
+import json, sys; print("%x" % json.load(sys.stdin)[0]["Status"]["header"]["member_id"])') || return 1
+  etcdctl_in "$from" --endpoints="http://$NET2.${LEADER#h}:2379" move-leader "$id" >/dev/null 2>&1 || return 1
+  wait_until 3 eval '[[ $(etcd_leader "$from") == "$v" ]]' && LEADER=$v
 }
 # baton's kernel fence: after the server (and its agent) died, the address stays configured until
 # valid_lft runs out, but the nftables lease (set leased4, element timeout = lease end) darkens it
@@ -230,7 +288,13 @@ one_run() {   # one_run SCENARIO INTERVAL K
   v=$(holders)
   [[ -n $v && $v != *" "* ]] || { (( ok == 0 )) || event error "no sole holder at the start: '$v'"; ok=0; }
   if (( ok )); then
-    move_leader_off "$v" || event warning "etcd leader could not be moved off $v"
+    if [[ $scen == etcdleader ]]; then
+      move_leader_to "$v" || { event error "etcd leader could not be moved onto $v"; ok=0; }
+    else
+      move_leader_off "$v" || event warning "etcd leader could not be moved off $v"
+    fi
+  fi
+  if (( ok )); then
     event start "$(now)"
     ip netns exec "$(ns c)" "$DRIVER" --target "$VIP:$PORT" --clients "$CLIENTS" --seconds 0 \
       --stop-file "$RUN/stop" --timeline "$RUN/driver-timeline.jsonl" --summary "$RUN/driver.json" \
@@ -246,7 +310,9 @@ one_run() {   # one_run SCENARIO INTERVAL K
       # after it rejoined: fault the new holder once it is stable.
       event note "the address moved before the fault: '$v' -> '$(holders)'"
       if wait_until 5 stable_holder 0.3; then
-        v=$(holders); move_leader_off "$v" || event warning "etcd leader could not be moved off $v"
+        v=$(holders)
+        if [[ $scen == etcdleader ]]; then move_leader_to "$v" || event warning "etcd leader could not be moved onto $v"
+        else move_leader_off "$v" || event warning "etcd leader could not be moved off $v"; fi
       else
         event error "the address moved before the fault and did not settle: '$(holders)'"; ok=0
       fi
@@ -257,12 +323,12 @@ one_run() {   # one_run SCENARIO INTERVAL K
     tf=$(now); sys_fault "$scen" "$v" >> "$RUN/fault.log" 2>&1 || event error "fault injection failed (fault.log)"
     event fault "$tf"
     [[ $SYS == baton && $scen == process ]] && fence_dark_at "$v"
-    [[ $scen == host ]] && event dead "$v $tf"
-    if [[ $scen == partition ]]; then
-      local hold; hold=$(awk -v h="$HOLD" -v i="$iv" 'BEGIN { print (5 * i > h ? 5 * i : h) }')
+    [[ $scen == host || $scen == etcdleader ]] && event dead "$v $tf"
+    if [[ $scen == partition || $scen == freeze || $scen == lossy ]]; then
+      local hold; hold=$(fault_length "$scen" "$iv")
       wait_until "$hold" other_holds "$v" || true
-      sleep_until "$(calc "$tf + $hold + $(rand_phase "$iv")")"
-      th=$(now); heal_all; event heal "$th"
+      sleep_until "$(calc "$tf + $hold + $( [[ $scen == partition ]] && rand_phase "$iv" || echo 0)")"
+      th=$(now); sys_heal "$scen" "$v"; event heal "$th"
       sleep "$POST"
     else
       # Another host holds it (the victim may still have it configured: baton's dead agent leaves
@@ -291,7 +357,7 @@ one_run() {   # one_run SCENARIO INTERVAL K
   echo "$RUN $scen $iv" >> "$CELL/runs"
   # Ready for the next run: after a host crash or a partition every etcd member healthy again
   # (and the leader looked up afresh).
-  if [[ $scen == host || $scen == partition ]]; then
+  if [[ $scen == host || $scen == partition || $scen == etcdleader || $scen == lossy ]]; then
     LEADER=""
     local from; for from in "${HOSTS[@]}"; do [[ $from != "$v" ]] && break; done
     wait_until 20 etcd_healthy "$from" || echo "  warning: etcd not healthy after run $k" >&2

@@ -175,7 +175,8 @@ def table(out):
     cells = {}
     for r in runs:
         cells.setdefault((r["interval_s"], r["scenario"], r["system"]), []).append(r)
-    order = {"process": 0, "host": 1, "partition": 2, "drain": 3}
+    order = {"process": 0, "host": 1, "partition": 2, "drain": 3, "freeze": 4, "lossy": 5,
+             "etcdleader": 6}
     summary, lines = [], []
     hdr = (f"{'interval':>8} {'scenario':<9} {'system':<10} {'runs':>4} {'fail':>4} "
            f"{'outage med':>10} {'p99':>8} {'max':>8} {'move med':>8} {'retried':>7} {'replays':>7} "
@@ -215,7 +216,7 @@ def table(out):
                      f"{f(s['post_heal_stuck_median_ms']):>9} {f(s['post_heal_stuck_max_ms']):>8}")
     lines.append("")
     lines.append("outage: longest time without an acknowledged request from the fault on (until the heal for a "
-                 "partition; ms); move: "
+                 "partition, the resume of a frozen server or the end of a lossy link; ms); move: "
                  "fault -> address added on another host (ms); split: runs with two holders at once; "
                  "stuck: post-heal (partition)")
     for (iv, scen, system), m in sorted(med.items()):
