@@ -18,7 +18,7 @@
 #              outage = send time of the first answer from another host - last answer from h1.
 #   partition  h1 is cut from h2 and h3 (cluster link down); the client still reaches all three.
 #              split brain = two hosts held the address at the same time: overlapping hold
-#              intervals in the kernel-timestamped `ip -ts monitor address` logs of every host, or
+#              intervals in the time-stamped `ip -ts monitor address` logs of every host, or
 #              `ip addr` polling that sees two holders in two readings in opposite host order. After HOLD s (+ random phase) the cut heals; post-heal
 #              stuck time = the longest client gap after healing (0 when never interrupted).
 # The keepalived runs use the reference script's own definitions (same client period, timeout,

@@ -41,7 +41,7 @@
 # Figures per system x scenario x interval: client outage (longest interval without a completed
 # request, from the last completion before the fault) median / p99 / max, requests retried,
 # replays served, lost acknowledged writes, duplicate executions (from the driver's verification),
-# split brain (two hosts held the address at once: kernel-timestamped `ip -ts monitor address`
+# split brain (two hosts held the address at once: time-stamped `ip -ts monitor address`
 # logs of every host), post-heal stuck time (partition: longest gap after healing).
 #
 # Usage: kv_failover.sh [-i 0.01,0.1] [-n 20] [-s process,host,partition,drain] [-o OUTDIR]
@@ -135,7 +135,7 @@ stable_holder() {
   done
 }
 other_holds() { local h; for h in "${HOSTS[@]}"; do [[ $h != "$1" ]] && has_vip "$h" && return 0; done; return 1; }
-start_monitor() {  # kernel-timestamped address events of hK, appended (restarted after a host crash)
+start_monitor() {  # time-stamped address events of hK, appended (restarted after a host crash)
   ip -n "$(ns "$1")" -ts monitor address >> "$CELL/monitor-$1.log" 2>&1 < /dev/null & disown $!
 }
 sys_up() {   # sys_up INTERVAL

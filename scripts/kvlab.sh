@@ -13,7 +13,7 @@
 #                          store: etcd (its own member first, then the others), takeover: group
 #                          h1..hN on the cluster network (priorities 150/100/50/..), the service
 #                          addresses on eth0, heartbeat -i, kernel fence on
-#       ip -ts monitor address > DIR/mon-hK.log  kernel-timestamped holds (restarted by restore)
+#       ip -ts monitor address > DIR/mon-hK.log  time-stamped holds (restarted by restore)
 #     ns ${P}c   NET.250     the client (baton-kv-driver via `kvlab.sh driver`)
 # With `cut` a host loses the cluster network (its etcd peers and the other agents) and keeps the
 # client: a partition. Everything started runs inside the lab's namespaces, with its PID in

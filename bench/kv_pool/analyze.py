@@ -42,7 +42,7 @@ def holders(path):
 
 
 def transitions(d, crash_host, tc):
-    """{address: [(unix time, host, 'add'|'del')]} from the kernel-timestamped monitor logs
+    """{address: [(unix time, host, 'add'|'del')]} from the time-stamped monitor logs
     RUN_DIR/mon-hK.log (valid_lft refreshes, logged as repeated adds, are dropped); the crashed
     host's addresses end at the crash."""
     ev = {}

@@ -3,7 +3,7 @@
 (tests/integration/kv_lab.sh) and the demo (scripts/demo.sh). Wall-clock times are seconds since
 the epoch; the driver's timeline is in ms since its start (summary "start_unix").
 
-  holds LABDIR VIP               hold intervals of VIP per host from the kernel-timestamped
+  holds LABDIR VIP               hold intervals of VIP per host from the time-stamped
                                  `ip -ts monitor address` logs (LABDIR/mon-hK.log), cut at each
                                  host crash (LABDIR/crashes: the host holds nothing from its crash
                                  until its restore, LABDIR/restores); prints one line per interval;

@@ -10,7 +10,7 @@
 # Asserts: the driver's end-to-end check (every acknowledged PUT readable with its value, every
 # counter equal to its acknowledged INCRs within the unknown ones: lost = 0, duplicated = 0, INCR
 # replies increasing); no fresh write acknowledged by a host whose fence for the slot was not
-# written yet (kv server logs vs the driver's timeline); never two holders (ip addr polled in every host + the kernel-timestamped
+# written yet (kv server logs vs the driver's timeline); never two holders (ip addr polled in every host + the time-stamped
 # `ip -ts monitor address` logs, cut at crashes); a host other than the faulty one holds the
 # address and the service answers again within BOUND seconds (default 20) after every fault; the
 # requests in flight at a server kill are answered well before their attempt timeout (median of
@@ -100,7 +100,7 @@ etcd_healthy() {
 
 # A background poller: every 50 ms reads `ip addr` in every host whose service port is up; two
 # holders in two readings in a row (a clean move read half before, half after, can look like two
-# once) is recorded. The kernel-timestamped monitor logs are the exact check.
+# once) is recorded. The time-stamped monitor logs are the exact check.
 poll_holders() {
   local h out=()
   for h in h1 h2 h3; do

@@ -5,7 +5,7 @@
 # (6 -> 5 -> 4 -> 3 -> 2 members); after every crash the client is answered again, and after the
 # fourth the last host serves with the witness. Then the four come back one by one: each is added
 # to the group again and the address does not move (only a failure moves it). Never two holders
-# (ip polling, kernel-timestamped monitor logs). Prints, per crash, the client outage and the time
+# (ip polling, time-stamped monitor logs). Prints, per crash, the client outage and the time
 # from the crash to the smaller group being agreed (from the new holder's log).
 TEST_NAME=takeover_lastman TEST_TAG=l
 . "$(dirname "$0")/takeover_lib.sh"

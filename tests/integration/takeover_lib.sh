@@ -160,7 +160,7 @@ any_sole_holder() { local h; h=$(holders); [[ -n $h && $h != *" "* ]]; }
 # holders to $WORK/double. One reading per host is not a snapshot (a clean move -- removal, then
 # add -- can look like two holders if the old holder is read before its removal and the new one
 # after its add), so a hit counts only if a second reading in the opposite order confirms it; the
-# kernel-timestamped monitor logs are the exact check (assert_never_two_holders). Bounded life.
+# time-stamped monitor logs are the exact check (assert_never_two_holders). Bounded life.
 start_poller() {
   (
     end=$(( ${EPOCHREALTIME/./} + 200000000 ))

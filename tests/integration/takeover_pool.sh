@@ -8,7 +8,7 @@
 #   revive h2  -> h2 serves IP2 again; nothing else moves
 #   drain      -> `baton-takeoverd drain --slot 1` on h1 hands IP3 to h2; the client probing IP3
 #                 sees a gap far below the crash fail-over's
-# At every 20 ms poll no address is on two live hosts; the kernel-timestamped `ip monitor` logs
+# At every 20 ms poll no address is on two live hosts; the time-stamped `ip monitor` logs
 # are checked for overlapping hold intervals. Prints both client gaps.
 # POOL_IPV6=1 (ctest takeover_pool6): the same with IP2 and IP3 IPv6 and IP1 IPv4 in one pool; the
 # client then probes IP3 over IPv6.

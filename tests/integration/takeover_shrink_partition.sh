@@ -8,7 +8,7 @@
 #   3. One host that does not hold the address is cut off (3 | 1) for 3 s: the three keep serving
 #      and shrink the group without it; the cut-off host never serves; after the heal it is added
 #      again and the address does not move.
-# At no instant two holders (ip polling every 10 ms, kernel-timestamped `ip monitor` logs).
+# At no instant two holders (ip polling every 10 ms, time-stamped `ip monitor` logs).
 TEST_NAME=takeover_shrink_partition TEST_TAG=s
 . "$(dirname "$0")/takeover_lib.sh"
 NHOSTS=5

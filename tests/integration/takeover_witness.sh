@@ -2,7 +2,7 @@
 # Lab test: a pair of hosts plus a witness (issue 17, "two-host deployments"). h1 and h2 serve the
 # address; h3 runs `baton-takeoverd` with `witness: true` (grants only: no interface, no address,
 # no responder). Heartbeat 50 ms, shrink_after 20 heartbeats (1 s). Checked in the kernel (ip
-# polling every 10 ms, kernel-timestamped `ip monitor` logs) and by a client probing every 2 ms:
+# polling every 10 ms, time-stamped `ip monitor` logs) and by a client probing every 2 ms:
 #   (a) the pair's own link is cut (lab.sh split h1 h2: both still reach the witness) for 3 s:
 #       exactly one host serves throughout -- the holder, h1 -- and nothing moves when it heals;
 #   (b) h1 (holder) crashes: h2 serves; the group shrinks to {2,3}; h1 comes back and is added
