@@ -48,6 +48,7 @@
 #include "storage/rocksdb/internal/rocksdb_env.h"
 #include "storage/rocksdb/rocksdb_store.h"
 #include "tests/storage/rocksdb_test_util.h"
+#include "tests/testing/test_seed.h"
 
 namespace baton::storage {
 namespace {
@@ -517,12 +518,7 @@ class AsyncChain {
   for (;;) ::pause();  // Until killed.
 }
 
-uint32_t TestSeed() {
-  if (const char* env = std::getenv("BATON_TEST_SEED")) {
-    return static_cast<uint32_t>(std::strtoul(env, nullptr, 10));
-  }
-  return std::random_device{}();
-}
+using baton::testing::TestSeed;
 
 TEST(RocksDbOverlapTest, PowerLossAfterKillNineLosesNothingAcknowledged) {
   const uint32_t seed = TestSeed();

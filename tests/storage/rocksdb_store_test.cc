@@ -30,6 +30,7 @@
 #include "tests/storage/rocksdb_test_util.h"
 #include "tests/storage/store_contract_test.h"
 #include "tests/testing/require_root.h"
+#include "tests/testing/test_seed.h"
 
 namespace baton::storage {
 namespace {
@@ -50,12 +51,7 @@ std::unique_ptr<RocksDbStore> MustOpen(const RocksDbOptions& options) {
   return std::move(*store);
 }
 
-uint32_t TestSeed() {
-  if (const char* env = std::getenv("BATON_TEST_SEED")) {
-    return static_cast<uint32_t>(std::strtoul(env, nullptr, 10));
-  }
-  return std::random_device{}();
-}
+using baton::testing::TestSeed;
 
 // ---------------------------------------------------------------------------
 // The contract, on a fresh directory per test.

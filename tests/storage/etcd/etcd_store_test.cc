@@ -31,6 +31,7 @@
 #include "storage/etcd/etcd_client.h"
 #include "storage/etcd/testing/etcd_launcher.h"
 #include "tests/storage/store_contract_test.h"
+#include "tests/testing/test_seed.h"
 
 namespace baton::storage {
 namespace {
@@ -142,12 +143,7 @@ class EtcdStoreTest : public ::testing::Test {
   std::unique_ptr<EtcdCluster> cluster_;
 };
 
-uint32_t TestSeed() {
-  if (const char* env = std::getenv("BATON_TEST_SEED")) {
-    return static_cast<uint32_t>(std::strtoul(env, nullptr, 10));
-  }
-  return std::random_device{}();
-}
+using baton::testing::TestSeed;
 
 // Threads increment counters by read-modify-write commits while the member
 // the client talks to is SIGKILLed. Each attempt also writes its own record
