@@ -24,14 +24,23 @@
 # The keepalived runs use the reference script's own definitions (same client period, timeout,
 # steady period, random phase; its SETTLE is 6 s because of keepalived's delayed GARP burst).
 #
+# -6: the same with an IPv6 service address: baton's lab with fd78::K/64 beside the IPv4
+# addresses on the service network (scripts/lab.sh up -6: duplicate address detection off in every
+# namespace), service address fd78::100/64 (announced by unsolicited NA, fenced by nftables
+# including its neighbour discovery), responders and client over IPv6; the cluster network stays
+# IPv4 (10.79.0.0/24: the daemons' own traffic, which no client sees). keepalived: our harness
+# bench/failover/keepalived6.sh (the reference's two-host lab and definitions, VRRPv3 over IPv6,
+# the same client as baton's IPv6 runs), as the reference script is IPv4 only.
+#
 # Usage: failover.sh [-i 1,0.1,0.01] [-n 10] [-s crash,partition] [-o OUTDIR] [-b BUILD_DIR]
-#                    [-p PREFIX] [-P KA_PREFIX] [-K] [-B]
+#                    [-p PREFIX] [-P KA_PREFIX] [-K] [-B] [-6]
 #   -i  comma separated intervals in seconds (baton heartbeat = keepalived advert_int)
 #   -n  runs per scenario, system and interval (default 10)
 #   -K  baton only (skip keepalived);  -B  keepalived only (skip baton)
+#   -6  IPv6 service address (rows baton6, keepalived6) instead of IPv4
 #   -b  build directory with takeover/daemon/baton-takeoverd and bench/tools/baton-udp-{responder,prober}
 #       (default: ../build, the README's preset; build the targets named below first)
-# Output: OUTDIR/{baton,keepalived}-<interval>/ (per-run logs, results.jsonl), OUTDIR/summary.jsonl,
+# Output: OUTDIR/{baton,keepalived}[6]-<interval>/ (per-run logs, results.jsonl), OUTDIR/summary.jsonl,
 # and the table (also OUTDIR/table.txt). Needs root, iproute2, keepalived, python3.
 set -euo pipefail
 export LC_ALL=C
@@ -39,14 +48,17 @@ export LC_ALL=C
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 LAB=$REPO/scripts/lab.sh
+# shellcheck source=failover/lib.sh
+. "$HERE/failover/lib.sh"
 KA_SCRIPT=${KA_SCRIPT:-/work/shared/peers/keepalived-failover.sh}
+KA6_SCRIPT=$HERE/failover/keepalived6.sh
 INTERVALS=1,0.1,0.01; N=10; SCENARIOS=crash,partition; OUT=""; BUILD=""; PFX=bfo; KA_PFX=kfo
-RUN_KA=1; RUN_BATON=1
+RUN_KA=1; RUN_BATON=1; FAM=4
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit "${1:-0}"; }
-while getopts "i:n:s:o:b:p:P:KBh" opt; do
+while getopts "i:n:s:o:b:p:P:KB6h" opt; do
   case $opt in
     i) INTERVALS=$OPTARG ;; n) N=$OPTARG ;; s) SCENARIOS=$OPTARG ;; o) OUT=$OPTARG ;;
-    b) BUILD=$OPTARG ;; p) PFX=$OPTARG ;; P) KA_PFX=$OPTARG ;; K) RUN_KA=0 ;; B) RUN_BATON=0 ;;
+    b) BUILD=$OPTARG ;; p) PFX=$OPTARG ;; P) KA_PFX=$OPTARG ;; K) RUN_KA=0 ;; B) RUN_BATON=0 ;; 6) FAM=6 ;;
     h) usage 0 ;; *) usage 2 ;;
   esac
 done
@@ -58,38 +70,34 @@ if [[ -z $BUILD ]]; then
     [[ -x $b/takeover/daemon/baton-takeoverd ]] && { BUILD=$b; break; }
   done
 fi
+[[ -d $BUILD ]] && BUILD=$(cd "$BUILD" && pwd)   # the daemons run with another working directory
 TAKEOVERD=$BUILD/takeover/daemon/baton-takeoverd
 RESPONDER=$BUILD/bench/tools/baton-udp-responder
 PROBER=$BUILD/bench/tools/baton-udp-prober
 for f in "$TAKEOVERD" "$RESPONDER" "$PROBER"; do
   [[ -x $f ]] || { echo "missing $f (build: ninja baton-takeoverd baton-udp-responder baton-udp-prober)" >&2; exit 1; }
 done
-(( RUN_KA == 0 )) || [[ -x $KA_SCRIPT ]] || { echo "missing $KA_SCRIPT" >&2; exit 1; }
+(( RUN_KA == 0 || FAM == 6 )) || [[ -x $KA_SCRIPT ]] || { echo "missing $KA_SCRIPT" >&2; exit 1; }
 PY=$(command -v python3)
 OUT=${OUT:-/tmp/baton-failover.$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 CMDLINE="$0 $*"
 
-VIP=10.78.0.100; SPORT=7777; DPORT=7946
+if (( FAM == 6 )); then
+  VIP=fd78::100; PLEN=64; LAB_FAM=(-6); RESPONDER_FAM=(--ipv6); TAG=6
+else
+  VIP=10.78.0.100; PLEN=24; LAB_FAM=(); RESPONDER_FAM=(); TAG=""
+fi
+SPORT=7777; DPORT=7946
 PERIOD_MS=2; TIMEOUT_MS=20; STEADY=2; SETTLE=2; HOLD=2; POST_HEAL=2
 declare -A PRIO=([h1]=150 [h2]=100 [h3]=50)
-
-calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
-now() { printf '%s' "$EPOCHREALTIME"; }
-wait_until() {   # wait_until SECONDS CMD...
-  local limit_us; limit_us=$(awk -v l="$1" 'BEGIN { printf "%d", l*1000000 }'); shift
-  local end=$(( ${EPOCHREALTIME/./} + limit_us ))
-  while ! "$@"; do (( ${EPOCHREALTIME/./} < end )) || return 1; sleep 0.01; done
-}
-sleep_until() { local d; d=$(calc "$1 - $(now)"); awk -v d="$d" 'BEGIN { exit !(d > 0) }' && sleep "$d" || true; }
-rand_phase() { awk -v r="$RANDOM" -v a="$1" 'BEGIN { printf "%.6f", r / 32768 * a }'; }
 
 cleanup() { "$LAB" down -p "$PFX" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 
 ns() { echo "${PFX}$1"; }
-has_vip() { ip -n "$(ns "$1")" -4 -o addr show dev eth0 2>/dev/null | grep -q " $VIP/"; }
+has_vip() { local out; out=$(ip -n "$(ns "$1")" -"$FAM" -o addr show dev eth0 2>/dev/null) && [[ $out == *" $VIP/"* ]]; }
 holders() {   # holders [h1 h2 h3 | h3 h2 h1]: hosts holding the address, checked in that order
   local h out=() order=("$@"); (( $# )) || order=(h1 h2 h3)
   for h in "${order[@]}"; do grep -qx "$h" "$RUN/dead" 2>/dev/null && continue; has_vip "$h" && out+=("$h"); done
@@ -106,25 +114,24 @@ two_holders() {
 }
 h1_sole() { [[ $(holders) == h1 ]]; }
 new_sole() { local h; h=$(holders); [[ -n $h && $h != *" "* && $h != h1 ]]; }
-event() { echo "$1 $2" >> "$RUN/events"; }
 client_saw_other() { awk -v t="$1" '$3 == "OK" && $4 != "h1" && $2 >= t { f = 1; exit } END { exit !f }' "$RUN/client.log" 2>/dev/null; }
-addrs() { ip -n "$(ns "$1")" -4 -o addr show dev eth0 | awk '{print $4}' | paste -sd, -; }
+addrs() { ip -n "$(ns "$1")" -"$FAM" -o addr show dev eth0 scope global | awk '{print $4}' | paste -sd, -; }
 
 baton_run() {   # baton_run SCENARIO INTERVAL I
   local scen=$1 iv=$2 i=$3 h k t t_master
   RUN=$BOUT/$scen-$i; rm -rf "$RUN"; mkdir -p "$RUN"; : > "$RUN/events"
-  "$LAB" up -p "$PFX" -n 3 -k >/dev/null
+  "$LAB" up -p "$PFX" -n 3 -k "${LAB_FAM[@]}" >/dev/null
   openssl rand -hex 32 > "$RUN/cluster.key"; chmod 600 "$RUN/cluster.key"
   for h in h1 h2 h3; do
     {
-      echo "node_id: ${h#h}"; echo "interface: eth0"; echo "service_address: $VIP/24"
+      echo "node_id: ${h#h}"; echo "interface: eth0"; echo "service_address: $VIP/$PLEN"
       echo "key_file: $RUN/cluster.key"; echo "bind_host: $("$LAB" cip -p "$PFX" "$h")"
       echo "status_socket: $RUN/$h.sock"; echo "incarnation_file: $RUN/$h.incarnation"
       echo "timing: {heartbeat: ${iv}s}"; echo "peers:"
       for k in 1 2 3; do echo "  - {id: $k, priority: ${PRIO[h$k]}, address: \"$("$LAB" cip -p "$PFX" "h$k"):$DPORT\"}"; done
     } > "$RUN/$h.yaml"
     ip -n "$(ns "$h")" -ts monitor address > "$RUN/monitor-$h.log" 2>&1 & disown $!
-    "$LAB" exec -p "$PFX" "$h" "$RESPONDER" --name "$h" --port "$SPORT" --max-seconds 300 > /dev/null 2>&1 & disown $!
+    "$LAB" exec -p "$PFX" "$h" "$RESPONDER" --name "$h" --port "$SPORT" "${RESPONDER_FAM[@]}" --max-seconds 300 > /dev/null 2>&1 & disown $!
   done
   # h1 starts first, as the reference starts keepalived on h1 in state MASTER: a "simultaneous"
   # start elects the highest priority only if the daemons start within the discovery window
@@ -184,10 +191,8 @@ baton_run() {   # baton_run SCENARIO INTERVAL I
   event end "$(now)"   # the analysis ignores what teardown does to the addresses
   "$LAB" down -p "$PFX" >/dev/null
   # A failed analysis must not end the whole benchmark.
-  "$PY" "$HERE/failover_analyze.py" run "$scen" "$RUN" "$VIP" | tee -a "$BOUT/results.jsonl" | "$PY" -c '
-import json, sys
-r = json.loads(sys.stdin.read()); keys = [k for k in r if k not in ("mode", "run", "split_evidence")]
-print("  baton " + r["run"] + ": " + ", ".join(f"{k}={r[k]}" for k in keys))' || echo "  baton $scen-$i: analysis failed"
+  "$PY" "$HERE/failover_analyze.py" run "$scen" "$RUN" "$VIP" | tee -a "$BOUT/results.jsonl" \
+    | print_result "baton$TAG" || echo "  baton$TAG $scen-$i: analysis failed"
 }
 
 echo "# $CMDLINE"
@@ -195,18 +200,22 @@ echo "# output: $OUT; baton build: $BUILD; keepalived reference: $KA_SCRIPT"
 for iv in ${INTERVALS//,/ }; do
   [[ $iv =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "bad interval $iv" >&2; exit 2; }
   if (( RUN_BATON )); then
-    BOUT=$OUT/baton-$iv; mkdir -p "$BOUT"; : > "$BOUT/results.jsonl"
-    echo "== baton, heartbeat ${iv}s, N=$N, $SCENARIOS"
+    BOUT=$OUT/baton$TAG-$iv; mkdir -p "$BOUT"; : > "$BOUT/results.jsonl"
+    echo "== baton, IPv$FAM service address $VIP, heartbeat ${iv}s, N=$N, $SCENARIOS"
     for scen in ${SCENARIOS//,/ }; do
       for (( i = 1; i <= N; i++ )); do baton_run "$scen" "$iv" "$i"; done
     done
   fi
-  if (( RUN_KA )); then
+  if (( RUN_KA && FAM == 6 )); then
+    echo "== keepalived, IPv6 VIP $VIP, advert_int ${iv}s, N=$N, $SCENARIOS: $KA6_SCRIPT -i $iv -n $N -s $SCENARIOS -p $KA_PFX -b $BUILD -o $OUT/keepalived6-$iv"
+    "$KA6_SCRIPT" -i "$iv" -n "$N" -s "$SCENARIOS" -p "$KA_PFX" -b "$BUILD" -o "$OUT/keepalived6-$iv" | sed 's/^/  /'
+  elif (( RUN_KA )); then
     echo "== keepalived, advert_int ${iv}s, N=$N, $SCENARIOS: $KA_SCRIPT -i $iv -n $N -s $SCENARIOS -p $KA_PFX -o $OUT/keepalived-$iv"
     "$KA_SCRIPT" -i "$iv" -n "$N" -s "$SCENARIOS" -p "$KA_PFX" -o "$OUT/keepalived-$iv" | sed 's/^/  /'
   fi
 done
 echo
-echo "# $CMDLINE   (client: 1 UDP request / ${PERIOD_MS} ms, ${TIMEOUT_MS} ms timeout; baton: 3 hosts; keepalived: 2 hosts, reference script)" | tee "$OUT/table.txt"
+if (( FAM == 6 )); then KA_WHAT="2 hosts, bench/failover/keepalived6.sh (VRRPv3 over IPv6)"; else KA_WHAT="2 hosts, reference script"; fi
+echo "# $CMDLINE   (IPv$FAM service address; client: 1 UDP request / ${PERIOD_MS} ms, ${TIMEOUT_MS} ms timeout; baton: 3 hosts; keepalived: $KA_WHAT)" | tee "$OUT/table.txt"
 "$PY" "$HERE/failover_analyze.py" table "$OUT" | tee -a "$OUT/table.txt"
 echo "JSON lines: $OUT/summary.jsonl"

@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """Per-run analysis and the summary table of bench/failover.sh.
 
-  run MODE RUN_DIR VIP        one JSON object for one baton run (appended to results.jsonl);
-                              the same keys as the reference keepalived script's analysis.
+  run MODE RUN_DIR VIP        one JSON object for one run of baton (bench/failover.sh) or of
+                              keepalived with an IPv6 address (bench/failover/keepalived6.sh),
+                              appended to results.jsonl; the same keys as the reference keepalived
+                              script's analysis. The hosts are those with a monitor-hK.log.
   table OUT_DIR               the side-by-side table from OUT_DIR/{baton,keepalived}-<i>/results.jsonl
                               (printed; JSON lines to OUT_DIR/summary.jsonl)
 Client log lines: "<seq> <send time> OK|FAIL <host>|- <rtt ms>|-" (+ LATE/DUP lines).
 """
 import glob
+import itertools
 import json
 import os
+import re
 import statistics
 import sys
 
@@ -56,6 +60,13 @@ def overlap_ms(a, b):
     return overlap_seconds(a, b) * 1e3
 
 
+def hosts_of(d):
+    """The run's hosts, h1 first: those whose `ip monitor` log exists."""
+    hs = [m.group(1) for m in (re.match(r"monitor-(h\d+)\.log$", os.path.basename(p))
+                               for p in glob.glob(f"{d}/monitor-h*.log")) if m]
+    return sorted(hs, key=lambda h: int(h[1:]))
+
+
 def run(mode, d, vip):
     ev = load_events(f"{d}/events", last_wins=True)
     rows, extra = load_client(d)
@@ -64,7 +75,8 @@ def run(mode, d, vip):
     if "error" in ev:
         res["error"] = ev["error"]
     ok = [r for r in rows if r["st"] == "OK"]
-    others = [h for h in ("h2", "h3")]
+    hosts = hosts_of(d)
+    others = [h for h in hosts if h != "h1"]
     # The measurement ends when the client stops, before the lab is torn down: teardown SIGTERMs
     # the daemons (a cascade of hand-overs) and the monitors at once, so a monitor may die before
     # it logs its host's removal. Hold intervals are clipped there.
@@ -93,15 +105,16 @@ def run(mode, d, vip):
             h1_ok_after_first_new=sum(r["host"] == "h1" for r in ok if first_new_t and r["t"] > first_new_t),
             fails_after_first_new=sum(r["st"] == "FAIL" for r in rows if first_new_t and r["t"] > first_new_t),
             fails_before_crash=sum(r["st"] == "FAIL" for r in rows if T - 2 <= r["t"] < T),
-            two_holders=overlap_ms(iv["h2"], iv["h3"]) > 0 or ev.get("split_brain") == "1",
+            two_holders=any(overlap_ms(iv[a], iv[b]) > 0 for a, b in itertools.combinations(others, 2))
+            or ev.get("split_brain") == "1",
             recovered=first_new is not None)
     elif mode == "partition" and "partition" in ev:
         Tp, Th = float(ev["partition"]), float(ev.get("heal", "inf"))
-        iv = {h: holds(f"{d}/monitor-{h}.log", vip, end) for h in ("h1", "h2", "h3")}
+        iv = {h: holds(f"{d}/monitor-{h}.log", vip, end) for h in hosts}
         holder_changes_after_heal = sum(
-            1 for h in ("h1", "h2", "h3") for ts, k in address_events(f"{d}/monitor-{h}.log", vip)
+            1 for h in hosts for ts, k in address_events(f"{d}/monitor-{h}.log", vip)
             if k == "del" and Th <= ts < end)
-        both_ms = overlap_ms(iv["h1"], iv["h2"] + iv["h3"]) + overlap_ms(iv["h2"], iv["h3"])
+        both_ms = sum(overlap_ms(iv[a], iv[b]) for a, b in itertools.combinations(hosts, 2))
         h1_del = first(address_events(f"{d}/monitor-h1.log", vip), lambda e: e[1] == "del" and e[0] >= Tp)
         new_add = None
         for h in others:
@@ -118,6 +131,7 @@ def run(mode, d, vip):
             split_brain_ms=round(both_ms, 1),
             poll_races=sum(1 for _ in open(f"{d}/poll_race")) if os.path.exists(f"{d}/poll_race") else 0,
             split_evidence=ev.get("split_evidence", ""),
+            **({"isolation_check": ev["isolation_check"]} if "isolation_check" in ev else {}),
             partition_to_h1_vip_gone_ms=ms(Tp, h1_del[0] if h1_del else None),
             partition_to_new_vip_ms=ms(Tp, new_add),
             removal_before_add=bool(h1_del and new_add and h1_del[0] < new_add),
@@ -172,9 +186,11 @@ def table(out):
                      f"{f(s['post_heal_stuck_max_ms']):>5} ms {len(stuck):>5} {failed:>6}")
     lines.append("")
     for interval in sorted({k[0] for k in med}, reverse=True):
-        b, k = med.get((interval, "baton")), med.get((interval, "keepalived"))
-        if b is not None and k:
-            lines.append(f"interval {interval:g}s: baton/keepalived median crash outage = {b:.1f}/{k:.1f} ms = {b / k:.2f}")
+        for fam in ("", "6"):   # IPv4 rows, IPv6 rows (failover.sh -6)
+            b, k = med.get((interval, "baton" + fam)), med.get((interval, "keepalived" + fam))
+            if b is not None and k:
+                lines.append(f"interval {interval:g}s: baton{fam}/keepalived{fam} median crash outage = "
+                             f"{b:.1f}/{k:.1f} ms = {b / k:.2f}")
     with open(f"{out}/summary.jsonl", "w") as fh:
         for s in summary:
             fh.write(json.dumps(s) + "\n")
