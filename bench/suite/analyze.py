@@ -283,8 +283,12 @@ def legacy_sections(out):
     return "\n".join(md)
 
 
-def failover_section(fo, out, plots):
-    md = ["## Fail-over outage, baton vs keepalived (`failover`)\n"]
+def failover_section(fo, out, plots, fam=""):
+    """fam "" for the IPv4 benchmark (`failover`), "6" for the IPv6 one (`failover6`, systems
+    baton6 and keepalived6)."""
+    name = "failover" + fam
+    v6 = " with an IPv6 service address" if fam else ""
+    md = [f"## Fail-over outage{v6}, baton vs keepalived (`{name}`)\n"]
     runs = [r for r in fo.get("runs", []) if r.get("mode") == "crash"]
     groups = {}
     for r in runs:
@@ -298,21 +302,23 @@ def failover_section(fo, out, plots):
                      f1(med[(iv, sysn)] / (iv * 1000) if o else None)])
     md.append("Client-observed outage after a host crash (ports down + SIGKILL of everything "
               "on the holder): 1 UDP request / 2 ms, 20 ms timeout. baton: 3 hosts; "
-              "keepalived: the reference two-host script.\n")
+              + ("keepalived: two hosts, VRRPv3 over IPv6 (bench/failover/keepalived6.sh); "
+                 "both IPv6 rows with baton's prober.\n" if fam else
+                 "keepalived: the reference two-host script.\n"))
     md.append(table(["interval", "system", "runs", "measured", "median ms", "min ms", "max ms",
                      "median / interval"], rows))
     lines = []
     for iv in sorted({k[0] for k in med}, reverse=True):
-        b, k = med.get((iv, "baton")), med.get((iv, "keepalived"))
+        b, k = med.get((iv, "baton" + fam)), med.get((iv, "keepalived" + fam))
         if b is not None and k:
-            lines.append(f"- interval {iv:g} s: baton/keepalived median outage = "
+            lines.append(f"- interval {iv:g} s: baton{fam}/keepalived{fam} median outage = "
                          f"{b:.1f}/{k:.1f} ms = **{b / k:.2f}** "
                          f"({'baton faster' if b < k else 'baton NOT faster'})")
     md.append("\n" + "\n".join(lines) + "\n")
     # Plot: every run's outage, one column per (interval, system).
     ivs = sorted({k[0] for k in groups}, reverse=True)
-    with open(os.path.join(out, "failover_outage.dat"), "w") as f:
-        for sysn, off in (("baton", -0.15), ("keepalived", 0.15)):
+    with open(os.path.join(out, f"{name}_outage.dat"), "w") as f:
+        for sysn, off in (("baton" + fam, -0.15), ("keepalived" + fam, 0.15)):
             f.write(f'"{sysn}"\n')
             for xi, iv in enumerate(ivs):
                 for j, r in enumerate(groups.get((iv, sysn), [])):
@@ -320,18 +326,19 @@ def failover_section(fo, out, plots):
                         jitter = ((j * 37) % 11 - 5) * 0.01
                         f.write(f"{xi + off + jitter:.3f} {max(r['outage_ms'], 0.1):.2f}\n")
             f.write("\n\n")
-    with open(os.path.join(out, "failover_medians.dat"), "w") as f:
-        for sysn, off in (("baton", -0.15), ("keepalived", 0.15)):
+    with open(os.path.join(out, f"{name}_medians.dat"), "w") as f:
+        for sysn, off in (("baton" + fam, -0.15), ("keepalived" + fam, 0.15)):
             for xi, iv in enumerate(ivs):
                 m = med.get((iv, sysn))
                 if m:
                     f.write(f"{xi + off:.3f} {max(m, 0.1):.2f}\n")
     tics = ", ".join(f'"{iv:g} s" {i}' for i, iv in enumerate(ivs))
-    err = gnuplot("failover.gp", out, outfile="failover_outage.png", xtics=f"({tics})",
-                  xmax=str(len(ivs) - 0.5))
-    plots.append(("failover_outage.png", "fail-over outage distribution per system and "
-                  "interval", err))
-    md.append("![fail-over outage](failover_outage.png)\n")
+    err = gnuplot("failover.gp", out, outfile=f"{name}_outage.png", xtics=f"({tics})",
+                  xmax=str(len(ivs) - 0.5), data=f"{name}_outage.dat",
+                  medians=f"{name}_medians.dat")
+    plots.append((f"{name}_outage.png", f"fail-over outage distribution per system and "
+                  f"interval{v6}", err))
+    md.append(f"![fail-over outage{v6}]({name}_outage.png)\n")
     return "\n".join(md), med
 
 
@@ -478,13 +485,15 @@ def scaling_section(out, assign, sim, fo_med):
 
 
 def targets_section(kv, fo_med):
+    """fo_med: median crash outage per (interval, system) of `failover` and `failover6`."""
     md = ["## Targets (bench/README.md \"Where baton falls short\")\n"]
     rows = []
-    for iv in sorted({k[0] for k in fo_med}, reverse=True):
-        b, k = fo_med.get((iv, "baton")), fo_med.get((iv, "keepalived"))
-        if b is not None and k:
-            rows.append([f"fail-over median outage < keepalived's at {iv:g} s",
-                         f"{b:.1f} vs {k:.1f} ms", "met" if b < k else "**not met**"])
+    for fam, what in (("", ""), ("6", " (IPv6 address)")):
+        for iv in sorted({k[0] for k in fo_med}, reverse=True):
+            b, k = fo_med.get((iv, "baton" + fam)), fo_med.get((iv, "keepalived" + fam))
+            if b is not None and k:
+                rows.append([f"fail-over median outage{what} < keepalived's at {iv:g} s",
+                             f"{b:.1f} vs {k:.1f} ms", "met" if b < k else "**not met**"])
     if kv:
         cells = kv_cells(kv)
         for proto in ("http", "grpc"):
@@ -537,7 +546,9 @@ def analyze(out):
     fo_md = ""
     if fo:
         fo_md, fo_med = failover_section(fo, out, plots)
-    tgt = targets_section(kv, fo_med)
+    fo6 = load(out, "failover6")
+    fo6_md, fo6_med = failover_section(fo6, out, plots, fam="6") if fo6 else ("", {})
+    tgt = targets_section(kv, {**fo_med, **fo6_med})
     if tgt:
         md.append("\n" + tgt + "\n")
     if kv:
@@ -547,6 +558,8 @@ def analyze(out):
         md.append("\n" + leg + "\n")
     if fo_md:
         md.append("\n" + fo_md)
+    if fo6_md:
+        md.append("\n" + fo6_md)
     # Timelines: the kv fail-over benchmark's (one per scenario: its first run), the
     # client crash benchmark's.
     tl_md = []

@@ -58,11 +58,11 @@ def sim_post(ctx):
         json.dump(res, f, indent=1)
 
 
-def failover_post(ctx):
-    """Collects failover.sh's results.jsonl files into failover.json."""
-    d = os.path.join(ctx["out"], "failover")
+def failover_post(ctx, name="failover"):
+    """Collects failover.sh's results.jsonl files (OUT/<name>/) into <name>.json."""
+    d = os.path.join(ctx["out"], name)
     res = analyze.collect_failover(d)
-    with open(os.path.join(ctx["out"], "failover.json"), "w") as f:
+    with open(os.path.join(ctx["out"], name + ".json"), "w") as f:
         json.dump(res, f, indent=1)
 
 
@@ -150,6 +150,18 @@ BENCHES = [
                      "-n", "1", "-s", "crash", "-o", os.path.join(c["out"], "failover"),
                      "-b", c["build"], "-p", "bsf", "-P", "bsk"],
           est_full=170, est_quick=20, root=True, post=failover_post),
+    Bench("failover6",
+          "the same with an IPv6 service address (bench/failover.sh -6): baton beside "
+          "keepalived with an IPv6 VIP (VRRPv3, bench/failover/keepalived6.sh)",
+          ["baton-takeoverd", "baton-udp-responder", "baton-udp-prober"],
+          lambda c: [os.path.join(REPO, "bench", "failover.sh"), "-6", "-i", "0.1,0.01",
+                     "-n", "3", "-s", "crash", "-o", os.path.join(c["out"], "failover6"),
+                     "-b", c["build"], "-p", "bs6", "-P", "bk6"],
+          lambda c: [os.path.join(REPO, "bench", "failover.sh"), "-6", "-i", "0.1",
+                     "-n", "1", "-s", "crash", "-o", os.path.join(c["out"], "failover6"),
+                     "-b", c["build"], "-p", "bs6", "-P", "bk6"],
+          est_full=120, est_quick=25, root=True,
+          post=lambda c: failover_post(c, "failover6")),
     Bench("kv_failover",
           "kv service fail-over between hosts (bench/kv_failover.sh): client timeline "
           "around a crash",
