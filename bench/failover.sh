@@ -196,7 +196,8 @@ baton_run() {   # baton_run SCENARIO INTERVAL I
 }
 
 echo "# $CMDLINE"
-echo "# output: $OUT; baton build: $BUILD; keepalived reference: $KA_SCRIPT"
+if (( FAM == 6 )); then KA_WHAT="2 hosts, $KA6_SCRIPT (VRRPv3 over IPv6)"; else KA_WHAT="2 hosts, reference $KA_SCRIPT"; fi
+echo "# output: $OUT; baton build: $BUILD; keepalived: $KA_WHAT"
 for iv in ${INTERVALS//,/ }; do
   [[ $iv =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "bad interval $iv" >&2; exit 2; }
   if (( RUN_BATON )); then
@@ -215,7 +216,6 @@ for iv in ${INTERVALS//,/ }; do
   fi
 done
 echo
-if (( FAM == 6 )); then KA_WHAT="2 hosts, bench/failover/keepalived6.sh (VRRPv3 over IPv6)"; else KA_WHAT="2 hosts, reference script"; fi
 echo "# $CMDLINE   (IPv$FAM service address; client: 1 UDP request / ${PERIOD_MS} ms, ${TIMEOUT_MS} ms timeout; baton: 3 hosts; keepalived: $KA_WHAT)" | tee "$OUT/table.txt"
 "$PY" "$HERE/failover_analyze.py" table "$OUT" | tee -a "$OUT/table.txt"
 echo "JSON lines: $OUT/summary.jsonl"
