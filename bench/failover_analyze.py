@@ -60,6 +60,19 @@ def overlap_ms(a, b):
     return overlap_seconds(a, b) * 1e3
 
 
+def overlap_before_after(iv, hosts, t):
+    """Total time (ms) two of `hosts` held the address at once, before and from `t` (the fault)
+    on. Overlaps before the fault belong to start-up (e.g. a daemon starved past its lease under
+    load, whose address the kernel fence silences until it is removed), not to the scenario."""
+    def clip(intervals, lo, hi):
+        return [(max(a, lo), min(b, hi)) for a, b in intervals if min(b, hi) > max(a, lo)]
+    pairs = list(itertools.combinations(hosts, 2))
+    inf = float("inf")
+    before = sum(overlap_ms(clip(iv[a], -inf, t), clip(iv[b], -inf, t)) for a, b in pairs)
+    after = sum(overlap_ms(clip(iv[a], t, inf), clip(iv[b], t, inf)) for a, b in pairs)
+    return before, after
+
+
 def hosts_of(d):
     """The run's hosts, h1 first: those whose `ip monitor` log exists."""
     hs = [m.group(1) for m in (re.match(r"monitor-(h\d+)\.log$", os.path.basename(p))
@@ -94,6 +107,7 @@ def run(mode, d, vip):
                 add = a[0]
         # two live holders at once among the survivors (h1 is dead from T on)
         iv = {h: holds(f"{d}/monitor-{h}.log", vip, end) for h in others}
+        before_ms, after_ms = overlap_before_after(iv, others, T)
         res.update(
             outage_ms=ms(last_h1, first_new_t),
             new_host=new_host,
@@ -105,8 +119,8 @@ def run(mode, d, vip):
             h1_ok_after_first_new=sum(r["host"] == "h1" for r in ok if first_new_t and r["t"] > first_new_t),
             fails_after_first_new=sum(r["st"] == "FAIL" for r in rows if first_new_t and r["t"] > first_new_t),
             fails_before_crash=sum(r["st"] == "FAIL" for r in rows if T - 2 <= r["t"] < T),
-            two_holders=any(overlap_ms(iv[a], iv[b]) > 0 for a, b in itertools.combinations(others, 2))
-            or ev.get("split_brain") == "1",
+            two_holders=after_ms > 0 or ev.get("split_brain") == "1",
+            two_holders_before_crash_ms=round(before_ms, 1),
             recovered=first_new is not None)
     elif mode == "partition" and "partition" in ev:
         Tp, Th = float(ev["partition"]), float(ev.get("heal", "inf"))
@@ -114,7 +128,7 @@ def run(mode, d, vip):
         holder_changes_after_heal = sum(
             1 for h in hosts for ts, k in address_events(f"{d}/monitor-{h}.log", vip)
             if k == "del" and Th <= ts < end)
-        both_ms = sum(overlap_ms(iv[a], iv[b]) for a, b in itertools.combinations(hosts, 2))
+        before_ms, both_ms = overlap_before_after(iv, hosts, Tp)
         h1_del = first(address_events(f"{d}/monitor-h1.log", vip), lambda e: e[1] == "del" and e[0] >= Tp)
         new_add = None
         for h in others:
@@ -129,6 +143,7 @@ def run(mode, d, vip):
         res.update(
             split_brain=ev.get("split_brain") == "1" or both_ms > 0,
             split_brain_ms=round(both_ms, 1),
+            two_holders_before_partition_ms=round(before_ms, 1),
             poll_races=sum(1 for _ in open(f"{d}/poll_race")) if os.path.exists(f"{d}/poll_race") else 0,
             split_evidence=ev.get("split_evidence", ""),
             **({"isolation_check": ev["isolation_check"]} if "isolation_check" in ev else {}),

@@ -101,6 +101,28 @@ class TwoHostRunsTest(unittest.TestCase):
         self.assertTrue(r["removal_before_add"])
         self.assertEqual(r["post_heal_outage_ms"], 0.0)
 
+    def test_start_up_overlap_is_reported_apart_from_the_partition(self):
+        # Start-up under load: h2 and h3 both hold it for 20 ms at 5 s, long before the partition
+        # at 10 s (h1 settled from 6 s on); the move after the partition is clean.
+        d = os.path.join(self.tmp.name, "partition-3")
+        write_run(d, {"h1": [(6.0, "add"), (10.2, "del")],
+                      "h2": [(4.9, "add"), (5.02, "del"), (10.25, "add")],
+                      "h3": [(5.0, "add"), (5.9, "del")]},
+                  client([(8.0, 10.2, "h1"), (10.2, 10.26, None), (10.26, 15.0, "h2")]),
+                  [("partition", 10.0), ("split_brain", "0"), ("heal", 13.0), ("end", 15.5)])
+        r = failover_analyze.run("partition", d, VIP)
+        self.assertFalse(r["split_brain"])
+        self.assertEqual(r["split_brain_ms"], 0.0)
+        self.assertAlmostEqual(r["two_holders_before_partition_ms"], 20.0, delta=0.5)
+        # The same overlap after the partition is split brain.
+        d = os.path.join(self.tmp.name, "partition-4")
+        write_run(d, {"h1": [(6.0, "add"), (10.22, "del")], "h2": [(10.2, "add")], "h3": []},
+                  client([(8.0, 10.2, "h1"), (10.2, 15.0, "h2")]),
+                  [("partition", 10.0), ("split_brain", "0"), ("heal", 13.0), ("end", 15.5)])
+        r = failover_analyze.run("partition", d, VIP)
+        self.assertTrue(r["split_brain"])
+        self.assertAlmostEqual(r["split_brain_ms"], 20.0, delta=0.5)
+
 
 class TableTest(unittest.TestCase):
     def test_ipv6_rows_and_their_ratio(self):
