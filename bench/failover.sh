@@ -28,16 +28,18 @@
 # addresses on the service network (scripts/lab.sh up -6: duplicate address detection off in every
 # namespace), service address fd78::100/64 (announced by unsolicited NA, fenced by nftables
 # including its neighbour discovery), responders and client over IPv6; the cluster network stays
-# IPv4 (10.79.0.0/24: the daemons' own traffic, which no client sees). keepalived: our harness
+# IPv4 (10.79.0.0/24: the daemons' own traffic, which no client sees) unless -C, which moves the
+# daemons to fd79::K on the same cluster bridge (an IPv6-only deployment). keepalived: our harness
 # bench/failover/keepalived6.sh (the reference's two-host lab and definitions, VRRPv3 over IPv6,
 # the same client as baton's IPv6 runs), as the reference script is IPv4 only.
 #
 # Usage: failover.sh [-i 1,0.1,0.01] [-n 10] [-s crash,partition] [-o OUTDIR] [-b BUILD_DIR]
-#                    [-p PREFIX] [-P KA_PREFIX] [-K] [-B] [-6]
+#                    [-p PREFIX] [-P KA_PREFIX] [-K] [-B] [-6 [-C]]
 #   -i  comma separated intervals in seconds (baton heartbeat = keepalived advert_int)
 #   -n  runs per scenario, system and interval (default 10)
 #   -K  baton only (skip keepalived);  -B  keepalived only (skip baton)
 #   -6  IPv6 service address (rows baton6, keepalived6) instead of IPv4
+#   -C  (with -6) baton's cluster network over IPv6 too
 #   -b  build directory with takeover/daemon/baton-takeoverd and bench/tools/baton-udp-{responder,prober}
 #       (default: ../build, the README's preset; build the targets named below first)
 # Output: OUTDIR/{baton,keepalived}[6]-<interval>/ (per-run logs, results.jsonl), OUTDIR/summary.jsonl,
@@ -53,17 +55,18 @@ LAB=$REPO/scripts/lab.sh
 KA_SCRIPT=${KA_SCRIPT:-/work/shared/peers/keepalived-failover.sh}
 KA6_SCRIPT=$HERE/failover/keepalived6.sh
 INTERVALS=1,0.1,0.01; N=10; SCENARIOS=crash,partition; OUT=""; BUILD=""; PFX=bfo; KA_PFX=kfo
-RUN_KA=1; RUN_BATON=1; FAM=4
+RUN_KA=1; RUN_BATON=1; FAM=4; CLUSTER6=0
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit "${1:-0}"; }
-while getopts "i:n:s:o:b:p:P:KB6h" opt; do
+while getopts "i:n:s:o:b:p:P:KB6Ch" opt; do
   case $opt in
     i) INTERVALS=$OPTARG ;; n) N=$OPTARG ;; s) SCENARIOS=$OPTARG ;; o) OUT=$OPTARG ;;
-    b) BUILD=$OPTARG ;; p) PFX=$OPTARG ;; P) KA_PFX=$OPTARG ;; K) RUN_KA=0 ;; B) RUN_BATON=0 ;; 6) FAM=6 ;;
+    b) BUILD=$OPTARG ;; p) PFX=$OPTARG ;; P) KA_PFX=$OPTARG ;; K) RUN_KA=0 ;; B) RUN_BATON=0 ;; 6) FAM=6 ;; C) CLUSTER6=1 ;;
     h) usage 0 ;; *) usage 2 ;;
   esac
 done
 [[ $N =~ ^[1-9][0-9]*$ ]] || { echo "bad -n $N" >&2; exit 2; }
 [[ $PFX != "$KA_PFX" ]] || { echo "-p and -P must differ" >&2; exit 2; }
+(( ! CLUSTER6 || FAM == 6 )) || { echo "-C needs -6" >&2; exit 2; }
 [[ $EUID -eq 0 ]] || { echo "must run as root" >&2; exit 1; }
 if [[ -z $BUILD ]]; then
   for b in "$REPO/build"; do
@@ -97,6 +100,9 @@ trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 
 ns() { echo "${PFX}$1"; }
+# The daemons' address on the cluster network, and as a peer address with the port.
+cip() { if (( CLUSTER6 )); then "$LAB" cip6 -p "$PFX" "$1"; else "$LAB" cip -p "$PFX" "$1"; fi; }
+peer_addr() { if (( CLUSTER6 )); then echo "[$(cip "$1")]:$DPORT"; else echo "$(cip "$1"):$DPORT"; fi; }
 has_vip() { local out; out=$(ip -n "$(ns "$1")" -"$FAM" -o addr show dev eth0 2>/dev/null) && [[ $out == *" $VIP/"* ]]; }
 holders() {   # holders [h1 h2 h3 | h3 h2 h1]: hosts holding the address, checked in that order
   local h out=() order=("$@"); (( $# )) || order=(h1 h2 h3)
@@ -125,10 +131,10 @@ baton_run() {   # baton_run SCENARIO INTERVAL I
   for h in h1 h2 h3; do
     {
       echo "node_id: ${h#h}"; echo "interface: eth0"; echo "service_address: $VIP/$PLEN"
-      echo "key_file: $RUN/cluster.key"; echo "bind_host: $("$LAB" cip -p "$PFX" "$h")"
+      echo "key_file: $RUN/cluster.key"; echo "bind_host: $(cip "$h")"
       echo "status_socket: $RUN/$h.sock"; echo "incarnation_file: $RUN/$h.incarnation"
       echo "timing: {heartbeat: ${iv}s}"; echo "peers:"
-      for k in 1 2 3; do echo "  - {id: $k, priority: ${PRIO[h$k]}, address: \"$("$LAB" cip -p "$PFX" "h$k"):$DPORT\"}"; done
+      for k in 1 2 3; do echo "  - {id: $k, priority: ${PRIO[h$k]}, address: \"$(peer_addr "h$k")\"}"; done
     } > "$RUN/$h.yaml"
     ip -n "$(ns "$h")" -ts monitor address > "$RUN/monitor-$h.log" 2>&1 & disown $!
     "$LAB" exec -p "$PFX" "$h" "$RESPONDER" --name "$h" --port "$SPORT" "${RESPONDER_FAM[@]}" --max-seconds 300 > /dev/null 2>&1 & disown $!
@@ -216,6 +222,6 @@ for iv in ${INTERVALS//,/ }; do
   fi
 done
 echo
-echo "# $CMDLINE   (IPv$FAM service address; client: 1 UDP request / ${PERIOD_MS} ms, ${TIMEOUT_MS} ms timeout; baton: 3 hosts; keepalived: $KA_WHAT)" | tee "$OUT/table.txt"
+echo "# $CMDLINE   (IPv$FAM service address, IPv$( (( CLUSTER6 )) && echo 6 || echo 4) cluster network; client: 1 UDP request / ${PERIOD_MS} ms, ${TIMEOUT_MS} ms timeout; baton: 3 hosts; keepalived: $KA_WHAT)" | tee "$OUT/table.txt"
 "$PY" "$HERE/failover_analyze.py" table "$OUT" | tee -a "$OUT/table.txt"
 echo "JSON lines: $OUT/summary.jsonl"

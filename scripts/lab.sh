@@ -21,7 +21,8 @@
 #   lab.sh up      -p PREFIX [-n N] [-s NET] [-6] [-k [-S NET2]]
 #                                                    build the lab (N hosts, default 3; NET: first
 #                                                    three octets of the /24, default 10.78.0 or
-#                                                    $BATON_LAB_NET; -6: also ULA fd78::K/64;
+#                                                    $BATON_LAB_NET; -6: also ULA fd78::K/64, and
+#                                                    with -k fd79::K/64 on eth1;
 #                                                    -k: cluster network on eth1, NET2 default
 #                                                    10.79.0 or $BATON_LAB_NET2)
 #   lab.sh down    -p PREFIX                         kill every process inside the lab's namespaces
@@ -38,11 +39,14 @@
 #   lab.sh split   -p PREFIX hA hB                   (-k labs) cut the cluster network between two
 #                                                    hosts only (nftables in both namespaces): each
 #                                                    still reaches every other host, e.g. a witness
+#                                                    (IPv4 cluster addresses only)
 #   lab.sh heal    -p PREFIX [hK...]                 undo isolate, cut and split (all hosts when none
 #                                                    given)
 #   lab.sh exec    -p PREFIX NODE cmd...             run cmd in NODE's namespace (h1.., c, sw)
 #   lab.sh ip      -p PREFIX NODE                    print NODE's address (h1.., c, vip)
 #   lab.sh cip     -p PREFIX hK                      print hK's cluster-network address (-k labs)
+#   lab.sh cip6    -p PREFIX hK                      print hK's IPv6 cluster-network address
+#                                                    (fd79::K; -k -6 labs)
 #   lab.sh ns      -p PREFIX NODE                    print NODE's namespace name
 #   lab.sh pids    -p PREFIX NODE                    print the PIDs running in NODE's namespace
 #   lab.sh list    -p PREFIX                         print the lab's namespaces
@@ -177,6 +181,7 @@ lab_up() {
       ip -n "$NS_SW" link add "cl-h$k" type veth peer name eth1 netns "${PFX}h$k"
       ip -n "$NS_SW" link set "cl-h$k" master br1 up
       ip -n "${PFX}h$k" addr add "$NET2.$k/24" dev eth1
+      if (( V6 )); then ip -n "${PFX}h$k" addr add "fd79::$k/64" dev eth1 nodad; fi
       ip -n "${PFX}h$k" link set eth1 up
     done
     want=$(( want + N ))
@@ -255,6 +260,10 @@ EOF
   cip)
     [[ ${#ARGS[@]} -eq 1 ]] || usage 2
     echo "$NET2.$(host_num "${ARGS[0]}")"
+    ;;
+  cip6)
+    [[ ${#ARGS[@]} -eq 1 ]] || usage 2
+    echo "fd79::$(host_num "${ARGS[0]}")"
     ;;
   exec)
     [[ ${#ARGS[@]} -ge 2 ]] || usage 2
