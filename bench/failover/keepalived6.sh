@@ -34,6 +34,7 @@
 #   -i  VRRP advert interval in seconds (default 1; keepalived accepts 0.01 .. 255 for VRRPv3)
 #   -n  repetitions per scenario (default 5)
 #   -p  namespace prefix for scripts/lab.sh (default kfo)
+#   -J  no random phase delay before the fault / the heal
 # Output: OUTDIR/<scenario>-<i>/ per run (client.log, events, keepalived logs, monitor logs) and
 # OUTDIR/results.jsonl. Needs root, iproute2, keepalived, python3.
 set -euo pipefail
