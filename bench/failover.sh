@@ -56,7 +56,6 @@ KA_SCRIPT=${KA_SCRIPT:-/work/shared/peers/keepalived-failover.sh}
 KA6_SCRIPT=$HERE/failover/keepalived6.sh
 INTERVALS=1,0.1,0.01; N=10; SCENARIOS=crash,partition; OUT=""; BUILD=""; PFX=bfo; KA_PFX=kfo
 RUN_KA=1; RUN_BATON=1; FAM=4; CLUSTER6=0
-usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while getopts "i:n:s:o:b:p:P:KB6Ch" opt; do
   case $opt in
     i) INTERVALS=$OPTARG ;; n) N=$OPTARG ;; s) SCENARIOS=$OPTARG ;; o) OUT=$OPTARG ;;

@@ -46,7 +46,6 @@ LAB=$REPO/scripts/lab.sh
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 ADV=1; N=5; SCENARIOS=crash,partition; OUT=""; PFX=kfo; BUILD=""; JITTER=1
-usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while getopts "i:n:s:o:p:b:Jh" opt; do
   case $opt in
     i) ADV=$OPTARG ;; n) N=$OPTARG ;; s) SCENARIOS=$OPTARG ;; o) OUT=$OPTARG ;;

@@ -24,3 +24,5 @@ import json, sys
 r = json.loads(sys.stdin.read()); keys = [k for k in r if k not in ("mode", "run", "split_evidence", "isolation_check")]
 print("  " + sys.argv[1] + " " + r["run"] + ": " + ", ".join(f"{k}={r[k]}" for k in keys))' "$1"
 }
+# usage [STATUS]: the calling script's header comment (line 2 up to `set -euo`), then exit.
+usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit "${1:-0}"; }
