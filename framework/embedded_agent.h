@@ -145,15 +145,23 @@ class ServerAgent {
   [[nodiscard]] absl::Status Drain(std::optional<uint32_t> slot, bool drain);
 
   size_t slot_count() const { return config_.daemon.service_addresses.size(); }
+  // The service addresses (numeric, slot order): listeners of their own, so
+  // that a planned release ends exactly their connections (GrpcServerOptions
+  // ::service_addresses).
+  std::vector<std::string> service_addresses() const {
+    std::vector<std::string> out;
+    for (const auto& a : config_.daemon.service_addresses) out.push_back(a.address);
+    return out;
+  }
 
   // True while the agent runs and the store answers its health pings: this
   // host may hold addresses and serve (the server's /readyz).
   bool may_serve() const { return running() && store_healthy(); }
 
   // --- Hooks the server gives the agent (set before Start) ---
-  // Closes this server's client connections on a local address (idle ones
-  // at once, busy ones right after their reply) and returns how many are
-  // still open there (0: none left). Called, repeatedly until it returns 0
+  // Closes this server's client connections on a local address (HTTP: idle
+  // ones at once, busy ones right after their reply; gRPC: GOAWAY, running
+  // calls finish) and returns how many are still open there (0: none left). Called, repeatedly until it returns 0
   // or the daemon's close_timeout passed, before a planned release of that
   // address (operator drain, health drain, shutdown), on an agent thread.
   // Default: none (nothing to close).

@@ -617,6 +617,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     go.node_name = c.node_name;
     go.authenticate = m.service.authenticate_;
     go.observer = &m.metrics;
+    // A listener per service address, so that a planned release sends
+    // GOAWAY on exactly the connections there.
+    if (m.agent) go.service_addresses = m.agent->service_addresses();
     auto g = StartGrpcServer(go, m.service.grpc_, *m.pipeline);
     if (!g.ok()) {
       m.ShutdownAll();
@@ -660,10 +663,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   if (m.agent) {
     // Fail-over hooks (docs/framework.md "Embedded take-over"): before a
     // planned release of a service address the agent has this server close
-    // its HTTP connections there; its keepalive proves that the request
-    // event loop makes progress (a hung server is handed over).
+    // its connections there (HTTP: `Connection: close`; gRPC: GOAWAY, on the
+    // address's own listener); its keepalive proves that the request event
+    // loop makes progress (a hung server is handed over).
     m.agent->SetConnectionCloser([raw](const std::string& address) -> size_t {
-      return raw->http ? raw->http->CloseConnections(address) : 0;
+      return (raw->http ? raw->http->CloseConnections(address) : 0) +
+             (raw->grpc ? raw->grpc->CloseConnections(address) : 0);
     });
     m.agent->SetProgressProbe([raw](absl::Duration timeout) {
       return !raw->http || raw->http->Probe(timeout);

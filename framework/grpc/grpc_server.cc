@@ -1,6 +1,13 @@
 #include "framework/grpc/grpc_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <mutex>
 #include <deque>
@@ -24,9 +31,27 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
+#include "grpcpp/impl/server_builder_option.h"
 #include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/channel_arguments.h"
 #include "google/protobuf/stubs/logging.h"
+#include "grpc/support/sync.h"
 #include "spdlog/spdlog.h"
+
+// gRPC C-core's socket mutator: grpc_types.h declares the type, C-core's
+// internal src/core/lib/iomgr/socket_mutator.h defines it (see
+// FreebindMutator below).
+struct grpc_socket_mutator_vtable {
+  bool (*mutate_fd)(int fd, grpc_socket_mutator* mutator);
+  int (*compare)(grpc_socket_mutator* a, grpc_socket_mutator* b);
+  void (*destroy)(grpc_socket_mutator* mutator);
+  // (const grpc_mutate_socket_info*, mutator); unset: mutate_fd is used.
+  bool (*mutate_fd_2)(const void* info, grpc_socket_mutator* mutator);
+};
+struct grpc_socket_mutator {
+  const grpc_socket_mutator_vtable* vtable;
+  gpr_refcount refcount;
+};
 
 namespace baton::framework {
 namespace {
@@ -129,20 +154,35 @@ class CallReactor : public grpc::ServerGenericBidiReactor {
   const std::chrono::steady_clock::time_point started_;
 };
 
+// What every listener's service shares: routes, pipeline, workers, hooks.
+struct Shared {
+  Shared(GrpcRouter r, RequestPipeline& p, const GrpcServerOptions& options)
+      : router(std::move(r)),
+        pipeline(p),
+        pool(options.worker_threads),
+        node_name(options.node_name),
+        authenticate(options.authenticate),
+        observer(options.observer) {}
+  GrpcRouter router;
+  RequestPipeline& pipeline;
+  WorkerPool pool;
+  const std::string node_name;
+  const std::function<absl::StatusOr<std::string>(const Request&)> authenticate;
+  RequestObserver* const observer;
+};
+
+// The generic service of one grpc::Server (one per listener: a service is
+// registered with one server).
 class Service : public grpc::CallbackGenericService {
  public:
-  Service(GrpcRouter router, RequestPipeline& pipeline,
-          const GrpcServerOptions& options)
-      : router_(std::move(router)),
-        pipeline_(pipeline),
-        pool_(options.worker_threads),
-        node_name_(options.node_name),
-        authenticate_(options.authenticate),
-        observer_(options.observer) {}
+  // `local_address`: the address its listener is bound to when that is one
+  // address (a service address), else empty (a wildcard).
+  Service(Shared& shared, std::string local_address)
+      : shared_(shared), local_address_(std::move(local_address)) {}
 
   grpc::ServerGenericBidiReactor* CreateReactor(
       grpc::GenericCallbackServerContext* ctx) override {
-    framework::Handler* h = router_.Find(ctx->method());
+    framework::Handler* h = shared_.router.Find(ctx->method());
     if (h == nullptr) {
       class Unknown : public grpc::ServerGenericBidiReactor {
        public:
@@ -161,28 +201,24 @@ class Service : public grpc::CallbackGenericService {
         }
         void OnDone() override { delete this; }
       };
-      return new Unknown(ctx, node_name_, observer_);
+      return new Unknown(ctx, shared_.node_name, shared_.observer);
     }
     return new CallReactor(this, ctx, h);
   }
 
-  RequestPipeline& pipeline() { return pipeline_; }
-  WorkerPool& pool() { return pool_; }
-  const std::string& node_name() const { return node_name_; }
+  RequestPipeline& pipeline() { return shared_.pipeline; }
+  WorkerPool& pool() { return shared_.pool; }
+  const std::string& node_name() const { return shared_.node_name; }
   const std::function<absl::StatusOr<std::string>(const Request&)>&
   authenticate() const {
-    return authenticate_;
+    return shared_.authenticate;
   }
-  RequestObserver* observer() const { return observer_; }
+  RequestObserver* observer() const { return shared_.observer; }
+  const std::string& local_address() const { return local_address_; }
 
  private:
-  GrpcRouter router_;
-  RequestPipeline& pipeline_;
-  WorkerPool pool_;
-  const std::string node_name_;
-  const std::function<absl::StatusOr<std::string>(const Request&)>
-      authenticate_;
-  RequestObserver* const observer_;
+  Shared& shared_;
+  const std::string local_address_;
 };
 
 void CallReactor::Observe(absl::StatusCode code, std::string_view name,
@@ -238,7 +274,9 @@ bool CallReactor::Prepare() {
   Request& r = request_obj_;
   r.operation = ctx_->method();
   r.path = ctx_->method();
-  {
+  if (!service_->local_address().empty()) {
+    r.local_address = service_->local_address();
+  } else {
     grpc::string_ref authority = ctx_->ExperimentalGetAuthority();
     r.local_address =
         AuthorityHost(std::string_view(authority.data(), authority.size()));
@@ -333,28 +371,242 @@ void CallReactor::Respond(absl::StatusOr<PipelineResult> result) {
   StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
 }
 
+// How long a listener's running calls may take to finish when it shuts down
+// (Stop, or a planned release of its address); then they are cancelled.
+constexpr std::chrono::seconds kShutdownTimeout{5};
+
+// The numeric form of an address ("[::1]" and "::0001" -> "::1"); the input
+// itself when it is not a numeric address.
+std::string NumericAddress(std::string_view address) {
+  std::string a(address);
+  if (a.size() > 2 && a.front() == '[' && a.back() == ']') {
+    a = a.substr(1, a.size() - 2);
+  }
+  char buf[INET6_ADDRSTRLEN] = {};
+  in_addr v4;
+  in6_addr v6;
+  if (::inet_pton(AF_INET, a.c_str(), &v4) == 1) {
+    return ::inet_ntop(AF_INET, &v4, buf, sizeof buf) ? buf : a;
+  }
+  if (::inet_pton(AF_INET6, a.c_str(), &v6) == 1) {
+    return ::inet_ntop(AF_INET6, &v6, buf, sizeof buf) ? buf : a;
+  }
+  return a;
+}
+
+bool IsWildcard(std::string_view address) {
+  const std::string a = NumericAddress(address);
+  return a == "0.0.0.0" || a == "::";
+}
+
+// A socket mutator (gRPC C-core) that sets IP_FREEBIND on listening sockets
+// before they are bound, so that a listener for a service address can exist
+// while another host holds that address. Its only definition is in C-core's
+// src/core/lib/iomgr/socket_mutator.h, which Debian does not install; the
+// layout (vtable, refcount) is the same from gRPC 1.23 to 1.6x, and the
+// build is for 1.51 (CMake's find_package(gRPC)).
+struct FreebindMutator {
+  grpc_socket_mutator base;
+};
+
+bool FreebindMutateFd(int fd, grpc_socket_mutator*) {
+  // Called for listening sockets (and for a client's connections, which a
+  // server makes none of); IP_FREEBIND applies to IPv6 sockets too.
+  const int one = 1;
+  if (::setsockopt(fd, SOL_IP, IP_FREEBIND, &one, sizeof one) != 0) {
+    spdlog::error("gRPC listener: cannot set IP_FREEBIND: {}",
+                  std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+int FreebindCompare(grpc_socket_mutator* a, grpc_socket_mutator* b) {
+  const auto x = reinterpret_cast<uintptr_t>(a);
+  const auto y = reinterpret_cast<uintptr_t>(b);
+  return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+void FreebindDestroy(grpc_socket_mutator* m) {
+  delete reinterpret_cast<FreebindMutator*>(m);
+}
+
+constexpr grpc_socket_mutator_vtable kFreebindVtable = {
+    FreebindMutateFd, FreebindCompare, FreebindDestroy, nullptr};
+
+// Gives a ServerBuilder's channel arguments the FREEBIND mutator.
+class FreebindOption : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments* args) override {
+    auto* m = new FreebindMutator;
+    m->base.vtable = &kFreebindVtable;
+    gpr_ref_init(&m->base.refcount, 1);
+    args->SetSocketMutator(&m->base);  // The arguments own it from here.
+  }
+  void UpdatePlugins(
+      std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>*) override {}
+};
+
+// One grpc::Server: a listening socket and the connections accepted there.
+struct Listener {
+  std::string address;  // NumericAddress of what it is bound to
+  std::unique_ptr<Service> service;
+  std::unique_ptr<grpc::Server> server;
+};
+
+// A listener shutting down (GOAWAY sent, running calls finishing) on its
+// own thread, after a planned release of its address.
+struct Draining {
+  Listener listener;
+  std::thread thread;
+  std::atomic<bool> done{false};
+};
+
 class GrpcServerImpl : public GrpcServer {
  public:
-  GrpcServerImpl(std::unique_ptr<Service> service,
-                 std::unique_ptr<grpc::Server> server, uint16_t port)
-      : service_(std::move(service)), server_(std::move(server)), port_(port) {}
+  GrpcServerImpl(std::unique_ptr<Shared> shared, GrpcServerOptions options,
+                 std::shared_ptr<grpc::ServerCredentials> credentials)
+      : shared_(std::move(shared)),
+        options_(std::move(options)),
+        credentials_(std::move(credentials)) {}
   ~GrpcServerImpl() override { Stop(); }
+
+  // Opens the main listener (options.address:options.port) and one per
+  // service address beside a wildcard one.
+  absl::Status Open() {
+    absl::MutexLock lock(&mu_);
+    const bool own = IsWildcard(options_.address) &&
+                     !options_.service_addresses.empty();
+    // Bound to a service address itself, the main listener is that
+    // address's: it is replaced on a release as the others are.
+    reuse_port_ = own;
+    for (const std::string& a : options_.service_addresses) {
+      if (NumericAddress(a) == NumericAddress(options_.address)) {
+        reuse_port_ = true;
+      }
+    }
+    absl::StatusOr<Listener> main =
+        StartListener(options_.address, options_.port, /*freebind=*/false);
+    if (!main.ok()) return main.status();
+    listeners_.push_back(*std::move(main));
+    if (!own) return absl::OkStatus();
+    for (const std::string& a : options_.service_addresses) {
+      absl::StatusOr<Listener> l = StartListener(a, port_, /*freebind=*/true);
+      if (!l.ok()) return l.status();
+      listeners_.push_back(*std::move(l));
+    }
+    return absl::OkStatus();
+  }
+
   uint16_t port() const override { return port_; }
+
+  size_t CloseConnections(std::string_view local_address) override {
+    const std::string address = NumericAddress(local_address);
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return 0;
+    // A drain of this address under way (its count), or just ended (0:
+    // the caller polls until 0); otherwise start one.
+    size_t running = 0;
+    bool ended = false;
+    for (auto it = draining_.begin(); it != draining_.end();) {
+      if ((*it)->listener.address != address) {
+        ++it;
+      } else if ((*it)->done.load()) {
+        (*it)->thread.join();
+        it = draining_.erase(it);
+        ended = true;
+      } else {
+        ++running;
+        ++it;
+      }
+    }
+    if (running > 0 || ended) return running;
+    auto it = std::find_if(listeners_.begin(), listeners_.end(),
+                           [&](const Listener& l) { return l.address == address; });
+    if (it == listeners_.end()) return 0;
+    // A fresh listener takes the old one's place for the next holding (it
+    // accepts nothing meanwhile: the address is refused, then gone).
+    absl::StatusOr<Listener> fresh = StartListener(address, port_, true);
+    auto d = std::make_unique<Draining>();
+    d->listener = std::move(*it);
+    if (fresh.ok()) {
+      *it = *std::move(fresh);
+    } else {
+      spdlog::error("gRPC: no new listener for {} after its release: {}; its "
+                    "connections will not get GOAWAY at the next release",
+                    address, fresh.status().ToString());
+      listeners_.erase(it);
+    }
+    // Shutdown sends every connection of the listener GOAWAY, lets the calls
+    // running there finish (they commit under this host's fence, or are
+    // refused as deposed) and ends the connections; clients open their next
+    // connection to the address, which by then refuses them or has moved.
+    Draining* raw = d.get();
+    d->thread = std::thread([raw] {
+      raw->listener.server->Shutdown(std::chrono::system_clock::now() +
+                                     kShutdownTimeout);
+      raw->listener.server->Wait();
+      raw->done.store(true);
+    });
+    draining_.push_back(std::move(d));
+    return 1;
+  }
+
   void Stop() override {
     absl::MutexLock lock(&mu_);
     if (stopped_) return;
     stopped_ = true;
     // Workers keep running during Shutdown: calls in progress finish.
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    server_->Wait();
-    service_->pool().Stop();
+    const auto deadline = std::chrono::system_clock::now() + kShutdownTimeout;
+    for (Listener& l : listeners_) l.server->Shutdown(deadline);
+    for (Listener& l : listeners_) l.server->Wait();
+    for (std::unique_ptr<Draining>& d : draining_) d->thread.join();
+    shared_->pool.Stop();
   }
 
  private:
-  std::unique_ptr<Service> service_;
-  std::unique_ptr<grpc::Server> server_;
-  const uint16_t port_;
+  absl::StatusOr<Listener> StartListener(const std::string& address,
+                                         uint16_t port, bool freebind)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Listener l;
+    l.address = NumericAddress(address);
+    l.service = std::make_unique<Service>(
+        *shared_, IsWildcard(address) ? std::string() : l.address);
+    grpc::ServerBuilder builder;
+    int bound = 0;
+    const std::string host = address.find(':') != std::string::npos &&
+                                     address.front() != '['
+                                 ? absl::StrCat("[", address, "]")
+                                 : address;
+    builder.AddListeningPort(absl::StrCat(host, ":", port), credentials_,
+                             &bound);
+    builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+    builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE,
+                               options_.max_metadata_bytes);
+    // SO_REUSEPORT only beside listeners of the service addresses (a more
+    // specific bind wins a connection); otherwise a second server on the
+    // port fails to bind instead of sharing it.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, reuse_port_ ? 1 : 0);
+    if (freebind) builder.SetOption(std::make_unique<FreebindOption>());
+    builder.RegisterCallbackGenericService(l.service.get());
+    l.server = builder.BuildAndStart();
+    if (!l.server || bound == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", host, ":", port, " for gRPC"));
+    }
+    if (port_ == 0) port_ = static_cast<uint16_t>(bound);
+    return l;
+  }
+
+  const std::unique_ptr<Shared> shared_;
+  const GrpcServerOptions options_;
+  const std::shared_ptr<grpc::ServerCredentials> credentials_;
   absl::Mutex mu_;
+  // Set once by Open (the main listener's port).
+  uint16_t port_ = 0;
+  bool reuse_port_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<Listener> listeners_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Draining>> draining_ ABSL_GUARDED_BY(mu_);
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -494,7 +746,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(
   std::call_once(log_handler,
                  [] { google::protobuf::SetLogHandler(&ProtobufLog); });
   if (options.worker_threads < 1 || options.max_message_bytes < 1 ||
-      options.max_metadata_bytes < 1 || options.address.empty()) {
+      options.max_metadata_bytes < 1 || options.address.empty() ||
+      options.service_addresses.size() > 1024) {
     return absl::InvalidArgumentError("bad gRPC server options");
   }
   std::shared_ptr<grpc::ServerCredentials> credentials =
@@ -520,29 +773,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(
     }
     credentials = grpc::experimental::TlsServerCredentials(tls);
   }
-  auto service =
-      std::make_unique<Service>(std::move(router), pipeline, options);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  const std::string host = options.address.find(':') != std::string::npos
-                               ? absl::StrCat("[", options.address, "]")
-                               : options.address;
-  builder.AddListeningPort(absl::StrCat(host, ":", options.port), credentials,
-                           &port);
-  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
-  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE,
-                             options.max_metadata_bytes);
-  // Without this, a restarted server on the same port fails to bind while
-  // the old socket lingers; gRPC sets SO_REUSEADDR, but make it explicit.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.RegisterCallbackGenericService(service.get());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", host, ":", options.port, " for gRPC"));
-  }
-  return std::unique_ptr<GrpcServer>(new GrpcServerImpl(
-      std::move(service), std::move(server), static_cast<uint16_t>(port)));
+  auto impl = std::make_unique<GrpcServerImpl>(
+      std::make_unique<Shared>(std::move(router), pipeline, options), options,
+      std::move(credentials));
+  if (absl::Status s = impl->Open(); !s.ok()) return s;
+  return std::unique_ptr<GrpcServer>(std::move(impl));
 }
 
 }  // namespace baton::framework

@@ -48,12 +48,27 @@
 // `authorization` metadata entry) or refuse the call (UNAUTHENTICATED,
 // PERMISSION_DENIED with `baton-error: unauthenticated`/`permission_denied`).
 //
-// Fencing (framework/fence.h): gRPC's C++ API does not expose a call's local
-// socket address, so Request::local_address is the host part of the call's
-// :authority -- the address the client dialled (gRPC's default authority is
-// the target). A client that dials a take-over service address is fenced by
-// that slot; one that overrides the authority with a name that is not a slot
-// address is not fenced (as a request to the host's own address is not).
+// Listeners and fencing (framework/fence.h): beside a wildcard `address`,
+// each of options.service_addresses (the take-over agent's addresses, set by
+// the server entry point) gets a grpc::Server of its own, bound to that
+// address with IP_FREEBIND (it need not be on the host yet) and SO_REUSEPORT
+// (the kernel gives a connection to the most specific bind). A call there has
+// Request::local_address = that address, whatever its :authority. On other
+// addresses gRPC's C++ API does not expose a call's local socket address, so
+// Request::local_address is the host part of the call's :authority -- the
+// address the client dialled (gRPC's default authority is the target).
+//
+// Planned release (drain, SIGTERM; docs/framework.md "Embedded take-over"):
+// CloseConnections(address) shuts that address's grpc::Server down -- every
+// connection there gets HTTP/2 GOAWAY, the calls running on it finish and are
+// answered (they commit under this host's fence or are refused as deposed),
+// then the connections end -- and puts a fresh listener in its place for a
+// later holding. The client's channel opens its next connection to the
+// address, which by then the kernel fence refuses (a reset: the client
+// retries at once) or another host holds. Cost per service address: one
+// grpc::Server and its listening socket, no thread (calls run on gRPC's
+// shared callback threads and the one worker pool), a few KiB (32 addresses:
+// about 200 KiB resident, tests/framework/grpc_drain_test.cc).
 //
 // Threads: when the store commits asynchronously
 // (RequestPipeline::ExecutesInline(), e.g. RocksDB), a call runs the handler
@@ -74,6 +89,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -102,6 +118,13 @@ struct GrpcServerOptions {
   // Default: 127.0.0.1:9090.
   std::string address = "127.0.0.1";
   uint16_t port = 9090;
+  // Numeric addresses that get a listener of their own beside a wildcard
+  // `address` (0.0.0.0, ::), so that CloseConnections() ends exactly the
+  // connections there with GOAWAY (see the file comment). Ignored when
+  // `address` is not a wildcard; if `address` is one of them, the main
+  // listener is that address's. At most 1024 (as the take-over pool).
+  // Default: none.
+  std::vector<std::string> service_addresses;
   // Threads running handlers and blocking store calls, for stores that do
   // not commit asynchronously (otherwise unused). Default: 16.
   int worker_threads = 16;
@@ -130,6 +153,13 @@ class GrpcServer {
   virtual ~GrpcServer() = default;
   // The bound port (the real one when options.port was 0).
   virtual uint16_t port() const = 0;
+  // A planned release of `local_address` (numeric): its listener's
+  // connections get GOAWAY, running calls finish (up to 5 s), a fresh
+  // listener takes its place. Returns how many listeners of that address are
+  // still shutting down; call it again until it returns 0 (the first call
+  // starts the shutdown; 0 at once for an address without a listener of its
+  // own). Thread-safe.
+  virtual size_t CloseConnections(std::string_view local_address) = 0;
   // Stops accepting, lets running calls finish (up to 5 s), joins the
   // threads. Idempotent; the destructor calls it.
   virtual void Stop() = 0;
