@@ -28,7 +28,8 @@
 #                         default 3. BUILD_DIR default ./build (needs samples/kvservice/
 #                         baton-kvserver; bench/tools/baton-kv-driver for `driver`); env KVSERVER /
 #                         KV_DRIVER override the binaries; KV_NICE the servers' nice (default
-#                         -10). NET/NET2 as lab.sh (10.78.0 / 10.79.0).
+#                         -10); KV_GRPC_PORT: the servers also serve gRPC on 0.0.0.0:that port.
+#                         NET/NET2 as lab.sh (10.78.0 / 10.79.0).
 #   down                  kill everything (by PID), delete the namespaces; keeps DIR (rm it yourself)
 #   holder [SLOT]         one line per service address: "ADDRESS HOST[ HOST..]" ("-" = nobody),
 #                         read from `ip addr` in every host whose service port is up; with SLOT
@@ -182,6 +183,7 @@ write_configs() {
     {
       echo "# baton-kvserver on $h (written by scripts/kvlab.sh)"
       echo "listen: 0.0.0.0:$PORT"
+      [[ -z ${KV_GRPC_PORT:-} ]] || echo "grpc_listen: 0.0.0.0:$KV_GRPC_PORT"
       echo "admin: {listen: 127.0.0.1:$ADMIN_PORT}"
       echo "data_dir: $DIR/kvdata-$h"
       echo "log_level: ${KV_LOG_LEVEL:-info}"

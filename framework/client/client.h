@@ -162,8 +162,10 @@ class RetryingClient {
 // Whether an attempt's outcome may be retried with the same id (and, when
 // hedging, whether to keep waiting for another attempt): transport
 // errors kUnavailable/kDeadlineExceeded; HTTP 503, HTTP 409 with error code
-// request_in_progress or aborted; gRPC UNAVAILABLE, DEADLINE_EXCEEDED, and
-// ABORTED with error code request_in_progress or aborted. Never a replay.
+// request_in_progress or aborted; gRPC UNAVAILABLE, DEADLINE_EXCEEDED,
+// CANCELLED without baton's trailers (a call that raced with a listener's
+// GOAWAY; the transport reports it as kUnavailable), and ABORTED with error
+// code request_in_progress or aborted. Never a replay.
 bool IsRetryable(const absl::StatusOr<Response>& outcome);
 
 }  // namespace baton::framework::client

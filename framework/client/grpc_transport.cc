@@ -142,6 +142,19 @@ class GrpcTransport : public Transport {
       return it == init.end() ? std::string() : ToString(it->second);
     };
     const std::string error_code = trailer("baton-error");
+    // CANCELLED that this client did not ask for, without baton's trailers:
+    // the server's gRPC dropped the call before baton saw it -- a call that
+    // raced with the GOAWAY of a listener shutting down at a planned release
+    // (gRPC C++ 1.51 cancels calls that arrive after its Shutdown began).
+    // Not executed, or (were it anything else) of unknown outcome: retried
+    // with the same id. A handler's own CANCELLED reply is retried once and
+    // its replay is final.
+    if (error_code.empty() && status.error_code() == grpc::StatusCode::CANCELLED &&
+        trailer("idempotent-replayed") != "true") {
+      return absl::UnavailableError(absl::StrCat(
+          options_.target, ": the server cancelled the call before answering (",
+          status.error_message(), ")"));
+    }
     // No answer from a baton server: a transport failure, outcome unknown.
     if (error_code.empty() &&
         (status.error_code() == grpc::StatusCode::UNAVAILABLE ||

@@ -16,12 +16,15 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "framework/client/client.h"
+#include "framework/client/transport.h"
 #include "framework/clock.h"
 #include "framework/grpc/grpc_server.h"
 #include "framework/pipeline.h"
@@ -70,6 +73,16 @@ class GrpcDrainTest : public ::testing::Test {
                              release_slow_.WaitForNotification();
                            }
                            ++executions_;
+                           if (req.body == "own") {  // a key of its own: no conflicts
+                             std::string key;
+                             for (const char* m : {"idempotency-key", "baton-client-id", "baton-seq"}) {
+                               if (auto k = req.metadata.find(m); k != req.metadata.end()) {
+                                 key += k->second + "/";
+                               }
+                             }
+                             if (auto s = txn.Put(key, "1"); !s.ok()) return s;
+                             return Reply::Text(absl::StatusCode::kOk, "1");
+                           }
                            auto v = txn.Get("n");
                            if (!v.ok()) return v.status();
                            const int n = v->version == 0 ? 1 : std::stoi(v->value) + 1;
@@ -192,6 +205,67 @@ TEST_F(GrpcDrainTest, ReleaseSendsGoawayThereWhileItsRunningCallFinishes) {
   EXPECT_EQ(host->GetState(false), GRPC_CHANNEL_READY);
   EXPECT_EQ(server_->CloseConnections("127.0.0.9"), 0u) << "no listener of its own";
   server_->Stop();
+}
+
+// Calls that race with the release (sent while the GOAWAY is on its way):
+// each is answered, or fails retryably (UNAVAILABLE; CANCELLED, which gRPC
+// C++ 1.51 gives a call that arrives after its Shutdown began) without having
+// been executed -- never executed and lost. Through baton's retrying client
+// (gRPC transport) every call then succeeds, executed once.
+TEST_F(GrpcDrainTest, CallsRacingTheReleaseAreAnsweredOrNotExecuted) {
+  auto service = Channel("127.0.0.2");
+  ASSERT_TRUE(Call(service, "warm").status.ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, retryable{0}, other{0}, n{0};
+  std::vector<std::thread> plain;
+  for (int t = 0; t < 4; ++t) {
+    plain.emplace_back([&, t] {
+      while (!stop.load()) {
+        Answer a =
+            Start(service, absl::StrCat("p", t, "-", n.fetch_add(1)), "own").get();
+        const grpc::StatusCode c = a.status.error_code();
+        (c == grpc::StatusCode::OK ? ok
+         : c == grpc::StatusCode::UNAVAILABLE || c == grpc::StatusCode::CANCELLED
+             ? retryable
+             : other)++;
+      }
+    });
+  }
+  // baton's retrying client over its gRPC transport.
+  std::atomic<int> client_ok{0}, client_failed{0};
+  auto transport =
+      client::MakeGrpcTransport({.target = absl::StrCat("127.0.0.2:", server_->port())});
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  client::ClientOptions co;
+  co.retry.attempt_timeout = absl::Seconds(5);
+  client::RetryingClient retrying(*std::move(transport), co);
+  client::Call call;
+  call.method = kMethod;
+  call.body = "own";
+  std::thread with_client([&] {
+    while (!stop.load()) {
+      client::CallResult r = retrying.Send(call);
+      (r.status.ok() && r.response.code == absl::StatusCode::kOk ? client_ok : client_failed)++;
+    }
+  });
+  for (int round = 0; round < 20; ++round) {
+    absl::SleepFor(absl::Milliseconds(10));
+    (void)server_->CloseConnections("127.0.0.2");
+    const absl::Time until = absl::Now() + absl::Seconds(10);
+    while (server_->CloseConnections("127.0.0.2") > 0 && absl::Now() < until) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+  stop.store(true);
+  for (std::thread& t : plain) t.join();
+  with_client.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_EQ(client_failed.load(), 0);
+  EXPECT_GT(client_ok.load(), 0);
+  // Every execution was answered: no call executed whose answer was lost.
+  EXPECT_EQ(executions_.load(), ok.load() + client_ok.load() + 1)
+      << retryable.load() << " retryable";
 }
 
 TEST(GrpcListenerCost, ListenersOfServiceAddressesStartNoThreads) {

@@ -26,3 +26,21 @@ if(TARGET baton-kvserver)
     TIMEOUT 180
     ENVIRONMENT "KVSERVER=$<TARGET_FILE:baton-kvserver>")
 endif()
+
+# kv_grpc_drain: the same drains seen by gRPC clients (kv_drain.sh PROTOCOL=grpc): the drained
+# host's listener of the service address sends its connections GOAWAY and lets the running calls
+# finish before the address is handed over; no attempt waits out its timeout, every INCR counts
+# once. Root only, lab lock; about 30 s.
+if(TARGET baton-kvserver AND TARGET baton_kv_client)
+  add_executable(kv_grpc_drain_client ${CMAKE_CURRENT_LIST_DIR}/kv_grpc_drain_client.cc)
+  target_include_directories(kv_grpc_drain_client PRIVATE ${PROJECT_SOURCE_DIR})
+  target_link_libraries(kv_grpc_drain_client PRIVATE baton_kv_client CLI11::CLI11
+    nlohmann_json::nlohmann_json absl::strings absl::time)
+  add_test(NAME kv_grpc_drain COMMAND ${CMAKE_CURRENT_LIST_DIR}/kv_drain.sh)
+  set_tests_properties(kv_grpc_drain PROPERTIES
+    LABELS "root;lab"
+    RESOURCE_LOCK lab
+    SKIP_RETURN_CODE 77
+    TIMEOUT 180
+    ENVIRONMENT "KVSERVER=$<TARGET_FILE:baton-kvserver>;PROTOCOL=grpc;KV_GRPC_CLIENT=$<TARGET_FILE:kv_grpc_drain_client>")
+endif()
