@@ -9,7 +9,8 @@
 #     baton's client library, one channel each, a fresh channel after a failed attempt; the
 #     servers listen for gRPC too (kvlab.sh KV_GRPC_PORT).
 # DRAINS times the holder is drained (POST /baton/drain), and undrained once another host holds
-# the address.
+# the address; with DRAIN_BY=sigterm its kv server gets SIGTERM instead (the same planned release
+# on its way out), and is started again once another host holds the address.
 # Asserts, from the clients' records:
 #   - no attempt ever waited out its timeout (before the release gate, the drained host removed
 #     the address under open connections: the request in flight, or the next one, went into a
@@ -25,7 +26,7 @@
 #   - the clients used keep-alive (many requests per connection before the first drain);
 #   - every INCR of a client was acknowledged once: the counter read at the end equals the
 #     number of keys acknowledged (exactly once across the hand-overs).
-# Environment (CTest, kv_lab.cmake): KVSERVER, PROTOCOL, KV_GRPC_CLIENT. Root only (exit 77 =
+# Environment (CTest, kv_lab.cmake): KVSERVER, PROTOCOL, KV_GRPC_CLIENT, DRAIN_BY. Root only (exit 77 =
 # skip outside root).
 set -euo pipefail
 export LC_ALL=C
@@ -48,6 +49,8 @@ CLIENTS=${CLIENTS:-2}
 GAP_MS=${GAP_MS:-250}
 HB=${HB:-50ms}
 PROTOCOL=${PROTOCOL:-http}
+DRAIN_BY=${DRAIN_BY:-drain}
+[[ $DRAIN_BY == drain || $DRAIN_BY == sigterm ]] || { echo "DRAIN_BY must be drain or sigterm" >&2; exit 2; }
 GRPC_PORT=9090
 CLIENT_PIDS=()
 case $PROTOCOL in
@@ -82,7 +85,7 @@ wait_until() {   # wait_until SECONDS CMD...
 holder() { kvlab holder 0; }
 sole_holder_not() { local h; h=$(holder); [[ -n $h && $h != *" "* && $h != "$1" ]]; }
 
-log "lab up (heartbeat $HB, $PROTOCOL clients)"
+log "lab up (heartbeat $HB, $PROTOCOL clients, release by $DRAIN_BY)"
 kvlab up -i "$HB" > "$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; fail "kvlab up"; }
 eval "$(kvlab env)"
 
@@ -105,14 +108,22 @@ for (( k = 1; k <= DRAINS; k++ )); do
   wait_until 10 sole_holder_not "" || fail "no sole holder before drain $k: '$(holder)'"
   old=$(holder)
   t_start=$EPOCHREALTIME
-  kvlab drain "$old"
+  if [[ $DRAIN_BY == sigterm ]]; then
+    kill -TERM "$(cat "$LABDIR/kv.$old.pid")"
+  else
+    kvlab drain "$old"
+  fi
   wait_until 10 sole_holder_not "$old" || fail "drain $k: no other host holds the address ($(holder))"
   # The drain's window: from before the request to when another host was seen holding the
   # address (starting `ip netns exec curl` alone can take 100s of ms on a loaded machine).
   echo "$t_start $EPOCHREALTIME $old" >> "$WORK/drains"
-  log "drain $k: $old -> $(holder)"
+  log "$DRAIN_BY $k: $old -> $(holder)"
   sleep 0.5
-  kvlab undrain "$old"
+  if [[ $DRAIN_BY == sigterm ]]; then
+    kvlab start-server "$old" > /dev/null || fail "cannot restart the kv server of $old"
+  else
+    kvlab undrain "$old"
+  fi
 done
 sleep 1
 touch "$WORK/stop"

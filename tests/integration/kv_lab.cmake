@@ -43,4 +43,13 @@ if(TARGET baton-kvserver AND TARGET baton_kv_client)
     SKIP_RETURN_CODE 77
     TIMEOUT 180
     ENVIRONMENT "KVSERVER=$<TARGET_FILE:baton-kvserver>;PROTOCOL=grpc;KV_GRPC_CLIENT=$<TARGET_FILE:kv_grpc_drain_client>")
+  # kv_grpc_sigterm: the same with SIGTERM to the holder's server instead of a drain (the server
+  # hands its addresses over through the same release gate on its way out).
+  add_test(NAME kv_grpc_sigterm COMMAND ${CMAKE_CURRENT_LIST_DIR}/kv_drain.sh)
+  set_tests_properties(kv_grpc_sigterm PROPERTIES
+    LABELS "root;lab"
+    RESOURCE_LOCK lab
+    SKIP_RETURN_CODE 77
+    TIMEOUT 240
+    ENVIRONMENT "KVSERVER=$<TARGET_FILE:baton-kvserver>;PROTOCOL=grpc;DRAIN_BY=sigterm;KV_GRPC_CLIENT=$<TARGET_FILE:kv_grpc_drain_client>")
 endif()
