@@ -18,6 +18,7 @@
 #include "framework/clock.h"
 #include "framework/grpc/grpc_server.h"
 #include "framework/pipeline.h"
+#include "tests/framework/grpc_unary_call.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -85,39 +86,14 @@ class GrpcPolicyTest : public ::testing::Test {
   }
 
   // A plain gRPC call (no baton client) on a channel with `service_config`.
-  struct Answer {
-    grpc::Status status;
-    std::string body;
-    std::string replayed;
-  };
+  using Answer = GrpcAnswer;
   Answer Call(const std::string& service_config, const std::string& key) {
     grpc::ChannelArguments args;
     args.SetServiceConfigJSON(service_config);
     auto channel = grpc::CreateCustomChannel(
         absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials(),
         args);
-    grpc::GenericStub stub(channel);
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("idempotency-key", key);
-    grpc::Slice slice(std::string("{}"));
-    grpc::ByteBuffer request(&slice, 1);
-    grpc::ByteBuffer reply;
-    std::promise<grpc::Status> done;
-    stub.UnaryCall(&ctx, kMethod, grpc::StubOptions(), &request, &reply,
-                   [&done](grpc::Status s) { done.set_value(std::move(s)); });
-    Answer a;
-    a.status = done.get_future().get();
-    std::vector<grpc::Slice> slices;
-    if (a.status.ok() && reply.Dump(&slices).ok()) {
-      for (const grpc::Slice& s : slices) {
-        a.body.append(reinterpret_cast<const char*>(s.begin()), s.size());
-      }
-    }
-    auto it = ctx.GetServerTrailingMetadata().find("idempotent-replayed");
-    if (it != ctx.GetServerTrailingMetadata().end()) {
-      a.replayed = std::string(it->second.data(), it->second.size());
-    }
-    return a;
+    return GrpcUnaryCall(channel, kMethod, key, "{}");
   }
 
   std::unique_ptr<testing::FaultStore> store_ =

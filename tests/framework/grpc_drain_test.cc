@@ -28,6 +28,7 @@
 #include "framework/clock.h"
 #include "framework/grpc/grpc_server.h"
 #include "framework/pipeline.h"
+#include "tests/framework/grpc_unary_call.h"
 #include "framework/testing/fault_store.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
@@ -111,33 +112,12 @@ class GrpcDrainTest : public ::testing::Test {
                                      grpc::InsecureChannelCredentials(), args);
   }
 
-  struct Answer {
-    grpc::Status status;
-    std::string body;
-  };
+  using Answer = GrpcAnswer;
   // Starts a call; its answer comes through the future.
   std::future<Answer> Start(std::shared_ptr<grpc::Channel> channel, std::string key,
                             std::string body) {
     return std::async(std::launch::async, [channel, key, body] {
-      grpc::GenericStub stub(channel);
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-      ctx.AddMetadata("idempotency-key", key);
-      grpc::Slice slice(body);
-      grpc::ByteBuffer request(&slice, 1);
-      grpc::ByteBuffer reply;
-      std::promise<grpc::Status> done;
-      stub.UnaryCall(&ctx, kMethod, grpc::StubOptions(), &request, &reply,
-                     [&done](grpc::Status s) { done.set_value(std::move(s)); });
-      Answer a;
-      a.status = done.get_future().get();
-      std::vector<grpc::Slice> slices;
-      if (a.status.ok() && reply.Dump(&slices).ok()) {
-        for (const grpc::Slice& s : slices) {
-          a.body.append(reinterpret_cast<const char*>(s.begin()), s.size());
-        }
-      }
-      return a;
+      return GrpcUnaryCall(channel, kMethod, key, body, std::chrono::seconds(10));
     });
   }
   Answer Call(std::shared_ptr<grpc::Channel> channel, std::string key) {
