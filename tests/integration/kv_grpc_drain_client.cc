@@ -14,7 +14,8 @@
 //    "grpc-<code>-<baton-error>" | "error",
 //    "replayed": answered from a completion record, "conn": channel number,
 //    "key"}
-// and runs until --stop-file exists. Exit 0, or 2 on a usage error.
+// and runs until --stop-file exists (the request under way is still retried
+// until answered, up to 10 s). Exit 0, or 2 on a usage error.
 #include <unistd.h>
 
 #include <chrono>
@@ -78,6 +79,7 @@ int main(int argc, char** argv) {
   }
   std::ofstream out(out_path);
   int conn = 1;
+  absl::Time stopping_since = absl::InfinitePast();
   for (uint64_t n = 1; !std::filesystem::exists(stop_file); ++n) {
     IdHeaders ids;
     ids.idempotency_key = absl::StrCat(id, "-", n);
@@ -123,7 +125,13 @@ int main(int argc, char** argv) {
       fresh = !r.ok();
       if (fresh) ++conn;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      if (std::filesystem::exists(stop_file)) break;
+      // Once stopping, a request whose outcome is unknown is still retried
+      // (for up to 10 s) until it is answered: the counter check needs
+      // every executed INCR acknowledged.
+      if (std::filesystem::exists(stop_file)) {
+        if (stopping_since == absl::InfinitePast()) stopping_since = absl::Now();
+        if (absl::Now() - stopping_since > absl::Seconds(10)) break;
+      }
     }
   }
   return 0;
