@@ -1217,13 +1217,13 @@ absl::StatusOr<size_t> RequestPipeline::CollectByWatermark() {
     std::string start_after;
     for (;;) {
       absl::StatusOr<std::vector<KeyValue>> kvs =
-          store_.Scan({prefix, start_after, options_.gc_batch});
+          store_.Scan({prefix, start_after, GcBatch()});
       if (!kvs.ok()) {
         requeue(it);
         return kvs.status();
       }
       std::vector<Write> deletes;
-      bool done = kvs->size() < options_.gc_batch;
+      bool done = kvs->size() < GcBatch();
       for (const KeyValue& kv : *kvs) {
         uint64_t seq = 0;
         if (!ParseHex16(std::string_view(kv.key).substr(prefix.size()), &seq)) {
@@ -1309,12 +1309,22 @@ absl::StatusOr<size_t> SweepAgeIndex(
 
 }  // namespace
 
+size_t RequestPipeline::GcBatch() const {
+  // An age-index entry costs a commit one condition and two deletes (what it
+  // indexes, and itself): a batch must fit the store's limit, or every GC
+  // commit is refused and nothing is ever collected (etcd: max_txn_ops 128
+  // against the default batch of 256).
+  const size_t max_ops = store_.MaxCommitOps();
+  if (max_ops == 0) return options_.gc_batch;
+  return std::max<size_t>(1, std::min(options_.gc_batch, max_ops / 2));
+}
+
 absl::StatusOr<size_t> RequestPipeline::CollectByAge() {
   const int64_t cutoff =
       absl::ToUnixMicros(clock_.Now() - options_.retention);
   const std::string record_prefix = RecordPrefix();
   return SweepAgeIndex(
-      store_, IndexPrefix(), cutoff, options_.gc_batch,
+      store_, IndexPrefix(), cutoff, GcBatch(),
       [&](std::string_view id, uint64_t, std::vector<Condition>* conditions,
           std::vector<Write>* writes) -> absl::StatusOr<size_t> {
         const std::string rkey = record_prefix + std::string(id);
@@ -1334,7 +1344,7 @@ absl::StatusOr<size_t> RequestPipeline::CollectByAge() {
 absl::StatusOr<size_t> RequestPipeline::ExpireWatermarks() {
   absl::StatusOr<size_t> expired = SweepAgeIndex(
       store_, WatermarkIndexPrefix(),
-      absl::ToUnixMicros(clock_.Now() - options_.retention), options_.gc_batch,
+      absl::ToUnixMicros(clock_.Now() - options_.retention), GcBatch(),
       [&](std::string_view client, uint64_t entry_version,
           std::vector<Condition>* conditions,
           std::vector<Write>* writes) -> absl::StatusOr<size_t> {

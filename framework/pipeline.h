@@ -182,7 +182,9 @@ struct PipelineOptions {
   absl::Duration retention = absl::Hours(24);
   // Period of the background GC thread (StartBackgroundGc). Default: 60 s.
   absl::Duration gc_interval = absl::Seconds(60);
-  // GC deletes at most this many records per commit. Default: 256.
+  // GC deletes at most this many records per commit, fewer when the store
+  // accepts fewer operations per commit (StableStore::MaxCommitOps; etcd:
+  // half its max_txn_ops). Default: 256.
   size_t gc_batch = 256;
   // Largest reply stored in a completion record (body plus content type), in
   // bytes; a writing request with an id and a bigger reply is answered
@@ -433,6 +435,8 @@ class RequestPipeline {
                             const FenceDecision& used);
   void CountCommitLatency(absl::Duration d);
 
+  // options_.gc_batch, capped to what one commit of the store accepts.
+  size_t GcBatch() const;
   absl::StatusOr<size_t> CollectByWatermark();
   absl::StatusOr<size_t> CollectByAge();
   absl::StatusOr<size_t> ExpireWatermarks();

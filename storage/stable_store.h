@@ -206,6 +206,12 @@ class StableStore {
   // Which backend this is ("rocksdb", "etcd", "memory"), for status pages.
   virtual std::string Kind() const { return "unknown"; }
 
+  // The most conditions, and the most writes, that one Commit() accepts
+  // (a commit over it is refused with kResourceExhausted); 0 = no limit.
+  // Callers that batch their own work (e.g. the pipeline's garbage
+  // collection) size their commits to it. Default: 0.
+  virtual size_t MaxCommitOps() const { return 0; }
+
   // The backend's counters and gauges, for operators. Cheap (no I/O).
   // Default: none.
   virtual std::vector<StoreStatistic> Statistics() const { return {}; }

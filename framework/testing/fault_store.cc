@@ -365,6 +365,8 @@ absl::Status FaultStore::Ping() {
 
 std::string FaultStore::Kind() const { return inner_.Kind(); }
 
+size_t FaultStore::MaxCommitOps() const { return inner_.MaxCommitOps(); }
+
 std::vector<storage::StoreStatistic> FaultStore::Statistics() const {
   return inner_.Statistics();
 }

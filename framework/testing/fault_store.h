@@ -206,6 +206,7 @@ class FaultStore : public storage::StableStore {
   absl::Status Ping() override;
   // The inner store's (a FaultStore is invisible on status pages).
   std::string Kind() const override;
+  size_t MaxCommitOps() const override;
   std::vector<storage::StoreStatistic> Statistics() const override;
 
  private:

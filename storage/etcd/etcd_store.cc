@@ -527,6 +527,8 @@ double EtcdStore::SustainableCommitRate(const EtcdStoreStats& st) const {
       2 * interval_s, etcd_internal::BytesPerCommit(st.written_bytes, st.commits));
 }
 
+size_t EtcdStore::MaxCommitOps() const { return options_.max_txn_ops; }
+
 std::vector<StoreStatistic> EtcdStore::Statistics() const {
   const EtcdStoreStats st = Stats();
   auto n = [](uint64_t v) { return static_cast<double>(v); };

@@ -296,6 +296,7 @@ class EtcdStore : public StableStore {
   [[nodiscard]] absl::Status Ping() override;
 
   std::string Kind() const override { return "etcd"; }
+  size_t MaxCommitOps() const override;
   // The counters and gauges of EtcdStoreStats, the quota and the commit
   // rate it holds (sustainable_commit_rate).
   std::vector<StoreStatistic> Statistics() const override;

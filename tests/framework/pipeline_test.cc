@@ -342,6 +342,53 @@ TEST_F(PipelineTest, GcByAgeUsesTheInjectedClock) {
   EXPECT_EQ(store_.CountWithPrefix(fw + "t/"), 3u);
 }
 
+// A store that, like etcd (max_txn_ops), refuses a commit with more than
+// `limit` conditions or writes, and says so through MaxCommitOps().
+class OpsLimitedStore : public MemoryStore {
+ public:
+  explicit OpsLimitedStore(size_t limit) : limit_(limit) {}
+  absl::StatusOr<uint64_t> Commit(
+      const std::vector<storage::Condition>& conditions,
+      const std::vector<storage::Write>& writes) override {
+    if (conditions.size() > limit_ || writes.size() > limit_) {
+      ++refused_;
+      return absl::ResourceExhaustedError("over the store's ops per commit");
+    }
+    return MemoryStore::Commit(conditions, writes);
+  }
+  size_t MaxCommitOps() const override { return limit_; }
+  int refused() const { return refused_; }
+
+ private:
+  const size_t limit_;
+  int refused_ = 0;
+};
+
+// Regression: the default gc_batch (256 records, i.e. 256 conditions and
+// 512 deletes per commit) exceeds etcd's default max_txn_ops (128), so on
+// etcd every GC commit was refused and nothing was ever collected.
+TEST_F(PipelineTest, GcFitsTheStoresLimitOnOpsPerCommit) {
+  OpsLimitedStore store(128);
+  PipelineOptions o;  // The default gc_batch.
+  o.retention = absl::Hours(1);
+  RequestPipeline p(store, clock_, o);
+  CounterHandler h;
+  constexpr int kRequests = 300;
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(p.Execute(RequestId::Key(absl::StrCat("k", i)),
+                          MakeRequest("+1"), h)
+                    .ok());
+  }
+  clock_.Advance(absl::Hours(2));
+  auto n = p.CollectGarbage();
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, static_cast<size_t>(kRequests));
+  EXPECT_EQ(store.refused(), 0);
+  const std::string fw = std::string(storage::kReservedPrefix) + "fw/";
+  EXPECT_EQ(store.CountWithPrefix(fw + "c/"), 0u);
+  EXPECT_EQ(store.CountWithPrefix(fw + "t/"), 0u);
+}
+
 TEST_F(PipelineTest, BackgroundGcRunsWithoutBlockingRequests) {
   PipelineOptions o;
   o.retention = absl::Seconds(1);
