@@ -206,6 +206,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const EtcdOptions& option
   {
     absl::MutexLock lock(&client->calls_mu_);
     client->failed_.assign(client->endpoints_.size(), std::string());
+    client->members_.assign(client->endpoints_.size(), MemberView());
   }
   Client* raw = client.get();
   client->connect_thread_ = std::thread([raw] { raw->ConnectLoop(); });
@@ -246,14 +247,19 @@ int64_t Client::NowNs() {
   return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
 }
 
-bool Client::WaitConnected(Endpoint& ep) {
+bool Client::WaitConnected(Endpoint& ep, bool give_up_on_failure) {
   grpc_connectivity_state state = ep.channel->GetState(/*try_to_connect=*/true);
   if (state == GRPC_CHANNEL_READY) return true;
-  // An absolute deadline (WaitForConnected waits in a loop; a relative one
-  // would restart at every state change).
+  // An absolute deadline (a relative one would restart at every state
+  // change).
   const gpr_timespec deadline = gpr_time_add(
       gpr_now(GPR_CLOCK_MONOTONIC), After(options_.dial_timeout));
-  return ep.channel->WaitForConnected(deadline);
+  for (;;) {
+    if (state == GRPC_CHANNEL_READY) return true;
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE && give_up_on_failure) return false;
+    if (!ep.channel->WaitForStateChange(state, deadline)) return false;
+    state = ep.channel->GetState(/*try_to_connect=*/true);
+  }
 }
 
 absl::Status Client::EnsureToken(Endpoint& ep, const std::string* stale) {
@@ -298,8 +304,80 @@ void Client::MoveTo(size_t from, size_t to, const char* why) {
   }
 }
 
+MemberRank RankMember(const MemberView& m, int64_t now_ns, int64_t silent_after_ns) {
+  if (m.marked_failed || m.probe_failed) return MemberRank::kSilent;
+  if (m.probe_sent_ns != 0 && now_ns - m.probe_sent_ns > silent_after_ns) {
+    return MemberRank::kSilent;
+  }
+  if (m.call_failed_ns != 0 && m.call_failed_ns >= m.answered_ns) return MemberRank::kSuspect;
+  if (!m.answered) return MemberRank::kUnknown;
+  return m.has_leader ? MemberRank::kReady : MemberRank::kNoLeader;
+}
+
+std::optional<size_t> NextMember(const std::vector<MemberRank>& ranks,
+                                 const std::vector<bool>& tried) {
+  const bool all_silent = std::all_of(ranks.begin(), ranks.end(),
+                                      [](MemberRank r) { return r == MemberRank::kSilent; });
+  std::optional<size_t> best;
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    if (tried[i] || (ranks[i] == MemberRank::kSilent && !all_silent)) continue;
+    if (!best || ranks[i] < ranks[*best]) best = i;
+  }
+  return best;
+}
+
+MemberRank Client::RankOf(size_t i) const {
+  const int64_t silent_after =
+      std::chrono::nanoseconds(options_.health_probe_silent_after).count();
+  absl::MutexLock lock(&calls_mu_);
+  MemberView m = members_[i];
+  m.marked_failed = !failed_[i].empty();
+  return RankMember(m, NowNs(), silent_after);
+}
+
+std::vector<MemberRank> Client::Ranks() const {
+  std::vector<MemberRank> ranks;
+  ranks.reserve(endpoints_.size());
+  for (size_t i = 0; i < endpoints_.size(); ++i) ranks.push_back(RankOf(i));
+  return ranks;
+}
+
+std::optional<size_t> Client::Next(const std::vector<bool>& tried,
+                                   std::vector<std::string>* why) const {
+  const std::vector<MemberRank> ranks = Ranks();
+  const std::optional<size_t> next = NextMember(ranks, tried);
+  if (why != nullptr && !next) {
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      if (!tried[i] && ranks[i] == MemberRank::kSilent) {
+        why->push_back(absl::StrCat(endpoints_[i]->target,
+                                    ": skipped (does not answer its health probes)"));
+      }
+    }
+  }
+  return next;
+}
+
+void Client::NoteCall(size_t endpoint, bool failed) {
+  absl::MutexLock lock(&calls_mu_);
+  MemberView& m = members_[endpoint];
+  if (failed) {
+    m.call_failed_ns = NowNs();
+  } else if (m.call_failed_ns != 0) {
+    m.answered_ns = NowNs();
+  }
+}
+
 size_t Client::StartEndpoint() {
   const size_t current = current_.load() % endpoints_.size();
+  // A current member that went silent (a crashed host) is not where a call
+  // starts while another member answers.
+  if (options_.health_probe_interval.count() > 0 && endpoints_.size() > 1 &&
+      RankOf(current) == MemberRank::kSilent) {
+    const std::vector<MemberRank> ranks = Ranks();
+    const std::optional<size_t> next =
+        NextMember(ranks, std::vector<bool>(endpoints_.size(), false));
+    if (next && ranks[*next] != MemberRank::kSilent) return *next;
+  }
   // With a health probe, it alone decides when to go back to the first
   // endpoint (once that member has a leader and has caught up).
   if (current == 0 || options_.health_probe_interval.count() > 0) return current;
@@ -374,21 +452,38 @@ void Client::CancelCalls(size_t endpoint, int64_t before_ns, const std::string& 
 class Client::Walk {
  public:
   Walk(Client& c, CallKind kind)
-      : c_(c), kind_(kind), n_(c.endpoints_.size()), start_(c.StartEndpoint()) {}
+      : c_(c),
+        kind_(kind),
+        n_(c.endpoints_.size()),
+        start_(c.StartEndpoint()),
+        at_(start_),
+        tried_(n_, false) {}
 
-  bool exhausted() const { return k_ >= n_; }
-  size_t index() const { return (start_ + k_) % n_; }
+  bool exhausted() const { return !at_.has_value(); }
+  size_t index() const { return *at_; }
   Endpoint& endpoint() const { return *c_.endpoints_[index()]; }
 
-  // Gives up on the endpoint in hand, for `why`.
+  // Gives up on the endpoint in hand, for `why`; the next one is chosen now,
+  // from what the probes know at this moment (a member that went silent
+  // since the call started is skipped).
   void Skip(std::string why) {
     why_.push_back(std::move(why));
-    ++k_;
+    tried_[*at_] = true;
+    at_ = c_.Next(tried_, &why_);
     refreshed_ = false;
   }
   void SkipUnconnected() {
     Skip(absl::StrCat(endpoint().target, ": not connected within ",
-                      c_.options_.dial_timeout.count(), " ms"));
+                      c_.options_.dial_timeout.count(), " ms (or refused)"));
+  }
+  // Whether a member that is not silent is left to try after the one in
+  // hand: then a connection that failed (refused, unreachable) is given up
+  // at once instead of waiting dial_timeout for it to come back.
+  bool HasAlternative() const {
+    std::vector<bool> tried = tried_;
+    tried[*at_] = true;
+    const std::optional<size_t> next = c_.Next(tried, nullptr);
+    return next && c_.RankOf(*next) != MemberRank::kSilent;
   }
 
   // Before sending on the endpoint in hand: the auth token. OK: send;
@@ -413,6 +508,7 @@ class Client::Walk {
     const size_t i = index();
     Endpoint& ep = endpoint();
     if (s.ok()) {
+      c_.NoteCall(i, /*failed=*/false);
       c_.MoveTo(start_, i, "answered");
       *result = absl::OkStatus();
       return Step::kReturn;
@@ -420,6 +516,11 @@ class Client::Walk {
     const std::string message =
         cancelled.empty() ? s.error_message() : absl::StrCat("cancelled: ", cancelled);
     const FailureClass fc = Classify(s, kind_);
+    // Not a definite answer from etcd: the member ranks below those that
+    // answer until a probe or a call hears from it again.
+    if (fc == FailureClass::kNotApplied || fc == FailureClass::kUnknown) {
+      c_.NoteCall(i, /*failed=*/true);
+    }
     if (fc == FailureClass::kBadToken && !refreshed_ && !c_.options_.username.empty()) {
       // etcd checks the token before proposing: nothing was applied.
       refreshed_ = true;
@@ -442,7 +543,13 @@ class Client::Walk {
                    message);
       // The member did not answer: let the next call start elsewhere. (A
       // call the probe cancelled: the probe has moved, if it had to.)
-      if (n_ > 1 && cancelled.empty()) c_.MoveTo(i, (i + 1) % n_, "a commit was not answered");
+      if (n_ > 1 && cancelled.empty()) {
+        std::vector<bool> others(n_, false);
+        others[i] = true;
+        if (std::optional<size_t> next = c_.Next(others, nullptr)) {
+          c_.MoveTo(i, *next, "a commit was not answered");
+        }
+      }
       *result = absl::UnknownError(
           absl::StrCat("etcd at ", ep.target, ": commit sent but not answered (", message,
                        "); its outcome is unknown: resolve by reading"));
@@ -463,7 +570,8 @@ class Client::Walk {
   const CallKind kind_;
   const size_t n_;
   const size_t start_;
-  size_t k_ = 0;
+  std::optional<size_t> at_;  // the endpoint in hand; nullopt: exhausted
+  std::vector<bool> tried_;
   bool refreshed_ = false;
   std::vector<std::string> why_;
 };
@@ -472,7 +580,7 @@ absl::Status Client::Call(CallKind kind, const Rpc& rpc) {
   Walk walk(*this, kind);
   while (!walk.exhausted()) {
     Endpoint& ep = walk.endpoint();
-    if (!WaitConnected(ep)) {
+    if (!WaitConnected(ep, walk.HasAlternative())) {
       walk.SkipUnconnected();
       continue;
     }
@@ -525,8 +633,12 @@ class Client::AsyncTxn : public Client::ConnectWaiter {
       return Finish(c_.Closing() ? absl::UnavailableError("etcd: the store is closing")
                                  : walk_.Unavailable());
     }
-    if (walk_.endpoint().channel->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) {
-      return Send();
+    const grpc_connectivity_state state =
+        walk_.endpoint().channel->GetState(/*try_to_connect=*/true);
+    if (state == GRPC_CHANNEL_READY) return Send();
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE && walk_.HasAlternative()) {
+      walk_.SkipUnconnected();
+      return Attempt();
     }
     // Not connected (a rare path: a member down or just restarted): wait
     // for it on the connection thread until the dial deadline.
@@ -541,7 +653,8 @@ class Client::AsyncTxn : public Client::ConnectWaiter {
     const grpc_connectivity_state state =
         walk_.endpoint().channel->GetState(/*try_to_connect=*/true);
     if (state == GRPC_CHANNEL_READY) return Send();
-    if (!ok || c_.Closing()) {
+    if (!ok || c_.Closing() ||
+        (state == GRPC_CHANNEL_TRANSIENT_FAILURE && walk_.HasAlternative())) {
       walk_.SkipUnconnected();
       return Attempt();
     }
@@ -633,6 +746,24 @@ class Client::Alarm {
   grpc::Alarm alarm_;
 };
 
+// One asynchronous status probe of a member. On the heap; deletes itself in
+// ProbeAnswered.
+class Client::Probe {
+ public:
+  explicit Probe(size_t endpoint) : endpoint_(endpoint) {}
+  size_t endpoint() const { return endpoint_; }
+  grpc::ClientContext& context() { return context_; }
+  const etcdserverpb::StatusRequest& request() const { return request_; }
+  etcdserverpb::StatusResponse& response() { return response_; }
+  void Cancel() { context_.TryCancel(); }
+
+ private:
+  const size_t endpoint_;
+  grpc::ClientContext context_;
+  etcdserverpb::StatusRequest request_;
+  etcdserverpb::StatusResponse response_;
+};
+
 bool Client::Closing() const {
   absl::MutexLock lock(&calls_mu_);
   return closing_;
@@ -688,6 +819,7 @@ void Client::Shutdown() {
       f->context->TryCancel();
     }
     for (Alarm* a : alarms_) a->Cancel();
+    for (Probe* p : probes_) p->Cancel();
     // Every asynchronous call and alarm has called back (a call waiting for
     // a connection does so by its dial deadline at the latest).
     calls_mu_.Await(absl::Condition(
@@ -720,8 +852,9 @@ MemberHealth Client::StatusOf(size_t i, std::chrono::milliseconds timeout) {
     h.error = std::string(auth.message());
     return h;
   }
-  // A connection is given dial_timeout to come up, as calls give it.
-  if (!WaitConnected(ep)) {
+  // A connection is given dial_timeout to come up, as calls give it (a
+  // refused one fails at once when there are other members).
+  if (!WaitConnected(ep, /*give_up_on_failure=*/endpoints_.size() > 1)) {
     h.error = absl::StrCat("not connected within ", options_.dial_timeout.count(), " ms");
     return h;
   }
@@ -748,6 +881,74 @@ MemberHealth Client::StatusOf(size_t i, std::chrono::milliseconds timeout) {
   return h;
 }
 
+void Client::SendProbe(size_t i, int64_t now_ns) {
+  const grpc_connectivity_state state = endpoints_[i]->channel->GetState(/*try_to_connect=*/true);
+  {
+    absl::MutexLock lock(&calls_mu_);
+    MemberView& m = members_[i];
+    if (m.probe_sent_ns != 0) return;  // the last one is still out
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
+      m.probe_failed = true;  // refused or unreachable: silent until it connects
+      m.has_leader = false;
+      return;
+    }
+    // Connecting (or idle, now connecting): nothing to learn yet.
+    if (state != GRPC_CHANNEL_READY) return;
+  }
+  if (!BeginAsync()) return;
+  auto* probe = new Probe(i);
+  {
+    absl::MutexLock lock(&calls_mu_);
+    members_[i].probe_sent_ns = now_ns;
+    probes_.insert(probe);
+    if (closing_) probe->Cancel();
+  }
+  // No require-leader: a member without a leader answers, and says so.
+  probe->context().set_deadline(After(options_.health_probe_timeout));
+  if (!options_.username.empty()) {
+    const std::string token = Token();
+    if (!token.empty()) probe->context().AddMetadata(kTokenMetadata, token);
+  }
+  endpoints_[i]->maintenance->async()->Status(
+      &probe->context(), &probe->request(), &probe->response(),
+      [this, probe](grpc::Status s) { ProbeAnswered(probe, s); });
+}
+
+void Client::ProbeAnswered(Probe* probe, const grpc::Status& s) {
+  // Any answer from etcd itself (even a refusal) shows the member alive.
+  const bool answered = s.ok() || Classify(s, CallKind::kRead) != FailureClass::kNotApplied;
+  const size_t i = probe->endpoint();
+  {
+    absl::MutexLock lock(&calls_mu_);
+    probes_.erase(probe);
+    MemberView& m = members_[i];
+    m.probe_sent_ns = 0;
+    m.probe_failed = !answered;
+    if (answered) {
+      m.answered = true;
+      m.answered_ns = NowNs();
+      m.has_leader = s.ok() && probe->response().leader() != 0;
+      // Found back: calls may go there again.
+      if (m.has_leader) failed_[i].clear();
+    } else {
+      m.has_leader = false;
+    }
+  }
+  delete probe;
+  AsyncFinished();
+}
+
+void Client::NoteProbe(size_t i, const MemberHealth& h) {
+  absl::MutexLock lock(&calls_mu_);
+  MemberView& m = members_[i];
+  m.probe_failed = !h.answered;
+  if (h.answered) {
+    m.answered = true;
+    m.answered_ns = NowNs();
+  }
+  m.has_leader = h.answered && h.leader != 0;
+}
+
 std::optional<MemberHealth> Client::LastHealth() const {
   absl::MutexLock lock(&health_mu_);
   return last_health_;
@@ -765,9 +966,17 @@ void Client::ProbeOnce() {
     CancelCalls(e, at, "the member's raft leader changed while it waited");
   }
   const int64_t now = NowNs();
+  // The other members, without waiting: where calls go when they leave the
+  // member in use.
+  for (size_t j = 0; j < n; ++j) {
+    if (j != cur) SendProbe(j, now);
+  }
   const std::chrono::milliseconds timeout = options_.health_probe_timeout;
   const MemberHealth h = StatusOf(cur, timeout);
   const ProbeVerdict verdict = JudgeProbe(h, last_term_[cur]);
+  // (Asked with require-leader: "no leader" comes back as no answer; it is
+  // the verdict below that counts for the member in use.)
+  NoteProbe(cur, h);
   if (h.answered) {
     last_term_[cur] = h.term;
     absl::MutexLock lock(&health_mu_);
@@ -782,10 +991,16 @@ void Client::ProbeOnce() {
     // finds the member healthy; none of those in flight waits any longer.
     if (n > 1) MarkFailed(cur, absl::StrCat("failed its health probe (", why, ")"));
     CancelCalls(cur, INT64_MAX, why);
-    // Another member with a leader, the first (the host's own) preferred.
-    for (size_t j = 0; j < n; ++j) {
-      if (j == cur) continue;
+    // Another member with a leader: the ones whose probes answered with a
+    // leader first, the first (the host's own) preferred; silent ones not
+    // at all (a crashed host would hold this probe for its timeout).
+    std::vector<bool> tried(n, false);
+    tried[cur] = true;
+    while (std::optional<size_t> next = Next(tried, nullptr)) {
+      const size_t j = *next;
+      tried[j] = true;
       const MemberHealth other = StatusOf(j, timeout);
+      NoteProbe(j, other);
       if (JudgeProbe(other, 0) != ProbeVerdict::kHealthy) continue;
       MarkFailed(j, "");
       last_term_[j] = other.term;
@@ -799,28 +1014,17 @@ void Client::ProbeOnce() {
     return;
   }
   MarkFailed(cur, "");
-  // Back to the first endpoint once it is healthy and has caught up;
-  // another member marked failed is looked at again once a second.
-  std::optional<size_t> recheck;
-  if (cur != 0) {
-    recheck = 0;
-  } else if (now - last_recheck_ns_ >= 1000000000) {
-    absl::MutexLock lock(&calls_mu_);
-    for (size_t k = 1; k <= n && !recheck; ++k) {
-      const size_t j = (last_rechecked_ + k) % n;
-      if (j != cur && !failed_[j].empty()) recheck = j;
-    }
-  }
-  if (!recheck) return;
-  if (*recheck != 0) {
-    last_recheck_ns_ = now;
-    last_rechecked_ = *recheck;
-  }
-  const MemberHealth other = StatusOf(*recheck, timeout);
-  if (JudgeProbe(other, 0) != ProbeVerdict::kHealthy) return;
-  MarkFailed(*recheck, "");
-  if (*recheck == 0 && CaughtUp(other, h)) {
-    last_term_[0] = other.term;
+  // Back to the first endpoint once it has a leader and has caught up. Its
+  // own probe (sent above) says when it answers with a leader again; a
+  // silent one is not waited for here. (Other members marked failed are
+  // cleared by their probes.)
+  if (cur == 0 || RankOf(0) != MemberRank::kReady) return;
+  const MemberHealth first = StatusOf(0, timeout);
+  NoteProbe(0, first);
+  if (JudgeProbe(first, 0) != ProbeVerdict::kHealthy) return;
+  MarkFailed(0, "");
+  if (CaughtUp(first, h)) {
+    last_term_[0] = first.term;
     MoveTo(cur, 0, "the first endpoint has a leader and has caught up");
   }
 }

@@ -95,6 +95,35 @@ enum class ProbeVerdict {
 };
 // `previous_term`: the term the last probe of this member saw (0: none).
 ProbeVerdict JudgeProbe(const MemberHealth& health, uint64_t previous_term);
+// How a call ranks a member when it chooses where to go (exposed for unit
+// tests). Lower is tried first.
+enum class MemberRank {
+  kReady,     // its last probe answered and saw a leader
+  kNoLeader,  // its last probe answered without a leader (refuses fast)
+  kUnknown,   // not probed yet (or probes off)
+  kSuspect,   // a call to it failed after its last answer
+  kSilent,    // its probe went unanswered (or the member in use failed its
+              // probe): calls skip it while another member is not silent
+};
+// What the client knows of one member (from its probes and calls); times are
+// NowNs().
+struct MemberView {
+  bool marked_failed = false;  // the probe of the member in use failed it
+  int64_t probe_sent_ns = 0;   // a probe unanswered since (0: none)
+  bool probe_failed = false;   // the last probe got no answer
+  bool answered = false;       // a probe has answered
+  bool has_leader = false;     // ... and saw a leader
+  int64_t answered_ns = 0;     // when it last answered a probe or a call
+  int64_t call_failed_ns = 0;  // when a call to it last failed (0: never)
+};
+MemberRank RankMember(const MemberView& m, int64_t now_ns, int64_t silent_after_ns);
+// The next member a call tries, among those not `tried`: the lowest rank,
+// then the lowest index (the host's own member is listed first). Silent
+// members are skipped (nullopt when only they are left) unless every member
+// is silent: then nothing is known and each is tried in turn.
+std::optional<size_t> NextMember(const std::vector<MemberRank>& ranks,
+                                 const std::vector<bool>& tried);
+
 // Whether the preferred member may take over again from the one in use:
 // it has a leader and has applied everything the one in use had in its log
 // when it was probed just before.
@@ -130,8 +159,10 @@ class Client {
   void RunAt(int64_t deadline_ns, absl::AnyInvocable<void()> fn);
 
   // One health probe (EtcdOptions::health_probe_*): judges the member in
-  // use, moves to another and cancels calls as the options say. Called by
-  // the store's maintenance thread, never concurrently with itself.
+  // use, moves to another and cancels calls as the options say; asks every
+  // other member for its status without waiting (the answers, or their
+  // absence, rank the members for the calls' walks). Called by the store's
+  // probe thread, never concurrently with itself.
   void ProbeOnce();
   // The last answer of the member in use to a probe (nullopt before the
   // first).
@@ -164,6 +195,7 @@ class Client {
   class Walk;
   class AsyncTxn;
   class Alarm;
+  class Probe;
   // Something waiting on connect_cq_ for a channel's state to change.
   struct ConnectWaiter {
     virtual ~ConnectWaiter() = default;
@@ -182,8 +214,9 @@ class Client {
 
   explicit Client(const EtcdOptions& options) : options_(options) {}
 
-  // Connected within dial_timeout?
-  bool WaitConnected(Endpoint& endpoint);
+  // Connected within dial_timeout? With `give_up_on_failure`, false as soon
+  // as the connection attempt fails (refused, unreachable).
+  bool WaitConnected(Endpoint& endpoint, bool give_up_on_failure);
   // The endpoint a call starts at: the current one; without a health probe,
   // the first one again when the current one is another and the first
   // one's connection is up (checked at most every kFailBackProbeInterval).
@@ -195,6 +228,21 @@ class Client {
   std::string Token() const;
   // Makes `to` the current endpoint if `from` still is; logs and counts it.
   void MoveTo(size_t from, size_t to, const char* why);
+  // The member ranks now (RankMember for each endpoint).
+  MemberRank RankOf(size_t endpoint) const;
+  std::vector<MemberRank> Ranks() const;
+  // NextMember() on the ranks now; appends why silent members were skipped
+  // to `why` (when it is not null).
+  std::optional<size_t> Next(const std::vector<bool>& tried, std::vector<std::string>* why) const;
+  // A call to `endpoint` failed without an answer from etcd (true) or was
+  // answered (false).
+  void NoteCall(size_t endpoint, bool failed);
+  // Sends an asynchronous status probe to `endpoint` unless one is still
+  // out; a member whose connection failed counts as silent at once.
+  void SendProbe(size_t endpoint, int64_t now_ns);
+  void ProbeAnswered(Probe* probe, const grpc::Status& status);
+  // Records the answer of a synchronous probe (StatusOf) of `endpoint`.
+  void NoteProbe(size_t endpoint, const MemberHealth& health);
 
   // False (and why in call->cancelled_because) when its endpoint is marked
   // failed: the call must not be sent.
@@ -239,6 +287,10 @@ class Client {
   absl::flat_hash_set<Alarm*> alarms_ ABSL_GUARDED_BY(calls_mu_);
   // Per endpoint: why the probe found it failed ("" = not marked).
   std::vector<std::string> failed_ ABSL_GUARDED_BY(calls_mu_);
+  // Per endpoint: what probes and calls showed (failed_ aside).
+  std::vector<MemberView> members_ ABSL_GUARDED_BY(calls_mu_);
+  // Asynchronous probes out, for Shutdown.
+  absl::flat_hash_set<Probe*> probes_ ABSL_GUARDED_BY(calls_mu_);
   size_t pending_async_ ABSL_GUARDED_BY(calls_mu_) = 0;
   bool closing_ ABSL_GUARDED_BY(calls_mu_) = false;
   bool shut_down_ ABSL_GUARDED_BY(calls_mu_) = false;
@@ -248,9 +300,6 @@ class Client {
   // A leader change seen on endpoint .first at time .second: calls sent
   // there before it are cancelled at the next probe.
   std::optional<std::pair<size_t, int64_t>> leader_change_;
-  // The last marked endpoint looked at again, and when.
-  size_t last_rechecked_ = 0;
-  int64_t last_recheck_ns_ = 0;
   mutable absl::Mutex health_mu_;
   std::optional<MemberHealth> last_health_ ABSL_GUARDED_BY(health_mu_);
 

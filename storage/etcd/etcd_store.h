@@ -107,6 +107,17 @@ struct EtcdOptions {
   // kUnknown outcomes of the calls in flight and a move to another member).
   // Default: 500 ms.
   std::chrono::milliseconds health_probe_timeout{500};
+  // The probe also asks every other member for its status each interval,
+  // without waiting. A call that must leave its member (refused, no leader,
+  // not answered) goes next to the members whose last probe answered and
+  // saw a leader, then to those without a leader (they refuse at once), and
+  // never to one whose probe has gone unanswered for longer than this (a
+  // crashed host keeps its connections "up" and would hold the call until
+  // request_timeout), while another member answers; a probe answer brings
+  // it back. Lower skips a crashed member sooner after its crash; a member
+  // slower than this under load is only skipped (calls in flight on it are
+  // not cancelled). Default: 150 ms.
+  std::chrono::milliseconds health_probe_silent_after{150};
 
   // Open waits up to this long for the first endpoint (list the host's own
   // member first) to serve a linearizable read: the member is up, has a

@@ -6,6 +6,7 @@
 #include "storage/etcd/commit_queue.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -220,6 +221,60 @@ TEST(ProbeVerdictTest, PreferredMemberTakesOverOnlyOnceCaughtUp) {
   EXPECT_TRUE(CaughtUp(first, in_use));
   first.leader = 0;
   EXPECT_FALSE(CaughtUp(first, in_use)) << "no leader";
+}
+
+// -------------------------------------------- where a call goes next ----
+
+TEST(MemberRankTest, ProbesAndCallFailuresRankAMember) {
+  const int64_t silent_after = 150 * kMs;
+  const int64_t now = 10000 * kMs;
+  MemberView m;
+  EXPECT_EQ(RankMember(m, now, silent_after), MemberRank::kUnknown) << "never probed";
+  m.answered = true;
+  m.answered_ns = now - 50 * kMs;
+  m.has_leader = true;
+  EXPECT_EQ(RankMember(m, now, silent_after), MemberRank::kReady);
+  m.has_leader = false;
+  EXPECT_EQ(RankMember(m, now, silent_after), MemberRank::kNoLeader);
+  m.has_leader = true;
+  m.call_failed_ns = now - 10 * kMs;
+  EXPECT_EQ(RankMember(m, now, silent_after), MemberRank::kSuspect)
+      << "a call failed after its last answer";
+  m.answered_ns = now - 5 * kMs;
+  EXPECT_EQ(RankMember(m, now, silent_after), MemberRank::kReady) << "heard from again";
+  m.probe_sent_ns = now - 100 * kMs;
+  EXPECT_EQ(RankMember(m, now, silent_after), MemberRank::kReady) << "probe still young";
+  m.probe_sent_ns = now - 151 * kMs;
+  EXPECT_EQ(RankMember(m, now, silent_after), MemberRank::kSilent)
+      << "probe unanswered for longer than silent_after (a crashed host)";
+  m.probe_sent_ns = 0;
+  m.probe_failed = true;
+  EXPECT_EQ(RankMember(m, now, silent_after), MemberRank::kSilent) << "probe got no answer";
+  m.probe_failed = false;
+  m.marked_failed = true;
+  EXPECT_EQ(RankMember(m, now, silent_after), MemberRank::kSilent)
+      << "failed the probe of the member in use";
+}
+
+// The etcd-leader crash: the host's own member (listed first) refused the
+// call (its leader died); the dead leader is listed second and its probe
+// went unanswered; the third answers. The call must go to the third, not
+// wait on the dead member (the old walk went on in list order: 0, 1, 2).
+TEST(MemberRankTest, CallSkipsASilentMemberAndPrefersOnesWithALeader) {
+  using R = MemberRank;
+  EXPECT_EQ(NextMember({R::kReady, R::kSilent, R::kReady}, {true, false, false}), 2u);
+  EXPECT_EQ(NextMember({R::kReady, R::kSilent, R::kNoLeader}, {true, false, false}), 2u)
+      << "a member without a leader refuses at once; the silent one is not tried";
+  EXPECT_EQ(NextMember({R::kReady, R::kSilent, R::kNoLeader}, {true, false, true}),
+            std::nullopt)
+      << "only a silent member left: the call ends (unavailable) instead of waiting on it";
+  EXPECT_EQ(NextMember({R::kSuspect, R::kNoLeader, R::kReady}, {false, false, false}), 2u)
+      << "those that answered with a leader first";
+  EXPECT_EQ(NextMember({R::kUnknown, R::kSuspect, R::kUnknown}, {false, true, false}), 0u)
+      << "equal ranks: list order (the host's own member first)";
+  EXPECT_EQ(NextMember({R::kSilent, R::kSilent, R::kSilent}, {true, false, false}), 1u)
+      << "every member silent: nothing is known, each is tried in turn";
+  EXPECT_EQ(NextMember({R::kReady, R::kReady}, {true, true}), std::nullopt);
 }
 
 // ---------------------------------------------------------- capacity ----

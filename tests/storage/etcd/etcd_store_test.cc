@@ -727,6 +727,70 @@ TEST_F(EtcdStoreTest, SilentMemberIsLeftWithinTheProbeBound) {
   ASSERT_TRUE(cluster_->Resume(0).ok());
 }
 
+// The etcd-leader host crash, on loopback: the member in use dies (killed
+// here: its connection is refused) and the next member in the endpoint list
+// is a crashed host's (SIGSTOP: its connection stays up, nothing answers).
+// The call must leave the member in use and go to a member that answers,
+// skipping the silent one that the probes found silent, instead of waiting
+// out its request deadline there (the old walk went on in list order and a
+// commit waited 3 s for the dead member's connection, then 3 s for the
+// silent one's). Five members so that a quorum survives both.
+TEST_F(EtcdStoreTest, CallSkipsASilentMemberWhenTheOneInUseDies) {
+  ASSERT_NO_FATAL_FAILURE(Start(5));
+  absl::StatusOr<int> leader = cluster_->Leader(0);
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  // Two followers first (no election in the test), then the others.
+  std::vector<int> order;
+  for (int m = 0; m < cluster_->size(); ++m) {
+    if (m != *leader) order.push_back(m);
+  }
+  order.push_back(*leader);
+  const int in_use = order[0], silent = order[1];
+  EtcdOptions options = TestOptions(*cluster_, "skipsilent/");
+  options.endpoints.clear();
+  for (int m : order) options.endpoints.push_back(cluster_->ClientEndpoint(m));
+  // Long deadlines: waiting out either on a dead member shows.
+  options.dial_timeout = milliseconds(3000);
+  options.request_timeout = milliseconds(10000);
+  options.health_probe_interval = milliseconds(100);
+  std::unique_ptr<EtcdStore> store = Open(options);
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<uint64_t> r1 = store->Commit({}, {Write::Put("k", "before")});
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  ASSERT_EQ(store->CurrentEndpoint(), cluster_->ClientEndpoint(in_use));
+
+  ASSERT_TRUE(cluster_->Pause(silent).ok());
+  // Long enough for a probe of it to go unanswered for silent_after
+  // (150 ms) on a loaded machine.
+  std::this_thread::sleep_for(milliseconds(1000));
+  ASSERT_TRUE(cluster_->Kill(in_use).ok());
+  // A read first: a commit sent in the instant before the client saw the
+  // connection close would rightly be kUnknown; a read moves on.
+  const auto t0 = SteadyClock::now();
+  absl::StatusOr<Versioned> v0 = store->Get("k");
+  ASSERT_TRUE(v0.ok()) << v0.status();
+  absl::StatusOr<uint64_t> r2 = store->Commit({{"k", v0->version}}, {Write::Put("k", "after")});
+  const double took = SecondsSince(t0);
+  std::printf("the read and commit after the kill took %.3f s\n", took);
+  EXPECT_TRUE(r2.ok()) << r2.status() << " after " << took << " s";
+  EXPECT_LT(took, 2.5) << "waited on the dead or the silent member (dial deadline 3 s)";
+  const std::string served_by = store->CurrentEndpoint();
+  EXPECT_NE(served_by, cluster_->ClientEndpoint(in_use));
+  EXPECT_NE(served_by, cluster_->ClientEndpoint(silent));
+  // Reads and the commits after it go straight there.
+  const auto t1 = SteadyClock::now();
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<Versioned> v = store->Get("k");
+    ASSERT_TRUE(v.ok()) << v.status();
+    absl::StatusOr<uint64_t> r = store->Commit({{"k", v->version}}, {Write::Put("k", "x")});
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  EXPECT_LT(SecondsSince(t1), 5.0);
+  EXPECT_EQ(store->CurrentEndpoint(), served_by);
+  EXPECT_EQ(store->Stats().unknown_outcomes, 0u) << "nothing was sent to the silent member";
+  ASSERT_TRUE(cluster_->Resume(silent).ok());
+}
+
 struct StrandedCase {
   const char* name;
   bool probe;        // health probe on (cancels after the leader change)
