@@ -61,10 +61,10 @@ namespace baton::storage {
 struct EtcdOptions {
   // Client URLs of the cluster's members, "host:port", optionally with an
   // "http://" or "https://" scheme. Calls go to the last endpoint that
-  // answered and move on to the next one when it cannot be reached; the
-  // first endpoint is the preferred one (list the host's own member first):
-  // calls go back to it once its connection is up again (checked at most
-  // once a second).
+  // answered and move on to another one when it cannot be reached (the
+  // health probe's ranking below decides which); the first endpoint is the
+  // preferred one (list the host's own member first): calls go back to it
+  // once it is healthy again.
   // Default: {"127.0.0.1:2379"} (etcd's default client port).
   std::vector<std::string> endpoints = {"127.0.0.1:2379"};
 
