@@ -138,7 +138,10 @@ port_up() { ip -n "$(ns sw)" -o link show "$1" 2>/dev/null | grep -q '[<,]UP[,>]
 live_host() { local h; for h in "${HOSTS[@]}"; do port_up "cl-$h" && { echo "$h"; return; }; done; echo h1; }
 etcdctl_in() { local h=$1; shift; ETCDCTL_API=3 timeout 5 ip netns exec "$(ns "$h")" etcdctl --dial-timeout=1s --command-timeout=2s "$@"; }
 etcd_healthy() { etcdctl_in "$(live_host)" --endpoints="$(etcd_endpoints)" endpoint health >/dev/null 2>&1; }
-# etcd timing: the defaults (100 ms heartbeat, 1 s election): robust on a loaded 2-core machine.
+# etcd timing for a LAN (docs/etcd.md, "Tuning etcd for a LAN"): 50 ms heartbeat, 500 ms election
+# (etcd's defaults are 100 / 1000), pre-vote; the same as the tests' launcher, which holds on a
+# loaded 2-core CI machine. ETCD_HB=25 ETCD_ELECTION=250 elects about twice as fast again, but the
+# leader then misses its heartbeat deadline under heavy load (etcd warns).
 start_etcd() {   # start_etcd hK new|existing
   local h=$1 k=${1#h}
   bg etcd "$h" "$DIR/etcd-$h.log" etcd --name "$h" --data-dir "$DIR/etcd-$h" \
@@ -146,7 +149,7 @@ start_etcd() {   # start_etcd hK new|existing
     --advertise-client-urls "http://$NET2.$k:2379" \
     --listen-peer-urls "http://$NET2.$k:2380" --initial-advertise-peer-urls "http://$NET2.$k:2380" \
     --initial-cluster "$(cluster_urls)" --initial-cluster-token "kvlab-$PFX" --initial-cluster-state "$2" \
-    --heartbeat-interval "${ETCD_HB:-100}" --election-timeout "${ETCD_ELECTION:-1000}" \
+    --heartbeat-interval "${ETCD_HB:-50}" --election-timeout "${ETCD_ELECTION:-500}" \
     --pre-vote --logger zap --log-level warn
 }
 server_up() {  # the kv server of hK answers HTTP (any status) on its own address

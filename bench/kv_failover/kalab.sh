@@ -54,10 +54,10 @@ HOSTS=(h1 h2 h3)
 NET=${BATON_LAB_NET:-10.78.0}; NET2=${BATON_LAB_NET2:-10.79.0}
 VIP=$NET.100
 declare -A PRIO=([h1]=150 [h2]=100 [h3]=50)
-# etcd as in scripts/kvlab.sh: the default timing (100 ms heartbeat, 1 s election) and pre-vote (a
+# etcd as in scripts/kvlab.sh: LAN timing (50 ms heartbeat, 500 ms election) and pre-vote (a
 # healed member does not depose the leader); kv_failover.sh keeps the etcd leader off the host it
 # faults, so no run waits for an etcd election.
-ETCD_HB=${ETCD_HB:-100}; ETCD_ELECTION=${ETCD_ELECTION:-1000}
+ETCD_HB=${ETCD_HB:-50}; ETCD_ELECTION=${ETCD_ELECTION:-500}
 
 ns() { echo "${PFX}$1"; }
 calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
