@@ -207,6 +207,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const EtcdOptions& option
     absl::MutexLock lock(&client->calls_mu_);
     client->failed_.assign(client->endpoints_.size(), std::string());
     client->members_.assign(client->endpoints_.size(), MemberView());
+    client->probing_.assign(client->endpoints_.size(), false);
   }
   Client* raw = client.get();
   client->connect_thread_ = std::thread([raw] { raw->ConnectLoop(); });
@@ -750,8 +751,9 @@ class Client::Alarm {
 // ProbeAnswered.
 class Client::Probe {
  public:
-  explicit Probe(size_t endpoint) : endpoint_(endpoint) {}
+  Probe(size_t endpoint, int64_t sent_ns) : endpoint_(endpoint), sent_ns_(sent_ns) {}
   size_t endpoint() const { return endpoint_; }
+  int64_t sent_ns() const { return sent_ns_; }
   grpc::ClientContext& context() { return context_; }
   const etcdserverpb::StatusRequest& request() const { return request_; }
   etcdserverpb::StatusResponse& response() { return response_; }
@@ -759,6 +761,7 @@ class Client::Probe {
 
  private:
   const size_t endpoint_;
+  const int64_t sent_ns_;
   grpc::ClientContext context_;
   etcdserverpb::StatusRequest request_;
   etcdserverpb::StatusResponse response_;
@@ -881,22 +884,38 @@ MemberHealth Client::StatusOf(size_t i, std::chrono::milliseconds timeout) {
   return h;
 }
 
-void Client::SendProbe(size_t i, int64_t now_ns) {
+void Client::StartProbes(size_t i) {
+  {
+    absl::MutexLock lock(&calls_mu_);
+    if (probing_[i]) return;
+    probing_[i] = true;
+  }
+  ProbeTick(i);
+}
+
+void Client::ProbeTick(size_t i) {
+  const int64_t now = NowNs();
+  if (!SendProbe(i, now)) {
+    RunAt(now + std::chrono::nanoseconds(options_.health_probe_interval).count(),
+          [this, i] { ProbeTick(i); });
+  }
+}
+
+bool Client::SendProbe(size_t i, int64_t now_ns) {
   const grpc_connectivity_state state = endpoints_[i]->channel->GetState(/*try_to_connect=*/true);
   {
     absl::MutexLock lock(&calls_mu_);
     MemberView& m = members_[i];
-    if (m.probe_sent_ns != 0) return;  // the last one is still out
     if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
       m.probe_failed = true;  // refused or unreachable: silent until it connects
       m.has_leader = false;
-      return;
+      return false;
     }
     // Connecting (or idle, now connecting): nothing to learn yet.
-    if (state != GRPC_CHANNEL_READY) return;
+    if (state != GRPC_CHANNEL_READY) return false;
   }
-  if (!BeginAsync()) return;
-  auto* probe = new Probe(i);
+  if (!BeginAsync()) return true;  // closing: the chain ends
+  auto* probe = new Probe(i, now_ns);
   {
     absl::MutexLock lock(&calls_mu_);
     members_[i].probe_sent_ns = now_ns;
@@ -912,6 +931,7 @@ void Client::SendProbe(size_t i, int64_t now_ns) {
   endpoints_[i]->maintenance->async()->Status(
       &probe->context(), &probe->request(), &probe->response(),
       [this, probe](grpc::Status s) { ProbeAnswered(probe, s); });
+  return true;
 }
 
 void Client::ProbeAnswered(Probe* probe, const grpc::Status& s) {
@@ -934,7 +954,12 @@ void Client::ProbeAnswered(Probe* probe, const grpc::Status& s) {
       m.has_leader = false;
     }
   }
+  // The next probe one interval after this one was sent (at once when it
+  // took longer).
+  const int64_t next =
+      probe->sent_ns() + std::chrono::nanoseconds(options_.health_probe_interval).count();
   delete probe;
+  RunAt(next, [this, i] { ProbeTick(i); });
   AsyncFinished();
 }
 
@@ -966,11 +991,10 @@ void Client::ProbeOnce() {
     CancelCalls(e, at, "the member's raft leader changed while it waited");
   }
   const int64_t now = NowNs();
-  // The other members, without waiting: where calls go when they leave the
-  // member in use.
-  for (size_t j = 0; j < n; ++j) {
-    if (j != cur) SendProbe(j, now);
-  }
+  // Every member, each on its own schedule (a chain of asynchronous probes
+  // that this thread's waits do not delay): where calls go when they leave
+  // the member in use. Started once.
+  for (size_t j = 0; j < n; ++j) StartProbes(j);
   const std::chrono::milliseconds timeout = options_.health_probe_timeout;
   const MemberHealth h = StatusOf(cur, timeout);
   const ProbeVerdict verdict = JudgeProbe(h, last_term_[cur]);

@@ -237,9 +237,16 @@ class Client {
   // A call to `endpoint` failed without an answer from etcd (true) or was
   // answered (false).
   void NoteCall(size_t endpoint, bool failed);
-  // Sends an asynchronous status probe to `endpoint` unless one is still
-  // out; a member whose connection failed counts as silent at once.
-  void SendProbe(size_t endpoint, int64_t now_ns);
+  // Starts the chain of asynchronous status probes of `endpoint` (one each
+  // health_probe_interval, on gRPC's threads) unless it runs; it ends when
+  // the client shuts down.
+  void StartProbes(size_t endpoint);
+  // One link of the chain: a probe, or, when none could be sent, the next
+  // link one interval later.
+  void ProbeTick(size_t endpoint);
+  // Sends a probe to `endpoint` (true: its answer schedules the next link).
+  // A member whose connection failed counts as silent at once.
+  bool SendProbe(size_t endpoint, int64_t now_ns);
   void ProbeAnswered(Probe* probe, const grpc::Status& status);
   // Records the answer of a synchronous probe (StatusOf) of `endpoint`.
   void NoteProbe(size_t endpoint, const MemberHealth& health);
@@ -289,6 +296,8 @@ class Client {
   std::vector<std::string> failed_ ABSL_GUARDED_BY(calls_mu_);
   // Per endpoint: what probes and calls showed (failed_ aside).
   std::vector<MemberView> members_ ABSL_GUARDED_BY(calls_mu_);
+  // Per endpoint: its chain of probes runs.
+  std::vector<bool> probing_ ABSL_GUARDED_BY(calls_mu_);
   // Asynchronous probes out, for Shutdown.
   absl::flat_hash_set<Probe*> probes_ ABSL_GUARDED_BY(calls_mu_);
   size_t pending_async_ ABSL_GUARDED_BY(calls_mu_) = 0;
