@@ -236,6 +236,18 @@ absl::Status EtcdCluster::Kill(int member) {
 absl::Status EtcdCluster::Pause(int member) {
   Member& m = members_[static_cast<size_t>(member)];
   if (m.pid <= 0 || ::kill(m.pid, SIGSTOP) != 0) return Errno("SIGSTOP");
+  // The signal only asks: on a loaded machine the member went on answering
+  // a call sent right after kill() returned. Wait until it has stopped.
+  int wstatus = 0;
+  pid_t r;
+  do {
+    r = ::waitpid(m.pid, &wstatus, WUNTRACED);
+  } while (r < 0 && errno == EINTR);
+  if (r != m.pid) return Errno("waitpid after SIGSTOP");
+  if (!WIFSTOPPED(wstatus)) {
+    m.pid = -1;  // reaped
+    return absl::InternalError(absl::StrCat("etcd member ", member, " exited instead of stopping"));
+  }
   return absl::OkStatus();
 }
 

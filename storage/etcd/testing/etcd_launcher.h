@@ -76,7 +76,7 @@ class EtcdCluster {
   // SIGKILLs a member and reaps it (its data stays).
   absl::Status Kill(int member);
   // Stops (SIGSTOP) / continues (SIGCONT) a member: a paused process keeps
-  // its sockets open but answers nothing.
+  // its sockets open but answers nothing. Pause returns once it has stopped.
   absl::Status Pause(int member);
   absl::Status Resume(int member);
   // Starts a killed member again on the same ports and data.
