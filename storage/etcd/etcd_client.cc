@@ -456,8 +456,8 @@ class Client::Walk {
       : c_(c),
         kind_(kind),
         n_(c.endpoints_.size()),
-        start_(c.StartEndpoint()),
-        at_(start_),
+        current_(c.current_.load() % n_),
+        at_(c.StartEndpoint()),
         tried_(n_, false) {}
 
   bool exhausted() const { return !at_.has_value(); }
@@ -510,7 +510,7 @@ class Client::Walk {
     Endpoint& ep = endpoint();
     if (s.ok()) {
       c_.NoteCall(i, /*failed=*/false);
-      c_.MoveTo(start_, i, "answered");
+      c_.MoveTo(current_, i, "answered");
       *result = absl::OkStatus();
       return Step::kReturn;
     }
@@ -570,7 +570,9 @@ class Client::Walk {
   Client& c_;
   const CallKind kind_;
   const size_t n_;
-  const size_t start_;
+  // The current endpoint when the call started (the walk may start at
+  // another one, when it went silent).
+  const size_t current_;
   std::optional<size_t> at_;  // the endpoint in hand; nullopt: exhausted
   std::vector<bool> tried_;
   bool refreshed_ = false;
