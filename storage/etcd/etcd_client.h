@@ -10,7 +10,9 @@
 // hand-off); synchronous calls (Call) run on the caller's thread. One
 // connection thread of the client waits for members that are not connected
 // (and runs the calls that were waiting on it until they are sent).
-// ProbeOnce() is driven by the store's probe thread.
+// ProbeOnce() is driven by the store's probe thread; the status probes of
+// every member that rank them for the calls' walks run as chains of
+// asynchronous calls and alarms on gRPC's callback threads.
 //
 // Thread-safe: the endpoint list is fixed at creation; the current endpoint,
 // the auth token and the calls in flight are guarded; gRPC stubs are
