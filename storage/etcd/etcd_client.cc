@@ -995,8 +995,11 @@ void Client::ProbeOnce() {
   const int64_t now = NowNs();
   // Every member, each on its own schedule (a chain of asynchronous probes
   // that this thread's waits do not delay): where calls go when they leave
-  // the member in use. Started once.
-  for (size_t j = 0; j < n; ++j) StartProbes(j);
+  // the member in use. Started once; with one member there is no choice to
+  // make.
+  if (n > 1) {
+    for (size_t j = 0; j < n; ++j) StartProbes(j);
+  }
   const std::chrono::milliseconds timeout = options_.health_probe_timeout;
   const MemberHealth h = StatusOf(cur, timeout);
   const ProbeVerdict verdict = JudgeProbe(h, last_term_[cur]);
