@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/errno_status.h"
 #include "spdlog/spdlog.h"
 #include "takeover/core/wire.h"
 #include "takeover/daemon/metrics.h"
@@ -262,8 +263,7 @@ absl::Status TakeoverDaemon::LockInstance() {
   EnsureParentDirectory(path);
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return absl::UnavailableError(
-        absl::StrCat("instance lock ", path, ": ", std::strerror(errno)));
+    return baton::ErrnoToStatus(errno, absl::StrCat("instance lock ", path));
   }
   // Real time: waiting for another process to exit, not a protocol decision.
   const auto deadline = std::chrono::steady_clock::now() + kInstanceLockWait;
@@ -272,7 +272,7 @@ absl::Status TakeoverDaemon::LockInstance() {
     if (errno != EWOULDBLOCK && errno != EINTR) {
       const int err = errno;
       ::close(fd);
-      return absl::UnavailableError(absl::StrCat("instance lock ", path, ": ", std::strerror(err)));
+      return baton::ErrnoToStatus(err, absl::StrCat("instance lock ", path));
     }
     char pid[32] = {};
     const ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);

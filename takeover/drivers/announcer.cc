@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
 #include "spdlog/spdlog.h"
 
 namespace baton::takeover {
@@ -54,19 +55,11 @@ uint16_t Checksum(std::string_view data, uint32_t sum = 0) {
 }
 
 absl::Status ErrnoStatus(int err, const std::string& what) {
-  std::string msg = absl::StrCat("announcer: ", what, ": ", std::strerror(err));
-  switch (err) {
-    case ENODEV:
-    case ENXIO:
-      return absl::NotFoundError(msg);
-    case EPERM:
-    case EACCES:
-      return absl::PermissionDeniedError(absl::StrCat(msg, " (needs CAP_NET_RAW)"));
-    case EINVAL:
-      return absl::InvalidArgumentError(msg);
-    default:
-      return absl::UnavailableError(msg);
+  absl::Status s = baton::ErrnoToStatus(err, absl::StrCat("announcer: ", what));
+  if (absl::IsPermissionDenied(s)) {
+    return absl::PermissionDeniedError(absl::StrCat(s.message(), " (needs CAP_NET_RAW)"));
   }
+  return s;
 }
 
 struct Interface {
