@@ -92,7 +92,7 @@ absl::Status TakeoverDaemon::Validate(const DaemonConfig& config, const Clock& c
   absl::StatusOr<std::vector<IpPrefix>> prefixes = ParsePrefixes(config);
   if (!prefixes.ok()) return prefixes.status();
   const GroupConfig group = GroupFromConfig(config);
-  absl::StatusOr<std::unique_ptr<Node>> probe = Node::Create(group, config.node_id, clock.Now());
+  absl::StatusOr<std::unique_ptr<Node>> probe = Node::Create(group, config.node_id, clock.MonotonicNow());
   if (!probe.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("config refused by the core: ", probe.status().message()));
@@ -127,7 +127,7 @@ absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::as
     // The core checks the restored membership against the peer list (e.g. a peer removed from
     // the config since): refuse at start-up like any other config error.
     absl::StatusOr<std::unique_ptr<Node>> probe =
-        Node::Create(daemon->group_, daemon->config_.node_id, clock.Now(), daemon->restored_);
+        Node::Create(daemon->group_, daemon->config_.node_id, clock.MonotonicNow(), daemon->restored_);
     if (!probe.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("state file ", daemon->config_.state_file,
                                                      " refused by the core: ", probe.status().message()));
@@ -230,7 +230,7 @@ void TakeoverDaemon::RefuseConnections(uint32_t slot, bool refuse) {
 }
 
 void TakeoverDaemon::OnLeaseLoss(uint32_t slot) {
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   if (!damper_.OnLoss(slot, now)) return;
   // Stepping back only helps when a peer can take the slot: one in this node's view.
   if (node_->GetStatus(now).view.size() < 2) {
@@ -249,11 +249,11 @@ void TakeoverDaemon::OnLeaseLoss(uint32_t slot) {
 }
 
 void TakeoverDaemon::EndStepBacks() {
-  for (uint32_t i : damper_.TakeEnded(clock_.Now())) {
+  for (uint32_t i : damper_.TakeEnded(clock_.MonotonicNow())) {
     if (slots_[i].drained || shutting_down_) continue;  // the operator's drain stays
     spdlog::info("slot {} ({}): step-back over; campaigning for it again", i,
                  slots_[i].prefix.ToString());
-    node_->Undrain(i, clock_.Now());
+    node_->Undrain(i, clock_.MonotonicNow());
   }
 }
 
@@ -341,7 +341,7 @@ void TakeoverDaemon::ApplyDrain(uint32_t slot, bool drain) {
   if (!node_ || changed.empty()) return;  // applied when the Node is created at Start
   if (!drain) {
     for (uint32_t i : changed) {
-      if (!damper_.stepped_back(i)) node_->Undrain(i, clock_.Now());
+      if (!damper_.stepped_back(i)) node_->Undrain(i, clock_.MonotonicNow());
     }
     Pump();
     return;
@@ -349,7 +349,7 @@ void TakeoverDaemon::ApplyDrain(uint32_t slot, bool drain) {
   // The server closes its connections on a held address before it goes (GateRelease).
   GateRelease(slot, [this, changed] {
     if (shutting_down_) return;
-    const Time now = clock_.Now();
+    const Time now = clock_.MonotonicNow();
     for (uint32_t i : changed) {
       if (slots_[i].drained) {
         node_->Drain(i, now);
@@ -428,7 +428,7 @@ absl::Status TakeoverDaemon::StartAddressDrivers() {
 
 absl::Status TakeoverDaemon::Start() {
   if (absl::Status s = LockInstance(); !s.ok()) return s;
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   started_ = now;
   if (!config_.witness) {
     if (absl::Status s = StartAddressDrivers(); !s.ok()) return s;
@@ -525,7 +525,7 @@ void TakeoverDaemon::OnReceive(NodeId from, std::string_view payload) {
       static_cast<uint8_t>(payload[2]) != wire::kVersion) {
     ++wrong_version_messages_;
     ++wrong_version_unlogged_;
-    const Time now = clock_.Now();
+    const Time now = clock_.MonotonicNow();
     if (!wrong_version_logged_ || now - *wrong_version_logged_ >= std::chrono::seconds(10)) {
       wrong_version_logged_ = now;
       spdlog::warn("take-over message version {} from peer {}, expected {}: dropped ({} such "
@@ -535,13 +535,13 @@ void TakeoverDaemon::OnReceive(NodeId from, std::string_view payload) {
       wrong_version_unlogged_ = 0;
     }
   }
-  node_->Receive(from, payload, clock_.Now());
+  node_->Receive(from, payload, clock_.MonotonicNow());
   Pump();
 }
 
 void TakeoverDaemon::OnTick() {
   if (!node_) return;
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   node_->Tick(now);
   EndStepBacks();
   RefreshLifetimes(false);
@@ -594,7 +594,7 @@ void TakeoverDaemon::ApplyAction(const Action& action) {
     return;
   }
   Slot& slot = slots_[action.slot];
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   switch (action.kind) {
     case Action::Kind::kRemoveAddress: {
       announcer_driver_->Cancel(slot.prefix.address);
@@ -687,7 +687,7 @@ absl::Status TakeoverDaemon::StartFence() {
 
 void TakeoverDaemon::SyncFence() {
   if (!fence_ || !node_) return;
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   const Node::Status st = node_->GetStatus(now);
   for (uint32_t i = 0; i < slots_.size(); ++i) {
     Slot& slot = slots_[i];
@@ -706,7 +706,7 @@ void TakeoverDaemon::SyncFence() {
     ++fence_updates_;
     slot.fence_end = end;
     // For measurements (tests/integration/takeover_pause.sh reads it): the lease end as seen now.
-    spdlog::debug("kernel fence: lease ends in {:.3f} ms (slot {}, {})", Ms(end - clock_.Now()), i,
+    spdlog::debug("kernel fence: lease ends in {:.3f} ms (slot {}, {})", Ms(end - clock_.MonotonicNow()), i,
                   slot.prefix.ToString());
   }
 }
@@ -723,7 +723,7 @@ void TakeoverDaemon::RevokeFence(uint32_t index) {
 }
 
 void TakeoverDaemon::RefreshLifetimes(bool force) {
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   for (Slot& slot : slots_) {
     if (!slot.holding) continue;
     if (!force && now < slot.next_refresh) continue;
@@ -753,7 +753,7 @@ void TakeoverDaemon::ArmTick() {
   }
   if (shutting_down_) next = std::min(next, shutdown_deadline_);
   if (std::optional<Time> end = damper_.NextEnd()) next = std::min(next, *end);
-  const Time delay = std::max<Time>(Time(0), next - clock_.Now());
+  const Time delay = std::max<Time>(Time(0), next - clock_.MonotonicNow());
   tick_timer_.expires_after(delay);
   tick_timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
     if (ec || !*alive) return;
@@ -762,7 +762,7 @@ void TakeoverDaemon::ArmTick() {
 }
 
 void TakeoverDaemon::LogRoleChanges() {
-  const Node::Status st = node_->GetStatus(clock_.Now());
+  const Node::Status st = node_->GetStatus(clock_.MonotonicNow());
   for (const Node::SlotStatus& s : st.slots) {
     if (s.slot >= slots_.size()) continue;
     Slot& slot = slots_[s.slot];
@@ -787,7 +787,7 @@ void TakeoverDaemon::LogRoleChanges() {
 void TakeoverDaemon::OnHealth() {
   if (shutting_down_ || !node_) return;
   const bool healthy = check_healthy_ && external_healthy_;
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   if (!healthy && !draining_) {
     if (health_gate_pending_) return;
     spdlog::warn("local service unhealthy: draining (hand-over to a peer)");
@@ -801,7 +801,7 @@ void TakeoverDaemon::OnHealth() {
         }
         return;
       }
-      node_->Drain(clock_.Now());
+      node_->Drain(clock_.MonotonicNow());
       draining_ = true;
       ++drains_;
       Pump();
@@ -839,7 +839,7 @@ void TakeoverDaemon::Shutdown(std::function<void()> done, bool gate) {
 }
 
 void TakeoverDaemon::HandOver() {
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   if (node_ && !draining_) {
     node_->Drain(now);
     draining_ = true;
@@ -883,7 +883,7 @@ void TakeoverDaemon::Finish() {
 
 nlohmann::json TakeoverDaemon::StatusJson() const {
   using nlohmann::json;
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   json j;
   j["node_id"] = config_.node_id;
   j["witness"] = config_.witness;

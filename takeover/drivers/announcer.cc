@@ -299,7 +299,7 @@ AsioAnnouncerDriver::~AsioAnnouncerDriver() {
 
 absl::Status AsioAnnouncerDriver::Start(const asio::ip::address& address,
                                         std::string_view ifname) {
-  absl::Status s = announcer_.Start(address, ifname, clock_.Now());
+  absl::Status s = announcer_.Start(address, ifname, clock_.MonotonicNow());
   Rearm();
   return s;
 }
@@ -315,10 +315,10 @@ void AsioAnnouncerDriver::Rearm() {
     timer_.cancel();
     return;
   }
-  timer_.expires_after(std::max(std::chrono::nanoseconds(0), *deadline - clock_.Now()));
+  timer_.expires_after(std::max(std::chrono::nanoseconds(0), *deadline - clock_.MonotonicNow()));
   timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
     if (!*alive || ec == asio::error::operation_aborted) return;
-    announcer_.Poll(clock_.Now());
+    announcer_.Poll(clock_.MonotonicNow());
     Rearm();
   });
 }

@@ -70,7 +70,7 @@ class NftFence {
   NftFence(const NftFence&) = delete;
   NftFence& operator=(const NftFence&) = delete;
 
-  // Lets `address` answer until `lease_end` (on `clock`'s Now() time line) minus the margin,
+  // Lets `address` answer until `lease_end` (on `clock`'s MonotonicNow() time line) minus the margin,
   // replacing any earlier timeout (longer or shorter). If nothing is left of the lease, the
   // address is revoked instead. One transaction (about 0.3 ms); a second one if the first took
   // longer than the margin, so that the element never outlives the lease by the call's latency. kInvalidArgument for an address not in the options,

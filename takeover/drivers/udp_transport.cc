@@ -346,7 +346,7 @@ class UdpTransportImpl final : public UdpTransport {
     size_t i = static_cast<size_t>(reason);
     ++stats_.dropped[i];
     ++unlogged_[i];
-    std::chrono::nanoseconds now = clock_.Now();
+    std::chrono::nanoseconds now = clock_.MonotonicNow();
     if (last_logged_[i].has_value() && now - *last_logged_[i] < options_.drop_log_interval) return;
     last_logged_[i] = now;
     spdlog::warn(
