@@ -104,7 +104,8 @@ absl::Status TakeoverDaemon::Validate(const DaemonConfig& config, const Clock& c
 
 absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::asio::io_context& io,
                                                                        const Clock& clock,
-                                                                       DaemonConfig config) {
+                                                                       DaemonConfig config,
+                                                                       DriverFactory& drivers) {
   // Validates the group and timing as the core sees them, before anything touches the system.
   if (absl::Status s = Validate(config, clock); !s.ok()) return s;
   absl::StatusOr<std::vector<IpPrefix>> prefixes = ParsePrefixes(config);
@@ -120,7 +121,7 @@ absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::as
   absl::StatusOr<uint64_t> incarnation = NextIncarnation(config.incarnation_file, clock.WallNow());
   if (!incarnation.ok()) return incarnation.status();
   auto daemon = std::unique_ptr<TakeoverDaemon>(
-      new TakeoverDaemon(io, clock, std::move(config), *std::move(key), *incarnation,
+      new TakeoverDaemon(io, clock, drivers, std::move(config), *std::move(key), *incarnation,
                          *std::move(prefixes)));
   daemon->restored_ = *std::move(restored);
   if (daemon->restored_) {
@@ -136,11 +137,12 @@ absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::as
   return daemon;
 }
 
-TakeoverDaemon::TakeoverDaemon(boost::asio::io_context& io, const Clock& clock, DaemonConfig config,
-                               std::string key, uint64_t incarnation,
-                               std::vector<IpPrefix> prefixes)
+TakeoverDaemon::TakeoverDaemon(boost::asio::io_context& io, const Clock& clock,
+                               DriverFactory& drivers, DaemonConfig config, std::string key,
+                               uint64_t incarnation, std::vector<IpPrefix> prefixes)
     : io_(io),
       clock_(clock),
+      drivers_(drivers),
       config_(std::move(config)),
       group_(GroupFromConfig(config_)),
       key_(std::move(key)),
@@ -390,7 +392,7 @@ std::chrono::seconds TakeoverDaemon::ValidLifetime() const {
 absl::Status TakeoverDaemon::StartAddressDrivers() {
   AddressDriverOptions aopt;
   aopt.label_suffix = config_.label_suffix();
-  absl::StatusOr<std::unique_ptr<AddressDriver>> addresses = AddressDriver::Create(aopt);
+  absl::StatusOr<std::unique_ptr<AddressDriver>> addresses = drivers_.MakeAddressDriver(aopt);
   if (!addresses.ok()) return addresses.status();
   addresses_ = *std::move(addresses);
   // Whatever an earlier run left behind must go before this node may take anything: every
@@ -419,7 +421,7 @@ absl::Status TakeoverDaemon::StartAddressDrivers() {
 
   AnnouncerOptions nopt;
   nopt.schedule = config_.announce_schedule;
-  absl::StatusOr<std::unique_ptr<Announcer>> announcer = Announcer::Create(nopt);
+  absl::StatusOr<std::unique_ptr<Announcer>> announcer = drivers_.MakeAnnouncer(nopt);
   if (!announcer.ok()) return announcer.status();
   announcer_ = *std::move(announcer);
   announcer_driver_ = std::make_unique<AsioAnnouncerDriver>(io_, clock_, *announcer_);
@@ -450,7 +452,7 @@ absl::Status TakeoverDaemon::Start() {
   topt.max_payload_bytes =
       std::min<size_t>(65467, std::max<size_t>(topt.max_payload_bytes,
                                                1024 + 64 * config_.service_addresses.size()));
-  absl::StatusOr<std::unique_ptr<UdpTransport>> transport = UdpTransport::Create(
+  absl::StatusOr<std::unique_ptr<UdpTransport>> transport = drivers_.MakeTransport(
       io_, clock_, std::move(topt),
       [this](NodeId from, std::string_view payload) { OnReceive(from, payload); });
   if (!transport.ok()) return transport.status();
@@ -670,7 +672,7 @@ absl::Status TakeoverDaemon::StartFence() {
   NftFenceOptions fopt;
   fopt.table = table;
   for (const Slot& slot : slots_) fopt.addresses.push_back(slot.prefix.address.to_string());
-  absl::StatusOr<std::unique_ptr<NftFence>> fence = NftFence::Create(clock_, std::move(fopt));
+  absl::StatusOr<std::unique_ptr<KernelFence>> fence = drivers_.MakeFence(clock_, std::move(fopt));
   if (!fence.ok()) {
     if (config_.kernel_fence.has_value()) {
       return absl::Status(fence.status().code(),
