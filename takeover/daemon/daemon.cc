@@ -552,16 +552,17 @@ void TakeoverDaemon::OnTick() {
 }
 
 void TakeoverDaemon::Pump() {
-  for (const Action& a : node_->TakeActions()) ApplyAction(a);
+  // The core's output in the order struct Ready documents: actions, durable state, messages.
+  Ready ready = node_->TakeReady();
+  for (const Action& a : ready.actions) ApplyAction(a);
   SyncFence();
-  // The core's contract: its state is durable before the messages of the same call leave. If the
-  // write fails, these messages are dropped (as if lost: safe) and the write is retried next time.
-  if (std::optional<PersistentState> st = node_->TakeStateToPersist()) pending_state_ = std::move(st);
+  // If the write fails, these messages are dropped (as if lost: safe) and the write is retried
+  // next time.
+  if (ready.state) pending_state_ = std::move(ready.state);
   if (pending_state_) {
     if (absl::Status s = SavePersistentState(config_.state_file, *pending_state_); !s.ok()) {
       ++state_errors_;
       spdlog::error("cannot store the protocol state (messages held back): {}", s.ToString());
-      node_->TakeMessages();
       LogRoleChanges();
       ArmTick();
       return;
@@ -577,7 +578,7 @@ void TakeoverDaemon::Pump() {
     }
     pending_state_.reset();
   }
-  for (Outgoing& m : node_->TakeMessages()) {
+  for (const Outgoing& m : ready.messages) {
     if (absl::Status s = transport_->Send(m.to, m.payload); !s.ok()) {
       spdlog::debug("send to {} failed: {}", m.to, s.ToString());
     }
