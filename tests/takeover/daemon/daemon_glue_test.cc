@@ -5,11 +5,8 @@
 // revokes the fence element and stops the announcements; the status document reports what is
 // held; Shutdown leaves nothing behind. (embed_test.cc checks the same against a real kernel,
 // as root.)
-#include <unistd.h>
-
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -25,6 +22,7 @@
 #include "takeover/daemon/config.h"
 #include "takeover/daemon/daemon.h"
 #include "takeover/daemon/driver_factory.h"
+#include "tests/takeover/daemon/daemon_test_dir.h"
 
 namespace baton::takeover {
 namespace {
@@ -168,15 +166,7 @@ class FakeDrivers final : public DriverFactory {
 class DaemonGlueTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("baton-glue-test-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-    {
-      std::ofstream key(dir_ / "key");
-      key << "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
-    }
-    std::filesystem::permissions(dir_ / "key", std::filesystem::perms::owner_read |
-                                                   std::filesystem::perms::owner_write);
+    dir_ = testing::MakeDaemonTestDir("baton-glue-test-");
     absl::StatusOr<DaemonConfig> config = ParseDaemonConfig(
         "node_id: 1\n"
         "interface: eth0\n"
