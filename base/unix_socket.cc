@@ -9,15 +9,14 @@
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "base/errno_status.h"
 #include "absl/strings/str_cat.h"
 
 namespace baton {
 namespace {
 
 absl::Status SocketError(const std::string& what, int err) {
-  std::string msg = absl::StrCat("unix socket: ", what, ": ", std::strerror(err));
-  if (err == EACCES || err == EPERM || err == EROFS) return absl::PermissionDeniedError(msg);
-  return absl::UnavailableError(msg);
+  return baton::ErrnoToStatus(err, absl::StrCat("unix socket: ", what));
 }
 
 }  // namespace

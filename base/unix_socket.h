@@ -21,8 +21,9 @@ namespace baton {
 // visible there with another mode. Returns the listening descriptor (close-on-exec; the caller
 // owns it). An existing file at `path` is replaced (check first that no live process uses it).
 // Errors: kInvalidArgument (path empty, or its directory plus "/.btkXXXXXX/s" -- the temporary
-// name -- longer than a unix socket path, 107 bytes), kPermissionDenied /
-// kUnavailable (the directory is not writable, socket or bind failed).
+// name -- longer than a unix socket path, 107 bytes); a failed system call's errno as
+// base/errno_status.h converts it (kPermissionDenied: the directory is not writable; kNotFound:
+// it does not exist; kUnavailable and others: socket or bind failed).
 absl::StatusOr<int> ListenUnixOwnerOnly(const std::string& path, int backlog);
 
 }  // namespace baton

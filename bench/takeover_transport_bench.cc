@@ -61,9 +61,9 @@ std::vector<nanoseconds> PlainRun(int n, const std::string& payload) {
     a.async_receive_from(asio::buffer(buf_a), from_a,
                          [&](const boost::system::error_code& ec, size_t) {
                            if (ec) return;
-                           rtts.push_back(clock_.Now() - t0);
+                           rtts.push_back(clock_.MonotonicNow() - t0);
                            if (static_cast<int>(rtts.size()) < n) {
-                             t0 = clock_.Now();
+                             t0 = clock_.MonotonicNow();
                              boost::system::error_code sec;
                              a.send_to(asio::buffer(payload), b.local_endpoint(), 0, sec);
                              recv_a();
@@ -72,7 +72,7 @@ std::vector<nanoseconds> PlainRun(int n, const std::string& payload) {
   };
   recv_a();
   recv_b();
-  t0 = clock_.Now();
+  t0 = clock_.MonotonicNow();
   a.send_to(asio::buffer(payload), b.local_endpoint());
   while (static_cast<int>(rtts.size()) < n && io.run_one_for(std::chrono::seconds(1)) > 0) {
   }
@@ -98,16 +98,16 @@ std::vector<nanoseconds> TransportRun(int n, const std::string& payload, uint16_
   nanoseconds t0{0};
   std::unique_ptr<baton::takeover::UdpTransport> a, b;
   auto on_a = [&](NodeId, std::string_view) {
-    rtts.push_back(clock_.Now() - t0);
+    rtts.push_back(clock_.MonotonicNow() - t0);
     if (static_cast<int>(rtts.size()) < n) {
-      t0 = clock_.Now();
+      t0 = clock_.MonotonicNow();
       (void)a->Send(2, payload);
     }
   };
   auto on_b = [&](NodeId, std::string_view p) { (void)b->Send(1, p); };
   a = std::move(*baton::takeover::UdpTransport::Create(io, clock_, options(1, pa), on_a));
   b = std::move(*baton::takeover::UdpTransport::Create(io, clock_, options(2, pb), on_b));
-  t0 = clock_.Now();
+  t0 = clock_.MonotonicNow();
   (void)a->Send(2, payload);
   while (static_cast<int>(rtts.size()) < n && io.run_one_for(std::chrono::seconds(1)) > 0) {
   }

@@ -27,6 +27,7 @@ extern char** environ;
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
+#include "base/errno_status.h"
 #include "framework/absl_compat.h"
 #include "framework/clock.h"
 #include "framework/embedded_agent.h"
@@ -110,8 +111,7 @@ AgentSupervisor::~AgentSupervisor() { Shutdown(); }
 absl::Status AgentSupervisor::Spawn() {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    return absl::UnavailableError(
-        absl::StrCat("socketpair: ", std::strerror(errno)));
+    return baton::ErrnoToStatus(errno, "socketpair");
   }
   // The child's end becomes its fd 3 (dup2 clears close-on-exec); the
   // child closes every other descriptor it inherited.
@@ -140,8 +140,7 @@ absl::Status AgentSupervisor::Spawn() {
   ::close(sv[1]);
   if (rc != 0) {
     ::close(sv[0]);
-    return absl::UnavailableError(absl::StrCat(
-        "cannot start ", options_.binary, ": ", std::strerror(rc)));
+    return baton::ErrnoToStatus(rc, absl::StrCat("cannot start ", options_.binary));
   }
   child_pid_ = pid;
   starts_.fetch_add(1);

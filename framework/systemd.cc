@@ -10,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
 
 namespace baton::framework {
 
@@ -58,17 +59,16 @@ absl::Status SystemdNotifier::Notify(std::string_view state) const {
   if (socket_[0] == '@') addr.sun_path[0] = '\0';  // Abstract namespace.
   const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    return absl::UnavailableError(
-        absl::StrCat("sd_notify: socket: ", std::strerror(errno)));
+    return baton::ErrnoToStatus(errno, "sd_notify: socket");
   }
   const ssize_t n =
       ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
                reinterpret_cast<const sockaddr*>(&addr), len);
   const int err = errno;
   ::close(fd);
-  if (n < 0 || static_cast<size_t>(n) != state.size()) {
-    return absl::UnavailableError(absl::StrCat(
-        "sd_notify to ", socket_, ": ", n < 0 ? std::strerror(err) : "short write"));
+  if (n < 0) return baton::ErrnoToStatus(err, absl::StrCat("sd_notify to ", socket_));
+  if (static_cast<size_t>(n) != state.size()) {
+    return absl::UnavailableError(absl::StrCat("sd_notify to ", socket_, ": short write"));
   }
   return absl::OkStatus();
 }

@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <random>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 
@@ -14,14 +13,7 @@ namespace {
 class RealEnv : public Environment {
  public:
   RealEnv() : rng_(std::random_device{}()) {}
-  absl::Time Now() override {
-    // The platform layer: the only place the client reads a clock.
-    return absl::UnixEpoch() +
-           absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
-  }
-  void SleepFor(absl::Duration d) override {
-    if (d > absl::ZeroDuration()) std::this_thread::sleep_for(absl::ToChronoNanoseconds(d));
-  }
+  Clock& clock() override { return RealClock(); }
   uint64_t Random() override {
     absl::MutexLock lock(&mu_);
     return rng_();

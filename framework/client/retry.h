@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/clock.h"
 
 namespace baton::framework::client {
 
@@ -128,13 +129,17 @@ struct RetryOptions {
 };
 
 // Time, sleeping and randomness for the client; injected so that tests run
-// the retry loop on simulated time.
+// the retry loop on simulated time. Time and sleeping are the one clock's
+// (base/clock.h); the environment adds randomness and the hedge wait.
 class Environment {
  public:
   virtual ~Environment() = default;
-  // A monotonic time (only differences matter).
-  virtual absl::Time Now() = 0;
-  virtual void SleepFor(absl::Duration d) = 0;
+  // The clock the client measures and sleeps on.
+  virtual Clock& clock() = 0;
+  // A monotonic time (only differences matter): clock().MonotonicNow() as an
+  // absl::Time.
+  absl::Time Now() { return absl::UnixEpoch() + absl::FromChrono(clock().MonotonicNow()); }
+  void SleepFor(absl::Duration d) { clock().SleepFor(d); }
   // Uniform random 64 bits.
   virtual uint64_t Random() = 0;
   // With `mu` held: waits until `cond` holds or `timeout` passed; returns
@@ -145,7 +150,7 @@ class Environment {
   }
 };
 
-// The platform layer: steady clock, real sleep, a seeded (from the OS)
+// The platform layer: the real clock (RealClock()), a seeded (from the OS)
 // generator. Never destroyed.
 Environment& RealEnvironment();
 
@@ -154,14 +159,7 @@ Environment& RealEnvironment();
 class SimulatedEnvironment : public Environment {
  public:
   explicit SimulatedEnvironment(uint64_t seed) : state_(seed | 1) {}
-  absl::Time Now() override {
-    absl::MutexLock lock(&mu_);
-    return now_;
-  }
-  void SleepFor(absl::Duration d) override {
-    absl::MutexLock lock(&mu_);
-    now_ += d;
-  }
+  Clock& clock() override { return clock_; }
   void Advance(absl::Duration d) { SleepFor(d); }
   // Does not wait: unless `cond` already holds, advances the clock by
   // `timeout`. (Attempts running concurrently on other threads are not
@@ -182,8 +180,9 @@ class SimulatedEnvironment : public Environment {
   }
 
  private:
+  // Monotonic time starts at 1 h (Now() = the epoch + 1 h).
+  SimulatedClock clock_{absl::FromUnixSeconds(1'700'000'000), std::chrono::hours(1)};
   absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::UnixEpoch() + absl::Hours(1);
   uint64_t state_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -16,16 +16,17 @@
 //     authenticated datagram; `now` is the node's own monotonic clock
 //     (CLOCK_BOOTTIME preferred: CLOCK_MONOTONIC / steady_clock stops while
 //     the host is suspended), never wall-clock time.
-//   * After every call, apply TakeActions() *before* sending TakeMessages():
-//     a release message may let another node take the slot, so the address
-//     must already be gone.
+//   * After every call, take TakeReady() and apply it in the order struct
+//     Ready documents: address actions, then durable state, then messages
+//     (a release message may let another node take the slot, so the address
+//     must already be gone).
 //   * kRemoveAddress must take effect immediately; the driver also sets the
 //     kernel valid_lft as a backstop for a frozen daemon.
 //   * A node must be created fresh after a process restart (it then keeps
 //     quiet for StartupQuiet(timing): it forgot the grants it gave).
-//   * Store TakeStateToPersist() durably before sending the messages of the
-//     same call and pass it to Create after a restart (strictly growing
-//     epochs across restarts; required when Timing::shrink_after > 0).
+//   * Store Ready::state durably before sending the messages of the same
+//     Ready and pass it to Create after a restart (strictly growing epochs
+//     across restarts; required when Timing::shrink_after > 0).
 //
 // Thread-safety: none. One Node per process, owned by one thread/event loop;
 // the caller serialises all calls.
@@ -200,6 +201,23 @@ struct Outgoing {
   std::string payload;
 };
 
+// Everything the node produced since it was last taken (etcd raft's Ready), from
+// Node::TakeReady(). Every driver applies it in this order, field by field:
+//   1. `actions`, in order (a remove always precedes any add): the address is
+//      gone before any message can let another node take the slot;
+//   2. `state`, if set: store it durably (fsync). If that fails, drop
+//      `messages` (as if lost: safe) and store the state again before the
+//      messages of a later Ready;
+//   3. `messages`: send them.
+// Taking it is the acknowledgement: the node does not wait for it to be
+// applied, and the next Ready holds only what later calls produce.
+struct Ready {
+  std::vector<Action> actions;
+  std::optional<PersistentState> state;
+  std::vector<Outgoing> messages;
+  bool empty() const { return actions.empty() && !state.has_value() && messages.empty(); }
+};
+
 // One node of the group. See the file comment for the driver contract.
 class Node {
  public:
@@ -246,7 +264,16 @@ class Node {
   // number of slots held releases the highest-numbered ones at once; the new
   // value is advertised to the peers, whose assignment follows it.
   virtual void SetCapacity(int capacity, Time now) = 0;
-  // Messages produced since the last call.
+  // Everything produced since the last Take*: apply it in Ready's order.
+  Ready TakeReady() {
+    Ready r;
+    r.actions = TakeActions();
+    r.state = TakeStateToPersist();
+    r.messages = TakeMessages();
+    return r;
+  }
+  // The parts of TakeReady() one by one (kept for tests of the core; drivers
+  // use TakeReady). Messages produced since the last call.
   virtual std::vector<Outgoing> TakeMessages() = 0;
   // Address actions produced since the last call, in order; a remove always
   // precedes any add. Apply them before sending TakeMessages().

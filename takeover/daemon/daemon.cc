@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/errno_status.h"
 #include "spdlog/spdlog.h"
 #include "takeover/core/wire.h"
 #include "takeover/daemon/metrics.h"
@@ -91,7 +92,7 @@ absl::Status TakeoverDaemon::Validate(const DaemonConfig& config, const Clock& c
   absl::StatusOr<std::vector<IpPrefix>> prefixes = ParsePrefixes(config);
   if (!prefixes.ok()) return prefixes.status();
   const GroupConfig group = GroupFromConfig(config);
-  absl::StatusOr<std::unique_ptr<Node>> probe = Node::Create(group, config.node_id, clock.Now());
+  absl::StatusOr<std::unique_ptr<Node>> probe = Node::Create(group, config.node_id, clock.MonotonicNow());
   if (!probe.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("config refused by the core: ", probe.status().message()));
@@ -103,7 +104,8 @@ absl::Status TakeoverDaemon::Validate(const DaemonConfig& config, const Clock& c
 
 absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::asio::io_context& io,
                                                                        const Clock& clock,
-                                                                       DaemonConfig config) {
+                                                                       DaemonConfig config,
+                                                                       DriverFactory& drivers) {
   // Validates the group and timing as the core sees them, before anything touches the system.
   if (absl::Status s = Validate(config, clock); !s.ok()) return s;
   absl::StatusOr<std::vector<IpPrefix>> prefixes = ParsePrefixes(config);
@@ -119,14 +121,14 @@ absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::as
   absl::StatusOr<uint64_t> incarnation = NextIncarnation(config.incarnation_file, clock.WallNow());
   if (!incarnation.ok()) return incarnation.status();
   auto daemon = std::unique_ptr<TakeoverDaemon>(
-      new TakeoverDaemon(io, clock, std::move(config), *std::move(key), *incarnation,
+      new TakeoverDaemon(io, clock, drivers, std::move(config), *std::move(key), *incarnation,
                          *std::move(prefixes)));
   daemon->restored_ = *std::move(restored);
   if (daemon->restored_) {
     // The core checks the restored membership against the peer list (e.g. a peer removed from
     // the config since): refuse at start-up like any other config error.
     absl::StatusOr<std::unique_ptr<Node>> probe =
-        Node::Create(daemon->group_, daemon->config_.node_id, clock.Now(), daemon->restored_);
+        Node::Create(daemon->group_, daemon->config_.node_id, clock.MonotonicNow(), daemon->restored_);
     if (!probe.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("state file ", daemon->config_.state_file,
                                                      " refused by the core: ", probe.status().message()));
@@ -135,11 +137,12 @@ absl::StatusOr<std::unique_ptr<TakeoverDaemon>> TakeoverDaemon::Create(boost::as
   return daemon;
 }
 
-TakeoverDaemon::TakeoverDaemon(boost::asio::io_context& io, const Clock& clock, DaemonConfig config,
-                               std::string key, uint64_t incarnation,
-                               std::vector<IpPrefix> prefixes)
+TakeoverDaemon::TakeoverDaemon(boost::asio::io_context& io, const Clock& clock,
+                               DriverFactory& drivers, DaemonConfig config, std::string key,
+                               uint64_t incarnation, std::vector<IpPrefix> prefixes)
     : io_(io),
       clock_(clock),
+      drivers_(drivers),
       config_(std::move(config)),
       group_(GroupFromConfig(config_)),
       key_(std::move(key)),
@@ -229,7 +232,7 @@ void TakeoverDaemon::RefuseConnections(uint32_t slot, bool refuse) {
 }
 
 void TakeoverDaemon::OnLeaseLoss(uint32_t slot) {
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   if (!damper_.OnLoss(slot, now)) return;
   // Stepping back only helps when a peer can take the slot: one in this node's view.
   if (node_->GetStatus(now).view.size() < 2) {
@@ -248,11 +251,11 @@ void TakeoverDaemon::OnLeaseLoss(uint32_t slot) {
 }
 
 void TakeoverDaemon::EndStepBacks() {
-  for (uint32_t i : damper_.TakeEnded(clock_.Now())) {
+  for (uint32_t i : damper_.TakeEnded(clock_.MonotonicNow())) {
     if (slots_[i].drained || shutting_down_) continue;  // the operator's drain stays
     spdlog::info("slot {} ({}): step-back over; campaigning for it again", i,
                  slots_[i].prefix.ToString());
-    node_->Undrain(i, clock_.Now());
+    node_->Undrain(i, clock_.MonotonicNow());
   }
 }
 
@@ -262,8 +265,7 @@ absl::Status TakeoverDaemon::LockInstance() {
   EnsureParentDirectory(path);
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return absl::UnavailableError(
-        absl::StrCat("instance lock ", path, ": ", std::strerror(errno)));
+    return baton::ErrnoToStatus(errno, absl::StrCat("instance lock ", path));
   }
   // Real time: waiting for another process to exit, not a protocol decision.
   const auto deadline = std::chrono::steady_clock::now() + kInstanceLockWait;
@@ -272,7 +274,7 @@ absl::Status TakeoverDaemon::LockInstance() {
     if (errno != EWOULDBLOCK && errno != EINTR) {
       const int err = errno;
       ::close(fd);
-      return absl::UnavailableError(absl::StrCat("instance lock ", path, ": ", std::strerror(err)));
+      return baton::ErrnoToStatus(err, absl::StrCat("instance lock ", path));
     }
     char pid[32] = {};
     const ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);
@@ -341,7 +343,7 @@ void TakeoverDaemon::ApplyDrain(uint32_t slot, bool drain) {
   if (!node_ || changed.empty()) return;  // applied when the Node is created at Start
   if (!drain) {
     for (uint32_t i : changed) {
-      if (!damper_.stepped_back(i)) node_->Undrain(i, clock_.Now());
+      if (!damper_.stepped_back(i)) node_->Undrain(i, clock_.MonotonicNow());
     }
     Pump();
     return;
@@ -349,7 +351,7 @@ void TakeoverDaemon::ApplyDrain(uint32_t slot, bool drain) {
   // The server closes its connections on a held address before it goes (GateRelease).
   GateRelease(slot, [this, changed] {
     if (shutting_down_) return;
-    const Time now = clock_.Now();
+    const Time now = clock_.MonotonicNow();
     for (uint32_t i : changed) {
       if (slots_[i].drained) {
         node_->Drain(i, now);
@@ -390,7 +392,7 @@ std::chrono::seconds TakeoverDaemon::ValidLifetime() const {
 absl::Status TakeoverDaemon::StartAddressDrivers() {
   AddressDriverOptions aopt;
   aopt.label_suffix = config_.label_suffix();
-  absl::StatusOr<std::unique_ptr<AddressDriver>> addresses = AddressDriver::Create(aopt);
+  absl::StatusOr<std::unique_ptr<AddressDriver>> addresses = drivers_.MakeAddressDriver(aopt);
   if (!addresses.ok()) return addresses.status();
   addresses_ = *std::move(addresses);
   // Whatever an earlier run left behind must go before this node may take anything: every
@@ -419,7 +421,7 @@ absl::Status TakeoverDaemon::StartAddressDrivers() {
 
   AnnouncerOptions nopt;
   nopt.schedule = config_.announce_schedule;
-  absl::StatusOr<std::unique_ptr<Announcer>> announcer = Announcer::Create(nopt);
+  absl::StatusOr<std::unique_ptr<Announcer>> announcer = drivers_.MakeAnnouncer(nopt);
   if (!announcer.ok()) return announcer.status();
   announcer_ = *std::move(announcer);
   announcer_driver_ = std::make_unique<AsioAnnouncerDriver>(io_, clock_, *announcer_);
@@ -428,7 +430,7 @@ absl::Status TakeoverDaemon::StartAddressDrivers() {
 
 absl::Status TakeoverDaemon::Start() {
   if (absl::Status s = LockInstance(); !s.ok()) return s;
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   started_ = now;
   if (!config_.witness) {
     if (absl::Status s = StartAddressDrivers(); !s.ok()) return s;
@@ -450,7 +452,7 @@ absl::Status TakeoverDaemon::Start() {
   topt.max_payload_bytes =
       std::min<size_t>(65467, std::max<size_t>(topt.max_payload_bytes,
                                                1024 + 64 * config_.service_addresses.size()));
-  absl::StatusOr<std::unique_ptr<UdpTransport>> transport = UdpTransport::Create(
+  absl::StatusOr<std::unique_ptr<UdpTransport>> transport = drivers_.MakeTransport(
       io_, clock_, std::move(topt),
       [this](NodeId from, std::string_view payload) { OnReceive(from, payload); });
   if (!transport.ok()) return transport.status();
@@ -525,7 +527,7 @@ void TakeoverDaemon::OnReceive(NodeId from, std::string_view payload) {
       static_cast<uint8_t>(payload[2]) != wire::kVersion) {
     ++wrong_version_messages_;
     ++wrong_version_unlogged_;
-    const Time now = clock_.Now();
+    const Time now = clock_.MonotonicNow();
     if (!wrong_version_logged_ || now - *wrong_version_logged_ >= std::chrono::seconds(10)) {
       wrong_version_logged_ = now;
       spdlog::warn("take-over message version {} from peer {}, expected {}: dropped ({} such "
@@ -535,13 +537,13 @@ void TakeoverDaemon::OnReceive(NodeId from, std::string_view payload) {
       wrong_version_unlogged_ = 0;
     }
   }
-  node_->Receive(from, payload, clock_.Now());
+  node_->Receive(from, payload, clock_.MonotonicNow());
   Pump();
 }
 
 void TakeoverDaemon::OnTick() {
   if (!node_) return;
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   node_->Tick(now);
   EndStepBacks();
   RefreshLifetimes(false);
@@ -550,16 +552,17 @@ void TakeoverDaemon::OnTick() {
 }
 
 void TakeoverDaemon::Pump() {
-  for (const Action& a : node_->TakeActions()) ApplyAction(a);
+  // The core's output in the order struct Ready documents: actions, durable state, messages.
+  Ready ready = node_->TakeReady();
+  for (const Action& a : ready.actions) ApplyAction(a);
   SyncFence();
-  // The core's contract: its state is durable before the messages of the same call leave. If the
-  // write fails, these messages are dropped (as if lost: safe) and the write is retried next time.
-  if (std::optional<PersistentState> st = node_->TakeStateToPersist()) pending_state_ = std::move(st);
+  // If the write fails, these messages are dropped (as if lost: safe) and the write is retried
+  // next time.
+  if (ready.state) pending_state_ = std::move(ready.state);
   if (pending_state_) {
     if (absl::Status s = SavePersistentState(config_.state_file, *pending_state_); !s.ok()) {
       ++state_errors_;
       spdlog::error("cannot store the protocol state (messages held back): {}", s.ToString());
-      node_->TakeMessages();
       LogRoleChanges();
       ArmTick();
       return;
@@ -575,7 +578,7 @@ void TakeoverDaemon::Pump() {
     }
     pending_state_.reset();
   }
-  for (Outgoing& m : node_->TakeMessages()) {
+  for (const Outgoing& m : ready.messages) {
     if (absl::Status s = transport_->Send(m.to, m.payload); !s.ok()) {
       spdlog::debug("send to {} failed: {}", m.to, s.ToString());
     }
@@ -594,7 +597,7 @@ void TakeoverDaemon::ApplyAction(const Action& action) {
     return;
   }
   Slot& slot = slots_[action.slot];
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   switch (action.kind) {
     case Action::Kind::kRemoveAddress: {
       announcer_driver_->Cancel(slot.prefix.address);
@@ -670,7 +673,7 @@ absl::Status TakeoverDaemon::StartFence() {
   NftFenceOptions fopt;
   fopt.table = table;
   for (const Slot& slot : slots_) fopt.addresses.push_back(slot.prefix.address.to_string());
-  absl::StatusOr<std::unique_ptr<NftFence>> fence = NftFence::Create(clock_, std::move(fopt));
+  absl::StatusOr<std::unique_ptr<KernelFence>> fence = drivers_.MakeFence(clock_, std::move(fopt));
   if (!fence.ok()) {
     if (config_.kernel_fence.has_value()) {
       return absl::Status(fence.status().code(),
@@ -687,7 +690,7 @@ absl::Status TakeoverDaemon::StartFence() {
 
 void TakeoverDaemon::SyncFence() {
   if (!fence_ || !node_) return;
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   const Node::Status st = node_->GetStatus(now);
   for (uint32_t i = 0; i < slots_.size(); ++i) {
     Slot& slot = slots_[i];
@@ -706,7 +709,7 @@ void TakeoverDaemon::SyncFence() {
     ++fence_updates_;
     slot.fence_end = end;
     // For measurements (tests/integration/takeover_pause.sh reads it): the lease end as seen now.
-    spdlog::debug("kernel fence: lease ends in {:.3f} ms (slot {}, {})", Ms(end - clock_.Now()), i,
+    spdlog::debug("kernel fence: lease ends in {:.3f} ms (slot {}, {})", Ms(end - clock_.MonotonicNow()), i,
                   slot.prefix.ToString());
   }
 }
@@ -723,7 +726,7 @@ void TakeoverDaemon::RevokeFence(uint32_t index) {
 }
 
 void TakeoverDaemon::RefreshLifetimes(bool force) {
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   for (Slot& slot : slots_) {
     if (!slot.holding) continue;
     if (!force && now < slot.next_refresh) continue;
@@ -753,7 +756,7 @@ void TakeoverDaemon::ArmTick() {
   }
   if (shutting_down_) next = std::min(next, shutdown_deadline_);
   if (std::optional<Time> end = damper_.NextEnd()) next = std::min(next, *end);
-  const Time delay = std::max<Time>(Time(0), next - clock_.Now());
+  const Time delay = std::max<Time>(Time(0), next - clock_.MonotonicNow());
   tick_timer_.expires_after(delay);
   tick_timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
     if (ec || !*alive) return;
@@ -762,7 +765,7 @@ void TakeoverDaemon::ArmTick() {
 }
 
 void TakeoverDaemon::LogRoleChanges() {
-  const Node::Status st = node_->GetStatus(clock_.Now());
+  const Node::Status st = node_->GetStatus(clock_.MonotonicNow());
   for (const Node::SlotStatus& s : st.slots) {
     if (s.slot >= slots_.size()) continue;
     Slot& slot = slots_[s.slot];
@@ -787,7 +790,7 @@ void TakeoverDaemon::LogRoleChanges() {
 void TakeoverDaemon::OnHealth() {
   if (shutting_down_ || !node_) return;
   const bool healthy = check_healthy_ && external_healthy_;
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   if (!healthy && !draining_) {
     if (health_gate_pending_) return;
     spdlog::warn("local service unhealthy: draining (hand-over to a peer)");
@@ -801,7 +804,7 @@ void TakeoverDaemon::OnHealth() {
         }
         return;
       }
-      node_->Drain(clock_.Now());
+      node_->Drain(clock_.MonotonicNow());
       draining_ = true;
       ++drains_;
       Pump();
@@ -839,7 +842,7 @@ void TakeoverDaemon::Shutdown(std::function<void()> done, bool gate) {
 }
 
 void TakeoverDaemon::HandOver() {
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   if (node_ && !draining_) {
     node_->Drain(now);
     draining_ = true;
@@ -883,7 +886,7 @@ void TakeoverDaemon::Finish() {
 
 nlohmann::json TakeoverDaemon::StatusJson() const {
   using nlohmann::json;
-  const Time now = clock_.Now();
+  const Time now = clock_.MonotonicNow();
   json j;
   j["node_id"] = config_.node_id;
   j["witness"] = config_.witness;

@@ -44,6 +44,7 @@
 #include "takeover/core/node.h"
 #include "takeover/daemon/config.h"
 #include "takeover/daemon/damping.h"
+#include "takeover/daemon/driver_factory.h"
 #include "takeover/daemon/health_check.h"
 #include "takeover/daemon/metrics_server.h"
 #include "takeover/daemon/state_file.h"
@@ -81,10 +82,12 @@ class TakeoverDaemon {
   // picks the transport incarnation. Nothing runs until Start. Errors: kInvalidArgument (config
   // the core or drivers refuse, also a state file the core refuses), kDataLoss (corrupt state
   // file), key-file, state-file and incarnation-file errors as in udp_transport.h /
-  // state_file.h.
-  static absl::StatusOr<std::unique_ptr<TakeoverDaemon>> Create(boost::asio::io_context& io,
-                                                                const Clock& clock,
-                                                                DaemonConfig config);
+  // state_file.h. The drivers (transport, addresses, announcer, kernel fence) come from
+  // `drivers` when Start() runs (driver_factory.h; it must outlive the daemon); `clock` is the
+  // daemon's and its drivers' time.
+  static absl::StatusOr<std::unique_ptr<TakeoverDaemon>> Create(
+      boost::asio::io_context& io, const Clock& clock, DaemonConfig config,
+      DriverFactory& drivers = RealDriverFactory());
   ~TakeoverDaemon();
   TakeoverDaemon(const TakeoverDaemon&) = delete;
   TakeoverDaemon& operator=(const TakeoverDaemon&) = delete;
@@ -159,8 +162,9 @@ class TakeoverDaemon {
     bool last_held = false;
   };
 
-  TakeoverDaemon(boost::asio::io_context& io, const Clock& clock, DaemonConfig config,
-                 std::string key, uint64_t incarnation, std::vector<IpPrefix> prefixes);
+  TakeoverDaemon(boost::asio::io_context& io, const Clock& clock, DriverFactory& drivers,
+                 DaemonConfig config, std::string key, uint64_t incarnation,
+                 std::vector<IpPrefix> prefixes);
 
   // Netlink address driver (removing stale addresses), kernel fence and announcer: everything
   // that needs CAP_NET_ADMIN / CAP_NET_RAW. Not started by a witness.
@@ -206,6 +210,7 @@ class TakeoverDaemon {
 
   boost::asio::io_context& io_;
   const Clock& clock_;
+  DriverFactory& drivers_;
   DaemonConfig config_;
   GroupConfig group_;
   std::string key_;
@@ -225,7 +230,7 @@ class TakeoverDaemon {
   std::unique_ptr<Announcer> announcer_;
   std::unique_ptr<AsioAnnouncerDriver> announcer_driver_;
   std::unique_ptr<HealthChecker> health_;
-  std::unique_ptr<NftFence> fence_;  // null when kernel_fence is off or nftables is unusable
+  std::unique_ptr<KernelFence> fence_;  // null when kernel_fence is off or nftables is unusable
   uint64_t fence_updates_ = 0, fence_errors_ = 0;
   boost::asio::steady_timer tick_timer_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> status_acceptor_;

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/errno_status.h"
 
 namespace baton::takeover {
 namespace {
@@ -34,9 +35,7 @@ absl::Status Corrupt(absl::string_view what) {
 }
 
 absl::Status ErrnoStatus(absl::string_view what, const std::string& path, int err) {
-  std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
-  if (err == EACCES || err == EPERM || err == EROFS) return absl::PermissionDeniedError(msg);
-  return absl::UnavailableError(msg);
+  return baton::ErrnoToStatus(err, absl::StrCat(what, " ", path));
 }
 
 // "members 1 2 3" -> {1, 2, 3}; the keyword must match.

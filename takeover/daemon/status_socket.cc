@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 #include <utility>
+#include <variant>
 
 #include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
@@ -15,8 +16,10 @@
 #include <boost/asio/write.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "base/strings.h"
 #include "base/unix_socket.h"
 #include "takeover/daemon/daemon.h"
+#include "takeover/daemon/status_protocol.h"
 
 namespace baton::takeover {
 
@@ -53,7 +56,7 @@ absl::Status TakeoverDaemon::StartStatusSocket() {
 }
 
 namespace {
-constexpr size_t kMaxRequest = 4096;  // one request line on the status socket
+constexpr size_t kMaxRequest = status_protocol::kMaxRequestBytes;  // one request line
 // How long a status-socket client may stay silent before it gets the status (no request line).
 constexpr std::chrono::milliseconds kRequestWait(200);
 }  // namespace
@@ -91,8 +94,7 @@ void TakeoverDaemon::AcceptStatus() {
                 }
                 auto text = std::make_shared<std::string>(
                     (readable ? HandleRequest(line)
-                              : nlohmann::json{{"ok", false},
-                                               {"error", "request too long or unreadable"}})
+                              : status_protocol::ErrorReply("request too long or unreadable"))
                         .dump() +
                     "\n");
                 boost::asio::async_write(*sock, boost::asio::buffer(*text),
@@ -107,27 +109,20 @@ void TakeoverDaemon::AcceptStatus() {
 }
 
 nlohmann::json TakeoverDaemon::HandleRequest(const std::string& line) {
-  using nlohmann::json;
-  if (line.find_first_not_of(" \t\r") == std::string::npos) return StatusJson();
-  json req = json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (req.is_discarded() || !req.is_object() || !req.contains("op") || !req["op"].is_string()) {
-    return json{{"ok", false}, {"error", "malformed request (expected {\"op\": ...})"}};
-  }
-  const std::string op = req["op"].get<std::string>();
-  if (op == "status") return StatusJson();
-  if (op != "drain") return json{{"ok", false}, {"error", "unknown op '" + op + "'"}};
+  absl::StatusOr<status_protocol::Request> req = status_protocol::DecodeRequest(line);
+  if (!req.ok()) return status_protocol::ErrorReply(SV(req.status().message()));
+  const auto* drain = std::get_if<status_protocol::DrainRequest>(&*req);
+  if (drain == nullptr) return StatusJson();
   uint32_t slot = kAllSlots;
-  if (req.contains("slot") && !req["slot"].is_null()) {
-    if (!req["slot"].is_number_unsigned() || req["slot"].get<uint64_t>() >= slots_.size()) {
-      return json{{"ok", false},
-                  {"error", absl::StrCat("slot out of range (", slots_.size(), " slots: 0..",
-                                         slots_.size() - 1, ")")}};
+  if (drain->slot) {
+    if (*drain->slot >= slots_.size()) {
+      return status_protocol::ErrorReply(absl::StrCat("slot out of range (", slots_.size(),
+                                                      " slots: 0..", slots_.size() - 1, ")"));
     }
-    slot = static_cast<uint32_t>(req["slot"].get<uint64_t>());
+    slot = *drain->slot;
   }
-  const bool undo = req.value("undo", false);
-  ApplyDrain(slot, !undo);
-  json j = StatusJson();
+  ApplyDrain(slot, !drain->undo);
+  nlohmann::json j = StatusJson();
   j["ok"] = true;
   return j;
 }
@@ -147,7 +142,8 @@ absl::StatusOr<nlohmann::json> Exchange(const std::string& socket_path, const st
   if (ec) return absl::UnavailableError(absl::StrCat("writing ", socket_path, ": ", ec.message()));
   std::string text;
   char buf[4096];
-  for (int i = 0; i < 1024; ++i) {  // bounded: at most 4 MiB
+  // Bounded: one read past kMaxReplyBytes is enough for DecodeReply to refuse it.
+  while (text.size() <= status_protocol::kMaxReplyBytes) {
     size_t n = sock.read_some(boost::asio::buffer(buf), ec);
     text.append(buf, n);
     if (ec) break;
@@ -155,26 +151,23 @@ absl::StatusOr<nlohmann::json> Exchange(const std::string& socket_path, const st
   if (ec != boost::asio::error::eof && ec) {
     return absl::UnavailableError(absl::StrCat("reading ", socket_path, ": ", ec.message()));
   }
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::DataLossError("status socket sent malformed JSON");
-  return j;
+  return status_protocol::DecodeReply(text);
 }
 
 }  // namespace
 
 absl::StatusOr<nlohmann::json> QueryStatus(const std::string& socket_path) {
-  return Exchange(socket_path, R"({"op":"status"})");
+  return Exchange(socket_path, status_protocol::Encode(status_protocol::StatusRequest{}));
 }
 
 absl::StatusOr<nlohmann::json> RequestDrain(const std::string& socket_path,
                                             std::optional<uint32_t> slot, bool undo) {
-  nlohmann::json req = {{"op", "drain"}, {"undo", undo}};
-  req["slot"] = slot ? nlohmann::json(*slot) : nlohmann::json(nullptr);
-  absl::StatusOr<nlohmann::json> j = Exchange(socket_path, req.dump());
+  status_protocol::DrainRequest req;
+  req.slot = slot;
+  req.undo = undo;
+  absl::StatusOr<nlohmann::json> j = Exchange(socket_path, status_protocol::Encode(req));
   if (!j.ok()) return j;
-  if (!j->value("ok", false)) {
-    return absl::InvalidArgumentError(absl::StrCat("daemon refused: ", j->value("error", "?")));
-  }
+  if (!j->value("ok", false)) return absl::InvalidArgumentError("daemon refused: no \"ok\"");
   return j;
 }
 

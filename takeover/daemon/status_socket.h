@@ -2,11 +2,9 @@
 // ends in one place -- the daemon's server (TakeoverDaemon::StartStatusSocket, in
 // status_socket.cc) and the client of `baton-takeoverd status` / `drain` below.
 //
-// Protocol: the client connects, sends one request line, and reads one JSON document until EOF.
-//   ""  or {"op":"status"}                       -> the status document (TakeoverDaemon::StatusJson)
-//   {"op":"drain","slot":N|null,"undo":bool}     -> drain (or undo) slot N / every slot, then the
-//                                                   status document with "ok": true
-//   anything else                                -> {"ok": false, "error": "..."}
+// Protocol (its one definition, typed and versioned: status_protocol.h): the client connects,
+// sends one request line, and reads one JSON document until EOF -- the status document
+// (TakeoverDaemon::StatusJson), after a drain with "ok": true, or {"ok": false, "error": "..."}.
 // A client that sends nothing for 200 ms (or shuts its side down) gets the status. A request
 // line is at most 4096 bytes. The socket is owner-only (base/unix_socket.h): it accepts drains.
 //

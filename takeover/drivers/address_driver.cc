@@ -21,6 +21,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
+#include "base/strings.h"
 #include "spdlog/spdlog.h"
 
 namespace baton::takeover {
@@ -469,31 +471,22 @@ std::string IpPrefix::ToString() const {
 }
 
 absl::Status NetlinkErrnoToStatus(int errnum, std::string_view what) {
-  std::string msg = absl::StrCat(std::string(what), ": ", std::strerror(errnum));
+  // base/errno_status.h converts; netlink's own meanings and hints are added here.
+  const absl::Status s = baton::ErrnoToStatus(errnum, AV(what));
   switch (errnum) {
     case EEXIST:
-      return absl::AlreadyExistsError(absl::StrCat(msg, " (the address is already there)"));
-    case EADDRNOTAVAIL:
+      return absl::AlreadyExistsError(absl::StrCat(s.message(), " (the address is already there)"));
+    case EADDRNOTAVAIL:  // RTM_DELADDR of an address that is not there (Abseil: kAlreadyExists)
     case ESRCH:
     case ENOENT:
-      return absl::NotFoundError(absl::StrCat(msg, " (no such address)"));
+      return absl::NotFoundError(absl::StrCat(s.message(), " (no such address)"));
     case ENODEV:
-      return absl::NotFoundError(absl::StrCat(msg, " (no such interface)"));
-    case EPERM:
-    case EACCES:
-      return absl::PermissionDeniedError(absl::StrCat(msg, " (needs CAP_NET_ADMIN)"));
-    case EINVAL:
-    case ERANGE:
-    case EOPNOTSUPP:
-      return absl::InvalidArgumentError(msg);
-    case EAGAIN:
-    case EBUSY:
-    case ENOBUFS:
-    case ENOMEM:
-    case EINTR:
-      return absl::UnavailableError(msg);
+      return absl::NotFoundError(absl::StrCat(s.message(), " (no such interface)"));
     default:
-      return absl::InternalError(msg);
+      if (absl::IsPermissionDenied(s)) {
+        return absl::PermissionDeniedError(absl::StrCat(s.message(), " (needs CAP_NET_ADMIN)"));
+      }
+      return s;
   }
 }
 

@@ -31,8 +31,8 @@
 //   kNotFound          EADDRNOTAVAIL (address absent) / ENODEV (no interface)
 //   kPermissionDenied  EPERM / EACCES (needs CAP_NET_ADMIN)
 //   kInvalidArgument   malformed prefix, label too long, EINVAL
-//   kUnavailable       socket / buffer errors worth retrying
-//   kInternal          anything else
+//   other errno values: base/errno_status.h's code (EAGAIN / EINTR / EIO
+//   kUnavailable, ENOBUFS / ENOMEM kResourceExhausted, EBUSY kFailedPrecondition)
 //
 // Threading: not thread-safe; use from one thread (the daemon's io_context
 // thread). Calls are synchronous and take microseconds. One netlink socket per
@@ -140,8 +140,8 @@ class AddressDriver {
 
 // Converts an errno value as returned by the kernel in a netlink error
 // message (positive: EEXIST, EADDRNOTAVAIL, ENODEV, EPERM, ...) to a Status
-// with `what` as context. The single place where netlink errors become
-// statuses (see the table above).
+// with `what` as context: base/errno_status.h's conversion plus netlink's
+// meanings (EADDRNOTAVAIL is "no such address") and hints (see the table above).
 absl::Status NetlinkErrnoToStatus(int errnum, std::string_view what);
 
 }  // namespace baton::takeover

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
 #include "spdlog/spdlog.h"
 
 namespace baton::takeover {
@@ -54,19 +55,11 @@ uint16_t Checksum(std::string_view data, uint32_t sum = 0) {
 }
 
 absl::Status ErrnoStatus(int err, const std::string& what) {
-  std::string msg = absl::StrCat("announcer: ", what, ": ", std::strerror(err));
-  switch (err) {
-    case ENODEV:
-    case ENXIO:
-      return absl::NotFoundError(msg);
-    case EPERM:
-    case EACCES:
-      return absl::PermissionDeniedError(absl::StrCat(msg, " (needs CAP_NET_RAW)"));
-    case EINVAL:
-      return absl::InvalidArgumentError(msg);
-    default:
-      return absl::UnavailableError(msg);
+  absl::Status s = baton::ErrnoToStatus(err, absl::StrCat("announcer: ", what));
+  if (absl::IsPermissionDenied(s)) {
+    return absl::PermissionDeniedError(absl::StrCat(s.message(), " (needs CAP_NET_RAW)"));
   }
+  return s;
 }
 
 struct Interface {
@@ -306,7 +299,7 @@ AsioAnnouncerDriver::~AsioAnnouncerDriver() {
 
 absl::Status AsioAnnouncerDriver::Start(const asio::ip::address& address,
                                         std::string_view ifname) {
-  absl::Status s = announcer_.Start(address, ifname, clock_.Now());
+  absl::Status s = announcer_.Start(address, ifname, clock_.MonotonicNow());
   Rearm();
   return s;
 }
@@ -322,10 +315,10 @@ void AsioAnnouncerDriver::Rearm() {
     timer_.cancel();
     return;
   }
-  timer_.expires_after(std::max(std::chrono::nanoseconds(0), *deadline - clock_.Now()));
+  timer_.expires_after(std::max(std::chrono::nanoseconds(0), *deadline - clock_.MonotonicNow()));
   timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
     if (!*alive || ec == asio::error::operation_aborted) return;
-    announcer_.Poll(clock_.Now());
+    announcer_.Poll(clock_.MonotonicNow());
     Rearm();
   });
 }

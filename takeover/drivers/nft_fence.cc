@@ -186,7 +186,7 @@ absl::Status NftFence::Lease(const std::string& address, std::chrono::nanosecond
   const bool v6 = is_v6_[*i];
   // Read the clock as late as possible: the commit happens after it, so the margin only has to
   // cover the parse and the netlink round trip.
-  const std::chrono::nanoseconds before = clock_.Now();
+  const std::chrono::nanoseconds before = clock_.MonotonicNow();
   const int64_t ms = TimeoutMs(lease_end - before - options_.margin);
   if (ms <= 0) return Revoke(address);
   // add (no-op if present) + delete + add-with-timeout: the only way to replace a timeout that
@@ -210,9 +210,9 @@ absl::Status NftFence::Lease(const std::string& address, std::chrono::nanosecond
   // The kernel counts the timeout from its commit, at the end of the call. If the call took
   // longer than the margin (the process was preempted in it), the element may outlive the lease
   // by the excess: set it again, this time also discounting what the first call took.
-  const std::chrono::nanoseconds took = clock_.Now() - before;
+  const std::chrono::nanoseconds took = clock_.MonotonicNow() - before;
   if (took <= options_.margin) return absl::OkStatus();
-  const int64_t again = TimeoutMs(lease_end - clock_.Now() - options_.margin - took);
+  const int64_t again = TimeoutMs(lease_end - clock_.MonotonicNow() - options_.margin - took);
   if (again <= 0) return Revoke(address);
   return Exec(command(again));
 }

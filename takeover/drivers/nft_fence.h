@@ -56,7 +56,21 @@ struct NftFenceOptions {
   std::chrono::nanoseconds margin = std::chrono::milliseconds(2);
 };
 
-class NftFence {
+// What the daemon needs of a kernel fence (NftFence below; a fake in tests of the daemon's glue).
+// Methods and errors as NftFence's.
+class KernelFence {
+ public:
+  virtual ~KernelFence() = default;
+  [[nodiscard]] virtual absl::Status Lease(const std::string& address,
+                                           std::chrono::nanoseconds lease_end) = 0;
+  [[nodiscard]] virtual absl::Status Revoke(const std::string& address) = 0;
+  [[nodiscard]] virtual absl::Status RefuseConnections(const std::string& address,
+                                                       bool refuse = true) = 0;
+  [[nodiscard]] virtual absl::Status RemoveTables() = 0;
+  virtual const std::string& table() const = 0;
+};
+
+class NftFence final : public KernelFence {
  public:
   // Installs both tables in the current network namespace, replacing tables of the same name
   // (stale ones from an earlier run) in the same transaction; no address is leased afterwards.
@@ -66,29 +80,31 @@ class NftFence {
   static absl::StatusOr<std::unique_ptr<NftFence>> Create(const Clock& clock,
                                                           NftFenceOptions options);
   // Leaves the tables in place (a crash would too); call RemoveTables() to delete them.
-  ~NftFence();
+  ~NftFence() override;
   NftFence(const NftFence&) = delete;
   NftFence& operator=(const NftFence&) = delete;
 
-  // Lets `address` answer until `lease_end` (on `clock`'s Now() time line) minus the margin,
+  // Lets `address` answer until `lease_end` (on `clock`'s MonotonicNow() time line) minus the margin,
   // replacing any earlier timeout (longer or shorter). If nothing is left of the lease, the
   // address is revoked instead. One transaction (about 0.3 ms); a second one if the first took
   // longer than the margin, so that the element never outlives the lease by the call's latency. kInvalidArgument for an address not in the options,
   // kUnavailable if nftables refuses.
-  [[nodiscard]] absl::Status Lease(const std::string& address, std::chrono::nanoseconds lease_end);
+  [[nodiscard]] absl::Status Lease(const std::string& address,
+                                   std::chrono::nanoseconds lease_end) override;
   // Fences `address` now (no-op if it is not leased); also ends RefuseConnections. Errors as
   // Lease.
-  [[nodiscard]] absl::Status Revoke(const std::string& address);
+  [[nodiscard]] absl::Status Revoke(const std::string& address) override;
   // New TCP connections to `address` are refused with a reset from now on, while its lease (if
   // any) still lets everything else through: the address is being released, and a client that
   // connects now must go on to the next holder at once (its SYN would otherwise be accepted
   // here, and the connection go dark when the address goes). Until Revoke, or a call with
   // refuse = false (the release was called off). Errors as Lease.
-  [[nodiscard]] absl::Status RefuseConnections(const std::string& address, bool refuse = true);
+  [[nodiscard]] absl::Status RefuseConnections(const std::string& address,
+                                               bool refuse = true) override;
   // Deletes both tables (clean shutdown: the address is gone, nothing left to fence). kUnavailable.
-  [[nodiscard]] absl::Status RemoveTables();
+  [[nodiscard]] absl::Status RemoveTables() override;
 
-  const std::string& table() const { return options_.table; }
+  const std::string& table() const override { return options_.table; }
 
   // Runs one nftables command batch in the current namespace; nft's error text in the status.
   // For tests and for the tables' set-up.

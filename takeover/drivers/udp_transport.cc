@@ -22,6 +22,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/errno_status.h"
+#include "base/strings.h"
 #include "spdlog/spdlog.h"
 
 namespace baton::takeover {
@@ -49,19 +51,6 @@ uint64_t GetBe(std::string_view in, size_t offset, size_t bytes) {
   uint64_t v = 0;
   for (size_t i = 0; i < bytes; ++i) v = (v << 8) | static_cast<uint8_t>(in[offset + i]);
   return v;
-}
-
-absl::Status ErrnoStatus(int err, std::string_view what) {
-  std::string msg = absl::StrCat(std::string(what), ": ", std::strerror(err));
-  switch (err) {
-    case ENOENT:
-      return absl::NotFoundError(msg);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(msg);
-    default:
-      return absl::UnavailableError(msg);
-  }
 }
 
 // HMAC-SHA256 with a fixed key. The keyed context is set up once; each
@@ -357,7 +346,7 @@ class UdpTransportImpl final : public UdpTransport {
     size_t i = static_cast<size_t>(reason);
     ++stats_.dropped[i];
     ++unlogged_[i];
-    std::chrono::nanoseconds now = clock_.Now();
+    std::chrono::nanoseconds now = clock_.MonotonicNow();
     if (last_logged_[i].has_value() && now - *last_logged_[i] < options_.drop_log_interval) return;
     last_logged_[i] = now;
     spdlog::warn(
@@ -474,13 +463,13 @@ OpenResult OpenDatagram(std::string_view datagram, std::string_view key,
 
 absl::StatusOr<std::string> LoadClusterKey(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("cluster key file ", path));
+  if (fd < 0) return baton::ErrnoToStatus(errno, absl::StrCat("cluster key file ", path));
   struct FdCloser {
     int fd;
     ~FdCloser() { ::close(fd); }
   } closer{fd};
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return ErrnoStatus(errno, absl::StrCat("cluster key file ", path));
+  if (::fstat(fd, &st) != 0) return baton::ErrnoToStatus(errno, absl::StrCat("cluster key file ", path));
   if (!S_ISREG(st.st_mode)) {
     return absl::InvalidArgumentError(absl::StrCat("cluster key file ", path,
                                                    " is not a regular file"));
@@ -500,7 +489,7 @@ absl::StatusOr<std::string> LoadClusterKey(const std::string& path) {
   while (got < key.size()) {
     ssize_t n = ::read(fd, key.data() + got, key.size() - got);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(errno, absl::StrCat("reading cluster key file ", path));
+    if (n < 0) return baton::ErrnoToStatus(errno, absl::StrCat("reading cluster key file ", path));
     if (n == 0) break;
     got += static_cast<size_t>(n);
   }
@@ -532,7 +521,7 @@ absl::StatusOr<uint64_t> NextIncarnation(const std::string& state_path,
     ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
     int err = errno;
     ::close(fd);
-    if (n < 0) return ErrnoStatus(err, absl::StrCat("reading incarnation file ", state_path));
+    if (n < 0) return baton::ErrnoToStatus(err, absl::StrCat("reading incarnation file ", state_path));
     std::string text(absl::StripAsciiWhitespace(std::string(buf, static_cast<size_t>(n))));
     if (!absl::SimpleAtoi(text, &last)) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -540,20 +529,20 @@ absl::StatusOr<uint64_t> NextIncarnation(const std::string& state_path,
           "'); remove it only if this node's wall clock is known to be correct"));
     }
   } else if (errno != ENOENT) {
-    return ErrnoStatus(errno, absl::StrCat("opening incarnation file ", state_path));
+    return baton::ErrnoToStatus(errno, absl::StrCat("opening incarnation file ", state_path));
   }
   uint64_t next = std::max(wall, last + 1);
   std::string tmp = state_path + ".tmp";
   fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("creating ", tmp));
+  if (fd < 0) return baton::ErrnoToStatus(errno, absl::StrCat("creating ", tmp));
   std::string text = absl::StrCat(next, "\n");
   bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
             ::fsync(fd) == 0;
   int err = errno;
   ::close(fd);
-  if (!ok) return ErrnoStatus(err, absl::StrCat("writing ", tmp));
+  if (!ok) return baton::ErrnoToStatus(err, absl::StrCat("writing ", tmp));
   if (::rename(tmp.c_str(), state_path.c_str()) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("renaming ", tmp, " to ", state_path));
+    return baton::ErrnoToStatus(errno, absl::StrCat("renaming ", tmp, " to ", state_path));
   }
   std::string dir = ".";
   if (size_t slash = state_path.rfind('/'); slash != std::string::npos) {
@@ -564,7 +553,7 @@ absl::StatusOr<uint64_t> NextIncarnation(const std::string& state_path,
     int rc = ::fsync(dfd);
     err = errno;
     ::close(dfd);
-    if (rc != 0) return ErrnoStatus(err, absl::StrCat("fsync of directory ", dir));
+    if (rc != 0) return baton::ErrnoToStatus(err, absl::StrCat("fsync of directory ", dir));
   }
   return next;
 }

@@ -29,6 +29,7 @@
 #include "takeover/daemon/config.h"
 #include "takeover/daemon/daemon.h"
 #include "takeover/drivers/clock.h"
+#include "tests/takeover/daemon/daemon_test_dir.h"
 #include "tests/takeover/drivers/netns_fixture.h"
 #include "tests/testing/require_root.h"
 
@@ -37,6 +38,7 @@ namespace {
 
 using std::chrono::milliseconds;
 using testing::EnterNetns;
+using testing::MakeDaemonTestDir;
 using testing::ScopedNetns;
 
 constexpr char kIp0[] = "10.88.0.100";
@@ -100,15 +102,7 @@ class EmbedTest : public ::testing::Test {
     ASSERT_EQ(ns_->Ip("link set eth1 up").exit_code, 0);
     ASSERT_EQ(ns_->Ip("link set eth0 up").exit_code, 0);
     ASSERT_EQ(ns_->Ip("addr add 10.88.0.1/24 dev eth0").exit_code, 0);
-    dir_ = std::filesystem::temp_directory_path() /
-           ("baton-embed-test-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-    {
-      std::ofstream key(dir_ / "key");
-      key << "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
-    }
-    std::filesystem::permissions(dir_ / "key", std::filesystem::perms::owner_read |
-                                                   std::filesystem::perms::owner_write);
+    dir_ = MakeDaemonTestDir("baton-embed-test-");
   }
   void TearDown() override {
     if (!dir_.empty()) std::filesystem::remove_all(dir_);

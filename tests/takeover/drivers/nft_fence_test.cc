@@ -70,7 +70,7 @@ class NftFenceTest : public ::testing::Test {
   }
   absl::Status Lease(NftFence& f, milliseconds length, const char* address = kVip) {
     EnterNetns in(host_);
-    return f.Lease(address, clock_.Now() + length);
+    return f.Lease(address, clock_.MonotonicNow() + length);
   }
   // IPv6 on the veth pair: the host's own fd91::1 and the service address, the client fd91::2
   // (no duplicate address detection: the addresses are usable at once).
@@ -207,7 +207,7 @@ TEST_F(NftFenceTest, FencedIpv6AddressTakesNoPartInNeighbourDiscovery) {
 TEST_F(NftFenceTest, ElementExpiresByItselfAfterItsTimeout) {
   auto fence = MakeFence();
   ASSERT_TRUE(fence.ok()) << fence.status();
-  const auto t0 = clock_.Now();
+  const auto t0 = clock_.MonotonicNow();
   ASSERT_TRUE(Lease(**fence, milliseconds(150)).ok());
   EXPECT_TRUE(ElementPresent()) << HostNft("list ruleset");
   // Nobody refreshes (a frozen daemon): the kernel drops the element at 150 ms - margin.
@@ -219,18 +219,18 @@ TEST_F(NftFenceTest, ElementExpiresByItselfAfterItsTimeout) {
 TEST_F(NftFenceTest, RefreshKeepsTheElementAndShortensOrLengthens) {
   auto fence = MakeFence();
   ASSERT_TRUE(fence.ok()) << fence.status();
-  const auto t0 = clock_.Now();
+  const auto t0 = clock_.MonotonicNow();
   std::vector<double> us;
   for (int i = 0; i < 10; ++i) {   // renewals every 30 ms of a 100 ms lease: 300 ms in all
-    const auto a = clock_.Now();
+    const auto a = clock_.MonotonicNow();
     ASSERT_TRUE(Lease(**fence, milliseconds(100)).ok());
-    us.push_back(std::chrono::duration<double, std::micro>(clock_.Now() - a).count());
+    us.push_back(std::chrono::duration<double, std::micro>(clock_.MonotonicNow() - a).count());
     std::this_thread::sleep_for(milliseconds(30));
   }
   // What a renewal costs the daemon's thread (one nftables transaction); for the record.
   std::sort(us.begin(), us.end());
   std::printf("Lease() transaction: median %.0f us, max %.0f us\n", us[us.size() / 2], us.back());
-  EXPECT_GE(clock_.Now() - t0, milliseconds(300));
+  EXPECT_GE(clock_.MonotonicNow() - t0, milliseconds(300));
   EXPECT_TRUE(ElementPresent()) << "a refreshed element expired";
   EXPECT_TRUE(Answers());
   // A refresh to a shorter end replaces the timeout too (a lease that shrank).

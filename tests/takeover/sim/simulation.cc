@@ -226,21 +226,9 @@ void Simulation::BeforeCall(SimNode& n) {
 
 void Simulation::AfterCall(SimNode& n) {
   const Time local = Local(n, now_);
-  if (std::optional<PersistentState> st = n.node->TakeStateToPersist()) {
-    const bool membership_changed =
-        !n.persisted || n.persisted->membership.version != st->membership.version ||
-        n.persisted->membership.members != st->membership.members ||
-        n.persisted->membership.old_members != st->membership.old_members;
-    n.persisted = std::move(st);
-    const Membership& m = n.persisted->membership;
-    if (membership_changed && m.version > 0) {
-      std::string ids;
-      for (NodeId id : m.members) ids += std::to_string(id) + ",";
-      Trace("node " + std::to_string(n.id) + " membership v" + std::to_string(m.version) +
-            " members [" + ids + "]" + (m.old_members.empty() ? "" : " (joint)"));
-    }
-  }
-  for (const Action& a : n.node->TakeActions()) {
+  // The node's output, applied in Ready's order: actions, durable state, messages.
+  Ready ready = n.node->TakeReady();
+  for (const Action& a : ready.actions) {
     if (a.slot >= n.slots.size()) {
       Violation("action for unknown slot");
       continue;
@@ -296,6 +284,21 @@ void Simulation::AfterCall(SimNode& n) {
         break;
     }
   }
+  if (ready.state) {
+    std::optional<PersistentState>& st = ready.state;
+    const bool membership_changed =
+        !n.persisted || n.persisted->membership.version != st->membership.version ||
+        n.persisted->membership.members != st->membership.members ||
+        n.persisted->membership.old_members != st->membership.old_members;
+    n.persisted = std::move(st);
+    const Membership& m = n.persisted->membership;
+    if (membership_changed && m.version > 0) {
+      std::string ids;
+      for (NodeId id : m.members) ids += std::to_string(id) + ",";
+      Trace("node " + std::to_string(n.id) + " membership v" + std::to_string(m.version) +
+            " members [" + ids + "]" + (m.old_members.empty() ? "" : " (joint)"));
+    }
+  }
   const Node::Status st = n.node->GetStatus(local);
   int held = 0;
   for (const SimNode::SlotCheck& c : n.slots) held += c.added ? 1 : 0;
@@ -315,7 +318,7 @@ void Simulation::AfterCall(SimNode& n) {
     }
     if (c.added) c.belief_end = RealOf(n, local + ss.lease_remaining);
   }
-  for (Outgoing& o : n.node->TakeMessages()) Send(n.id, std::move(o));
+  for (Outgoing& o : ready.messages) Send(n.id, std::move(o));
   n.wake = RealOf(n, n.node->NextTick());
 }
 
