@@ -33,6 +33,8 @@
 #   -m  the hog (default cgroup, see above)
 #   -b  build dir with baton-kvserver and baton-kv-driver (default: ../build, else ../build-ci)
 # Env: HOGS (busy loops, default 2), QUOTA_US / PERIOD_US (cgroup quota, default 100000 / 100000),
+#      RT_US (the cgroup's cpu.rt_runtime_us, default 50000 per 1 s: room for the agent's SCHED_RR
+#      under CONFIG_RT_GROUP_SCHED, as a host would give its service's cgroup),
 #      CLIENTS (default 4), INTERVAL_MS (each client's pause between requests, default 2),
 #      ATTEMPT_MS (driver's attempt timeout, default 100), CONNECT_MS (default 20),
 #      BACKOFF_MS (default 20), PFX (namespace prefix, default kvs<PID>: concurrent invocations
@@ -63,10 +65,10 @@ done
 [[ $MODE =~ ^(cgroup|nice|none)$ ]] || { echo "bad -m $MODE" >&2; exit 2; }
 for iv in ${INTERVALS//,/ }; do [[ $iv =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "bad interval $iv" >&2; exit 2; }; done
 [[ $EUID -eq 0 ]] || { echo "must run as root" >&2; exit 1; }
-HOGS=${HOGS:-2}; QUOTA_US=${QUOTA_US:-100000}; PERIOD_US=${PERIOD_US:-100000}
+HOGS=${HOGS:-2}; QUOTA_US=${QUOTA_US:-100000}; PERIOD_US=${PERIOD_US:-100000}; RT_US=${RT_US:-50000}
 CLIENTS=${CLIENTS:-4}; INTERVAL_MS=${INTERVAL_MS:-2}
 ATTEMPT_MS=${ATTEMPT_MS:-100}; CONNECT_MS=${CONNECT_MS:-20}; BACKOFF_MS=${BACKOFF_MS:-20}
-[[ $HOGS =~ ^[0-9]+$ && $QUOTA_US =~ ^-?[0-9]+$ && $PERIOD_US =~ ^[0-9]+$ ]] || { echo "bad HOGS/QUOTA_US/PERIOD_US" >&2; exit 2; }
+[[ $HOGS =~ ^[0-9]+$ && $QUOTA_US =~ ^-?[0-9]+$ && $PERIOD_US =~ ^[0-9]+$ && $RT_US =~ ^[0-9]+$ ]] || { echo "bad HOGS/QUOTA_US/PERIOD_US" >&2; exit 2; }
 CGROOT=/sys/fs/cgroup/cpu
 if [[ $MODE == cgroup ]]; then
   [[ -w $CGROOT/cgroup.procs ]] || { echo "no cgroup v1 cpu controller at $CGROOT (use -m nice)" >&2; exit 1; }
@@ -152,15 +154,15 @@ for iv in ${INTERVALS//,/ }; do
   if [[ $MODE == cgroup ]]; then
     mkdir -p "$CG"
     echo "$PERIOD_US" > "$CG/cpu.cfs_period_us"; echo "$QUOTA_US" > "$CG/cpu.cfs_quota_us"
-    [[ -n ${CG_RT_US:-} ]] && echo "$CG_RT_US" > "$CG/cpu.rt_runtime_us"
+    # A real-time budget for the cgroup (a kernel with CONFIG_RT_GROUP_SCHED refuses real-time
+    # tasks in a cgroup without one): the agent runs SCHED_RR (takeover realtime_priority).
+    [[ -e $CG/cpu.rt_runtime_us ]] && echo "$RT_US" > "$CG/cpu.rt_runtime_us"
     # shellcheck disable=SC2046
     cg_add $(kv_procs "$h")
   fi
-  if [[ -n ${AGENT_RT:-} ]]; then
-    for x in "${HOSTS[@]}"; do
-      for p in $(kv_procs "$x"); do [[ $p == "$(kv_pid "$x")" ]] || { chrt -r -p "$AGENT_RT" "$p" 2>&1; chrt -p "$p"; } >> "$RUN/events" 2>&1 || true; done
-    done
-  fi
+  for x in "${HOSTS[@]}"; do   # the agents' scheduling, for the record
+    for p in $(kv_procs "$x"); do [[ $p == "$(kv_pid "$x")" ]] || event sched "$x $p $(chrt -p "$p" 2>&1 | sed -n 's/.*policy: //p')"; done
+  done
   [[ $MODE == none ]] || start_hogs "$h"
   [[ $MODE == cgroup ]] && { cg_add "${HOG_PIDS[@]}"; cp "$CG/cpu.stat" "$RUN/cpu.stat.start"; cat "$CG/cgroup.procs" > "$RUN/cgroup.procs.start"; }
   event start "$(now)"

@@ -1,7 +1,10 @@
 // The loops every ServerAgent runs beside its agent: the fence writer, the
 // store health loop, the server's liveness probe and the connection closer of
 // a planned release (framework/embedded_agent.h).
+#include <unistd.h>
+
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -10,6 +13,7 @@
 #include "framework/embedded_agent.h"
 #include "spdlog/spdlog.h"
 #include "takeover/daemon/daemon.h"
+#include "takeover/daemon/health_check.h"
 
 namespace baton::framework {
 
@@ -96,6 +100,12 @@ void ServerAgent::LivenessLoop() {
       std::max(1, config_.daemon.health_check.fall);
   Clock& clock = RealClock();
   absl::Time last_progress = clock.Now();
+  // A loop starved of CPU (a busy host, a spent CPU quota) is not hung: its
+  // silence is excused up to health_check.liveness_starved while this process
+  // waits for a CPU (takeover/daemon/health_check.h).
+  takeover::StarvationExcuse excuse(
+      absl::ToChronoNanoseconds(liveness),
+      config_.daemon.health_check.liveness_starved);
   for (;;) {
     {
       absl::MutexLock lock(&loops_mu_);
@@ -106,8 +116,17 @@ void ServerAgent::LivenessLoop() {
     // when the loop is busy.
     const bool progress = !probe_ || probe_(interval);
     const absl::Time now = clock.Now();
-    if (progress) last_progress = now;
-    const bool live = now - last_progress < liveness;
+    if (progress) {
+      last_progress = now;
+      excuse.Progress();
+    }
+    bool live = now - last_progress < liveness;
+    if (!progress && now - last_progress >= liveness / 2) {
+      absl::StatusOr<std::chrono::nanoseconds> wait =
+          takeover::ProcessCpuWait(::getpid());
+      live = excuse.Excused(absl::ToChronoNanoseconds(now - last_progress),
+                            wait.ok() ? std::optional(*wait) : std::nullopt);
+    }
     if (live != live_.load()) {
       live_.store(live);
       if (live) {

@@ -16,9 +16,14 @@ Counts (between the driver's start and end; no fault was injected, so every one 
   no_holder_ms  time within the soak when no host held the address
   two_holders   pairs of hosts' hold intervals overlapping by more than the monitor skew
   role_changes  "role ..." lines of the agents' logs after the start (each a slot changing hands)
-  unhealthy     "external health: unhealthy" lines (the server's liveness keepalives were late)
+  unhealthy     "external health: unhealthy" lines (the server judged itself hung or its store dead)
+  silent        "no message from the server for" lines (the agent's watchdog gave a silent server up)
+  excused       "waits for a CPU" lines (a silent server the agent found starved, not hung)
+  lease_losses  "lease not renewed" debug lines (only with the agents at log_level debug) and the
+                damping's "lost its lease" warnings
 """
 import argparse
+import datetime
 import json
 import os
 import re
@@ -39,17 +44,23 @@ def cpu_stat(path):
     return out
 
 
+# The server logs "[2026-12-06 17:34:50.203] [info] ...", its agent "2026-12-06T17:34:50.131222 info ...".
+STAMP = re.compile(r"^\[?(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d(?:\.\d+)?)")
+
+
 def count_log(path, pattern, start, end):
-    """Lines of a spdlog log matching `pattern` with a time stamp in [start, end]."""
+    """Lines of a kv server's log (its own and its agent's lines) matching `pattern` with a time
+    stamp in [start, end]."""
     n = 0
     if not os.path.exists(path):
         return 0
     rx = re.compile(pattern)
     for line in open(path, errors="replace"):
-        if not line.startswith("[") or not rx.search(line):
+        m = STAMP.match(line)
+        if not m or not rx.search(line):
             continue
         try:
-            t = lab_logs.log_time(line)
+            t = datetime.datetime.fromisoformat(f"{m.group(1)} {m.group(2)}").timestamp()
         except ValueError:
             continue
         if start <= t <= end:
@@ -91,12 +102,15 @@ def run(a):
     if cur_e is not None:
         covered += cur_e - cur_s
     two = lab_logs.two_holders(intervals, lab_logs.MONITOR_SKEW)
-    role = unhealthy = damped = 0
+    role = unhealthy = damped = silent = excused = hung = 0
     for h in HOSTS:
         log = os.path.join(lab, f"kv-{h}.log")
         role += count_log(log, r"role .*slot \d+ holder", start, end)
         unhealthy += count_log(log, r"external health: unhealthy", start, end)
         damped += count_log(log, r"lost its lease", start, end)
+        silent += count_log(log, r"no message from the server for", start, end)
+        excused += count_log(log, r"waits for a CPU", start, end)
+        hung += count_log(log, r"event loop made no progress", start, end)
     d = {}
     dp = os.path.join(a.run_dir, "driver.json")
     if os.path.exists(dp):
@@ -113,6 +127,7 @@ def run(a):
         "no_holder_ms": round((secs - covered) * 1e3, 1),
         "two_holders": len(two),
         "role_changes": role, "unhealthy_reports": unhealthy, "lease_loss_warnings": damped,
+        "watchdog_silent": silent, "watchdog_excused": excused, "self_hung": hung,
         "requests": d.get("requests"), "acked": d.get("acked"),
         "rate_per_s": round(d["acked"] / secs, 1) if d.get("acked") else None,
         "retried": d.get("retried"), "unknown": d.get("unknown"),
@@ -131,19 +146,20 @@ def run(a):
           f"{row['no_holder_ms']} ms, two holders {len(two)}; client gaps > {a.attempt_ms} ms "
           f"{len(gaps)} (longest {row['longest_gap_ms']} ms), lost {row['lost']}, duplicated "
           f"{row['duplicated']}; {row['acked']} acked ({row['rate_per_s']}/s); throttled "
-          f"{row['throttled_periods']}/{row['periods']} periods")
+          f"{row['throttled_periods']}/{row['periods']} periods; agent watchdog gave up {silent}, "
+          f"excused {excused}; server judged itself hung {hung}; damping {damped}")
 
 
 def table(path):
     rows = lab_logs.load_jsonl(path)
     print(f"{'heartbeat':>9} {'hog':>6} {'secs':>5} {'moves':>5} {'flaps':>5} {'noholder':>9} "
-          f"{'2hold':>5} {'roles':>5} {'unhlth':>6} {'gaps>at':>7} {'longest':>7} {'lost':>4} "
+          f"{'2hold':>5} {'silent':>6} {'unhlth':>6} {'gaps>at':>7} {'longest':>7} {'lost':>4} "
           f"{'dup':>4} {'acked/s':>7} {'throttled':>11} load")
     for r in rows:
         thr = f"{r['throttled_periods']}/{r['periods']}" if r.get("periods") else "-"
         print(f"{r['interval_s']:>9} {r['mode']:>6} {r['seconds']:>5.0f} {r['moves']:>5} {r['flaps']:>5} "
-              f"{r['no_holder_ms']:>7}ms {r['two_holders']:>5} {r['role_changes']:>5} "
-              f"{r['unhealthy_reports']:>6} {r['gaps_over_attempt']:>7} {str(r['longest_gap_ms']):>7} "
+              f"{r['no_holder_ms']:>7}ms {r['two_holders']:>5} {r.get('watchdog_silent', 0):>6} "
+              f"{r['unhealthy_reports']:>6} {r['gaps_over_attempt']:>7} {r['longest_gap_ms'] or 0:>7.0f} "
               f"{str(r['lost']):>4} {str(r['duplicated']):>4} {str(r['rate_per_s']):>7} {thr:>11} "
               f"{r['loadavg'][0]}..{r['loadavg'][1]}")
 

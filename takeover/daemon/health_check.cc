@@ -4,11 +4,18 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/address.hpp>
 
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
 extern char** environ;
@@ -163,6 +170,62 @@ void HealthChecker::Finish(bool ok) {
       on_change_(false);
     }
   }
+}
+
+absl::StatusOr<std::chrono::nanoseconds> ProcessCpuWait(pid_t pid) {
+  const std::filesystem::path tasks = std::filesystem::path("/proc") / std::to_string(pid) / "task";
+  std::error_code ec;
+  std::filesystem::directory_iterator it(tasks, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat("no process ", pid, ": ", ec.message()));
+  int64_t total = 0;
+  int read = 0;
+  for (const std::filesystem::directory_entry& task : it) {
+    std::ifstream in(task.path() / "schedstat");
+    int64_t on_cpu = 0;
+    int64_t waited = 0;
+    if (!(in >> on_cpu >> waited)) continue;  // gone meanwhile (or no schedstat)
+    total += waited;
+    ++read;
+  }
+  if (read == 0) {
+    return std::filesystem::exists(tasks)
+               ? absl::UnavailableError(absl::StrCat("no schedstat for process ", pid))
+               : absl::NotFoundError(absl::StrCat("no process ", pid));
+  }
+  return std::chrono::nanoseconds(total);
+}
+
+bool ProcessStopped(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // "pid (comm) S ...": comm may contain anything, so the state follows the last ')'.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return false;
+  const char state = stat[close + 2];
+  return state == 'T' || state == 't';
+}
+
+StarvationExcuse::StarvationExcuse(std::chrono::nanoseconds liveness,
+                                   std::chrono::nanoseconds max_silence)
+    : liveness_(liveness), max_silence_(std::max(liveness, max_silence)) {}
+
+void StarvationExcuse::Progress() {
+  last_silence_.reset();
+  last_wait_.reset();
+}
+
+bool StarvationExcuse::Excused(std::chrono::nanoseconds silence,
+                               std::optional<std::chrono::nanoseconds> cpu_wait) {
+  const std::optional<std::chrono::nanoseconds> prev_silence = last_silence_;
+  const std::optional<std::chrono::nanoseconds> prev_wait = last_wait_;
+  last_silence_ = silence;
+  last_wait_ = cpu_wait;
+  if (silence < liveness_) return true;
+  if (silence >= max_silence_ || !cpu_wait || !prev_wait || !prev_silence) return false;
+  const std::chrono::nanoseconds window = silence - *prev_silence;
+  if (window <= std::chrono::nanoseconds(0)) return false;
+  return static_cast<double>((*cpu_wait - *prev_wait).count()) >=
+         kStarvedFraction * static_cast<double>(window.count());
 }
 
 }  // namespace baton::takeover

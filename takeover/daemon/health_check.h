@@ -13,13 +13,16 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "absl/status/statusor.h"
 #include "takeover/daemon/config.h"
 
 namespace baton::takeover {
@@ -65,6 +68,48 @@ class HealthChecker {
   uint64_t checks_ = 0;
   uint64_t failures_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// ---- CPU starvation is not a hang (issue 14 item 8).
+// A server proves its progress with keepalives every health_check.liveness / 6; silence for
+// `liveness` means stopped or hung, and the addresses go to a peer. A server that is only starved
+// of CPU (a busy host, a CPU-limited cgroup whose quota its neighbours spent) is silent too, but
+// its threads sit runnable on the run queue: the kernel counts that time (schedstat run_delay,
+// which includes CFS bandwidth throttling). A stopped server (SIGSTOP) or a hung one (a deadlock,
+// a call that never returns) does not wait for a CPU. So a silence during which the process waited
+// for a CPU at least kStarvedFraction of the time is excused, up to health_check.liveness_starved.
+
+// The time the threads of process `pid` spent runnable but not running (waiting for a CPU,
+// throttled by a CPU quota), summed over /proc/PID/task/*/schedstat (second field, ns). Threads
+// that exit between the listing and the read are skipped. kNotFound: no such process;
+// kUnavailable: no schedstat (a kernel without CONFIG_SCHED_INFO). Costs one read per thread.
+[[nodiscard]] absl::StatusOr<std::chrono::nanoseconds> ProcessCpuWait(pid_t pid);
+// True if process `pid` is stopped (state T or t in /proc/PID/stat: SIGSTOP, a tracer); false if
+// it runs, sleeps, or does not exist.
+[[nodiscard]] bool ProcessStopped(pid_t pid);
+
+// The judgement, fed with samples (pure; the caller reads the clock and /proc). Not thread-safe.
+class StarvationExcuse {
+ public:
+  // A process that waited for a CPU at least this fraction of a window is starved.
+  static constexpr double kStarvedFraction = 0.25;
+  // liveness: the silence that means stopped or hung; max_silence (>= liveness): the longest
+  // silence a starved process is excused.
+  StarvationExcuse(std::chrono::nanoseconds liveness, std::chrono::nanoseconds max_silence);
+  // Progress was seen: a new silence starts from zero.
+  void Progress();
+  // A sample during a silence: `silence` since the last progress, the process's cumulative CPU
+  // wait (nullopt: unknown, or the process is stopped). Take the first one at liveness / 2 or
+  // later, so that the window before `liveness` has a start. Returns whether the silence is
+  // excused: always below `liveness`; from there only while it is below max_silence and the
+  // process waited for a CPU at least kStarvedFraction of the time since the previous sample.
+  bool Excused(std::chrono::nanoseconds silence, std::optional<std::chrono::nanoseconds> cpu_wait);
+
+ private:
+  std::chrono::nanoseconds liveness_;
+  std::chrono::nanoseconds max_silence_;
+  std::optional<std::chrono::nanoseconds> last_silence_;
+  std::optional<std::chrono::nanoseconds> last_wait_;
 };
 
 }  // namespace baton::takeover
