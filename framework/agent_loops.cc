@@ -122,10 +122,11 @@ void ServerAgent::LivenessLoop() {
     }
     bool live = now - last_progress < liveness;
     if (!progress && now - last_progress >= liveness / 2) {
-      absl::StatusOr<std::chrono::nanoseconds> wait =
-          takeover::ProcessCpuWait(::getpid());
+      // (This thread runs: it does not count as a runnable one.)
+      absl::StatusOr<takeover::CpuWaitSample> sample =
+          takeover::SampleCpuWait(::getpid(), ::gettid());
       live = excuse.Excused(absl::ToChronoNanoseconds(now - last_progress),
-                            wait.ok() ? std::optional(*wait) : std::nullopt);
+                            sample.ok() ? std::optional(*sample) : std::nullopt);
     }
     if (live != live_.load()) {
       live_.store(live);

@@ -172,19 +172,41 @@ void HealthChecker::Finish(bool ok) {
   }
 }
 
-absl::StatusOr<std::chrono::nanoseconds> ProcessCpuWait(pid_t pid) {
+namespace {
+// The state letter of a /proc/.../stat line ("pid (comm) S ..."; comm may contain anything, so the
+// state follows the last ')'); 0 if unreadable.
+char StatState(const std::filesystem::path& stat_path) {
+  std::ifstream in(stat_path);
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return 0;
+  return stat[close + 2];
+}
+}  // namespace
+
+absl::StatusOr<CpuWaitSample> SampleCpuWait(pid_t pid, pid_t exclude_tid) {
   const std::filesystem::path tasks = std::filesystem::path("/proc") / std::to_string(pid) / "task";
   std::error_code ec;
   std::filesystem::directory_iterator it(tasks, ec);
   if (ec) return absl::NotFoundError(absl::StrCat("no process ", pid, ": ", ec.message()));
-  int64_t total = 0;
+  CpuWaitSample sample;
   int read = 0;
   for (const std::filesystem::directory_entry& task : it) {
+    const char state = StatState(task.path() / "stat");
+    if (state == 0) continue;  // gone meanwhile
+    if (state == 'T' || state == 't') {
+      return absl::FailedPreconditionError(absl::StrCat("process ", pid, " is stopped"));
+    }
+    int64_t tid = 0;
+    if (state == 'R' && !(absl::SimpleAtoi(task.path().filename().string(), &tid) &&
+                          tid == exclude_tid)) {
+      ++sample.runnable;
+    }
     std::ifstream in(task.path() / "schedstat");
     int64_t on_cpu = 0;
     int64_t waited = 0;
-    if (!(in >> on_cpu >> waited)) continue;  // gone meanwhile (or no schedstat)
-    total += waited;
+    if (!(in >> on_cpu >> waited)) continue;
+    sample.waited += std::chrono::nanoseconds(waited);
     ++read;
   }
   if (read == 0) {
@@ -192,17 +214,7 @@ absl::StatusOr<std::chrono::nanoseconds> ProcessCpuWait(pid_t pid) {
                ? absl::UnavailableError(absl::StrCat("no schedstat for process ", pid))
                : absl::NotFoundError(absl::StrCat("no process ", pid));
   }
-  return std::chrono::nanoseconds(total);
-}
-
-bool ProcessStopped(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // "pid (comm) S ...": comm may contain anything, so the state follows the last ')'.
-  const size_t close = stat.rfind(')');
-  if (close == std::string::npos || close + 2 >= stat.size()) return false;
-  const char state = stat[close + 2];
-  return state == 'T' || state == 't';
+  return sample;
 }
 
 StarvationExcuse::StarvationExcuse(std::chrono::nanoseconds liveness,
@@ -210,22 +222,23 @@ StarvationExcuse::StarvationExcuse(std::chrono::nanoseconds liveness,
     : liveness_(liveness), max_silence_(std::max(liveness, max_silence)) {}
 
 void StarvationExcuse::Progress() {
-  last_silence_.reset();
-  last_wait_.reset();
+  first_silence_.reset();
+  first_wait_.reset();
 }
 
 bool StarvationExcuse::Excused(std::chrono::nanoseconds silence,
-                               std::optional<std::chrono::nanoseconds> cpu_wait) {
-  const std::optional<std::chrono::nanoseconds> prev_silence = last_silence_;
-  const std::optional<std::chrono::nanoseconds> prev_wait = last_wait_;
-  last_silence_ = silence;
-  last_wait_ = cpu_wait;
+                               std::optional<CpuWaitSample> sample) {
+  if (sample && !first_wait_) {
+    first_silence_ = silence;
+    first_wait_ = sample->waited;
+  }
   if (silence < liveness_) return true;
-  if (silence >= max_silence_ || !cpu_wait || !prev_wait || !prev_silence) return false;
-  const std::chrono::nanoseconds window = silence - *prev_silence;
-  if (window <= std::chrono::nanoseconds(0)) return false;
-  return static_cast<double>((*cpu_wait - *prev_wait).count()) >=
-         kStarvedFraction * static_cast<double>(window.count());
+  if (silence >= max_silence_ || !sample) return false;
+  if (sample->runnable > 0) return true;
+  const std::chrono::nanoseconds elapsed = silence - *first_silence_;
+  if (elapsed <= std::chrono::nanoseconds(0)) return false;
+  return static_cast<double>((sample->waited - *first_wait_).count()) >=
+         kStarvedFraction * static_cast<double>(elapsed.count());
 }
 
 }  // namespace baton::takeover

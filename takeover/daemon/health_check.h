@@ -74,42 +74,50 @@ class HealthChecker {
 // A server proves its progress with keepalives every health_check.liveness / 6; silence for
 // `liveness` means stopped or hung, and the addresses go to a peer. A server that is only starved
 // of CPU (a busy host, a CPU-limited cgroup whose quota its neighbours spent) is silent too, but
-// its threads sit runnable on the run queue: the kernel counts that time (schedstat run_delay,
-// which includes CFS bandwidth throttling). A stopped server (SIGSTOP) or a hung one (a deadlock,
-// a call that never returns) does not wait for a CPU. So a silence during which the process waited
-// for a CPU at least kStarvedFraction of the time is excused, up to health_check.liveness_starved.
+// its threads are runnable: state R, and the kernel adds the time they waited for a CPU (CFS
+// bandwidth throttling included) to their schedstat run_delay once they get one. A stopped server
+// (SIGSTOP: state T) or a hung one (a deadlock, a call that never returns: state S or D) has no
+// runnable thread and does not wait for a CPU. So a silence is excused, up to
+// health_check.liveness_starved, while the server has a runnable thread or waited for a CPU at
+// least kStarvedFraction of the silence. (A thread spinning in an endless loop is runnable too:
+// such a hang is given up only at liveness_starved.)
 
-// The time the threads of process `pid` spent runnable but not running (waiting for a CPU,
-// throttled by a CPU quota), summed over /proc/PID/task/*/schedstat (second field, ns). Threads
-// that exit between the listing and the read are skipped. kNotFound: no such process;
-// kUnavailable: no schedstat (a kernel without CONFIG_SCHED_INFO). Costs one read per thread.
-[[nodiscard]] absl::StatusOr<std::chrono::nanoseconds> ProcessCpuWait(pid_t pid);
-// True if process `pid` is stopped (state T or t in /proc/PID/stat: SIGSTOP, a tracer); false if
-// it runs, sleeps, or does not exist.
-[[nodiscard]] bool ProcessStopped(pid_t pid);
+// What the kernel says about a process's threads at one instant.
+struct CpuWaitSample {
+  // Time its threads spent runnable but not running, summed over /proc/PID/task/*/schedstat
+  // (second field; a thread that exited takes its share with it).
+  std::chrono::nanoseconds waited{0};
+  // Threads in state R (running or waiting for a CPU) other than `exclude_tid`.
+  int runnable = 0;
+};
+// Samples process `pid` (one read of stat and schedstat per thread); `exclude_tid` (0: none) is
+// left out of `runnable` (the calling thread, which runs). kNotFound: no such process;
+// kFailedPrecondition: it is stopped (a thread in state T or t: SIGSTOP, a tracer);
+// kUnavailable: no schedstat (a kernel without CONFIG_SCHED_INFO).
+[[nodiscard]] absl::StatusOr<CpuWaitSample> SampleCpuWait(pid_t pid, pid_t exclude_tid = 0);
 
 // The judgement, fed with samples (pure; the caller reads the clock and /proc). Not thread-safe.
 class StarvationExcuse {
  public:
-  // A process that waited for a CPU at least this fraction of a window is starved.
+  // A process that waited for a CPU at least this fraction of its silence is starved.
   static constexpr double kStarvedFraction = 0.25;
   // liveness: the silence that means stopped or hung; max_silence (>= liveness): the longest
   // silence a starved process is excused.
   StarvationExcuse(std::chrono::nanoseconds liveness, std::chrono::nanoseconds max_silence);
   // Progress was seen: a new silence starts from zero.
   void Progress();
-  // A sample during a silence: `silence` since the last progress, the process's cumulative CPU
-  // wait (nullopt: unknown, or the process is stopped). Take the first one at liveness / 2 or
-  // later, so that the window before `liveness` has a start. Returns whether the silence is
-  // excused: always below `liveness`; from there only while it is below max_silence and the
-  // process waited for a CPU at least kStarvedFraction of the time since the previous sample.
-  bool Excused(std::chrono::nanoseconds silence, std::optional<std::chrono::nanoseconds> cpu_wait);
+  // A sample during a silence: `silence` since the last progress; `sample` nullopt when the
+  // process is stopped or cannot be read. Take one at liveness / 2 or later, so that the wait
+  // has a start before `liveness`. Returns whether the silence is excused: always below
+  // `liveness`; from there only below max_silence, and while the process has a runnable thread
+  // or waited for a CPU at least kStarvedFraction of the time since this silence's first sample.
+  bool Excused(std::chrono::nanoseconds silence, std::optional<CpuWaitSample> sample);
 
  private:
   std::chrono::nanoseconds liveness_;
   std::chrono::nanoseconds max_silence_;
-  std::optional<std::chrono::nanoseconds> last_silence_;
-  std::optional<std::chrono::nanoseconds> last_wait_;
+  std::optional<std::chrono::nanoseconds> first_silence_;
+  std::optional<std::chrono::nanoseconds> first_wait_;
 };
 
 }  // namespace baton::takeover

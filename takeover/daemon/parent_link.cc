@@ -89,11 +89,9 @@ void ParentLink::WatchdogCheck() {
   const std::chrono::nanoseconds silence = std::chrono::steady_clock::now() - last_line_;
   bool excused = silence < watchdog_;
   if (server_pid_ > 0) {
-    std::optional<std::chrono::nanoseconds> wait;
-    if (!ProcessStopped(server_pid_)) {
-      if (absl::StatusOr<std::chrono::nanoseconds> w = ProcessCpuWait(server_pid_); w.ok()) wait = *w;
-    }
-    excused = excuse_.Excused(silence, wait);
+    std::optional<CpuWaitSample> sample;
+    if (absl::StatusOr<CpuWaitSample> w = SampleCpuWait(server_pid_); w.ok()) sample = *w;
+    excused = excuse_.Excused(silence, sample);
   }
   if (!excused) {
     Lost(absl::StrCat("no message from the server for ", duration_cast<milliseconds>(silence).count(),

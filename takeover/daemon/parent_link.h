@@ -63,8 +63,8 @@ class ParentLink {
   ParentLink& operator=(const ParentLink&) = delete;
 
   // The server's process (call before Start): a silence of `watchdog` is then excused while the
-  // server waits for a CPU (ProcessCpuWait grows by a quarter of the time), up to `max_silence`;
-  // a stopped server (ProcessStopped) never is. Without it: silence for `watchdog` ends the link.
+  // server is starved of CPU (health_check.h SampleCpuWait, StarvationExcuse), up to
+  // `max_silence`; a stopped server never is. Without it: silence for `watchdog` ends the link.
   void SetServerProcess(pid_t pid, std::chrono::milliseconds max_silence);
   // Starts reading and the watchdog.
   void Start();
