@@ -222,18 +222,30 @@ struct Done {
   absl::Time first_failure;  // InfiniteFuture: no attempt failed.
 };
 
+// The real baton-kvserver (16 worker threads) on a fresh store in DIR/SUB;
+// nullptr (reported) if it does not start.
+std::unique_ptr<baton::testing::KvServerProcess> StartKvServer(
+    const std::string& dir, const std::string& sub, const std::string& binary) {
+  const std::filesystem::path d = std::filesystem::path(dir) / sub;
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  auto server = std::make_unique<baton::testing::KvServerProcess>(
+      binary, d, std::vector<std::string>{"--worker-threads", "16"});
+  std::string error;
+  if (!server->Start(&error)) {
+    std::fprintf(stderr, "%s\n", error.c_str());
+    return nullptr;
+  }
+  return server;
+}
+
 int Crash(const std::string& dir, const std::string& binary, int clients,
           int crashes, double interval_s, uint64_t seed,
           const std::string& json_path, const std::string& timeline_path) {
-  const std::filesystem::path d = std::filesystem::path(dir) / "client_bench_crash";
-  std::filesystem::remove_all(d);
-  std::filesystem::create_directories(d);
-  baton::testing::KvServerProcess server(binary, d, {"--worker-threads", "16"});
-  std::string error;
-  if (!server.Start(&error)) {
-    std::fprintf(stderr, "%s\n", error.c_str());
-    return 1;
-  }
+  std::unique_ptr<baton::testing::KvServerProcess> started =
+      StartKvServer(dir, "client_bench_crash", binary);
+  if (!started) return 1;
+  baton::testing::KvServerProcess& server = *started;
   std::mt19937_64 rng(seed);
   std::atomic<bool> stop{false};
   std::mutex mu;
@@ -281,6 +293,7 @@ int Crash(const std::string& dir, const std::string& binary, int clients,
     t.kill = Now();
     server.Kill9();
     t.killed = Now();
+    std::string error;
     if (!server.Start(&error)) {
       std::fprintf(stderr, "%s\n", error.c_str());
       stop = true;
@@ -510,15 +523,10 @@ struct CpuRun {
 
 int HedgeCpu(const std::string& dir, const std::string& binary, int callers,
              double seconds, int reps, const std::string& json_path) {
-  const std::filesystem::path d = std::filesystem::path(dir) / "client_bench_hedgecpu";
-  std::filesystem::remove_all(d);
-  std::filesystem::create_directories(d);
-  baton::testing::KvServerProcess server(binary, d, {"--worker-threads", "16"});
-  std::string error;
-  if (!server.Start(&error)) {
-    std::fprintf(stderr, "%s\n", error.c_str());
-    return 1;
-  }
+  std::unique_ptr<baton::testing::KvServerProcess> started =
+      StartKvServer(dir, "client_bench_hedgecpu", binary);
+  if (!started) return 1;
+  baton::testing::KvServerProcess& server = *started;
   baton::bench::MachineLoadCheck load;
   std::printf("server CPU per acknowledged PUT: fixed-timeout client vs adaptive + hedged "
               "client (p95 hedge delay, budget 10 %%), %d callers over HTTP, %.1f s per run, "
