@@ -106,12 +106,20 @@ void ServerAgent::LivenessLoop() {
   takeover::StarvationExcuse excuse(
       absl::ToChronoNanoseconds(liveness),
       config_.daemon.health_check.liveness_starved);
+  absl::Time prev_end = last_progress;
   for (;;) {
     {
       absl::MutexLock lock(&loops_mu_);
       if (stop_) return;
     }
     const absl::Time t0 = clock.Now();
+    // This thread itself did not run for half the liveness (starved, or the
+    // host stalled): that time says nothing about the event loop, which is
+    // judged from here on.
+    if (t0 - prev_end > liveness / 2) {
+      last_progress = std::max(last_progress, t0 - interval);
+      excuse.Progress();
+    }
     // The probe waits at most one interval; it is the pause between rounds
     // when the loop is busy.
     const bool progress = !probe_ || probe_(interval);
@@ -153,6 +161,7 @@ void ServerAgent::LivenessLoop() {
       }
     }
     if (progress) AgentKeepalive();
+    prev_end = clock.Now();
     const absl::Duration rest = interval - (clock.Now() - t0);
     if (rest > absl::ZeroDuration()) {
       absl::MutexLock lock(&loops_mu_);

@@ -198,7 +198,9 @@ absl::StatusOr<CpuWaitSample> SampleCpuWait(pid_t pid, pid_t exclude_tid) {
       return absl::FailedPreconditionError(absl::StrCat("process ", pid, " is stopped"));
     }
     int64_t tid = 0;
-    if (state == 'R' && !(absl::SimpleAtoi(task.path().filename().string(), &tid) &&
+    // R: running or waiting for a CPU; D: waiting for the disk (the host is slow, the thread
+    // is not stuck in the server's own logic).
+    if ((state == 'R' || state == 'D') && !(absl::SimpleAtoi(task.path().filename().string(), &tid) &&
                           tid == exclude_tid)) {
       ++sample.runnable;
     }

@@ -76,8 +76,9 @@ class HealthChecker {
 // of CPU (a busy host, a CPU-limited cgroup whose quota its neighbours spent) is silent too, but
 // its threads are runnable: state R, and the kernel adds the time they waited for a CPU (CFS
 // bandwidth throttling included) to their schedstat run_delay once they get one. A stopped server
-// (SIGSTOP: state T) or a hung one (a deadlock, a call that never returns: state S or D) has no
-// runnable thread and does not wait for a CPU. So a silence is excused, up to
+// (SIGSTOP: state T) or a hung one (a deadlock, a call that never returns: state S) has no
+// runnable thread and does not wait for a CPU. (A thread in D, waiting for a disk the host keeps
+// busy, counts as runnable: a slow host, not a hang.) So a silence is excused, up to
 // health_check.liveness_starved, while the server has a runnable thread or waited for a CPU at
 // least kStarvedFraction of the silence. (A thread spinning in an endless loop is runnable too:
 // such a hang is given up only at liveness_starved.)
@@ -87,7 +88,8 @@ struct CpuWaitSample {
   // Time its threads spent runnable but not running, summed over /proc/PID/task/*/schedstat
   // (second field; a thread that exited takes its share with it).
   std::chrono::nanoseconds waited{0};
-  // Threads in state R (running or waiting for a CPU) other than `exclude_tid`.
+  // Threads in state R (running or waiting for a CPU) or D (waiting for the disk) other than
+  // `exclude_tid`.
   int runnable = 0;
 };
 // Samples process `pid` (one read of stat and schedstat per thread); `exclude_tid` (0: none) is
