@@ -17,7 +17,8 @@ Counts (between the driver's start and end; no fault was injected, so every one 
   two_holders   pairs of hosts' hold intervals overlapping by more than the monitor skew
   role_changes  "role ..." lines of the agents' logs after the start (each a slot changing hands)
   unhealthy     "external health: unhealthy" lines (the server judged itself hung or its store dead)
-  silent        "no message from the server for" lines (the agent's watchdog gave a silent server up)
+  silent        "no message from the server for N ms (stopped or hung)" lines (the agent's
+                watchdog gave a silent server up)
   excused       "waits for a CPU" lines (a silent server the agent found starved, not hung)
   lease_losses  "lease not renewed" debug lines (only with the agents at log_level debug) and the
                 damping's "lost its lease" warnings
@@ -108,7 +109,7 @@ def run(a):
         role += count_log(log, r"role .*slot \d+ holder", start, end)
         unhealthy += count_log(log, r"external health: unhealthy", start, end)
         damped += count_log(log, r"lost its lease", start, end)
-        silent += count_log(log, r"no message from the server for", start, end)
+        silent += count_log(log, r"no message from the server for \d+ ms \(stopped or hung\)", start, end)
         excused += count_log(log, r"waits for a CPU", start, end)
         hung += count_log(log, r"event loop made no progress", start, end)
     d = {}
