@@ -16,18 +16,29 @@
 //                      with a short retention and GC interval; samples the
 //                      number of completion records each second (bounded?)
 //                      and the request latency while GC runs.
+//   --mode hedgecpu    what adaptive timeouts + hedging cost the server
+//                      (issue 14: at most +10 % CPU per acknowledged request
+//                      in steady state): the real baton-kvserver, --n callers
+//                      of one client over HTTP doing PUTs for --seconds, in
+//                      --reps pairs alternating a fixed-timeout client and an
+//                      adaptive + hedged one (same load); per run the
+//                      server's CPU (utime + stime of /proc/PID/stat) per
+//                      acknowledged request; the median of the paired ratios.
 // Figures are medians of --reps runs where a run is repeated.
 // --json FILE writes the figures of the throughput and crash modes as JSON;
 // --timeline FILE (crash mode) writes the client's requests around the first
 // crash as JSON lines {"t_ms": ms since the kill, "ok": bool, "node": "http"
 // | "grpc", "attempts": n}: a successful reply when it arrived, a failed
 // attempt when it was seen failing.
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -45,6 +56,7 @@
 #include "bench/lib/alternating.h"
 #include "bench/lib/closed_loop.h"
 #include "bench/lib/json_output.h"
+#include "bench/lib/machine_load.h"
 #include "bench/lib/stats.h"
 #include "framework/clock.h"
 #include "framework/grpc/grpc_server.h"
@@ -210,18 +222,30 @@ struct Done {
   absl::Time first_failure;  // InfiniteFuture: no attempt failed.
 };
 
+// The real baton-kvserver (16 worker threads) on a fresh store in DIR/SUB;
+// nullptr (reported) if it does not start.
+std::unique_ptr<baton::testing::KvServerProcess> StartKvServer(
+    const std::string& dir, const std::string& sub, const std::string& binary) {
+  const std::filesystem::path d = std::filesystem::path(dir) / sub;
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  auto server = std::make_unique<baton::testing::KvServerProcess>(
+      binary, d, std::vector<std::string>{"--worker-threads", "16"});
+  std::string error;
+  if (!server->Start(&error)) {
+    std::fprintf(stderr, "%s\n", error.c_str());
+    return nullptr;
+  }
+  return server;
+}
+
 int Crash(const std::string& dir, const std::string& binary, int clients,
           int crashes, double interval_s, uint64_t seed,
           const std::string& json_path, const std::string& timeline_path) {
-  const std::filesystem::path d = std::filesystem::path(dir) / "client_bench_crash";
-  std::filesystem::remove_all(d);
-  std::filesystem::create_directories(d);
-  baton::testing::KvServerProcess server(binary, d, {"--worker-threads", "16"});
-  std::string error;
-  if (!server.Start(&error)) {
-    std::fprintf(stderr, "%s\n", error.c_str());
-    return 1;
-  }
+  std::unique_ptr<baton::testing::KvServerProcess> started =
+      StartKvServer(dir, "client_bench_crash", binary);
+  if (!started) return 1;
+  baton::testing::KvServerProcess& server = *started;
   std::mt19937_64 rng(seed);
   std::atomic<bool> stop{false};
   std::mutex mu;
@@ -269,6 +293,7 @@ int Crash(const std::string& dir, const std::string& binary, int clients,
     t.kill = Now();
     server.Kill9();
     t.killed = Now();
+    std::string error;
     if (!server.Start(&error)) {
       std::fprintf(stderr, "%s\n", error.c_str());
       stop = true;
@@ -476,6 +501,113 @@ int Gc(const std::string& dir, int clients, double seconds, double retention_s,
   return 0;
 }
 
+// CPU seconds (user + system) process `pid` has used: /proc/PID/stat fields
+// 14 and 15; -1 if unreadable.
+double ProcessCpuSecondsOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::vector<std::string> f = absl::StrSplit(stat.substr(close + 2), ' ');
+  // f[0] is field 3 (state): utime is field 14, stime 15.
+  long utime = 0, stime = 0;
+  if (f.size() < 13 || !absl::SimpleAtoi(f[11], &utime) || !absl::SimpleAtoi(f[12], &stime)) {
+    return -1;
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+struct CpuRun {
+  double cpu_us_per_ack = 0, rate = 0, attempts = 0, hedges = 0, p99_us = 0;
+};
+
+int HedgeCpu(const std::string& dir, const std::string& binary, int callers,
+             double seconds, int reps, const std::string& json_path) {
+  std::unique_ptr<baton::testing::KvServerProcess> started =
+      StartKvServer(dir, "client_bench_hedgecpu", binary);
+  if (!started) return 1;
+  baton::testing::KvServerProcess& server = *started;
+  baton::bench::MachineLoadCheck load;
+  std::printf("server CPU per acknowledged PUT: fixed-timeout client vs adaptive + hedged "
+              "client (p95 hedge delay, budget 10 %%), %d callers over HTTP, %.1f s per run, "
+              "%d pairs alternating\n%s\n", callers, seconds, reps, load.DescribeBefore().c_str());
+  std::vector<CpuRun> runs[2];
+  int run_no = 0;
+  const absl::StatusOr<baton::bench::PairedRuns> paired = baton::bench::RunPaired(
+      reps, [&](int system, int) -> absl::StatusOr<double> {
+        ClientOptions o;
+        o.async_threads = 1;
+        o.retry.attempt_timeout = absl::Seconds(1);
+        if (system == 0) {  // a: adaptive + hedged
+          o.retry.adaptive.enabled = true;
+          o.retry.hedge.enabled = true;
+        }
+        auto c = KvClient::Connect(KvProtocol::kHttp, server.http_endpoint(), o);
+        if (!c.ok()) return c.status();
+        const int run = run_no++;
+        // Warm-up (the adaptive client needs its latency samples): not counted.
+        (void)baton::bench::RunClosedLoop(callers, std::chrono::milliseconds(300), [&](int i, uint64_t j) {
+          return (*c)->Put(absl::StrFormat("w%d-c%d-%d", run, i, j % 64), "1").ok();
+        });
+        std::atomic<long> attempts{0}, hedges{0};
+        const double cpu0 = ProcessCpuSecondsOf(server.pid());
+        const baton::bench::ClosedLoopResult r = baton::bench::RunClosedLoop(
+            callers, std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)),
+            [&](int i, uint64_t j) {
+              KvResult k = (*c)->Put(absl::StrFormat("h%d-c%d-%d", run, i, j % 64), "1");
+              attempts += k.call.attempts;
+              hedges += k.call.hedges;
+              return k.ok();
+            });
+        const double cpu1 = ProcessCpuSecondsOf(server.pid());
+        const double acked = static_cast<double>(r.latencies_us.size());
+        if (cpu0 < 0 || cpu1 < 0 || acked == 0) {
+          return absl::InternalError("no server CPU figure or no acknowledged request");
+        }
+        CpuRun f;
+        f.cpu_us_per_ack = (cpu1 - cpu0) * 1e6 / acked;
+        f.rate = r.ops_per_s;
+        f.attempts = static_cast<double>(attempts) / acked;
+        f.hedges = static_cast<double>(hedges) / acked;
+        f.p99_us = baton::bench::SummarizeLatencies(r.latencies_us).p99;
+        runs[system].push_back(f);
+        return f.cpu_us_per_ack;
+      });
+  load.Finish();
+  if (!paired.ok()) {
+    std::fprintf(stderr, "%s\n", paired.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("| pair | fixed µs CPU/ack | hedged µs CPU/ack | ratio | fixed PUTs/s | hedged PUTs/s "
+              "| hedged attempts/req | hedges/req | fixed p99 µs | hedged p99 µs |\n"
+              "|---|---|---|---|---|---|---|---|---|---|\n");
+  for (size_t i = 0; i < runs[0].size() && i < runs[1].size(); ++i) {
+    const CpuRun& h = runs[0][i];
+    const CpuRun& f = runs[1][i];
+    std::printf("| %zu | %.0f | %.0f | %.3f | %.0f | %.0f | %.3f | %.3f | %.0f | %.0f |\n", i + 1,
+                f.cpu_us_per_ack, h.cpu_us_per_ack, h.cpu_us_per_ack / f.cpu_us_per_ack, f.rate,
+                h.rate, h.attempts, h.hedges, f.p99_us, h.p99_us);
+  }
+  const double ratio = paired->paired.median_ratio;
+  std::printf("median ratio hedged/fixed of server CPU per acknowledged request: %.3f "
+              "(goal <= 1.10: %s)\n%s\n", ratio, ratio <= 1.10 ? "met" : "NOT met",
+              load.DescribeAfter().c_str());
+  nlohmann::json pairs = nlohmann::json::array();
+  for (size_t i = 0; i < runs[0].size() && i < runs[1].size(); ++i) {
+    pairs.push_back({{"fixed_cpu_us_per_ack", runs[1][i].cpu_us_per_ack},
+                     {"hedged_cpu_us_per_ack", runs[0][i].cpu_us_per_ack},
+                     {"fixed_ops_per_s", runs[1][i].rate},
+                     {"hedged_ops_per_s", runs[0][i].rate},
+                     {"hedged_attempts_per_req", runs[0][i].attempts},
+                     {"hedges_per_req", runs[0][i].hedges}});
+  }
+  nlohmann::json doc = {{"benchmark", "client"}, {"mode", "hedgecpu"}, {"callers", callers},
+                        {"seconds", seconds}, {"reps", reps}, {"pairs", pairs},
+                        {"median_ratio", ratio}};
+  doc.update(load.ToJson());
+  return baton::bench::WriteJsonFileOrReport(json_path, doc) ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -486,19 +618,19 @@ int main(int argc, char** argv) {
   int reps = 3, crashes = 5, clients = 8;
   uint64_t seed = std::random_device{}();
   bool no_acks = false;
-  app.add_option("--mode", mode, "throughput | crash | gc");
+  app.add_option("--mode", mode, "throughput | crash | gc | hedgecpu");
   app.add_option("--dir", dir, "directory for stores (default /var/tmp)");
   app.add_option("--clients", clients_s, "throughput: callers list (1,16,64)");
-  app.add_option("--seconds", seconds, "throughput: per run; gc: total");
-  app.add_option("--reps", reps, "throughput: runs per figure (median)");
+  app.add_option("--seconds", seconds, "throughput/hedgecpu: per run; gc: total");
+  app.add_option("--reps", reps, "throughput: runs per figure (median); hedgecpu: pairs");
   app.add_option("--crashes", crashes, "crash: kill -9 count (5)");
   app.add_option("--interval", interval, "crash: mean seconds between kills (1.5)");
-  app.add_option("--n", clients, "crash/gc: clients (8)");
+  app.add_option("--n", clients, "crash/gc: clients; hedgecpu: callers (8)");
   app.add_option("--seed", seed, "crash: seed of the kill times");
   app.add_option("--retention", retention, "gc: retention seconds (3)");
   app.add_option("--gc-interval", gc_interval, "gc: GC period seconds (1)");
   app.add_flag("--no-acks", no_acks, "gc: clients send no watermark (age GC only)");
-  app.add_option("--server", binary, "crash: baton-kvserver path");
+  app.add_option("--server", binary, "crash/hedgecpu: baton-kvserver path");
   std::string json_path, timeline_path;
   app.add_option("--json", json_path, "throughput/crash: also write the figures here");
   app.add_option("--timeline", timeline_path,
@@ -515,6 +647,9 @@ int main(int argc, char** argv) {
   }
   if (mode == "crash") {
     return Crash(dir, binary, clients, crashes, interval, seed, json_path, timeline_path);
+  }
+  if (mode == "hedgecpu") {
+    return HedgeCpu(dir, binary, clients, seconds, reps, json_path);
   }
   if (mode == "gc") {
     return Gc(dir, clients, seconds, retention, gc_interval, !no_acks);

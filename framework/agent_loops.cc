@@ -1,7 +1,10 @@
 // The loops every ServerAgent runs beside its agent: the fence writer, the
 // store health loop, the server's liveness probe and the connection closer of
 // a planned release (framework/embedded_agent.h).
+#include <unistd.h>
+
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -10,6 +13,7 @@
 #include "framework/embedded_agent.h"
 #include "spdlog/spdlog.h"
 #include "takeover/daemon/daemon.h"
+#include "takeover/daemon/health_check.h"
 
 namespace baton::framework {
 
@@ -96,18 +100,42 @@ void ServerAgent::LivenessLoop() {
       std::max(1, config_.daemon.health_check.fall);
   Clock& clock = RealClock();
   absl::Time last_progress = clock.Now();
+  // A loop starved of CPU (a busy host, a spent CPU quota) is not hung: its
+  // silence is excused up to health_check.liveness_starved while this process
+  // waits for a CPU (takeover/daemon/health_check.h).
+  takeover::StarvationExcuse excuse(
+      absl::ToChronoNanoseconds(liveness),
+      config_.daemon.health_check.liveness_starved);
+  absl::Time prev_end = last_progress;
   for (;;) {
     {
       absl::MutexLock lock(&loops_mu_);
       if (stop_) return;
     }
     const absl::Time t0 = clock.Now();
+    // This thread itself did not run for half the liveness (starved, or the
+    // host stalled): that time says nothing about the event loop, which is
+    // judged from here on.
+    if (t0 - prev_end > liveness / 2) {
+      last_progress = std::max(last_progress, t0 - interval);
+      excuse.Progress();
+    }
     // The probe waits at most one interval; it is the pause between rounds
     // when the loop is busy.
     const bool progress = !probe_ || probe_(interval);
     const absl::Time now = clock.Now();
-    if (progress) last_progress = now;
-    const bool live = now - last_progress < liveness;
+    if (progress) {
+      last_progress = now;
+      excuse.Progress();
+    }
+    bool live = now - last_progress < liveness;
+    if (!progress && now - last_progress >= liveness / 2) {
+      // (This thread runs: it does not count as a runnable one.)
+      absl::StatusOr<takeover::CpuWaitSample> sample =
+          takeover::SampleCpuWait(::getpid(), ::gettid());
+      live = excuse.Excused(absl::ToChronoNanoseconds(now - last_progress),
+                            sample.ok() ? std::optional(*sample) : std::nullopt);
+    }
     if (live != live_.load()) {
       live_.store(live);
       if (live) {
@@ -133,6 +161,7 @@ void ServerAgent::LivenessLoop() {
       }
     }
     if (progress) AgentKeepalive();
+    prev_end = clock.Now();
     const absl::Duration rest = interval - (clock.Now() - t0);
     if (rest > absl::ZeroDuration()) {
       absl::MutexLock lock(&loops_mu_);

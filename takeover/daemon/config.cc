@@ -347,7 +347,7 @@ absl::Status ParseHealthCheck(const YAML::Node& root, DaemonConfig& c) {
     if (!h.IsMap()) return Bad("health_check", "must be a mapping");
     if (absl::Status s = CheckKeys(h, "health_check.",
                                    {"kind", "command", "tcp", "period", "timeout", "fall", "rise",
-                                    "liveness"});
+                                    "liveness", "liveness_starved"});
         !s.ok()) {
       return s;
     }
@@ -409,6 +409,18 @@ absl::Status ParseHealthCheck(const YAML::Node& root, DaemonConfig& c) {
         return s;
       }
       if (hc.liveness.count() < 10) return Bad("health_check.liveness", "must be >= 10ms");
+    }
+    if (h["liveness_starved"]) {
+      if (absl::Status s = GetMs(h["liveness_starved"], "health_check.liveness_starved",
+                                 hc.liveness_starved);
+          !s.ok()) {
+        return s;
+      }
+    } else if (hc.liveness_starved < hc.liveness) {
+      hc.liveness_starved = 5 * hc.liveness;  // a liveness above the default: keep the ratio
+    }
+    if (hc.liveness_starved < hc.liveness) {
+      return Bad("health_check.liveness_starved", "must be >= health_check.liveness");
     }
   }
   return absl::OkStatus();
@@ -481,6 +493,15 @@ absl::Status ParseOperation(const YAML::Node& root, DaemonConfig& c) {
     if (absl::Status s = Get(root["nice"], "nice", c.nice); !s.ok()) return s;
     if (c.nice < -20 || c.nice > 19) return Bad("nice", "must be -20..19");
   }
+  if (root["realtime_priority"]) {
+    if (absl::Status s = Get(root["realtime_priority"], "realtime_priority", c.realtime_priority);
+        !s.ok()) {
+      return s;
+    }
+    if (c.realtime_priority < 0 || c.realtime_priority > 99) {
+      return Bad("realtime_priority", "must be 0..99");
+    }
+  }
   if (root["log_level"]) {
     if (absl::Status s = Get(root["log_level"], "log_level", c.log_level); !s.ok()) return s;
     static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
@@ -496,7 +517,7 @@ absl::StatusOr<DaemonConfig> Parse(const YAML::Node& root) {
                                   "service_addresses", "rebalance", "label", "bind_host", "freshness_window",
                                   "timing", "announce", "preempt",
                                   "kernel_fence", "health_check", "status_socket", "metrics_listen", "incarnation_file",
-                                  "state_file", "nice", "damping", "close_timeout",
+                                  "state_file", "nice", "realtime_priority", "damping", "close_timeout",
                                   "log_level"});
       !s.ok()) {
     return s;

@@ -59,6 +59,11 @@ struct HealthCheckConfig {
   // death. In-process (thread mode) a server whose probe fails this long reports unhealthy.
   // YAML `health_check.liveness`, >= 10ms. Default: 300 ms.
   std::chrono::milliseconds liveness{300};
+  // A silent server that is starved of CPU, not hung -- its threads waited runnable for a CPU (or
+  // a CPU quota) at least a quarter of the silence (health_check.h StarvationExcuse) -- keeps its
+  // addresses until it has been silent this long; a stopped or hung one is still given up after
+  // `liveness`. YAML `health_check.liveness_starved`, >= liveness. Default: 1500 ms.
+  std::chrono::milliseconds liveness_starved{1500};
 };
 
 // Damping of lease losses (YAML `damping: {losses: 2, window: 5s, hold: 2s}`): a holder that
@@ -177,6 +182,14 @@ struct DaemonConfig {
   // runs ahead of ordinary work (compilers, batch jobs). Needs root (CAP_SYS_NICE); otherwise a
   // warning. Not applied by embedders (their process, their choice). Default: -10
   int nice = -10;
+  // Real-time scheduling of the daemon's thread (YAML `realtime_priority`, 0..99; 0 = off): with
+  // SCHED_RR at this priority (and SCHED_RESET_ON_FORK, so health-check commands run normally) it
+  // runs before every ordinary task and is not throttled by its cgroup's CPU quota, so a busy or
+  // CPU-limited host does not make it miss renewals (it needs well under 1 % of a CPU). Applied by
+  // baton-takeoverd, standalone and supervised (--parent-fd); not by embedders in thread mode.
+  // Without CAP_SYS_NICE, or in a cgroup v1 with no real-time budget (cpu.rt_runtime_us 0 under
+  // CONFIG_RT_GROUP_SCHED), a warning and `nice` alone. Default: 1
+  int realtime_priority = 1;
 
   const DaemonPeerConfig* self() const;
   // The part of `label` after "<interface>:".

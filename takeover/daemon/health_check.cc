@@ -4,11 +4,18 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/address.hpp>
 
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
 extern char** environ;
@@ -163,6 +170,77 @@ void HealthChecker::Finish(bool ok) {
       on_change_(false);
     }
   }
+}
+
+namespace {
+// The state letter of a /proc/.../stat line ("pid (comm) S ..."; comm may contain anything, so the
+// state follows the last ')'); 0 if unreadable.
+char StatState(const std::filesystem::path& stat_path) {
+  std::ifstream in(stat_path);
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return 0;
+  return stat[close + 2];
+}
+}  // namespace
+
+absl::StatusOr<CpuWaitSample> SampleCpuWait(pid_t pid, pid_t exclude_tid) {
+  const std::filesystem::path tasks = std::filesystem::path("/proc") / std::to_string(pid) / "task";
+  std::error_code ec;
+  std::filesystem::directory_iterator it(tasks, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat("no process ", pid, ": ", ec.message()));
+  CpuWaitSample sample;
+  int read = 0;
+  for (const std::filesystem::directory_entry& task : it) {
+    const char state = StatState(task.path() / "stat");
+    if (state == 0) continue;  // gone meanwhile
+    if (state == 'T' || state == 't') {
+      return absl::FailedPreconditionError(absl::StrCat("process ", pid, " is stopped"));
+    }
+    int64_t tid = 0;
+    // R: running or waiting for a CPU; D: waiting for the disk (the host is slow, the thread
+    // is not stuck in the server's own logic).
+    if ((state == 'R' || state == 'D') && !(absl::SimpleAtoi(task.path().filename().string(), &tid) &&
+                          tid == exclude_tid)) {
+      ++sample.runnable;
+    }
+    std::ifstream in(task.path() / "schedstat");
+    int64_t on_cpu = 0;
+    int64_t waited = 0;
+    if (!(in >> on_cpu >> waited)) continue;
+    sample.waited += std::chrono::nanoseconds(waited);
+    ++read;
+  }
+  if (read == 0) {
+    return std::filesystem::exists(tasks)
+               ? absl::UnavailableError(absl::StrCat("no schedstat for process ", pid))
+               : absl::NotFoundError(absl::StrCat("no process ", pid));
+  }
+  return sample;
+}
+
+StarvationExcuse::StarvationExcuse(std::chrono::nanoseconds liveness,
+                                   std::chrono::nanoseconds max_silence)
+    : liveness_(liveness), max_silence_(std::max(liveness, max_silence)) {}
+
+void StarvationExcuse::Progress() {
+  first_silence_.reset();
+  first_wait_.reset();
+}
+
+bool StarvationExcuse::Excused(std::chrono::nanoseconds silence,
+                               std::optional<CpuWaitSample> sample) {
+  if (sample && !first_wait_) {
+    first_silence_ = silence;
+    first_wait_ = sample->waited;
+  }
+  if (silence < liveness_) return true;
+  if (silence >= max_silence_ || !sample) return false;
+  if (sample->runnable > 0) return true;
+  const std::chrono::nanoseconds elapsed = silence - *first_silence_;
+  if (elapsed <= std::chrono::nanoseconds(0)) return false;
+  return static_cast<double>((sample->waited - *first_wait_).count()) >=
+         kStarvedFraction * static_cast<double>(elapsed.count());
 }
 
 }  // namespace baton::takeover

@@ -13,13 +13,16 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "absl/status/statusor.h"
 #include "takeover/daemon/config.h"
 
 namespace baton::takeover {
@@ -65,6 +68,58 @@ class HealthChecker {
   uint64_t checks_ = 0;
   uint64_t failures_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// ---- CPU starvation is not a hang (issue 14 item 8).
+// A server proves its progress with keepalives every health_check.liveness / 6; silence for
+// `liveness` means stopped or hung, and the addresses go to a peer. A server that is only starved
+// of CPU (a busy host, a CPU-limited cgroup whose quota its neighbours spent) is silent too, but
+// its threads are runnable: state R, and the kernel adds the time they waited for a CPU (CFS
+// bandwidth throttling included) to their schedstat run_delay once they get one. A stopped server
+// (SIGSTOP: state T) or a hung one (a deadlock, a call that never returns: state S) has no
+// runnable thread and does not wait for a CPU. (A thread in D, waiting for a disk the host keeps
+// busy, counts as runnable: a slow host, not a hang.) So a silence is excused, up to
+// health_check.liveness_starved, while the server has a runnable thread or waited for a CPU at
+// least kStarvedFraction of the silence. (A thread spinning in an endless loop is runnable too:
+// such a hang is given up only at liveness_starved.)
+
+// What the kernel says about a process's threads at one instant.
+struct CpuWaitSample {
+  // Time its threads spent runnable but not running, summed over /proc/PID/task/*/schedstat
+  // (second field; a thread that exited takes its share with it).
+  std::chrono::nanoseconds waited{0};
+  // Threads in state R (running or waiting for a CPU) or D (waiting for the disk) other than
+  // `exclude_tid`.
+  int runnable = 0;
+};
+// Samples process `pid` (one read of stat and schedstat per thread); `exclude_tid` (0: none) is
+// left out of `runnable` (the calling thread, which runs). kNotFound: no such process;
+// kFailedPrecondition: it is stopped (a thread in state T or t: SIGSTOP, a tracer);
+// kUnavailable: no schedstat (a kernel without CONFIG_SCHED_INFO).
+[[nodiscard]] absl::StatusOr<CpuWaitSample> SampleCpuWait(pid_t pid, pid_t exclude_tid = 0);
+
+// The judgement, fed with samples (pure; the caller reads the clock and /proc). Not thread-safe.
+class StarvationExcuse {
+ public:
+  // A process that waited for a CPU at least this fraction of its silence is starved.
+  static constexpr double kStarvedFraction = 0.25;
+  // liveness: the silence that means stopped or hung; max_silence (>= liveness): the longest
+  // silence a starved process is excused.
+  StarvationExcuse(std::chrono::nanoseconds liveness, std::chrono::nanoseconds max_silence);
+  // Progress was seen: a new silence starts from zero.
+  void Progress();
+  // A sample during a silence: `silence` since the last progress; `sample` nullopt when the
+  // process is stopped or cannot be read. Take one at liveness / 2 or later, so that the wait
+  // has a start before `liveness`. Returns whether the silence is excused: always below
+  // `liveness`; from there only below max_silence, and while the process has a runnable thread
+  // or waited for a CPU at least kStarvedFraction of the time since this silence's first sample.
+  bool Excused(std::chrono::nanoseconds silence, std::optional<CpuWaitSample> sample);
+
+ private:
+  std::chrono::nanoseconds liveness_;
+  std::chrono::nanoseconds max_silence_;
+  std::optional<std::chrono::nanoseconds> first_silence_;
+  std::optional<std::chrono::nanoseconds> first_wait_;
 };
 
 }  // namespace baton::takeover

@@ -16,6 +16,7 @@
 // 2 on a bad command line or configuration (including an unusable key file, and
 // `health_check: {kind: external}`, which only an embedding process can serve), 3 if `status` /
 // `drain` finds no daemon, 4 if the daemon refused the drain request.
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -47,6 +48,18 @@
 #include "takeover/drivers/clock.h"
 
 namespace {
+
+// Real-time scheduling of this (the daemon's) thread, DaemonConfig::realtime_priority; a warning
+// when not permitted (the daemon then runs at its nice value).
+void ApplyRealtimePriority(int priority) {
+  if (priority <= 0) return;
+  sched_param param{};
+  param.sched_priority = priority;
+  if (sched_setscheduler(0, SCHED_RR | SCHED_RESET_ON_FORK, &param) != 0) {
+    spdlog::warn("cannot run at real-time priority {} (SCHED_RR): {}; a busy host may make it miss "
+                 "renewals", priority, std::strerror(errno));
+  }
+}
 
 int RunStatus(const std::string& socket, bool json) {
   absl::StatusOr<nlohmann::json> s = baton::takeover::QueryStatus(socket);
@@ -115,6 +128,7 @@ int RunDaemon(const std::string& config_path, const std::string& log_level,
     spdlog::warn("cannot set nice {}: {} (running at the inherited priority)", config->nice,
                  std::strerror(errno));
   }
+  ApplyRealtimePriority(config->realtime_priority);
   boost::asio::io_context io;
   absl::StatusOr<std::unique_ptr<baton::takeover::TakeoverDaemon>> daemon =
       baton::takeover::TakeoverDaemon::Create(io, clock, *std::move(config));
@@ -202,10 +216,13 @@ int RunSupervised(int parent_fd, const std::string& log_level) {
   // progress; silence for health_check.liveness means it is stopped or hung, and its addresses
   // must go to a peer.
   const std::chrono::milliseconds watchdog = config->health_check.liveness;
+  // ... unless the server only waits for a CPU (a busy host): then up to liveness_starved.
+  const std::chrono::milliseconds watchdog_starved = config->health_check.liveness_starved;
   if (setpriority(PRIO_PROCESS, 0, config->nice) != 0) {
     spdlog::warn("cannot set nice {}: {} (running at the inherited priority)", config->nice,
                  std::strerror(errno));
   }
+  ApplyRealtimePriority(config->realtime_priority);
   const baton::takeover::Clock& clock = baton::takeover::SteadyClock::Get();
   boost::asio::io_context io;
   absl::StatusOr<std::unique_ptr<baton::takeover::TakeoverDaemon>> daemon =
@@ -266,6 +283,7 @@ int RunSupervised(int parent_fd, const std::string& log_level) {
           shutdown(why, loss == baton::takeover::LinkLoss::kShutdownRequested);
         }
       });
+  if (server_pid > 1) link.SetServerProcess(server_pid, watchdog_starved);
   (*daemon)->SetSlotListener(
       [&link](const baton::takeover::SlotEvent& e) { link.SendSlotEvent(e); });
   (*daemon)->SetReleaseGate(

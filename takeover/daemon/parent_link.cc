@@ -57,7 +57,13 @@ ParentLink::ParentLink(boost::asio::io_context& io, int fd, TakeoverDaemon& daem
       daemon_(daemon),
       watchdog_(watchdog),
       on_lost_(std::move(on_lost)),
-      watchdog_timer_(io) {}
+      watchdog_timer_(io),
+      excuse_(watchdog, watchdog) {}
+
+void ParentLink::SetServerProcess(pid_t pid, std::chrono::milliseconds max_silence) {
+  server_pid_ = pid;
+  excuse_ = StarvationExcuse(watchdog_, max_silence);
+}
 
 void ParentLink::Start() {
   ArmWatchdog();
@@ -65,12 +71,47 @@ void ParentLink::Start() {
 }
 
 void ParentLink::ArmWatchdog() {
-  watchdog_timer_.expires_after(watchdog_);
+  last_line_ = std::chrono::steady_clock::now();
+  excuse_.Progress();
+  starved_logged_ = false;
+  // The first look at half the period: the start of the window in which a starved server's CPU
+  // wait is measured (no cost while lines arrive: the timer is re-armed by each).
+  watchdog_timer_.expires_after(server_pid_ > 0 ? watchdog_ / 2 : watchdog_);
   watchdog_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec || lost_) return;  // re-armed (a line arrived) or lost already
-    Lost(absl::StrCat("no message from the server for ", watchdog_.count(),
+    WatchdogCheck();
+  });
+}
+
+void ParentLink::WatchdogCheck() {
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  const std::chrono::nanoseconds silence = std::chrono::steady_clock::now() - last_line_;
+  bool excused = silence < watchdog_;
+  if (server_pid_ > 0) {
+    std::optional<CpuWaitSample> sample;
+    if (absl::StatusOr<CpuWaitSample> w = SampleCpuWait(server_pid_); w.ok()) sample = *w;
+    excused = excuse_.Excused(silence, sample);
+  }
+  if (!excused) {
+    Lost(absl::StrCat("no message from the server for ", duration_cast<milliseconds>(silence).count(),
                       " ms (stopped or hung)"),
          LinkLoss::kServerSilent);
+    return;
+  }
+  if (silence >= watchdog_ && !starved_logged_) {
+    starved_logged_ = true;
+    spdlog::info("no message from the server for {} ms, but it waits for a CPU (starved, not hung): "
+                 "keeping the addresses while it does", duration_cast<milliseconds>(silence).count());
+  }
+  // Next look: at the period, then every sixth of it (the keepalive interval).
+  const std::chrono::nanoseconds next =
+      silence < watchdog_ ? std::chrono::nanoseconds(watchdog_) - silence
+                          : std::chrono::nanoseconds(watchdog_) / 6;
+  watchdog_timer_.expires_after(next);
+  watchdog_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || lost_) return;
+    WatchdogCheck();
   });
 }
 

@@ -10,12 +10,16 @@
 // The link is lost -- and the agent hands over and exits -- on EOF or a read error, on a line
 // that does not decode (agent_link::DecodeServerMessage: garbage, a missing field, longer than
 // agent_link::kMaxLineBytes; an unknown op is logged and ignored), or when no line arrived for `watchdog` (a stopped or hung server:
-// the server sends a keepalive only while its request event loop makes progress). A shutdown
+// the server sends a keepalive only while its request event loop makes progress; with
+// SetServerProcess, a silent server whose threads wait for a CPU is starved, not hung, and is
+// given up to health_check.liveness_starved: health_check.h StarvationExcuse). A shutdown
 // request keeps the link up until the agent exits, so that the hand-over can be gated.
 //
 // Threading: everything on the io_context's thread (the daemon's).
 #ifndef BATON_TAKEOVER_DAEMON_PARENT_LINK_H_
 #define BATON_TAKEOVER_DAEMON_PARENT_LINK_H_
+
+#include <sys/types.h>
 
 #include <chrono>
 #include <functional>
@@ -29,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "takeover/daemon/agent_link_protocol.h"
 #include "takeover/daemon/daemon.h"
+#include "takeover/daemon/health_check.h"
 
 namespace baton::takeover {
 
@@ -57,6 +62,10 @@ class ParentLink {
   ParentLink(const ParentLink&) = delete;
   ParentLink& operator=(const ParentLink&) = delete;
 
+  // The server's process (call before Start): a silence of `watchdog` is then excused while the
+  // server is starved of CPU (health_check.h SampleCpuWait, StarvationExcuse), up to
+  // `max_silence`; a stopped server never is. Without it: silence for `watchdog` ends the link.
+  void SetServerProcess(pid_t pid, std::chrono::milliseconds max_silence);
   // Starts reading and the watchdog.
   void Start();
   // Sends a slot event (install as the daemon's slot listener). Never blocks: if the server does
@@ -74,6 +83,7 @@ class ParentLink {
  private:
   void Read();
   void ArmWatchdog();
+  void WatchdogCheck();
   void Handle(const std::string& line);
   void Send(const agent_link::AgentMessage& message);
   void Lost(const std::string& why, LinkLoss loss);
@@ -84,6 +94,10 @@ class ParentLink {
   OnLost on_lost_;
   boost::asio::streambuf buffer_{agent_link::kMaxLineBytes + 1};
   boost::asio::steady_timer watchdog_timer_;
+  std::chrono::steady_clock::time_point last_line_;
+  pid_t server_pid_ = -1;
+  StarvationExcuse excuse_;
+  bool starved_logged_ = false;
   bool lost_ = false;
   bool shutdown_requested_ = false;
   uint64_t next_release_id_ = 1;

@@ -96,6 +96,10 @@ peers: [{id: 1, priority: 1, address: "::1"}]
   EXPECT_EQ(c->damping.losses, 2);
   EXPECT_EQ(c->damping.window, milliseconds(5000));
   EXPECT_EQ(c->damping.hold, milliseconds(2000));
+  // Issue 14 item 8: a busy host keeps its addresses -- the daemon runs SCHED_RR 1, and a silent
+  // server that waits for a CPU is given 1.5 s.
+  EXPECT_EQ(c->realtime_priority, 1);
+  EXPECT_EQ(c->health_check.liveness_starved, milliseconds(1500));
 }
 
 TEST(DaemonConfigTest, FailOverKeys) {
@@ -105,18 +109,23 @@ interface: eth0
 service_address: 10.0.0.1
 key_file: k
 peers: [{id: 1, priority: 1, address: "127.0.0.1"}]
-health_check: {kind: external, liveness: 150ms}
+health_check: {kind: external, liveness: 150ms, liveness_starved: 600ms}
 damping: {losses: 3, window: 1s, hold: 500ms}
 close_timeout: 50ms
+realtime_priority: 0
 )");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->health_check.liveness, milliseconds(150));
+  EXPECT_EQ(c->health_check.liveness_starved, milliseconds(600));
+  EXPECT_EQ(c->realtime_priority, 0);
   EXPECT_EQ(c->damping.losses, 3);
   EXPECT_EQ(c->damping.window, milliseconds(1000));
   EXPECT_EQ(c->damping.hold, milliseconds(500));
   EXPECT_EQ(c->close_timeout, milliseconds(50));
   for (const char* bad : {"damping: {losses: -1}", "damping: {lossses: 2}", "damping: 3",
-                          "close_timeout: 2m", "health_check: {kind: external, liveness: 5ms}"}) {
+                          "close_timeout: 2m", "health_check: {kind: external, liveness: 5ms}",
+                          "health_check: {kind: external, liveness: 300ms, liveness_starved: 200ms}",
+                          "realtime_priority: 100", "realtime_priority: -1"}) {
     absl::StatusOr<DaemonConfig> b = ParseDaemonConfig(absl::StrCat(
         "node_id: 1\ninterface: eth0\nservice_address: 10.0.0.1\nkey_file: k\n"
         "peers: [{id: 1, priority: 1, address: \"127.0.0.1\"}]\n", bad, "\n"));
