@@ -199,6 +199,7 @@ TEST(TakeoverNode, GrantorRefusesSecondCandidateAndSaysHowLong) {
     m.send_time = static_cast<uint64_t>(at.count());
     m.seq = static_cast<uint64_t>(at.count());
     m.view = {1, 2, 3};
+    m.full = true;
     m.members = {1, 2, 3};  // Same membership as the grantor (version 0).
     m.capacity = 1;         // As configured (a capacity-0 peer is never assigned).
     wire::SlotEntry e;
@@ -219,7 +220,7 @@ TEST(TakeoverNode, GrantorRefusesSecondCandidateAndSaysHowLong) {
   ASSERT_TRUE(r1.slots[0].reply);
   EXPECT_TRUE(r1.slots[0].granted);
   EXPECT_EQ(r1.slots[0].reply_epoch, 1u);
-  EXPECT_EQ(r1.slots[0].reply_echo, static_cast<uint64_t>(t0.count()));
+  EXPECT_EQ(r1.reply_echo, static_cast<uint64_t>(t0.count()));
 
   const Time t1 = t0 + milliseconds(5);
   grantor->Receive(2, request(2, 2, t1), t1);
@@ -258,6 +259,7 @@ TEST(TakeoverNode, LateRequestsAreDroppedButALastingShiftIsAccepted) {
     m.incarnation = 5;
     m.send_time = static_cast<uint64_t>(sent.count());
     m.seq = ++seq;
+    m.full = true;
     m.view = {1, 2, 3};
     m.members = {1, 2, 3};
     m.capacity = 1;
@@ -313,6 +315,7 @@ TEST(TakeoverNode, DelayedReleaseDoesNotDropNewerGrant) {
     m.incarnation = 5;
     m.send_time = static_cast<uint64_t>(at.count());
     m.seq = seq;
+    m.full = true;
     m.view = {1, 2, 3};
     m.members = {1, 2, 3};
     wire::SlotEntry e;
@@ -336,6 +339,7 @@ TEST(TakeoverNode, DelayedReleaseDoesNotDropNewerGrant) {
   other.incarnation = 9;
   other.seq = 1;
   other.send_time = 1;
+  other.full = true;
   other.view = {1, 2, 3};
   other.members = {1, 2, 3};
   wire::SlotEntry e;
