@@ -1422,6 +1422,12 @@ TrafficRun RunTraffic(int nodes, uint32_t slots) {
   return r;
 }
 
+// The slow runs below (a minute or more) only with BATON_SIM_SCALE=1.
+bool ScaleRunsOn() {
+  const char* env = std::getenv("BATON_SIM_SCALE");
+  return env != nullptr && std::string(env) == "1";
+}
+
 // Issue 15: a 16-host pool with 128 addresses sends, in steady state, no
 // message that does not fit one unfragmented datagram, and well under
 // 20 Mbit/s per host (every slot in every message made 2.6 KB messages
@@ -1439,8 +1445,7 @@ TEST(TakeoverPoolSim, LeaseTrafficFitsOneDatagram16Hosts128Addresses) {
 // host and one datagram per message in steady state, fail-over no worse than
 // before (~25 ms).
 TEST(TakeoverPoolSim, ScaleRun64Nodes1024Addresses) {
-  const char* env = std::getenv("BATON_SIM_SCALE");
-  if (env == nullptr || std::string(env) != "1") GTEST_SKIP() << "set BATON_SIM_SCALE=1";
+  if (!ScaleRunsOn()) GTEST_SKIP() << "set BATON_SIM_SCALE=1";
   const TrafficRun r = RunTraffic(64, 1024);
   // The summary bench/suite/analyze.py parses (parse_sim_scale).
   std::printf("scale: 64 nodes, 1024 addresses, capacity 16-32, heartbeat 10 ms:\n"
@@ -1455,8 +1460,7 @@ TEST(TakeoverPoolSim, ScaleRun64Nodes1024Addresses) {
 
 // The sizes of bench/README.md's lease-traffic table (BATON_SIM_SCALE=1).
 TEST(TakeoverPoolSim, TrafficTable) {
-  const char* env = std::getenv("BATON_SIM_SCALE");
-  if (env == nullptr || std::string(env) != "1") GTEST_SKIP() << "set BATON_SIM_SCALE=1";
+  if (!ScaleRunsOn()) GTEST_SKIP() << "set BATON_SIM_SCALE=1";
   for (const auto& [nodes, slots] :
        std::vector<std::pair<int, uint32_t>>{{3, 6}, {3, 128}, {16, 1024}, {64, 128}}) {
     RunTraffic(nodes, slots);
