@@ -1698,3 +1698,48 @@ TEST(TakeoverSim, PairWithWitness) {
 
 }  // namespace
 }  // namespace baton::takeover::sim
+
+namespace baton::takeover::sim {
+namespace {
+
+// The lab's pool (tests/takeover/lab_pool_traffic.sh with HB=50ms): 8
+// hosts, 128 addresses, heartbeat 50 ms, lease and peer timeout 5
+// heartbeats, 100 heartbeats of start-up quiet, daemons started one after
+// another over 4 s (the start times of a lab run), 200 µs per message. With
+// wire v4 every address is held right after the last node's quiet period.
+TEST(TakeoverPoolSim, LabPoolStaggeredStart) {
+  SimOptions o;
+  o.seed = 7;
+  for (NodeId id = 1; id <= 8; ++id) o.group.peers.push_back({id, 200 - static_cast<int>(id), 19});
+  o.group.num_slots = 128;
+  o.group.timing = Timing::ForHeartbeat(milliseconds(50));
+  o.group.timing.lease = milliseconds(250);
+  o.group.timing.peer_timeout = milliseconds(250);
+  o.group.timing.discovery = milliseconds(5000);
+  o.receive_cost = microseconds(200);
+  Simulation sim(o);
+  const std::vector<int> start_ms = {720, 0, 2170, 2080, 3250, 3930, 1660, 2920};
+  std::vector<std::pair<int, NodeId>> order;
+  for (int i = 0; i < 8; ++i) order.push_back({start_ms[static_cast<size_t>(i)], static_cast<NodeId>(i + 1)});
+  std::sort(order.begin(), order.end());
+  for (const auto& [at, id] : order) {
+    sim.RunUntil(RealTime(milliseconds(at)));
+    sim.Start(id);
+  }
+  RealTime converged = RealTime::max();
+  for (RealTime t = sim.now(); t < std::chrono::seconds(30); t += milliseconds(50)) {
+    sim.RunUntil(t);
+    const std::vector<NodeId> h = Holders(sim);
+    if (std::count(h.begin(), h.end(), kNoNode) == 0) {
+      converged = t;
+      break;
+    }
+  }
+  ASSERT_TRUE(sim.ok()) << sim.violations()[0];
+  ASSERT_NE(converged, RealTime::max());
+  EXPECT_LE(converged, milliseconds(3930 + 5000 + 500));
+  std::printf("lab pool: all held at %.0f ms\n", static_cast<double>(converged.count()) / 1e6);
+}
+
+}  // namespace
+}  // namespace baton::takeover::sim
