@@ -78,39 +78,56 @@ double TimeAssign(const AssignmentInput& in, int reps, uint32_t* sink) {
   return *std::min_element(per_call.begin(), per_call.end());
 }
 
+// Average payload of what node 1 sends in a steady round (wire v4,
+// docs/takeover.md "Lease traffic"): a full round message to each of the
+// nodes - 1 peers (state, a renewal of each slot it holds: every nodes-th,
+// four knowledge entries in rotation) and a reply message to each of the
+// min(slots, nodes) - 1 other holders (a grant of each of its slots). Epochs
+// are small, as in a pool that has run a while (< 128: one varint byte).
 size_t MessageBytes(int nodes, int slots) {
-  wire::Message m;
-  m.incarnation = 1700000000000000000ull;
-  m.send_time = m.incarnation + 123456789;
-  m.seq = 100000;
-  m.peer_incarnation = m.incarnation + 7;
+  wire::Message round;
+  round.incarnation = 1700000000000000000ull;
+  round.send_time = round.incarnation + 123456789;
+  round.seq = 100000;
+  wire::Message reply = round;
+  round.full = true;
   for (int n = 0; n < nodes; ++n) {
-    m.view.push_back(static_cast<uint32_t>(n + 1));
-    m.members.push_back(static_cast<uint32_t>(n + 1));
+    round.view.push_back(static_cast<uint32_t>(n + 1));
+    round.members.push_back(static_cast<uint32_t>(n + 1));
   }
-  m.config_version = 3;
-  m.capacity = static_cast<uint32_t>(2 * slots / nodes + 2);
+  round.config_version = 3;
+  round.capacity = static_cast<uint32_t>(2 * slots / nodes + 2);
+  reply.peer_incarnation = round.incarnation + 7;
+  reply.reply_echo = round.send_time - 5000000;
+  int knowledge = 0;
   for (int s = 0; s < slots; ++s) {
     wire::SlotEntry e;
     e.slot = static_cast<uint32_t>(s);
-    e.holder = static_cast<uint32_t>(s % nodes + 1);
-    e.epoch = 1000 + static_cast<uint64_t>(s);
-    // From node 1 to node 2: node 1 renews its own slots (every nodes-th)
-    // and answers node 2's renewals; the other slots carry only what node 1
-    // knows of them (docs/takeover.md: 17 bytes per slot, 24 more per reply).
-    if (s % nodes == 0) {
+    e.epoch = 1 + static_cast<uint64_t>(s % 100);
+    if (s % nodes == 0) {  // Node 1 renews its own slots.
       e.holding = true;
       e.request = true;
       e.request_epoch = e.epoch;
-    } else if (s % nodes == 1) {
-      e.reply = true;
-      e.granted = true;
-      e.reply_echo = m.send_time - 5000000;
-      e.reply_epoch = e.epoch;
+      round.slots.push_back(e);
+    } else if (knowledge < 4) {
+      ++knowledge;
+      e.knowledge = true;
+      e.holder = static_cast<uint32_t>(s % nodes + 1);
+      round.slots.push_back(e);
     }
-    m.slots.push_back(e);
+    if (s % nodes == 1) {  // And answers node 2's renewals.
+      wire::SlotEntry r;
+      r.slot = e.slot;
+      r.reply = true;
+      r.granted = true;
+      r.reply_epoch = e.epoch;
+      reply.slots.push_back(r);
+    }
   }
-  return wire::Encode(m).size();
+  const size_t rounds = static_cast<size_t>(nodes - 1);
+  const size_t replies = static_cast<size_t>(std::min(slots, nodes) - 1);
+  return (wire::Encode(round).size() * rounds + wire::Encode(reply).size() * replies) /
+         (rounds + replies);
 }
 
 int Main(int argc, char** argv) {
@@ -174,7 +191,7 @@ int Main(int argc, char** argv) {
     }
   }
   std::printf("\nus = microseconds per Assign() call (fastest of %d batches of >= 20 ms); "
-              "msg_bytes = one encoded round message (wire v%d, every slot); "
+              "msg_bytes = average encoded message of a steady round (wire v%d); "
               "round_KiB/node = what one node sends per heartbeat (round messages to every "
               "peer + replies to every other holder).%s\n",
               reps, wire::kVersion, sink == 1 ? " " : "");

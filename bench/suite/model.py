@@ -3,7 +3,9 @@
 suite's summary puts it beside what was measured. Times in seconds unless named _ms.
 
 Inputs that are measured, not modelled: the encoded size of a round message
-(baton-assignment-bench) and Assign()'s time. Constants are the core's defaults
+(baton-assignment-bench: the average of a steady round's messages, wire v4)
+and Assign()'s time. message_bytes() models that size from the layout of
+takeover/core/wire.cc, to check the measurement and the simulation against. Constants are the core's defaults
 (takeover/core/node.h Timing, multiples of the heartbeat H; the transport's
 framing in takeover/drivers/udp_transport.h).
 """
@@ -26,6 +28,40 @@ def grant_hold(h):
 def messages_per_round(nodes, slots):
     """A round message to each peer, and a reply to each other holder's renewals."""
     return (nodes - 1) + (min(slots, nodes) - 1)
+
+
+def varint_bytes(v):
+    """Length of a LEB128 varint."""
+    n = 1
+    while v >= 0x80:
+        v >>= 7
+        n += 1
+    return n
+
+
+# Wire v4 (takeover/core/wire.cc, docs/takeover.md "Lease traffic").
+V4_HEADER = 4 + 8 + 8 + 3 + 3   # magic, version, flags; incarnation; send_time;
+                                # seq (≤ 3 B up to 2M messages); three section counts
+V4_STATE = 12                   # view and members (one run: 3 B each), old members,
+                                # config version, capacity, promised ballot, drained set
+V4_KNOWLEDGE = 4                # knowledge entries per full message (rotation) ...
+V4_KNOWLEDGE_BYTES = 4          # ... of slot gap, flags, epoch, holder
+V4_REPLY_TRAILER = 16           # peer incarnation + the shared reply echo
+
+
+def message_bytes(nodes, slots):
+    """Average payload of a steady round's messages (wire v4): a full message to
+    each peer (state, a renewal per held slot, knowledge in rotation) and a reply
+    to each other holder (a grant per slot of that holder). Holders' slots
+    interleave (slot gap ≈ holders), epochs are below 128 (one varint byte)."""
+    holders = min(slots, nodes)
+    held = slots / holders
+    entry = varint_bytes(holders - 1) + 1          # slot gap + epoch
+    knowledge = min(V4_KNOWLEDGE, slots - held) * V4_KNOWLEDGE_BYTES
+    full = V4_HEADER + V4_STATE + held * entry + knowledge
+    reply = V4_HEADER + held * entry + V4_REPLY_TRAILER
+    rounds, replies = nodes - 1, holders - 1
+    return round((full * rounds + reply * replies) / (rounds + replies))
 
 
 def lease_traffic(nodes, slots, message_bytes, h):
@@ -62,5 +98,9 @@ def store_load(put_rate, incr_rate, get_rate, slots_moved):
 if __name__ == "__main__":
     for h in (1.0, 0.1, 0.01):
         print(f"H={h:g}s fail-over {failover_ms(h)}")
-    for n, s in ((3, 6), (16, 128), (64, 1024)):
-        print(n, s, messages_per_round(n, s))
+    for n, s in ((3, 6), (3, 128), (3, 1024), (16, 6), (16, 128), (16, 1024),
+                 (64, 6), (64, 128), (64, 1024)):
+        b = message_bytes(n, s)
+        t = lease_traffic(n, s, b, 0.010)
+        print(f"{n} x {s}: {messages_per_round(n, s)} msgs/round, {b:.0f} B/msg, "
+              f"{t['datagrams_ip']} datagram(s), {t['mbit_per_node_per_s']:.1f} Mbit/s at H = 10 ms")

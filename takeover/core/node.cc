@@ -197,6 +197,10 @@ class NodeImpl final : public Node {
     for (SlotState& s : slots_) s.valid_until.assign(peers_.size(), kLongAgo);
     pending_replies_.resize(peers_.size());
     send_to_.assign(peers_.size(), false);
+    gossip_epoch_.assign(config.num_slots, 0);
+    gossip_owner_.assign(config.num_slots, kNoNode);
+    gossip_left_.assign(config.num_slots, 0);
+    named_.assign(config.num_slots, false);
     member_.assign(peers_.size(), true);
     if (restored && config.timing.shrink_after > Time(0)) {
       const Membership& m = restored->membership;
@@ -240,8 +244,7 @@ class NodeImpl final : public Node {
     Advance(now);
     ExpireLeases(now);
     if (now >= next_heartbeat_) {
-      std::fill(send_to_.begin(), send_to_.end(), true);
-      send_to_[self_index_] = false;
+      SendToAll();
       heartbeat_due_ = true;
       next_heartbeat_ = now + timing_.heartbeat;
     }
@@ -392,9 +395,12 @@ class NodeImpl final : public Node {
     if (it == index_.end()) return std::nullopt;
     return it->second;
   }
+  // Every peer gets a full message in this call's Flush (docs "Lease
+  // traffic"): the state, every held slot, requests and releases.
   void SendToAll() {
     std::fill(send_to_.begin(), send_to_.end(), true);
     send_to_[self_index_] = false;
+    full_flush_ = true;
   }
 
   bool InView(size_t i, Time now) const {
@@ -841,7 +847,7 @@ class NodeImpl final : public Node {
     p.last_seq = m.seq;
     p.quiet = m.quiet;
     p.draining = m.draining;
-    p.view = m.view;
+    if (m.full) p.view = m.view;  // Only full messages carry the view.
     return Freshness::kNewest;
   }
 
@@ -849,33 +855,49 @@ class NodeImpl final : public Node {
     PeerState& peer = peers_[from];
     const NodeId from_id = peer.config.id;
     const bool replies_for_me = m.peer_incarnation == incarnation_;
-    if (newest) {
+    // Only a full message carries the sender's state (docs "Lease traffic");
+    // one made to answer requests leaves what we know of it unchanged.
+    const bool state = newest && m.full;
+    if (state) {
       LearnConfig(from, m, now);
       peer.view_majority = ViewHasMajority(peer.view);
       peer.capacity = static_cast<int>(std::min<uint32_t>(m.capacity, 1u << 20));
+      std::fill(peer.drained.begin(), peer.drained.end(), false);
+      peer.drained_count = 0;
+      for (uint32_t k : m.drained) {
+        if (k >= slots_.size()) {
+          ++malformed_;
+          continue;
+        }
+        peer.drained[k] = true;
+        ++peer.drained_count;
+      }
     }
-    const bool same_config = SameConfig(m);
+    const bool same_config = m.full && SameConfig(m);
     for (const wire::SlotEntry& e : m.slots) {
       if (e.slot >= slots_.size()) {
         ++malformed_;
         continue;
       }
       SlotState& s = slots_[e.slot];
-      if (newest && e.drained != peer.drained[e.slot]) {
-        peer.drained[e.slot] = e.drained;
-        peer.drained_count += e.drained ? 1 : static_cast<size_t>(-1);
+      // Knowledge: the sender's own holding epoch, or its highest epoch of a
+      // slot it does not hold. Floors for our proposals only (docs "Lease
+      // traffic": stale or missing knowledge costs a refused round, never
+      // safety).
+      if (newest && (e.holding || e.knowledge)) {
+        const NodeId owner = e.holding ? from_id : e.holder;
+        if (e.epoch > s.known_epoch) {
+          s.known_epoch = e.epoch;
+          s.known_owner = owner;
+        }
+        if (Quiet(now) && e.epoch > s.max_epoch) {
+          // A restarted node forgot its grants; while it may not grant anyway
+          // it adopts the group's highest epoch as its refusal floor.
+          s.max_epoch = e.epoch;
+          s.max_epoch_owner = owner;
+        }
       }
-      if (newest && e.epoch > s.known_epoch) {
-        s.known_epoch = e.epoch;
-        s.known_owner = e.holder;
-      }
-      if (newest && Quiet(now) && e.epoch > s.max_epoch) {
-        // A restarted node forgot its grants; while it may not grant anyway it
-        // adopts the group's highest epoch as its refusal floor.
-        s.max_epoch = e.epoch;
-        s.max_epoch_owner = e.holder;
-      }
-      // Knowledge: the sender's own claim to hold the slot.
+      // The sender's own claim to hold the slot.
       if (!newest) {
         // Only requests and replies of an old message still count.
       } else if (e.holding && ClaimLive(s, now) && s.claimed_holder != from_id &&
@@ -907,10 +929,31 @@ class NodeImpl final : public Node {
         peer.request_seq[e.slot] = std::max(peer.request_seq[e.slot], m.seq);
         PendingReply r = Decide(e.slot, from, e.request_epoch, same_config, now);
         r.echo = ToWire(FromWire(m.send_time));
+        // One echo per reply message: replies to an earlier request message
+        // still pending (never within one call, as every call flushes) are
+        // superseded, i.e. lost, which only fails those renewals.
+        if (!pending_replies_[from].empty() &&
+            pending_replies_[from].begin()->second.echo != r.echo) {
+          pending_replies_[from].clear();
+        }
         pending_replies_[from][e.slot] = r;
         send_to_[from] = true;
       }
-      if (e.reply && replies_for_me) OnReply(e.slot, from, e, now);
+      if (e.reply && replies_for_me) OnReply(e.slot, from, e, FromWire(m.reply_echo), now);
+    }
+    if (state) {
+      // A full message names every slot its sender holds: a claim of the
+      // sender that it does not name has ended (as an entry saying "not
+      // holding" did when every message named every slot).
+      for (const wire::SlotEntry& e : m.slots) {
+        if (e.slot < slots_.size() && e.holding) named_[e.slot] = true;
+      }
+      for (uint32_t k = 0; k < slots_.size(); ++k) {
+        if (slots_[k].claimed_holder == from_id && !named_[k]) slots_[k].claimed_holder = kNoNode;
+      }
+      for (const wire::SlotEntry& e : m.slots) {
+        if (e.slot < slots_.size()) named_[e.slot] = false;
+      }
     }
   }
 
@@ -962,10 +1005,10 @@ class NodeImpl final : public Node {
     return r;
   }
 
-  void OnReply(uint32_t slot, size_t from, const wire::SlotEntry& e, Time now) {
+  // `echo`: the send_time of our request that `e` answers (our clock).
+  void OnReply(uint32_t slot, size_t from, const wire::SlotEntry& e, Time echo, Time now) {
     SlotState& s = slots_[slot];
     if (!s.campaigning) return;
-    const Time echo = FromWire(e.reply_echo);
     // Only answers to requests of the current campaign count: a grant given
     // before our release may since have been dropped.
     if (echo < s.campaign_start || echo > now) return;
@@ -1021,8 +1064,7 @@ class NodeImpl final : public Node {
         s.grant_until = kLongAgo;
       }
       s.release_until = now + grant_hold_;
-      std::fill(send_to_.begin(), send_to_.end(), true);
-      send_to_[self_index_] = false;
+      SendToAll();
     }
   }
 
@@ -1050,8 +1092,7 @@ class NodeImpl final : public Node {
       self = Decide(slot, self_index_, s.my_epoch, true, now);
       if (self.granted) s.valid_until[self_index_] = now + timing_.lease;
     }
-    std::fill(send_to_.begin(), send_to_.end(), true);
-    send_to_[self_index_] = false;
+    SendToAll();
   }
 
   // `my_majority`: ViewHasMajority(MyView(now)), computed once per call.
@@ -1192,14 +1233,78 @@ class NodeImpl final : public Node {
         ++s.takeovers;
         actions_.push_back({Action::Kind::kAnnounce, i, s.my_epoch});
         // Tell the peers at once, so they stop campaigning.
-        std::fill(send_to_.begin(), send_to_.end(), true);
-        send_to_[self_index_] = false;
+        SendToAll();
       }
     }
     heartbeat_due_ = false;
   }
 
+  // What any entry of ours says about slot k besides replies and knowledge:
+  // whether we hold it (and under which epoch), our request of this call,
+  // our release. Every entry we send is accurate on these, because a
+  // receiver takes an entry that does not say "holding" from a slot's
+  // claimed holder as the end of its claim.
+  wire::SlotEntry BaseEntry(uint32_t k, Time now) const {
+    const SlotState& s = slots_[k];
+    wire::SlotEntry e;
+    e.slot = k;
+    e.holding = s.added;
+    if (s.added) e.epoch = s.held_epoch;
+    e.request = s.campaigning && s.request_now;
+    if (e.request) e.request_epoch = s.my_epoch;
+    e.release = !s.campaigning && now < s.release_until;
+    return e;
+  }
+
+  // The slot entries every full message of this call carries (docs "Lease
+  // traffic"): every held slot, this call's requests, releases still
+  // advertised, and knowledge (our highest epoch of a slot we do not hold)
+  // for the slots whose knowledge changed in the last kGossipRepeats full
+  // rounds (at most kMaxChangedPerMessage per message, oldest first) plus a
+  // rotating window of kKnowledgeWindow slots. Sorted by slot.
+  std::vector<wire::SlotEntry> FullEntries(Time now) {
+    const uint32_t n = static_cast<uint32_t>(slots_.size());
+    std::vector<uint32_t> knowledge;
+    for (uint32_t k = 0; k < n; ++k) {
+      const SlotState& s = slots_[k];
+      if (s.max_epoch != gossip_epoch_[k] || s.max_epoch_owner != gossip_owner_[k]) {
+        gossip_epoch_[k] = s.max_epoch;
+        gossip_owner_[k] = s.max_epoch_owner;
+        gossip_left_[k] = kGossipRepeats;
+      }
+    }
+    for (uint32_t i = 0; i < n && knowledge.size() < kMaxChangedPerMessage; ++i) {
+      const uint32_t k = (gossip_cursor_ + i) % n;
+      if (gossip_left_[k] == 0) continue;
+      --gossip_left_[k];
+      knowledge.push_back(k);
+      gossip_cursor_ = (k + 1) % n;
+    }
+    for (uint32_t i = 0; i < std::min(kKnowledgeWindow, n); ++i) {
+      knowledge.push_back((window_cursor_ + i) % n);
+    }
+    window_cursor_ = (window_cursor_ + kKnowledgeWindow) % n;
+    for (uint32_t k : knowledge) {
+      if (!slots_[k].added && slots_[k].max_epoch > 0) named_[k] = true;
+    }
+    std::vector<wire::SlotEntry> entries;
+    for (uint32_t k = 0; k < n; ++k) {
+      wire::SlotEntry e = BaseEntry(k, now);
+      if (named_[k]) {
+        named_[k] = false;
+        e.knowledge = true;
+        e.holder = slots_[k].max_epoch_owner;
+        e.epoch = slots_[k].max_epoch;
+      }
+      if (e.holding || e.knowledge || e.request || e.release) entries.push_back(e);
+    }
+    return entries;
+  }
+
   void Flush(Time now) {
+    const bool full = std::exchange(full_flush_, false);
+    std::vector<wire::SlotEntry> common;
+    if (full) common = FullEntries(now);
     for (size_t i = 0; i < peers_.size(); ++i) {
       if (!send_to_[i] || i == self_index_) continue;
       send_to_[i] = false;
@@ -1207,45 +1312,52 @@ class NodeImpl final : public Node {
       m.incarnation = incarnation_;
       m.send_time = ToWire(now);
       m.seq = ++seq_;
-      m.peer_incarnation = peers_[i].heard ? peers_[i].incarnation : 0;
       m.quiet = Quiet(now);
       m.draining = draining_;
-      m.view = MyView(now);
-      m.config_version = cfg_version_;
-      m.capacity = static_cast<uint32_t>(capacity_);
-      m.members = IdsOf(member_);
-      if (Joint()) m.old_members = IdsOf(old_member_);
-      m.promised_round = promised_.round;
-      m.promised_node = promised_.node;
-      m.accepted_round = accepted_.round;
-      m.accepted_node = accepted_.node;
-      for (uint32_t k = 0; k < slots_.size(); ++k) {
-        const SlotState& s = slots_[k];
-        wire::SlotEntry e;
-        e.slot = k;
-        e.holding = s.added;
-        // (holder, epoch): our highest epoch and the node it was granted to.
-        e.holder = s.added ? self_ : s.max_epoch_owner;
-        e.epoch = s.added ? s.held_epoch : s.max_epoch;
-        e.request = s.campaigning && s.request_now;
-        e.request_epoch = s.my_epoch;
-        e.release = !s.campaigning && now < s.release_until;
-        e.drained = s.drained_here;
-        auto it = pending_replies_[i].find(k);
-        if (it != pending_replies_[i].end()) {
-          e.reply = true;
-          e.granted = it->second.granted;
-          e.reply_echo = it->second.echo;
-          e.reply_epoch = it->second.epoch;
-          e.reply_wait_ns = static_cast<uint64_t>(std::max(Time(0), it->second.wait).count());
+      m.full = full;
+      if (full) {
+        m.view = MyView(now);
+        m.config_version = cfg_version_;
+        m.capacity = static_cast<uint32_t>(capacity_);
+        m.members = IdsOf(member_);
+        if (Joint()) m.old_members = IdsOf(old_member_);
+        m.promised_round = promised_.round;
+        m.promised_node = promised_.node;
+        m.accepted_round = accepted_.round;
+        m.accepted_node = accepted_.node;
+        for (uint32_t k = 0; k < slots_.size(); ++k) {
+          if (slots_[k].drained_here) m.drained.push_back(k);
         }
-        m.slots.push_back(e);
+      }
+      m.slots = common;
+      if (!pending_replies_[i].empty()) {
+        m.peer_incarnation = peers_[i].heard ? peers_[i].incarnation : 0;
+        m.reply_echo = pending_replies_[i].begin()->second.echo;
+      }
+      for (const auto& [k, r] : pending_replies_[i]) {
+        auto it = std::lower_bound(
+            m.slots.begin(), m.slots.end(), k,
+            [](const wire::SlotEntry& e, uint32_t slot) { return e.slot < slot; });
+        if (it == m.slots.end() || it->slot != k) it = m.slots.insert(it, BaseEntry(k, now));
+        it->reply = true;
+        it->granted = r.granted;
+        it->reply_epoch = r.epoch;
+        it->reply_wait_ns = static_cast<uint64_t>(std::max(Time(0), r.wait).count());
       }
       pending_replies_[i].clear();
       out_.push_back({peers_[i].config.id, wire::Encode(m)});
     }
     for (SlotState& s : slots_) s.request_now = false;
   }
+
+  // Lease traffic (docs "Lease traffic"): how many full rounds a changed
+  // knowledge entry is repeated, at most how many changed ones a message
+  // carries, and how many others it carries in rotation (a full refresh
+  // every num_slots / kKnowledgeWindow full rounds: 2.56 s at 1024 slots and
+  // H = 10 ms).
+  static constexpr uint8_t kGossipRepeats = 3;
+  static constexpr size_t kMaxChangedPerMessage = 32;
+  static constexpr uint32_t kKnowledgeWindow = 4;
 
   const GroupConfig config_;
   const Timing timing_;
@@ -1277,6 +1389,15 @@ class NodeImpl final : public Node {
   std::vector<SlotState> slots_;
   std::vector<std::map<uint32_t, PendingReply>> pending_replies_;
   std::vector<bool> send_to_;
+  bool full_flush_ = false;  // The next Flush sends full messages.
+  // Knowledge last seen per slot (max_epoch, its owner), how many more full
+  // rounds to repeat it, and the rotation cursors (FullEntries).
+  std::vector<uint64_t> gossip_epoch_;
+  std::vector<NodeId> gossip_owner_;
+  std::vector<uint8_t> gossip_left_;
+  uint32_t gossip_cursor_ = 0;
+  uint32_t window_cursor_ = 0;
+  std::vector<bool> named_;  // Scratch, all false between calls.
   Time next_heartbeat_;
   Time last_now_;
   bool heartbeat_due_ = false;

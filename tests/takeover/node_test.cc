@@ -199,6 +199,7 @@ TEST(TakeoverNode, GrantorRefusesSecondCandidateAndSaysHowLong) {
     m.send_time = static_cast<uint64_t>(at.count());
     m.seq = static_cast<uint64_t>(at.count());
     m.view = {1, 2, 3};
+    m.full = true;
     m.members = {1, 2, 3};  // Same membership as the grantor (version 0).
     m.capacity = 1;         // As configured (a capacity-0 peer is never assigned).
     wire::SlotEntry e;
@@ -219,7 +220,7 @@ TEST(TakeoverNode, GrantorRefusesSecondCandidateAndSaysHowLong) {
   ASSERT_TRUE(r1.slots[0].reply);
   EXPECT_TRUE(r1.slots[0].granted);
   EXPECT_EQ(r1.slots[0].reply_epoch, 1u);
-  EXPECT_EQ(r1.slots[0].reply_echo, static_cast<uint64_t>(t0.count()));
+  EXPECT_EQ(r1.reply_echo, static_cast<uint64_t>(t0.count()));
 
   const Time t1 = t0 + milliseconds(5);
   grantor->Receive(2, request(2, 2, t1), t1);
@@ -258,6 +259,7 @@ TEST(TakeoverNode, LateRequestsAreDroppedButALastingShiftIsAccepted) {
     m.incarnation = 5;
     m.send_time = static_cast<uint64_t>(sent.count());
     m.seq = ++seq;
+    m.full = true;
     m.view = {1, 2, 3};
     m.members = {1, 2, 3};
     m.capacity = 1;
@@ -313,6 +315,7 @@ TEST(TakeoverNode, DelayedReleaseDoesNotDropNewerGrant) {
     m.incarnation = 5;
     m.send_time = static_cast<uint64_t>(at.count());
     m.seq = seq;
+    m.full = true;
     m.view = {1, 2, 3};
     m.members = {1, 2, 3};
     wire::SlotEntry e;
@@ -336,6 +339,7 @@ TEST(TakeoverNode, DelayedReleaseDoesNotDropNewerGrant) {
   other.incarnation = 9;
   other.seq = 1;
   other.send_time = 1;
+  other.full = true;
   other.view = {1, 2, 3};
   other.members = {1, 2, 3};
   wire::SlotEntry e;
@@ -345,6 +349,92 @@ TEST(TakeoverNode, DelayedReleaseDoesNotDropNewerGrant) {
   grantor->Receive(2, wire::Encode(other), t0 + milliseconds(2));
   EXPECT_FALSE(granted_to(2)) << "the delayed release dropped node 1's grant";
   EXPECT_EQ(grantor->GetStatus(t0).stale_messages, 1u);
+}
+
+// Lease traffic (docs/takeover.md "Lease traffic"): only a full message
+// names every slot its sender holds. A message made only to answer requests
+// (or a full one that lost its entry for the slot) must not end the sender's
+// holding claim, and a full message without the slot must end it.
+TEST(TakeoverNode, OnlyAFullMessageWithoutTheSlotEndsAHoldingClaim) {
+  GroupConfig g = Group3();
+  g.num_slots = 2;
+  auto n = *Node::Create(g, 3, Time(0));
+  const Time t0 = milliseconds(100);
+  n->Tick(t0);
+  n->TakeMessages();
+  uint64_t seq = 0;
+  auto message = [&](bool full, bool holds_slot1, Time at) {
+    wire::Message m;
+    m.incarnation = 5;
+    m.send_time = static_cast<uint64_t>(at.count());
+    m.seq = ++seq;
+    m.full = full;
+    m.view = {1, 2, 3};
+    m.members = {1, 2, 3};
+    m.capacity = 1;
+    if (holds_slot1) {
+      wire::SlotEntry e;
+      e.slot = 1;
+      e.holding = true;
+      e.epoch = 4;
+      m.slots = {e};
+    }
+    return wire::Encode(m);
+  };
+  n->Receive(1, message(true, true, t0), t0);
+  EXPECT_EQ(n->GetStatus(t0).slots[1].holder, 1u);
+  EXPECT_EQ(n->GetStatus(t0).slots[1].epoch, 4u);
+  // A reply-only message names no slot: the claim stands.
+  n->Receive(1, message(false, false, t0 + milliseconds(1)), t0 + milliseconds(1));
+  EXPECT_EQ(n->GetStatus(t0 + milliseconds(1)).slots[1].holder, 1u);
+  // A full message that does not name slot 1: node 1 no longer holds it.
+  n->Receive(1, message(true, false, t0 + milliseconds(2)), t0 + milliseconds(2));
+  EXPECT_EQ(n->GetStatus(t0 + milliseconds(2)).slots[1].holder, kNoNode);
+  // Slot 0 was never claimed by anyone.
+  EXPECT_EQ(n->GetStatus(t0 + milliseconds(2)).slots[0].holder, kNoNode);
+}
+
+// A reply-only message carries no state: it leaves the sender's view,
+// membership and drained slots as its last full message said, so a grant
+// request in it (which a correct peer never sends) is refused as "not the
+// same membership" rather than judged on unknown state.
+TEST(TakeoverNode, RequestWithoutStateIsRefused) {
+  GroupConfig g = Group3();
+  g.peers[2].capacity = 0;  // Node 3 only grants (never campaigns itself).
+  auto n = *Node::Create(g, 3, Time(0));
+  const Time t0 = milliseconds(100);
+  n->Tick(t0);
+  n->TakeMessages();
+  wire::Message m;
+  m.incarnation = 5;
+  m.send_time = static_cast<uint64_t>(t0.count());
+  m.seq = 1;
+  wire::SlotEntry e;
+  e.request = true;
+  e.request_epoch = 1;
+  m.slots = {e};
+  n->Receive(1, wire::Encode(m), t0);
+  bool saw = false;
+  for (const Outgoing& o : n->TakeMessages()) {
+    if (o.to != 1) continue;
+    const wire::Message r = *wire::Decode(o.payload);
+    ASSERT_EQ(r.slots.size(), 1u);
+    EXPECT_TRUE(r.slots[0].reply);
+    EXPECT_FALSE(r.slots[0].granted);
+    saw = true;
+  }
+  EXPECT_TRUE(saw);
+  m.full = true;
+  m.seq = 2;
+  m.view = {1, 2, 3};
+  m.members = {1, 2, 3};
+  m.capacity = 1;
+  n->Receive(1, wire::Encode(m), t0 + milliseconds(1));
+  saw = false;
+  for (const Outgoing& o : n->TakeMessages()) {
+    if (o.to == 1) saw = wire::Decode(o.payload)->slots[0].granted;
+  }
+  EXPECT_TRUE(saw);
 }
 
 TEST(TakeoverNode, RestartedNodeRefusesDuringQuietPeriod) {

@@ -16,6 +16,7 @@ Message Sample() {
   m.send_time = 123456789;
   m.peer_incarnation = 99;
   m.quiet = true;
+  m.full = true;
   m.view = {1, 2, 5};
   m.config_version = 3;
   m.members = {1, 2};
@@ -36,12 +37,22 @@ Message Sample() {
   b.slot = 1;
   b.reply = true;
   b.granted = false;
-  b.reply_echo = 42;
   b.reply_epoch = 8;
   b.reply_wait_ns = 1000;
   b.release = true;
-  b.drained = true;
-  m.slots = {a, b};
+  SlotEntry c;
+  c.slot = 1000;
+  c.knowledge = true;
+  c.holder = 3;
+  c.epoch = 300;
+  SlotEntry d;
+  d.slot = 7;
+  d.reply = true;
+  d.granted = true;
+  d.reply_epoch = 4;
+  m.reply_echo = 42;
+  m.drained = {1, 2, 3, 900};
+  m.slots = {a, b, c, d};
   return m;
 }
 
@@ -63,19 +74,93 @@ TEST(TakeoverWire, RoundTrip) {
   EXPECT_EQ(d->promised_node, 5u);
   EXPECT_EQ(d->accepted_round, 6u);
   EXPECT_EQ(d->accepted_node, 2u);
-  ASSERT_EQ(d->slots.size(), 2u);
-  EXPECT_FALSE(d->slots[0].drained);
-  EXPECT_TRUE(d->slots[1].drained);
+  EXPECT_TRUE(d->full);
+  EXPECT_EQ(d->drained, (std::vector<uint32_t>{1, 2, 3, 900}));
+  EXPECT_EQ(d->reply_echo, 42u);
+  // Renewals first, then grants, then the others by slot.
+  ASSERT_EQ(d->slots.size(), 4u);
+  EXPECT_EQ(d->slots[0].slot, 0u);
   EXPECT_TRUE(d->slots[0].holding);
   EXPECT_TRUE(d->slots[0].request);
+  EXPECT_EQ(d->slots[0].epoch, 9u);
   EXPECT_EQ(d->slots[0].request_epoch, 9u);
-  EXPECT_EQ(d->slots[0].holder, 2u);
+  EXPECT_FALSE(d->slots[0].release);
+  EXPECT_EQ(d->slots[1].slot, 7u);
   EXPECT_TRUE(d->slots[1].reply);
-  EXPECT_FALSE(d->slots[1].granted);
-  EXPECT_TRUE(d->slots[1].release);
-  EXPECT_EQ(d->slots[1].reply_echo, 42u);
-  EXPECT_EQ(d->slots[1].reply_epoch, 8u);
-  EXPECT_EQ(d->slots[1].reply_wait_ns, 1000u);
+  EXPECT_TRUE(d->slots[1].granted);
+  EXPECT_EQ(d->slots[1].reply_epoch, 4u);
+  EXPECT_EQ(d->slots[2].slot, 1u);
+  EXPECT_TRUE(d->slots[2].reply);
+  EXPECT_FALSE(d->slots[2].granted);
+  EXPECT_TRUE(d->slots[2].release);
+  EXPECT_FALSE(d->slots[2].holding);
+  EXPECT_EQ(d->slots[2].reply_epoch, 8u);
+  EXPECT_EQ(d->slots[2].reply_wait_ns, 1000u);
+  EXPECT_EQ(d->slots[3].slot, 1000u);
+  EXPECT_TRUE(d->slots[3].knowledge);
+  EXPECT_EQ(d->slots[3].holder, 3u);
+  EXPECT_EQ(d->slots[3].epoch, 300u);
+  EXPECT_EQ(Encode(*d), Encode(m));  // One encoding per message.
+}
+
+// A message made only to answer requests carries no state: decoded as the
+// defaults, whatever the encoder was given.
+TEST(TakeoverWire, StateOnlyInFullMessages) {
+  Message m = Sample();
+  m.full = false;
+  std::optional<Message> d = Decode(Encode(m));
+  ASSERT_TRUE(d.has_value());
+  EXPECT_FALSE(d->full);
+  EXPECT_TRUE(d->view.empty());
+  EXPECT_TRUE(d->members.empty());
+  EXPECT_EQ(d->capacity, 0u);
+  EXPECT_TRUE(d->drained.empty());
+  EXPECT_EQ(d->slots.size(), 4u);
+  EXPECT_LT(Encode(m).size(), Encode(Sample()).size());
+}
+
+// Every message has exactly one encoding: forms the encoder never writes are
+// malformed (the fuzzer checks Decode → Encode gives the same bytes).
+TEST(TakeoverWire, NonCanonicalFormsAreRejected) {
+  Message base;
+  base.seq = 1;
+  const std::string good = Encode(base);
+  ASSERT_TRUE(Decode(good).has_value());
+  // Header is 20 bytes; seq (a varint) at 20, then the three section counts.
+  ASSERT_EQ(good.size(), 24u);
+  std::string s = good;
+  s.replace(20, 1, "\x81\x00");  // seq 1 in two bytes: overlong.
+  EXPECT_FALSE(Decode(s).has_value());
+  // A general entry (third section) shaped as a renewal.
+  s = good.substr(0, 23) + std::string("\x01\x05\x05\x02\x02", 5);  // slot 5 holding|request
+  EXPECT_FALSE(Decode(s).has_value());
+  s = good.substr(0, 23) + std::string("\x01\x05\x01\x02", 4);  // slot 5 holding, epoch 2
+  EXPECT_TRUE(Decode(s).has_value());
+  // The same slot twice (in two sections).
+  s = good.substr(0, 21) + std::string("\x01\x05\x02\x00\x01\x05\x01\x02", 8);
+  EXPECT_FALSE(Decode(s).has_value());
+  // A slot beyond the limit.
+  s = good.substr(0, 21) + std::string("\x01\x80\x08\x02\x00\x00", 6);  // slot 1024
+  EXPECT_FALSE(Decode(s).has_value());
+  s = good.substr(0, 21) + std::string("\x01\xff\x07\x02\x00\x00", 6);  // slot 1023
+  EXPECT_TRUE(Decode(s).has_value());
+  // An empty general entry, and a reply without the trailing echo.
+  s = good.substr(0, 23) + std::string("\x01\x05\x00", 3);
+  EXPECT_FALSE(Decode(s).has_value());
+  s = good.substr(0, 22) + std::string("\x01\x05\x03\x00", 4);  // grant of slot 5
+  EXPECT_FALSE(Decode(s).has_value());
+  EXPECT_TRUE(Decode(s + std::string(16, '\0')).has_value());
+  // A set whose runs touch (two runs where one would do).
+  Message full;
+  full.full = true;
+  full.view = {1, 2, 3};
+  s = Encode(full);
+  ASSERT_EQ(s.substr(21, 3), std::string("\x01\x01\x02", 3));
+  s.replace(21, 3, std::string("\x02\x01\x00\x00\x01", 5));  // {1}, {2, 3}
+  EXPECT_FALSE(Decode(s).has_value());
+  s.replace(21, 5, std::string("\x02\x01\x00\x01\x01", 5));  // {1}, {3, 4}
+  ASSERT_TRUE(Decode(s).has_value());
+  EXPECT_EQ(Decode(s)->view, (std::vector<uint32_t>{1, 3, 4}));
 }
 
 TEST(TakeoverWire, EveryTruncationAndTrailingByteIsRejected) {
@@ -98,14 +183,20 @@ TEST(TakeoverWire, WrongMagicVersionOrFlagsIsRejected) {
   s = Encode(Sample());
   s[3] = static_cast<char>(0x80);  // Unknown message flag.
   EXPECT_FALSE(Decode(s).has_value());
+  s = Encode(Sample());
+  s[2] = static_cast<char>(3);  // A v3 peer: every slot in every message.
+  EXPECT_FALSE(Decode(s).has_value());
 }
 
 TEST(TakeoverWire, HugeCountsAreRejectedWithoutAllocating) {
   std::string s = Encode(Message{});
-  // view_count is at offset 36 (after magic, version, flags, four u64).
-  s[36] = static_cast<char>(0xff);
-  s[37] = static_cast<char>(0xff);
-  EXPECT_FALSE(Decode(s).has_value());
+  // The first section's count is at offset 21 (after magic, version, flags,
+  // two u64 and a one-byte seq).
+  EXPECT_FALSE(Decode(s.substr(0, 21) + "\xff\xff\xff\x7f" + s.substr(22)).has_value());
+  Message full;
+  full.full = true;
+  s = Encode(full);  // The view's run count is at 21 too.
+  EXPECT_FALSE(Decode(s.substr(0, 21) + "\xff\xff\xff\x7f" + s.substr(22)).has_value());
 }
 
 // Fuzz-like: random bytes and random mutations of a valid message never

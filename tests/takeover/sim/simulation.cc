@@ -325,6 +325,7 @@ void Simulation::AfterCall(SimNode& n) {
 void Simulation::Send(NodeId from, Outgoing out) {
   ++messages_sent_;
   bytes_sent_ += out.payload.size();
+  largest_payload_ = std::max(largest_payload_, out.payload.size());
   if (!nodes_.count(out.to)) {
     Violation("message to unknown node");
     return;

@@ -30,6 +30,7 @@
 #include <queue>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "takeover/core/node.h"
@@ -137,6 +138,8 @@ class Simulation {
   Node::Status NodeStatus(NodeId id) const;
   uint64_t messages_sent() const { return messages_sent_; }
   uint64_t bytes_sent() const { return bytes_sent_; }
+  // Largest payload sent since the last call (bytes); starts over.
+  size_t TakeLargestPayload() { return std::exchange(largest_payload_, 0); }
   const std::string& trace() const { return trace_; }
 
  private:
@@ -185,6 +188,7 @@ class Simulation {
   RealTime last_crash_ = RealTime::min() / 4;
   uint64_t messages_sent_ = 0;
   uint64_t bytes_sent_ = 0;
+  size_t largest_payload_ = 0;
   uint64_t same_instant_events_ = 0;
   std::string trace_;
 };
