@@ -12,6 +12,8 @@ Times are wall-clock seconds since the epoch (float) unless a name says otherwis
                                   spdlog)
   address_events(path, vip)       [(t, "add"|"del")] of VIP in an `ip -ts monitor address` log
   hold_intervals(events, ...)     [(start, end)] during which a host held an address
+  daemon_removals(path, vip)      times a take-over daemon's log says the kernel removed VIP
+  end_by_removals(iv, removals)   hold intervals ended no later than the daemon's own removals
   down_windows(crashes, restores) [(crash, restore or inf)] of one host
   overlap_seconds(a, b)           time two hosts' hold intervals overlap
   two_holders(intervals, skew)    the pairs of (start, end, host) intervals of different hosts
@@ -84,6 +86,37 @@ def hold_intervals(events, start=-INF, end=INF, holds_at_start=False, down=()):
     return [(a, b) for a, b in iv if b > a]
 
 
+def daemon_removals(path, vip):
+    """Times of the "address driver: removed <vip>/" lines of a baton-takeoverd (spdlog) log, whose
+    lines start "2026-12-06T19:12:10.913642 info ...": the daemon logs that line after the
+    kernel acknowledged the removal, so the address was gone by then. [] when there is no log."""
+    out = []
+    if not os.path.exists(path):
+        return out
+    needle = f"address driver: removed {vip}/"
+    for line in open(path, errors="replace"):
+        if needle in line:
+            try:
+                out.append(datetime.datetime.fromisoformat(line.split(" ", 1)[0]).timestamp())
+            except ValueError:
+                continue
+    return sorted(out)
+
+
+def end_by_removals(intervals, removals):
+    """`intervals` (hold_intervals of one host) with each one ended at the first of the host's
+    daemon_removals within it, when that is earlier than what the monitor log says. The monitor
+    stamps an event when its `ip` process reads it; on a loaded machine that can be milliseconds
+    after the kernel removed the address, while the daemon's line is logged right after the
+    kernel's acknowledgement (seen in CI: 5.6 ms apart). Both are upper bounds of the removal,
+    so the earlier one is too."""
+    out = []
+    for s, e in intervals:
+        r = next((t for t in removals if s <= t < e), None)
+        out.append((s, r if r is not None else e))
+    return [(a, b) for a, b in out if b > a]
+
+
 def overlap_seconds(a, b):
     """Total time the intervals of `a` and of `b` (one host each) overlap."""
     tot = 0.0
@@ -100,7 +133,8 @@ def overlap_seconds(a, b):
 # has its own monitor process: on a loaded machine the one that logs a removal can be scheduled
 # a little after the one that logs the next holder's add, although the removal came first (the
 # daemon removes the address, with the kernel's acknowledgement, before it sends the release
-# that lets a peer take it). Seen: 51 us at load 12 on 2 cores. A lease error keeps an address
+# that lets a peer take it). Seen: 51 us at load 12 on 2 cores; 5.6 ms once in CI, which the
+# daemon's own removal line bounds (end_by_removals). A lease error keeps an address
 # on two hosts far longer (until a lease runs out: milliseconds at the shortest heartbeat).
 MONITOR_SKEW = 0.001
 

@@ -82,6 +82,33 @@ class TwoHoldersTest(unittest.TestCase):
                          [((1.0, 2.0, "h2"), (1.998, 3.0, "h1"))])
         self.assertEqual(len(lab_logs.two_holders(iv)), 2)
 
+    def test_the_daemons_own_removal_bounds_a_late_monitor_stamp(self):
+        # Seen in CI (takeover_pool at load ~4): h1's monitor stamped its removal 5.6 ms after
+        # the kernel's acknowledgement that h1's daemon logged, and after h2's add.
+        with tempfile.TemporaryDirectory() as d:
+            mon = os.path.join(d, "mon-h1.log")
+            with open(mon, "w") as f:
+                f.write(f"[2026-12-06T19:12:06.589836] 4: eth0    inet {VIP}/24 scope global eth0\n"
+                        f"[2026-12-06T19:12:10.919269] Deleted 4: eth0    inet {VIP}/24 scope global eth0\n")
+            log = os.path.join(d, "h1.log")
+            with open(log, "w") as f:
+                f.write(f"2026-12-06T19:12:06.589839 info [node 1] address driver: added {VIP}/24 on eth0\n"
+                        f"2026-12-06T19:12:10.913642 info [node 1] address driver: removed {VIP}/24 from eth0\n"
+                        "2026-12-06T19:12:10.913700 info [node 1] address driver: removed 10.77.0.101/24 from eth0\n")
+            h1 = lab_logs.hold_intervals(lab_logs.address_events(mon, VIP))
+            removals = lab_logs.daemon_removals(log, VIP)
+        h2_add = t("19:12:10.916778")
+        self.assertEqual(removals, [t("19:12:10.913642")])
+        late = [(s, e, "h1") for s, e in h1] + [(h2_add, INF, "h2")]
+        self.assertEqual(len(lab_logs.two_holders(late, lab_logs.MONITOR_SKEW)), 1)
+        bounded = [(s, e, "h1") for s, e in lab_logs.end_by_removals(h1, removals)]
+        self.assertEqual(bounded[0][1], t("19:12:10.913642"))
+        self.assertEqual(lab_logs.two_holders(bounded + [(h2_add, INF, "h2")],
+                                              lab_logs.MONITOR_SKEW), [])
+        # A removal outside a hold (before it, or of an earlier hold) does not end it.
+        self.assertEqual(lab_logs.end_by_removals([(5.0, 9.0)], [4.0, 9.5]), [(5.0, 9.0)])
+        self.assertEqual(lab_logs.daemon_removals("/nonexistent/h9.log", VIP), [])
+
     def test_overlap_seconds(self):
         self.assertAlmostEqual(lab_logs.overlap_seconds([(0, 2), (5, 6)], [(1, 5.5)]), 1.5)
         self.assertEqual(lab_logs.overlap_seconds([(0, 1)], [(1, 2)]), 0)

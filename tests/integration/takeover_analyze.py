@@ -28,8 +28,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench",
                                 "analysis"))
-from lab_logs import (MONITOR_SKEW, address_events, down_windows, hold_intervals,  # noqa: E402
-                      prober_log, two_holders)
+from lab_logs import (MONITOR_SKEW, address_events, daemon_removals, down_windows,  # noqa: E402
+                      end_by_removals, hold_intervals, prober_log, two_holders)
 
 
 def host_of(path):
@@ -55,7 +55,10 @@ def single_holder(args):
         # serves nobody: what its dying daemon did in that window (e.g. a valid_lft refresh,
         # which `ip monitor` prints like an add) is no hold.
         down = down_windows(crashes.get(h, []), revivals.get(h, []))
-        intervals += [(s, e, h) for s, e in hold_intervals(address_events(m, vip), down=down)]
+        held = hold_intervals(address_events(m, vip), down=down)
+        # The host's daemon log (h<K>.log beside mon-h<K>.log) bounds each removal too.
+        held = end_by_removals(held, daemon_removals(os.path.join(os.path.dirname(m), f"{h}.log"), vip))
+        intervals += [(s, e, h) for s, e in held]
     bad = two_holders(intervals, MONITOR_SKEW)
     for (sa, ea, ha), (sb, eb, hb) in bad:
         print(f"two holders: {ha} [{sa:.6f}, {ea:.6f}] and {hb} [{sb:.6f}, {eb:.6f}]")
