@@ -132,6 +132,9 @@ baton_run() {   # baton_run SCENARIO INTERVAL I
       echo "node_id: ${h#h}"; echo "interface: eth0"; echo "service_address: $VIP/$PLEN"
       echo "key_file: $RUN/cluster.key"; echo "bind_host: $(cip "$h")"
       echo "status_socket: $RUN/$h.sock"; echo "incarnation_file: $RUN/$h.incarnation"
+      # A fresh lab each run, state included: the default /var/lib/baton/takeoverd-N.state would
+      # carry the group a previous run shrank after its crash into this one (h1 not a member).
+      echo "state_file: $RUN/$h.state"
       echo "timing: {heartbeat: ${iv}s}"; echo "peers:"
       for k in 1 2 3; do echo "  - {id: $k, priority: ${PRIO[h$k]}, address: \"$(peer_addr "h$k")\"}"; done
     } > "$RUN/$h.yaml"
