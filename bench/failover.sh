@@ -40,7 +40,7 @@
 #   -K  baton only (skip keepalived);  -B  keepalived only (skip baton)
 #   -6  IPv6 service address (rows baton6, keepalived6) instead of IPv4
 #   -C  (with -6) baton's cluster network over IPv6 too
-#   -b  build directory with takeover/daemon/baton-takeoverd and bench/tools/baton-udp-{responder,prober}
+#   -b  build directory with takeover/daemon/baton-takeoverd and tools/baton-udp-{responder,prober}
 #       (default: ../build, the README's preset; build the targets named below first)
 # Output: OUTDIR/{baton,keepalived}[6]-<interval>/ (per-run logs, results.jsonl), OUTDIR/summary.jsonl,
 # and the table (also OUTDIR/table.txt). Needs root, iproute2, keepalived, python3.
@@ -74,8 +74,8 @@ if [[ -z $BUILD ]]; then
 fi
 [[ -d $BUILD ]] && BUILD=$(cd "$BUILD" && pwd)   # the daemons run with another working directory
 TAKEOVERD=$BUILD/takeover/daemon/baton-takeoverd
-RESPONDER=$BUILD/bench/tools/baton-udp-responder
-PROBER=$BUILD/bench/tools/baton-udp-prober
+RESPONDER=$BUILD/tools/baton-udp-responder
+PROBER=$BUILD/tools/baton-udp-prober
 for f in "$TAKEOVERD" "$RESPONDER" "$PROBER"; do
   [[ -x $f ]] || { echo "missing $f (build: ninja baton-takeoverd baton-udp-responder baton-udp-prober)" >&2; exit 1; }
 done

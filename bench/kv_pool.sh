@@ -38,10 +38,10 @@ done
 [[ $N =~ ^[1-9][0-9]*$ ]] || { echo "bad -n $N" >&2; exit 2; }
 [[ $EUID -eq 0 ]] || { echo "must run as root" >&2; exit 1; }
 if [[ -z $BUILD ]]; then
-  for b in "$REPO/build" "$REPO/build-kvbench"; do [[ -x $b/bench/tools/baton-kv-driver ]] && { BUILD=$b; break; }; done
+  for b in "$REPO/build" "$REPO/build-kvbench"; do [[ -x $b/tools/baton-kv-driver ]] && { BUILD=$b; break; }; done
 fi
 BUILD=$(cd "${BUILD:-.}" && pwd)
-DRIVER=$BUILD/bench/tools/baton-kv-driver
+DRIVER=$BUILD/tools/baton-kv-driver
 for f in "$DRIVER" "$BUILD/samples/kvservice/baton-kvserver" "$KVLAB"; do
   [[ -x $f ]] || { echo "missing $f (ninja -C BUILD baton-kvserver baton-kv-driver)" >&2; exit 1; }
 done

@@ -74,10 +74,10 @@ if [[ $MODE == cgroup ]]; then
   [[ -w $CGROOT/cgroup.procs ]] || { echo "no cgroup v1 cpu controller at $CGROOT (use -m nice)" >&2; exit 1; }
 fi
 if [[ -z $BUILD ]]; then
-  for b in "$REPO/build" "$REPO/build-ci"; do [[ -x $b/bench/tools/baton-kv-driver ]] && { BUILD=$b; break; }; done
+  for b in "$REPO/build" "$REPO/build-ci"; do [[ -x $b/tools/baton-kv-driver ]] && { BUILD=$b; break; }; done
 fi
 BUILD=$(cd "${BUILD:-.}" && pwd)
-DRIVER=$BUILD/bench/tools/baton-kv-driver
+DRIVER=$BUILD/tools/baton-kv-driver
 for f in "$DRIVER" "$BUILD/samples/kvservice/baton-kvserver"; do
   [[ -x $f ]] || { echo "missing $f (cmake --build BUILD --target baton-kvserver baton-kv-driver)" >&2; exit 1; }
 done

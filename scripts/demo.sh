@@ -90,7 +90,7 @@ answered_after() { python3 "$ANALYZE" answered "$DRV" "$1" > /dev/null 2>&1; }
 
 say "starting three hosts (etcd member + baton-kvserver with the take-over agent on each), heartbeat $HB"
 KVSERVER=${KVSERVER:-$BUILD/samples/kvservice/baton-kvserver} \
-  KV_DRIVER=${KV_DRIVER:-$BUILD/bench/tools/baton-kv-driver} kvlab up -i "$HB" -b "$BUILD"
+  KV_DRIVER=${KV_DRIVER:-$BUILD/tools/baton-kv-driver} kvlab up -i "$HB" -b "$BUILD"
 eval "$(kvlab env)"
 : > "$LABDIR/events"
 kvlab status

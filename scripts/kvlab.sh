@@ -26,7 +26,7 @@
 #                         seconds ("0.05"); default 50ms. N_ADDRESSES default 1 (NET.100, NET.101,
 #                         ...). CAPACITY: most addresses per host, default N_ADDRESSES. N_HOSTS
 #                         default 3. BUILD_DIR default ./build (needs samples/kvservice/
-#                         baton-kvserver; bench/tools/baton-kv-driver for `driver`); env KVSERVER /
+#                         baton-kvserver; tools/baton-kv-driver for `driver`); env KVSERVER /
 #                         KV_DRIVER override the binaries; KV_NICE the servers' nice (default
 #                         -10); KV_GRPC_PORT: the servers also serve gRPC on 0.0.0.0:that port.
 #                         NET/NET2 as lab.sh (10.78.0 / 10.79.0).
@@ -253,7 +253,7 @@ case $CMD in
     [[ $NHOSTS =~ ^[1-9]$ ]] || { echo "kvlab.sh: bad -n $NHOSTS (1..9)" >&2; exit 2; }
     BUILD=${BUILD:-$REPO/build}
     KVSERVER=${KVSERVER:-$BUILD/samples/kvservice/baton-kvserver}
-    KV_DRIVER=${KV_DRIVER:-$BUILD/bench/tools/baton-kv-driver}
+    KV_DRIVER=${KV_DRIVER:-$BUILD/tools/baton-kv-driver}
     [[ -x $KVSERVER ]] || die "missing $KVSERVER (ninja -C BUILD baton-kvserver, or -b BUILD_DIR)"
     command -v etcd >/dev/null || die "no etcd (apt-get install etcd-server)"
     if "$LAB" list -p "$PFX" | grep -q .; then die "lab '$PFX' is already up (kvlab.sh down -p $PFX first)"; fi

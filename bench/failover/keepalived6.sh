@@ -17,7 +17,7 @@
 #   * keepalived's announcement settings are its defaults, as in the reference: on becoming master
 #     5 unsolicited neighbour advertisements (override flag) at once (vrrp_garp_master_repeat 5,
 #     vrrp_gna_interval 0), a second burst 5 s later (vrrp_garp_master_delay 5), no refresh;
-#   * client and responders are baton's (bench/tools/baton-udp-{prober,responder}, the IPv4
+#   * client and responders are baton's (tools/baton-udp-{prober,responder}, the IPv4
 #     reference's Python client is IPv4 only): the same period, timeout, steady rule and log format,
 #     and the same programs as baton's IPv6 row, so both IPv6 rows are measured by one client.
 # Scenarios, timing and random phase as the reference: the fault after >= 2 s of steady answers
@@ -30,7 +30,7 @@
 #
 # Usage: keepalived6.sh -b BUILD_DIR [-i ADVERT_INT] [-n N] [-s crash,partition] [-o OUTDIR]
 #                       [-p PREFIX] [-J]
-#   -b  build directory with bench/tools/baton-udp-{responder,prober}
+#   -b  build directory with tools/baton-udp-{responder,prober}
 #   -i  VRRP advert interval in seconds (default 1; keepalived accepts 0.01 .. 255 for VRRPv3)
 #   -n  repetitions per scenario (default 5)
 #   -p  namespace prefix for scripts/lab.sh (default kfo)
@@ -58,8 +58,8 @@ done
 [[ $EUID -eq 0 ]] || { echo "must run as root" >&2; exit 1; }
 [[ -n $BUILD ]] || usage 2
 BUILD=$(cd "$BUILD" && pwd)
-RESPONDER=$BUILD/bench/tools/baton-udp-responder
-PROBER=$BUILD/bench/tools/baton-udp-prober
+RESPONDER=$BUILD/tools/baton-udp-responder
+PROBER=$BUILD/tools/baton-udp-prober
 for f in "$RESPONDER" "$PROBER"; do [[ -x $f ]] || { echo "missing $f" >&2; exit 1; }; done
 command -v keepalived >/dev/null || { echo "missing keepalived" >&2; exit 1; }
 

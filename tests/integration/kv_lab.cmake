@@ -2,7 +2,7 @@
 # take-over agent + etcd store on each, baton-kv-driver in the client; holder crashes (one of them
 # etcd's leader) and a partition; lost = duplicated = 0, never two holders. Root only (skip
 # outside root), never beside another lab test (RESOURCE_LOCK lab); takes about 30 s.
-# baton-kv-driver is defined in bench/tools/, which CMake reads before tests/.
+# baton-kv-driver is defined in tools/, which CMake reads before tests/.
 if(TARGET baton-kvserver AND TARGET baton-kv-driver)
   add_test(NAME kv_lab COMMAND ${CMAKE_CURRENT_LIST_DIR}/kv_lab.sh)
   set_tests_properties(kv_lab PROPERTIES

@@ -1,7 +1,7 @@
 # Take-over lab tests: baton-takeoverd in network namespaces built by scripts/lab.sh, real kernel
 # addresses, a client probing every 2 ms. Root only (skip outside root, fail under CI=true), never
 # two at once (RESOURCE_LOCK lab). Each takes well under two minutes.
-# The lab tools are defined in bench/tools/, which CMake reads before tests/.
+# The lab tools are defined in tools/, which CMake reads before tests/.
 if(TARGET baton-takeoverd AND TARGET baton-udp-responder)
   set(_takeover_env
     "TAKEOVERD=$<TARGET_FILE:baton-takeoverd>"

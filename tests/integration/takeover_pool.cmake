@@ -1,7 +1,7 @@
 # Pool-of-addresses lab tests: baton-takeoverd moving three addresses among five hosts in network
 # namespaces (the paper's Figure 16, then an operator drain). Root only (skip outside root, fail
 # under CI=true), never two lab tests at once (RESOURCE_LOCK lab). About a minute.
-# The lab tools are defined in bench/tools/, which CMake reads before tests/.
+# The lab tools are defined in tools/, which CMake reads before tests/.
 if(TARGET baton-takeoverd AND TARGET baton-udp-responder)
   foreach(name pool)
     if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/takeover_${name}.sh)
