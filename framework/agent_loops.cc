@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "framework/agent_liveness.h"
 #include "framework/clock.h"
 #include "framework/embedded_agent.h"
 #include "spdlog/spdlog.h"
@@ -91,59 +92,60 @@ void ServerAgent::CloseLoop() {
 }
 
 void ServerAgent::LivenessLoop() {
-  const absl::Duration liveness =
-      absl::FromChrono(config_.daemon.health_check.liveness);
-  const absl::Duration interval =
-      std::max(liveness / 6, absl::Milliseconds(5));
+  Clock& clock = RealClock();
   const absl::Duration stuck_after =
       absl::FromChrono(config_.daemon.health_check.timeout) *
       std::max(1, config_.daemon.health_check.fall);
-  Clock& clock = RealClock();
-  absl::Time last_progress = clock.Now();
-  // A loop starved of CPU (a busy host, a spent CPU quota) is not hung: its
-  // silence is excused up to health_check.liveness_starved while this process
-  // waits for a CPU (takeover/daemon/health_check.h).
-  takeover::StarvationExcuse excuse(
-      absl::ToChronoNanoseconds(liveness),
-      config_.daemon.health_check.liveness_starved);
-  absl::Time prev_end = last_progress;
+  LivenessJudge judge(
+      LivenessJudge::Options{
+          .liveness = absl::FromChrono(config_.daemon.health_check.liveness),
+          .starved_max =
+              absl::FromChrono(config_.daemon.health_check.liveness_starved),
+          .store_stuck = stuck_after},
+      clock.Now());
+  bool on_store = false;
   for (;;) {
     {
       absl::MutexLock lock(&loops_mu_);
       if (stop_) return;
     }
-    const absl::Time t0 = clock.Now();
-    // This thread itself did not run for half the liveness (starved, or the
-    // host stalled): that time says nothing about the event loop, which is
-    // judged from here on.
-    if (t0 - prev_end > liveness / 2) {
-      last_progress = std::max(last_progress, t0 - interval);
-      excuse.Progress();
-    }
+    LivenessJudge::Round round;
+    round.began = clock.Now();
     // The probe waits at most one interval; it is the pause between rounds
     // when the loop is busy.
-    const bool progress = !probe_ || probe_(interval);
-    const absl::Time now = clock.Now();
-    if (progress) {
-      last_progress = now;
-      excuse.Progress();
-    }
-    bool live = now - last_progress < liveness;
-    if (!progress && now - last_progress >= liveness / 2) {
+    round.progress = !probe_ || probe_(judge.interval());
+    round.ended = clock.Now();
+    if (!round.progress && store_wait_) round.store_wait = store_wait_();
+    const LivenessJudge::Verdict v = judge.Judge(round, [] {
       // (This thread runs: it does not count as a runnable one.)
       absl::StatusOr<takeover::CpuWaitSample> sample =
           takeover::SampleCpuWait(::getpid(), ::gettid());
-      live = excuse.Excused(absl::ToChronoNanoseconds(now - last_progress),
-                            sample.ok() ? std::optional(*sample) : std::nullopt);
+      return sample.ok() ? std::optional(*sample) : std::nullopt;
+    });
+    const absl::Time now = round.ended;
+    if (v.on_store != on_store) {
+      on_store = v.on_store;
+      if (on_store) {
+        spdlog::warn("the server's event loop is waiting on the store ({} so "
+                     "far): not hung; handed over only if the store stays "
+                     "this slow for {}",
+                     absl::FormatDuration(round.store_wait),
+                     absl::FormatDuration(stuck_after));
+      }
     }
-    if (live != live_.load()) {
-      live_.store(live);
-      if (live) {
+    if (v.live != live_.load()) {
+      live_.store(v.live);
+      if (v.live) {
         spdlog::info("the server's event loop makes progress again");
       } else {
-        spdlog::error("the server's event loop made no progress for {}: hung; "
-                      "giving the service addresses away",
-                      absl::FormatDuration(now - last_progress));
+        spdlog::error("the server's event loop made no progress for {}{}: "
+                      "hung; giving the service addresses away",
+                      absl::FormatDuration(v.silence),
+                      round.store_wait > absl::ZeroDuration()
+                          ? absl::StrCat(" (requests waiting on the store for ",
+                                         absl::FormatDuration(round.store_wait),
+                                         ")")
+                          : "");
       }
       AgentHealthy(healthy());
     }
@@ -160,9 +162,8 @@ void ServerAgent::LivenessLoop() {
         AgentHealthy(healthy());
       }
     }
-    if (progress) AgentKeepalive();
-    prev_end = clock.Now();
-    const absl::Duration rest = interval - (clock.Now() - t0);
+    if (v.keepalive) AgentKeepalive();
+    const absl::Duration rest = judge.interval() - (clock.Now() - round.began);
     if (rest > absl::ZeroDuration()) {
       absl::MutexLock lock(&loops_mu_);
       // Real time: the keepalive period, not a protocol decision.

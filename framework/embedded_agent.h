@@ -175,6 +175,16 @@ class ServerAgent {
   // in-process agent reports unhealthy instead. Default: always passes.
   using ProgressProbe = std::function<bool(absl::Duration timeout)>;
   void SetProgressProbe(ProgressProbe probe) { probe_ = std::move(probe); }
+  // How long the server's requests have been waiting on store reads (zero:
+  // none is; RequestPipeline::StoreWaitTime). A probe that fails while they
+  // wait is the store's silence, not a hang: the keepalive goes on until the
+  // wait reaches health_check.timeout x fall (framework/agent_liveness.h).
+  // Called on an agent thread after a probe that failed. Default: never
+  // waiting.
+  using StoreWaitProbe = std::function<absl::Duration()>;
+  void SetStoreWaitProbe(StoreWaitProbe probe) {
+    store_wait_ = std::move(probe);
+  }
 
  protected:
   explicit ServerAgent(EmbeddedAgentConfig config);
@@ -214,6 +224,7 @@ class ServerAgent {
   std::thread fence_thread_, health_thread_, liveness_thread_, close_thread_;
   ConnectionCloser closer_;
   ProgressProbe probe_;
+  StoreWaitProbe store_wait_;
   struct Closing {
     std::string address;
     std::function<void()> done;

@@ -225,13 +225,15 @@ class TransactionImpl : public Transaction {
   // only for an attempt whose commit (or read-only confirmation) checks
   // every version read; Scan always reads the latest state. Put refuses
   // values over `max_value_bytes`, counting them in `values_refused`.
+  // `wait` (may be null) counts the store reads in flight.
   TransactionImpl(storage::StableStore& store,
                   storage::ReadConsistency consistency, size_t max_value_bytes,
-                  std::atomic<uint64_t>& values_refused)
+                  std::atomic<uint64_t>& values_refused, StoreWait* wait)
       : store_(store),
         consistency_(consistency),
         max_value_bytes_(max_value_bytes),
-        values_refused_(values_refused) {}
+        values_refused_(values_refused),
+        wait_(wait) {}
 
   absl::StatusOr<Versioned> Get(std::string_view key) override {
     if (absl::Status s = CheckKey(key); !s.ok()) return s;
@@ -256,7 +258,10 @@ class TransactionImpl : public Transaction {
     opts.prefix = std::string(prefix);
     opts.start_after = std::string(start_after);
     opts.limit = limit;
-    absl::StatusOr<std::vector<KeyValue>> got = store_.Scan(opts);
+    absl::StatusOr<std::vector<KeyValue>> got = [&] {
+      StoreWait::Scope reading(wait_);
+      return store_.Scan(opts);
+    }();
     if (!got.ok()) return ReadFault(got.status());
     const bool truncated = got->size() >= limit;
     std::map<std::string, KeyValue, std::less<>> merged;
@@ -332,6 +337,7 @@ class TransactionImpl : public Transaction {
 
  private:
   absl::StatusOr<Versioned> ReadStore(std::string_view key) {
+    StoreWait::Scope reading(wait_);
     if (!stale()) return store_.Get(key);
     absl::StatusOr<std::vector<Versioned>> v = store_.GetMany(
         {std::string(key)}, storage::ReadOptions{consistency_});
@@ -344,6 +350,7 @@ class TransactionImpl : public Transaction {
   const storage::ReadConsistency consistency_;
   const size_t max_value_bytes_;
   std::atomic<uint64_t>& values_refused_;
+  StoreWait* const wait_;
   absl::Status refusal_;
   std::map<std::string, uint64_t, std::less<>> reads_;
   std::map<std::string, std::optional<std::string>, std::less<>> writes_;
@@ -449,8 +456,10 @@ absl::StatusOr<RequestPipeline::DedupView> RequestPipeline::ReadDedup(
     view.watermark_key = WatermarkKey(client);
     keys.push_back(view.watermark_key);
   }
-  absl::StatusOr<std::vector<Versioned>> got =
-      store_.GetMany(keys, storage::ReadOptions{Consistency(stale)});
+  absl::StatusOr<std::vector<Versioned>> got = [&] {
+    StoreWait::Scope reading(&store_wait_);
+    return store_.GetMany(keys, storage::ReadOptions{Consistency(stale)});
+  }();
   if (!got.ok()) return got.status();
   if (got->size() != keys.size()) {
     return absl::InternalError("GetMany returned the wrong number of values");
@@ -530,6 +539,7 @@ RequestPipeline::RequestPipeline(storage::StableStore& store, Clock& clock,
                                  PipelineOptions options)
     : store_(store),
       clock_(clock),
+      store_wait_(clock),
       options_(options),
       // Distinguishes this process's attempts from other processes' when a
       // kUnknown commit is resolved; only affects the "replayed" flag.
@@ -873,7 +883,8 @@ class RequestPipeline::Execution {
     }
     if (attempt_ > 1) p_->reruns_.fetch_add(1, std::memory_order_relaxed);
     TransactionImpl txn(p_->store_, Consistency(stale_reads_),
-                        p_->options_.max_value_bytes, p_->values_refused_);
+                        p_->options_.max_value_bytes, p_->values_refused_,
+                        &p_->store_wait_);
     stale_reads_ = false;  // Runs after a failed condition read latest.
     absl::StatusOr<Reply> reply = RunHandler(txn);
     if (reply.ok() && !txn.refusal().ok()) reply = txn.refusal();

@@ -129,6 +129,7 @@
 #include "framework/clock.h"
 #include "framework/fence.h"
 #include "framework/handler.h"
+#include "framework/store_wait.h"
 #include "storage/stable_store.h"
 
 namespace baton::framework {
@@ -332,6 +333,14 @@ class RequestPipeline {
   // the disk and may run on event-loop threads.
   bool ExecutesInline() const { return store_.CommitsAsynchronously(); }
 
+  // How long requests have been waiting on store reads (the dedup lookup,
+  // a handler's Get/GetMany/Scan): since at least one has been in flight
+  // without a pause; zero when none is. The reads are synchronous, also
+  // under ExecuteAsync(), so a slow store holds the threads that execute
+  // requests; the take-over agent's liveness probe uses this to tell a
+  // server waiting on its store from a hung one (framework/store_wait.h).
+  absl::Duration StoreWaitTime() const { return store_wait_.Current(); }
+
   // One garbage-collection pass; returns how many completion records it
   // deleted (expired watermarks are counted in Stats()). Safe to call
   // concurrently with Execute().
@@ -444,6 +453,7 @@ class RequestPipeline {
 
   storage::StableStore& store_;
   Clock& clock_;
+  StoreWait store_wait_;  // request-path reads in flight
   const PipelineOptions options_;
 
   absl::Mutex mu_;

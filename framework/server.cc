@@ -673,6 +673,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     m.agent->SetProgressProbe([raw](absl::Duration timeout) {
       return !raw->http || raw->http->Probe(timeout);
     });
+    // A probe that fails while requests wait on store reads is the store's
+    // silence (framework/agent_liveness.h).
+    m.agent->SetStoreWaitProbe([raw] { return raw->pipeline->StoreWaitTime(); });
     if (absl::Status s = m.agent->Start(*m.serving); !s.ok()) {
       m.ShutdownAll();
       return absl::UnavailableError(

@@ -4,11 +4,13 @@
 // injected clock, without a thread on the async path) and then gets
 // kInProgress; a store fault on a read is answered as retryable, never as a
 // final kUnknown; commit latency is measured on the injected clock.
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
@@ -29,7 +31,8 @@ using testing_util::ReadInt;
 using testing_util::Started;
 using testing_util::WaitUntilParked;
 
-// A store whose reads fail with a given status, a given number of times.
+// A store whose reads fail with a given status, a given number of times,
+// and run a hook (set before use) inside every read.
 class FaultyReads : public storage::StableStore {
  public:
   explicit FaultyReads(MemoryStore& live) : live_(live) {}
@@ -38,6 +41,7 @@ class FaultyReads : public storage::StableStore {
     failures_ = n;
     status_ = std::move(status);
   }
+  void OnRead(std::function<void()> hook) { on_read_ = std::move(hook); }
   absl::StatusOr<storage::Versioned> Get(std::string_view key) override {
     if (absl::Status s = Fault(); !s.ok()) return s;
     return live_.Get(key);
@@ -62,12 +66,14 @@ class FaultyReads : public storage::StableStore {
 
  private:
   absl::Status Fault() {
+    if (on_read_) on_read_();
     absl::MutexLock lock(&mu_);
     if (failures_ == 0) return absl::OkStatus();
     --failures_;
     return status_;
   }
   MemoryStore& live_;
+  std::function<void()> on_read_;
   absl::Mutex mu_;
   int failures_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
@@ -282,6 +288,29 @@ TEST_P(PipelinePathTest, CommitLatencyIsMeasuredOnTheInjectedClock) {
   for (uint64_t c : s.commit_latency_buckets) total += c;
   EXPECT_EQ(total, 3u);
   EXPECT_EQ(s.commit_latency_sum_micros, 3000u + 11'000'000u);
+}
+
+// The take-over agent tells a server waiting on its store from a hung one by
+// StoreWaitTime (framework/agent_liveness.h): every read a request makes
+// (the dedup lookup, the handler's) counts while it is in flight, and
+// nothing counts once the request is done.
+TEST_P(PipelinePathTest, StoreWaitTimeCountsTheReadsOfARequestInFlight) {
+  FaultyReads reads(store_);
+  RequestPipeline p(reads, clock_);
+  CounterHandler h;
+  std::vector<absl::Duration> seen;
+  reads.OnRead([&] {
+    clock_.Advance(absl::Milliseconds(40));
+    seen.push_back(p.StoreWaitTime());
+  });
+  EXPECT_EQ(p.StoreWaitTime(), absl::ZeroDuration());
+  ASSERT_TRUE(Run(p, RequestId::Key("a"), MakeRequest("+1"), h).ok());
+  // The lookup and the handler's Get("n"), each its own wait.
+  ASSERT_EQ(seen.size(), 2u);
+  for (absl::Duration d : seen) EXPECT_EQ(d, absl::Milliseconds(40));
+  EXPECT_EQ(p.StoreWaitTime(), absl::ZeroDuration());
+  clock_.Advance(absl::Seconds(5));
+  EXPECT_EQ(p.StoreWaitTime(), absl::ZeroDuration());
 }
 
 TEST_P(PipelinePathTest, GcPassesAndErrorsAreCounted) {
