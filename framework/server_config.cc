@@ -186,6 +186,7 @@ absl::Status ReadStore(const YamlSection& root, ServerConfig* c) {
   absl::Duration wait_first = absl::FromChrono(e.wait_for_first_endpoint);
   absl::Duration probe_interval = absl::FromChrono(e.health_probe_interval);
   absl::Duration probe_timeout = absl::FromChrono(e.health_probe_timeout);
+  absl::Duration probe_silent = absl::FromChrono(e.health_probe_silent_after);
   absl::Duration stuck = absl::FromChrono(e.stuck_batch_after);
   absl::Duration compaction = absl::FromChrono(e.compaction_interval);
   absl::Duration retention = absl::FromChrono(e.record_retention);
@@ -197,7 +198,8 @@ absl::Status ReadStore(const YamlSection& root, ServerConfig* c) {
                       "max_request_bytes", "max_txn_ops", "group_commits",
                       "max_commit_txns_in_flight", "read_cache_bytes",
                       "wait_for_first_endpoint", "health_probe_interval",
-                      "health_probe_timeout", "stuck_batch_after",
+                      "health_probe_timeout", "health_probe_silent_after",
+                      "stuck_batch_after",
                       "compaction_interval", "quota_backend_bytes",
                       "record_retention", "statistics_interval"}),
         st.StringList("endpoints", &e.endpoints),
@@ -223,6 +225,8 @@ absl::Status ReadStore(const YamlSection& root, ServerConfig* c) {
                     absl::Minutes(10), &probe_interval),
         st.Duration("health_probe_timeout", absl::Milliseconds(1),
                     absl::Minutes(10), &probe_timeout),
+        st.Duration("health_probe_silent_after", absl::Milliseconds(1),
+                    absl::Minutes(10), &probe_silent),
         st.Duration("stuck_batch_after", absl::ZeroDuration(),
                     absl::Minutes(10), &stuck),
         st.Duration("compaction_interval", absl::ZeroDuration(),
@@ -243,6 +247,7 @@ absl::Status ReadStore(const YamlSection& root, ServerConfig* c) {
   e.wait_for_first_endpoint = absl::ToChronoMilliseconds(wait_first);
   e.health_probe_interval = absl::ToChronoMilliseconds(probe_interval);
   e.health_probe_timeout = absl::ToChronoMilliseconds(probe_timeout);
+  e.health_probe_silent_after = absl::ToChronoMilliseconds(probe_silent);
   e.stuck_batch_after = absl::ToChronoMilliseconds(stuck);
   e.compaction_interval = absl::ToChronoSeconds(compaction);
   e.record_retention = absl::ToChronoSeconds(retention);

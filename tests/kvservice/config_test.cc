@@ -111,6 +111,7 @@ TEST(KvConfigTest, StoreNodeNameAndTakeover) {
       "  read_cache_bytes: 1048576\n"
       "  wait_for_first_endpoint: 30s\n"
       "  health_probe_interval: 0s\n"
+      "  health_probe_silent_after: 400ms\n"
       "  compaction_interval: 10m\n"
       "  quota_backend_bytes: 8589934592\n"
       "takeover:\n"
@@ -130,6 +131,7 @@ TEST(KvConfigTest, StoreNodeNameAndTakeover) {
   EXPECT_EQ(c->store.etcd.read_cache_bytes, 1048576u);
   EXPECT_EQ(c->store.etcd.wait_for_first_endpoint, std::chrono::milliseconds(30000));
   EXPECT_EQ(c->store.etcd.health_probe_interval, std::chrono::milliseconds(0));
+  EXPECT_EQ(c->store.etcd.health_probe_silent_after, std::chrono::milliseconds(400));
   EXPECT_EQ(c->store.etcd.compaction_interval, std::chrono::seconds(600));
   EXPECT_EQ(c->store.etcd.quota_backend_bytes, 8ull << 30);
   EXPECT_NE(c->takeover_yaml.find("10.78.0.100/24"), std::string::npos);
