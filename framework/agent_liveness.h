@@ -11,10 +11,12 @@
 //   - nothing yet below `liveness` (300 ms);
 //   - the store's, not the server's, while requests wait on store reads
 //     (RequestPipeline::StoreWaitTime, framework/store_wait.h) for less than
-//     `store_stuck` (health_check.timeout x fall, 3 s): the event loop is
-//     blocked in the store's calls, and a peer would use the same store; a
-//     store that slow is a failed store (the agent's store health loop
-//     judges the same bound for its pings). The keepalive goes on meanwhile;
+//     `store_stuck` (1.5 s: health_check.liveness_starved, at most
+//     health_check.timeout x fall): the event loop is blocked in the store's
+//     calls, and a peer would use the same store. The keepalive goes on
+//     meanwhile. Slower than that, the store is as good as failed for this
+//     server (and may be slow only from this host: a lossy link), so the
+//     address goes where it may be served;
 //   - excused while the process is starved of CPU, up to `starved_max`
 //     (takeover/daemon/health_check.h StarvationExcuse);
 //   - else a hang: the agent gives the service addresses away.
@@ -42,8 +44,9 @@ class LivenessJudge {
     // (health_check.liveness_starved, >= liveness). Default: 1.5 s.
     absl::Duration starved_max = absl::Milliseconds(1500);
     // How long requests may wait on the store before the silence is the
-    // server's again (health_check.timeout x fall). Default: 3 s.
-    absl::Duration store_stuck = absl::Seconds(3);
+    // server's again (health_check.liveness_starved, at most
+    // health_check.timeout x fall). Default: 1.5 s.
+    absl::Duration store_stuck = absl::Milliseconds(1500);
   };
 
   // One round of the loop.

@@ -96,12 +96,17 @@ void ServerAgent::LivenessLoop() {
   const absl::Duration stuck_after =
       absl::FromChrono(config_.daemon.health_check.timeout) *
       std::max(1, config_.daemon.health_check.fall);
+  // A slow server, store-bound or starved, gets the same budget; a store
+  // call longer than stuck_after is a failed store anyway.
+  const absl::Duration store_budget = std::min(
+      absl::FromChrono(config_.daemon.health_check.liveness_starved),
+      stuck_after);
   LivenessJudge judge(
       LivenessJudge::Options{
           .liveness = absl::FromChrono(config_.daemon.health_check.liveness),
           .starved_max =
               absl::FromChrono(config_.daemon.health_check.liveness_starved),
-          .store_stuck = stuck_after},
+          .store_stuck = store_budget},
       clock.Now());
   bool on_store = false;
   for (;;) {
@@ -130,7 +135,7 @@ void ServerAgent::LivenessLoop() {
                      "far): not hung; handed over only if the store stays "
                      "this slow for {}",
                      absl::FormatDuration(round.store_wait),
-                     absl::FormatDuration(stuck_after));
+                     absl::FormatDuration(store_budget));
       }
     }
     if (v.live != live_.load()) {

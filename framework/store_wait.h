@@ -7,8 +7,8 @@
 // agent's liveness probe (agent_liveness.h) would take a slow store for a
 // hung server and give the service addresses away, to peers that use the
 // same store. With this gauge it tells the two apart: silence while the
-// request path waits on the store is the store's, judged as a store call is
-// (a call running longer than health_check.timeout x fall is a failed store).
+// request path waits on the store is the store's, up to a bound
+// (health_check.liveness_starved).
 //
 //   StoreWait wait(clock);
 //   { StoreWait::Scope reading(wait); store.Get(key); }

@@ -58,7 +58,7 @@ struct HealthCheckConfig {
   // server silent this long is stopped or hung and its addresses are handed over, as after its
   // death. In-process (thread mode) a server whose probe fails this long reports unhealthy.
   // A probe that fails while requests wait on store reads is the store's silence, not a hang, up
-  // to timeout x fall (framework/agent_liveness.h).
+  // to liveness_starved (framework/agent_liveness.h).
   // YAML `health_check.liveness`, >= 10ms. Default: 300 ms.
   std::chrono::milliseconds liveness{300};
   // A silent server that is starved of CPU, not hung -- its threads waited runnable for a CPU (or
