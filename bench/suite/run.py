@@ -32,14 +32,15 @@ class Bench:
     """One benchmark: how to build and run it, how long it should take."""
 
     def __init__(self, name, what, targets, full, quick, est_full, est_quick,
-                 root=False, available=None, env=None, post=None):
+                 root=False, available=None, env=None, post=None, soak=None, est_soak=0):
         self.name = name
         self.what = what
         self.targets = targets          # ninja targets it needs
         self.full = full                # ctx -> argv (None: not in this mode)
         self.quick = quick
+        self.soak = soak                # --soak: the long runs (minutes to hours), alone
         # Expected seconds (measured on 2 shared cores), for the ETA and the time limit.
-        self.est = {"full": est_full, "quick": est_quick}
+        self.est = {"full": est_full, "quick": est_quick, "soak": est_soak}
         self.root = root
         self.available = available      # ctx -> None or the reason it is skipped
         self.env = env or {}
@@ -175,6 +176,25 @@ BENCHES = [
           est_full=100, est_quick=30, root=True, available=kv_failover_available,
           # Own namespace prefixes: the script's defaults are its author's.
           env={"PFX_B": "bsb", "PFX_K": "bsq"}, post=kv_failover_post),
+    Bench("kv_soak",
+          "no false fail-overs: 3-host kv lab on etcd under steady load, a CPU hog (cgroup "
+          "capped at one core) on the holder's host, no fault; every address move counted "
+          "(bench/kv_soak.sh, 10 min at 50 ms and at 10 ms heartbeats)",
+          ["baton-kvserver", "baton-takeoverd", "baton-kv-driver"],
+          None, None, est_full=0, est_quick=0, root=True, available=kv_failover_available,
+          env={"PFX": "bss"},
+          soak=lambda c: [os.path.join(REPO, "bench", "kv_soak.sh"), "-i", "0.05,0.01",
+                          "-t", "600", "-o", os.path.join(c["out"], "kv_soak"),
+                          "-b", c["build"]],
+          est_soak=1320),
+    Bench("etcd_soak",
+          "capacity: one kv server on a 3-member etcd under steady writes for 30 min; store "
+          "size, completion records and request rate must stay flat (bench/etcd_soak.sh)",
+          ["baton-kvserver"],
+          None, None, est_full=0, est_quick=0, available=kv_failover_available,
+          soak=lambda c: [os.path.join(REPO, "bench", "etcd_soak.sh"), "-t", "1800",
+                          "-o", os.path.join(c["out"], "etcd_soak"), "-b", c["build"]],
+          est_soak=1900),
 ]
 
 
@@ -303,6 +323,9 @@ def main():
     ap = argparse.ArgumentParser(
         prog="bench/run", description="baton's benchmark suite (see bench/README.md)")
     ap.add_argument("--quick", action="store_true", help="short runs (< 3 min)")
+    ap.add_argument("--soak", action="store_true",
+                    help="the soaks instead: no false fail-overs under a CPU hog (2 x 10 min), "
+                    "etcd store size and rate flat over 30 min (about 55 min in all)")
     ap.add_argument("--only", help="comma-separated benchmark names (see --list)")
     ap.add_argument("--out", help="results folder (default bench/results/<UTC time>)")
     ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
@@ -310,13 +333,17 @@ def main():
                     help="build tree (default build/, the default preset)")
     ap.add_argument("--no-build", action="store_true", help="use the build tree as it is")
     args = ap.parse_args()
-    mode = "quick" if args.quick else "full"
+    if args.quick and args.soak:
+        print("--quick and --soak exclude each other", file=sys.stderr)
+        return 2
+    mode = "quick" if args.quick else ("soak" if args.soak else "full")
 
     if args.list:
         for b in BENCHES:
-            modes = [m for m in ("full", "quick") if getattr(b, m)]
+            modes = [m for m in ("full", "quick", "soak") if getattr(b, m)]
             extra = " (root)" if b.root else ""
-            print(f"{b.name:<14} {'/'.join(modes):<11} ~{fmt_s(b.est['full'])} full"
+            m0 = modes[0] if modes else "full"
+            print(f"{b.name:<14} {'/'.join(modes):<11} ~{fmt_s(b.est[m0])} {m0}"
                   f"{extra}  {b.what}")
         return 0
 
@@ -343,7 +370,7 @@ def main():
     for b in selected:
         argv_fn = getattr(b, mode)
         if argv_fn is None:
-            status[b.name] = dict(status="skipped", note=f"not part of --{mode}" if mode == "quick"
+            status[b.name] = dict(status="skipped", note=f"not part of --{mode}" if mode != "full"
                                   else "not part of the full suite")
             continue
         if b.root and not is_root:
