@@ -93,6 +93,8 @@ void ServerAgent::CloseLoop() {
 
 void ServerAgent::LivenessLoop() {
   Clock& clock = RealClock();
+  const absl::Duration liveness =
+      absl::FromChrono(config_.daemon.health_check.liveness);
   const absl::Duration stuck_after =
       absl::FromChrono(config_.daemon.health_check.timeout) *
       std::max(1, config_.daemon.health_check.fall);
@@ -103,12 +105,12 @@ void ServerAgent::LivenessLoop() {
       stuck_after);
   LivenessJudge judge(
       LivenessJudge::Options{
-          .liveness = absl::FromChrono(config_.daemon.health_check.liveness),
+          .liveness = liveness,
           .starved_max =
               absl::FromChrono(config_.daemon.health_check.liveness_starved),
           .store_stuck = store_budget},
       clock.Now());
-  bool on_store = false;
+  bool on_store_said = false;
   for (;;) {
     {
       absl::MutexLock lock(&loops_mu_);
@@ -128,15 +130,18 @@ void ServerAgent::LivenessLoop() {
       return sample.ok() ? std::optional(*sample) : std::nullopt;
     });
     const absl::Time now = round.ended;
-    if (v.on_store != on_store) {
-      on_store = v.on_store;
-      if (on_store) {
-        spdlog::warn("the server's event loop is waiting on the store ({} so "
-                     "far): not hung; handed over only if the store stays "
-                     "this slow for {}",
-                     absl::FormatDuration(round.store_wait),
-                     absl::FormatDuration(store_budget));
-      }
+    // Short waits are normal on etcd: said once per silence, and only when
+    // it reached the liveness (where a hang would have been declared).
+    if (!v.on_store) {
+      on_store_said = false;
+    } else if (!on_store_said && v.silence >= liveness) {
+      on_store_said = true;
+      spdlog::warn("the server's event loop made no progress for {} while "
+                   "requests waited on the store ({}): not hung; handed over "
+                   "only if the store stays this slow for {}",
+                   absl::FormatDuration(v.silence),
+                   absl::FormatDuration(round.store_wait),
+                   absl::FormatDuration(store_budget));
     }
     if (v.live != live_.load()) {
       live_.store(v.live);
