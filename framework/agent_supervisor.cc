@@ -128,7 +128,7 @@ struct AgentSupervisor::Runtime {
   // end the supervision.
   void OnChildGone();
   void ArmRestart(takeover::SupervisorSchedule::Deadline at);
-  // SIGKILL at `at` unless the child has exited; if it has, closes the link.
+  // SIGKILL at `at` unless the child has exited by then.
   void ArmKillTimer(takeover::SupervisorSchedule::Deadline at, spdlog::level::level_enum level,
                     std::string why);
   void OnShutdownRequested();
@@ -260,9 +260,11 @@ void AgentSupervisor::Runtime::OnExit(int status) {
     OnChildGone();
     return;
   }
-  // What it wrote before it exited is still read; the EOF follows at once
-  // unless another process holds its end of the link.
-  ArmKillTimer(schedule.LingerDeadline(), spdlog::level::warn, "exited");
+  // Nothing backs the slots now, whatever else holds the child's end of the
+  // link open (a process it started): the link is closed at once, not at its
+  // EOF, and what is left in it is not read (a slot it still reported held
+  // would be served without an agent).
+  child->CloseLink("the agent process exited");
 }
 
 void AgentSupervisor::Runtime::ArmKillTimer(takeover::SupervisorSchedule::Deadline at,
@@ -271,12 +273,9 @@ void AgentSupervisor::Runtime::ArmKillTimer(takeover::SupervisorSchedule::Deadli
   kill_timer.async_wait([this, level, why = std::move(why),
                          target = child](const boost::system::error_code& ec) {
     if (ec || target != child) return;  // re-armed, cancelled, or another child
-    if (!exited) {
-      spdlog::log(level, "take-over agent process {} {}: SIGKILL", child->pid(), why);
-      child->Kill();
-    } else if (!link_ended) {
-      child->CloseLink(absl::StrCat("its link stayed open ", why));
-    }
+    if (exited) return;
+    spdlog::log(level, "take-over agent process {} {}: SIGKILL", child->pid(), why);
+    child->Kill();
   });
 }
 
@@ -284,14 +283,15 @@ void AgentSupervisor::Runtime::OnChildGone() {
   kill_timer.cancel();
   const int pid = child->pid();
   const bool quiet = asked_shutdown;
+  const char* released = quiet || starting ? "" : ": every slot marked released";
   if (WIFSIGNALED(wait_status)) {
     spdlog::log(quiet ? spdlog::level::info : spdlog::level::warn,
-                "take-over agent process {} killed by signal {}: every slot "
-                "marked released", pid, WTERMSIG(wait_status));
+                "take-over agent process {} killed by signal {}{}", pid, WTERMSIG(wait_status),
+                released);
   } else {
     spdlog::log(quiet ? spdlog::level::info : spdlog::level::warn,
                 "take-over agent process {} exited with status {}{}", pid,
-                WEXITSTATUS(wait_status), quiet ? "" : ": every slot marked released");
+                WEXITSTATUS(wait_status), released);
   }
   {
     absl::MutexLock lock(&s.mu_);
