@@ -148,9 +148,8 @@ struct AgentSupervisor::Runtime {
   bool asked_shutdown = false;
   // Start(): until the first child said started (or failed).
   bool starting = true;
-  bool child_started = false;  // the current child sent agent_link::Started
-  absl::Status start_error;    // why the first child is being ended
-  absl::Status start_status;   // written before start_done is notified
+  absl::Status start_error;   // why the first child is being ended
+  absl::Status start_status;  // written before start_done is notified
   absl::Notification start_done;
 };
 
@@ -164,7 +163,7 @@ absl::Status AgentSupervisor::Runtime::SpawnChild() {
   if (!spawned.ok()) return spawned.status();
   child = *std::move(spawned);
   schedule.ChildSpawned();
-  link_ended = exited = asked_shutdown = child_started = false;
+  link_ended = exited = asked_shutdown = false;
   wait_status = 0;
   s.child_pid_ = child->pid();
   s.starts_.fetch_add(1);
@@ -198,7 +197,6 @@ void AgentSupervisor::Runtime::OnMessage(agent_link::AgentMessage& message) {
               }
               return;
             }
-            child_started = true;
             if (starting) FinishStart(absl::OkStatus());
           },
           [this](const agent_link::SlotChange& e) {

@@ -79,6 +79,10 @@ class AgentSupervisorTest : public ::testing::Test {
     store_ = *std::move(store);
   }
   void TearDown() override {
+    // The process the "orphan" fake agent leaves behind.
+    if (const int orphan = std::atoi(ReadFile(dir_ + "/orphan").c_str()); orphan > 0) {
+      ::kill(orphan, SIGKILL);
+    }
     agent_.reset();
     store_.reset();
     std::filesystem::remove_all(dir_);
@@ -176,11 +180,7 @@ TEST_F(AgentSupervisorTest, DeadChildIsSeenAlthoughItsLinkStaysOpen) {
   agent_ = *std::move(a);
   ASSERT_TRUE(agent_->Start(*store_).ok());
   ASSERT_TRUE(WaitFor([&] { return Slot0(*agent_).state == FenceState::kReady; }));
-  int orphan = 0;
-  ASSERT_TRUE(WaitFor([&] {
-    orphan = std::atoi(ReadFile(dir_ + "/orphan").c_str());
-    return orphan > 0;
-  }));
+  ASSERT_TRUE(WaitFor([&] { return std::atoi(ReadFile(dir_ + "/orphan").c_str()) > 0; }));
   const int first = agent_->child_pid();
   ASSERT_GT(first, 0);
   ASSERT_EQ(::kill(first, SIGKILL), 0);
@@ -188,7 +188,6 @@ TEST_F(AgentSupervisorTest, DeadChildIsSeenAlthoughItsLinkStaysOpen) {
   EXPECT_TRUE(WaitFor([&] {
     return agent_->starts() == 2 && Slot0(*agent_).state == FenceState::kReady;
   })) << agent_->starts() << " " << FenceStateName(Slot0(*agent_).state);
-  ::kill(orphan, SIGKILL);
 }
 
 TEST_F(AgentSupervisorTest, ChildThatCannotStartFailsStart) {
