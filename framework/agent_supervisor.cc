@@ -197,7 +197,8 @@ void AgentSupervisor::Runtime::OnMessage(agent_link::AgentMessage& message) {
               }
               return;
             }
-            if (starting) FinishStart(absl::OkStatus());
+            // (Too late if the start timed out: it is being killed.)
+            if (starting && start_error.ok()) FinishStart(absl::OkStatus());
           },
           [this](const agent_link::SlotChange& e) {
             s.OnSlotEvent(takeover::SlotEvent{e.slot, e.address, e.held, e.epoch});
@@ -326,6 +327,10 @@ void AgentSupervisor::Runtime::ArmRestart(takeover::SupervisorSchedule::Deadline
   restart_timer.expires_after(schedule.Until(at));
   restart_timer.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;  // Shutdown: OnShutdownRequested ends the loop
+    {
+      absl::MutexLock lock(&s.mu_);
+      if (s.stopping_) return;  // the Shutdown posted meanwhile ends the loop
+    }
     if (absl::Status st = SpawnChild(); !st.ok()) {
       spdlog::error("take-over agent: {}", st.message());
       ArmRestart(schedule.SpawnFailed());
