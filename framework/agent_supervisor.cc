@@ -1,39 +1,45 @@
 // AgentSupervisor: the take-over daemon in a supervised child process,
 // `baton-takeoverd --parent-fd 3` (`takeover_mode: process`,
-// framework/embedded_agent.h); its counterpart in the child is
-// takeover/daemon/parent_link.cc, the messages between them
-// takeover/daemon/agent_link_protocol.h.
-#include <fcntl.h>
-#include <poll.h>
+// framework/embedded_agent.h). What is the framework's lives here: the
+// messages' meaning for this server (fences, the release gate, status
+// replies, the start), the binary's lookup, the operator drains replayed to
+// a new child. The child's process and link are
+// takeover/daemon/agent_process.h (beside its counterpart in the child,
+// parent_link.h; the messages are agent_link_protocol.h's), when to restart
+// or kill it takeover/daemon/supervisor_schedule.h. All of it runs on one
+// io_context thread (Runtime); request threads only send, under mu_.
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
+#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
 
-extern char** environ;
-
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
-#include "base/errno_status.h"
 #include "framework/absl_compat.h"
 #include "framework/clock.h"
 #include "framework/embedded_agent.h"
 #include "spdlog/spdlog.h"
 #include "takeover/daemon/agent_link_protocol.h"
+#include "takeover/daemon/agent_process.h"
 #include "takeover/daemon/daemon.h"
+#include "takeover/daemon/supervisor_schedule.h"
 #include "takeover/drivers/clock.h"
 
 namespace baton::framework {
@@ -106,169 +112,110 @@ absl::StatusOr<std::unique_ptr<AgentSupervisor>> AgentSupervisor::Create(
       new AgentSupervisor(std::move(config), std::move(options)));
 }
 
-AgentSupervisor::~AgentSupervisor() { Shutdown(); }
+// Everything below runs on io's thread, except where a comment says so.
+struct AgentSupervisor::Runtime {
+  Runtime(AgentSupervisor& owner, Clock& clock)
+      : s(owner),
+        schedule(clock, takeover::SupervisorScheduleOptions{
+                            .restart_backoff = owner.options_.restart_backoff,
+                            .max_restart_backoff = owner.options_.max_restart_backoff}) {}
 
-absl::Status AgentSupervisor::Spawn() {
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    return baton::ErrnoToStatus(errno, "socketpair");
-  }
-  // The child's end becomes its fd 3 (dup2 clears close-on-exec); the
-  // child closes every other descriptor it inherited.
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, sv[1], 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, deflt;
-  sigemptyset(&none);
-  sigemptyset(&deflt);
-  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP}) sigaddset(&deflt, sig);
-  // The server blocks SIGINT/SIGTERM for sigwait; the child wants them.
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &deflt);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<std::string> args = {options_.binary, "--parent-fd", "3"};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, options_.binary.c_str(), &actions, &attr,
-                               argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  ::close(sv[1]);
-  if (rc != 0) {
-    ::close(sv[0]);
-    return baton::ErrnoToStatus(rc, absl::StrCat("cannot start ", options_.binary));
-  }
-  child_pid_ = pid;
-  starts_.fetch_add(1);
-  input_.clear();
-  child_started_ = false;
-  child_error_ = absl::OkStatus();
-  {
-    absl::MutexLock lock(&mu_);
-    fd_ = sv[0];
-    link_up_ = true;
-  }
-  SendLine(agent_link::Encode(agent_link::Config{agent_link::kVersion, config_.yaml}));
-  SendLine(agent_link::Encode(agent_link::Health{healthy()}));
+  absl::Status SpawnChild();
+  void OnMessage(agent_link::AgentMessage& message);
+  void OnLinkEnd(const std::string& why);
+  void OnExit(int wait_status);
+  // The child exited and its link is closed: end the start, restart it, or
+  // end the supervision.
+  void OnChildGone();
+  void ArmRestart(takeover::SupervisorSchedule::Deadline at);
+  // SIGKILL at `at` unless the child has exited by then.
+  void ArmKillTimer(takeover::SupervisorSchedule::Deadline at, spdlog::level::level_enum level,
+                    std::string why);
+  void OnShutdownRequested();
+  void FinishStart(absl::Status status);
+
+  AgentSupervisor& s;
+  boost::asio::io_context io;  // first: destroyed after the timers
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work =
+      boost::asio::make_work_guard(io);
+  std::thread thread;
+  takeover::SupervisorSchedule schedule;
+  boost::asio::steady_timer start_timer{io}, restart_timer{io}, kill_timer{io};
+  std::shared_ptr<takeover::AgentProcess> child;  // the io thread's copy of s.child_
+  bool link_ended = false;
+  bool exited = false;
+  int wait_status = 0;
+  bool asked_shutdown = false;
+  // Start(): until the first child said started (or failed).
+  bool starting = true;
+  absl::Status start_error;   // why the first child is being ended
+  absl::Status start_status;  // written before start_done is notified
+  absl::Notification start_done;
+};
+
+absl::Status AgentSupervisor::Runtime::SpawnChild() {
+  absl::StatusOr<std::shared_ptr<takeover::AgentProcess>> spawned =
+      takeover::AgentProcess::Spawn(
+          io, s.options_.binary,
+          {.on_message = [this](agent_link::AgentMessage& m) { OnMessage(m); },
+           .on_link_end = [this](const std::string& why) { OnLinkEnd(why); },
+           .on_exit = [this](int status) { OnExit(status); }});
+  if (!spawned.ok()) return spawned.status();
+  child = *std::move(spawned);
+  schedule.ChildSpawned();
+  link_ended = exited = asked_shutdown = false;
+  wait_status = 0;
+  s.child_pid_ = child->pid();
+  s.starts_.fetch_add(1);
   std::vector<bool> drained;
   {
-    absl::MutexLock lock(&mu_);
-    drained = drained_;
+    absl::MutexLock lock(&s.mu_);
+    s.child_ = child;
+    drained = s.drained_;
   }
+  s.SendLine(agent_link::Encode(agent_link::Config{agent_link::kVersion, s.config_.yaml}));
+  s.SendLine(agent_link::Encode(agent_link::Health{s.healthy()}));
   for (uint32_t i = 0; i < drained.size(); ++i) {
-    if (drained[i]) SendLine(agent_link::Encode(agent_link::Drain{i, true}));
+    if (drained[i]) s.SendLine(agent_link::Encode(agent_link::Drain{i, true}));
   }
   return absl::OkStatus();
 }
 
-bool AgentSupervisor::SendLine(const std::string& line) {
-  absl::MutexLock lock(&mu_);
-  if (!link_up_) return false;
-  size_t off = 0;
-  while (off < line.size()) {
-    // Never blocks a request thread on a stopped child: the socket buffer
-    // holds far more than the few lines in flight.
-    const ssize_t n = ::send(fd_, line.data() + off, line.size() - off,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      spdlog::warn("take-over agent: cannot write to the agent process: {}",
-                   std::strerror(errno));
-      return false;
-    }
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-absl::Status AgentSupervisor::Start(storage::StableStore& store) {
-  if (started_) return absl::OkStatus();
-  if (absl::Status s = Spawn(); !s.ok()) return s;
-  StartLoops(store);
-  // Wait for the daemon to start: a child that cannot bind or reach
-  // netlink, or does not understand --parent-fd, fails the server's start as
-  // the in-process agent would.
-  Clock& clock = RealClock();
-  const absl::Time deadline = clock.Now() + absl::Seconds(10);
-  bool ok = true;
-  while (ok && !child_started_ && child_error_.ok() && clock.Now() < deadline) {
-    pollfd p{fd_, POLLIN, 0};
-    const int r = ::poll(&p, 1, 100);
-    if (r > 0) ok = ReadLines(fd_);
-  }
-  if (!child_started_) {
-    const int pid = child_pid_.load();
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    child_pid_ = 0;
-    {
-      absl::MutexLock lock(&mu_);
-      link_up_ = false;
-      ::close(fd_);
-      fd_ = -1;
-    }
-    ReleaseAll();
-    StopLoops();
-    if (!child_error_.ok()) return child_error_;
-    return absl::UnavailableError(absl::StrCat(
-        "the agent process (", options_.binary, " --parent-fd 3) ",
-        ok ? "did not start within 10 s"
-           : absl::StrCat("exited (status ", WIFEXITED(status)
-                                                ? WEXITSTATUS(status)
-                                                : 128 + WTERMSIG(status),
-                          ") before its daemon started; its log says why")));
-  }
-  started_ = true;
-  supervisor_thread_ = std::thread([this] { SupervisorLoop(); });
-  spdlog::info("take-over agent started: node {}, {} service address(es), "
-               "in process {} ({} --parent-fd 3)",
-               config_.daemon.node_id, slot_count(), child_pid_.load(),
-               options_.binary);
-  return absl::OkStatus();
-}
-
-void AgentSupervisor::HandleLine(const std::string& line) {
-  absl::StatusOr<agent_link::AgentMessage> m = agent_link::DecodeAgentMessage(line);
-  if (!m.ok()) {
-    // An unknown event is a newer agent's; anything else is a broken one.
-    spdlog::log(m.status().code() == absl::StatusCode::kUnimplemented ? spdlog::level::debug
-                                                                      : spdlog::level::warn,
-                "take-over agent: line from the agent process ignored: {}",
-                m.status().message());
-    return;
-  }
+void AgentSupervisor::Runtime::OnMessage(agent_link::AgentMessage& message) {
   std::visit(
       agent_link::Overloaded{
           [this](const agent_link::Started& e) {
-            child_error_ = agent_link::CheckVersion(
-                e.version, absl::StrCat("the agent process ", options_.binary));
-            if (!child_error_.ok()) {
-              spdlog::error("take-over agent: {}", child_error_.message());
+            absl::Status version = agent_link::CheckVersion(
+                e.version, absl::StrCat("the agent process ", s.options_.binary));
+            if (!version.ok()) {
+              // Nothing else it says is understood.
+              spdlog::error("take-over agent: {}", version.message());
+              child->CloseLink(std::string(version.message()));
+              if (starting) {
+                start_error = version;
+                child->Kill();
+              }
               return;
             }
-            child_started_ = true;
+            // (Too late if the start timed out: it is being killed.)
+            if (starting && start_error.ok()) FinishStart(absl::OkStatus());
           },
           [this](const agent_link::SlotChange& e) {
-            OnSlotEvent(takeover::SlotEvent{e.slot, e.address, e.held, e.epoch});
+            s.OnSlotEvent(takeover::SlotEvent{e.slot, e.address, e.held, e.epoch});
           },
           [this](const agent_link::Releasing& e) {
-            OnReleasing(e.address, [this, id = e.id] {
-              SendLine(agent_link::Encode(agent_link::Closed{id}));
+            s.OnReleasing(e.address, [owner = &s, id = e.id] {
+              owner->SendLine(agent_link::Encode(agent_link::Closed{id}));
             });
           },
           [this](agent_link::StatusReply& e) {
             std::shared_ptr<PendingStatus> p;
             {
-              absl::MutexLock lock(&mu_);
-              for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+              absl::MutexLock lock(&s.mu_);
+              for (auto it = s.pending_.begin(); it != s.pending_.end(); ++it) {
                 if (it->first == e.id) {
                   p = it->second;
-                  pending_.erase(it);
+                  s.pending_.erase(it);
                   break;
                 }
               }
@@ -279,134 +226,187 @@ void AgentSupervisor::HandleLine(const std::string& line) {
             }
           },
       },
-      *m);
+      message);
 }
 
-bool AgentSupervisor::ReadLines(int fd) {
-  char chunk[4096];
-  const ssize_t n = ::read(fd, chunk, sizeof chunk);
-  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
-  if (n <= 0) return false;
-  input_.append(chunk, static_cast<size_t>(n));
-  size_t nl;
-  while ((nl = input_.find('\n')) != std::string::npos) {
-    HandleLine(input_.substr(0, nl));
-    input_.erase(0, nl + 1);
-    // An agent of another protocol version: nothing else it says is understood.
-    if (!child_error_.ok()) return false;
-  }
-  if (input_.size() > agent_link::kMaxLineBytes) {
-    spdlog::error("take-over agent: a line from the agent process longer than {} bytes: "
-                  "ending the link", agent_link::kMaxLineBytes);
-    return false;
-  }
-  return true;
-}
-
-void AgentSupervisor::RunChild() {
-  const int fd = [this] {
-    absl::MutexLock lock(&mu_);
-    return fd_;
-  }();
-  const int pid = child_pid_.load();
-  Clock& clock = RealClock();
-  absl::Time kill_at = absl::InfiniteFuture();
-  bool asked_shutdown = false;
-  for (;;) {
-    bool stopping = false;
-    {
-      absl::MutexLock lock(&mu_);
-      stopping = stopping_;
-    }
-    if (stopping && !asked_shutdown) {
-      // The child hands over, then exits; its EOF ends this loop.
-      asked_shutdown = true;
-      SendLine(agent_link::Encode(agent_link::Shutdown{}));
-      kill_at = clock.Now() + absl::Seconds(10);
-    }
-    const absl::Time now = clock.Now();
-    if (now >= kill_at) {
-      spdlog::error("take-over agent process {} did not hand over within "
-                    "10 s: SIGKILL", pid);
-      ::kill(pid, SIGKILL);
-      break;
-    }
-    // (The keepalive comes from the liveness loop, after each probe of the
-    // server's event loop that passed.)
-    const int wait_ms = static_cast<int>(std::clamp<int64_t>(
-        absl::ToInt64Milliseconds(kill_at - clock.Now()) + 1, 1, 100));
-    pollfd p{fd, POLLIN, 0};
-    const int r = ::poll(&p, 1, wait_ms);
-    if (r < 0 && errno != EINTR) break;
-    if (r <= 0) continue;
-    if (!ReadLines(fd)) break;  // EOF: the child exited (or is handing over)
-  }
+void AgentSupervisor::Runtime::OnLinkEnd(const std::string& why) {
+  link_ended = true;
+  spdlog::log(asked_shutdown ? spdlog::level::info : spdlog::level::warn,
+              "take-over agent process {}: {}", child->pid(), why);
   // The link is gone: nothing this server serves is backed by an agent now.
-  ReleaseAll();
+  s.ReleaseAll();
   std::vector<std::pair<uint64_t, std::shared_ptr<PendingStatus>>> pending;
   {
-    absl::MutexLock lock(&mu_);
-    link_up_ = false;
-    ::close(fd_);
-    fd_ = -1;
-    pending.swap(pending_);
+    absl::MutexLock lock(&s.mu_);
+    pending.swap(s.pending_);
   }
   for (auto& [id, p] : pending) p->done.Notify();  // answered empty
-  int status = 0;
+  if (exited) {
+    OnChildGone();
+    return;
+  }
   // The child exits right after its hand-over (a grace of one heartbeat);
   // if it closed the link but lingers, it is ended.
-  pid_t w = 0;
-  for (int i = 0; i < 200; ++i) {
-    w = ::waitpid(pid, &status, WNOHANG);
-    if (w != 0) break;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  if (w == 0) {
-    spdlog::warn("take-over agent process {} closed the link but did not "
-                 "exit within 2 s: SIGKILL", pid);
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-  }
-  child_pid_ = 0;
-  if (WIFSIGNALED(status)) {
-    spdlog::log(asked_shutdown ? spdlog::level::info : spdlog::level::warn,
-                "take-over agent process {} killed by signal {}: every slot "
-                "marked released", pid, WTERMSIG(status));
-  } else {
-    spdlog::log(asked_shutdown ? spdlog::level::info : spdlog::level::warn,
-                "take-over agent process {} exited with status {}{}", pid,
-                WEXITSTATUS(status),
-                asked_shutdown ? "" : ": every slot marked released");
-  }
+  ArmKillTimer(schedule.LingerDeadline(), spdlog::level::warn,
+               absl::StrCat("closed the link but did not exit within ",
+                            absl::FormatDuration(schedule.options().linger_grace)));
 }
 
-void AgentSupervisor::SupervisorLoop() {
-  Clock& clock = RealClock();
-  absl::Duration backoff = options_.restart_backoff;
-  for (;;) {
-    const absl::Time born = clock.Now();
-    RunChild();  // the first child was spawned by Start
-    if (clock.Now() - born >= absl::Seconds(30)) {
-      backoff = options_.restart_backoff;
-    }
-    for (;;) {
-      {
-        absl::MutexLock lock(&mu_);
-        if (stopping_) return;
-        spdlog::warn("take-over agent: restarting the agent process in {}",
-                     absl::FormatDuration(backoff));
-        // Real time: a restart pause, not a protocol decision.
-        wake_.WaitWithTimeout(&mu_, backoff);
-        if (stopping_) return;
-      }
-      backoff = std::min(backoff * 2, options_.max_restart_backoff);
-      absl::Status s = Spawn();
-      if (s.ok()) break;
-      spdlog::error("take-over agent: {}", std::string(s.message()));
-    }
-    spdlog::info("take-over agent: agent process {} started (start #{})",
-                 child_pid_.load(), starts_.load());
+void AgentSupervisor::Runtime::OnExit(int status) {
+  exited = true;
+  wait_status = status;
+  if (link_ended) {
+    OnChildGone();
+    return;
   }
+  // Nothing backs the slots now, whatever else holds the child's end of the
+  // link open (a process it started): the link is closed at once, not at its
+  // EOF, and what is left in it is not read (a slot it still reported held
+  // would be served without an agent).
+  child->CloseLink("the agent process exited");
+}
+
+void AgentSupervisor::Runtime::ArmKillTimer(takeover::SupervisorSchedule::Deadline at,
+                                            spdlog::level::level_enum level, std::string why) {
+  kill_timer.expires_after(schedule.Until(at));
+  kill_timer.async_wait([this, level, why = std::move(why),
+                         target = child](const boost::system::error_code& ec) {
+    if (ec || target != child) return;  // re-armed, cancelled, or another child
+    if (exited) return;
+    spdlog::log(level, "take-over agent process {} {}: SIGKILL", child->pid(), why);
+    child->Kill();
+  });
+}
+
+void AgentSupervisor::Runtime::OnChildGone() {
+  kill_timer.cancel();
+  const int pid = child->pid();
+  const bool quiet = asked_shutdown;
+  const char* released = quiet || starting ? "" : ": every slot marked released";
+  if (WIFSIGNALED(wait_status)) {
+    spdlog::log(quiet ? spdlog::level::info : spdlog::level::warn,
+                "take-over agent process {} killed by signal {}{}", pid, WTERMSIG(wait_status),
+                released);
+  } else {
+    spdlog::log(quiet ? spdlog::level::info : spdlog::level::warn,
+                "take-over agent process {} exited with status {}{}", pid,
+                WEXITSTATUS(wait_status), released);
+  }
+  {
+    absl::MutexLock lock(&s.mu_);
+    s.child_.reset();
+  }
+  child.reset();
+  s.child_pid_ = 0;
+  if (starting) {
+    if (start_error.ok()) {
+      start_error = absl::UnavailableError(absl::StrCat(
+          "the agent process (", s.options_.binary, " --parent-fd 3) exited (status ",
+          WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status),
+          ") before its daemon started; its log says why"));
+    }
+    FinishStart(start_error);
+    return;
+  }
+  bool stopping = false;
+  {
+    absl::MutexLock lock(&s.mu_);
+    stopping = s.stopping_;
+  }
+  if (stopping) {
+    io.stop();
+    return;
+  }
+  ArmRestart(schedule.ChildEnded());
+}
+
+void AgentSupervisor::Runtime::ArmRestart(takeover::SupervisorSchedule::Deadline at) {
+  spdlog::warn("take-over agent: restarting the agent process in {}",
+               absl::FormatDuration(
+                   absl::Ceil(absl::FromChrono(schedule.Until(at)), absl::Milliseconds(1))));
+  restart_timer.expires_after(schedule.Until(at));
+  restart_timer.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;  // Shutdown: OnShutdownRequested ends the loop
+    {
+      absl::MutexLock lock(&s.mu_);
+      if (s.stopping_) return;  // the Shutdown posted meanwhile ends the loop
+    }
+    if (absl::Status st = SpawnChild(); !st.ok()) {
+      spdlog::error("take-over agent: {}", st.message());
+      ArmRestart(schedule.SpawnFailed());
+      return;
+    }
+    spdlog::info("take-over agent: agent process {} started (start #{})", child->pid(),
+                 s.starts_.load());
+  });
+}
+
+void AgentSupervisor::Runtime::OnShutdownRequested() {
+  restart_timer.cancel();
+  if (!child) {  // between two children
+    io.stop();
+    return;
+  }
+  asked_shutdown = true;
+  if (link_ended) return;  // lingering: the kill timer runs already
+  // The child hands over, then exits; the supervision ends when it is gone.
+  s.SendLine(agent_link::Encode(agent_link::Shutdown{}));
+  ArmKillTimer(schedule.ShutdownKillDeadline(), spdlog::level::err,
+               absl::StrCat("did not hand over within ",
+                            absl::FormatDuration(schedule.options().shutdown_grace)));
+}
+
+void AgentSupervisor::Runtime::FinishStart(absl::Status status) {
+  starting = false;
+  start_timer.cancel();
+  start_status = std::move(status);
+  start_done.Notify();
+}
+
+AgentSupervisor::~AgentSupervisor() { Shutdown(); }
+
+bool AgentSupervisor::SendLine(const std::string& line) {
+  std::shared_ptr<takeover::AgentProcess> child;
+  {
+    absl::MutexLock lock(&mu_);
+    child = child_;
+  }
+  return child != nullptr && child->Send(line);
+}
+
+absl::Status AgentSupervisor::Start(storage::StableStore& store) {
+  if (started_) return absl::OkStatus();
+  runtime_ = std::make_unique<Runtime>(*this, RealClock());
+  Runtime& r = *runtime_;
+  // Spawned before the io thread runs: its handlers run once it does.
+  if (absl::Status s = r.SpawnChild(); !s.ok()) return s;
+  StartLoops(store);
+  // Wait for the daemon to start: a child that cannot bind or reach
+  // netlink, or does not understand --parent-fd, fails the server's start as
+  // the in-process agent would.
+  r.start_timer.expires_after(r.schedule.Until(r.schedule.StartDeadline()));
+  r.start_timer.async_wait([&r](const boost::system::error_code& ec) {
+    if (ec || !r.starting || r.child == nullptr) return;
+    r.start_error = absl::UnavailableError(absl::StrCat(
+        "the agent process (", r.s.options_.binary, " --parent-fd 3) did not start within ",
+        absl::FormatDuration(r.schedule.options().start_timeout)));
+    r.child->Kill();
+  });
+  r.thread = std::thread([&r] { r.io.run(); });
+  r.start_done.WaitForNotification();
+  if (!r.start_status.ok()) {
+    r.io.stop();
+    r.thread.join();
+    ReleaseAll();
+    StopLoops();
+    return r.start_status;
+  }
+  started_ = true;
+  spdlog::info("take-over agent started: node {}, {} service address(es), "
+               "in process {} ({} --parent-fd 3)",
+               config_.daemon.node_id, slot_count(), child_pid_.load(),
+               options_.binary);
+  return absl::OkStatus();
 }
 
 void AgentSupervisor::Shutdown() {
@@ -415,9 +415,13 @@ void AgentSupervisor::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
-    wake_.SignalAll();
   }
-  supervisor_thread_.join();
+  boost::asio::post(runtime_->io, [r = runtime_.get()] { r->OnShutdownRequested(); });
+  runtime_->thread.join();
+  {
+    absl::MutexLock lock(&mu_);
+    child_.reset();
+  }
   spdlog::info("take-over agent: addresses released");
   StopLoops();
 }

@@ -90,7 +90,8 @@
 #include "takeover/daemon/config.h"
 
 namespace baton::takeover {
-struct SlotEvent;  // takeover/daemon/daemon.h
+struct SlotEvent;    // takeover/daemon/daemon.h
+class AgentProcess;  // takeover/daemon/agent_process.h
 }  // namespace baton::takeover
 
 namespace baton::framework {
@@ -301,11 +302,10 @@ class AgentSupervisor final : public ServerAgent {
   ~AgentSupervisor() override;  // Shutdown() if still running.
 
   // Spawns the first child and waits (at most 10 s) until its daemon
-  // started, then starts the supervisor thread. kUnavailable if the child
-  // cannot be spawned or exits first (e.g. a bind or netlink failure, or a
-  // baton-takeoverd too old to know --parent-fd); kFailedPrecondition if it
-  // speaks another version of the agent protocol
-  // (takeover/daemon/agent_link_protocol.h).
+  // started. kUnavailable if the child cannot be spawned or exits first (e.g.
+  // a bind or netlink failure, or a baton-takeoverd too old to know
+  // --parent-fd); kFailedPrecondition if it speaks another version of the
+  // agent protocol (takeover/daemon/agent_link_protocol.h).
   [[nodiscard]] absl::Status Start(storage::StableStore& store) override;
   // Asks the child to hand over, waits for it to exit (at most 10 s, then
   // SIGKILL), stops the threads.
@@ -316,6 +316,12 @@ class AgentSupervisor final : public ServerAgent {
   uint64_t starts() const { return starts_.load(); }
 
  private:
+  // The supervision on one io_context thread: the child's process and link
+  // (takeover/daemon/agent_process.h), the schedule (takeover/daemon/
+  // supervisor_schedule.h) and its timers, the start and the shutdown
+  // (agent_supervisor.cc).
+  struct Runtime;
+
   AgentSupervisor(EmbeddedAgentConfig config, AgentSupervisorOptions options);
   absl::StatusOr<nlohmann::json> AgentStatus(absl::Duration timeout) override;
   absl::Status AgentDrain(uint32_t slot, bool drain) override;
@@ -323,41 +329,29 @@ class AgentSupervisor final : public ServerAgent {
   void AgentKeepalive() override;
   bool running() const override { return started_ && !shut_down_; }
 
-  // Spawns a child on a new socketpair and sends it the config.
-  absl::Status Spawn();
-  // Serves one child until its link ends; then reaps it.
-  void RunChild();
-  void SupervisorLoop();
-  void HandleLine(const std::string& line);
-  // Reads what the child sent into input_ and handles every whole line;
-  // false on EOF or a read error.
-  bool ReadLines(int fd);
   // Writes one encoded message (takeover/daemon/agent_link_protocol.h) to
-  // the current child; false if there is none or the write failed.
+  // the current child; false if there is none or the write failed. Any
+  // thread.
   bool SendLine(const std::string& line);
 
   AgentSupervisorOptions options_;
-  std::thread supervisor_thread_;
+  std::unique_ptr<Runtime> runtime_;
   std::atomic<bool> started_{false};
   std::atomic<bool> shut_down_{false};
   std::atomic<int> child_pid_{0};
   std::atomic<uint64_t> starts_{0};
-  int fd_ = -1;  // the server's end; only the supervisor thread opens/closes
-  std::string input_;  // bytes read from the child, not yet a whole line
-  bool child_started_ = false;  // the current child sent agent_link::Started
-  // Set when the current child speaks another agent_link::kVersion.
-  absl::Status child_error_;
 
   struct PendingStatus;  // a status request waiting for the child's answer
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool link_up_ ABSL_GUARDED_BY(mu_) = false;
+  // The current child (null: none); the io_context's thread replaces it,
+  // request threads send through it.
+  std::shared_ptr<takeover::AgentProcess> child_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::vector<std::pair<uint64_t, std::shared_ptr<PendingStatus>>> pending_
       ABSL_GUARDED_BY(mu_);
   // Operator drains, replayed to a new child.
   std::vector<bool> drained_ ABSL_GUARDED_BY(mu_);
-  absl::CondVar wake_;
 };
 
 }  // namespace baton::framework

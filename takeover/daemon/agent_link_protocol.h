@@ -1,6 +1,7 @@
 // The protocol between a baton server and its supervised take-over agent: the one definition of
-// the messages that framework/agent_supervisor.cc (server side, AgentSupervisor) and
-// takeover/daemon/parent_link.cc (agent side, `baton-takeoverd --parent-fd N`) exchange over
+// the messages that the server side (takeover/daemon/agent_process.cc, for
+// framework/agent_supervisor.cc's AgentSupervisor) and takeover/daemon/parent_link.cc (agent
+// side, `baton-takeoverd --parent-fd N`) exchange over
 // their socketpair. Neither side writes a message name or field name itself; both encode and
 // decode through this file (as takeover/core/wire.h does for the peer messages).
 //

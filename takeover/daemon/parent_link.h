@@ -6,7 +6,7 @@
 // instead of the address staying in the kernel until the lease and the kernel fence run out.
 //
 // The messages (one JSON object per line, both ways) and their version are defined once, in
-// agent_link_protocol.h; this file is the agent's end of them.
+// agent_link_protocol.h; this file is the agent's end of them, agent_process.h the server's.
 // The link is lost -- and the agent hands over and exits -- on EOF or a read error, on a line
 // that does not decode (agent_link::DecodeServerMessage: garbage, a missing field, longer than
 // agent_link::kMaxLineBytes; an unknown op is logged and ignored), or when no line arrived for `watchdog` (a stopped or hung server:

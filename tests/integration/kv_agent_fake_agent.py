@@ -8,11 +8,14 @@ On start it reads the config line, checks its version, says {"ev":"started"} and
 released and exits 0; on EOF exits 0. Every line it receives is appended to
 $FAKE_AGENT_DIR/lines-<pid>; each start appends its pid to $FAKE_AGENT_DIR/starts.
 FAKE_AGENT_MODE=fail: exit 1 before saying started (a daemon that cannot start).
-FAKE_AGENT_MODE=version: say started with another protocol version (a mismatched binary)."""
+FAKE_AGENT_MODE=version: say started with another protocol version (a mismatched binary).
+FAKE_AGENT_MODE=orphan: after reporting the slot, start a process of its own that keeps the link's
+descriptor open for 60 s (its pid in $FAKE_AGENT_DIR/orphan), so that the agent's death is no EOF."""
 import json
 import os
 import socket
 import sys
+import time
 
 # agent_link::kVersion: the server refuses an agent that says another one.
 PROTOCOL_VERSION = 1
@@ -42,6 +45,13 @@ epoch = 5 + starts
 mode = os.environ.get("FAKE_AGENT_MODE")
 send({"ev": "started", "version": PROTOCOL_VERSION + 1 if mode == "version" else PROTOCOL_VERSION})
 send({"ev": "slot", "slot": 0, "address": "10.0.0.1", "held": True, "epoch": epoch})
+if mode == "orphan" and starts == 1:
+    orphan = os.fork()
+    if orphan == 0:
+        time.sleep(60)
+        os._exit(0)
+    with open(os.path.join(d, "orphan"), "w") as f:
+        f.write("%d\n" % orphan)
 for line in rf:
     log.write(line)
     msg = json.loads(line)

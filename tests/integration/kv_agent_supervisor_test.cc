@@ -8,6 +8,7 @@
 //     started after the back-off, with the operator drains replayed;
 //   - the server sends its health as a keepalive every health period;
 //   - Shutdown asks the child to hand over and reaps it;
+//   - a child is dead when it exits, even if its link stays open;
 //   - a child that exits before it started fails Start, and so does one that
 //     speaks another version of the agent protocol, with a message naming
 //     both versions.
@@ -78,6 +79,10 @@ class AgentSupervisorTest : public ::testing::Test {
     store_ = *std::move(store);
   }
   void TearDown() override {
+    // The process the "orphan" fake agent leaves behind.
+    if (const int orphan = std::atoi(ReadFile(dir_ + "/orphan").c_str()); orphan > 0) {
+      ::kill(orphan, SIGKILL);
+    }
     agent_.reset();
     store_.reset();
     std::filesystem::remove_all(dir_);
@@ -162,6 +167,27 @@ TEST_F(AgentSupervisorTest, DeadChildReleasesAtOnceAndIsRestartedWithDrains) {
   EXPECT_TRUE(WaitFor([&] {
     return LinesOf(second).find("\"drain\"") != std::string::npos;
   })) << LinesOf(second);
+}
+
+// The child's death is its exit, not the EOF on its link: a process the
+// child started may hold the link's descriptor open after the child died
+// (the old supervisor waited for the EOF only, so its slots stayed served by
+// no agent and it was never restarted).
+TEST_F(AgentSupervisorTest, DeadChildIsSeenAlthoughItsLinkStaysOpen) {
+  ::setenv("FAKE_AGENT_MODE", "orphan", 1);
+  auto a = Make();
+  ASSERT_TRUE(a.ok()) << a.status();
+  agent_ = *std::move(a);
+  ASSERT_TRUE(agent_->Start(*store_).ok());
+  ASSERT_TRUE(WaitFor([&] { return Slot0(*agent_).state == FenceState::kReady; }));
+  ASSERT_TRUE(WaitFor([&] { return std::atoi(ReadFile(dir_ + "/orphan").c_str()) > 0; }));
+  const int first = agent_->child_pid();
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  EXPECT_TRUE(WaitFor([&] { return Slot0(*agent_).state == FenceState::kReleased; }, 1));
+  EXPECT_TRUE(WaitFor([&] {
+    return agent_->starts() == 2 && Slot0(*agent_).state == FenceState::kReady;
+  })) << agent_->starts() << " " << FenceStateName(Slot0(*agent_).state);
 }
 
 TEST_F(AgentSupervisorTest, ChildThatCannotStartFailsStart) {
