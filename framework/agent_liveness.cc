@@ -34,9 +34,9 @@ LivenessJudge::Verdict LivenessJudge::Judge(
   }
   v.silence = round.ended - last_progress_;
   if (round.store_wait > absl::ZeroDuration() &&
-      round.store_wait < options_.store_stuck) {
+      v.silence < options_.store_max) {
     // Blocked in the store's calls, not hung. (The silence keeps counting
-    // from the last progress: once the store is stuck, or the waits end
+    // from the last progress: past store_max, or when the waits end
     // without progress, the server is judged on the whole of it.)
     v.on_store = true;
     v.keepalive = true;

@@ -10,13 +10,13 @@
 // without progress) is:
 //   - nothing yet below `liveness` (300 ms);
 //   - the store's, not the server's, while requests wait on store reads
-//     (RequestPipeline::StoreWaitTime, framework/store_wait.h) for less than
-//     `store_stuck` (1.5 s: health_check.liveness_starved, at most
-//     health_check.timeout x fall): the event loop is blocked in the store's
-//     calls, and a peer would use the same store. The keepalive goes on
-//     meanwhile. Slower than that, the store is as good as failed for this
-//     server (and may be slow only from this host: a lossy link), so the
-//     address goes where it may be served;
+//     (RequestPipeline::StoreWaitTime, framework/store_wait.h), up to
+//     `store_max` of silence (health_check.liveness_store, 600 ms): the
+//     event loop is blocked in the store's calls (an etcd stall: a slow
+//     fsync or apply), and a peer would use the same store. The keepalive
+//     goes on meanwhile. A longer silence is handed over: an etcd election,
+//     or a store slow only from this host (a lossy link), where a peer may
+//     serve;
 //   - excused while the process is starved of CPU, up to `starved_max`
 //     (takeover/daemon/health_check.h StarvationExcuse);
 //   - else a hang: the agent gives the service addresses away.
@@ -43,10 +43,10 @@ class LivenessJudge {
     // The longest silence a starved server is excused
     // (health_check.liveness_starved, >= liveness). Default: 1.5 s.
     absl::Duration starved_max = absl::Milliseconds(1500);
-    // How long requests may wait on the store before the silence is the
-    // server's again (health_check.liveness_starved, at most
-    // health_check.timeout x fall). Default: 1.5 s.
-    absl::Duration store_stuck = absl::Milliseconds(1500);
+    // The longest silence excused while requests wait on the store
+    // (health_check.liveness_store, at most health_check.timeout x fall,
+    // >= liveness). Default: 600 ms.
+    absl::Duration store_max = absl::Milliseconds(600);
   };
 
   // One round of the loop.
@@ -54,7 +54,8 @@ class LivenessJudge {
     absl::Time began;  // before the probe was posted
     absl::Time ended;  // after it ran or its wait ended
     bool progress = false;  // the probe ran on the event loop
-    // RequestPipeline::StoreWaitTime() at `ended` (zero: nothing waits).
+    // RequestPipeline::StoreWaitTime() at `ended` (zero: nothing waits; only
+    // whether it is zero counts, the length is for the logs).
     absl::Duration store_wait = absl::ZeroDuration();
   };
 

@@ -98,17 +98,15 @@ void ServerAgent::LivenessLoop() {
   const absl::Duration stuck_after =
       absl::FromChrono(config_.daemon.health_check.timeout) *
       std::max(1, config_.daemon.health_check.fall);
-  // A slow server, store-bound or starved, gets the same budget; a store
-  // call longer than stuck_after is a failed store anyway.
+  // A store call longer than stuck_after is a failed store anyway.
   const absl::Duration store_budget = std::min(
-      absl::FromChrono(config_.daemon.health_check.liveness_starved),
-      stuck_after);
+      absl::FromChrono(config_.daemon.health_check.liveness_store), stuck_after);
   LivenessJudge judge(
       LivenessJudge::Options{
           .liveness = liveness,
           .starved_max =
               absl::FromChrono(config_.daemon.health_check.liveness_starved),
-          .store_stuck = store_budget},
+          .store_max = store_budget},
       clock.Now());
   bool on_store_said = false;
   for (;;) {

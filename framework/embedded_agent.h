@@ -179,7 +179,7 @@ class ServerAgent {
   // How long the server's requests have been waiting on store reads (zero:
   // none is; RequestPipeline::StoreWaitTime). A probe that fails while they
   // wait is the store's silence, not a hang: the keepalive goes on until the
-  // wait reaches health_check.liveness_starved (framework/agent_liveness.h).
+  // silence reaches health_check.liveness_store (framework/agent_liveness.h).
   // Called on an agent thread after a probe that failed. Default: never
   // waiting.
   using StoreWaitProbe = std::function<absl::Duration()>;

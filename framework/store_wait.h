@@ -8,7 +8,7 @@
 // hung server and give the service addresses away, to peers that use the
 // same store. With this gauge it tells the two apart: silence while the
 // request path waits on the store is the store's, up to a bound
-// (health_check.liveness_starved).
+// (health_check.liveness_store).
 //
 //   StoreWait wait(clock);
 //   { StoreWait::Scope reading(wait); store.Get(key); }

@@ -347,7 +347,7 @@ absl::Status ParseHealthCheck(const YAML::Node& root, DaemonConfig& c) {
     if (!h.IsMap()) return Bad("health_check", "must be a mapping");
     if (absl::Status s = CheckKeys(h, "health_check.",
                                    {"kind", "command", "tcp", "period", "timeout", "fall", "rise",
-                                    "liveness", "liveness_starved"});
+                                    "liveness", "liveness_starved", "liveness_store"});
         !s.ok()) {
       return s;
     }
@@ -421,6 +421,18 @@ absl::Status ParseHealthCheck(const YAML::Node& root, DaemonConfig& c) {
     }
     if (hc.liveness_starved < hc.liveness) {
       return Bad("health_check.liveness_starved", "must be >= health_check.liveness");
+    }
+    if (h["liveness_store"]) {
+      if (absl::Status s = GetMs(h["liveness_store"], "health_check.liveness_store",
+                                 hc.liveness_store);
+          !s.ok()) {
+        return s;
+      }
+    } else {
+      hc.liveness_store = 2 * hc.liveness;
+    }
+    if (hc.liveness_store < hc.liveness) {
+      return Bad("health_check.liveness_store", "must be >= health_check.liveness");
     }
   }
   return absl::OkStatus();

@@ -58,7 +58,7 @@ struct HealthCheckConfig {
   // server silent this long is stopped or hung and its addresses are handed over, as after its
   // death. In-process (thread mode) a server whose probe fails this long reports unhealthy.
   // A probe that fails while requests wait on store reads is the store's silence, not a hang, up
-  // to liveness_starved (framework/agent_liveness.h).
+  // to liveness_store (below).
   // YAML `health_check.liveness`, >= 10ms. Default: 300 ms.
   std::chrono::milliseconds liveness{300};
   // A silent server that is starved of CPU, not hung -- its threads waited runnable for a CPU (or
@@ -66,6 +66,13 @@ struct HealthCheckConfig {
   // addresses until it has been silent this long; a stopped or hung one is still given up after
   // `liveness`. YAML `health_check.liveness_starved`, >= liveness. Default: 1500 ms.
   std::chrono::milliseconds liveness_starved{1500};
+  // Embedded agent only: a silent server whose requests are waiting on its store (etcd stalls
+  // for a slow fsync or an apply, 100-500 ms) keeps its addresses until it has been silent this
+  // long (framework/agent_liveness.h); a peer would wait on the same store. Longer waits are
+  // handed over: an etcd election (0.5-1 s at the lab's 50/500 ms) or a store slow only from this
+  // host (a lossy link). YAML `health_check.liveness_store`, >= liveness. Default: 2 x liveness
+  // (600 ms).
+  std::chrono::milliseconds liveness_store{600};
 };
 
 // Damping of lease losses (YAML `damping: {losses: 2, window: 5s, hold: 2s}`): a holder that

@@ -100,6 +100,8 @@ peers: [{id: 1, priority: 1, address: "::1"}]
   // server that waits for a CPU is given 1.5 s.
   EXPECT_EQ(c->realtime_priority, 1);
   EXPECT_EQ(c->health_check.liveness_starved, milliseconds(1500));
+  // A server waiting on its store: twice the liveness.
+  EXPECT_EQ(c->health_check.liveness_store, milliseconds(600));
 }
 
 TEST(DaemonConfigTest, FailOverKeys) {
@@ -109,7 +111,7 @@ interface: eth0
 service_address: 10.0.0.1
 key_file: k
 peers: [{id: 1, priority: 1, address: "127.0.0.1"}]
-health_check: {kind: external, liveness: 150ms, liveness_starved: 600ms}
+health_check: {kind: external, liveness: 150ms, liveness_starved: 600ms, liveness_store: 450ms}
 damping: {losses: 3, window: 1s, hold: 500ms}
 close_timeout: 50ms
 realtime_priority: 0
@@ -117,6 +119,7 @@ realtime_priority: 0
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->health_check.liveness, milliseconds(150));
   EXPECT_EQ(c->health_check.liveness_starved, milliseconds(600));
+  EXPECT_EQ(c->health_check.liveness_store, milliseconds(450));
   EXPECT_EQ(c->realtime_priority, 0);
   EXPECT_EQ(c->damping.losses, 3);
   EXPECT_EQ(c->damping.window, milliseconds(1000));
@@ -125,6 +128,7 @@ realtime_priority: 0
   for (const char* bad : {"damping: {losses: -1}", "damping: {lossses: 2}", "damping: 3",
                           "close_timeout: 2m", "health_check: {kind: external, liveness: 5ms}",
                           "health_check: {kind: external, liveness: 300ms, liveness_starved: 200ms}",
+                          "health_check: {kind: external, liveness: 300ms, liveness_store: 200ms}",
                           "realtime_priority: 100", "realtime_priority: -1"}) {
     absl::StatusOr<DaemonConfig> b = ParseDaemonConfig(absl::StrCat(
         "node_id: 1\ninterface: eth0\nservice_address: 10.0.0.1\nkey_file: k\n"
