@@ -180,15 +180,20 @@ EOF
 }
 unloss_all() { ip netns exec "$(ns sw)" nft delete table bridge kvfloss 2>/dev/null || true; }
 kv_pid() { cat "$CELL/lab/kv.$1.pid" 2>/dev/null; }
+# A power loss: both of hK's ports go down in one netlink batch right after the fault's time stamp,
+# as bench/failover.sh does; the lab's crash command (which does the same, then SIGKILLs every
+# process on hK) starts two scripts and several `ip` commands first, 50-75 ms on this machine, which
+# were counted as outage of both systems.
+ports_down() { ip -n "$(ns sw)" -batch - <<< "link set sw-$1 down"$'\n'"link set cl-$1 down"; }
 sys_fault() {  # sys_fault SCENARIO hK (both lab scripts have the same commands)
   case $1 in
     process) lab_cmd kill-server "$2" ;;
-    host) lab_cmd crash "$2" ;;
+    host) ports_down "$2"; lab_cmd crash "$2" ;;
     partition) cut_host "$2" ;;
     drain) lab_cmd drain "$2" ;;
     freeze) kill -STOP "$(kv_pid "$2")" ;;
     lossy) lossy_host "$2" ;;
-    etcdleader) lab_cmd crash "$2" ;;
+    etcdleader) ports_down "$2"; lab_cmd crash "$2" ;;
   esac
 }
 # The end of a fault that lasts (partition, freeze, lossy): the heal.
