@@ -57,7 +57,9 @@
 #      within an attempt, default 20: a SYN lost while the address is between hosts is resent
 #      after 20 ms instead of waiting out the attempt; 0 = off), BACKOFF_MS (its longest backoff,
 #      default 20), CLIENTS (default 4), PFX_B / PFX_K (namespace prefixes, default kvb<PID> /
-#      kvk<PID>: concurrent invocations do not share labs).
+#      kvk<PID>: concurrent invocations do not share labs), DRIVER_ARGS (more baton-kv-driver
+#      options for both systems' client, e.g. "--adaptive-timeout --hedge-delay-ms 0": attempt
+#      timeouts from the observed latency and hedged attempts, docs/client.md).
 # Output: OUTDIR/<system>-<scenario>-<interval>/run-<k>/{timeline.jsonl,driver.json,events,...},
 # OUTDIR/runs.jsonl (one JSON per run), OUTDIR/summary.jsonl (one JSON per cell), OUTDIR/table.txt.
 # Needs root, iproute2, nftables, etcd, keepalived, python3.
@@ -96,7 +98,7 @@ done
 PY=$(command -v python3)
 OUT=${OUT:-/tmp/baton-kv-failover.$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"; : > "$OUT/runs.jsonl"
-RERUN="$0 -i $INTERVALS -n $N -s $SCENARIOS$( (( RUN_B )) || echo " -B")$( (( RUN_K )) || echo " -K") -o $OUT -b $BUILD"
+RERUN="${DRIVER_ARGS:+DRIVER_ARGS=\"$DRIVER_ARGS\" }$0 -i $INTERVALS -n $N -s $SCENARIOS$( (( RUN_B )) || echo " -B")$( (( RUN_K )) || echo " -K") -o $OUT -b $BUILD"
 # Namespace prefixes unique to this invocation (concurrent runs must not take down each other's labs).
 PFX_B=${PFX_B:-kvb$$}; PFX_K=${PFX_K:-kvk$$}; PFX_B=${PFX_B:0:12}; PFX_K=${PFX_K:0:12}
 ATTEMPT_MS=${ATTEMPT_MS:-100}; CONNECT_MS=${CONNECT_MS:-20}; BACKOFF_MS=${BACKOFF_MS:-20}; CLIENTS=${CLIENTS:-4}
@@ -304,7 +306,8 @@ one_run() {   # one_run SCENARIO INTERVAL K
     ip netns exec "$(ns c)" "$DRIVER" --target "$VIP:$PORT" --clients "$CLIENTS" --seconds 0 \
       --stop-file "$RUN/stop" --timeline "$RUN/driver-timeline.jsonl" --summary "$RUN/driver.json" \
       --run-id "${SYS:0:1}${scen:0:2}${iv/./}r$k$RANDOM" --attempt-timeout-ms "$ATTEMPT_MS" \
-      --connect-timeout-ms "$CONNECT_MS" --max-backoff-ms "$BACKOFF_MS" --deadline-ms 10000 --quiet > "$RUN/driver.out" 2>&1 < /dev/null &
+      --connect-timeout-ms "$CONNECT_MS" --max-backoff-ms "$BACKOFF_MS" --deadline-ms 10000 --quiet \
+      ${DRIVER_ARGS:-} > "$RUN/driver.out" 2>&1 < /dev/null &
     dpid=$!
     now > "$RUN/driver.start"   # approximate; the analysis uses the driver's own start_unix
     sleep_until "$(calc "$(now) + $STEADY + $(rand_phase "$iv")")"
@@ -388,7 +391,7 @@ trap 'echo "interrupted" >&2; exit 130' INT TERM
 
 T0=$(now)
 echo "# $RERUN"
-echo "# output $OUT; build $BUILD; client: $CLIENTS x baton-kv-driver, attempt timeout ${ATTEMPT_MS} ms, connect timeout ${CONNECT_MS} ms, backoff <= ${BACKOFF_MS} ms"
+echo "# output $OUT; build $BUILD; client: $CLIENTS x baton-kv-driver, attempt timeout ${ATTEMPT_MS} ms, connect timeout ${CONNECT_MS} ms, backoff <= ${BACKOFF_MS} ms${DRIVER_ARGS:+, $DRIVER_ARGS}"
 for iv in ${INTERVALS//,/ }; do
   [[ $iv =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "bad interval $iv" >&2; exit 2; }
   for SYS in baton keepalived; do
