@@ -20,6 +20,8 @@ Counts (between the driver's start and end; no fault was injected, so every one 
   silent        "no message from the server for N ms (stopped or hung)" lines (the agent's
                 watchdog gave a silent server up)
   excused       "waits for a CPU" lines (a silent server the agent found starved, not hung)
+  self_hung     the server's own "event loop made no progress ...: hung" lines (addresses given
+                away); store_excused: its "... requests waited on the store ...: not hung" lines
   lease_losses  "lease not renewed" debug lines (only with the agents at log_level debug) and the
                 damping's "lost its lease" warnings
 """
@@ -103,7 +105,7 @@ def run(a):
     if cur_e is not None:
         covered += cur_e - cur_s
     two = lab_logs.two_holders(intervals, lab_logs.MONITOR_SKEW)
-    role = unhealthy = damped = silent = excused = hung = 0
+    role = unhealthy = damped = silent = excused = hung = on_store = 0
     for h in HOSTS:
         log = os.path.join(lab, f"kv-{h}.log")
         role += count_log(log, r"role .*slot \d+ holder", start, end)
@@ -111,7 +113,8 @@ def run(a):
         damped += count_log(log, r"lost its lease", start, end)
         silent += count_log(log, r"no message from the server for \d+ ms \(stopped or hung\)", start, end)
         excused += count_log(log, r"waits for a CPU", start, end)
-        hung += count_log(log, r"event loop made no progress", start, end)
+        hung += count_log(log, r"event loop made no progress for .*: hung;", start, end)
+        on_store += count_log(log, r"requests waited on the store .*: not hung", start, end)
     d = {}
     dp = os.path.join(a.run_dir, "driver.json")
     if os.path.exists(dp):
@@ -129,6 +132,7 @@ def run(a):
         "two_holders": len(two),
         "role_changes": role, "unhealthy_reports": unhealthy, "lease_loss_warnings": damped,
         "watchdog_silent": silent, "watchdog_excused": excused, "self_hung": hung,
+        "store_excused": on_store,
         "requests": d.get("requests"), "acked": d.get("acked"),
         "rate_per_s": round(d["acked"] / secs, 1) if d.get("acked") else None,
         "retried": d.get("retried"), "unknown": d.get("unknown"),
@@ -148,7 +152,8 @@ def run(a):
           f"{len(gaps)} (longest {row['longest_gap_ms']} ms), lost {row['lost']}, duplicated "
           f"{row['duplicated']}; {row['acked']} acked ({row['rate_per_s']}/s); throttled "
           f"{row['throttled_periods']}/{row['periods']} periods; agent watchdog gave up {silent}, "
-          f"excused {excused}; server judged itself hung {hung}; damping {damped}")
+          f"excused {excused}; server judged itself hung {hung}, waiting on its store (not hung) "
+          f"{on_store}; damping {damped}")
 
 
 def table(path):
