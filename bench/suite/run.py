@@ -181,8 +181,7 @@ BENCHES = [
           "capped at one core) on the holder's host, no fault; every address move counted "
           "(bench/kv_soak.sh, 10 min at 50 ms and at 10 ms heartbeats)",
           ["baton-kvserver", "baton-takeoverd", "baton-kv-driver"],
-          None, None, est_full=0, est_quick=0, root=True, available=kv_failover_available,
-          env={"PFX": "bss"},
+          None, None, est_full=0, est_quick=0, root=True, env={"PFX": "bss"},
           soak=lambda c: [os.path.join(REPO, "bench", "kv_soak.sh"), "-i", "0.05,0.01",
                           "-t", "600", "-o", os.path.join(c["out"], "kv_soak"),
                           "-b", c["build"]],
@@ -191,7 +190,7 @@ BENCHES = [
           "capacity: one kv server on a 3-member etcd under steady writes for 30 min; store "
           "size, completion records and request rate must stay flat (bench/etcd_soak.sh)",
           ["baton-kvserver"],
-          None, None, est_full=0, est_quick=0, available=kv_failover_available,
+          None, None, est_full=0, est_quick=0,
           soak=lambda c: [os.path.join(REPO, "bench", "etcd_soak.sh"), "-t", "1800",
                           "-o", os.path.join(c["out"], "etcd_soak"), "-b", c["build"]],
           est_soak=1900),
